@@ -1,0 +1,137 @@
+// Package message holds the JSON messages that cross stackseam's queues: events
+// (event queue), task messages (task queue) and task results. It is the leaf
+// package shared by both functions, the CLI and the tests; field names follow
+// CloudSeam so existing publishers keep working.
+package message
+
+import (
+	"time"
+)
+
+// Names of the events the system itself understands. Every other event name is
+// defined by a machine file.
+const (
+	// EventNext is fired by the state manager when all tasks of a state are
+	// satisfied. Publishers may not send it.
+	EventNext = "NEXT"
+	// EventTaskCompleted reports that one task run succeeded.
+	EventTaskCompleted = "TASK_COMPLETED"
+	// EventTaskError reports that one task run failed.
+	EventTaskError = "TASK_ERROR"
+	// EventRetryFailedTasks re-dispatches every failed task of the stack.
+	EventRetryFailedTasks = "RETRY_FAILED_TASKS"
+	// EventRetryPendingTasks re-dispatches every task still waiting for a result.
+	EventRetryPendingTasks = "RETRY_PENDING_TASKS"
+)
+
+// IsSystemEvent reports whether name is handled by the engine itself rather
+// than by a machine's `on` table.
+func IsSystemEvent(name string) bool {
+	switch name {
+	case EventTaskCompleted, EventTaskError, EventRetryFailedTasks, EventRetryPendingTasks:
+		return true
+	}
+	return false
+}
+
+// Event is one message on the event queue: from a publisher (LAUNCH, DESTROY…),
+// or a task result sent back by the satisfier.
+type Event struct {
+	// StackID names the stack; it is also the FIFO message group.
+	StackID string `json:"stackId"`
+	// Event is the event name. CloudSeam's legacy field `action` is accepted
+	// when parsing and normalised into this field.
+	Event string `json:"event"`
+	// Machine is required the first time a stack is seen.
+	Machine string `json:"machine,omitempty"`
+	// Metadata is merged into the stack's metadata. Values are strings,
+	// numbers (json.Number) or booleans.
+	Metadata Metadata `json:"metadata,omitempty"`
+	// EventID makes the event idempotent: a second event with the same id is
+	// not applied again.
+	EventID string `json:"eventId,omitempty"`
+
+	// The remaining fields are set on task results only.
+
+	// TaskRunID identifies the dispatch this result answers.
+	TaskRunID string `json:"taskRunId,omitempty"`
+	// Task is the task the result is for.
+	Task *TaskSpec `json:"task,omitempty"`
+	// Description says what went wrong (TASK_ERROR) or what was done.
+	Description string `json:"description,omitempty"`
+	// Outputs are merged into the stack metadata on TASK_COMPLETED.
+	Outputs Metadata `json:"outputs,omitempty"`
+	// Log points at the stored task log.
+	Log string `json:"log,omitempty"`
+}
+
+// IsResult reports whether the event is a task result.
+func (e *Event) IsResult() bool {
+	return e.Event == EventTaskCompleted || e.Event == EventTaskError
+}
+
+// TaskSpec is a task as its machine defines it.
+type TaskSpec struct {
+	Name     string         `json:"name"`
+	Executor string         `json:"executor"`
+	Config   map[string]any `json:"config"`
+	// TimeoutSeconds bounds one run; zero means the executor's default.
+	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+}
+
+// TaskStatus is where one task of the current state stands.
+type TaskStatus string
+
+// The task statuses.
+const (
+	TaskPending   TaskStatus = "pending"
+	TaskCompleted TaskStatus = "completed"
+	TaskFailed    TaskStatus = "failed"
+)
+
+// StackTask is one task of the stack's current state, as stored and as sent
+// to the satisfier in Stack.Tasks.
+type StackTask struct {
+	Name   string     `json:"name"`
+	Status TaskStatus `json:"status"`
+	// RunID is the taskRunId of the latest dispatch; only a result carrying it
+	// can settle the task.
+	RunID string `json:"runId"`
+	// Attempt counts dispatches of this task in this state visit, from 1.
+	Attempt      int        `json:"attempt"`
+	DispatchedAt time.Time  `json:"dispatchedAt"`
+	FinishedAt   *time.Time `json:"finishedAt,omitempty"`
+	// Description holds the error text of a failed run.
+	Description string `json:"description,omitempty"`
+	// Log points at the latest run's stored log, when the executor kept one.
+	Log string `json:"log,omitempty"`
+}
+
+// Stack is the stack as a task message carries it.
+type Stack struct {
+	ID            string      `json:"id"`
+	Machine       string      `json:"machine"`
+	State         string      `json:"state"`
+	PreviousState string      `json:"previousState,omitempty"`
+	Metadata      Metadata    `json:"metadata"`
+	Tasks         []StackTask `json:"tasks"`
+}
+
+// Task is one message on the task queue: run this task for this stack.
+type Task struct {
+	Task      TaskSpec `json:"task"`
+	Stack     Stack    `json:"stack"`
+	TaskRunID string   `json:"taskRunId"`
+}
+
+// Result is what the satisfier publishes to the event queue after running a
+// task. It parses as an Event.
+type Result struct {
+	Event       string   `json:"event"`
+	StackID     string   `json:"stackId"`
+	Task        TaskSpec `json:"task"`
+	TaskRunID   string   `json:"taskRunId"`
+	Description string   `json:"description,omitempty"`
+	Outputs     Metadata `json:"outputs,omitempty"`
+	Log         string   `json:"log,omitempty"`
+}

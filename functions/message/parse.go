@@ -1,0 +1,168 @@
+package message
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Limits on what an event may carry. They keep one bad publisher from
+// bloating a stack row that every later event reads.
+const (
+	maxMetadataKeys     = 200
+	maxMetadataKeyLen   = 128
+	maxMetadataValueLen = 8192
+	maxDescriptionLen   = 16384
+)
+
+var (
+	stackIDPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	eventNamePattern = regexp.MustCompile(`^[A-Z0-9_-]+$`)
+	machineNameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+)
+
+// ErrInvalid is wrapped by every error ParseEvent returns: the message is
+// permanently bad and must be rejected, not retried.
+var ErrInvalid = errors.New("invalid event")
+
+// Metadata is a flat map of string, number (json.Number) or boolean values.
+type Metadata map[string]any
+
+// Validate checks that m is flat: every value is a string, number or boolean.
+// field names the JSON field for the error text ("metadata", "outputs").
+func (m Metadata) Validate(field string) error {
+	if len(m) > maxMetadataKeys {
+		return fmt.Errorf("%s has %d keys; at most %d are allowed", field, len(m), maxMetadataKeys)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "" || len(k) > maxMetadataKeyLen {
+			return fmt.Errorf("%s key %q must be 1 to %d characters", field, k, maxMetadataKeyLen)
+		}
+		switch v := m[k].(type) {
+		case string:
+			if len(v) > maxMetadataValueLen {
+				return fmt.Errorf("%s.%s is %d bytes; at most %d are allowed", field, k, len(v), maxMetadataValueLen)
+			}
+		case json.Number, bool:
+		case float64, int, int64:
+			// Values built in Go rather than decoded from JSON.
+		case nil:
+			return fmt.Errorf("%s.%s is null; values must be strings, numbers or booleans", field, k)
+		default:
+			return fmt.Errorf("%s.%s is %s; metadata must be flat (strings, numbers or booleans)", field, k, jsonKind(v))
+		}
+	}
+	return nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	default:
+		return fmt.Sprintf("a %T", v)
+	}
+}
+
+// wireEvent accepts both `event` and CloudSeam's legacy `action`.
+type wireEvent struct {
+	Event
+	Action string `json:"action,omitempty"`
+}
+
+// ParseEvent decodes and validates one event-queue message body. Every error
+// wraps ErrInvalid and says what is wrong in words a publisher can act on.
+func ParseEvent(body []byte) (Event, error) {
+	var w wireEvent
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&w); err != nil {
+		return Event{}, invalid("malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return Event{}, invalid("malformed JSON: more than one value in the message")
+	}
+	ev := w.Event
+	if ev.Event == "" {
+		ev.Event = w.Action
+	} else if w.Action != "" && w.Action != ev.Event {
+		return Event{}, invalid("both event %q and action %q are set and differ", ev.Event, w.Action)
+	}
+	if ev.StackID == "" {
+		return Event{}, invalid("stackId is required")
+	}
+	if !stackIDPattern.MatchString(ev.StackID) {
+		return Event{}, invalid("stackId %q must match %s", ev.StackID, stackIDPattern)
+	}
+	if ev.Event == "" {
+		return Event{}, invalid("event is required")
+	}
+	if !eventNamePattern.MatchString(ev.Event) {
+		return Event{}, invalid("event %q must match %s", ev.Event, eventNamePattern)
+	}
+	if ev.Machine != "" && !machineNameRE.MatchString(ev.Machine) {
+		return Event{}, invalid("machine %q is not a valid machine name", ev.Machine)
+	}
+	if err := ev.Metadata.Validate("metadata"); err != nil {
+		return Event{}, invalid("%v", err)
+	}
+	if len(ev.Description) > maxDescriptionLen {
+		ev.Description = ev.Description[:maxDescriptionLen] + "…(truncated)"
+	}
+	if ev.IsResult() {
+		if ev.TaskRunID == "" {
+			return Event{}, invalid("%s needs taskRunId", ev.Event)
+		}
+		if err := ev.Outputs.Validate("outputs"); err != nil {
+			return Event{}, invalid("%v", err)
+		}
+	} else if ev.TaskRunID != "" || len(ev.Outputs) > 0 {
+		return Event{}, invalid("taskRunId and outputs belong on TASK_COMPLETED and TASK_ERROR only")
+	}
+	return ev, nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// ParseTask decodes and validates one task-queue message body.
+func ParseTask(body []byte) (Task, error) {
+	var t Task
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&t); err != nil {
+		return Task{}, fmt.Errorf("malformed task message: %w", err)
+	}
+	var missing []string
+	if t.TaskRunID == "" {
+		missing = append(missing, "taskRunId")
+	}
+	if t.Task.Name == "" {
+		missing = append(missing, "task.name")
+	}
+	if t.Task.Executor == "" {
+		missing = append(missing, "task.executor")
+	}
+	if t.Stack.ID == "" {
+		missing = append(missing, "stack.id")
+	}
+	if t.Stack.Machine == "" {
+		missing = append(missing, "stack.machine")
+	}
+	if len(missing) > 0 {
+		return t, fmt.Errorf("malformed task message: missing %s", strings.Join(missing, ", "))
+	}
+	return t, nil
+}
