@@ -1,0 +1,135 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+)
+
+// InOrderByGroup builds a BatchHandler from a per-message handler. Messages with the same GroupID
+// are handled one at a time in batch order; once one fails, the later messages of that group in
+// the batch are reported failed without being handled (so per-stack order holds). Different groups
+// are handled concurrently, at most parallelism at once (<=0 means 1). A panic in handle is
+// recovered and counts as a failure of that message (logged), never crashes the process.
+//
+// Messages without a GroupID (standard queues) promise no order, so each one is handled on its
+// own: a failure never holds back another message. Once ctx is done, messages not yet started are
+// reported failed without being handled, because their work could not finish anyway.
+func InOrderByGroup(handle func(ctx context.Context, m Message) error, parallelism int) BatchHandler {
+	if parallelism <= 0 {
+		parallelism = 1
+	}
+	return func(ctx context.Context, batch []Message) []string {
+		units := orderedUnits(batch)
+		failed := make([][]string, len(units))
+		work := make(chan int)
+		var wg sync.WaitGroup
+		for range min(parallelism, len(units)) {
+			wg.Go(func() {
+				for i := range work {
+					failed[i] = handleInOrder(ctx, handle, units[i])
+				}
+			})
+		}
+		for i := range units {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+
+		// Report in batch order so the result does not depend on scheduling.
+		isFailed := make(map[string]bool)
+		for _, ids := range failed {
+			for _, id := range ids {
+				isFailed[id] = true
+			}
+		}
+		var out []string
+		for _, m := range batch {
+			if isFailed[m.ID] {
+				out = append(out, m.ID)
+				delete(isFailed, m.ID) // a duplicate ID is reported once
+			}
+		}
+		return out
+	}
+}
+
+// orderedUnits splits a batch into the runs of messages that must be handled one after another:
+// one per GroupID, in order of first appearance, and one per message that has no GroupID.
+func orderedUnits(batch []Message) [][]Message {
+	var units [][]Message
+	index := make(map[string]int)
+	for _, m := range batch {
+		if m.GroupID == "" {
+			units = append(units, []Message{m})
+			continue
+		}
+		i, ok := index[m.GroupID]
+		if !ok {
+			i = len(units)
+			index[m.GroupID] = i
+			units = append(units, nil)
+		}
+		units[i] = append(units[i], m)
+	}
+	return units
+}
+
+// handleInOrder handles msgs one at a time and returns the IDs of the failed message and of every
+// message after it, which are not handled.
+func handleInOrder(ctx context.Context, handle func(context.Context, Message) error, msgs []Message) []string {
+	for i, m := range msgs {
+		err := ctx.Err()
+		if err == nil {
+			err = handleRecovering(ctx, handle, m)
+		} else {
+			err = fmt.Errorf("not handled: %w", context.Cause(ctx))
+		}
+		if err == nil {
+			continue
+		}
+		logFailure(ctx, m, err)
+		ids := make([]string, 0, len(msgs)-i)
+		ids = append(ids, m.ID)
+		for _, later := range msgs[i+1:] {
+			slog.InfoContext(ctx, "message not handled: an earlier message of its group failed",
+				"message_id", later.ID, "group_id", later.GroupID, "failed_message_id", m.ID)
+			ids = append(ids, later.ID)
+		}
+		return ids
+	}
+	return nil
+}
+
+// panicError is a panic recovered from a message handler.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+func handleRecovering(ctx context.Context, handle func(context.Context, Message) error, m Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{value: r, stack: debug.Stack()}
+		}
+	}()
+	return handle(ctx, m)
+}
+
+func logFailure(ctx context.Context, m Message, err error) {
+	attrs := []any{"message_id", m.ID, "receive_count", m.ReceiveCount, "error", err.Error()}
+	if m.GroupID != "" {
+		attrs = append(attrs, "group_id", m.GroupID)
+	}
+	if pe, ok := errors.AsType[*panicError](err); ok {
+		slog.ErrorContext(ctx, "message handler panicked", append(attrs, "stack", string(pe.stack))...)
+		return
+	}
+	slog.WarnContext(ctx, "message failed", attrs...)
+}

@@ -1,0 +1,35 @@
+// Package queue is the SQS plumbing shared by the state manager and the task satisfier: it turns
+// a batch from Lambda's SQS event or from local polling into calls of one handler, and sends messages.
+package queue
+
+import (
+	"context"
+	"strconv"
+)
+
+// Message is one received queue message, whether it came from Lambda's SQS event or from polling.
+type Message struct {
+	ID           string // SQS MessageId (stable across redeliveries)
+	Body         string
+	GroupID      string // MessageGroupId on FIFO queues, "" otherwise
+	ReceiveCount int    // ApproximateReceiveCount (1 on first delivery; 0 if SQS did not report it)
+}
+
+// BatchHandler processes one batch and returns the IDs of the messages that failed and must be
+// delivered again; every other message counts as done.
+type BatchHandler func(ctx context.Context, batch []Message) (failed []string)
+
+// SQS system attribute names; Lambda's event and ReceiveMessage use the same keys.
+const (
+	attrGroupID      = "MessageGroupId"
+	attrReceiveCount = "ApproximateReceiveCount"
+)
+
+// messageFromAttributes builds a Message from the fields both sources share.
+func messageFromAttributes(id, body string, attrs map[string]string) Message {
+	m := Message{ID: id, Body: body, GroupID: attrs[attrGroupID]}
+	if n, err := strconv.Atoi(attrs[attrReceiveCount]); err == nil {
+		m.ReceiveCount = n
+	}
+	return m
+}
