@@ -264,4 +264,3 @@ func failedIndexes(err *queue.SendError) []int {
 	}
 	return out
 }
-
