@@ -1,0 +1,283 @@
+package machine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ValidationError is what Parse returns for a file that breaks the rules. It
+// holds every problem found, not only the first, so one run of `stackseam
+// validate` shows everything to fix.
+type ValidationError struct {
+	// File is the path the problems refer to.
+	File string
+	// Problems is sorted by line and column.
+	Problems []Problem
+}
+
+// Error prints one problem per line as "file:line:col: message [rule]".
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+var (
+	// namePattern is what event and state names look like (DESIGN.md §2).
+	namePattern = regexp.MustCompile(`^[A-Z0-9-]+$`)
+	// machineNamePattern matches the names an event's `machine` field may
+	// carry, so every machine a file defines can actually be used.
+	machineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	yamlErrorPattern   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+)
+
+var topLevelKeys = []string{"version", "events", "states", "tasks"}
+
+// NameFromFile returns the machine name of a file name ("feature-env.yml" →
+// "feature-env") and whether the name ends in .yml or .yaml at all.
+func NameFromFile(file string) (string, bool) {
+	base := filepath.Base(file)
+	for _, ext := range []string{".yml", ".yaml"} {
+		if name, ok := strings.CutSuffix(base, ext); ok && name != "" {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// ParseFile reads and validates the machine file at path; the machine is
+// named after the file. Errors reading the file are returned as they are; a
+// file that breaks the rules gives a *ValidationError.
+func ParseFile(path string) (*Machine, error) {
+	name, ok := NameFromFile(path)
+	if !ok {
+		return nil, fmt.Errorf("error reading machine file %s: the name must end in .yml or .yaml", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("error reading machine file: %w", err)
+	}
+	return Parse(name, path, data)
+}
+
+// Parse validates a machine file's contents. name is the machine name (the
+// file name without extension); file is the path problems are reported
+// against. A file that breaks any rule gives a *ValidationError listing every
+// problem; warnings (such as unreachable states) land in Machine.Warnings.
+func Parse(name, file string, data []byte) (*Machine, error) {
+	p := &parser{file: file, budget: maxNodes}
+	m := p.machine(name, data)
+	if len(p.problems) > 0 {
+		return nil, &ValidationError{File: file, Problems: sortProblems(p.problems)}
+	}
+	m.Warnings = sortProblems(p.warnings)
+	return m, nil
+}
+
+// scope is what the state rules need to know about the rest of the file.
+type scope struct {
+	events    map[string]*yaml.Node // declared events → where
+	states    map[string]*yaml.Node // state names → key
+	tasks     map[string]*yaml.Node // task names → key
+	tasksUsed map[string]bool
+}
+
+func (p *parser) machine(name string, data []byte) *Machine {
+	m := &Machine{
+		Name:   name,
+		Source: p.file,
+		States: map[string]*State{},
+		Tasks:  map[string]*Task{},
+	}
+	if !machineNamePattern.MatchString(name) {
+		p.problem(nil, RuleMachineName, "the machine name %q (from the file name) cannot be used in events: it must match %s",
+			name, machineNamePattern)
+	}
+	root := p.document(data)
+	if root == nil {
+		return m
+	}
+	top, ok := p.mapping(root, "a machine file", RuleType)
+	if !ok {
+		return m
+	}
+	var version, events, states, tasks *pair
+	for i := range top {
+		kv := &top[i]
+		switch kv.Key.Value {
+		case "version":
+			version = kv
+		case "events":
+			events = kv
+		case "states":
+			states = kv
+		case "tasks":
+			tasks = kv
+		default:
+			if !strings.HasPrefix(kv.Key.Value, "x-") {
+				p.unknownKey(kv.Key, "the machine (extension keys start with x-)", topLevelKeys...)
+			}
+		}
+	}
+
+	if version == nil {
+		p.problem(root, RuleVersion, "missing version: write `version: 1`")
+	} else {
+		m.Version = p.version(version.Value)
+	}
+
+	sc := &scope{
+		events:    map[string]*yaml.Node{},
+		states:    map[string]*yaml.Node{},
+		tasks:     map[string]*yaml.Node{},
+		tasksUsed: map[string]bool{},
+	}
+	if events == nil {
+		p.problem(root, RuleRequired, "missing events: a list of the event names the machine accepts (it may be empty: events: [])")
+	} else {
+		m.Events = p.events(events.Value, sc)
+	}
+	if tasks != nil {
+		p.tasks(tasks.Value, m, sc)
+	}
+	if states == nil {
+		p.problem(root, RuleRequired, "missing states: a mapping of state names to states")
+	} else {
+		p.states(states, m, sc)
+	}
+	p.unused(m, sc)
+	return m
+}
+
+// document parses data and returns its root node, or nil after reporting
+// why there is none.
+func (p *parser) document(data []byte) *yaml.Node {
+	if len(bytes.TrimSpace(data)) == 0 {
+		p.problem(nil, RuleEmpty, "the file is empty")
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.problem(nil, RuleEmpty, "the file holds no YAML document (only comments)")
+		} else {
+			p.yamlError(err)
+		}
+		return nil
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		at := &extra
+		if len(extra.Content) > 0 {
+			at = extra.Content[0]
+		}
+		p.problem(at, RuleYAML, "a machine file holds one YAML document; this is a second one")
+	case !errors.Is(err, io.EOF):
+		p.yamlError(err)
+	}
+	if len(doc.Content) == 0 {
+		p.problem(nil, RuleEmpty, "the file holds no YAML document")
+		return nil
+	}
+	root := doc.Content[0]
+	if r := resolve(root); r.Kind == yaml.ScalarNode && r.ShortTag() == "!!null" {
+		p.problem(root, RuleEmpty, "the document is empty")
+		return nil
+	}
+	return root
+}
+
+// yamlError turns a syntax error of the yaml library into a problem on the
+// line it names.
+func (p *parser) yamlError(err error) {
+	msg := err.Error()
+	line := 1
+	if m := yamlErrorPattern.FindStringSubmatch(msg); m != nil {
+		if n, convErr := strconv.Atoi(m[1]); convErr == nil && n > 0 {
+			line = n
+		}
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	p.problems = append(p.problems, Problem{File: p.file, Line: line, Column: 1, Rule: RuleYAML, Message: msg})
+}
+
+// version accepts 1 and 1.0 (CloudSeam's docs write the latter) and returns
+// it as written.
+func (p *parser) version(raw *yaml.Node) string {
+	n := resolve(raw)
+	if n == nil || n.Kind != yaml.ScalarNode {
+		p.problem(raw, RuleVersion, "version must be 1, not %s", kindName(raw))
+		return ""
+	}
+	if n.Value != "1" && n.Value != "1.0" {
+		p.problem(raw, RuleVersion, "unsupported version %q: this is version 1 of the machine format (write 1 or 1.0)", n.Value)
+		return ""
+	}
+	return n.Value
+}
+
+func (p *parser) events(raw *yaml.Node, sc *scope) []string {
+	items, ok := p.sequence(raw, "events", RuleType)
+	if !ok {
+		return nil
+	}
+	list := []string{}
+	for _, it := range items {
+		ev, ok := p.name(it, "an event", RuleEventName)
+		if !ok {
+			continue
+		}
+		if ev == EventNext {
+			p.warn(it, RuleImplicitNext, "NEXT is an event of every machine; it need not be declared")
+			continue
+		}
+		if first, dup := sc.events[ev]; dup {
+			p.problem(it, RuleDuplicateEvent, "event %s is declared twice (first at %s)", ev, pos(first))
+			continue
+		}
+		// Remembered even when badly named so `on` entries using it do not
+		// add a second, misleading problem.
+		sc.events[ev] = it
+		if !namePattern.MatchString(ev) {
+			p.problem(it, RuleEventName, "event name %q must match %s (capitals, digits and -)", ev, namePattern)
+			continue
+		}
+		list = append(list, ev)
+	}
+	return list
+}
+
+// unused warns about tasks no state lists and events no state handles.
+func (p *parser) unused(m *Machine, sc *scope) {
+	for name, key := range sc.tasks {
+		if !sc.tasksUsed[name] {
+			p.warn(key, RuleUnusedTask, "task %s is defined but no state lists it", name)
+		}
+	}
+	handled := map[string]bool{}
+	for _, st := range m.States {
+		for ev := range st.On {
+			handled[ev] = true
+		}
+	}
+	for ev, at := range sc.events {
+		if !handled[ev] {
+			p.warn(at, RuleUnusedEvent, "event %s is declared but no state handles it, so sending it is always rejected", ev)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package machine
+
+// Rule ids name the rule a Problem breaks. They are stable: tests, editors and
+// the JSON Schema refer to them, so an id is never renamed or reused.
+const (
+	// RuleYAML: the file is not well-formed YAML (or holds more than one
+	// document, or expands aliases beyond reason).
+	RuleYAML = "yaml"
+	// RuleEmpty: the file holds no document.
+	RuleEmpty = "empty"
+	// RuleMachineName: the file name cannot be used as a machine name in
+	// events (it must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$).
+	RuleMachineName = "machine-name"
+	// RuleType: a value has the wrong YAML type (a list where a mapping
+	// belongs, a string where a boolean belongs…).
+	RuleType = "type"
+	// RuleUnknownKey: a mapping holds a key the format does not define.
+	RuleUnknownKey = "unknown-key"
+	// RuleDuplicateKey: a mapping repeats a key.
+	RuleDuplicateKey = "duplicate-key"
+	// RuleRequired: a required top-level key (events, states) is missing.
+	RuleRequired = "required"
+	// RuleVersion: `version` is missing or not 1 / 1.0.
+	RuleVersion = "version"
+	// RuleEventName: an event name does not match ^[A-Z0-9-]+$.
+	RuleEventName = "event-name"
+	// RuleDuplicateEvent: an event is declared twice.
+	RuleDuplicateEvent = "duplicate-event"
+	// RuleStateName: a state name does not match ^[A-Z0-9-]+$.
+	RuleStateName = "state-name"
+	// RuleDuplicateState: a state is defined twice.
+	RuleDuplicateState = "duplicate-state"
+	// RuleMissingInit: there is no INIT state.
+	RuleMissingInit = "missing-init"
+	// RuleNoTerminal: no state is `terminal: true`.
+	RuleNoTerminal = "no-terminal"
+	// RuleUndeclaredEvent: `on` names an event that is neither declared nor NEXT.
+	RuleUndeclaredEvent = "undeclared-event"
+	// RuleAction: an action is missing its `action` or names an unknown kind.
+	RuleAction = "action"
+	// RuleAdvanceTarget: an advance has no `state` or names a state that
+	// does not exist.
+	RuleAdvanceTarget = "advance-target"
+	// RuleUnknownTask: a state lists a task not defined under `tasks`.
+	RuleUnknownTask = "unknown-task"
+	// RuleDuplicateTask: a state lists the same task twice.
+	RuleDuplicateTask = "duplicate-task"
+	// RuleNextRequired: a non-terminal state has tasks but no NEXT handler,
+	// so a stack would stay there for ever once its tasks are done.
+	RuleNextRequired = "next-required"
+	// RuleTaskName: a task name is empty.
+	RuleTaskName = "task-name"
+	// RuleExecutor: a task's `executor` is missing or not terraform / lambda.
+	RuleExecutor = "executor"
+	// RuleTerraformConfig: a terraform task's `config` is missing or wrong.
+	RuleTerraformConfig = "terraform-config"
+	// RuleLambdaConfig: a lambda task's `config` is missing or wrong.
+	RuleLambdaConfig = "lambda-config"
+	// RuleRetry: a task's `retry` is wrong (stackseam addition).
+	RuleRetry = "retry"
+	// RuleTimeout: a task's `timeoutSeconds` is not a positive integer
+	// (stackseam addition).
+	RuleTimeout = "timeout"
+	// RuleTTL: a state's `ttl` is wrong (stackseam addition).
+	RuleTTL = "ttl"
+)
+
+// Rule ids of warnings: the machine works, but probably not as meant.
+const (
+	// RuleUnreachable: no chain of advances leads from INIT to the state.
+	RuleUnreachable = "unreachable"
+	// RuleImplicitNext: `events` declares NEXT, which every machine has
+	// already. Accepted so files that spell it out keep working.
+	RuleImplicitNext = "implicit-next"
+	// RuleUnusedTask: a task is defined but no state lists it.
+	RuleUnusedTask = "unused-task"
+	// RuleUnusedEvent: an event is declared but no state handles it, so
+	// sending it is always rejected.
+	RuleUnusedEvent = "unused-event"
+	// RuleMultipleAdvance: one event has several advances in the same state;
+	// only the last one decides where the stack goes.
+	RuleMultipleAdvance = "multiple-advance"
+)
