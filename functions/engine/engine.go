@@ -66,9 +66,11 @@ type Input struct {
 	// Stack is the current stack, or nil when it does not exist.
 	Stack *Stack
 	// Machine is the stack's machine (for a new stack: the one the event
-	// names). It may be nil only when the decision cannot need it (the
-	// engine rejects the event in that case).
+	// names). When it is nil the event is rejected, with MachineErr as the
+	// reason when set (for example the machine file's validation errors).
 	Machine *machine.Machine
+	// MachineErr says why Machine could not be loaded.
+	MachineErr error
 	// Event is the parsed event.
 	Event message.Event
 	// Now is the time the event is applied.
@@ -163,7 +165,7 @@ func (a *applier) run() Decision {
 		return a.reject(fmt.Sprintf("stack %s runs machine %q, the event names %q", a.s.ID, a.s.Machine, ev.Machine))
 	}
 	if a.m == nil {
-		return a.reject(fmt.Sprintf("machine %q is not available", a.s.Machine))
+		return a.reject(a.machineUnavailable(a.s.Machine))
 	}
 	return a.applyEvent()
 }
@@ -179,7 +181,7 @@ func (a *applier) create() Decision {
 		return a.reject(fmt.Sprintf("stack %s is new and the event names no machine", ev.StackID))
 	}
 	if a.in.Machine == nil || a.in.Machine.Name != ev.Machine {
-		return a.reject(fmt.Sprintf("machine %q is not available", ev.Machine))
+		return a.reject(a.machineUnavailable(ev.Machine))
 	}
 	a.m = a.in.Machine
 	a.s = &Stack{
@@ -462,6 +464,13 @@ func (a *applier) mergeMetadata(md message.Metadata) {
 func (a *applier) record(e HistoryEntry) {
 	e.At = a.now
 	a.d.History = append(a.d.History, e)
+}
+
+func (a *applier) machineUnavailable(name string) string {
+	if a.in.MachineErr != nil {
+		return fmt.Sprintf("machine %q cannot be used: %v", name, a.in.MachineErr)
+	}
+	return fmt.Sprintf("machine %q is not available", name)
 }
 
 func (a *applier) reject(reason string) Decision {

@@ -361,3 +361,12 @@ func TestRandomResultOrderFiresNextExactlyOnce(t *testing.T) {
 		require.Equal(t, "RUN", b.stack.State)
 	}
 }
+
+func TestUnusableMachineIsRejectedWithItsErrors(t *testing.T) {
+	t.Parallel()
+	d := Apply(Input{Event: message.Event{StackID: "s", Event: "LAUNCH", Machine: "broken"},
+		MachineErr: fmt.Errorf("broken.yml:3:5: state name %q must match ^[A-Z0-9-]+$ [state-name]", "run"),
+		Now:        time.Now(), NewRunID: func() string { return "x" }})
+	require.Equal(t, Rejected, d.Outcome)
+	require.Contains(t, d.Reason, `machine "broken" cannot be used: broken.yml:3:5`)
+}

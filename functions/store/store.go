@@ -1,0 +1,434 @@
+// Package store keeps stacks, their history, the task outbox and the keys of
+// processed events in PostgreSQL (pgx/v5). Apply is the one write path: it
+// locks a stack, lets the caller decide, and commits the decision and the task
+// messages it causes together.
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stackseam/stackseam/functions/engine"
+	"github.com/stackseam/stackseam/functions/message"
+)
+
+// Store is the PostgreSQL store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	// onAuthFailure is called when the server refuses our credentials, so a
+	// rotated secret is read again on the next connection.
+	onAuthFailure func()
+}
+
+// New returns a store on an existing pool.
+func New(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool}
+}
+
+// Pool returns the underlying pool (for the CLI's read queries and tests).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// OutboxMessage is one task message waiting to be sent.
+type OutboxMessage struct {
+	ID           int64
+	StackID      string
+	Body         string
+	DelaySeconds int
+}
+
+// ApplyResult is what Apply did.
+type ApplyResult struct {
+	// Decision is the engine's decision; empty when Duplicate.
+	Decision engine.Decision
+	// Duplicate is set when the event key was already processed: nothing was
+	// changed, and Outbox holds whatever the first processing left unsent.
+	Duplicate bool
+	// Outbox holds every unsent task message of the stack, the new ones and
+	// any left over by an earlier crash, to publish now.
+	Outbox []OutboxMessage
+}
+
+// ApplyInput names the event being applied.
+type ApplyInput struct {
+	// Key identifies the event for idempotency (eventId or SQS message id).
+	Key string
+	// StackID is the stack to lock.
+	StackID string
+	// MessageID is the queue message id, kept in history for tracing.
+	MessageID string
+	// Event is the parsed event (for rejection records).
+	Event message.Event
+}
+
+// Decide is called by Apply with the locked stack (nil if it does not exist)
+// and returns the decision to commit. An error aborts the transaction.
+type Decide func(current *engine.Stack) (engine.Decision, error)
+
+// Apply runs one event for one stack in one transaction:
+//
+//	round trip 1: BEGIN; lock the stack id; read the stack, whether the key was
+//	              processed, and the stack's unsent outbox
+//	decide (no I/O in the engine)
+//	round trip 2: record the key, write the stack, history, rejection and
+//	              outbox rows; COMMIT
+//
+// The lock is a transaction-scoped advisory lock on the stack id, so it also
+// covers stacks that do not exist yet.
+func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res ApplyResult, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return res, s.noteErr(fmt.Errorf("error connecting to the database: %w", err))
+	}
+	defer conn.Release()
+	inTx := false
+	defer func() {
+		if err != nil && inTx {
+			rollback(conn)
+		}
+	}()
+
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", in.StackID)
+	b.Queue(selectStack, in.StackID)
+	b.Queue("SELECT EXISTS (SELECT 1 FROM processed_events WHERE key = $1)", in.Key)
+	b.Queue("SELECT id, stack_id, body, delay_seconds FROM outbox WHERE stack_id = $1 ORDER BY id", in.StackID)
+	br := conn.SendBatch(ctx, b)
+	inTx = true
+	current, processed, pending, err := readFirstBatch(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return res, s.noteErr(fmt.Errorf("error loading stack %s: %w", in.StackID, err))
+	}
+
+	if processed {
+		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+			return res, s.noteErr(fmt.Errorf("error ending transaction for stack %s: %w", in.StackID, err))
+		}
+		inTx = false
+		return ApplyResult{Duplicate: true, Outbox: pending}, nil
+	}
+
+	d, err := decide(current)
+	if err != nil {
+		return res, err
+	}
+	now := time.Now().UTC()
+	b = &pgx.Batch{}
+	b.Queue("INSERT INTO processed_events (key, stack_id, processed_at) VALUES ($1, $2, $3)", in.Key, in.StackID, now)
+	if d.Outcome == engine.Applied {
+		switch {
+		case d.Removed && !d.Created:
+			b.Queue("DELETE FROM stacks WHERE id = $1", in.StackID)
+		case d.Removed:
+			// Created and removed by the same event: nothing to store.
+		default:
+			args, err := stackArgs(d.Stack, now)
+			if err != nil {
+				return res, err
+			}
+			if d.Created {
+				b.Queue(insertStack, args...)
+			} else {
+				b.Queue(updateStack, args...)
+			}
+		}
+	}
+	if d.Outcome == engine.Rejected {
+		b.Queue(`INSERT INTO rejections (at, message_id, stack_id, event, reason) VALUES ($1, $2, $3, $4, $5)`,
+			now, in.MessageID, in.StackID, in.Event.Event, d.Reason)
+	}
+	machineName := in.Event.Machine
+	if current != nil {
+		machineName = current.Machine
+	}
+	if len(d.History) > 0 {
+		rows, err := historyJSON(in.StackID, machineName, in.MessageID, d.History)
+		if err != nil {
+			return res, err
+		}
+		b.Queue(insertHistory, rows)
+	}
+	var newRows []byte
+	if d.Outcome == engine.Applied && len(d.Dispatch) > 0 {
+		newRows, err = outboxJSON(in.StackID, d.Dispatch, now)
+		if err != nil {
+			return res, err
+		}
+		b.Queue(insertOutbox, newRows)
+	}
+	b.Queue("COMMIT")
+	br = conn.SendBatch(ctx, b)
+	var inserted []OutboxMessage
+	for i := 0; i < b.Len(); i++ {
+		if newRows != nil && i == b.Len()-2 {
+			rows, qerr := br.Query()
+			if qerr == nil {
+				inserted, qerr = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+			}
+			if qerr != nil {
+				err = qerr
+				break
+			}
+			continue
+		}
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return res, s.noteErr(fmt.Errorf("error saving stack %s: %w", in.StackID, err))
+	}
+	inTx = false
+	return ApplyResult{Decision: d, Outbox: append(pending, inserted...)}, nil
+}
+
+func readFirstBatch(br pgx.BatchResults) (current *engine.Stack, processed bool, pending []OutboxMessage, err error) {
+	if _, err = br.Exec(); err != nil { // BEGIN
+		return
+	}
+	if _, err = br.Exec(); err != nil { // lock
+		return
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return
+	}
+	stacks, err := pgx.CollectRows(rows, scanStack)
+	if err != nil {
+		return
+	}
+	if len(stacks) == 1 {
+		current = stacks[0]
+	}
+	if err = br.QueryRow().Scan(&processed); err != nil {
+		return
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return
+	}
+	pending, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+	return
+}
+
+// rollback ends a failed transaction; if even that fails the connection is
+// closed so the pool never hands out a connection inside a transaction.
+func rollback(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		_ = conn.Conn().Close(ctx)
+	}
+}
+
+// DeleteOutbox removes messages that are now on the queue.
+func (s *Store) DeleteOutbox(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, "DELETE FROM outbox WHERE id = ANY($1)", ids); err != nil {
+		return s.noteErr(fmt.Errorf("error deleting %d sent outbox rows: %w", len(ids), err))
+	}
+	return nil
+}
+
+// StaleOutbox returns unsent messages older than age, for the sweep that
+// publishes what a crashed process left behind. Rows being written by a live
+// transaction are not visible, so only abandoned ones come back.
+func (s *Store) StaleOutbox(ctx context.Context, age time.Duration, limit int) ([]OutboxMessage, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT id, stack_id, body, delay_seconds FROM outbox
+		WHERE created_at < $1 ORDER BY id LIMIT $2`, time.Now().Add(-age), limit)
+	msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error reading stale outbox rows: %w", err))
+	}
+	return msgs, nil
+}
+
+// Rejection is a message that could not be applied at all.
+type Rejection struct {
+	Key       string
+	MessageID string
+	StackID   string
+	Event     string
+	Reason    string
+	// Body is the message as received (truncated to 4 KiB when stored).
+	Body string
+}
+
+// RecordRejection stores a rejected message in one statement: the key is
+// marked processed (so a redelivery is not recorded twice), the rejection is
+// kept, and a history row is added when the named stack exists.
+func (s *Store) RecordRejection(ctx context.Context, r Rejection) error {
+	body := r.Body
+	if len(body) > 4096 {
+		body = body[:4096]
+	}
+	_, err := s.pool.Exec(ctx, `WITH k AS (
+			INSERT INTO processed_events (key, stack_id, processed_at) VALUES ($1, $3, $7)
+			ON CONFLICT (key) DO NOTHING RETURNING key),
+		r AS (INSERT INTO rejections (at, message_id, stack_id, event, reason, body)
+			SELECT $7, $2, $3, $4, $5, $6 FROM k)
+		INSERT INTO history (stack_id, machine, at, kind, event, from_state, reason, message_id)
+		SELECT s.id, s.machine, $7, 'rejected', $4, s.state, $5, $2 FROM k, stacks s WHERE s.id = $3`,
+		r.Key, r.MessageID, r.StackID, r.Event, r.Reason, body, time.Now().UTC())
+	if err != nil {
+		return s.noteErr(fmt.Errorf("error recording rejection of message %s: %w", r.MessageID, err))
+	}
+	return nil
+}
+
+// GetStack returns one stack, or nil when it does not exist.
+func (s *Store) GetStack(ctx context.Context, id string) (*engine.Stack, error) {
+	rows, _ := s.pool.Query(ctx, selectStack, id)
+	stacks, err := pgx.CollectRows(rows, scanStack)
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error loading stack %s: %w", id, err))
+	}
+	if len(stacks) == 0 {
+		return nil, nil
+	}
+	return stacks[0], nil
+}
+
+// noteErr tells the credential source when the server refused our password,
+// so the next connection reads the (possibly rotated) secret again.
+func (s *Store) noteErr(err error) error {
+	if s.onAuthFailure != nil && IsAuthFailure(err) {
+		s.onAuthFailure()
+	}
+	return err
+}
+
+// IsAuthFailure reports whether err is PostgreSQL refusing the credentials.
+func IsAuthFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000")
+}
+
+const stackColumns = `id, machine, state, previous_state, metadata, tasks, version, created_at, state_entered_at, last_activity_at`
+
+const selectStack = `SELECT ` + stackColumns + ` FROM stacks WHERE id = $1`
+
+const insertStack = `INSERT INTO stacks (` + stackColumns + `, updated_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+
+const updateStack = `UPDATE stacks SET machine = $2, state = $3, previous_state = $4, metadata = $5, tasks = $6,
+	version = $7, created_at = $8, state_entered_at = $9, last_activity_at = $10, updated_at = $11 WHERE id = $1`
+
+const insertHistory = `INSERT INTO history (stack_id, machine, at, kind, event, from_state, to_state, task, task_run_id,
+	duration_ms, reason, detail, message_id)
+	SELECT stack_id, machine, at, kind, event, from_state, to_state, task, task_run_id, duration_ms, reason, detail, message_id
+	FROM jsonb_to_recordset($1::jsonb) AS x(ord integer, stack_id text, machine text, at timestamptz, kind text, event text,
+		from_state text, to_state text, task text, task_run_id text, duration_ms bigint, reason text, detail jsonb,
+		message_id text)
+	ORDER BY ord`
+
+const insertOutbox = `INSERT INTO outbox (stack_id, body, delay_seconds, created_at)
+	SELECT stack_id, body, delay_seconds, created_at
+	FROM jsonb_to_recordset($1::jsonb) AS x(stack_id text, body text, delay_seconds integer, created_at timestamptz)
+	RETURNING id, stack_id, body, delay_seconds`
+
+func scanStack(row pgx.CollectableRow) (*engine.Stack, error) {
+	var s engine.Stack
+	var metadata, tasks []byte
+	err := row.Scan(&s.ID, &s.Machine, &s.State, &s.PreviousState, &metadata, &tasks, &s.Version,
+		&s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(metadata))
+	dec.UseNumber() // keep numbers exactly as published
+	if err := dec.Decode(&s.Metadata); err != nil {
+		return nil, fmt.Errorf("error decoding metadata of stack %s: %w", s.ID, err)
+	}
+	if err := json.Unmarshal(tasks, &s.Tasks); err != nil {
+		return nil, fmt.Errorf("error decoding tasks of stack %s: %w", s.ID, err)
+	}
+	return &s, nil
+}
+
+func stackArgs(s *engine.Stack, now time.Time) ([]any, error) {
+	md, err := json.Marshal(s.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("error encoding metadata of stack %s: %w", s.ID, err)
+	}
+	tasks, err := json.Marshal(s.Tasks)
+	if err != nil {
+		return nil, fmt.Errorf("error encoding tasks of stack %s: %w", s.ID, err)
+	}
+	return []any{s.ID, s.Machine, s.State, s.PreviousState, string(md), string(tasks), s.Version,
+		s.CreatedAt, s.StateEnteredAt, s.LastActivityAt, now}, nil
+}
+
+type historyRow struct {
+	Ord        int            `json:"ord"`
+	StackID    string         `json:"stack_id"`
+	Machine    string         `json:"machine"`
+	At         time.Time      `json:"at"`
+	Kind       string         `json:"kind"`
+	Event      string         `json:"event"`
+	FromState  string         `json:"from_state"`
+	ToState    string         `json:"to_state"`
+	Task       string         `json:"task"`
+	TaskRunID  string         `json:"task_run_id"`
+	DurationMS *int64         `json:"duration_ms"`
+	Reason     string         `json:"reason"`
+	Detail     map[string]any `json:"detail,omitempty"`
+	MessageID  string         `json:"message_id"`
+}
+
+// historyJSON encodes the rows for one INSERT … jsonb_to_recordset, so any
+// number of history rows costs one statement.
+func historyJSON(stackID, machineName, messageID string, entries []engine.HistoryEntry) (string, error) {
+	rows := make([]historyRow, len(entries))
+	for i, e := range entries {
+		rows[i] = historyRow{Ord: i, StackID: stackID, Machine: machineName, At: e.At.UTC(), Kind: e.Kind, Event: e.Event,
+			FromState: e.FromState, ToState: e.ToState, Task: e.Task, TaskRunID: e.TaskRunID, Reason: e.Reason,
+			Detail: e.Detail, MessageID: messageID}
+		if e.Duration > 0 || e.Kind == engine.KindTransition || e.Kind == engine.KindTaskDone || e.Kind == engine.KindTaskFailed {
+			ms := e.Duration.Milliseconds()
+			rows[i].DurationMS = &ms
+		}
+	}
+	out, err := json.Marshal(rows)
+	if err != nil {
+		return "", fmt.Errorf("error encoding history of stack %s: %w", stackID, err)
+	}
+	return string(out), nil
+}
+
+func outboxJSON(stackID string, ds []engine.Dispatch, now time.Time) ([]byte, error) {
+	type row struct {
+		StackID      string    `json:"stack_id"`
+		Body         string    `json:"body"`
+		DelaySeconds int       `json:"delay_seconds"`
+		CreatedAt    time.Time `json:"created_at"`
+	}
+	rows := make([]row, len(ds))
+	for i, d := range ds {
+		body, err := json.Marshal(d.Task)
+		if err != nil {
+			return nil, fmt.Errorf("error encoding task message for stack %s: %w", stackID, err)
+		}
+		rows[i] = row{StackID: stackID, Body: string(body), DelaySeconds: int(d.Delay / time.Second), CreatedAt: now}
+	}
+	return json.Marshal(rows)
+}
