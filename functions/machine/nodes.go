@@ -85,8 +85,10 @@ func kindName(n *yaml.Node) string {
 			return "null"
 		case "!!bool":
 			return "a boolean"
-		case "!!int", "!!float":
-			return "a number"
+		case "!!int":
+			return "an integer"
+		case "!!float":
+			return "a decimal number"
 		}
 		return "a string"
 	}

@@ -91,6 +91,10 @@ type scope struct {
 	states    map[string]*yaml.Node // state names → key
 	tasks     map[string]*yaml.Node // task names → key
 	tasksUsed map[string]bool
+	// eventsOK and tasksOK are false when `events` or `tasks` itself is
+	// broken; references to them are then not judged, since that would
+	// only repeat the one problem many times.
+	eventsOK, tasksOK bool
 }
 
 func (p *parser) machine(name string, data []byte) *Machine {
@@ -142,6 +146,7 @@ func (p *parser) machine(name string, data []byte) *Machine {
 		states:    map[string]*yaml.Node{},
 		tasks:     map[string]*yaml.Node{},
 		tasksUsed: map[string]bool{},
+		tasksOK:   true,
 	}
 	if events == nil {
 		p.problem(root, RuleRequired, "missing events: a list of the event names the machine accepts (it may be empty: events: [])")
@@ -173,7 +178,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 		if errors.Is(err, io.EOF) {
 			p.problem(nil, RuleEmpty, "the file holds no YAML document (only comments)")
 		} else {
-			p.yamlError(err)
+			p.yamlError(err, data)
 		}
 		return nil
 	}
@@ -186,7 +191,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 		}
 		p.problem(at, RuleYAML, "a machine file holds one YAML document; this is a second one")
 	case !errors.Is(err, io.EOF):
-		p.yamlError(err)
+		p.yamlError(err, data)
 	}
 	if len(doc.Content) == 0 {
 		p.problem(nil, RuleEmpty, "the file holds no YAML document")
@@ -200,20 +205,55 @@ func (p *parser) document(data []byte) *yaml.Node {
 	return root
 }
 
+// yamlParserProblems are the messages of the yaml library's parser (as
+// opposed to its scanner). For these the library prints a zero-based line
+// number (a long-standing go-yaml bug), so yamlError adds one.
+var yamlParserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
+var unknownAnchorPattern = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+
 // yamlError turns a syntax error of the yaml library into a problem on the
-// line it names.
-func (p *parser) yamlError(err error) {
-	msg := err.Error()
-	line := 1
-	if m := yamlErrorPattern.FindStringSubmatch(msg); m != nil {
+// line it names (line 1 when it names none: the library omits line 1).
+func (p *parser) yamlError(err error, data []byte) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line, col := 1, 1
+	if m := yamlErrorPattern.FindStringSubmatch(err.Error()); m != nil {
+		msg = m[2]
 		if n, convErr := strconv.Atoi(m[1]); convErr == nil && n > 0 {
 			line = n
+			if yamlParserProblems[msg] {
+				line++
+			}
 		}
-		msg = m[2]
-	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
+	} else if m := unknownAnchorPattern.FindStringSubmatch(msg); m != nil {
+		// The library gives no place for this one; the first use of the
+		// alias is where the reader has to look.
+		line, col = findAlias(data, m[1])
 	}
-	p.problems = append(p.problems, Problem{File: p.file, Line: line, Column: 1, Rule: RuleYAML, Message: msg})
+	p.problems = append(p.problems, Problem{File: p.file, Line: line, Column: col, Rule: RuleYAML, Message: msg})
+}
+
+// findAlias returns the line and column of the first "*name" in data, or 1:1.
+func findAlias(data []byte, name string) (int, int) {
+	re := regexp.MustCompile(`\*` + regexp.QuoteMeta(name) + `($|[\s,\]}])`)
+	for i, l := range strings.Split(string(data), "\n") {
+		if loc := re.FindStringIndex(l); loc != nil {
+			return i + 1, loc[0] + 1
+		}
+	}
+	return 1, 1
 }
 
 // version accepts 1 and 1.0 (CloudSeam's docs write the latter) and returns
@@ -236,6 +276,7 @@ func (p *parser) events(raw *yaml.Node, sc *scope) []string {
 	if !ok {
 		return nil
 	}
+	sc.eventsOK = true
 	list := []string{}
 	for _, it := range items {
 		ev, ok := p.name(it, "an event", RuleEventName)

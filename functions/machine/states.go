@@ -96,7 +96,7 @@ func (p *parser) stateTasks(raw *yaml.Node, sc *scope) []string {
 			continue
 		}
 		seen[name] = it
-		if sc.tasks[name] == nil {
+		if sc.tasksOK && sc.tasks[name] == nil {
 			p.problem(it, RuleUnknownTask, "task %q is not defined under tasks%s", name, suggest(name, keys(sc.tasks)))
 		}
 		sc.tasksUsed[name] = true
@@ -113,7 +113,7 @@ func (p *parser) on(raw *yaml.Node, st *State, sc *scope) {
 	}
 	for _, e := range entries {
 		ev := e.Key.Value
-		if ev != EventNext && sc.events[ev] == nil {
+		if sc.eventsOK && ev != EventNext && sc.events[ev] == nil {
 			p.problem(e.Key, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, suggest(ev, keys(sc.events)))
 		}
 		items, _ := p.sequence(e.Value, "on."+ev, RuleType)
@@ -213,6 +213,7 @@ func (p *parser) ttl(kv *pair, st *State, sc *scope) *TTL {
 			switch {
 			case ev == EventNext:
 				p.problem(f.Value, RuleTTL, "a ttl cannot send NEXT; NEXT is fired when a state's tasks are done")
+			case !sc.eventsOK:
 			case sc.events[ev] == nil:
 				p.problem(f.Value, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, suggest(ev, keys(sc.events)))
 			case !st.Handles(ev):

@@ -37,6 +37,7 @@ func (p *parser) tasks(raw *yaml.Node, m *Machine, sc *scope) {
 	n := resolve(raw)
 	if n == nil || n.Kind != yaml.MappingNode {
 		p.problem(raw, RuleType, "tasks must be a mapping of task names to tasks, not %s", kindName(raw))
+		sc.tasksOK = false
 		return
 	}
 	for _, e := range p.pairs(n, RuleDuplicateKey, "task") {

@@ -1,0 +1,346 @@
+package machine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var expectPattern = regexp.MustCompile(`(?m)^# (want|warn): (\d+:\d+ [a-z-]+)$`)
+
+// expected returns the "LINE:COL RULE" lines a fixture's comments announce.
+func expected(t *testing.T, path, kind string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	out := []string{}
+	for _, m := range expectPattern.FindAllStringSubmatch(string(data), -1) {
+		if m[1] == kind {
+			out = append(out, m[2])
+		}
+	}
+	return out
+}
+
+func summarize(ps []Problem) []string {
+	out := []string{}
+	for _, p := range ps {
+		out = append(out, fmt.Sprintf("%d:%d %s", p.Line, p.Column, p.Rule))
+	}
+	return out
+}
+
+func fixtures(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	for _, pattern := range []string{"*.yml", "*.yaml"} {
+		m, err := filepath.Glob(filepath.Join("testdata", dir, pattern))
+		require.NoError(t, err)
+		files = append(files, m...)
+	}
+	sort.Strings(files)
+	require.NotEmpty(t, files)
+	return files
+}
+
+func TestValidFixtures(t *testing.T) {
+	t.Parallel()
+	for _, path := range fixtures(t, "valid") {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
+			m, err := ParseFile(path)
+			require.NoError(t, err)
+			require.Equal(t, expected(t, path, "warn"), summarize(m.Warnings))
+			for _, w := range m.Warnings {
+				require.Equal(t, path, w.File)
+				require.NotEmpty(t, w.Message)
+			}
+			// Whatever a task's config holds must survive the trip to the
+			// satisfier as JSON.
+			for _, task := range m.Tasks {
+				_, err := json.Marshal(task.Config)
+				require.NoError(t, err, task.Name)
+			}
+		})
+	}
+}
+
+func TestInvalidFixtures(t *testing.T) {
+	t.Parallel()
+	rulesSeen := map[string]bool{}
+	for _, path := range fixtures(t, "invalid") {
+		want := expected(t, path, "want")
+		require.NotEmpty(t, want, "%s announces no problems", path)
+		for _, w := range want {
+			rulesSeen[strings.Fields(w)[1]] = true
+		}
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
+			m, err := ParseFile(path)
+			require.Nil(t, m)
+			var verr *ValidationError
+			require.ErrorAs(t, err, &verr)
+			require.Equal(t, path, verr.File)
+			require.Equal(t, want, summarize(verr.Problems))
+			for _, p := range verr.Problems {
+				require.Equal(t, path, p.File)
+				require.NotEmpty(t, p.Message)
+			}
+		})
+	}
+	// Every error rule has at least one fixture.
+	for _, rule := range []string{
+		RuleYAML, RuleEmpty, RuleMachineName, RuleType, RuleUnknownKey, RuleDuplicateKey,
+		RuleRequired, RuleVersion, RuleEventName, RuleDuplicateEvent, RuleStateName,
+		RuleDuplicateState, RuleMissingInit, RuleNoTerminal, RuleUndeclaredEvent, RuleAction,
+		RuleAdvanceTarget, RuleUnknownTask, RuleDuplicateTask, RuleNextRequired, RuleTaskName,
+		RuleExecutor, RuleTerraformConfig, RuleLambdaConfig, RuleRetry, RuleTimeout, RuleTTL,
+	} {
+		require.True(t, rulesSeen[rule], "no invalid fixture covers rule %s", rule)
+	}
+}
+
+func TestParseEmptyFile(t *testing.T) {
+	t.Parallel()
+	for _, data := range []string{"", "  \n\n\t\n"} {
+		_, err := Parse("empty", "empty.yml", []byte(data))
+		var verr *ValidationError
+		require.ErrorAs(t, err, &verr)
+		require.Equal(t, []string{"1:1 empty"}, summarize(verr.Problems))
+	}
+}
+
+func TestValidationErrorPrintsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := ParseFile("testdata/invalid/all-at-once.yml")
+	var verr *ValidationError
+	require.ErrorAs(t, err, &verr)
+	lines := strings.Split(err.Error(), "\n")
+	require.Len(t, lines, len(verr.Problems))
+	require.Greater(t, len(lines), 5)
+	require.Equal(t, `testdata/invalid/all-at-once.yml:2:10: unsupported version "3": this is version 1 of the machine format (write 1 or 1.0) [version]`, lines[0])
+	for i, p := range verr.Problems {
+		require.Equal(t, p.String(), lines[i])
+	}
+}
+
+func TestParseCloudSeamSample(t *testing.T) {
+	t.Parallel()
+	m, err := ParseFile("testdata/valid/cloudseam-sample.yml")
+	require.NoError(t, err)
+	require.Equal(t, "cloudseam-sample", m.Name)
+	require.Equal(t, "testdata/valid/cloudseam-sample.yml", m.Source)
+	require.Equal(t, "1", m.Version)
+	require.Equal(t, []string{"LAUNCH", "ACCESS", "DESTROY"}, m.Events)
+	require.Equal(t, []string{"INIT", "PROVISION", "RUN", "DESTROY"}, m.StateOrder)
+	// The merged listeners sit where the << key was, after NEXT.
+	prov := m.States["PROVISION"]
+	require.Equal(t, []string{"create-files"}, prov.Tasks)
+	require.Equal(t, map[string][]Action{
+		"NEXT":    {{Kind: ActionAdvance, State: "RUN"}},
+		"ACCESS":  {{Kind: ActionNoop}},
+		"DESTROY": {{Kind: ActionAdvance, State: "DESTROY"}},
+	}, prov.On)
+	require.Equal(t, prov.On["DESTROY"], m.States["RUN"].On["DESTROY"])
+	require.True(t, m.States["DESTROY"].Terminal)
+	require.False(t, m.States["RUN"].Terminal)
+	require.True(t, m.Declares("NEXT"))
+	require.True(t, m.Declares("ACCESS"))
+	require.False(t, m.Declares("LAUNCHED"))
+	require.Equal(t, &Task{
+		Name:     "create-files",
+		Executor: ExecutorTerraform,
+		Config: map[string]any{
+			"source": map[string]any{"type": "local", "location": "/samples/tf/files.tf"},
+			"action": "apply",
+		},
+	}, m.Tasks["create-files"])
+}
+
+func TestParseVersionOnePointZero(t *testing.T) {
+	t.Parallel()
+	m, err := ParseFile("testdata/valid/cloudseam-docs.yml")
+	require.NoError(t, err)
+	require.Equal(t, "1.0", m.Version)
+	require.Equal(t, map[string]any{"desired_capacity": 0},
+		m.Tasks["teardown-machines"].Config["variables"])
+	// A terminal state with tasks needs no NEXT.
+	require.True(t, m.States["TEARDOWN"].Terminal)
+	require.False(t, m.States["TEARDOWN"].Handles(EventNext))
+}
+
+func TestParseAnchorsAndMergeKeys(t *testing.T) {
+	t.Parallel()
+	m, err := ParseFile("testdata/valid/anchors.yml")
+	require.NoError(t, err)
+	require.Equal(t, "1", m.Version, "a quoted version is accepted as written")
+	require.Equal(t, []string{"GO", "STOP"}, m.Events, "an alias as a list item")
+	require.Equal(t, []Action{{Kind: ActionAdvance, State: "RUN"}}, m.States["INIT"].On["GO"], "an alias as an action list")
+
+	run := m.States["RUN"]
+	require.Equal(t, []string{"work", "other"}, run.Tasks)
+	// The explicit `on` replaces the merged one as a whole; its own merge
+	// key brings STOP.
+	require.Equal(t, map[string][]Action{
+		"NEXT": {{Kind: ActionAdvance, State: "RUN"}},
+		"STOP": {{Kind: ActionAdvance, State: "DONE"}},
+	}, run.On)
+
+	work := m.Tasks["work"]
+	require.Equal(t, ExecutorLambda, work.Executor)
+	require.Equal(t, 60, work.TimeoutSeconds)
+	require.Equal(t, map[string]any{
+		"name": "base-fn", // earlier mappings of a merge list win
+		"args": map[string]any{"region": "eu-west-1", "size": 2},
+	}, work.Config)
+
+	other := m.Tasks["other"]
+	require.Equal(t, 5, other.TimeoutSeconds, "explicit keys override merged ones")
+	require.Equal(t, map[string]any{
+		"name": "base-fn",
+		"args": map[string]any{"region": "eu-west-1", "size": 1},
+	}, other.Config)
+}
+
+func TestParseAdditions(t *testing.T) {
+	t.Parallel()
+	m, err := ParseFile("testdata/valid/additions.yml")
+	require.NoError(t, err)
+	require.Equal(t, &TTL{AfterSeconds: 5400, Event: "EXPIRE"}, m.States["WORK"].TTL)
+	require.Nil(t, m.States["INIT"].TTL)
+	job := m.Tasks["job"]
+	require.Equal(t, &Retry{Attempts: 3, BackoffSeconds: 0}, job.Retry)
+	require.Equal(t, 900, job.TimeoutSeconds)
+	require.Nil(t, m.Tasks["job"].Config["args"])
+}
+
+func TestParseConfigToJSONValues(t *testing.T) {
+	t.Parallel()
+	m, err := ParseFile("testdata/valid/config-values.yaml")
+	require.NoError(t, err)
+	require.Equal(t, "config-values", m.Name, "the .yaml extension is accepted")
+	require.Equal(t, map[string]any{
+		"name": "fn",
+		"args": map[string]any{
+			"text":    "hello",
+			"count":   3,
+			"ratio":   0.5,
+			"enabled": true,
+			"nothing": nil,
+			"list":    []any{1, "two", 3.0, false},
+			"nested":  map[string]any{"a": map[string]any{"b": []any{"x"}}},
+			"date":    "2024-01-02",
+			"1":       "numeric key",
+		},
+	}, m.Tasks["call"].Config)
+	require.Equal(t, map[string]any{"name": "app", "replicas": 2, "cpu": 0.25, "public": false},
+		m.Tasks["apply"].Config["variables"])
+}
+
+func TestParseAliasExpansionIsBounded(t *testing.T) {
+	t.Parallel()
+	// Each level doubles the nodes: 2^30 without a bound.
+	var b strings.Builder
+	b.WriteString("version: 1\nevents: []\nx-0: &a0 [x, x]\n")
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(&b, "x-%d: &a%d [*a%d, *a%d]\n", i, i, i-1, i-1)
+	}
+	b.WriteString("states:\n  INIT: {terminal: true, tasks: [t]}\n")
+	b.WriteString("tasks:\n  t:\n    executor: lambda\n    config: {name: f, args: {bomb: *a30}}\n")
+	_, err := Parse("bomb", "bomb.yml", []byte(b.String()))
+	var verr *ValidationError
+	require.ErrorAs(t, err, &verr)
+	require.Equal(t, RuleYAML, verr.Problems[0].Rule)
+	require.Contains(t, verr.Problems[0].Message, "expands to more than")
+}
+
+func TestParseMachineName(t *testing.T) {
+	t.Parallel()
+	data := []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true}}\n")
+	for _, name := range []string{"feature-env", "a", "A.b_c-9"} {
+		_, err := Parse(name, name+".yml", data)
+		require.NoError(t, err, name)
+	}
+	for _, name := range []string{"", "has space", "-dash", strings.Repeat("x", 129)} {
+		_, err := Parse(name, "x.yml", data)
+		var verr *ValidationError
+		require.ErrorAs(t, err, &verr, name)
+		require.Equal(t, []string{"1:1 machine-name"}, summarize(verr.Problems))
+	}
+}
+
+func TestParseFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true}}\n")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), data, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.json"), data, 0o600))
+
+	m, err := ParseFile(filepath.Join(dir, "a.yaml"))
+	require.NoError(t, err)
+	require.Equal(t, "a", m.Name)
+
+	_, err = ParseFile(filepath.Join(dir, "b.json"))
+	require.ErrorContains(t, err, ".yml or .yaml")
+
+	_, err = ParseFile(filepath.Join(dir, "missing.yml"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	var verr *ValidationError
+	require.False(t, errors.As(err, &verr), "a read error is not a validation error")
+}
+
+func TestNameFromFile(t *testing.T) {
+	t.Parallel()
+	for file, want := range map[string]string{
+		"feature-env.yml":       "feature-env",
+		"/x/y/qa.yaml":          "qa",
+		"machines/a.b.yml":      "a.b",
+		"s3://bucket/m/x.yml":   "x",
+		"noext":                 "",
+		".yml":                  "",
+		"feature-env.yml.orig":  "",
+		"feature-env.YML":       "",
+		"deep/feature-env.json": "",
+	} {
+		got, ok := NameFromFile(file)
+		require.Equal(t, want, got, file)
+		require.Equal(t, want != "", ok, file)
+	}
+}
+
+func TestExampleMachines(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"feature-env", "qa-env"} {
+		m, err := ParseFile(filepath.Join("..", "..", "machines", name+".yml"))
+		require.NoError(t, err, name)
+		require.Empty(t, m.Warnings, name)
+	}
+
+	m, err := ParseFile("../../machines/feature-env.yml")
+	require.NoError(t, err)
+	require.Equal(t, []string{"INIT", "PROVISION", "RUN", "DEPROVISION", "DESTROYED"}, m.StateOrder)
+	require.Equal(t, []Action{{Kind: ActionAdvance, State: "PROVISION"}}, m.States["INIT"].On["LAUNCH"])
+	require.Equal(t, []string{"provision-infra", "seed-database"}, m.States["PROVISION"].Tasks)
+	require.Equal(t, []Action{{Kind: ActionAdvance, State: "RUN"}}, m.States["PROVISION"].On["NEXT"])
+	require.Equal(t, []Action{{Kind: ActionNoop}}, m.States["RUN"].On["ACCESS"])
+	require.Equal(t, []Action{{Kind: ActionAdvance, State: "DEPROVISION"}}, m.States["RUN"].On["DESTROY"])
+	require.Equal(t, []string{"destroy-infra"}, m.States["DEPROVISION"].Tasks)
+	require.Equal(t, []Action{{Kind: ActionAdvance, State: "DESTROYED"}}, m.States["DEPROVISION"].On["NEXT"])
+	require.True(t, m.States["DESTROYED"].Terminal)
+
+	source := map[string]any{"type": "s3", "bucket": "my-company-terraform-sources", "key": "feature-env/"}
+	require.Equal(t, ExecutorTerraform, m.Tasks["provision-infra"].Executor)
+	require.Equal(t, source, m.Tasks["provision-infra"].Config["source"])
+	require.Equal(t, "apply", m.Tasks["provision-infra"].Config["action"])
+	require.Equal(t, source, m.Tasks["destroy-infra"].Config["source"])
+	require.Equal(t, "destroy", m.Tasks["destroy-infra"].Config["action"])
+	require.Equal(t, ExecutorLambda, m.Tasks["seed-database"].Executor)
+}
