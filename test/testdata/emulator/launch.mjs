@@ -17,8 +17,8 @@ const args = process.argv.slice(2);
 const watchStdin = args.includes("--exit-on-stdin-close");
 const portArg = args.find((a) => !a.startsWith("--"));
 const portText = portArg ?? process.env.STACKSEAM_EMULATOR_PORT ?? "0";
-const port = Number.parseInt(portText, 10);
-if (!Number.isInteger(port) || port < 0 || port > 65535) {
+const port = /^\d+$/.test(portText) ? Number(portText) : NaN;
+if (!(port >= 0 && port <= 65535)) {
   console.error(`launch.mjs: invalid port ${JSON.stringify(portText)}`);
   process.exit(2);
 }

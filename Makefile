@@ -1,0 +1,74 @@
+# stackseam's developer and CI entry points. `make help` lists the targets:
+# every target with a `## description` on its rule line is listed.
+
+GO ?= go
+# The Lambda functions built when their directory holds a main package, so
+# this file works before and after each function exists.
+FUNCTIONS := statemanager satisfier
+LAMBDA_ENV := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
+LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
+
+EMULATOR_DIR := test/testdata/emulator
+# npm ci writes node_modules/.package-lock.json, so it is newer than the
+# committed lock file exactly when the install is current.
+EMULATOR_STAMP := $(EMULATOR_DIR)/node_modules/.package-lock.json
+PG_BINDIR := /usr/lib/postgresql/15/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help deps deps-postgres build test lint bench clean
+
+help: ## List the targets
+	@echo "Usage: make TARGET"
+	@echo
+	@awk -F ':.*## ' '/^[a-zA-Z_-]+:.*## / { printf "  %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+deps: $(EMULATOR_STAMP) deps-postgres ## Install what the tests need (emulator packages, PostgreSQL 15 server)
+
+$(EMULATOR_STAMP): $(EMULATOR_DIR)/package.json $(EMULATOR_DIR)/package-lock.json
+	@command -v node >/dev/null || { echo "node (Node.js 20 or later) is required for the AWS emulator" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "npm is required to install the AWS emulator" >&2; exit 1; }
+	npm ci --prefix $(EMULATOR_DIR) --no-audit --no-fund
+
+# Installs the server only when it is missing and we are root (apt-get);
+# STACKSEAM_TEST_DATABASE_URL means the tests use another server instead.
+deps-postgres:
+	@if [ -x $(PG_BINDIR)/initdb ] && [ -x $(PG_BINDIR)/postgres ]; then \
+		echo "PostgreSQL 15 server: $(PG_BINDIR)"; \
+	elif [ -n "$${STACKSEAM_TEST_DATABASE_URL:-}" ]; then \
+		echo "PostgreSQL: using STACKSEAM_TEST_DATABASE_URL"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "PostgreSQL 15 server missing: installing postgresql-15"; \
+		apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15 && \
+		test -x $(PG_BINDIR)/initdb; \
+	else \
+		echo "PostgreSQL 15 server binaries missing ($(PG_BINDIR)); install them as root:" >&2; \
+		echo "  apt-get install postgresql-15   (or set STACKSEAM_TEST_PG_BINDIR / STACKSEAM_TEST_DATABASE_URL)" >&2; \
+		exit 1; \
+	fi
+
+build: ## Build bin/stackseam, bin/local/* (host) and bin/<function>/bootstrap (Lambda, linux/arm64)
+	$(GO) build -trimpath -o bin/stackseam ./cmd/stackseam
+	@for fn in $(FUNCTIONS); do \
+		if [ "$$($(GO) list -f '{{.Name}}' ./functions/$$fn 2>/dev/null)" != main ]; then \
+			echo "skipping ./functions/$$fn (no main package yet)"; continue; \
+		fi; \
+		echo "$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o bin/$$fn/bootstrap ./functions/$$fn"; \
+		$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o bin/$$fn/bootstrap ./functions/$$fn || exit 1; \
+		echo "$(GO) build -trimpath -o bin/local/$$fn ./functions/$$fn"; \
+		$(GO) build -trimpath -o bin/local/$$fn ./functions/$$fn || exit 1; \
+	done
+
+test: deps ## Run every test (starts throwaway PostgreSQL and the AWS emulator itself)
+	$(GO) test -count=1 -timeout 15m ./...
+
+lint: ## Check formatting (gofmt) and run go vet
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l: these files need gofmt -w:" >&2; echo "$$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+
+bench: deps ## Run the benchmarks
+	$(GO) test -run '^$$' -bench . ./...
+
+clean: ## Remove build outputs
+	rm -rf bin
