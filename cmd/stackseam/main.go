@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -57,7 +58,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			if c := lookup(args[1]); c != nil {
-				fs := newFlags(c, stdout)
+				fs := newFlags(c)
+				fs.SetOutput(stdout)
 				fs.Usage()
 				return exitOK
 			}
@@ -96,11 +98,12 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Run `stackseam help COMMAND` for a command's flags.")
 }
 
-// newFlags returns the FlagSet of cmd; errors and usage go to w.
-func newFlags(cmd *command, w io.Writer) *flag.FlagSet {
+// newFlags returns the FlagSet of cmd. Its usage text goes to the FlagSet's
+// output, which parseFlags points at stdout for -h and stderr for mistakes.
+func newFlags(cmd *command) *flag.FlagSet {
 	fs := flag.NewFlagSet("stackseam "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(w)
 	fs.Usage = func() {
+		w := fs.Output()
 		fmt.Fprintf(w, "usage: stackseam %s [flags] %s\n\n%s\n", cmd.name, cmd.args, cmd.summary)
 		hasFlags := false
 		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
@@ -113,15 +116,21 @@ func newFlags(cmd *command, w io.Writer) *flag.FlagSet {
 }
 
 // parseFlags parses args with fs. It returns done=true with the exit code
-// when the command should stop: -h asked for help (0) or a flag was wrong (2).
-func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+// when the command should stop: -h asked for help (usage on stdout, 0) or a
+// flag was wrong (error and usage on stderr, 2).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
 	err := fs.Parse(args)
+	fs.SetOutput(stderr)
 	switch {
 	case err == nil:
 		return exitOK, false
 	case errors.Is(err, flag.ErrHelp):
+		_, _ = buf.WriteTo(stdout)
 		return exitOK, true
 	default:
+		_, _ = buf.WriteTo(stderr)
 		return exitUsage, true
 	}
 }

@@ -15,12 +15,8 @@ import (
 // runValidate checks every machine file named on the command line (folders:
 // every .yml/.yaml directly inside) and prints OK or every problem.
 func runValidate(_ context.Context, cmd *command, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags(cmd, stderr)
-	if code, done := parseFlags(fs, args); done {
-		if code == exitOK {
-			fs.SetOutput(stdout)
-			fs.Usage()
-		}
+	fs := newFlags(cmd)
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
 	if fs.NArg() == 0 {

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const fixtures = "../../functions/machine/testdata"
+
+// runCLI runs the command line in-process and returns the exit code and
+// what was printed.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runCLI(t)
+	require.Equal(t, exitUsage, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "usage: stackseam COMMAND")
+	require.Contains(t, stderr, "validate")
+
+	code, _, stderr = runCLI(t, "frobnicate")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, `unknown command "frobnicate"`)
+
+	for _, help := range []string{"help", "-h", "--help"} {
+		code, stdout, stderr = runCLI(t, help)
+		require.Equal(t, exitOK, code, help)
+		require.Empty(t, stderr, help)
+		require.Contains(t, stdout, "  validate   check machine files", help)
+	}
+
+	code, stdout, _ = runCLI(t, "help", "validate")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, "usage: stackseam validate [flags] PATH...")
+
+	code, _, stderr = runCLI(t, "help", "nope")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, `unknown command "nope"`)
+}
+
+func TestValidateUsage(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := runCLI(t, "validate")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "name at least one machine file or folder")
+
+	code, stdout, _ := runCLI(t, "validate", "-h")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, "usage: stackseam validate")
+
+	code, _, stderr = runCLI(t, "validate", "-bogus", "x.yml")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "flag provided but not defined: -bogus")
+}
+
+func TestValidateExampleMachines(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runCLI(t, "validate", "../../machines")
+	require.Equal(t, exitOK, code, stderr)
+	require.Equal(t, "OK feature-env\nOK qa-env\n", stdout)
+	require.Empty(t, stderr)
+}
+
+func TestValidateValidFileWithWarnings(t *testing.T) {
+	t.Parallel()
+	path := fixtures + "/valid/warnings.yml"
+	code, stdout, stderr := runCLI(t, "validate", path)
+	require.Equal(t, exitOK, code)
+	require.Empty(t, stderr)
+	require.Equal(t, "OK warnings\n"+
+		"warning: "+path+":6:5: NEXT is an event of every machine; it need not be declared [implicit-next]\n"+
+		"warning: "+path+":7:5: event NEVER is declared but no state handles it, so sending it is always rejected [unused-event]\n"+
+		"warning: "+path+":11:7: event GO advances 2 times in state INIT; the stack ends in the last target [multiple-advance]\n"+
+		"warning: "+path+":20:3: state ORPHAN cannot be reached from INIT [unreachable]\n"+
+		"warning: "+path+":28:3: task spare is defined but no state lists it [unused-task]\n",
+		stdout)
+}
+
+func TestValidateInvalidFile(t *testing.T) {
+	t.Parallel()
+	bad := fixtures + "/invalid/advance-target.yml"
+	good := fixtures + "/valid/minimal.yml"
+	code, stdout, stderr := runCLI(t, "validate", good, bad)
+	require.Equal(t, exitFail, code)
+	require.Equal(t, "OK minimal\n", stdout)
+	require.Equal(t,
+		bad+":7:11: an advance needs the state to go to: add `state: NAME` [advance-target]\n"+
+			bad+":10:18: state DONNE does not exist (did you mean DONE?) [advance-target]\n"+
+			bad+":12:11: a no-op action has no state [unknown-key]\n",
+		stderr)
+}
+
+func TestValidateFolderReportsEveryFile(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runCLI(t, "validate", fixtures+"/invalid")
+	require.Equal(t, exitFail, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "invalid/all-at-once.yml:2:10: ")
+	require.Contains(t, stderr, "invalid/yaml-syntax.yml:2:1: ")
+	require.Contains(t, stderr, "[machine-name]")
+
+	code, stdout, stderr = runCLI(t, "validate", fixtures+"/valid")
+	require.Equal(t, exitOK, code, stderr)
+	require.Contains(t, stdout, "OK config-values\n")
+	require.Contains(t, stdout, "OK cloudseam-sample\n")
+}
+
+func TestValidatePathProblems(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	machine := []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true}}\n")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), machine, 0o600))
+	dup := filepath.Join(dir, "dup")
+	require.NoError(t, os.Mkdir(dup, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dup, "a.yml"), machine, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dup, "a.yaml"), machine, 0o600))
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.Mkdir(empty, 0o755))
+
+	for path, want := range map[string]string{
+		filepath.Join(dir, "missing.yml"): "no such file or directory",
+		filepath.Join(dir, "notes.txt"):   "not a machine file",
+		dup:                               "machine a is also defined by",
+		empty:                             "no .yml or .yaml files in this folder",
+	} {
+		code, stdout, stderr := runCLI(t, "validate", path)
+		require.Equal(t, exitFail, code, path)
+		require.Empty(t, stdout, path)
+		require.Contains(t, stderr, want, path)
+	}
+}
