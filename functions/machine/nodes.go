@@ -122,9 +122,12 @@ func (p *parser) pairsVisiting(n *yaml.Node, dupRule, dupWhat string, visiting m
 	visiting[n] = true
 	defer delete(visiting, n)
 
-	written := map[string]*yaml.Node{}
+	keys := make([]*yaml.Node, 0, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i]
+		keys = append(keys, keyNode(n.Content[i]))
+	}
+	written := map[string]*yaml.Node{}
+	for _, k := range keys {
 		if isMergeKey(k) || k.Kind != yaml.ScalarNode {
 			continue
 		}
@@ -137,8 +140,8 @@ func (p *parser) pairsVisiting(n *yaml.Node, dupRule, dupWhat string, visiting m
 
 	var out []pair
 	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
+	for i, k := range keys {
+		v := n.Content[2*i+1]
 		switch {
 		case isMergeKey(k):
 			for _, mp := range p.merged(v, visiting) {
@@ -160,6 +163,22 @@ func (p *parser) pairsVisiting(n *yaml.Node, dupRule, dupWhat string, visiting m
 		}
 	}
 	return out
+}
+
+// keyNode returns a mapping key, with an alias (`*name: value`) replaced by a
+// copy of the scalar it names, placed where the alias is written.
+func keyNode(k *yaml.Node) *yaml.Node {
+	if k.Kind != yaml.AliasNode {
+		return k
+	}
+	r := resolve(k)
+	if r == nil || r.Kind != yaml.ScalarNode {
+		return k
+	}
+	c := *r
+	c.Anchor = ""
+	c.Line, c.Column = k.Line, k.Column
+	return &c
 }
 
 // merged returns the pairs a `<<` value brings in: an alias to a mapping, a

@@ -210,6 +210,14 @@ func TestParseAnchorsAndMergeKeys(t *testing.T) {
 	}, other.Config)
 }
 
+func TestParseAliasKeys(t *testing.T) {
+	t.Parallel()
+	m, err := ParseFile("testdata/valid/alias-keys.yml")
+	require.NoError(t, err)
+	require.Equal(t, []string{"INIT", "DONE"}, m.StateOrder)
+	require.Equal(t, []Action{{Kind: ActionAdvance, State: "DONE"}}, m.States["INIT"].On["GO"])
+}
+
 func TestParseAdditions(t *testing.T) {
 	t.Parallel()
 	m, err := ParseFile("testdata/valid/additions.yml")
