@@ -1,5 +1,18 @@
 // Package machine reads and validates machine files (DESIGN.md §2) and keeps
 // the machines a process uses loaded from a folder or an S3 prefix.
+//
+// Parse reports every broken rule of a file at once, each with its line,
+// column and a stable rule id (see the Rule constants). Choices the design
+// leaves open:
+//   - `x-` keys are allowed at the top level only; everywhere else an
+//     unknown key is an error.
+//   - Declaring NEXT under `events` is accepted with a warning
+//     (RuleImplicitNext), so files that spell it out keep working.
+//   - Merge keys follow the YAML merge-key spec: keys written in a mapping
+//     win over merged ones, and in `<<: [*a, *b]` the earlier mapping wins.
+//   - Names (events, states, tasks) are judged by their text, so `- 404` is
+//     a valid event name; other values must have the YAML type the format
+//     asks for (`bucket: 2024` must be quoted).
 package machine
 
 import "fmt"
