@@ -174,6 +174,13 @@ func (a *applier) run() Decision {
 // first event leaves no stack behind.
 func (a *applier) create() Decision {
 	ev := a.ev
+	if ev.IsResult() {
+		// A late or repeated result for a stack that reached its end: it
+		// changes nothing, but the kept history says it arrived.
+		return Decision{Outcome: Ignored, Reason: fmt.Sprintf("result for stack %s, which does not exist (it may have been removed)", ev.StackID),
+			History: []HistoryEntry{{Kind: KindIgnored, At: a.now, Event: ev.Event, TaskRunID: ev.TaskRunID,
+				Reason: "the stack does not exist (it may have been removed)"}}}
+	}
 	if message.IsSystemEvent(ev.Event) {
 		return a.reject(fmt.Sprintf("stack %s does not exist (it may have been removed); %s needs an existing stack", ev.StackID, ev.Event))
 	}

@@ -302,7 +302,7 @@ func TestRejections(t *testing.T) {
 	}{
 		{"external NEXT", existing, message.Event{Event: "NEXT"}, "cannot be published"},
 		{"new stack without machine", nil, message.Event{Event: "LAUNCH"}, "names no machine"},
-		{"result for unknown stack", nil, message.Event{Event: message.EventTaskCompleted, TaskRunID: "r"}, "does not exist"},
+		{"retry for unknown stack", nil, message.Event{Event: message.EventRetryFailedTasks}, "does not exist"},
 		{"machine mismatch", existing, message.Event{Event: "ACCESS", Machine: "other"}, `runs machine "feature-env"`},
 		{"event not allowed in state", existing, message.Event{Event: "LAUNCH"}, "not allowed in state RUN (allowed: ACCESS, DESTROY)"},
 		{"undeclared event", existing, message.Event{Event: "EXPLODE"}, "not declared by machine feature-env"},
@@ -369,4 +369,14 @@ func TestUnusableMachineIsRejectedWithItsErrors(t *testing.T) {
 		Now:        time.Now(), NewRunID: func() string { return "x" }})
 	require.Equal(t, Rejected, d.Outcome)
 	require.Contains(t, d.Reason, `machine "broken" cannot be used: broken.yml:3:5`)
+}
+
+func TestResultForMissingStackIsIgnoredAndRecorded(t *testing.T) {
+	t.Parallel()
+	d := Apply(Input{Event: message.Event{StackID: "gone", Event: message.EventTaskCompleted, TaskRunID: "r1"},
+		Now: time.Now(), NewRunID: func() string { return "x" }})
+	require.Equal(t, Ignored, d.Outcome)
+	require.Contains(t, d.Reason, "does not exist")
+	require.Nil(t, d.Stack)
+	require.Equal(t, []string{KindIgnored}, kinds(d.History))
 }

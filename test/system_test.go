@@ -1,0 +1,485 @@
+// Package test holds stackseam's end-to-end tests: the shipped binaries in
+// local mode against real PostgreSQL and the SQS/S3 emulator.
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/functions/engine"
+	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/queue"
+	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/test/harness"
+)
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// system is one stackseam installation for one test: its own database,
+// queues and state-manager processes.
+type system struct {
+	t        *testing.T
+	ctx      context.Context
+	dbURL    string
+	db       *pgxpool.Pool
+	store    *store.Store
+	sqs      *sqs.Client
+	eventURL string
+	eventDLQ string
+	taskURL  string
+	taskDLQ  string
+	bin      string
+}
+
+type systemOptions struct {
+	// dbURL defaults to a fresh database on the shared server.
+	dbURL string
+	// maxReceiveCount of the event queue's redrive policy; defaults to 20.
+	maxReceiveCount int
+}
+
+func newSystem(t *testing.T, opts systemOptions) *system {
+	t.Helper()
+	if opts.dbURL == "" {
+		opts.dbURL = harness.DatabaseURL(t)
+	}
+	if opts.maxReceiveCount == 0 {
+		opts.maxReceiveCount = 20
+	}
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, opts.dbURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	s := &system{t: t, ctx: ctx, dbURL: opts.dbURL, db: pool, store: store.New(pool), sqs: harness.SQSClient(t)}
+	s.eventURL, s.eventDLQ = harness.CreateQueue(t, "events", true, opts.maxReceiveCount)
+	s.taskURL, s.taskDLQ = harness.CreateQueue(t, "tasks", false, 5)
+	s.bin = harness.BuildBinary(t, "./functions/statemanager")
+	return s
+}
+
+// startStateManager starts one statemanager process in local mode.
+func (s *system) startStateManager(workers int, extraEnv ...string) *harness.Process {
+	s.t.Helper()
+	env := append(harness.AWSEnv(s.t),
+		"EVENT_QUEUE_URL="+s.eventURL,
+		"TASK_QUEUE_URL="+s.taskURL,
+		"MACHINES_DIR="+filepath.Join(harness.RepoRoot(s.t), "test", "testdata", "machines"),
+		"DATABASE_URL="+s.dbURL,
+		"WORKERS="+strconv.Itoa(workers),
+		"POLL_WAIT=1s",
+		"RETRY_DELAY=1s",
+	)
+	return harness.StartProcess(s.t, s.bin, append(env, extraEnv...))
+}
+
+// send publishes raw bodies to the event queue, each with a fresh dedup id,
+// so a body sent twice is delivered twice.
+func (s *system) send(group string, bodies ...string) {
+	s.t.Helper()
+	msgs := make([]queue.Outgoing, len(bodies))
+	for i, b := range bodies {
+		msgs[i] = queue.Outgoing{Body: b, GroupID: group, DedupID: newID()}
+	}
+	require.NoError(s.t, queue.Send(s.ctx, s.sqs, s.eventURL, msgs))
+}
+
+func (s *system) sendEvent(stackID, event string, fields map[string]any) {
+	s.t.Helper()
+	body := map[string]any{"stackId": stackID, "event": event}
+	for k, v := range fields {
+		body[k] = v
+	}
+	raw, err := json.Marshal(body)
+	require.NoError(s.t, err)
+	s.send(stackID, string(raw))
+}
+
+// result publishes what a satisfier would for task.
+func (s *system) result(task message.Task, event string, extra map[string]any) string {
+	s.t.Helper()
+	body := map[string]any{"event": event, "stackId": task.Stack.ID, "taskRunId": task.TaskRunID, "task": task.Task}
+	for k, v := range extra {
+		body[k] = v
+	}
+	raw, err := json.Marshal(body)
+	require.NoError(s.t, err)
+	return string(raw)
+}
+
+// receiveTasks takes n task messages off the task queue.
+func (s *system) receiveTasks(n int) []message.Task {
+	s.t.Helper()
+	var out []message.Task
+	deadline := time.Now().Add(60 * time.Second)
+	for len(out) < n {
+		require.True(s.t, time.Now().Before(deadline), "timed out with %d of %d task messages", len(out), n)
+		out = append(out, s.pollTasks(10)...)
+	}
+	require.Len(s.t, out, n, "more task messages than expected")
+	return out
+}
+
+// pollTasks receives and deletes up to max task messages (one long poll).
+func (s *system) pollTasks(max int32) []message.Task {
+	s.t.Helper()
+	resp, err := s.sqs.ReceiveMessage(s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.taskURL),
+		MaxNumberOfMessages: max, WaitTimeSeconds: 1})
+	require.NoError(s.t, err)
+	var out []message.Task
+	for _, m := range resp.Messages {
+		task, err := message.ParseTask([]byte(aws.ToString(m.Body)))
+		require.NoError(s.t, err)
+		out = append(out, task)
+		_, err = s.sqs.DeleteMessage(s.ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(s.taskURL), ReceiptHandle: m.ReceiptHandle})
+		require.NoError(s.t, err)
+	}
+	return out
+}
+
+func (s *system) stack(id string) *engine.Stack {
+	s.t.Helper()
+	st, err := s.store.GetStack(s.ctx, id)
+	require.NoError(s.t, err)
+	return st
+}
+
+func (s *system) waitState(id, state string) *engine.Stack {
+	s.t.Helper()
+	var last *engine.Stack
+	require.Eventually(s.t, func() bool {
+		last = s.stack(id)
+		return last != nil && last.State == state
+	}, 60*time.Second, 50*time.Millisecond, "stack %s never reached %s (last: %+v)", id, state, last)
+	return last
+}
+
+func (s *system) waitRemoved(id string) {
+	s.t.Helper()
+	require.Eventually(s.t, func() bool { return s.stack(id) == nil }, 60*time.Second, 50*time.Millisecond,
+		"stack %s was never removed", id)
+}
+
+func (s *system) count(sql string, args ...any) int {
+	s.t.Helper()
+	var n int
+	require.NoError(s.t, s.db.QueryRow(s.ctx, sql, args...).Scan(&n))
+	return n
+}
+
+// transitions returns a stack's transitions in order, as "FROM->TO".
+func (s *system) transitions(id string) []string {
+	s.t.Helper()
+	rows, _ := s.db.Query(s.ctx, `SELECT from_state || '->' || to_state FROM history
+		WHERE stack_id = $1 AND kind = 'transition' ORDER BY id`, id)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(s.t, err)
+	return out
+}
+
+// queueDepth is visible plus in-flight messages.
+func (s *system) queueDepth(url string) int {
+	s.t.Helper()
+	out, err := s.sqs.GetQueueAttributes(s.ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	require.NoError(s.t, err)
+	total := 0
+	for _, v := range out.Attributes {
+		n, _ := strconv.Atoi(v)
+		total += n
+	}
+	return total
+}
+
+func (s *system) waitDrained() {
+	s.t.Helper()
+	require.Eventually(s.t, func() bool { return s.queueDepth(s.eventURL) == 0 }, 60*time.Second, 100*time.Millisecond,
+		"the event queue never drained")
+}
+
+func tasksByName(tasks []message.Task) map[string]message.Task {
+	out := map[string]message.Task{}
+	for _, t := range tasks {
+		out[t.Task.Name] = t
+	}
+	return out
+}
+
+var idMu sync.Mutex
+var idN int
+
+func newID() string {
+	idMu.Lock()
+	defer idMu.Unlock()
+	idN++
+	return fmt.Sprintf("%d-%d", time.Now().UnixNano(), idN)
+}
+
+// TestLifecycleWithDuplicateAndStaleResults is scenario (a): two parallel
+// tasks, a duplicated and a stale result, then teardown and removal.
+func TestLifecycleWithDuplicateAndStaleResults(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{})
+	s.startStateManager(1)
+
+	s.sendEvent("feature-1", "LAUNCH", map[string]any{"machine": "pair", "metadata": map[string]any{"branch": "feature/1"}})
+	tasks := tasksByName(s.receiveTasks(2))
+	infra, dns := tasks["infra"], tasks["dns"]
+	require.NotEmpty(t, infra.TaskRunID)
+	require.NotEmpty(t, dns.TaskRunID)
+	require.NotEqual(t, infra.TaskRunID, dns.TaskRunID)
+	require.Equal(t, "PROVISION", infra.Stack.State)
+	require.Equal(t, "feature/1", infra.Stack.Metadata["branch"])
+	require.Equal(t, "lambda", infra.Task.Executor)
+	require.Equal(t, "infra-fn", infra.Task.Config["name"])
+
+	stale := infra
+	stale.TaskRunID = "run-from-an-earlier-visit"
+	s.send("feature-1",
+		s.result(infra, message.EventTaskCompleted, map[string]any{"outputs": map[string]any{"vpc": "vpc-1"}}),
+		s.result(stale, message.EventTaskCompleted, nil),
+		s.result(infra, message.EventTaskCompleted, nil), // delivered twice
+		s.result(dns, message.EventTaskCompleted, nil),
+	)
+	st := s.waitState("feature-1", "RUN")
+	require.Equal(t, "vpc-1", st.Metadata["vpc"])
+	s.waitDrained()
+	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN"}, s.transitions("feature-1"))
+	require.Equal(t, 2, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'ignored'"))
+	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'ignored' AND reason LIKE 'stale result%'"))
+
+	s.sendEvent("feature-1", "DESTROY", nil)
+	teardown := s.receiveTasks(1)[0]
+	require.Equal(t, "teardown", teardown.Task.Name)
+	require.Equal(t, "TEARDOWN", s.stack("feature-1").State)
+	s.send("feature-1", s.result(teardown, message.EventTaskCompleted, nil))
+	s.waitRemoved("feature-1")
+
+	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, s.transitions("feature-1"))
+	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'removed'"))
+	require.Equal(t, 0, s.count("SELECT count(*) FROM outbox"))
+	require.Equal(t, 0, s.queueDepth(s.eventDLQ))
+}
+
+// TestBadEventsAreRejectedNotRetried is scenario (c).
+func TestBadEventsAreRejectedNotRetried(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{maxReceiveCount: 3})
+	s.startStateManager(2)
+
+	s.sendEvent("c-ok", "LAUNCH", map[string]any{"machine": "pair"})
+	s.receiveTasks(2)
+	s.waitState("c-ok", "PROVISION")
+
+	s.send("c-bad", `{"stackId": "c-bad", "event": `)
+	s.send("anon", `{"event":"LAUNCH","machine":"pair"}`)
+	s.sendEvent("c-unknown", "LAUNCH", map[string]any{"machine": "no-such-machine"})
+	s.sendEvent("c-broken", "LAUNCH", map[string]any{"machine": "broken"})
+	s.sendEvent("c-new", "LAUNCH", nil)
+	s.sendEvent("c-ok", "DESTROY", nil)
+	s.sendEvent("c-ok", "ACCESS", map[string]any{"metadata": map[string]any{"nested": map[string]any{"a": 1}}})
+	s.sendEvent("c-ok", "NEXT", nil)
+	s.sendEvent("c-ok", "LAUNCH", map[string]any{"machine": "other"})
+
+	require.Eventually(t, func() bool { return s.count("SELECT count(*) FROM rejections") == 9 }, 60*time.Second, 100*time.Millisecond)
+	s.waitDrained()
+	require.Equal(t, 0, s.queueDepth(s.eventDLQ), "rejected events are acknowledged, not retried into the DLQ")
+
+	reasons := map[string]string{}
+	rows, _ := s.db.Query(s.ctx, "SELECT stack_id || ':' || event, reason FROM rejections ORDER BY id")
+	for rows.Next() {
+		var k, r string
+		require.NoError(t, rows.Scan(&k, &r))
+		reasons[k] = r
+	}
+	require.NoError(t, rows.Err())
+	require.Contains(t, reasons[":"], "malformed JSON", "a body that does not parse names no stack")
+	require.Contains(t, reasons[":LAUNCH"], "stackId is required")
+	require.Contains(t, reasons["c-unknown:LAUNCH"], `machine "no-such-machine" cannot be used`)
+	require.Contains(t, reasons["c-broken:LAUNCH"], "broken.yml:6:", "validation errors name file and line")
+	require.Contains(t, reasons["c-new:LAUNCH"], "names no machine")
+	require.Contains(t, reasons["c-ok:DESTROY"], "not allowed in state PROVISION")
+	require.Contains(t, reasons["c-ok:ACCESS"], "metadata must be flat")
+	require.Contains(t, reasons["c-ok:NEXT"], "cannot be published")
+	require.Contains(t, reasons["c-ok:LAUNCH"], `runs machine "pair"`)
+
+	require.Equal(t, 4, s.count("SELECT count(*) FROM history WHERE stack_id = 'c-ok' AND kind = 'rejected'"),
+		"rejections of an existing stack are in its history")
+	require.Equal(t, "PROVISION", s.stack("c-ok").State)
+	for _, id := range []string{"c-bad", "c-unknown", "c-broken", "c-new"} {
+		require.Nil(t, s.stack(id), "a rejected first event creates no stack")
+	}
+}
+
+// TestDatabaseOutageRetriesAndConverges is scenario (d): the database goes
+// away while events flow; they fail, are retried, and apply once it is back.
+func TestDatabaseOutageRetriesAndConverges(t *testing.T) {
+	t.Parallel()
+	srv := harness.NewDatabaseServer(t)
+	s := newSystem(t, systemOptions{dbURL: srv.DatabaseURL(t), maxReceiveCount: 1000})
+	s.startStateManager(2)
+
+	const n = 10
+	for i := 0; i < n; i++ {
+		s.sendEvent(fmt.Sprintf("a-%d", i), "LAUNCH", map[string]any{"machine": "pair"})
+	}
+	first := s.receiveTasks(2 * n)
+
+	srv.Stop(t)
+	var bodies = map[string][]string{}
+	for _, task := range first {
+		bodies[task.Stack.ID] = append(bodies[task.Stack.ID], s.result(task, message.EventTaskCompleted, nil))
+	}
+	for id, b := range bodies {
+		s.send(id, b...)
+	}
+	for i := 0; i < n; i++ {
+		s.sendEvent(fmt.Sprintf("b-%d", i), "LAUNCH", map[string]any{"machine": "pair"})
+	}
+	// Let the state manager fail against the missing database for a while.
+	time.Sleep(3 * time.Second)
+	srv.Start(t)
+
+	// Task messages are delivered at least once: an outage between publishing
+	// and clearing the outbox sends some twice. Answer everything until each
+	// b stack's two tasks have been seen.
+	seen := map[string]bool{}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(seen) < 2*n {
+		require.True(t, time.Now().Before(deadline), "saw %d of %d b tasks", len(seen), 2*n)
+		for _, task := range s.pollTasks(10) {
+			if strings.HasPrefix(task.Stack.ID, "b-") {
+				seen[task.Stack.ID+"/"+task.Task.Name] = true
+			}
+			s.send(task.Stack.ID, s.result(task, message.EventTaskCompleted, nil))
+		}
+	}
+	for i := 0; i < n; i++ {
+		for _, prefix := range []string{"a", "b"} {
+			id := fmt.Sprintf("%s-%d", prefix, i)
+			s.waitState(id, "RUN")
+			require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN"}, s.transitions(id))
+		}
+	}
+	s.waitDrained()
+	require.Equal(t, 0, s.queueDepth(s.eventDLQ))
+	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
+}
+
+// TestConcurrentWorkersManyStacks is scenario (b): 200 stacks, 8 workers in
+// two processes, results shuffled with 10% duplicated.
+func TestConcurrentWorkersManyStacks(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{})
+	s.startStateManager(4)
+	s.startStateManager(4)
+
+	const stacks = 200
+	ids := make([]string, stacks)
+	var launches []queue.Outgoing
+	for i := range ids {
+		ids[i] = fmt.Sprintf("load-%03d", i)
+		body := fmt.Sprintf(`{"stackId":%q,"event":"LAUNCH","machine":"pair","metadata":{"n":%d}}`, ids[i], i)
+		launches = append(launches, queue.Outgoing{Body: body, GroupID: ids[i], DedupID: newID()})
+	}
+	require.NoError(t, queue.Send(s.ctx, s.sqs, s.eventURL, launches))
+
+	dups := s.satisfyShuffled(2*stacks, 0.10, func(task message.Task) map[string]any {
+		return map[string]any{"outputs": map[string]any{task.Task.Name + "_out": task.Stack.ID}}
+	})
+	for _, id := range ids {
+		st := s.waitState(id, "RUN")
+		require.Equal(t, id, st.Metadata["infra_out"], "no output lost")
+		require.Equal(t, id, st.Metadata["dns_out"], "no output lost")
+	}
+
+	var destroys []queue.Outgoing
+	for _, id := range ids {
+		destroys = append(destroys, queue.Outgoing{Body: fmt.Sprintf(`{"stackId":%q,"event":"DESTROY"}`, id), GroupID: id, DedupID: newID()})
+	}
+	require.NoError(t, queue.Send(s.ctx, s.sqs, s.eventURL, destroys))
+	dups += s.satisfyShuffled(stacks, 0.10, nil)
+	for _, id := range ids {
+		s.waitRemoved(id)
+	}
+	s.waitDrained()
+
+	want := []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}
+	for _, id := range ids {
+		require.Equal(t, want, s.transitions(id), "stack %s", id)
+	}
+	require.Equal(t, 2*stacks, s.count("SELECT count(*) FROM history WHERE kind = 'event' AND event = 'NEXT'"),
+		"NEXT fired exactly once per state visit")
+	require.Equal(t, dups, s.count("SELECT count(*) FROM history WHERE kind = 'ignored'"), "each duplicate ignored once")
+	require.Equal(t, 0, s.count("SELECT count(*) FROM stacks"))
+	require.Equal(t, 0, s.count("SELECT count(*) FROM outbox"))
+	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
+	t.Logf("%d stacks, %d duplicated results", stacks, dups)
+}
+
+// satisfyShuffled plays the satisfier for n task messages: results go back in
+// shuffled batches, a share of them twice. It returns how many were doubled.
+func (s *system) satisfyShuffled(n int, dupShare float64, outputs func(message.Task) map[string]any) int {
+	s.t.Helper()
+	got, dups := 0, 0
+	deadline := time.Now().Add(120 * time.Second)
+	for got < n {
+		require.True(s.t, time.Now().Before(deadline), "timed out after %d of %d tasks", got, n)
+		var batch []message.Task
+		for len(batch) < 30 {
+			more := s.pollTasks(10)
+			if len(more) == 0 {
+				break
+			}
+			batch = append(batch, more...)
+		}
+		got += len(batch)
+		var out []queue.Outgoing
+		for i, j := range shuffled(len(batch), got) {
+			task := batch[j]
+			var extra map[string]any
+			if outputs != nil {
+				extra = outputs(task)
+			}
+			body := s.result(task, message.EventTaskCompleted, extra)
+			out = append(out, queue.Outgoing{Body: body, GroupID: task.Stack.ID, DedupID: newID()})
+			if float64((got*7+i*13)%100) < dupShare*100 {
+				out = append(out, queue.Outgoing{Body: body, GroupID: task.Stack.ID, DedupID: newID()})
+				dups++
+			}
+		}
+		require.NoError(s.t, queue.Send(s.ctx, s.sqs, s.eventURL, out))
+	}
+	return dups
+}
+
+// shuffled returns a deterministic permutation of 0..n-1 for a seed.
+func shuffled(n, seed int) []int {
+	p := make([]int, n)
+	for i := range p {
+		p[i] = i
+	}
+	x := uint64(seed)*2654435761 + 1
+	for i := n - 1; i > 0; i-- {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		j := int(x % uint64(i+1))
+		p[i], p[j] = p[j], p[i]
+	}
+	return p
+}
