@@ -18,6 +18,9 @@ type Outgoing struct {
 	Body    string
 	GroupID string // FIFO only
 	DedupID string // FIFO only
+	// DelaySeconds holds the message back (0–900); standard queues only, as
+	// FIFO queues accept a delay only per queue.
+	DelaySeconds int32
 }
 
 // SendMessageBatch limits: entries per call, and bytes of all bodies together per call.
@@ -201,6 +204,9 @@ func sendChunk(ctx context.Context, client *sqs.Client, queueURL string, msgs []
 		}
 		if m.DedupID != "" {
 			e.MessageDeduplicationId = aws.String(m.DedupID)
+		}
+		if m.DelaySeconds > 0 {
+			e.DelaySeconds = min(m.DelaySeconds, 900)
 		}
 		in.Entries = append(in.Entries, e)
 	}
