@@ -104,7 +104,7 @@ func startEmulator(root string) (*emulator, error) {
 	}
 	cmd := exec.Command(node, filepath.Join(dir, "launch.mjs"), "0", "--exit-on-stdin-close")
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr(nil)
 	e := &emulator{cmd: cmd, exited: make(chan struct{}), log: newTailBuffer(64 << 10)}
 	cmd.Stderr = e.log
 	if e.stdin, err = cmd.StdinPipe(); err != nil {

@@ -369,7 +369,7 @@ func (s *DatabaseServer) initdb() error {
 	)
 	cmd.Dir = s.dir
 	cmd.Env = pgEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: s.cred}
+	cmd.SysProcAttr = childAttr(s.cred)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb -D %s failed: %w\n%s", s.dataDir, err, out)
 	}
@@ -400,10 +400,9 @@ func (s *DatabaseServer) startLocked() error {
 	cmd.Dir = s.dir
 	cmd.Env = pgEnv()
 	cmd.Stdout, cmd.Stderr = log, log
-	// Credential is applied before Pdeathsig in the child (see
-	// syscall.forkAndExecInChild), so the signal survives the uid change.
-	// runuser would not do: it forks, and its child would outlive us.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: s.cred}
+	// As root it runs as postgres through Credential rather than runuser:
+	// runuser forks, and its child would outlive us if we were killed.
+	cmd.SysProcAttr = childAttr(s.cred)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}

@@ -64,7 +64,7 @@ func goBuild(root, workDir, pkg string) (string, error) {
 	cmd.Dir = root
 	// A cross-compiling environment would give a binary we cannot run.
 	cmd.Env = append(os.Environ(), "GOOS=", "GOARCH=")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr(nil)
 	if output, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, output)
 	}
@@ -96,7 +96,7 @@ func StartProcess(t testing.TB, bin string, env []string, args ...string) *Proce
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home}, env...)
 	// Its own process group, so that Kill and the cleanup reach its
 	// children too; SIGKILL if the test process dies, so nothing outlives it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr(nil)
 	p := &Process{name: filepath.Base(bin), cmd: cmd, done: make(chan struct{})}
 	p.out = &processOutput{t: t}
 	// One writer for both streams: exec then shares one pipe, which keeps
