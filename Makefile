@@ -40,7 +40,7 @@ deps-postgres:
 		echo "PostgreSQL 15 server missing: installing postgresql-15"; \
 		apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15 && \
-		test -x $(PG_BINDIR)/initdb; \
+		{ [ -x $(PG_BINDIR)/initdb ] || { echo "postgresql-15 installed, but $(PG_BINDIR)/initdb is missing" >&2; exit 1; }; }; \
 	else \
 		echo "PostgreSQL 15 server binaries missing ($(PG_BINDIR)); install them as root:" >&2; \
 		echo "  apt-get install postgresql-15   (or set STACKSEAM_TEST_PG_BINDIR / STACKSEAM_TEST_DATABASE_URL)" >&2; \
