@@ -1,0 +1,158 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/test/harness"
+)
+
+// runtimeAPI is a protocol-level fake of the Lambda Runtime API
+// (/2018-06-01/runtime/...): it hands the function one queued invocation per
+// "next" call and collects the responses, so the shipped binary runs its
+// Lambda code path here.
+type runtimeAPI struct {
+	invocations chan runtimeInvocation
+	mu          sync.Mutex
+	responses   map[string]chan runtimeResponse
+	srv         *httptest.Server
+}
+
+type runtimeInvocation struct {
+	id    string
+	event []byte
+}
+
+type runtimeResponse struct {
+	body    []byte
+	isError bool
+}
+
+func newRuntimeAPI(t *testing.T) *runtimeAPI {
+	r := &runtimeAPI{invocations: make(chan runtimeInvocation, 10), responses: map[string]chan runtimeResponse{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", func(w http.ResponseWriter, req *http.Request) {
+		select {
+		case inv := <-r.invocations:
+			w.Header().Set("Lambda-Runtime-Aws-Request-Id", inv.id)
+			w.Header().Set("Lambda-Runtime-Deadline-Ms", fmt.Sprint(time.Now().Add(time.Minute).UnixMilli()))
+			w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:statemanager")
+			_, _ = w.Write(inv.event)
+		case <-req.Context().Done():
+		}
+	})
+	respond := func(isError bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, req *http.Request) {
+			body, _ := io.ReadAll(req.Body)
+			r.mu.Lock()
+			ch := r.responses[req.PathValue("id")]
+			r.mu.Unlock()
+			if ch != nil {
+				ch <- runtimeResponse{body: body, isError: isError}
+			}
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}
+	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/response", respond(false))
+	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/error", respond(true))
+	mux.HandleFunc("POST /2018-06-01/runtime/init/error", func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		t.Errorf("function failed to initialise: %s", body)
+		w.WriteHeader(http.StatusAccepted)
+	})
+	r.srv = httptest.NewServer(mux)
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// invoke sends one SQS event and waits for the function's answer.
+func (r *runtimeAPI) invoke(t *testing.T, ev events.SQSEvent) events.SQSEventResponse {
+	t.Helper()
+	body, err := json.Marshal(ev)
+	require.NoError(t, err)
+	id := newID()
+	ch := make(chan runtimeResponse, 1)
+	r.mu.Lock()
+	r.responses[id] = ch
+	r.mu.Unlock()
+	r.invocations <- runtimeInvocation{id: id, event: body}
+	select {
+	case res := <-ch:
+		require.False(t, res.isError, "invocation failed: %s", res.body)
+		var out events.SQSEventResponse
+		require.NoError(t, json.Unmarshal(res.body, &out))
+		return out
+	case <-time.After(60 * time.Second):
+		t.Fatal("the function never answered the invocation")
+		return events.SQSEventResponse{}
+	}
+}
+
+func sqsRecord(id, group, body string) events.SQSMessage {
+	return events.SQSMessage{MessageId: id, ReceiptHandle: "rh-" + id, Body: body, EventSource: "aws:sqs",
+		Attributes: map[string]string{"MessageGroupId": group, "ApproximateReceiveCount": "1"}}
+}
+
+func failedIDs(res events.SQSEventResponse) []string {
+	var ids []string
+	for _, f := range res.BatchItemFailures {
+		ids = append(ids, f.ItemIdentifier)
+	}
+	return ids
+}
+
+// TestStateManagerInLambdaMode runs the shipped binary under a fake Lambda
+// runtime: a good batch is applied with no failures reported, and while the
+// database is down every message is reported failed, so Lambda retries them.
+func TestStateManagerInLambdaMode(t *testing.T) {
+	t.Parallel()
+	srv := harness.NewDatabaseServer(t)
+	s := newSystem(t, systemOptions{dbURL: srv.DatabaseURL(t)})
+	rt := newRuntimeAPI(t)
+	s.startStateManager(1, "AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(rt.srv.URL, "http://"),
+		"AWS_LAMBDA_FUNCTION_NAME=statemanager", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256",
+		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME=test", "AWS_LAMBDA_LOG_STREAM_NAME=test")
+
+	res := rt.invoke(t, events.SQSEvent{Records: []events.SQSMessage{
+		sqsRecord("m1", "lam-1", `{"stackId":"lam-1","event":"LAUNCH","machine":"pair"}`),
+		sqsRecord("m2", "lam-2", `{"stackId":"lam-2","event":"LAUNCH","machine":"pair"}`),
+		sqsRecord("m3", "lam-1", `{"stackId":"lam-1","event":"NEXT"}`),
+		sqsRecord("m4", "bad", `{not json`),
+	}})
+	require.Empty(t, failedIDs(res), "applied and rejected messages are both done")
+	require.Equal(t, "PROVISION", s.stack("lam-1").State)
+	require.Equal(t, "PROVISION", s.stack("lam-2").State)
+	require.Equal(t, 2, s.count("SELECT count(*) FROM rejections"))
+	require.Len(t, s.receiveTasks(4), 4, "task messages were published from Lambda mode too")
+
+	srv.Stop(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	done := make(chan events.SQSEventResponse, 1)
+	go func() {
+		done <- rt.invoke(t, events.SQSEvent{Records: []events.SQSMessage{
+			sqsRecord("m5", "lam-1", `{"stackId":"lam-1","event":"RETRY_PENDING_TASKS"}`),
+			sqsRecord("m6", "lam-1", `{"stackId":"lam-1","event":"RETRY_FAILED_TASKS"}`),
+			sqsRecord("m7", "lam-2", `{"stackId":"lam-2","event":"RETRY_PENDING_TASKS"}`),
+		}})
+	}()
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("no answer while the database is down")
+	}
+	require.ElementsMatch(t, []string{"m5", "m6", "m7"}, failedIDs(res),
+		"transient failures are reported per message; m6 fails because m5 of its stack failed")
+	srv.Start(t)
+}
