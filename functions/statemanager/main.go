@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -23,11 +22,12 @@ import (
 	"github.com/stackseam/stackseam/functions/applier"
 	"github.com/stackseam/stackseam/functions/machine"
 	"github.com/stackseam/stackseam/functions/queue"
+	env "github.com/stackseam/stackseam/functions/settings"
 	"github.com/stackseam/stackseam/functions/store"
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: logLevel()}))
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: env.LogLevel()}))
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -61,7 +61,7 @@ func readSettings() (settings, error) {
 		taskQueueURL:   os.Getenv("TASK_QUEUE_URL"),
 		machinesDir:    os.Getenv("MACHINES_DIR"),
 		machinesBucket: os.Getenv("MACHINES_BUCKET"),
-		machinesPrefix: envOr("MACHINES_PREFIX", "machines/"),
+		machinesPrefix: env.Or("MACHINES_PREFIX", "machines/"),
 		databaseURL:    os.Getenv("DATABASE_URL"),
 		secretID:       os.Getenv("DATABASE_SECRET_ID"),
 		sslMode:        os.Getenv("DATABASE_SSLMODE"),
@@ -73,7 +73,7 @@ func readSettings() (settings, error) {
 		dst  *int
 	}{{"WORKERS", 1, &s.workers}, {"BATCH_PARALLELISM", 4, &s.parallelism}}
 	for _, v := range ints {
-		if *v.dst, err = envInt(v.name, v.def); err != nil {
+		if *v.dst, err = env.Int(v.name, v.def); err != nil {
 			return s, err
 		}
 	}
@@ -88,7 +88,7 @@ func readSettings() (settings, error) {
 		{"OUTBOX_SWEEP_AGE", 30 * time.Second, &s.sweepAge},
 	}
 	for _, v := range durations {
-		if *v.dst, err = envDuration(v.name, v.def); err != nil {
+		if *v.dst, err = env.Duration(v.name, v.def); err != nil {
 			return s, err
 		}
 	}
@@ -194,43 +194,4 @@ func withOutboxSweep(h queue.BatchHandler, app *applier.Applier, age time.Durati
 		}
 		return h(ctx, batch)
 	}
-}
-
-func logLevel() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(envOr("LOG_LEVEL", "INFO"))); err != nil {
-		return slog.LevelInfo
-	}
-	return l
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(name string, def int) (int, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		return 0, fmt.Errorf("%s=%q: want a whole number ≥ 1", name, v)
-	}
-	return n, nil
-}
-
-func envDuration(name string, def time.Duration) (time.Duration, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%s=%q: want a duration such as 500ms or 20s", name, v)
-	}
-	return d, nil
 }
