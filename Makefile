@@ -14,20 +14,45 @@ EMULATOR_DIR := test/testdata/emulator
 EMULATOR_STAMP := $(EMULATOR_DIR)/node_modules/.package-lock.json
 PG_BINDIR := /usr/lib/postgresql/15/bin
 
+# OpenTofu, which the Terraform executor's tests run. Release downloads are
+# unreachable here, so it is built from its Go module (its only replace
+# directive is remote, so it builds as the main module; `go install` does not
+# work). TOFU_VERSION and TOFU_MODULE are the one place the version lives:
+# the CDK bundling builds the same module for linux/arm64, and
+# test/harness.TofuVersion must match (a harness test checks it).
+TOFU_VERSION := v1.10.6
+TOFU_MODULE := github.com/opentofu/opentofu
+TOFU_BIN := .cache/tofu/$(TOFU_VERSION)/$(shell $(GO) env GOOS)_$(shell $(GO) env GOARCH)/tofu
+
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-postgres build test lint bench clean
+.PHONY: help deps deps-postgres tofu build test lint bench clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
 	@echo
 	@awk -F ':.*## ' '/^[a-zA-Z_-]+:.*## / { printf "  %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-deps: $(EMULATOR_STAMP) deps-postgres ## Install what the tests need (emulator packages, PostgreSQL 15 server)
+deps: $(EMULATOR_STAMP) deps-postgres tofu ## Install what the tests need (emulator packages, PostgreSQL 15 server, OpenTofu)
 
 $(EMULATOR_STAMP): $(EMULATOR_DIR)/package.json $(EMULATOR_DIR)/package-lock.json
 	@command -v node >/dev/null || { echo "node (Node.js 20 or later) is required for the AWS emulator" >&2; exit 1; }
 	@command -v npm >/dev/null || { echo "npm is required to install the AWS emulator" >&2; exit 1; }
 	npm ci --prefix $(EMULATOR_DIR) --no-audit --no-fund
+
+tofu: $(TOFU_BIN) ## Build OpenTofu for the host into .cache/tofu (once; ~5 min on 2 cores)
+
+# Built outside this module's directory so that `go mod download` leaves our
+# go.sum alone, and renamed into place only when complete, so an interrupted
+# build is never mistaken for a finished one.
+$(TOFU_BIN):
+	@mkdir -p $(@D)
+	@dir="$$(cd "$${TMPDIR:-/tmp}" && GOFLAGS= GOWORK=off $(GO) mod download -json $(TOFU_MODULE)@$(TOFU_VERSION) | \
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$$/\1/p')"; \
+	test -n "$$dir" || { echo "go mod download $(TOFU_MODULE)@$(TOFU_VERSION) failed" >&2; exit 1; }; \
+	echo "building OpenTofu $(TOFU_VERSION) from $$dir into $@"; \
+	cd "$$dir" && CGO_ENABLED=0 $(GO) build -trimpath -o $(abspath $@).tmp ./cmd/tofu
+	@mv $@.tmp $@
+	@$@ version
 
 # Installs the server only when it is missing and we are root (apt-get);
 # STACKSEAM_TEST_DATABASE_URL means the tests use another server instead.
