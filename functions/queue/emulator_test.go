@@ -387,3 +387,26 @@ func TestPollerNeedsClientAndURL(t *testing.T) {
 	err := (&queue.Poller{}).Run(context.Background(), func(context.Context, []queue.Message) []string { return nil })
 	require.Error(t, err)
 }
+
+func TestPollerRenewsVisibilityWhileHandling(t *testing.T) {
+	t.Parallel()
+	url, _ := harness.CreateQueue(t, "queue-renew", false, 5)
+	require.NoError(t, queue.Send(context.Background(), harness.SQSClient(t), url, []queue.Outgoing{{Body: "long task"}}))
+
+	var log handled
+	p := testPoller(t, url)
+	p.Workers = 2
+	p.VisibilityTimeout = 3 * time.Second
+	startPoller(t, p, queue.InOrderByGroup(func(_ context.Context, m queue.Message) error {
+		log.add(m)
+		if m.ReceiveCount == 1 {
+			// Outlast two visibility timeouts: without renewals the other worker would get the
+			// message meanwhile.
+			time.Sleep(7 * time.Second)
+		}
+		return nil
+	}, 1))
+
+	require.Eventually(t, func() bool { return messagesInQueue(t, url) == 0 && len(log.snapshot()) > 0 }, waitLimit, 100*time.Millisecond)
+	require.Equal(t, []string{"long task"}, log.bodiesOf("*"), "handled once")
+}

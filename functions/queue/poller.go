@@ -25,6 +25,13 @@ type Poller struct {
 	WaitTime    time.Duration // long-poll wait, rounded up to whole seconds, at most 20s; Defaults to 20s (tests set ~1s).
 	RetryDelay  time.Duration // a failed message becomes visible again after this (ChangeMessageVisibility), rounded up to whole seconds; Defaults to 0 = keep the queue's visibility timeout.
 	Logger      *slog.Logger  // Defaults to slog.Default().
+
+	// VisibilityTimeout, when set, is the visibility timeout messages are received with, renewed
+	// every third of it while their batch is being handled: a handler (a Terraform run) may then
+	// take longer than the timeout without its message being delivered to another worker
+	// meanwhile, and a crashed worker's messages still come back soon. Rounded up to whole
+	// seconds. Defaults to 0 = the queue's visibility timeout, never renewed.
+	VisibilityTimeout time.Duration
 }
 
 // Backoff after failed receives: doubling from receiveBackoffMin up to receiveBackoffMax, so an
@@ -33,6 +40,9 @@ const (
 	receiveBackoffMin = 200 * time.Millisecond
 	receiveBackoffMax = 30 * time.Second
 )
+
+// maxVisibilitySeconds is the longest visibility timeout SQS accepts: 12 hours.
+const maxVisibilitySeconds = 12 * 60 * 60
 
 // ackAttempts is how often a delete or visibility change is tried before it is given up; a lost
 // delete only means the message is handled again, so a few quick tries are enough.
@@ -81,6 +91,7 @@ func (p *Poller) receiveInput() *sqs.ReceiveMessageInput {
 		QueueUrl:            aws.String(p.QueueURL),
 		MaxNumberOfMessages: maxMessages,
 		WaitTimeSeconds:     wait,
+		VisibilityTimeout:   p.visibilitySeconds(),
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 			types.MessageSystemAttributeNameApproximateReceiveCount,
 			types.MessageSystemAttributeNameMessageGroupId,
@@ -139,7 +150,9 @@ func (p *Poller) process(ctx context.Context, log *slog.Logger, h BatchHandler, 
 		log.DebugContext(ctx, "message received", "message_id", id, "group_id", batch[i].GroupID, "receive_count", batch[i].ReceiveCount)
 	}
 
+	stopRenewing := p.renewVisibility(ctx, log, received)
 	failed := callRecovering(ctx, log, h, batch)
+	stopRenewing()
 	isFailed := make(map[string]bool, len(failed))
 	for _, id := range failed {
 		if _, ok := receipts[id]; !ok {
@@ -195,9 +208,47 @@ func (p *Poller) deleteMessages(ctx context.Context, log *slog.Logger, msgs []ty
 	})
 }
 
+// visibilitySeconds is VisibilityTimeout as SQS takes it; 0 means the queue's own.
+func (p *Poller) visibilitySeconds() int32 {
+	if p.VisibilityTimeout <= 0 {
+		return 0
+	}
+	return int32(min(ceilSeconds(p.VisibilityTimeout), maxVisibilitySeconds))
+}
+
+// renewVisibility keeps msgs invisible while their batch is being handled, when VisibilityTimeout
+// is set, until the returned function is called (which waits for a renewal in progress, so that
+// it cannot override the acknowledgements that follow).
+func (p *Poller) renewVisibility(ctx context.Context, log *slog.Logger, msgs []types.Message) (stop func()) {
+	seconds := p.visibilitySeconds()
+	if seconds == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		ticker := time.NewTicker(time.Duration(seconds) * time.Second / 3)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticker.C:
+				p.changeVisibility(ctx, log, msgs, seconds)
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 func (p *Poller) delayMessages(ctx context.Context, log *slog.Logger, msgs []types.Message) {
-	// SQS caps a message's visibility timeout at 12 hours.
-	seconds := int32(min(ceilSeconds(p.RetryDelay), 12*60*60))
+	p.changeVisibility(ctx, log, msgs, int32(min(ceilSeconds(p.RetryDelay), maxVisibilitySeconds)))
+}
+
+func (p *Poller) changeVisibility(ctx context.Context, log *slog.Logger, msgs []types.Message, seconds int32) {
 	batchAck(ctx, log, "change visibility", msgs, func(entries []types.Message) ([]types.BatchResultErrorEntry, error) {
 		in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(p.QueueURL)}
 		for i, m := range entries {
