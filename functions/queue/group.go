@@ -96,8 +96,8 @@ func handleInOrder(ctx context.Context, handle func(context.Context, Message) er
 		ids := make([]string, 0, len(msgs)-i)
 		ids = append(ids, m.ID)
 		for _, later := range msgs[i+1:] {
-			slog.InfoContext(ctx, "message not handled: an earlier message of its group failed",
-				"message_id", later.ID, "group_id", later.GroupID, "failed_message_id", m.ID)
+			slog.InfoContext(ctx, "message not handled: an earlier message of its stack failed",
+				append(later.logAttrs(), "outcome", "retry", "failed_message_id", m.ID)...)
 			ids = append(ids, later.ID)
 		}
 		return ids
@@ -122,14 +122,13 @@ func handleRecovering(ctx context.Context, handle func(context.Context, Message)
 	return handle(ctx, m)
 }
 
+// logFailure logs a failed message. Handlers log their own failures with
+// the reason, so only a panic (which the handler could not log) is a warning.
 func logFailure(ctx context.Context, m Message, err error) {
-	attrs := []any{"message_id", m.ID, "receive_count", m.ReceiveCount, "error", err.Error()}
-	if m.GroupID != "" {
-		attrs = append(attrs, "group_id", m.GroupID)
-	}
+	attrs := append(m.logAttrs(), "outcome", "retry", "receive_count", m.ReceiveCount, "error", err.Error())
 	if pe, ok := errors.AsType[*panicError](err); ok {
 		slog.ErrorContext(ctx, "message handler panicked", append(attrs, "stack", string(pe.stack))...)
 		return
 	}
-	slog.WarnContext(ctx, "message failed", attrs...)
+	slog.DebugContext(ctx, "message failed", attrs...)
 }

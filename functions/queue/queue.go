@@ -4,6 +4,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 )
 
@@ -32,4 +33,28 @@ func messageFromAttributes(id, body string, attrs map[string]string) Message {
 		m.ReceiveCount = n
 	}
 	return m
+}
+
+// logAttrs names the message in log lines. On the event queue the FIFO group
+// is the stack id (DESIGN.md §1), and the event name is peeked from the body
+// so that every line about a stack carries stackId and event; the body itself
+// is never logged (metadata may be sensitive).
+func (m Message) logAttrs() []any {
+	attrs := []any{"message_id", m.ID}
+	if m.GroupID != "" {
+		attrs = append(attrs, "stackId", m.GroupID)
+	}
+	var peek struct {
+		Event  string `json:"event"`
+		Action string `json:"action"`
+	}
+	if json.Unmarshal([]byte(m.Body), &peek) == nil {
+		if peek.Event == "" {
+			peek.Event = peek.Action
+		}
+		if peek.Event != "" {
+			attrs = append(attrs, "event", peek.Event)
+		}
+	}
+	return attrs
 }
