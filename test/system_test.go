@@ -331,7 +331,7 @@ func TestDatabaseOutageRetriesAndConverges(t *testing.T) {
 	t.Parallel()
 	srv := harness.NewDatabaseServer(t)
 	s := newSystem(t, systemOptions{dbURL: srv.DatabaseURL(t), maxReceiveCount: 1000})
-	s.startStateManager(2)
+	proc := s.startStateManager(2, "LOG_LEVEL=DEBUG")
 
 	const n = 10
 	for i := 0; i < n; i++ {
@@ -378,6 +378,35 @@ func TestDatabaseOutageRetriesAndConverges(t *testing.T) {
 	s.waitDrained()
 	require.Equal(t, 0, s.queueDepth(s.eventDLQ))
 	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
+	requireStackLogLines(t, proc.Output())
+}
+
+// requireStackLogLines checks the logging contract: every JSON log line that
+// concerns a stack names the stack, the event and the outcome.
+func requireStackLogLines(t *testing.T, output string) {
+	t.Helper()
+	checked, retries := 0, 0
+	for _, line := range strings.Split(output, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		_, hasStack := rec["stackId"]
+		_, hasMessage := rec["message_id"]
+		_, hasMessageID := rec["messageId"]
+		if !hasStack && !hasMessage && !hasMessageID {
+			continue
+		}
+		checked++
+		if rec["outcome"] == "retry" {
+			retries++
+		}
+		for _, key := range []string{"stackId", "event", "outcome"} {
+			require.Contains(t, rec, key, "log line about a stack lacks %s: %s", key, line)
+		}
+	}
+	require.Positive(t, checked, "no log lines about stacks were seen")
+	require.Positive(t, retries, "the outage produced no retry lines")
 }
 
 // TestConcurrentWorkersManyStacks is scenario (b): 200 stacks, 8 workers in
