@@ -48,17 +48,27 @@ type Redactor struct {
 // shorter than four bytes are left alone.
 func FromEnviron(environ []string) *Redactor {
 	type secret struct{ name, value string }
-	var secrets []secret
+	// As in os/exec, the last value of a name is the one that counts.
+	values := map[string]string{}
 	for _, kv := range environ {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok || len(value) < minLength || !IsSecretName(name) {
-			continue
+		if name, value, ok := strings.Cut(kv, "="); ok {
+			values[name] = value
 		}
-		secrets = append(secrets, secret{name, value})
+	}
+	var secrets []secret
+	for name, value := range values {
+		if len(value) >= minLength && IsSecretName(name) {
+			secrets = append(secrets, secret{name, value})
+		}
 	}
 	// Longest first: strings.Replacer tries the old strings in argument order at each position,
-	// so a secret that contains another is masked whole.
-	slices.SortStableFunc(secrets, func(a, b secret) int { return len(b.value) - len(a.value) })
+	// so a secret that contains another is masked whole. Then by name, for a stable order.
+	slices.SortFunc(secrets, func(a, b secret) int {
+		if len(a.value) != len(b.value) {
+			return len(b.value) - len(a.value)
+		}
+		return strings.Compare(a.name, b.name)
+	})
 	r := &Redactor{}
 	var pairs []string
 	for _, s := range secrets {

@@ -39,6 +39,12 @@ func TestRedactorMasksSecretValues(t *testing.T) {
 	require.ElementsMatch(t, []string{"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "DB_PASSWORD", "API_TOKEN"}, r.Names())
 }
 
+func TestRedactorUsesTheLastValueOfAName(t *testing.T) {
+	t.Parallel()
+	r := redact.FromEnviron([]string{"DB_PASSWORD=first-value", "DB_PASSWORD=second-value"})
+	require.Equal(t, "first-value [redacted:DB_PASSWORD]", r.String("first-value second-value"))
+}
+
 func TestNilRedactorMasksNothing(t *testing.T) {
 	t.Parallel()
 	var r *redact.Redactor
