@@ -1,0 +1,7 @@
+variable "name" {
+  type = string
+}
+
+output "text" {
+  value = "stack ${var.name}"
+}
