@@ -1,0 +1,175 @@
+package terraform
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/stackseam/stackseam/functions/message"
+)
+
+// The actions and source types a terraform task may name (DESIGN.md §2).
+const (
+	ActionApply   = "apply"
+	ActionDestroy = "destroy"
+	SourceS3      = "s3"
+	SourceLocal   = "local"
+)
+
+// Config is a terraform task's config: `{source, action, variables?}`.
+type Config struct {
+	Source    Source         `json:"source"`
+	Action    string         `json:"action"`
+	Variables map[string]any `json:"variables,omitempty"`
+}
+
+// Source says where a task's Terraform files are: every object under an S3 prefix (Bucket, Key)
+// or a local folder or file (Location).
+type Source struct {
+	Type     string `json:"type"`
+	Bucket   string `json:"bucket,omitempty"`
+	Key      string `json:"key,omitempty"`
+	Location string `json:"location,omitempty"`
+}
+
+// String names the source as a person would look for it.
+func (s Source) String() string {
+	if s.Type == SourceS3 {
+		return "s3://" + s.Bucket + "/" + s.Key
+	}
+	return s.Location
+}
+
+// ParseConfig reads a terraform task's config. The state manager validated the machine file, but
+// a task message is checked again: it may come from anywhere.
+func ParseConfig(raw map[string]any) (Config, error) {
+	var c Config
+	data, err := json.Marshal(raw)
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber() // variables keep their exact numbers
+		err = dec.Decode(&c)
+	}
+	if err != nil {
+		return c, fmt.Errorf("the terraform task's config is malformed: %w", err)
+	}
+	var problems []string
+	switch c.Source.Type {
+	case SourceS3:
+		if c.Source.Bucket == "" || c.Source.Key == "" {
+			problems = append(problems, "a source of type s3 needs bucket and key")
+		}
+	case SourceLocal:
+		if c.Source.Location == "" {
+			problems = append(problems, "a source of type local needs location")
+		}
+	default:
+		problems = append(problems, fmt.Sprintf("config.source.type must be s3 or local, not %q", c.Source.Type))
+	}
+	if c.Action != ActionApply && c.Action != ActionDestroy {
+		problems = append(problems, fmt.Sprintf("config.action must be apply or destroy, not %q", c.Action))
+	}
+	if len(problems) > 0 {
+		return c, fmt.Errorf("the terraform task's config is invalid: %s", strings.Join(problems, "; "))
+	}
+	return c, nil
+}
+
+// StateKey is the S3 backend key of a stack's state for one source:
+// `<machine>/<stackId>/<source key or location>`, as CloudSeam names it, so that an apply task
+// and the destroy task with the same source share the state.
+func StateKey(machine, stackID string, src Source) string {
+	where := src.Key
+	if src.Type == SourceLocal {
+		where = src.Location
+	}
+	return machine + "/" + stackID + "/" + where
+}
+
+// LogKey is where the log of one task run is stored in the bucket.
+func LogKey(task message.Task) string {
+	return "logs/" + task.Stack.Machine + "/" + task.Stack.ID + "/" + task.Task.Name + "/" + task.TaskRunID + ".log"
+}
+
+// identifier is what Terraform accepts as a variable name (hclsyntax.ValidIdentifier).
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+
+// StackIDVariable is the variable that always holds the stack's id.
+const StackIDVariable = "stack_id"
+
+// Variables returns the values a run passes to Terraform: the stack's metadata, then the task's
+// variables (which win over metadata of the same name: the machine's author chose them for this
+// task), then stack_id, which is always the stack's id. Every key must be a Terraform identifier
+// and every value a string, number or boolean; the error lists every key that is not.
+func Variables(stackID string, metadata message.Metadata, variables map[string]any) (map[string]any, error) {
+	vars := map[string]any{}
+	var problems []string
+	add := func(from string, m map[string]any) {
+		for k, v := range m {
+			if !identifier.MatchString(k) {
+				problems = append(problems, fmt.Sprintf("%s key %q is not a valid Terraform variable name "+
+					"(letters, digits, _ and -, starting with a letter or _)", from, k))
+				continue
+			}
+			switch v.(type) {
+			case string, json.Number, bool, float64, int, int64:
+				vars[k] = v
+			default:
+				problems = append(problems, fmt.Sprintf("%s.%s is %T; Terraform variables here are strings, numbers or booleans", from, k, v))
+			}
+		}
+	}
+	add("metadata", metadata)
+	add("variable", variables)
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return nil, errors.New("cannot pass the stack's values to Terraform: " + strings.Join(problems, "; "))
+	}
+	vars[StackIDVariable] = stackID
+	return vars, nil
+}
+
+// VarsFile is the JSON variable file (-var-file) holding vars. A file rather than -var flags:
+// values stay literal — JSON strings in a .tfvars.json file are not templates, so `${...}`,
+// quotes, newlines and leading dashes arrive as they are — and a variable the script does not
+// declare is only a warning there, where a -var flag would be an error.
+func VarsFile(vars map[string]any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(vars); err != nil {
+		return nil, fmt.Errorf("error encoding the variable file: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// BackendConfig returns the -backend-config settings of `init`: the state's bucket, key and region
+// — so a script needs only `backend "s3" {}` — and, when endpoint is set (an S3 emulator), the
+// endpoint with path-style addressing and the checks that only real AWS can answer turned off.
+func BackendConfig(bucket, region, key, endpoint string) []string {
+	cfg := []string{"bucket=" + bucket, "key=" + key, "region=" + region}
+	if endpoint != "" {
+		cfg = append(cfg,
+			"endpoints={s3="+hclString(endpoint)+"}",
+			"use_path_style=true",
+			"skip_credentials_validation=true",
+			"skip_requesting_account_id=true",
+			"skip_metadata_api_check=true",
+			"skip_region_validation=true",
+		)
+	}
+	return cfg
+}
+
+// hclString quotes s as an HCL string literal. Terraform parses a -backend-config value of an
+// object type as an HCL expression, so the endpoint must not be able to close the string or start
+// a template.
+func hclString(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "\t", `\t`, "${", "$${", "%{", "%%{")
+	return `"` + r.Replace(s) + `"`
+}

@@ -1,0 +1,392 @@
+// Package terraform is the terraform executor: it runs a task's Terraform (or OpenTofu) files
+// through hashicorp/terraform-exec — never a shell — against the S3 backend in the stackseam
+// bucket, and keeps the full log there.
+package terraform
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/hashicorp/terraform-exec/tfexec"
+
+	"github.com/stackseam/stackseam/functions/executor"
+	"github.com/stackseam/stackseam/functions/executor/redact"
+	"github.com/stackseam/stackseam/functions/message"
+)
+
+// Defaults of the Runner's zero-valued fields.
+const (
+	DefaultStopGrace = 15 * time.Second
+	// storeTimeout bounds storing the log, which happens after the run's own time is up.
+	storeTimeout = 20 * time.Second
+)
+
+// Runner runs terraform tasks: `config: {source, action, variables?}`. One Runner serves every
+// run of a process; it is safe for concurrent use.
+type Runner struct {
+	// Binary is the path of the terraform or tofu executable. Required.
+	Binary string
+	// S3 reads S3 sources and stores the logs. Required.
+	S3 *s3.Client
+	// Bucket holds the state (S3 backend) and the logs. Required.
+	Bucket string
+	// Region is the bucket's region, given to the S3 backend. Required.
+	Region string
+	// Endpoint, when set, is the S3 endpoint the backend uses instead of AWS's (an emulator); it
+	// also turns on path-style addressing and turns off the checks only AWS can answer.
+	Endpoint string
+	// SourcesDir is where a relative local source location is looked up. Defaults to the
+	// working directory.
+	SourcesDir string
+	// WorkDir is where the per-run work dirs are made (and removed). Defaults to os.TempDir().
+	WorkDir string
+	// PluginCacheDir is TF_PLUGIN_CACHE_DIR, kept across runs so a warm Lambda does not download
+	// providers again. Defaults to stackseam-terraform-plugins in os.TempDir().
+	PluginCacheDir string
+	// StopGrace is how long Terraform has to stop after SIGINT (sent when the run's context
+	// ends) before it is killed; the Dispatcher's Margin must leave room for it. Defaults to
+	// DefaultStopGrace.
+	StopGrace time.Duration
+	// Environ is the environment Terraform runs with, less the variables terraform-exec manages
+	// (TF_VAR_*, TF_CLI_ARGS*, TF_LOG*, TF_WORKSPACE…). Defaults to os.Environ().
+	Environ []string
+	// Redact masks secrets in the stored log. Defaults to the secrets of Environ.
+	Redact *redact.Redactor
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	// initMu serialises `init`: the plugin cache is not safe for concurrent writers.
+	initMu sync.Mutex
+	sweep  sync.Once
+}
+
+// Run runs one terraform task and stores its log, whatever the result. The error says what
+// failed, with Terraform's error output; the returned Outcome carries the log's location in
+// either case.
+func (r *Runner) Run(ctx context.Context, task message.Task) (executor.Outcome, error) {
+	started := time.Now()
+	log := newRunLog(maxLogBytes)
+	fmt.Fprintf(log, "stackseam: terraform task %s, run %s, stack %s (machine %s, state %s), started %s\n",
+		task.Task.Name, task.TaskRunID, task.Stack.ID, task.Stack.Machine, task.Stack.State, started.UTC().Format(time.RFC3339))
+
+	out, runErr := r.run(ctx, task, log)
+	if runErr != nil {
+		fmt.Fprintf(log, "\nstackseam: FAILED after %s: %v\n", time.Since(started).Round(time.Millisecond), runErr)
+	} else {
+		for _, n := range out.Notes {
+			fmt.Fprintf(log, "stackseam: note: %s\n", n)
+		}
+		fmt.Fprintf(log, "\nstackseam: finished after %s with %d output(s)\n", time.Since(started).Round(time.Millisecond), len(out.Outputs))
+	}
+
+	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	url, err := r.storeLog(storeCtx, LogKey(task), log)
+	if err != nil {
+		r.logger().WarnContext(ctx, "could not store the task log", "stack_id", task.Stack.ID, "task", task.Task.Name, "error", err.Error())
+		if runErr != nil {
+			return out, fmt.Errorf("%w (and the log could not be stored: %v)", runErr, err)
+		}
+		out.Notes = append(out.Notes, fmt.Sprintf("the log could not be stored: %v", err))
+		return out, nil
+	}
+	out.Log = url
+	return out, runErr
+}
+
+// run does the work of Run, writing what it does to log.
+func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (executor.Outcome, error) {
+	cfg, err := ParseConfig(task.Task.Config)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	vars, err := Variables(task.Stack.ID, task.Stack.Metadata, cfg.Variables)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	varsJSON, err := VarsFile(vars)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+
+	r.sweep.Do(func() { sweepWorkDirs(r.workDir()) })
+	work, err := newWorkDir(r.workDir())
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	defer func() {
+		if err := os.RemoveAll(work); err != nil {
+			r.logger().WarnContext(ctx, "could not remove a work dir", "dir", work, "error", err.Error())
+		}
+	}()
+	src := filepath.Join(work, "src")
+	n, err := r.fetch(ctx, cfg.Source, src)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	fmt.Fprintf(log, "stackseam: source %s: %d file(s)\n", cfg.Source, n)
+	// Outside the source folder, so it cannot clash with the script's own files.
+	varFile := filepath.Join(work, "stackseam.tfvars.json")
+	if err := os.WriteFile(varFile, varsJSON, 0o600); err != nil {
+		return executor.Outcome{}, fmt.Errorf("error writing the variable file: %w", err)
+	}
+	stateKey := StateKey(task.Stack.Machine, task.Stack.ID, cfg.Source)
+	fmt.Fprintf(log, "stackseam: state s3://%s/%s; variables: %s\n", r.Bucket, stateKey, strings.Join(sortedKeys(vars), ", "))
+
+	tf, err := r.terraform(src, log)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	if err := r.init(ctx, tf, stateKey); err != nil {
+		return executor.Outcome{}, fmt.Errorf("terraform init failed: %w", err)
+	}
+	if cfg.Action == ActionDestroy {
+		if err := tf.Destroy(ctx, tfexec.VarFile(varFile)); err != nil {
+			return executor.Outcome{}, fmt.Errorf("terraform destroy failed: %w", err)
+		}
+		return executor.Outcome{}, nil
+	}
+	if err := tf.Apply(ctx, tfexec.VarFile(varFile)); err != nil {
+		return executor.Outcome{}, fmt.Errorf("terraform apply failed: %w", err)
+	}
+	return r.outputs(ctx, tf)
+}
+
+// terraform prepares the terraform-exec handle for one run's source folder.
+func (r *Runner) terraform(src string, log *runLog) (*tfexec.Terraform, error) {
+	tf, err := tfexec.NewTerraform(src, r.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("error preparing terraform (%s): %w", r.Binary, err)
+	}
+	tf.SetStdout(log)
+	tf.SetStderr(log)
+	tf.SetLogger(log)
+	if err := tf.SetWaitDelay(r.stopGrace()); err != nil {
+		return nil, err
+	}
+	env, err := r.Env()
+	if err != nil {
+		return nil, err
+	}
+	if err := tf.SetEnv(env); err != nil {
+		return nil, fmt.Errorf("error setting terraform's environment: %w", err)
+	}
+	return tf, nil
+}
+
+func (r *Runner) init(ctx context.Context, tf *tfexec.Terraform, stateKey string) error {
+	if err := os.MkdirAll(r.pluginCacheDir(), 0o755); err != nil {
+		return fmt.Errorf("error creating the plugin cache %s: %w", r.pluginCacheDir(), err)
+	}
+	var opts []tfexec.InitOption
+	for _, c := range BackendConfig(r.Bucket, r.Region, stateKey, r.Endpoint) {
+		opts = append(opts, tfexec.BackendConfig(c))
+	}
+	r.initMu.Lock()
+	defer r.initMu.Unlock()
+	return tf.Init(ctx, opts...)
+}
+
+// outputs reads the outputs after an apply. Sensitive outputs are not returned: they would
+// travel through the queues and sit in the database; the notes say which were held back.
+func (r *Runner) outputs(ctx context.Context, tf *tfexec.Terraform) (executor.Outcome, error) {
+	// `output -json` prints sensitive values; they must not reach the stored log.
+	tf.SetStdout(nil)
+	metas, err := tf.Output(ctx)
+	if err != nil {
+		return executor.Outcome{}, fmt.Errorf("terraform output failed: %w", err)
+	}
+	values := map[string]json.RawMessage{}
+	var sensitive []string
+	for name, m := range metas {
+		if m.Sensitive {
+			sensitive = append(sensitive, name)
+			continue
+		}
+		values[name] = m.Value
+	}
+	outputs, notes, err := executor.FlatOutputs(values)
+	if err != nil {
+		return executor.Outcome{}, fmt.Errorf("error reading terraform outputs: %w", err)
+	}
+	if len(sensitive) > 0 {
+		slices.Sort(sensitive)
+		notes = append(notes, fmt.Sprintf("sensitive outputs are not returned: %s", strings.Join(sensitive, ", ")))
+	}
+	return executor.Outcome{Outputs: outputs, Notes: notes}, nil
+}
+
+// fetch copies the source into dst and returns how many files it copied.
+func (r *Runner) fetch(ctx context.Context, src Source, dst string) (int, error) {
+	if src.Type == SourceS3 {
+		return r.fetchS3(ctx, src.Bucket, src.Key, dst)
+	}
+	loc := src.Location
+	if !filepath.IsAbs(loc) {
+		loc = filepath.Join(r.SourcesDir, loc)
+	}
+	n, err := copyLocal(loc, dst)
+	if err != nil {
+		return 0, fmt.Errorf("error copying the local source %s: %w", src.Location, err)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("the local source %s holds no files", src.Location)
+	}
+	return n, nil
+}
+
+// fetchS3 downloads every object under key, keeping sub-folders: key names a folder ("infra" or
+// "infra/": everything under infra/, not infra-old/) or a single object.
+func (r *Runner) fetchS3(ctx context.Context, bucket, key, dst string) (int, error) {
+	folder := strings.TrimSuffix(key, "/") + "/"
+	pages := s3.NewListObjectsV2Paginator(r.S3, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(key)})
+	n := 0
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("error listing the source s3://%s/%s: %w", bucket, key, err)
+		}
+		for _, obj := range page.Contents {
+			k := aws.ToString(obj.Key)
+			var rel string
+			switch {
+			case k == key && !strings.HasSuffix(k, "/"):
+				rel = path.Base(k)
+			case strings.HasPrefix(k, folder):
+				rel = strings.TrimPrefix(k, folder)
+			default:
+				continue // shares the prefix only: infra-old/main.tf for infra
+			}
+			if rel == "" || strings.HasSuffix(rel, "/") {
+				continue // a folder marker
+			}
+			if !filepath.IsLocal(filepath.FromSlash(rel)) {
+				return n, fmt.Errorf("the source object s3://%s/%s would land outside the work dir", bucket, k)
+			}
+			if err := r.download(ctx, bucket, k, filepath.Join(dst, filepath.FromSlash(rel))); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("the source s3://%s/%s holds no objects", bucket, key)
+	}
+	return n, nil
+}
+
+func (r *Runner) download(ctx context.Context, bucket, key, dst string) error {
+	obj, err := r.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return fmt.Errorf("error downloading the source object s3://%s/%s: %w", bucket, key, err)
+	}
+	defer obj.Body.Close()
+	if err := writeFile(dst, obj.Body); err != nil {
+		return fmt.Errorf("error downloading the source object s3://%s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// storeLog uploads the run's log, secrets masked, and returns its s3:// URL.
+func (r *Runner) storeLog(ctx context.Context, key string, log *runLog) (string, error) {
+	text := r.redactor().String(log.String())
+	_, err := r.S3.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:      aws.String(r.Bucket),
+		Key:         aws.String(key),
+		Body:        strings.NewReader(text),
+		ContentType: aws.String("text/plain; charset=utf-8"),
+	})
+	if err != nil {
+		return "", fmt.Errorf("error storing the log at s3://%s/%s: %w", r.Bucket, key, err)
+	}
+	return "s3://" + r.Bucket + "/" + key, nil
+}
+
+// Env returns the environment Terraform runs with: Environ without the variables
+// terraform-exec manages itself, plus the plugin cache; CHECKPOINT_DISABLE (no call home) and
+// HOME (a Lambda has none) unless set.
+func (r *Runner) Env() (map[string]string, error) {
+	environ := r.Environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			env[k] = v
+		}
+	}
+	env = tfexec.CleanEnv(env)
+	env["TF_PLUGIN_CACHE_DIR"] = r.pluginCacheDir()
+	// Work dirs are fresh, so there is never a lock file recording the cached providers'
+	// checksums; without this Terraform would download every provider on every run.
+	setDefault(env, "TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE", "true")
+	setDefault(env, "CHECKPOINT_DISABLE", "1")
+	setDefault(env, "HOME", os.TempDir())
+	return env, nil
+}
+
+func setDefault(env map[string]string, k, v string) {
+	if env[k] == "" {
+		env[k] = v
+	}
+}
+
+func (r *Runner) redactor() *redact.Redactor {
+	if r.Redact != nil {
+		return r.Redact
+	}
+	environ := r.Environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+	return redact.FromEnviron(environ)
+}
+
+func (r *Runner) workDir() string {
+	if r.WorkDir != "" {
+		return r.WorkDir
+	}
+	return os.TempDir()
+}
+
+func (r *Runner) pluginCacheDir() string {
+	if r.PluginCacheDir != "" {
+		return r.PluginCacheDir
+	}
+	return filepath.Join(os.TempDir(), "stackseam-terraform-plugins")
+}
+
+func (r *Runner) stopGrace() time.Duration {
+	if r.StopGrace > 0 {
+		return r.StopGrace
+	}
+	return DefaultStopGrace
+}
+
+func (r *Runner) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
