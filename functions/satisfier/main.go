@@ -1,0 +1,253 @@
+// Command satisfier is the task-satisfier function: it runs the tasks the state manager
+// dispatches — Terraform runs and Lambda invocations — and publishes one result per task message
+// (TASK_COMPLETED or TASK_ERROR) to the event queue. In AWS Lambda (provided.al2023, binary named
+// bootstrap) it handles SQS batches with partial batch failures; anywhere else it polls the task
+// queue (local mode).
+//
+// Configuration comes from the environment:
+//
+//	EVENT_QUEUE_URL            required: the FIFO event queue the results go to (group = stackId,
+//	                           deduplication id derived from the taskRunId).
+//	TASK_QUEUE_URL             the task queue; required in local mode, which polls it.
+//	BUCKET                     the bucket holding the Terraform state (S3 backend, key
+//	                           <machine>/<stackId>/<source key or location>) and the task logs
+//	                           (logs/<machine>/<stackId>/<task>/<taskRunId>.log). Without it
+//	                           terraform tasks fail with TASK_ERROR saying so.
+//	BUCKET_REGION              the bucket's region, for the S3 backend. Defaults to the AWS
+//	                           region (AWS_REGION).
+//	TERRAFORM_BINARY           path of the terraform or tofu executable. Defaults to tofu, then
+//	                           terraform, looked up in PATH and then in LAMBDA_TASK_ROOT.
+//	TERRAFORM_SOURCES_DIR      where a relative `local` source location is looked up. Defaults
+//	                           to LAMBDA_TASK_ROOT in Lambda (the bundled files), else the
+//	                           working directory.
+//	TERRAFORM_WORK_DIR         where each run's fresh work dir is made and removed. Defaults to
+//	                           the system temp dir (/tmp).
+//	TERRAFORM_PLUGIN_CACHE_DIR the provider plugin cache, kept across runs and warm invocations.
+//	                           Defaults to TF_PLUGIN_CACHE_DIR if set, else
+//	                           /tmp/stackseam-terraform-plugins.
+//	TERRAFORM_STOP_GRACE       how long Terraform has to stop after SIGINT when its time is up,
+//	                           before it is killed. Defaults to 15s.
+//	TASK_TIMEOUT               the time limit of a task whose machine sets no timeoutSeconds.
+//	                           Defaults to 15m.
+//	TIMEOUT_MARGIN             kept free before a Lambda invocation's deadline to stop a run
+//	                           cleanly, store its log and publish the result; should exceed
+//	                           TERRAFORM_STOP_GRACE. Defaults to 30s.
+//	BATCH_PARALLELISM          tasks of one batch run at the same time. Defaults to 4.
+//	WORKERS                    local mode: concurrent receive loops. Defaults to 1.
+//	POLL_WAIT                  local mode: long-poll wait. Defaults to 20s.
+//	VISIBILITY_TIMEOUT         local mode: task messages are received with this visibility
+//	                           timeout, renewed while they run, so a long run is not delivered
+//	                           twice and a crashed worker's tasks come back soon. Defaults to 1m.
+//	RETRY_DELAY                local mode: a message whose result could not be published is
+//	                           delivered again after this. Defaults to the queue's visibility.
+//	LOG_LEVEL                  DEBUG, INFO, WARN or ERROR. Defaults to INFO.
+//
+// The AWS SDK's own variables apply as usual: AWS_REGION, credentials, and AWS_ENDPOINT_URL or
+// the per-service AWS_ENDPOINT_URL_SQS, _S3 and _LAMBDA (emulators, fakes). When an S3 endpoint
+// is set, S3 is addressed path-style and the S3 backend is given the same endpoint.
+//
+// Values of secret-looking environment variables (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, and
+// names containing PASSWORD, SECRET, TOKEN, …) are masked in stored logs and in results.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/stackseam/stackseam/functions/executor"
+	"github.com/stackseam/stackseam/functions/executor/lambdainvoke"
+	"github.com/stackseam/stackseam/functions/executor/redact"
+	"github.com/stackseam/stackseam/functions/executor/terraform"
+	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/queue"
+	"github.com/stackseam/stackseam/functions/settings"
+)
+
+func main() {
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: settings.LogLevel()}))
+	slog.SetDefault(logger)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, logger); err != nil {
+		logger.Error("satisfier stopped", "error", err.Error())
+		os.Exit(1)
+	}
+}
+
+// options is the environment, read once.
+type options struct {
+	eventQueueURL, taskQueueURL string
+	bucket, bucketRegion        string
+	terraformBinary             string
+	sourcesDir, workDir         string
+	pluginCacheDir              string
+	stopGrace, taskTimeout      time.Duration
+	margin                      time.Duration
+	parallelism, workers        int
+	pollWait, visibility, retry time.Duration
+}
+
+func readOptions() (options, error) {
+	c := options{
+		eventQueueURL:   os.Getenv("EVENT_QUEUE_URL"),
+		taskQueueURL:    os.Getenv("TASK_QUEUE_URL"),
+		bucket:          os.Getenv("BUCKET"),
+		bucketRegion:    os.Getenv("BUCKET_REGION"),
+		terraformBinary: os.Getenv("TERRAFORM_BINARY"),
+		sourcesDir:      settings.Or("TERRAFORM_SOURCES_DIR", os.Getenv("LAMBDA_TASK_ROOT")),
+		workDir:         settings.Or("TERRAFORM_WORK_DIR", os.TempDir()),
+		pluginCacheDir: settings.Or("TERRAFORM_PLUGIN_CACHE_DIR",
+			settings.Or("TF_PLUGIN_CACHE_DIR", filepath.Join(os.TempDir(), "stackseam-terraform-plugins"))),
+	}
+	var err error
+	for _, v := range []struct {
+		name string
+		def  int
+		dst  *int
+	}{{"BATCH_PARALLELISM", 4, &c.parallelism}, {"WORKERS", 1, &c.workers}} {
+		if *v.dst, err = settings.Int(v.name, v.def); err != nil {
+			return c, err
+		}
+	}
+	for _, v := range []struct {
+		name string
+		def  time.Duration
+		dst  *time.Duration
+	}{
+		{"TERRAFORM_STOP_GRACE", terraform.DefaultStopGrace, &c.stopGrace},
+		{"TASK_TIMEOUT", executor.DefaultTimeout, &c.taskTimeout},
+		{"TIMEOUT_MARGIN", executor.DefaultMargin, &c.margin},
+		{"POLL_WAIT", 20 * time.Second, &c.pollWait},
+		{"VISIBILITY_TIMEOUT", time.Minute, &c.visibility},
+		{"RETRY_DELAY", 0, &c.retry},
+	} {
+		if *v.dst, err = settings.Duration(v.name, v.def); err != nil {
+			return c, err
+		}
+	}
+	if c.eventQueueURL == "" {
+		return c, errors.New("EVENT_QUEUE_URL is required")
+	}
+	if !queue.InLambda() && c.taskQueueURL == "" {
+		return c, errors.New("TASK_QUEUE_URL is required in local mode")
+	}
+	if c.sourcesDir == "" {
+		if c.sourcesDir, err = os.Getwd(); err != nil {
+			return c, fmt.Errorf("error finding the working directory for TERRAFORM_SOURCES_DIR: %w", err)
+		}
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, logger *slog.Logger) error {
+	started := time.Now()
+	cfg, err := readOptions()
+	if err != nil {
+		return err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("error loading AWS configuration: %w", err)
+	}
+	// An endpoint override (an emulator) has no bucket sub-domains: address S3 by path, and give
+	// the S3 backend the same endpoint.
+	s3Endpoint := settings.Or("AWS_ENDPOINT_URL_S3", os.Getenv("AWS_ENDPOINT_URL"))
+	s3Client := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = s3Endpoint != "" })
+	sqsClient := sqs.NewFromConfig(awsCfg)
+	redactor := redact.FromEnviron(os.Environ())
+
+	executors := map[string]executor.Executor{
+		"lambda": &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
+	}
+	tf, why := terraformRunner(cfg, awsCfg.Region, s3Endpoint, s3Client, redactor, logger)
+	if tf != nil {
+		executors["terraform"] = tf
+	} else {
+		executors["terraform"] = unavailable{why}
+		logger.Warn("terraform tasks will fail", "reason", why)
+	}
+	d := &executor.Dispatcher{
+		Executors: executors,
+		Publish: func(ctx context.Context, m queue.Outgoing) error {
+			return queue.Send(ctx, sqsClient, cfg.eventQueueURL, []queue.Outgoing{m})
+		},
+		Redact:  redactor,
+		Timeout: cfg.taskTimeout,
+		Margin:  cfg.margin,
+		Logger:  logger,
+	}
+	if err := d.Check(); err != nil {
+		return err
+	}
+	attrs := []any{"lambda", queue.InLambda(), "workers", cfg.workers, "parallelism", cfg.parallelism,
+		"startupMs", time.Since(started).Milliseconds(), "redacted_variables", redactor.Names()}
+	if tf != nil {
+		attrs = append(attrs, "terraform", tf.Binary, "bucket", tf.Bucket)
+	}
+	logger.Info("satisfier ready", attrs...)
+	return queue.Serve(ctx, queue.Each(d.Handle, cfg.parallelism), &queue.Poller{
+		Client: sqsClient, QueueURL: cfg.taskQueueURL, Workers: cfg.workers, WaitTime: cfg.pollWait,
+		VisibilityTimeout: cfg.visibility, RetryDelay: cfg.retry, Logger: logger,
+	})
+}
+
+// terraformRunner builds the terraform executor, or says why there is none.
+func terraformRunner(cfg options, region, endpoint string, client *s3.Client, r *redact.Redactor, logger *slog.Logger) (*terraform.Runner, string) {
+	if cfg.bucket == "" {
+		return nil, "the terraform executor is not configured: set BUCKET, the bucket for Terraform state and logs"
+	}
+	bin := cfg.terraformBinary
+	if bin == "" {
+		bin = findTerraform()
+		if bin == "" {
+			return nil, "the terraform executor is not configured: no tofu or terraform in PATH or LAMBDA_TASK_ROOT; set TERRAFORM_BINARY"
+		}
+	}
+	if cfg.bucketRegion != "" {
+		region = cfg.bucketRegion
+	}
+	return &terraform.Runner{
+		Binary: bin, S3: client, Bucket: cfg.bucket, Region: region, Endpoint: endpoint,
+		SourcesDir: cfg.sourcesDir, WorkDir: cfg.workDir, PluginCacheDir: cfg.pluginCacheDir,
+		StopGrace: cfg.stopGrace, Redact: r, Logger: logger,
+	}, ""
+}
+
+// findTerraform looks for tofu, then terraform, in PATH and then among the bundled files.
+func findTerraform() string {
+	for _, name := range []string{"tofu", "terraform"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if root := os.Getenv("LAMBDA_TASK_ROOT"); root != "" {
+		for _, name := range []string{"tofu", "terraform", "bin/tofu", "bin/terraform"} {
+			p := filepath.Join(root, name)
+			if info, err := os.Stat(p); err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// unavailable stands for an executor this satisfier was not configured for: its tasks fail with
+// the reason, which tells the operator what to set.
+type unavailable struct{ reason string }
+
+func (u unavailable) Run(context.Context, message.Task) (executor.Outcome, error) {
+	return executor.Outcome{}, errors.New(u.reason)
+}
