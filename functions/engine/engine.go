@@ -87,7 +87,9 @@ type Dispatch struct {
 
 // Decision is what the engine decided.
 type Decision struct {
-	Outcome Outcome
+	// EventName is the event the decision is about.
+	EventName string
+	Outcome   Outcome
 	// Reason explains a rejection or why the event was ignored.
 	Reason string
 	// Stack is the stack after the event; nil when it was removed or when a
@@ -102,6 +104,9 @@ type Decision struct {
 	History []HistoryEntry
 	// Dispatch holds the task messages to send.
 	Dispatch []Dispatch
+	// Notifications tell subscribers about transitions, task failures and
+	// removal, in order.
+	Notifications []message.Notification
 }
 
 // History kinds.
@@ -136,7 +141,9 @@ type HistoryEntry struct {
 // Apply decides what in.Event does. It never mutates in.Stack.
 func Apply(in Input) Decision {
 	a := applier{in: in, ev: in.Event, now: in.Now}
-	return a.run()
+	d := a.run()
+	d.EventName = in.Event.Event
+	return d
 }
 
 type applier struct {
@@ -161,6 +168,9 @@ func (a *applier) run() Decision {
 	}
 	a.s = a.in.Stack.Clone()
 	a.m = a.in.Machine
+	if ev.IfVersion != nil && *ev.IfVersion != a.s.Version {
+		return a.ignore(fmt.Sprintf("stack %s changed since the event was issued (version %d, now %d)", a.s.ID, *ev.IfVersion, a.s.Version))
+	}
 	if ev.Machine != "" && ev.Machine != a.s.Machine {
 		return a.reject(fmt.Sprintf("stack %s runs machine %q, the event names %q", a.s.ID, a.s.Machine, ev.Machine))
 	}
@@ -174,10 +184,10 @@ func (a *applier) run() Decision {
 // first event leaves no stack behind.
 func (a *applier) create() Decision {
 	ev := a.ev
-	if ev.IsResult() {
-		// A late or repeated result for a stack that reached its end: it
+	if ev.IsResult() || ev.IfVersion != nil {
+		// A late or repeated result, or a conditional event, for a stack that reached its end: it
 		// changes nothing, but the kept history says it arrived.
-		return Decision{Outcome: Ignored, Reason: fmt.Sprintf("result for stack %s, which does not exist (it may have been removed)", ev.StackID),
+		return Decision{Outcome: Ignored, Reason: fmt.Sprintf("%s for stack %s, which does not exist (it may have been removed)", ev.Event, ev.StackID),
 			History: []HistoryEntry{{Kind: KindIgnored, At: a.now, Event: ev.Event, TaskRunID: ev.TaskRunID,
 				Reason: "the stack does not exist (it may have been removed)"}}}
 	}
@@ -252,9 +262,13 @@ func (a *applier) applyResult() Decision {
 	finished := a.now
 	t.FinishedAt = &finished
 	t.Log = ev.Log
-	entry := HistoryEntry{Task: t.Name, TaskRunID: t.RunID, FromState: a.s.State, Event: ev.Event, Duration: a.now.Sub(t.DispatchedAt)}
+	entry := HistoryEntry{Task: t.Name, TaskRunID: t.RunID, FromState: a.s.State, Event: ev.Event, Duration: a.now.Sub(t.DispatchedAt),
+		Detail: map[string]any{}}
+	if def := a.m.Tasks[t.Name]; def != nil {
+		entry.Detail["executor"] = def.Executor
+	}
 	if ev.Log != "" {
-		entry.Detail = map[string]any{"log": ev.Log}
+		entry.Detail["log"] = ev.Log
 	}
 	a.mergeMetadata(ev.Metadata)
 	if ev.Event == message.EventTaskCompleted {
@@ -263,9 +277,6 @@ func (a *applier) applyResult() Decision {
 		a.mergeMetadata(ev.Outputs)
 		entry.Kind = KindTaskDone
 		if len(ev.Outputs) > 0 {
-			if entry.Detail == nil {
-				entry.Detail = map[string]any{}
-			}
 			entry.Detail["outputs"] = sortedKeys(ev.Outputs)
 		}
 		a.record(entry)
@@ -410,6 +421,7 @@ func (a *applier) finish() Decision {
 	a.s.Version++
 	a.s.LastActivityAt = a.now
 	a.d.Outcome = Applied
+	a.d.Notifications = notifications(a.s, a.d.History)
 	if a.d.Removed {
 		a.d.Stack = nil
 		a.d.Dispatch = nil
@@ -529,4 +541,25 @@ func sortedKeys(m message.Metadata) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// notifications turns the history rows subscribers care about into messages.
+func notifications(s *Stack, history []HistoryEntry) []message.Notification {
+	var out []message.Notification
+	for _, h := range history {
+		n := message.Notification{StackID: s.ID, Machine: s.Machine, Event: h.Event, At: h.At,
+			DurationMs: h.Duration.Milliseconds(), Task: h.Task, TaskRunID: h.TaskRunID}
+		switch h.Kind {
+		case KindTransition:
+			n.Kind, n.State, n.FromState, n.ToState = message.NotifyTransition, h.ToState, h.FromState, h.ToState
+		case KindTaskFailed:
+			n.Kind, n.State, n.Description = message.NotifyTaskFailed, h.FromState, h.Reason
+		case KindRemoved:
+			n.Kind, n.State = message.NotifyRemoved, h.FromState
+		default:
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
 }

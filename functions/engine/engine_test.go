@@ -380,3 +380,53 @@ func TestResultForMissingStackIsIgnoredAndRecorded(t *testing.T) {
 	require.Nil(t, d.Stack)
 	require.Equal(t, []string{KindIgnored}, kinds(d.History))
 }
+
+func TestNotificationsForTransitionsFailuresAndRemoval(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	d := b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	require.Len(t, d.Notifications, 1)
+	n := d.Notifications[0]
+	require.Equal(t, message.NotifyTransition, n.Kind)
+	require.Equal(t, "PROVISION", n.State)
+	require.Equal(t, "INIT", n.FromState)
+	require.Equal(t, "LAUNCH", n.Event)
+	require.Equal(t, "feature-env", n.Machine)
+
+	d = b.result(b.runOf("infra"), false)
+	require.Len(t, d.Notifications, 1)
+	require.Equal(t, message.NotifyTaskFailed, d.Notifications[0].Kind)
+	require.Equal(t, "infra", d.Notifications[0].Task)
+	require.Equal(t, "terraform apply failed: boom", d.Notifications[0].Description)
+	require.Equal(t, "terraform", d.History[0].Detail["executor"])
+
+	require.Empty(t, b.result(b.runOf("dns"), true).Notifications, "a completed task alone notifies nobody")
+
+	b.stack = &Stack{ID: "feature-1", Machine: "feature-env", State: "TEARDOWN", Metadata: message.Metadata{},
+		Tasks: []message.StackTask{{Name: "destroy", Status: message.TaskPending, RunID: "r-d"}}}
+	d = b.result("r-d", true)
+	require.True(t, d.Removed)
+	var got []string
+	for _, n := range d.Notifications {
+		got = append(got, n.Kind+":"+n.State)
+	}
+	require.Equal(t, []string{"transition:GONE", "removed:GONE"}, got)
+}
+
+func TestIfVersionCancelsEventsAfterActivity(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.stack = &Stack{ID: "feature-1", Machine: "feature-env", State: "RUN", Metadata: message.Metadata{}, Version: 7}
+	stale := int64(6)
+	d := b.apply(message.Event{Event: "DESTROY", IfVersion: &stale})
+	require.Equal(t, Ignored, d.Outcome)
+	require.Contains(t, d.Reason, "changed since the event was issued (version 6, now 7)")
+
+	current := int64(7)
+	d = b.apply(message.Event{Event: "DESTROY", IfVersion: &current})
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, "TEARDOWN", d.Stack.State)
+
+	d = Apply(Input{Event: message.Event{StackID: "gone", Event: "DESTROY", IfVersion: &current}, Now: time.Now(), NewRunID: func() string { return "x" }})
+	require.Equal(t, Ignored, d.Outcome, "a conditional event for a removed stack is moot, not bad")
+}

@@ -50,6 +50,11 @@ type Event struct {
 	// EventID makes the event idempotent: a second event with the same id is
 	// not applied again.
 	EventID string `json:"eventId,omitempty"`
+	// IfVersion, when set, applies the event only while the stack is still at
+	// this version (see the stack's version in `stackseam show`); otherwise
+	// the event is ignored. Time-to-live events use it so that activity after
+	// they were issued cancels them.
+	IfVersion *int64 `json:"ifVersion,omitempty"`
 
 	// The remaining fields are set on task results only.
 
@@ -134,4 +139,34 @@ type Result struct {
 	Description string   `json:"description,omitempty"`
 	Outputs     Metadata `json:"outputs,omitempty"`
 	Log         string   `json:"log,omitempty"`
+}
+
+// Notification kinds, published to the notification topic.
+const (
+	NotifyTransition = "transition"
+	NotifyTaskFailed = "task-failed"
+	NotifyRemoved    = "removed"
+)
+
+// Notification tells subscribers that a stack changed: it moved to another
+// state, a task failed, or it was removed. Published to SNS with the message
+// attributes stackId, machine, state and kind, so subscriptions can filter.
+type Notification struct {
+	Kind    string `json:"kind"`
+	StackID string `json:"stackId"`
+	Machine string `json:"machine"`
+	// State is where the stack is after the change (for a removal: the
+	// terminal state it ended in).
+	State     string `json:"state"`
+	FromState string `json:"fromState,omitempty"`
+	ToState   string `json:"toState,omitempty"`
+	// Event is what caused the change.
+	Event       string `json:"event,omitempty"`
+	Task        string `json:"task,omitempty"`
+	TaskRunID   string `json:"taskRunId,omitempty"`
+	Description string `json:"description,omitempty"`
+	// DurationMs is the time spent in FromState (transition), the task run's
+	// time (task-failed) or the stack's life (removed).
+	DurationMs int64     `json:"durationMs"`
+	At         time.Time `json:"at"`
 }

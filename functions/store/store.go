@@ -39,13 +39,27 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
-// OutboxMessage is one task message waiting to be sent.
+// Outbox destinations: where a row's message goes.
+const (
+	// DestinationTask is the task queue.
+	DestinationTask = "task"
+	// DestinationEvent is the event queue (time-to-live events).
+	DestinationEvent = "event"
+	// DestinationNotification is the notification topic.
+	DestinationNotification = "notification"
+)
+
+// OutboxMessage is one message waiting to be sent.
 type OutboxMessage struct {
 	ID           int64
 	StackID      string
+	Destination  string
 	Body         string
 	DelaySeconds int
+	CreatedAt    time.Time
 }
+
+const outboxColumns = `id, stack_id, destination, body, delay_seconds, created_at`
 
 // ApplyResult is what Apply did.
 type ApplyResult struct {
@@ -103,7 +117,7 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 	b.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", in.StackID)
 	b.Queue(selectStack, in.StackID)
 	b.Queue("SELECT EXISTS (SELECT 1 FROM processed_events WHERE key = $1)", in.Key)
-	b.Queue("SELECT id, stack_id, body, delay_seconds FROM outbox WHERE stack_id = $1 ORDER BY id", in.StackID)
+	b.Queue("SELECT "+outboxColumns+" FROM outbox WHERE stack_id = $1 ORDER BY id", in.StackID)
 	br := conn.SendBatch(ctx, b)
 	inTx = true
 	current, processed, pending, err := readFirstBatch(br)
@@ -163,8 +177,8 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 		b.Queue(insertHistory, rows)
 	}
 	var newRows []byte
-	if d.Outcome == engine.Applied && len(d.Dispatch) > 0 {
-		newRows, err = outboxJSON(in.StackID, d.Dispatch, now)
+	if d.Outcome == engine.Applied && len(d.Dispatch)+len(d.Notifications) > 0 {
+		newRows, err = outboxJSON(in.StackID, d, now)
 		if err != nil {
 			return res, err
 		}
@@ -253,7 +267,7 @@ func (s *Store) DeleteOutbox(ctx context.Context, ids []int64) error {
 // publishes what a crashed process left behind. Rows being written by a live
 // transaction are not visible, so only abandoned ones come back.
 func (s *Store) StaleOutbox(ctx context.Context, age time.Duration, limit int) ([]OutboxMessage, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT id, stack_id, body, delay_seconds FROM outbox
+	rows, _ := s.pool.Query(ctx, `SELECT `+outboxColumns+` FROM outbox
 		WHERE created_at < $1 ORDER BY id LIMIT $2`, time.Now().Add(-age), limit)
 	msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
 	if err != nil {
@@ -341,10 +355,10 @@ const insertHistory = `INSERT INTO history (stack_id, machine, at, kind, event, 
 		message_id text)
 	ORDER BY ord`
 
-const insertOutbox = `INSERT INTO outbox (stack_id, body, delay_seconds, created_at)
-	SELECT stack_id, body, delay_seconds, created_at
-	FROM jsonb_to_recordset($1::jsonb) AS x(stack_id text, body text, delay_seconds integer, created_at timestamptz)
-	RETURNING id, stack_id, body, delay_seconds`
+const insertOutbox = `INSERT INTO outbox (stack_id, destination, body, delay_seconds, created_at)
+	SELECT stack_id, destination, body, delay_seconds, created_at
+	FROM jsonb_to_recordset($1::jsonb) AS x(stack_id text, destination text, body text, delay_seconds integer, created_at timestamptz)
+	RETURNING ` + outboxColumns
 
 func scanStack(row pgx.CollectableRow) (*engine.Stack, error) {
 	var s engine.Stack
@@ -415,20 +429,53 @@ func historyJSON(stackID, machineName, messageID string, entries []engine.Histor
 	return string(out), nil
 }
 
-func outboxJSON(stackID string, ds []engine.Dispatch, now time.Time) ([]byte, error) {
+func outboxJSON(stackID string, d engine.Decision, now time.Time) ([]byte, error) {
 	type row struct {
 		StackID      string    `json:"stack_id"`
+		Destination  string    `json:"destination"`
 		Body         string    `json:"body"`
 		DelaySeconds int       `json:"delay_seconds"`
 		CreatedAt    time.Time `json:"created_at"`
 	}
-	rows := make([]row, len(ds))
-	for i, d := range ds {
-		body, err := json.Marshal(d.Task)
+	rows := make([]row, 0, len(d.Dispatch)+len(d.Notifications))
+	for _, t := range d.Dispatch {
+		body, err := json.Marshal(t.Task)
 		if err != nil {
 			return nil, fmt.Errorf("error encoding task message for stack %s: %w", stackID, err)
 		}
-		rows[i] = row{StackID: stackID, Body: string(body), DelaySeconds: int(d.Delay / time.Second), CreatedAt: now}
+		rows = append(rows, row{StackID: stackID, Destination: DestinationTask, Body: string(body),
+			DelaySeconds: int(t.Delay / time.Second), CreatedAt: now})
+	}
+	for _, n := range d.Notifications {
+		body, err := json.Marshal(n)
+		if err != nil {
+			return nil, fmt.Errorf("error encoding notification for stack %s: %w", stackID, err)
+		}
+		rows = append(rows, row{StackID: stackID, Destination: DestinationNotification, Body: string(body), CreatedAt: now})
 	}
 	return json.Marshal(rows)
+}
+
+// EnqueueExpired finds stacks of machine that have been idle in state since
+// before idleSince and writes, in one statement, an event-queue message per
+// stack to the outbox: event, conditional on the stack's current version so
+// that any activity in between cancels it. Each idle visit is enqueued once.
+func (s *Store) EnqueueExpired(ctx context.Context, machineName, state, event string, idleSince time.Time, limit int) ([]OutboxMessage, error) {
+	rows, _ := s.pool.Query(ctx, `WITH due AS (
+			UPDATE stacks SET ttl_sent_version = version
+			WHERE id IN (SELECT id FROM stacks
+				WHERE machine = $1 AND state = $2 AND last_activity_at < $3
+				AND ttl_sent_version IS DISTINCT FROM version
+				ORDER BY last_activity_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+			RETURNING id, version)
+		INSERT INTO outbox (stack_id, destination, body, delay_seconds, created_at)
+		SELECT id, 'event', json_build_object('stackId', id, 'event', $4::text,
+			'eventId', 'ttl-' || version, 'ifVersion', version)::text, 0, now()
+		FROM due
+		RETURNING `+outboxColumns, machineName, state, idleSince, event, limit)
+	msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error enqueueing expired stacks of %s in %s: %w", machineName, state, err))
+	}
+	return msgs, nil
 }

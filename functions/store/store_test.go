@@ -134,7 +134,7 @@ func TestApplyStoresStackHistoryAndOutbox(t *testing.T) {
 		Metadata: message.Metadata{"big": json.Number("12345678901234567890"), "flag": true}})
 	require.False(t, res.Duplicate)
 	require.Equal(t, engine.Applied, res.Decision.Outcome)
-	require.Len(t, res.Outbox, 2)
+	require.Equal(t, []string{DestinationTask, DestinationTask, DestinationNotification}, destinations(res.Outbox))
 
 	var task message.Task
 	require.NoError(t, json.Unmarshal([]byte(res.Outbox[0].Body), &task))
@@ -152,10 +152,10 @@ func TestApplyStoresStackHistoryAndOutbox(t *testing.T) {
 	// Redelivery of the same message: nothing changes, the unsent outbox comes back.
 	dup := b.apply(t, "k1", message.Event{StackID: "s1", Event: "LAUNCH", Machine: "env"})
 	require.True(t, dup.Duplicate)
-	require.Len(t, dup.Outbox, 2)
+	require.Len(t, dup.Outbox, 3)
 	require.Len(t, b.historyKinds(t, "s1"), 5)
 
-	ids := []int64{res.Outbox[0].ID, res.Outbox[1].ID}
+	ids := []int64{res.Outbox[0].ID, res.Outbox[1].ID, res.Outbox[2].ID}
 	require.NoError(t, b.store.DeleteOutbox(b.ctx, ids))
 	require.Equal(t, 0, b.count(t, "SELECT count(*) FROM outbox"))
 
@@ -261,5 +261,48 @@ func TestStaleOutboxFindsAbandonedRows(t *testing.T) {
 	require.Empty(t, rows)
 	rows, err = b.store.StaleOutbox(b.ctx, -time.Second, 10)
 	require.NoError(t, err)
-	require.Len(t, rows, 2)
+	require.Len(t, rows, 3)
+}
+
+func destinations(rows []OutboxMessage) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.Destination
+	}
+	return out
+}
+
+func TestEnqueueExpiredSendsOncePerIdleVisit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.apply(t, "k1", message.Event{StackID: "idle", Event: "LAUNCH", Machine: "env"})
+	b.apply(t, "k2", message.Event{StackID: "busy", Event: "LAUNCH", Machine: "env"})
+	future := time.Now().Add(time.Hour)
+
+	rows, err := b.store.EnqueueExpired(b.ctx, "env", "BUILD", "DESTROY", time.Now().Add(-time.Hour), 10)
+	require.NoError(t, err)
+	require.Empty(t, rows, "nothing has been idle for an hour")
+
+	rows, err = b.store.EnqueueExpired(b.ctx, "env", "BUILD", "DESTROY", future, 10)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"idle", "busy"}, []string{rows[0].StackID, rows[1].StackID})
+	var ev message.Event
+	require.NoError(t, json.Unmarshal([]byte(rows[0].Body), &ev))
+	require.Equal(t, "DESTROY", ev.Event)
+	require.NotNil(t, ev.IfVersion)
+	require.Equal(t, fmt.Sprintf("ttl-%d", *ev.IfVersion), ev.EventID)
+	require.Equal(t, DestinationEvent, rows[0].Destination)
+
+	again, err := b.store.EnqueueExpired(b.ctx, "env", "BUILD", "DESTROY", future, 10)
+	require.NoError(t, err)
+	require.Empty(t, again, "one idle visit is enqueued once")
+
+	// Activity makes a new visit: it may expire again later.
+	st, err := b.store.GetStack(b.ctx, "busy")
+	require.NoError(t, err)
+	b.apply(t, "k3", message.Event{StackID: "busy", Event: message.EventTaskCompleted, TaskRunID: st.Tasks[0].RunID})
+	again, err = b.store.EnqueueExpired(b.ctx, "env", "BUILD", "DESTROY", future, 10)
+	require.NoError(t, err)
+	require.Len(t, again, 1)
+	require.Equal(t, "busy", again[0].StackID)
 }
