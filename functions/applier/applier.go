@@ -16,26 +16,31 @@ import (
 	"github.com/stackseam/stackseam/functions/engine"
 	"github.com/stackseam/stackseam/functions/machine"
 	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
 	"github.com/stackseam/stackseam/functions/store"
 )
 
-// Machines gives the machine with a name. *machine.Catalog is one. Errors
-// wrapping machine.ErrUnknownMachine or machine.ErrInvalidMachine are
-// permanent (the event is rejected); any other error is retried.
+// Machines gives the machine with a name, and lists them. *machine.Catalog
+// is one. Errors wrapping machine.ErrUnknownMachine or
+// machine.ErrInvalidMachine are permanent (the event is rejected); any other
+// error is retried.
 type Machines interface {
 	Get(ctx context.Context, name string) (*machine.Machine, error)
+	Names(ctx context.Context) ([]string, error)
 }
-
-// TaskSender puts task messages on the task queue.
-type TaskSender func(ctx context.Context, msgs []queue.Outgoing) error
 
 // Applier applies event-queue messages. Its fields are set once; it is safe
 // for concurrent use.
 type Applier struct {
 	Store    *store.Store
 	Machines Machines
-	Send     TaskSender
+	// Outlets maps each outbox destination (store.DestinationTask, …Event,
+	// …Notification) to where its messages go. Without a notification
+	// outlet no notifications are written at all.
+	Outlets map[string]Outlet
+	// Metrics receives the EMF metrics; nil records none.
+	Metrics *metrics.Recorder
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -94,7 +99,11 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 					return engine.Decision{}, fmt.Errorf("error loading machine %s: %w", current.Machine, in.MachineErr)
 				}
 			}
-			return engine.Apply(in), nil
+			d := engine.Apply(in)
+			if a.Outlets[store.DestinationNotification] == nil {
+				d.Notifications = nil
+			}
+			return d, nil
 		})
 	if err != nil {
 		log.Warn("event not applied; will retry", "outcome", "retry", "error", err)
@@ -132,47 +141,137 @@ func (a *Applier) rejectUnparsed(ctx context.Context, m queue.Message, perr erro
 		return err
 	}
 	log.Warn("event rejected", "outcome", string(engine.Rejected), "reason", reason)
+	a.Metrics.Record([]metrics.Dim{{Name: "Outcome", Value: string(engine.Rejected)}, {Name: "Event", Value: "INVALID"}},
+		metrics.Value{Name: "Events", Unit: metrics.Count, Value: 1})
 	return nil
 }
 
-// flush publishes outbox rows and deletes them once they are on the queue.
+// flush publishes outbox rows through their destinations' outlets and
+// deletes those that went out. Every destination is tried even when one
+// fails; the first error is returned so the caller retries.
 func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	msgs := make([]queue.Outgoing, len(rows))
-	ids := make([]int64, len(rows))
-	for i, r := range rows {
-		msgs[i] = queue.Outgoing{Body: r.Body, DelaySeconds: int32(r.DelaySeconds)}
-		ids[i] = r.ID
+	var order []string
+	byDest := map[string][]store.OutboxMessage{}
+	for _, r := range rows {
+		if _, ok := byDest[r.Destination]; !ok {
+			order = append(order, r.Destination)
+		}
+		byDest[r.Destination] = append(byDest[r.Destination], r)
 	}
-	if err := a.Send(ctx, msgs); err != nil {
-		return fmt.Errorf("error sending %d task messages: %w", len(msgs), err)
+	var sent []int64
+	var firstErr error
+	for _, dest := range order {
+		batch := byDest[dest]
+		out := a.Outlets[dest]
+		if out == nil {
+			// Written while an outlet existed (e.g. a topic since removed
+			// from the configuration): nowhere to go, so drop them loudly.
+			a.logger().Warn("dropping outbox messages with no configured destination", "destination", dest, "count", len(batch))
+		} else if err := out(ctx, batch); err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("error sending %d %s messages: %w", len(batch), dest, err)
+			}
+			continue
+		} else {
+			a.recordLag(dest, batch)
+		}
+		for _, r := range batch {
+			sent = append(sent, r.ID)
+		}
 	}
-	return a.Store.DeleteOutbox(ctx, ids)
+	if err := a.Store.DeleteOutbox(ctx, sent); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return firstErr
 }
 
-// SweepOutbox publishes task messages that stayed unsent longer than age —
-// left behind by a process that died between commit and publish and whose
-// event will not come back. It returns how many it sent.
-func (a *Applier) SweepOutbox(ctx context.Context, age time.Duration) (int, error) {
-	rows, err := a.Store.StaleOutbox(ctx, age, 500)
+// recordLag records how long the oldest message of a batch waited in the
+// outbox: near zero normally, large when a sweep sends what a crash left.
+func (a *Applier) recordLag(dest string, batch []store.OutboxMessage) {
+	oldest := batch[0].CreatedAt
+	for _, r := range batch[1:] {
+		if r.CreatedAt.Before(oldest) {
+			oldest = r.CreatedAt
+		}
+	}
+	a.Metrics.Record([]metrics.Dim{{Name: "Destination", Value: dest}},
+		metrics.Value{Name: "OutboxLag", Unit: metrics.Milliseconds, Value: float64(time.Since(oldest).Milliseconds())},
+		metrics.Value{Name: "OutboxSent", Unit: metrics.Count, Value: float64(len(batch))})
+}
+
+// SweepResult says what one sweep did.
+type SweepResult struct {
+	// Expired counts time-to-live events sent to idle stacks.
+	Expired int
+	// Resent counts outbox messages a crashed process had left unsent.
+	Resent int
+}
+
+// Sweep does the periodic work: it sends each stack that has stayed idle
+// past its state's ttl the state's ttl event (through the outbox, so a crash
+// loses nothing), then sends outbox messages left unsent longer than
+// outboxAge by a process that died between commit and publish.
+func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResult, error) {
+	var res SweepResult
+	names, err := a.Machines.Names(ctx)
 	if err != nil {
-		return 0, err
+		return res, fmt.Errorf("error listing machines for the sweep: %w", err)
+	}
+	now := a.now()
+	var expired []store.OutboxMessage
+	for _, name := range names {
+		m, err := a.Machines.Get(ctx, name)
+		if err != nil {
+			continue // an invalid machine has no stacks to expire; Get logs nothing, events report it
+		}
+		for _, stateName := range m.StateOrder {
+			st := m.States[stateName]
+			if st.TTL == nil {
+				continue
+			}
+			rows, err := a.Store.EnqueueExpired(ctx, m.Name, st.Name, st.TTL.Event,
+				now.Add(-time.Duration(st.TTL.AfterSeconds)*time.Second), 1000)
+			if err != nil {
+				return res, err
+			}
+			for _, r := range rows {
+				a.logger().Info("stack idle past its ttl", "stackId", r.StackID, "event", st.TTL.Event,
+					"outcome", "expired", "machine", m.Name, "state", st.Name)
+			}
+			expired = append(expired, rows...)
+		}
+	}
+	res.Expired = len(expired)
+	if len(expired) > 0 {
+		a.Metrics.Record(nil, metrics.Value{Name: "Expired", Unit: metrics.Count, Value: float64(len(expired))})
+	}
+	if err := a.flush(ctx, expired); err != nil {
+		// They stay in the outbox; the stale-row pass below or the next
+		// sweep sends them.
+		a.logger().Warn("ttl events not sent yet", "error", err.Error())
+	}
+	rows, err := a.Store.StaleOutbox(ctx, outboxAge, 500)
+	if err != nil {
+		return res, err
 	}
 	if err := a.flush(ctx, rows); err != nil {
-		return 0, err
+		return res, err
 	}
+	res.Resent = len(rows)
 	if len(rows) > 0 {
-		a.logger().Info("sent task messages left in the outbox", "count", len(rows))
+		a.logger().Info("sent messages left in the outbox", "count", len(rows))
 	}
-	return len(rows), nil
+	return res, nil
 }
 
 func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time.Duration) {
 	ms := float64(took.Microseconds()) / 1000
 	if res.Duplicate {
 		log.Info("event already applied", "outcome", "duplicate", "flushed", len(res.Outbox), "ms", ms)
+		a.recordDecision(res)
 		return
 	}
 	d := res.Decision
@@ -194,6 +293,7 @@ func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time
 	if d.Removed {
 		attrs = append(attrs, "removed", true)
 	}
+	a.recordDecision(res)
 	switch d.Outcome {
 	case engine.Rejected:
 		log.Warn("event rejected", attrs...)
@@ -201,6 +301,38 @@ func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time
 		log.Info("event ignored", attrs...)
 	default:
 		log.Info("event applied", attrs...)
+	}
+}
+
+// recordDecision emits the metrics of one handled event.
+func (a *Applier) recordDecision(res store.ApplyResult) {
+	if a.Metrics == nil {
+		return
+	}
+	outcome, event := "duplicate", "DUPLICATE"
+	if !res.Duplicate {
+		outcome, event = string(res.Decision.Outcome), res.Decision.EventName
+	}
+	a.Metrics.Record([]metrics.Dim{{Name: "Outcome", Value: outcome}, {Name: "Event", Value: event}},
+		metrics.Value{Name: "Events", Unit: metrics.Count, Value: 1})
+	transitions := 0
+	for _, h := range res.Decision.History {
+		switch h.Kind {
+		case engine.KindTransition:
+			transitions++
+		case engine.KindTaskDone, engine.KindTaskFailed:
+			executor, _ := h.Detail["executor"].(string)
+			result := "completed"
+			if h.Kind == engine.KindTaskFailed {
+				result = "failed"
+			}
+			a.Metrics.Record([]metrics.Dim{{Name: "Executor", Value: executor}, {Name: "Result", Value: result}},
+				metrics.Value{Name: "TaskResults", Unit: metrics.Count, Value: 1},
+				metrics.Value{Name: "TaskDuration", Unit: metrics.Milliseconds, Value: float64(h.Duration.Milliseconds())})
+		}
+	}
+	if transitions > 0 {
+		a.Metrics.Record(nil, metrics.Value{Name: "Transitions", Unit: metrics.Count, Value: float64(transitions)})
 	}
 }
 

@@ -54,7 +54,7 @@ type benchWorker struct {
 	app     *Applier
 	id      int
 	stacks  int
-	sent    []queue.Outgoing
+	sent    []store.OutboxMessage
 	latency []time.Duration
 	// budget is shared by all workers: events left to handle in this run.
 	budget *atomic.Int64
@@ -136,10 +136,10 @@ func BenchmarkEvents(b *testing.B) {
 			for i := range ws {
 				w := &benchWorker{id: i, budget: &remaining}
 				w.app = &Applier{Store: st, Machines: catalog,
-					Send: func(_ context.Context, msgs []queue.Outgoing) error {
-						w.sent = append(w.sent, msgs...)
+					Outlets: map[string]Outlet{store.DestinationTask: func(_ context.Context, rows []store.OutboxMessage) error {
+						w.sent = append(w.sent, rows...)
 						return nil
-					},
+					}},
 					Logger: discardLogger()}
 				ws[i] = w
 			}

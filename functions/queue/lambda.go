@@ -2,9 +2,12 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
@@ -59,4 +62,72 @@ func Serve(ctx context.Context, h BatchHandler, p *Poller) error {
 	go lambda.StartWithOptions(LambdaHandler(h), lambda.WithEnableSIGTERM(), lambda.WithContext(ctx))
 	<-ctx.Done()
 	return nil
+}
+
+// Tick is periodic work done beside the queue (sweeps). In local mode it runs
+// every Every; in Lambda it runs whenever the function is invoked by a
+// schedule (an EventBridge scheduled event, or the payload
+// {"stackseam":"tick"}) instead of by SQS.
+type Tick struct {
+	Every time.Duration
+	Run   func(ctx context.Context) error
+}
+
+// ServeWithTick is Serve plus tick: local mode runs tick.Run on a ticker next
+// to the poller; in Lambda a non-SQS invocation runs it.
+func ServeWithTick(ctx context.Context, h BatchHandler, p *Poller, tick Tick) error {
+	if !InLambda() {
+		if p == nil {
+			return errors.New("queue: not in Lambda and no poller given")
+		}
+		go runTicks(ctx, tick)
+		return p.Run(ctx, h)
+	}
+	sqsHandler := LambdaHandler(h)
+	handler := func(ctx context.Context, raw json.RawMessage) (any, error) {
+		var peek struct {
+			Records   json.RawMessage `json:"Records"`
+			Source    string          `json:"source"`
+			Stackseam string          `json:"stackseam"`
+		}
+		if err := json.Unmarshal(raw, &peek); err != nil {
+			return nil, fmt.Errorf("invocation payload is not a JSON object: %w", err)
+		}
+		switch {
+		case peek.Records != nil:
+			var ev events.SQSEvent
+			if err := json.Unmarshal(raw, &ev); err != nil {
+				return nil, fmt.Errorf("invocation payload is not an SQS event: %w", err)
+			}
+			return sqsHandler(ctx, ev)
+		case peek.Source == "aws.events" || peek.Stackseam == "tick":
+			if err := tick.Run(ctx); err != nil {
+				return nil, err
+			}
+			return map[string]bool{"ok": true}, nil
+		default:
+			return nil, errors.New("invocation is neither an SQS batch nor a scheduled tick")
+		}
+	}
+	go lambda.StartWithOptions(handler, lambda.WithEnableSIGTERM(), lambda.WithContext(ctx))
+	<-ctx.Done()
+	return nil
+}
+
+func runTicks(ctx context.Context, tick Tick) {
+	if tick.Every <= 0 || tick.Run == nil {
+		return
+	}
+	t := time.NewTicker(tick.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := tick.Run(ctx); err != nil && ctx.Err() == nil {
+				slog.WarnContext(ctx, "periodic work failed; will run again", "error", err.Error())
+			}
+		}
+	}
 }

@@ -10,17 +10,18 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/stackseam/stackseam/functions/applier"
 	"github.com/stackseam/stackseam/functions/machine"
+	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
 	env "github.com/stackseam/stackseam/functions/settings"
 	"github.com/stackseam/stackseam/functions/store"
@@ -41,6 +42,7 @@ func main() {
 type settings struct {
 	eventQueueURL  string
 	taskQueueURL   string
+	topicARN       string
 	machinesDir    string
 	machinesBucket string
 	machinesPrefix string
@@ -53,12 +55,14 @@ type settings struct {
 	pollWait       time.Duration
 	retryDelay     time.Duration
 	sweepAge       time.Duration
+	sweepEvery     time.Duration
 }
 
 func readSettings() (settings, error) {
 	s := settings{
 		eventQueueURL:  os.Getenv("EVENT_QUEUE_URL"),
 		taskQueueURL:   os.Getenv("TASK_QUEUE_URL"),
+		topicARN:       os.Getenv("NOTIFICATION_TOPIC_ARN"),
 		machinesDir:    os.Getenv("MACHINES_DIR"),
 		machinesBucket: os.Getenv("MACHINES_BUCKET"),
 		machinesPrefix: env.Or("MACHINES_PREFIX", "machines/"),
@@ -86,6 +90,7 @@ func readSettings() (settings, error) {
 		{"POLL_WAIT", 20 * time.Second, &s.pollWait},
 		{"RETRY_DELAY", 0, &s.retryDelay},
 		{"OUTBOX_SWEEP_AGE", 30 * time.Second, &s.sweepAge},
+		{"SWEEP_INTERVAL", time.Minute, &s.sweepEvery},
 	}
 	for _, v := range durations {
 		if *v.dst, err = env.Duration(v.name, v.def); err != nil {
@@ -95,8 +100,8 @@ func readSettings() (settings, error) {
 	if s.taskQueueURL == "" {
 		return s, fmt.Errorf("TASK_QUEUE_URL is required")
 	}
-	if !queue.InLambda() && s.eventQueueURL == "" {
-		return s, fmt.Errorf("EVENT_QUEUE_URL is required in local mode")
+	if s.eventQueueURL == "" {
+		return s, fmt.Errorf("EVENT_QUEUE_URL is required (local mode polls it; time-to-live events are sent to it)")
 	}
 	if (s.machinesDir == "") == (s.machinesBucket == "") {
 		return s, fmt.Errorf("set exactly one of MACHINES_DIR and MACHINES_BUCKET")
@@ -135,21 +140,33 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		machines = machine.NewS3Catalog(s3.NewFromConfig(awsCfg), cfg.machinesBucket, cfg.machinesPrefix, opts)
 	}
 	sqsClient := sqs.NewFromConfig(awsCfg)
+	outlets := map[string]applier.Outlet{
+		store.DestinationTask:  applier.TaskQueue(sqsClient, cfg.taskQueueURL),
+		store.DestinationEvent: applier.EventQueue(sqsClient, cfg.eventQueueURL),
+	}
+	if cfg.topicARN != "" {
+		outlets[store.DestinationNotification] = applier.NotificationTopic(sns.NewFromConfig(awsCfg), cfg.topicARN)
+	}
 	app := &applier.Applier{
 		Store:    st,
 		Machines: machines,
-		Send: func(ctx context.Context, msgs []queue.Outgoing) error {
-			return queue.Send(ctx, sqsClient, cfg.taskQueueURL, msgs)
-		},
-		Logger: logger,
+		Outlets:  outlets,
+		Metrics:  metrics.New(os.Stdout, "statemanager"),
+		Logger:   logger,
 	}
-	handle := withOutboxSweep(queue.InOrderByGroup(app.Handle, cfg.parallelism), app, cfg.sweepAge, logger)
+	sweep := func(ctx context.Context) error {
+		res, err := app.Sweep(ctx, cfg.sweepAge)
+		if err == nil && res.Expired+res.Resent > 0 {
+			logger.Info("sweep done", "expired", res.Expired, "resent", res.Resent)
+		}
+		return err
+	}
 	logger.Info("state manager ready", "lambda", queue.InLambda(), "workers", cfg.workers,
-		"startupMs", time.Since(started).Milliseconds())
-	return queue.Serve(ctx, handle, &queue.Poller{
+		"notifications", cfg.topicARN != "", "startupMs", time.Since(started).Milliseconds())
+	return queue.ServeWithTick(ctx, queue.InOrderByGroup(app.Handle, cfg.parallelism), &queue.Poller{
 		Client: sqsClient, QueueURL: cfg.eventQueueURL, Workers: cfg.workers,
 		WaitTime: cfg.pollWait, RetryDelay: cfg.retryDelay, Logger: logger,
-	})
+	}, queue.Tick{Every: cfg.sweepEvery, Run: sweep})
 }
 
 // migrate brings the schema up to date, retrying while the database is not
@@ -172,26 +189,5 @@ func migrate(ctx context.Context, st *store.Store, logger *slog.Logger) error {
 			return ctx.Err()
 		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
 		}
-	}
-}
-
-// withOutboxSweep publishes abandoned outbox rows at most once per sweep age,
-// piggy-backing on batches so it works the same in Lambda and local mode.
-func withOutboxSweep(h queue.BatchHandler, app *applier.Applier, age time.Duration, logger *slog.Logger) queue.BatchHandler {
-	var mu sync.Mutex
-	var last time.Time
-	return func(ctx context.Context, batch []queue.Message) []string {
-		mu.Lock()
-		due := time.Since(last) > age
-		if due {
-			last = time.Now()
-		}
-		mu.Unlock()
-		if due {
-			if _, err := app.SweepOutbox(ctx, age); err != nil {
-				logger.Warn("outbox sweep failed", "error", err.Error())
-			}
-		}
-		return h(ctx, batch)
 	}
 }

@@ -1,0 +1,93 @@
+package applier
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/queue"
+	"github.com/stackseam/stackseam/functions/store"
+)
+
+// Outlet publishes outbox rows of one destination; an error means none of
+// them may be taken as sent.
+type Outlet func(ctx context.Context, rows []store.OutboxMessage) error
+
+// TaskQueue is the outlet of the task queue (SQS standard): each row is one
+// task message, held back by its delay.
+func TaskQueue(client *sqs.Client, url string) Outlet {
+	return func(ctx context.Context, rows []store.OutboxMessage) error {
+		msgs := make([]queue.Outgoing, len(rows))
+		for i, r := range rows {
+			msgs[i] = queue.Outgoing{Body: r.Body, DelaySeconds: int32(r.DelaySeconds)}
+		}
+		return queue.Send(ctx, client, url, msgs)
+	}
+}
+
+// EventQueue is the outlet of the event queue (SQS FIFO) for events the state
+// manager sends itself: the group is the stack, and the deduplication id is the
+// event's eventId, so a row sent twice is queued once.
+func EventQueue(client *sqs.Client, url string) Outlet {
+	return func(ctx context.Context, rows []store.OutboxMessage) error {
+		msgs := make([]queue.Outgoing, len(rows))
+		for i, r := range rows {
+			var ev struct {
+				EventID string `json:"eventId"`
+			}
+			_ = json.Unmarshal([]byte(r.Body), &ev)
+			dedup := ev.EventID
+			if dedup == "" {
+				dedup = "outbox-" + strconv.FormatInt(r.ID, 10)
+			}
+			msgs[i] = queue.Outgoing{Body: r.Body, GroupID: r.StackID, DedupID: r.StackID + "-" + dedup}
+		}
+		return queue.Send(ctx, client, url, msgs)
+	}
+}
+
+// snsBatch is the most entries one PublishBatch call takes.
+const snsBatch = 10
+
+// NotificationTopic is the outlet of the notification topic (SNS). Each
+// notification carries the message attributes stackId, machine, state and
+// kind, so subscriptions can filter without reading the body.
+func NotificationTopic(client *sns.Client, topicARN string) Outlet {
+	return func(ctx context.Context, rows []store.OutboxMessage) error {
+		for start := 0; start < len(rows); start += snsBatch {
+			chunk := rows[start:min(start+snsBatch, len(rows))]
+			in := &sns.PublishBatchInput{TopicArn: aws.String(topicARN)}
+			for i, r := range chunk {
+				var n message.Notification
+				if err := json.Unmarshal([]byte(r.Body), &n); err != nil {
+					return fmt.Errorf("error reading notification %d: %w", r.ID, err)
+				}
+				attrs := map[string]snstypes.MessageAttributeValue{}
+				for k, v := range map[string]string{"stackId": n.StackID, "machine": n.Machine, "state": n.State, "kind": n.Kind} {
+					if v != "" {
+						attrs[k] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+					}
+				}
+				in.PublishBatchRequestEntries = append(in.PublishBatchRequestEntries, snstypes.PublishBatchRequestEntry{
+					Id: aws.String(strconv.Itoa(i)), Message: aws.String(r.Body), MessageAttributes: attrs})
+			}
+			out, err := client.PublishBatch(ctx, in)
+			if err != nil {
+				return fmt.Errorf("error publishing %d notifications: %w", len(chunk), err)
+			}
+			if len(out.Failed) > 0 {
+				f := out.Failed[0]
+				return fmt.Errorf("error publishing %d of %d notifications: %s: %s", len(out.Failed), len(chunk),
+					aws.ToString(f.Code), aws.ToString(f.Message))
+			}
+		}
+		return nil
+	}
+}
