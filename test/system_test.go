@@ -83,7 +83,10 @@ func (s *system) startStateManager(workers int, extraEnv ...string) *harness.Pro
 		"POLL_WAIT=1s",
 		"RETRY_DELAY=1s",
 	)
-	return harness.StartProcess(s.t, s.bin, append(env, extraEnv...))
+	proc := harness.StartProcess(s.t, s.bin, append(env, extraEnv...))
+	// Ready means migrated: tests may read the tables from here on.
+	proc.WaitForOutput(s.t, "state manager ready", 60*time.Second)
+	return proc
 }
 
 // send publishes raw bodies to the event queue, each with a fresh dedup id,
