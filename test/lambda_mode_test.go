@@ -81,6 +81,16 @@ func (r *runtimeAPI) invoke(t *testing.T, ev events.SQSEvent) events.SQSEventRes
 	t.Helper()
 	body, err := json.Marshal(ev)
 	require.NoError(t, err)
+	res := r.invokeRaw(t, body)
+	require.False(t, res.isError, "invocation failed: %s", res.body)
+	var out events.SQSEventResponse
+	require.NoError(t, json.Unmarshal(res.body, &out))
+	return out
+}
+
+// invokeRaw sends any payload and returns the function's answer.
+func (r *runtimeAPI) invokeRaw(t *testing.T, body []byte) runtimeResponse {
+	t.Helper()
 	id := newID()
 	ch := make(chan runtimeResponse, 1)
 	r.mu.Lock()
@@ -89,13 +99,10 @@ func (r *runtimeAPI) invoke(t *testing.T, ev events.SQSEvent) events.SQSEventRes
 	r.invocations <- runtimeInvocation{id: id, event: body}
 	select {
 	case res := <-ch:
-		require.False(t, res.isError, "invocation failed: %s", res.body)
-		var out events.SQSEventResponse
-		require.NoError(t, json.Unmarshal(res.body, &out))
-		return out
+		return res
 	case <-time.After(60 * time.Second):
 		t.Fatal("the function never answered the invocation")
-		return events.SQSEventResponse{}
+		return runtimeResponse{}
 	}
 }
 
@@ -135,6 +142,13 @@ func TestStateManagerInLambdaMode(t *testing.T) {
 	require.Equal(t, "PROVISION", s.stack("lam-2").State)
 	require.Equal(t, 2, s.count("SELECT count(*) FROM rejections"))
 	require.Len(t, s.receiveTasks(4), 4, "task messages were published from Lambda mode too")
+
+	// A scheduled invocation (EventBridge) runs the sweep instead of a batch.
+	tick := rt.invokeRaw(t, []byte(`{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`))
+	require.False(t, tick.isError, "sweep failed: %s", tick.body)
+	require.JSONEq(t, `{"ok":true}`, string(tick.body))
+	bad := rt.invokeRaw(t, []byte(`{"hello":"world"}`))
+	require.True(t, bad.isError, "an unknown invocation is an error, not silently a sweep")
 
 	srv.Stop(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
