@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -81,13 +83,15 @@ func ParseConfig(raw map[string]any) (Config, error) {
 
 // StateKey is the S3 backend key of a stack's state for one source:
 // `<machine>/<stackId>/<source key or location>`, as CloudSeam names it, so that an apply task
-// and the destroy task with the same source share the state.
+// and the destroy task with the same source share the state. The key or location is cleaned
+// first — "terraform/app/" gives ".../terraform/app", "/var/task/infra" gives ".../var/task/infra"
+// — because the S3 backend rejects a key that ends with a slash or holds "//".
 func StateKey(machine, stackID string, src Source) string {
 	where := src.Key
 	if src.Type == SourceLocal {
-		where = src.Location
+		where = filepath.ToSlash(src.Location)
 	}
-	return machine + "/" + stackID + "/" + where
+	return machine + "/" + stackID + "/" + strings.TrimPrefix(path.Clean("/"+where), "/")
 }
 
 // LogKey is where the log of one task run is stored in the bucket.

@@ -46,8 +46,17 @@ func TestParseConfig(t *testing.T) {
 
 func TestStateAndLogKeys(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "qa-env/feature-1/terraform/infra/", terraform.StateKey("qa-env", "feature-1", terraform.Source{Type: "s3", Bucket: "b", Key: "terraform/infra/"}))
-	require.Equal(t, "qa-env/feature-1/tf/dns", terraform.StateKey("qa-env", "feature-1", terraform.Source{Type: "local", Location: "tf/dns"}))
+	for where, want := range map[string]string{
+		"terraform/infra":  "qa-env/feature-1/terraform/infra",
+		"terraform/infra/": "qa-env/feature-1/terraform/infra", // the backend rejects a trailing slash
+		"terraform//infra": "qa-env/feature-1/terraform/infra", // and "//"
+		"/var/task/infra":  "qa-env/feature-1/var/task/infra",
+		"./tf/dns":         "qa-env/feature-1/tf/dns",
+		"infra/main.tf":    "qa-env/feature-1/infra/main.tf",
+	} {
+		require.Equal(t, want, terraform.StateKey("qa-env", "feature-1", terraform.Source{Type: "s3", Bucket: "b", Key: where}), where)
+		require.Equal(t, want, terraform.StateKey("qa-env", "feature-1", terraform.Source{Type: "local", Location: where}), where)
+	}
 	task := message.Task{Task: message.TaskSpec{Name: "infra"}, Stack: message.Stack{ID: "feature-1", Machine: "qa-env"}, TaskRunID: "r-1"}
 	require.Equal(t, "logs/qa-env/feature-1/infra/r-1.log", terraform.LogKey(task))
 }
