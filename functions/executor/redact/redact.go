@@ -21,13 +21,23 @@ var (
 	secretParts = []string{"PASSWORD", "PASSWD", "SECRET", "TOKEN", "PRIVATE_KEY", "API_KEY", "CREDENTIAL"}
 )
 
+// pointerSuffixes mark a variable that says where a secret is (AWS_SHARED_CREDENTIALS_FILE), not
+// the secret itself; masking every mention of a path would only garble logs.
+var pointerSuffixes = []string{"_FILE", "_PATH", "_DIR", "_URI"}
+
 // IsSecretName reports whether an environment variable's value is treated as a secret:
 // AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or a name containing PASSWORD, PASSWD, SECRET, TOKEN,
-// PRIVATE_KEY, API_KEY or CREDENTIAL (in any case).
+// PRIVATE_KEY, API_KEY or CREDENTIAL (in any case) that does not end in _FILE, _PATH, _DIR or
+// _URI.
 func IsSecretName(name string) bool {
 	upper := strings.ToUpper(name)
 	if slices.Contains(exactNames, upper) {
 		return true
+	}
+	for _, suffix := range pointerSuffixes {
+		if strings.HasSuffix(upper, suffix) {
+			return false
+		}
 	}
 	for _, part := range secretParts {
 		if strings.Contains(upper, part) {

@@ -14,7 +14,8 @@ func TestIsSecretName(t *testing.T) {
 		"GITHUB_TOKEN", "MY_SECRET_THING", "SSH_PRIVATE_KEY", "STRIPE_API_KEY", "MYSQL_PASSWD", "GOOGLE_CREDENTIALS"} {
 		require.True(t, redact.IsSecretName(name), name)
 	}
-	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_REGION", "PATH", "HOME", "BUCKET", "TASK_QUEUE_URL"} {
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_REGION", "PATH", "HOME", "BUCKET", "TASK_QUEUE_URL",
+		"AWS_SHARED_CREDENTIALS_FILE", "GOOGLE_APPLICATION_CREDENTIALS_PATH", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "SECRETS_DIR"} {
 		require.False(t, redact.IsSecretName(name), name)
 	}
 }
