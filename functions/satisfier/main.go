@@ -165,7 +165,11 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	// An endpoint override (an emulator) has no bucket sub-domains: address S3 by path, and give
 	// the S3 backend the same endpoint.
 	s3Endpoint := settings.Or("AWS_ENDPOINT_URL_S3", os.Getenv("AWS_ENDPOINT_URL"))
-	s3Client := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = s3Endpoint != "" })
+	s3Client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.UsePathStyle = s3Endpoint != ""
+		// Emulators send no response checksums; the SDK would warn on every download.
+		o.DisableLogOutputChecksumValidationSkipped = s3Endpoint != ""
+	})
 	sqsClient := sqs.NewFromConfig(awsCfg)
 	redactor := redact.FromEnviron(os.Environ())
 
