@@ -12,8 +12,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/functions/executor"
 	"github.com/stackseam/stackseam/functions/executor/terraform"
 	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/queue"
 	"github.com/stackseam/stackseam/test/harness"
 )
 
@@ -212,4 +214,36 @@ func TestProblemsBeforeTerraformRunsAreReported(t *testing.T) {
 		require.ErrorContains(t, err, tc.want)
 		require.Contains(t, storedLog(t, r, out.Log), tc.want, "the log says it too")
 	}
+}
+
+// TestTimeoutIsReportedAsTaskError runs a terraform task through the Dispatcher, as the satisfier
+// does: a run that outlives the task's timeoutSeconds is stopped and reported as TASK_ERROR
+// "timed out after …", with its log.
+func TestTimeoutIsReportedAsTaskError(t *testing.T) {
+	t.Parallel()
+	r := newRunner(t)
+	var published []queue.Outgoing
+	d := &executor.Dispatcher{
+		Executors: map[string]executor.Executor{"terraform": r},
+		Publish: func(_ context.Context, m queue.Outgoing) error {
+			published = append(published, m)
+			return nil
+		},
+	}
+	task := tfTask("slow", map[string]any{"source": localSource("slow"), "action": "apply"}, nil)
+	task.Task.TimeoutSeconds = 3
+	body, err := json.Marshal(task)
+	require.NoError(t, err)
+
+	start := time.Now()
+	require.NoError(t, d.Handle(context.Background(), queue.Message{ID: "m-1", Body: string(body)}))
+	require.Less(t, time.Since(start), 3*time.Second+r.StopGrace+5*time.Second)
+
+	require.Len(t, published, 1)
+	ev, err := message.ParseEvent([]byte(published[0].Body))
+	require.NoError(t, err)
+	require.Equal(t, message.EventTaskError, ev.Event)
+	require.True(t, strings.HasPrefix(ev.Description, "timed out after 3s (the task's timeoutSeconds: 3) and was stopped: terraform apply failed"), ev.Description)
+	require.Equal(t, "s3://"+r.Bucket+"/logs/m/s-1/slow/run-slow.log", ev.Log)
+	require.Contains(t, storedLog(t, r, ev.Log), "Interrupt received")
 }
