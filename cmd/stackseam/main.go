@@ -1,9 +1,18 @@
-// Command stackseam is the operator's tool for stackseam: it checks machine
-// files and (as commands are added) sends events and inspects stacks.
+// Command stackseam is the operator's tool for stackseam: it checks and
+// draws machine files, sends events, and shows stacks and their history.
+//
+// Every command has the same shape — `stackseam COMMAND [flags] ARGS`, flags
+// before or after the arguments, `--output json` where a script may want the
+// result — and the same exit codes: 0 done, 1 the command ran and failed (an
+// invalid machine, a stack that does not exist, an unreachable queue), 2 the
+// command line or configuration is wrong. Configuration comes from flags and,
+// when a flag is not given, from the environment variables the functions use
+// (EVENT_QUEUE_URL, DATABASE_URL, DATABASE_SECRET_ID, AWS_PROFILE,
+// AWS_REGION, AWS_ENDPOINT_URL). The standard library's flag package is
+// enough for this: one FlagSet per command, parsed by parseFlags.
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -11,7 +20,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // Exit codes shared by every command.
@@ -21,6 +32,17 @@ const (
 	exitUsage = 2 // the command line itself is wrong
 )
 
+// cli is one invocation's surroundings: where output goes, how the
+// environment is read and what time it is. Tests give their own, so they can
+// run in parallel without touching the process environment or the clock.
+type cli struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	now            func() time.Time
+	// pollInterval is how often `history --follow` looks for new rows.
+	pollInterval time.Duration
+}
+
 // A command is one `stackseam NAME ...` subcommand. Each parses its own flags
 // with a FlagSet from newFlags, so commands do not share flags by accident.
 type command struct {
@@ -28,12 +50,22 @@ type command struct {
 	// args is the synopsis after the name and [flags], e.g. "PATH...".
 	args    string
 	summary string
-	run     func(ctx context.Context, cmd *command, args []string, stdout, stderr io.Writer) int
+	// help is the longer text `stackseam help NAME` prints after the
+	// summary: what the command does, its configuration, examples.
+	help string
+	// flags defines the command's flags on fs and returns what run needs.
+	run func(ctx context.Context, c *cli, cmd *command, args []string) int
 }
 
 // commands is the command table; add a line here to add a command.
 var commands = []*command{
-	{name: "validate", args: "PATH...", summary: "check machine files (files or folders of .yml/.yaml)", run: runValidate},
+	validateCommand,
+	graphCommand,
+	sendCommand,
+	retryCommand,
+	stacksCommand,
+	showCommand,
+	historyCommand,
 }
 
 func main() {
@@ -50,32 +82,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now, pollInterval: 250 * time.Millisecond}
+	return c.run(ctx, args)
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		usage(stderr)
+		usage(c.stderr)
 		return exitUsage
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
-			if c := lookup(args[1]); c != nil {
-				fs := newFlags(c)
-				fs.SetOutput(stdout)
-				fs.Usage()
-				return exitOK
+			if cmd := lookup(args[1]); cmd != nil {
+				return cmd.run(ctx, c, cmd, []string{"-h"})
 			}
-			fmt.Fprintf(stderr, "stackseam: unknown command %q\n", args[1])
+			fmt.Fprintf(c.stderr, "stackseam: unknown command %q\n", args[1])
 			return exitUsage
 		}
-		usage(stdout)
+		usage(c.stdout)
 		return exitOK
 	}
-	c := lookup(args[0])
-	if c == nil {
-		fmt.Fprintf(stderr, "stackseam: unknown command %q\n\n", args[0])
-		usage(stderr)
+	cmd := lookup(args[0])
+	if cmd == nil {
+		fmt.Fprintf(c.stderr, "stackseam: unknown command %q\n\n", args[0])
+		usage(c.stderr)
 		return exitUsage
 	}
-	return c.run(ctx, c, args[1:], stdout, stderr)
+	return cmd.run(ctx, c, cmd, args[1:])
 }
 
 func lookup(name string) *command {
@@ -95,7 +129,8 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run `stackseam help COMMAND` for a command's flags.")
+	fmt.Fprintln(w, "Run `stackseam help COMMAND` (or `stackseam COMMAND -h`) for a command's flags.")
+	fmt.Fprintln(w, "Exit codes: 0 done, 1 failed, 2 wrong command line or configuration.")
 }
 
 // newFlags returns the FlagSet of cmd. Its usage text goes to the FlagSet's
@@ -104,7 +139,14 @@ func newFlags(cmd *command) *flag.FlagSet {
 	fs := flag.NewFlagSet("stackseam "+cmd.name, flag.ContinueOnError)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "usage: stackseam %s [flags] %s\n\n%s\n", cmd.name, cmd.args, cmd.summary)
+		synopsis := "usage: stackseam " + cmd.name + " [flags]"
+		if cmd.args != "" {
+			synopsis += " " + cmd.args
+		}
+		fmt.Fprintf(w, "%s\n\n%s\n", synopsis, cmd.summary)
+		if cmd.help != "" {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(cmd.help))
+		}
 		hasFlags := false
 		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
 		if hasFlags {
@@ -115,22 +157,51 @@ func newFlags(cmd *command) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args with fs. It returns done=true with the exit code
-// when the command should stop: -h asked for help (usage on stdout, 0) or a
-// flag was wrong (error and usage on stderr, 2).
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
-	var buf bytes.Buffer
+// parseFlags parses args with fs, allowing flags after the positional
+// arguments too (`stackseam show ID --output json`); "--" ends the flags. It
+// returns the positional arguments, or done=true with the exit code when the
+// command should stop: -h asked for help (usage on stdout, 0) or a flag was
+// wrong (error and usage on stderr, 2).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (positional []string, code int, done bool) {
+	var buf strings.Builder
 	fs.SetOutput(&buf)
-	err := fs.Parse(args)
-	fs.SetOutput(stderr)
-	switch {
-	case err == nil:
-		return exitOK, false
-	case errors.Is(err, flag.ErrHelp):
-		_, _ = buf.WriteTo(stdout)
-		return exitOK, true
-	default:
-		_, _ = buf.WriteTo(stderr)
-		return exitUsage, true
+	defer fs.SetOutput(stderr)
+	for {
+		err := fs.Parse(args)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil, exitOK, true
+		case err != nil:
+			fmt.Fprint(stderr, buf.String())
+			return nil, exitUsage, true
+		}
+		rest := fs.Args()
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, rest...), exitOK, false
+		}
+		if len(rest) == 0 {
+			return positional, exitOK, false
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
+}
+
+// usageError prints msg and the command's usage on stderr and returns the
+// usage exit code.
+func usageError(c *cli, fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "%s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.SetOutput(c.stderr)
+	fs.Usage()
+	return exitUsage
+}
+
+// fail prints an error of a command that ran and returns the failure exit
+// code.
+func fail(c *cli, cmd *command, err error) int {
+	fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
+	return exitFail
 }

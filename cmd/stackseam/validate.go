@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,33 +11,109 @@ import (
 	"github.com/stackseam/stackseam/functions/machine"
 )
 
+var validateCommand = &command{
+	name:    "validate",
+	args:    "PATH...",
+	summary: "check machine files (files or folders of .yml/.yaml)",
+	help: `
+Prints "OK NAME" and any warnings for each valid machine, or every problem of
+an invalid one as FILE:LINE:COL: MESSAGE [RULE] on stderr. Exits 1 when any
+file is invalid. Folders are read one level deep, as the state manager does.
+
+The same rules, minus the cross-references between states, tasks and events,
+are in machines/machine.schema.json for editors.
+
+examples:
+  stackseam validate machines/
+  stackseam validate --output json machines/feature-env.yml`,
+	run: runValidate,
+}
+
 // runValidate checks every machine file named on the command line (folders:
 // every .yml/.yaml directly inside) and prints OK or every problem.
-func runValidate(_ context.Context, cmd *command, args []string, stdout, stderr io.Writer) int {
+func runValidate(_ context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
-	if code, done := parseFlags(fs, args, stdout, stderr); done {
+	var out outputFlag
+	out.register(fs)
+	paths, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+	if done {
 		return code
 	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "stackseam validate: name at least one machine file or folder")
-		fs.Usage()
-		return exitUsage
+	if len(paths) == 0 {
+		return usageError(c, fs, "name at least one machine file or folder")
 	}
-	code := exitOK
-	for _, path := range fs.Args() {
+	var results []validateResult
+	for _, path := range paths {
 		files, err := machineFiles(path)
 		if err != nil {
-			fmt.Fprintf(stderr, "%v\n", err)
-			code = exitFail
+			results = append(results, validateResult{File: path, Error: err.Error()})
 			continue
 		}
 		for _, f := range files {
-			if !validateFile(f, stdout, stderr) {
-				code = exitFail
+			results = append(results, validateFile(f))
+		}
+	}
+	code = exitOK
+	for _, r := range results {
+		if !r.Valid {
+			code = exitFail
+		}
+	}
+	if out.json() {
+		if err := writeJSON(c.stdout, results); err != nil {
+			return fail(c, cmd, err)
+		}
+		return code
+	}
+	for _, r := range results {
+		switch {
+		case r.Error != "":
+			fmt.Fprintln(c.stderr, r.Error)
+		case !r.Valid:
+			for _, p := range r.Problems {
+				fmt.Fprintln(c.stderr, p.String())
+			}
+		default:
+			fmt.Fprintf(c.stdout, "OK %s\n", r.Machine)
+			for _, w := range r.Warnings {
+				fmt.Fprintf(c.stdout, "warning: %s\n", w.String())
 			}
 		}
 	}
 	return code
+}
+
+// validateResult is the verdict on one file (--output json prints a list of
+// them).
+type validateResult struct {
+	File    string `json:"file"`
+	Machine string `json:"machine,omitempty"`
+	Valid   bool   `json:"valid"`
+	// Error is set when the file could not be read at all.
+	Error    string        `json:"error,omitempty"`
+	Problems []problemJSON `json:"problems,omitempty"`
+	Warnings []problemJSON `json:"warnings,omitempty"`
+}
+
+// problemJSON is a machine.Problem with JSON field names.
+type problemJSON struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Rule    string `json:"rule"`
+	Message string `json:"message"`
+}
+
+func (p problemJSON) String() string {
+	return machine.Problem{File: p.File, Line: p.Line, Column: p.Column, Rule: p.Rule, Message: p.Message}.String()
+}
+
+func problemsJSON(ps []machine.Problem) []problemJSON {
+	out := make([]problemJSON, len(ps))
+	for i, p := range ps {
+		out[i] = problemJSON{File: p.File, Line: p.Line, Column: p.Column, Rule: p.Rule, Message: p.Message}
+	}
+	return out
 }
 
 // machineFiles expands path to the machine files it names: itself, or the
@@ -81,23 +156,21 @@ func machineFiles(path string) ([]string, error) {
 	return files, nil
 }
 
-// validateFile prints the verdict on one file and reports whether it is valid.
-func validateFile(path string, stdout, stderr io.Writer) bool {
+// validateFile judges one file.
+func validateFile(path string) validateResult {
+	r := validateResult{File: path}
+	r.Machine, _ = machine.NameFromFile(path)
 	m, err := machine.ParseFile(path)
 	if err != nil {
 		var verr *machine.ValidationError
 		if errors.As(err, &verr) {
-			for _, p := range verr.Problems {
-				fmt.Fprintln(stderr, p.String())
-			}
+			r.Problems = problemsJSON(verr.Problems)
 		} else {
-			fmt.Fprintln(stderr, err)
+			r.Error = err.Error()
 		}
-		return false
+		return r
 	}
-	fmt.Fprintf(stdout, "OK %s\n", m.Name)
-	for _, w := range m.Warnings {
-		fmt.Fprintf(stdout, "warning: %s\n", w.String())
-	}
-	return true
+	r.Valid = true
+	r.Warnings = problemsJSON(m.Warnings)
+	return r
 }

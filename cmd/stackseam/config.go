@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/stackseam/stackseam/functions/store"
+)
+
+// errConfig marks a missing or invalid setting: the command exits with the
+// usage code, since running it again the same way cannot work.
+var errConfig = errors.New("configuration")
+
+// configError returns an error wrapping errConfig.
+func configError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errConfig, fmt.Sprintf(format, args...))
+}
+
+// exitCode maps an error of a command to its exit code.
+func exitCode(err error) int {
+	if errors.Is(err, errConfig) {
+		return exitUsage
+	}
+	return exitFail
+}
+
+// first returns the first non-empty value.
+func first(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// outputFlag is --output: text for people, json for scripts.
+type outputFlag struct{ format string }
+
+func (o *outputFlag) register(fs *flag.FlagSet) {
+	o.format = "text"
+	fs.Func("output", "`FORMAT` of the result: text or json (default text)", func(v string) error {
+		if v != "text" && v != "json" {
+			return fmt.Errorf("want text or json, not %q", v)
+		}
+		o.format = v
+		return nil
+	})
+}
+
+func (o *outputFlag) json() bool { return o.format == "json" }
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// awsFlags say which AWS account, region and endpoint to talk to.
+type awsFlags struct {
+	profile, region, endpoint string
+}
+
+func (f *awsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.profile, "profile", "", "AWS shared-config `PROFILE` (default $AWS_PROFILE)")
+	fs.StringVar(&f.region, "region", "", "AWS `REGION` (default $AWS_REGION)")
+	fs.StringVar(&f.endpoint, "endpoint-url", "", "AWS endpoint `URL` for every service, e.g. a local emulator (default $AWS_ENDPOINT_URL)")
+}
+
+// config loads the AWS SDK configuration the usual way (environment, shared
+// files, instance roles), with the flags taking precedence. Values the SDK
+// would read from the environment are read through c.getenv as well, so an
+// in-process test can supply them.
+func (f *awsFlags) config(ctx context.Context, c *cli) (aws.Config, error) {
+	var opts []func(*config.LoadOptions) error
+	if p := first(f.profile, c.getenv("AWS_PROFILE")); p != "" {
+		opts = append(opts, config.WithSharedConfigProfile(p))
+	}
+	if r := first(f.region, c.getenv("AWS_REGION"), c.getenv("AWS_DEFAULT_REGION")); r != "" {
+		opts = append(opts, config.WithRegion(r))
+	}
+	if e := first(f.endpoint, c.getenv("AWS_ENDPOINT_URL")); e != "" {
+		opts = append(opts, config.WithBaseEndpoint(e))
+	}
+	if id := c.getenv("AWS_ACCESS_KEY_ID"); id != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(
+			id, c.getenv("AWS_SECRET_ACCESS_KEY"), c.getenv("AWS_SESSION_TOKEN"))))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return cfg, configError("error loading the AWS configuration: %v", err)
+	}
+	if cfg.Region == "" {
+		return cfg, configError("no AWS region: set --region or AWS_REGION")
+	}
+	return cfg, nil
+}
+
+// queueFlags name the event queue, for the commands that publish.
+type queueFlags struct {
+	aws awsFlags
+	url string
+}
+
+func (f *queueFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.url, "queue-url", "", "the event queue's `URL` (default $EVENT_QUEUE_URL)")
+	f.aws.register(fs)
+}
+
+func (f *queueFlags) queueURL(c *cli) (string, error) {
+	u := first(f.url, c.getenv("EVENT_QUEUE_URL"))
+	if u == "" {
+		return "", configError("no event queue: set --queue-url or EVENT_QUEUE_URL")
+	}
+	return u, nil
+}
+
+// databaseFlags say how to reach the state manager's database, for the
+// commands that read stacks.
+type databaseFlags struct {
+	aws      awsFlags
+	url      string
+	secretID string
+}
+
+func (f *databaseFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.url, "database-url", "", "PostgreSQL `URL` of the state manager's database (default $DATABASE_URL)")
+	fs.StringVar(&f.secretID, "database-secret-id", "", "or the Secrets Manager `SECRET` holding its credentials in the RDS format (default $DATABASE_SECRET_ID)")
+	f.aws.register(fs)
+}
+
+// open connects to the database: a URL wins over a secret, as in the
+// functions. The caller closes the store.
+func (f *databaseFlags) open(ctx context.Context, c *cli) (*store.Store, error) {
+	cfg := store.Config{
+		DatabaseURL: first(f.url, c.getenv("DATABASE_URL")),
+		SSLMode:     c.getenv("DATABASE_SSLMODE"),
+		MaxConns:    2,
+	}
+	if cfg.DatabaseURL == "" {
+		cfg.SecretID = first(f.secretID, c.getenv("DATABASE_SECRET_ID"))
+		if cfg.SecretID == "" {
+			return nil, configError("no database: set --database-url or DATABASE_URL, or --database-secret-id or DATABASE_SECRET_ID")
+		}
+		awsCfg, err := f.aws.config(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Secrets = secretsmanager.NewFromConfig(awsCfg)
+	}
+	st, err := store.Open(ctx, cfg)
+	if err != nil {
+		return nil, configError("%v", err)
+	}
+	return st, nil
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/queue"
+)
+
+var sendCommand = &command{
+	name:    "send",
+	args:    "",
+	summary: "publish an event to a stack (validated locally first)",
+	help: `
+Builds {"stackId", "event", "machine", "metadata", "eventId"}, checks it as
+the state manager will (stack id, event name, metadata), and sends it to the
+FIFO event queue with the stack id as message group and a fresh deduplication
+id (the event id, when given). The state manager applies it, or rejects it
+with a reason that ` + "`stackseam history ID`" + ` shows.
+
+--machine is needed the first time a stack is seen. Metadata values are
+strings; the keys are merged into the stack's metadata. NEXT and task results
+cannot be sent: the state manager and the task satisfier send those.
+
+examples:
+  stackseam send --stack feature-123 --machine feature-env --event LAUNCH --meta branch=feature/123
+  stackseam send --stack feature-123 --event ACCESS --meta lastAccess=2024-05-01T10:00:00Z`,
+	run: runSend,
+}
+
+var retryCommand = &command{
+	name:    "retry",
+	args:    "STACK",
+	summary: "re-dispatch a stack's failed tasks (or, with --pending, its pending ones)",
+	help: `
+Sends RETRY_FAILED_TASKS, or RETRY_PENDING_TASKS with --pending, to the
+stack. Each matching task of the current state is dispatched again with a new
+run id, so a late result of the old run cannot settle it. Use --pending for a
+task whose result never came back (a lost message, a crashed satisfier).
+
+examples:
+  stackseam retry feature-123
+  stackseam retry --pending feature-123`,
+	run: runRetry,
+}
+
+// metaFlag collects repeated --meta KEY=VALUE flags.
+type metaFlag struct{ values message.Metadata }
+
+func (m *metaFlag) String() string { return "" }
+
+func (m *metaFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, not %q", v)
+	}
+	if m.values == nil {
+		m.values = message.Metadata{}
+	}
+	m.values[k] = val
+	return nil
+}
+
+func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
+	fs := newFlags(cmd)
+	stackID := fs.String("stack", "", "the stack `ID` (required)")
+	event := fs.String("event", "", "the `EVENT` name (required)")
+	machineName := fs.String("machine", "", "the stack's `MACHINE` (required for a new stack)")
+	eventID := fs.String("event-id", "", "an `ID` that makes the event idempotent: a second event with it is not applied")
+	var meta metaFlag
+	fs.Var(&meta, "meta", "metadata `KEY=VALUE` to merge into the stack's (repeatable)")
+	var q queueFlags
+	q.register(fs)
+	var out outputFlag
+	out.register(fs)
+	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(c, fs, "unexpected argument %q (the stack and event are flags: --stack ID --event EVENT)", pos[0])
+	}
+	if *stackID == "" || *event == "" {
+		return usageError(c, fs, "--stack and --event are required")
+	}
+	switch {
+	case *event == message.EventNext:
+		return usageError(c, fs, "NEXT is fired by the state manager when a state's tasks are done; it cannot be sent")
+	case *event == message.EventTaskCompleted || *event == message.EventTaskError:
+		return usageError(c, fs, "%s is a task result, which only the task satisfier sends", *event)
+	}
+	ev := message.Event{StackID: *stackID, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID}
+	return publish(ctx, c, cmd, fs, &q, &out, ev)
+}
+
+func runRetry(ctx context.Context, c *cli, cmd *command, args []string) int {
+	fs := newFlags(cmd)
+	pending := fs.Bool("pending", false, "retry the tasks still waiting for a result instead of the failed ones")
+	eventID := fs.String("event-id", "", "an `ID` that makes the retry idempotent")
+	var q queueFlags
+	q.register(fs)
+	var out outputFlag
+	out.register(fs)
+	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(c, fs, "name one stack")
+	}
+	ev := message.Event{StackID: pos[0], Event: message.EventRetryFailedTasks, EventID: *eventID}
+	if *pending {
+		ev.Event = message.EventRetryPendingTasks
+	}
+	return publish(ctx, c, cmd, fs, &q, &out, ev)
+}
+
+// sent is what send and retry print with --output json.
+type sent struct {
+	QueueURL string          `json:"queueUrl"`
+	GroupID  string          `json:"groupId"`
+	DedupID  string          `json:"dedupId"`
+	Body     json.RawMessage `json:"body"`
+}
+
+// publish validates ev as the state manager will and sends it to the event
+// queue.
+func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *queueFlags, out *outputFlag, ev message.Event) int {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fail(c, cmd, fmt.Errorf("error encoding the event: %w", err))
+	}
+	if _, err := message.ParseEvent(body); err != nil {
+		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), message.ErrInvalid.Error()+": "))
+	}
+	url, err := q.queueURL(c)
+	if err != nil {
+		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
+	}
+	awsCfg, err := q.aws.config(ctx, c)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
+		return exitCode(err)
+	}
+	dedup := ev.EventID
+	if dedup == "" {
+		dedup = newDedupID()
+	}
+	msg := queue.Outgoing{Body: string(body), GroupID: ev.StackID, DedupID: dedup}
+	if err := queue.Send(ctx, sqs.NewFromConfig(awsCfg), url, []queue.Outgoing{msg}); err != nil {
+		var se *queue.SendError
+		if errors.As(err, &se) && len(se.Failures) == 1 {
+			err = fmt.Errorf("error sending %s to %s: %w", ev.Event, url, se.Failures[0].Err)
+		}
+		return fail(c, cmd, err)
+	}
+	if out.json() {
+		if err := writeJSON(c.stdout, sent{QueueURL: url, GroupID: ev.StackID, DedupID: dedup, Body: body}); err != nil {
+			return fail(c, cmd, err)
+		}
+		return exitOK
+	}
+	line := fmt.Sprintf("sent %s to stack %s", ev.Event, ev.StackID)
+	var extras []string
+	if ev.Machine != "" {
+		extras = append(extras, "machine "+ev.Machine)
+	}
+	if len(ev.Metadata) > 0 {
+		extras = append(extras, "metadata "+formatMetadata(ev.Metadata))
+	}
+	if ev.EventID != "" {
+		extras = append(extras, "event id "+ev.EventID)
+	}
+	if len(extras) > 0 {
+		line += " (" + strings.Join(extras, ", ") + ")"
+	}
+	fmt.Fprintln(c.stdout, line)
+	return exitOK
+}
+
+// newDedupID returns a random FIFO deduplication id, so sending the same
+// event twice on purpose delivers it twice.
+func newDedupID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stackseam/stackseam/functions/engine"
+	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/store"
+)
+
+var stacksCommand = &command{
+	name:    "stacks",
+	args:    "",
+	summary: "list the live stacks with their state, task counts and age",
+	help: `
+Reads the state manager's database. AGE is the time since the stack was
+created, IN STATE the time since it entered its current state, IDLE the time
+since the last event was applied to it (the time-to-live clock). Removed
+stacks are not listed; ` + "`stackseam history ID`" + ` still shows them.
+
+examples:
+  stackseam stacks
+  stackseam stacks --machine feature-env --state RUN --output json`,
+	run: runStacks,
+}
+
+var showCommand = &command{
+	name:    "show",
+	args:    "STACK",
+	summary: "show one stack: state, metadata, and its tasks with status and error text",
+	help: `
+Reads the state manager's database. Exits 1 when the stack does not exist
+(saying when it was removed, if it was).
+
+examples:
+  stackseam show feature-123
+  stackseam show feature-123 --output json`,
+	run: runShow,
+}
+
+func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
+	fs := newFlags(cmd)
+	machineName := fs.String("machine", "", "only stacks of this `MACHINE`")
+	state := fs.String("state", "", "only stacks in this `STATE`")
+	limit := fs.Int("limit", 0, "list at most `N` stacks (default all)")
+	var db databaseFlags
+	db.register(fs)
+	var out outputFlag
+	out.register(fs)
+	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(c, fs, "unexpected argument %q", pos[0])
+	}
+	st, err := db.open(ctx, c)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
+		return exitCode(err)
+	}
+	defer st.Close()
+	stacks, err := st.ListStacks(ctx, store.ListOptions{Machine: *machineName, State: *state, Limit: *limit})
+	if err != nil {
+		return fail(c, cmd, err)
+	}
+	now := c.now()
+	if out.json() {
+		list := make([]stackJSON, len(stacks))
+		for i, s := range stacks {
+			list[i] = newStackJSON(s, now)
+			list[i].Metadata, list[i].Tasks = nil, nil
+		}
+		if err := writeJSON(c.stdout, list); err != nil {
+			return fail(c, cmd, err)
+		}
+		return exitOK
+	}
+	if len(stacks) == 0 {
+		fmt.Fprintln(c.stdout, "no stacks")
+		return exitOK
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, "STACK\tMACHINE\tSTATE\tPENDING\tFAILED\tAGE\tIN STATE\tIDLE")
+	for _, s := range stacks {
+		pending, failed := countTasks(s.Tasks)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.ID, s.Machine, s.State, pending, failed,
+			formatDuration(now.Sub(s.CreatedAt)), formatDuration(now.Sub(s.StateEnteredAt)), formatDuration(now.Sub(s.LastActivityAt)))
+	}
+	if err := tw.Flush(); err != nil {
+		return fail(c, cmd, err)
+	}
+	return exitOK
+}
+
+func countTasks(tasks []message.StackTask) (pending, failed int) {
+	for _, t := range tasks {
+		switch t.Status {
+		case message.TaskPending:
+			pending++
+		case message.TaskFailed:
+			failed++
+		}
+	}
+	return pending, failed
+}
+
+// stackJSON is a stack as `stacks` and `show` print it with --output json.
+type stackJSON struct {
+	ID             string           `json:"id"`
+	Machine        string           `json:"machine"`
+	State          string           `json:"state"`
+	PreviousState  string           `json:"previousState"`
+	PendingTasks   int              `json:"pendingTasks"`
+	FailedTasks    int              `json:"failedTasks"`
+	Version        int64            `json:"version"`
+	CreatedAt      time.Time        `json:"createdAt"`
+	StateEnteredAt time.Time        `json:"stateEnteredAt"`
+	LastActivityAt time.Time        `json:"lastActivityAt"`
+	Metadata       message.Metadata `json:"metadata,omitempty"`
+	Tasks          []taskJSON       `json:"tasks,omitempty"`
+}
+
+// taskJSON is one task of the current state. DurationMS is the run's time
+// once it finished, or the time it has been pending so far.
+type taskJSON struct {
+	message.StackTask
+	DurationMS int64 `json:"durationMs"`
+}
+
+func newStackJSON(s *engine.Stack, now time.Time) stackJSON {
+	pending, failed := countTasks(s.Tasks)
+	j := stackJSON{ID: s.ID, Machine: s.Machine, State: s.State, PreviousState: s.PreviousState,
+		PendingTasks: pending, FailedTasks: failed, Version: s.Version,
+		CreatedAt: s.CreatedAt.UTC(), StateEnteredAt: s.StateEnteredAt.UTC(), LastActivityAt: s.LastActivityAt.UTC(),
+		Metadata: s.Metadata, Tasks: []taskJSON{}}
+	if j.Metadata == nil {
+		j.Metadata = message.Metadata{}
+	}
+	for _, t := range s.Tasks {
+		j.Tasks = append(j.Tasks, taskJSON{StackTask: t, DurationMS: taskElapsed(t, now).Milliseconds()})
+	}
+	return j
+}
+
+// taskElapsed is how long a task run took, or has been running.
+func taskElapsed(t message.StackTask, now time.Time) time.Duration {
+	end := now
+	if t.FinishedAt != nil {
+		end = *t.FinishedAt
+	}
+	return max(end.Sub(t.DispatchedAt), 0)
+}
+
+func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
+	fs := newFlags(cmd)
+	var db databaseFlags
+	db.register(fs)
+	var out outputFlag
+	out.register(fs)
+	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(c, fs, "name one stack")
+	}
+	id := pos[0]
+	st, err := db.open(ctx, c)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
+		return exitCode(err)
+	}
+	defer st.Close()
+	s, err := st.GetStack(ctx, id)
+	if err != nil {
+		return fail(c, cmd, err)
+	}
+	if s == nil {
+		return fail(c, cmd, missingStack(ctx, st, id))
+	}
+	now := c.now()
+	if out.json() {
+		if err := writeJSON(c.stdout, newStackJSON(s, now)); err != nil {
+			return fail(c, cmd, err)
+		}
+		return exitOK
+	}
+	w := c.stdout
+	tw := newTable(w)
+	fmt.Fprintf(tw, "stack\t%s\n", s.ID)
+	fmt.Fprintf(tw, "machine\t%s\n", s.Machine)
+	state := fmt.Sprintf("%s since %s (%s)", s.State, formatTime(s.StateEnteredAt), formatDuration(now.Sub(s.StateEnteredAt)))
+	if s.PreviousState != "" {
+		state += ", from " + s.PreviousState
+	}
+	fmt.Fprintf(tw, "state\t%s\n", state)
+	fmt.Fprintf(tw, "created\t%s (%s)\n", formatTime(s.CreatedAt), ago(now, s.CreatedAt))
+	fmt.Fprintf(tw, "last event\t%s (%s)\n", formatTime(s.LastActivityAt), ago(now, s.LastActivityAt))
+	fmt.Fprintf(tw, "version\t%d\n", s.Version)
+	if err := tw.Flush(); err != nil {
+		return fail(c, cmd, err)
+	}
+
+	fmt.Fprintln(w, "\nmetadata")
+	if len(s.Metadata) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	} else {
+		tw = newTable(w)
+		for _, kv := range strings.Split(formatMetadata(s.Metadata), " ") {
+			k, v, _ := strings.Cut(kv, "=")
+			fmt.Fprintf(tw, "  %s\t%s\n", k, v)
+		}
+		_ = tw.Flush()
+	}
+
+	fmt.Fprintf(w, "\ntasks of %s\n", s.State)
+	if len(s.Tasks) == 0 {
+		fmt.Fprintln(w, "  (none: the stack waits for an event)")
+		return exitOK
+	}
+	tw = newTable(w)
+	for _, t := range s.Tasks {
+		fmt.Fprintf(tw, "  %s\t%s\tattempt %d\t%s\trun %s\n", t.Name, t.Status, t.Attempt, taskTiming(t, now), t.RunID)
+	}
+	_ = tw.Flush()
+	_, failed := countTasks(s.Tasks)
+	stuck := false
+	for _, t := range s.Tasks {
+		stuck = stuck || (t.Status == message.TaskPending && now.Sub(t.DispatchedAt) > stuckAfter)
+	}
+	for _, t := range s.Tasks {
+		if t.Description == "" && t.Log == "" {
+			continue
+		}
+		fmt.Fprintf(w, "\n  %s:\n", t.Name)
+		if t.Description != "" {
+			for _, line := range strings.Split(strings.TrimRight(t.Description, "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
+		}
+		if t.Log != "" {
+			fmt.Fprintf(w, "    log: %s\n", t.Log)
+		}
+	}
+	switch {
+	case failed > 0:
+		fmt.Fprintf(w, "\n%d failed: `stackseam retry %s` runs them again.\n", failed, s.ID)
+	case stuck:
+		fmt.Fprintf(w, "\nA task has been pending for more than %s; if its result was lost, `stackseam retry --pending %s` dispatches the pending tasks again.\n",
+			formatDuration(stuckAfter), s.ID)
+	}
+	return exitOK
+}
+
+// stuckAfter is when show suggests retrying pending tasks: the satisfier's
+// default task time limit, after which a result should have come back.
+const stuckAfter = 15 * time.Minute
+
+// taskTiming says how long a task took or has been waiting.
+func taskTiming(t message.StackTask, now time.Time) string {
+	switch {
+	case t.FinishedAt != nil:
+		return "took " + formatDuration(t.FinishedAt.Sub(t.DispatchedAt))
+	case t.DispatchedAt.After(now):
+		return "dispatched in " + formatDuration(t.DispatchedAt.Sub(now))
+	default:
+		return "pending for " + formatDuration(now.Sub(t.DispatchedAt))
+	}
+}
+
+// missingStack explains why a stack is not there: it was removed, only
+// rejected events named it, or nothing is known about it.
+func missingStack(ctx context.Context, st *store.Store, id string) error {
+	rows, err := st.History(ctx, id, store.HistoryOptions{})
+	if err != nil {
+		return err
+	}
+	for i := len(rows) - 1; i >= 0; i-- {
+		if rows[i].Kind == engine.KindRemoved {
+			return fmt.Errorf("stack %s does not exist: it was removed at %s (`stackseam history %s` shows what happened)",
+				id, formatTime(rows[i].At), id)
+		}
+	}
+	rejected, err := st.Rejections(ctx, id, 0)
+	if err != nil {
+		return err
+	}
+	if len(rejected) > 0 {
+		last := rejected[len(rejected)-1]
+		return fmt.Errorf("stack %s does not exist; %d event(s) naming it were rejected, the last one at %s: %s",
+			id, len(rejected), formatTime(last.At), last.Reason)
+	}
+	return fmt.Errorf("stack %s does not exist", id)
+}
