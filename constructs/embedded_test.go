@@ -1,0 +1,125 @@
+package stackseam_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The embedded stack: an application passing its own VPC, bucket, database secret and
+// security group (see embeddedStack).
+
+const emb = "Embedded/Stackseam/"
+
+func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
+	tpl := synth(t).templates["Embedded"]
+	for typ, n := range map[string]int{
+		"AWS::EC2::VPC":                   0,
+		"AWS::EC2::Subnet":                0,
+		"AWS::EC2::NatGateway":            0,
+		"AWS::RDS::DBInstance":            0,
+		"AWS::SecretsManager::Secret":     0,
+		"AWS::S3::Bucket":                 0,
+		"AWS::EC2::SecurityGroup":         2, // the functions' own
+		"AWS::SQS::Queue":                 4,
+		"AWS::Lambda::EventSourceMapping": 2,
+		"Custom::CDKBucketDeployment":     1, // MachinesDir
+		"AWS::CloudWatch::Alarm":          4,
+	} {
+		require.Len(t, tpl.ofType(typ), n, typ)
+	}
+}
+
+func TestEmbeddedWiring(t *testing.T) {
+	tpl := synth(t).templates["Embedded"]
+	sm := tpl.res(t, emb+"StateManager/Resource").Properties
+	sat := tpl.res(t, emb+"Satisfier/Resource").Properties
+	smEnv := sm["Environment"].(map[string]any)["Variables"].(map[string]any)
+	satEnv := sat["Environment"].(map[string]any)["Variables"].(map[string]any)
+	require.Equal(t, embeddedSecretArn, smEnv["DATABASE_SECRET_ID"])
+	require.Equal(t, embeddedBucket, smEnv["MACHINES_BUCKET"])
+	require.Equal(t, "DEBUG", smEnv["LOG_LEVEL"])
+	require.Equal(t, embeddedBucket, satEnv["BUCKET"])
+	require.Equal(t, "DEBUG", satEnv["LOG_LEVEL"])
+	require.Equal(t, 30.0, sm["Timeout"])
+	require.Equal(t, 600.0, sat["Timeout"])
+	for _, p := range []map[string]any{sm, sat} {
+		require.Equal(t, []any{embeddedSubnets[0], embeddedSubnets[1]}, p["VpcConfig"].(map[string]any)["SubnetIds"])
+	}
+	// Visibility timeouts follow the function timeouts given.
+	require.Equal(t, 180.0, tpl.res(t, emb+"EventQueue/Resource").Properties["VisibilityTimeout"])
+	require.Equal(t, 3600.0, tpl.res(t, emb+"TaskQueue/Resource").Properties["VisibilityTimeout"])
+
+	// The existing database's security group lets the state manager in, on the port given.
+	ingress := tpl.ofType("AWS::EC2::SecurityGroupIngress")
+	require.Len(t, ingress, 1)
+	for _, r := range ingress {
+		require.Equal(t, map[string]any{
+			"Description":           "PostgreSQL from the stackseam state manager",
+			"GroupId":               embeddedDBGroup,
+			"SourceSecurityGroupId": getAtt(tpl.id(t, emb+"StateManagerSecurityGroup/Resource"), "GroupId"),
+			"IpProtocol":            "tcp",
+			"FromPort":              6432.0,
+			"ToPort":                6432.0,
+		}, r.Properties)
+	}
+
+	// machines/ is uploaded from the folder, pruned, into the existing bucket.
+	for _, r := range tpl.ofType("Custom::CDKBucketDeployment") {
+		require.Equal(t, []any{embeddedBucket}[0], r.Properties["DestinationBucketName"])
+		require.Equal(t, "machines/", r.Properties["DestinationBucketKeyPrefix"])
+		require.Equal(t, true, r.Properties["Prune"])
+	}
+
+	// Alarm actions go to the topic given.
+	for _, a := range tpl.ofType("AWS::CloudWatch::Alarm") {
+		topic := ref(tpl.id(t, "Embedded/Alarms/Resource"))
+		require.Equal(t, []any{topic}, a.Properties["AlarmActions"])
+		require.Equal(t, []any{topic}, a.Properties["OKActions"])
+	}
+}
+
+func TestEmbeddedPolicies(t *testing.T) {
+	tpl := synth(t).templates["Embedded"]
+	bucket := join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedBucket)
+	objects := func(suffix string) any { return join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedBucket+suffix) }
+	list := allow("ListMachines", "s3:ListBucket", bucket)
+	list["Condition"] = map[string]any{"StringLike": map[string]any{"s3:prefix": "machines/*"}}
+	require.ElementsMatch(t, normalize(t, []any{
+		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
+		allow("WriteLogs", logActions, getAtt(tpl.id(t, emb+"StateManagerLogs/Resource"), "Arn")),
+		allow("ConnectToVpc", vpcActions, "*"),
+		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, emb+"TaskQueue/Resource"), "Arn")),
+		list,
+		allow("ReadMachines", "s3:GetObject", objects("/machines/*")),
+		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}, embeddedSecretArn),
+	}), tpl.statementsOf(t, emb+"StateManagerRole/Resource"))
+
+	sourcesList := allow("", "s3:ListBucket", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources))
+	sourcesList["Condition"] = map[string]any{"StringLike": map[string]any{"s3:prefix": "terraform/*"}}
+	require.ElementsMatch(t, normalize(t, []any{
+		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, emb+"TaskQueue/Resource"), "Arn")),
+		allow("WriteLogs", logActions, getAtt(tpl.id(t, emb+"SatisfierLogs/Resource"), "Arn")),
+		allow("ConnectToVpc", vpcActions, "*"),
+		allow("SendResults", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
+		allow("ListSourcesAndState", "s3:ListBucket", bucket),
+		allow("ReadSourcesAndState", "s3:GetObject", objects("/*")),
+		allow("WriteStateAndLogs", "s3:PutObject", objects("/*")),
+		allow("ReleaseStateLocks", "s3:DeleteObject", objects("/*.tflock")),
+		map[string]any{"Sid": "NeverWriteMachines", "Effect": "Deny", "Action": []string{"s3:PutObject", "s3:DeleteObject"},
+			"Resource": objects("/machines/*")},
+		allow("InvokeAllowedFunctions", "lambda:InvokeFunction", []any{
+			join("arn:", ref("AWS::Partition"), ":lambda:"+embeddedRegion+":"+embeddedAccount+":function:notify"),
+			embeddedAuditArn,
+		}),
+		allow("", "sns:Publish", ref(tpl.id(t, "Embedded/Alarms/Resource"))), // AddTerraformPermissions
+		sourcesList, // GrantTerraformSources
+		allow("", "s3:GetObject", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources+"/terraform/*")),
+	}), tpl.statementsOf(t, emb+"SatisfierRole/Resource"))
+
+	// GrantPublishEvents
+	require.ElementsMatch(t, normalize(t, []any{
+		allow("", []string{"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
+			getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
+	}), tpl.statementsOf(t, "Embedded/Publisher/Resource"))
+}

@@ -1,0 +1,360 @@
+package stackseam_test
+
+import (
+	"debug/elf"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The default stack: NewStackseam with zero props (and a stub Terraform binary).
+
+const def = "Default/Stackseam/"
+
+func TestDefaultCreatesEverything(t *testing.T) {
+	s := synth(t)
+	tpl := s.templates["Default"]
+	t.Logf("synthesized both stacks in %s; Default has %d resources", s.elapsed.Round(1e6), len(tpl.Resources))
+	for typ, n := range map[string]int{
+		"AWS::EC2::VPC":                   1,
+		"AWS::EC2::NatGateway":            1,
+		"AWS::EC2::FlowLog":               1,
+		"AWS::EC2::VPCEndpoint":           1,
+		"AWS::RDS::DBInstance":            1,
+		"AWS::SecretsManager::Secret":     1,
+		"AWS::S3::Bucket":                 2, // the bucket and its access-log bucket
+		"AWS::SQS::Queue":                 4,
+		"AWS::Lambda::Function":           2, // no custom resources without MachinesDir
+		"AWS::Lambda::EventSourceMapping": 2,
+		"AWS::IAM::Role":                  3, // two functions and the flow log
+		"AWS::CloudWatch::Alarm":          4,
+		"AWS::Logs::LogGroup":             3,
+		"Custom::CDKBucketDeployment":     0,
+	} {
+		require.Len(t, tpl.ofType(typ), n, typ)
+	}
+}
+
+func TestDefaultFunctions(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	private := []any{ref(tpl.id(t, def+"Vpc/PrivateSubnet1/Subnet")), ref(tpl.id(t, def+"Vpc/PrivateSubnet2/Subnet"))}
+	for _, fn := range []struct {
+		name, sg, logs, role string
+		timeout, memory      float64
+		env                  map[string]any
+	}{
+		{"StateManager", "StateManagerSecurityGroup", "StateManagerLogs", "StateManagerRole", 60, 512, map[string]any{
+			"EVENT_QUEUE_URL":    ref(tpl.id(t, def+"EventQueue/Resource")),
+			"TASK_QUEUE_URL":     ref(tpl.id(t, def+"TaskQueue/Resource")),
+			"MACHINES_BUCKET":    ref(tpl.id(t, def+"Bucket/Resource")),
+			"MACHINES_PREFIX":    "machines/",
+			"DATABASE_SECRET_ID": ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
+			"DATABASE_SSLMODE":   "require",
+			"LOG_LEVEL":          "INFO",
+		}},
+		{"Satisfier", "SatisfierSecurityGroup", "SatisfierLogs", "SatisfierRole", 900, 2048, map[string]any{
+			"EVENT_QUEUE_URL":  ref(tpl.id(t, def+"EventQueue/Resource")),
+			"TASK_QUEUE_URL":   ref(tpl.id(t, def+"TaskQueue/Resource")),
+			"BUCKET":           ref(tpl.id(t, def+"Bucket/Resource")),
+			"TERRAFORM_BINARY": "/var/task/bin/tofu",
+			"LOG_LEVEL":        "INFO",
+		}},
+	} {
+		t.Run(fn.name, func(t *testing.T) {
+			p := tpl.res(t, def+fn.name+"/Resource").Properties
+			require.Equal(t, "provided.al2023", p["Runtime"])
+			require.Equal(t, []any{"arm64"}, p["Architectures"])
+			require.Equal(t, "bootstrap", p["Handler"])
+			require.Equal(t, fn.timeout, p["Timeout"])
+			require.Equal(t, fn.memory, p["MemorySize"])
+			require.Equal(t, "Allow", p["RecursiveLoop"])
+			require.Equal(t, getAtt(tpl.id(t, def+fn.role+"/Resource"), "Arn"), p["Role"])
+			require.Equal(t, map[string]any{
+				"SubnetIds":        private,
+				"SecurityGroupIds": []any{getAtt(tpl.id(t, def+fn.sg+"/Resource"), "GroupId")},
+			}, p["VpcConfig"])
+			require.Equal(t, map[string]any{"LogFormat": "JSON", "LogGroup": ref(tpl.id(t, def+fn.logs+"/Resource"))}, p["LoggingConfig"])
+			require.Equal(t, 90.0, tpl.res(t, def+fn.logs+"/Resource").Properties["RetentionInDays"])
+			require.Equal(t, fn.env, p["Environment"].(map[string]any)["Variables"])
+		})
+	}
+	require.Equal(t, map[string]any{"Size": 4096.0}, tpl.res(t, def+"Satisfier/Resource").Properties["EphemeralStorage"])
+
+	// Each function has its own security group, open outbound only.
+	for _, sg := range []string{"StateManagerSecurityGroup", "SatisfierSecurityGroup"} {
+		p := tpl.res(t, def+sg+"/Resource").Properties
+		require.Nil(t, p["SecurityGroupIngress"], sg)
+		require.Equal(t, []any{map[string]any{"CidrIp": "0.0.0.0/0", "Description": "Allow all outbound traffic by default", "IpProtocol": "-1"}}, p["SecurityGroupEgress"], sg)
+	}
+}
+
+func TestDefaultFunctionAssetsAreBuiltForLinuxArm64(t *testing.T) {
+	s := synth(t)
+	tpl := s.templates["Default"]
+	sm := s.assetDir(t, tpl.res(t, def+"StateManager/Resource"))
+	sat := s.assetDir(t, tpl.res(t, def+"Satisfier/Resource"))
+	require.NotEqual(t, sm, sat)
+	for _, bin := range []string{filepath.Join(sm, "bootstrap"), filepath.Join(sat, "bootstrap")} {
+		f, err := elf.Open(bin)
+		require.NoError(t, err, bin)
+		require.Equal(t, elf.EM_AARCH64, f.Machine, bin)
+		require.Equal(t, elf.ELFOSABI_NONE, f.OSABI, bin)
+		_, err = f.DynamicSymbols()
+		require.Error(t, err, "%s must be statically linked (CGO_ENABLED=0)", bin)
+		require.NoError(t, f.Close())
+		st, err := os.Stat(bin)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o755), st.Mode().Perm()&0o755, bin)
+	}
+	entries, err := os.ReadDir(sm)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "the state manager's asset is its bootstrap only")
+	tofu, err := os.ReadFile(filepath.Join(sat, "bin", "tofu"))
+	require.NoError(t, err)
+	require.Equal(t, s.stub, tofu, "the satisfier's asset carries the Terraform binary at bin/tofu")
+}
+
+func TestDefaultEventSourceMappings(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	require.Equal(t, map[string]any{
+		"FunctionName":          ref(tpl.id(t, def+"StateManager/Resource")),
+		"EventSourceArn":        getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn"),
+		"BatchSize":             10.0,
+		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+		"ScalingConfig":         map[string]any{"MaximumConcurrency": 10.0},
+	}, tpl.res(t, def+"StateManager/EventQueue/Resource").Properties)
+	require.Equal(t, map[string]any{
+		"FunctionName":          ref(tpl.id(t, def+"Satisfier/Resource")),
+		"EventSourceArn":        getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn"),
+		"BatchSize":             1.0,
+		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+	}, tpl.res(t, def+"Satisfier/TaskQueue/Resource").Properties)
+}
+
+func TestDefaultQueues(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	dlq := func(name string) map[string]any {
+		return map[string]any{"deadLetterTargetArn": getAtt(tpl.id(t, def+name+"/Resource"), "Arn")}
+	}
+	eventDLQ, taskDLQ := dlq("EventDeadLetterQueue"), dlq("TaskDeadLetterQueue")
+	eventDLQ["maxReceiveCount"] = 5.0
+	taskDLQ["maxReceiveCount"] = 3.0
+	require.Equal(t, map[string]any{
+		"FifoQueue":                 true,
+		"ContentBasedDeduplication": true,
+		"DeduplicationScope":        "messageGroup",
+		"FifoThroughputLimit":       "perMessageGroupId",
+		"SqsManagedSseEnabled":      true,
+		"MessageRetentionPeriod":    1209600.0,
+		"VisibilityTimeout":         360.0, // 6 × the state manager's 60 s
+		"RedrivePolicy":             eventDLQ,
+	}, tpl.res(t, def+"EventQueue/Resource").Properties)
+	require.Equal(t, map[string]any{
+		"FifoQueue": true, "SqsManagedSseEnabled": true, "MessageRetentionPeriod": 1209600.0,
+	}, tpl.res(t, def+"EventDeadLetterQueue/Resource").Properties)
+	require.Equal(t, map[string]any{
+		"SqsManagedSseEnabled":   true,
+		"MessageRetentionPeriod": 1209600.0,
+		"VisibilityTimeout":      5400.0, // 6 × the satisfier's 900 s
+		"RedrivePolicy":          taskDLQ,
+	}, tpl.res(t, def+"TaskQueue/Resource").Properties)
+	require.Equal(t, map[string]any{"SqsManagedSseEnabled": true, "MessageRetentionPeriod": 1209600.0},
+		tpl.res(t, def+"TaskDeadLetterQueue/Resource").Properties)
+
+	// Every queue refuses requests without TLS.
+	for _, q := range []string{"EventQueue", "EventDeadLetterQueue", "TaskQueue", "TaskDeadLetterQueue"} {
+		p := tpl.res(t, def+q+"/Policy/Resource").Properties
+		qid := tpl.id(t, def+q+"/Resource")
+		require.Equal(t, []any{ref(qid)}, p["Queues"], q)
+		require.Contains(t, p["PolicyDocument"].(map[string]any)["Statement"], map[string]any{
+			"Action": "sqs:*", "Effect": "Deny", "Principal": map[string]any{"AWS": "*"},
+			"Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}},
+			"Resource":  getAtt(qid, "Arn"),
+		}, q)
+	}
+}
+
+func TestDefaultBucket(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	b := tpl.res(t, def+"Bucket/Resource")
+	logs := tpl.id(t, def+"AccessLogsBucket/Resource")
+	require.Equal(t, "Retain", b.DeletionPolicy)
+	p := b.Properties
+	require.Equal(t, map[string]any{"ServerSideEncryptionConfiguration": []any{map[string]any{
+		"ServerSideEncryptionByDefault": map[string]any{"SSEAlgorithm": "AES256"}}}}, p["BucketEncryption"])
+	require.Equal(t, map[string]any{"Status": "Enabled"}, p["VersioningConfiguration"])
+	require.Equal(t, map[string]any{"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true,
+		"RestrictPublicBuckets": true}, p["PublicAccessBlockConfiguration"])
+	require.Equal(t, map[string]any{"DestinationBucketName": ref(logs), "LogFilePrefix": "stackseam-bucket/"}, p["LoggingConfiguration"])
+	require.Equal(t, map[string]any{"Rules": []any{map[string]any{"ObjectOwnership": "BucketOwnerEnforced"}}}, p["OwnershipControls"])
+
+	bid := tpl.id(t, def+"Bucket/Resource")
+	require.Contains(t, tpl.res(t, def+"Bucket/Policy/Resource").Properties["PolicyDocument"].(map[string]any)["Statement"], map[string]any{
+		"Action": "s3:*", "Effect": "Deny", "Principal": map[string]any{"AWS": "*"},
+		"Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}},
+		"Resource":  []any{getAtt(bid, "Arn"), join(getAtt(bid, "Arn"), "/*")},
+	})
+	// Log delivery writes through the bucket policy, only for this bucket's logs.
+	require.Contains(t, tpl.res(t, def+"AccessLogsBucket/Policy/Resource").Properties["PolicyDocument"].(map[string]any)["Statement"], map[string]any{
+		"Action": "s3:PutObject", "Effect": "Allow", "Principal": map[string]any{"Service": "logging.s3.amazonaws.com"},
+		"Condition": map[string]any{"ArnLike": map[string]any{"aws:SourceArn": getAtt(bid, "Arn")},
+			"StringEquals": map[string]any{"aws:SourceAccount": ref("AWS::AccountId")}},
+		"Resource": join(getAtt(logs, "Arn"), "/stackseam-bucket/*"),
+	})
+}
+
+func TestDefaultDatabase(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	db := tpl.res(t, def+"Database/Resource")
+	require.Equal(t, "Snapshot", db.DeletionPolicy)
+	p := db.Properties
+	require.Equal(t, "postgres", p["Engine"])
+	require.Equal(t, "17", p["EngineVersion"])
+	require.Equal(t, "db.t4g.micro", p["DBInstanceClass"])
+	require.Equal(t, true, p["StorageEncrypted"])
+	require.Equal(t, false, p["PubliclyAccessible"])
+	require.Equal(t, true, p["DeletionProtection"])
+	require.Equal(t, false, p["MultiAZ"])
+	require.Equal(t, 7.0, p["BackupRetentionPeriod"])
+	require.Equal(t, "stackseam", p["DBName"])
+	dbSG := tpl.id(t, def+"DatabaseSecurityGroup/Resource")
+	require.Equal(t, []any{getAtt(dbSG, "GroupId")}, p["VPCSecurityGroups"])
+	require.Equal(t, map[string]any{"rds.force_ssl": "1"}, tpl.res(t, def+"DatabaseParameters/Resource").Properties["Parameters"])
+
+	// In the private subnets.
+	subnets := tpl.Resources[p["DBSubnetGroupName"].(map[string]any)["Ref"].(string)].Properties["SubnetIds"]
+	require.Equal(t, []any{ref(tpl.id(t, def+"Vpc/PrivateSubnet1/Subnet")), ref(tpl.id(t, def+"Vpc/PrivateSubnet2/Subnet"))}, subnets)
+
+	// Reachable from the state manager's security group only: one ingress rule, nothing else.
+	var ingress []map[string]any
+	for _, r := range tpl.ofType("AWS::EC2::SecurityGroupIngress") {
+		ingress = append(ingress, r.Properties)
+	}
+	require.Equal(t, []map[string]any{{
+		"Description":           "PostgreSQL from the stackseam state manager",
+		"GroupId":               getAtt(dbSG, "GroupId"),
+		"SourceSecurityGroupId": getAtt(tpl.id(t, def+"StateManagerSecurityGroup/Resource"), "GroupId"),
+		"IpProtocol":            "tcp",
+		"FromPort":              getAtt(tpl.id(t, def+"Database/Resource"), "Endpoint.Port"),
+		"ToPort":                getAtt(tpl.id(t, def+"Database/Resource"), "Endpoint.Port"),
+	}}, ingress)
+	require.Nil(t, tpl.res(t, def+"DatabaseSecurityGroup/Resource").Properties["SecurityGroupIngress"])
+
+	// The secret carries dbname and outlives a snapshot-deleted instance.
+	secret := tpl.res(t, def+"DatabaseSecret/Resource")
+	require.Equal(t, "Retain", secret.DeletionPolicy)
+	require.JSONEq(t, `{"username":"stackseam","dbname":"stackseam"}`,
+		secret.Properties["GenerateSecretString"].(map[string]any)["SecretStringTemplate"].(string))
+}
+
+func TestDefaultAlarms(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	for alarm, dims := range map[string][]any{
+		"EventDeadLetterQueueAlarm": {map[string]any{"Name": "QueueName", "Value": getAtt(tpl.id(t, def+"EventDeadLetterQueue/Resource"), "QueueName")}},
+		"TaskDeadLetterQueueAlarm":  {map[string]any{"Name": "QueueName", "Value": getAtt(tpl.id(t, def+"TaskDeadLetterQueue/Resource"), "QueueName")}},
+		"StateManagerErrorsAlarm":   {map[string]any{"Name": "FunctionName", "Value": ref(tpl.id(t, def+"StateManager/Resource"))}},
+		"SatisfierErrorsAlarm":      {map[string]any{"Name": "FunctionName", "Value": ref(tpl.id(t, def+"Satisfier/Resource"))}},
+	} {
+		p := tpl.res(t, def+alarm+"/Resource").Properties
+		require.Equal(t, dims, p["Dimensions"], alarm)
+		require.Equal(t, "GreaterThanOrEqualToThreshold", p["ComparisonOperator"], alarm)
+		require.Equal(t, 1.0, p["Threshold"], alarm)
+		require.Equal(t, "notBreaching", p["TreatMissingData"], alarm)
+	}
+}
+
+func TestDefaultStateManagerPolicy(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	bucket := getAtt(tpl.id(t, def+"Bucket/Resource"), "Arn")
+	list := allow("ListMachines", "s3:ListBucket", bucket)
+	list["Condition"] = map[string]any{"StringLike": map[string]any{"s3:prefix": "machines/*"}}
+	require.ElementsMatch(t, normalize(t, []any{
+		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
+		allow("WriteLogs", logActions, getAtt(tpl.id(t, def+"StateManagerLogs/Resource"), "Arn")),
+		allow("ConnectToVpc", vpcActions, "*"),
+		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn")),
+		list,
+		allow("ReadMachines", "s3:GetObject", join(bucket, "/machines/*")),
+		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
+			ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource"))),
+	}), tpl.statementsOf(t, def+"StateManagerRole/Resource"))
+}
+
+func TestDefaultSatisfierPolicy(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	bucket := getAtt(tpl.id(t, def+"Bucket/Resource"), "Arn")
+	require.ElementsMatch(t, normalize(t, []any{
+		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn")),
+		allow("WriteLogs", logActions, getAtt(tpl.id(t, def+"SatisfierLogs/Resource"), "Arn")),
+		allow("ConnectToVpc", vpcActions, "*"),
+		allow("SendResults", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
+		allow("ListSourcesAndState", "s3:ListBucket", bucket),
+		allow("ReadSourcesAndState", "s3:GetObject", join(bucket, "/*")),
+		allow("WriteStateAndLogs", "s3:PutObject", join(bucket, "/*")),
+		allow("ReleaseStateLocks", "s3:DeleteObject", join(bucket, "/*.tflock")),
+		map[string]any{"Sid": "NeverWriteMachines", "Effect": "Deny", "Action": []string{"s3:PutObject", "s3:DeleteObject"},
+			"Resource": join(bucket, "/machines/*")},
+	}), tpl.statementsOf(t, def+"SatisfierRole/Resource"))
+}
+
+// No statement of the construct's roles, in either stack, has a wildcard action, and "*" as a
+// resource appears only for the VPC networking actions EC2 cannot scope.
+func TestNoWildcardsBeyondVpcNetworking(t *testing.T) {
+	s := synth(t)
+	vpcOnly := map[string]bool{}
+	for _, a := range vpcActions {
+		vpcOnly[a] = true
+	}
+	checked := 0
+	for stack, tpl := range s.templates {
+		for id, p := range tpl.ofType("AWS::IAM::Policy") {
+			path, _ := p.Metadata["aws:cdk:path"].(string)
+			if strings.Contains(path, "Custom::CDKBucketDeployment") {
+				continue // CDK's own deploy-time upload handler (suppressed with a reason)
+			}
+			for _, st := range p.Properties["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				st := st.(map[string]any)
+				actions := asList(st["Action"])
+				for _, a := range actions {
+					require.NotContains(t, a, "*", "%s %s: wildcard action", stack, id)
+				}
+				for _, r := range asList(st["Resource"]) {
+					if r == "*" {
+						for _, a := range actions {
+							require.True(t, vpcOnly[a.(string)], "%s %s: %s on every resource", stack, id, a)
+						}
+					}
+				}
+				checked++
+			}
+		}
+	}
+	require.Greater(t, checked, 20)
+}
+
+func asList(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	return []any{v}
+}
+
+// The cdk-nag AwsSolutions pack ran during synthesis over both stacks and found nothing that
+// is not suppressed with a reason.
+func TestCdkNagAwsSolutions(t *testing.T) {
+	s := synth(t)
+	for _, stack := range []string{"Default", "Embedded"} {
+		for _, m := range s.messages[stack] {
+			require.Failf(t, "cdk-nag or synthesis finding", "%s %s %s: %s", stack, m.Level, m.Path, m.Text)
+		}
+	}
+	report, err := os.ReadFile(filepath.Join(s.outdir, "AwsSolutions-Default-NagReport.csv"))
+	require.NoError(t, err, "cdk-nag did not run")
+	require.Contains(t, string(report), `"AwsSolutions-IAM5","Default/Stackseam/SatisfierRole/DefaultPolicy/Resource","Suppressed"`)
+	for _, line := range strings.Split(string(report), "\n")[1:] {
+		require.NotContains(t, line, `"Non-Compliant"`)
+	}
+}
