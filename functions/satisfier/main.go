@@ -196,6 +196,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if err := d.Check(); err != nil {
 		return err
 	}
+	if cfg.margin <= cfg.stopGrace {
+		logger.Warn("TIMEOUT_MARGIN should exceed TERRAFORM_STOP_GRACE: a Terraform run stopped at the deadline "+
+			"may then be killed before its result is published", "margin", cfg.margin.String(), "stop_grace", cfg.stopGrace.String())
+	}
 	attrs := []any{"lambda", queue.InLambda(), "workers", cfg.workers, "parallelism", cfg.parallelism,
 		"startupMs", time.Since(started).Milliseconds(), "redacted_variables", redactor.Names()}
 	if tf != nil {
