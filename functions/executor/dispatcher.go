@@ -19,8 +19,12 @@ import (
 
 // Defaults of the Dispatcher's zero-valued fields.
 const (
+	// DefaultTimeout is Lambda's longest run: a task takes no longer in local mode than it could
+	// in Lambda.
 	DefaultTimeout = 15 * time.Minute
-	DefaultMargin  = 30 * time.Second
+	// DefaultMargin leaves room for Terraform's default stop grace, storing the log and
+	// publishing the result.
+	DefaultMargin = 30 * time.Second
 )
 
 // Limits on a result, so the state manager can always read it: SQS takes at most 256 KiB per

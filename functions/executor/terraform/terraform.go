@@ -25,8 +25,9 @@ import (
 	"github.com/stackseam/stackseam/functions/message"
 )
 
-// Defaults of the Runner's zero-valued fields.
 const (
+	// DefaultStopGrace is the Runner's StopGrace when none is set: long enough for Terraform to
+	// finish the resource calls in flight and write its state after SIGINT.
 	DefaultStopGrace = 15 * time.Second
 	// storeTimeout bounds storing the log, which happens after the run's own time is up.
 	storeTimeout = 20 * time.Second
