@@ -1,0 +1,20 @@
+//go:build !faultinject
+
+package faults
+
+// Enabled reports whether the fault points are compiled in (build tag
+// faultinject). In this build they are not.
+const Enabled = false
+
+// AfterCommit is the point between the commit of an event and publishing
+// its outbox rows; pending is how many rows wait to be published. It does
+// nothing in a normal build.
+func AfterCommit(pending int) {}
+
+// SendBatch is the point before an SQS SendMessageBatch request. It returns
+// nil in a normal build.
+func SendBatch() error { return nil }
+
+// Message is the point where a message handler starts on body. It returns
+// nil in a normal build.
+func Message(body string) error { return nil }
