@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stackseam/stackseam/functions/engine"
+	"github.com/stackseam/stackseam/functions/faults"
 	"github.com/stackseam/stackseam/functions/machine"
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/metrics"
@@ -66,6 +67,9 @@ func (a *Applier) now() time.Time {
 // again; permanently bad messages are recorded, logged and acknowledged.
 func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 	started := time.Now()
+	if err := faults.Message(m.Body); err != nil { // a poison message in fault-injection tests
+		return err
+	}
 	ev, err := message.ParseEvent([]byte(m.Body))
 	if err != nil {
 		return a.rejectUnparsed(ctx, m, err)
@@ -109,6 +113,7 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		log.Warn("event not applied; will retry", "outcome", "retry", "error", err)
 		return err
 	}
+	faults.AfterCommit(len(res.Decision.Dispatch)) // a crash before publishing, in fault-injection tests
 	if err := a.flush(ctx, res.Outbox); err != nil {
 		// The decision is committed; the retry finds the key processed and
 		// only flushes the outbox.

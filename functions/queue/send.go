@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/stackseam/stackseam/functions/faults"
 )
 
 // Outgoing is one message to send.
@@ -195,6 +197,9 @@ func chunks(msgs []Outgoing, indexes []int) [][]int {
 
 // sendChunk sends one chunk; entry IDs are the indexes into msgs.
 func sendChunk(ctx context.Context, client *sqs.Client, queueURL string, msgs []Outgoing, chunk []int) ([]types.BatchResultErrorEntry, error) {
+	if err := faults.SendBatch(); err != nil { // a failing request, in fault-injection tests
+		return nil, err
+	}
 	in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL)}
 	for _, i := range chunk {
 		m := msgs[i]
