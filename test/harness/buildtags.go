@@ -1,0 +1,64 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// BuildBinaryWithTags is BuildBinary with build tags (such as
+// "faultinject"): it builds a main package of this module for the host with
+// `go build -tags`, once per test process and set of tags, and returns the
+// binary's path. The binary lives apart from the untagged one, so a test can
+// run both.
+func BuildBinaryWithTags(t testing.TB, pkg string, tags ...string) string {
+	t.Helper()
+	if len(tags) == 0 {
+		return BuildBinary(t, pkg)
+	}
+	tags = slices.Clone(tags)
+	slices.Sort(tags)
+	tags = slices.Compact(tags)
+	joined := strings.Join(tags, ",")
+	root := RepoRoot(t)
+	dir := workDir(t)
+	key := pkg + " -tags " + joined
+	buildsMu.Lock()
+	b := builds[key]
+	if b == nil {
+		b = &build{}
+		builds[key] = b
+	}
+	buildsMu.Unlock()
+	b.once.Do(func() { b.path, b.err = goBuildTags(root, dir, pkg, joined) })
+	if b.err != nil {
+		t.Fatalf("harness: %v", b.err)
+	}
+	return b.path
+}
+
+func goBuildTags(root, workDir, pkg, tags string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", errors.New("the go command is not in PATH; BuildBinaryWithTags needs it")
+	}
+	name := strings.Trim(filepath.ToSlash(pkg), "./")
+	out := filepath.Join(workDir, "bin-tags-"+strings.ReplaceAll(tags, ",", "-"), name, filepath.Base(pkg))
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	cmd := exec.Command(goBin, "build", "-tags", tags, "-o", out, pkg)
+	cmd.Dir = root
+	// A cross-compiling environment would give a binary we cannot run.
+	cmd.Env = append(os.Environ(), "GOOS=", "GOARCH=")
+	cmd.SysProcAttr = childAttr(nil)
+	if output, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build -tags %s %s: %w\n%s", tags, pkg, err, output)
+	}
+	return out, nil
+}
