@@ -24,8 +24,20 @@ TOFU_VERSION := v1.10.6
 TOFU_MODULE := github.com/opentofu/opentofu
 TOFU_BIN := .cache/tofu/$(TOFU_VERSION)/$(shell $(GO) env GOOS)_$(shell $(GO) env GOARCH)/tofu
 
+# The AWS CDK CLI, pinned in infra/package.json and installed there (never
+# globally). cdk.json runs the app with `go run ./infra`; the construct
+# bundles both functions itself (go build, no Docker) and, the first time,
+# cross-compiles OpenTofu $(TOFU_VERSION) for linux/arm64 into .cache/tofu/.
+CDK_DIR := infra
+CDK := $(CDK_DIR)/node_modules/.bin/cdk
+CDK_STAMP := $(CDK_DIR)/node_modules/.package-lock.json
+# jsii, which runs the CDK under Go, prints a banner about Node 20 at every
+# start; Node 20 is what these machines have.
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-postgres tofu build test lint bench clean
+.PHONY: help deps deps-postgres tofu build test lint bench synth clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -95,5 +107,12 @@ lint: ## Check formatting (gofmt) and run go vet
 bench: deps ## Run the benchmarks
 	$(GO) test -run '^$$' -bench . ./...
 
+synth: $(CDK_STAMP) ## Synthesize the CDK app into cdk.out/ (works offline once the Go module cache is warm)
+	$(CDK) synth --no-notices --quiet
+
+$(CDK_STAMP): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is required to install the CDK CLI" >&2; exit 1; }
+	npm ci --prefix $(CDK_DIR) --no-audit --no-fund --prefer-offline
+
 clean: ## Remove build outputs
-	rm -rf bin
+	rm -rf bin cdk.out
