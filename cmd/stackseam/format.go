@@ -44,8 +44,38 @@ func ago(now, t time.Time) string {
 }
 
 // newTable returns a tabwriter for aligned columns separated by two spaces.
+// Lines lose the padding of empty last columns, which would otherwise
+// leave trailing spaces.
 func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	return tabwriter.NewWriter(&trimWriter{w: w}, 0, 0, 2, ' ', 0)
+}
+
+// trimWriter drops the spaces at the end of each line written to it.
+type trimWriter struct {
+	w      io.Writer
+	spaces int // spaces held back until we know whether the line goes on
+}
+
+func (t *trimWriter) Write(p []byte) (int, error) {
+	var out []byte
+	for _, b := range p {
+		switch b {
+		case ' ':
+			t.spaces++
+			continue
+		case '\n':
+			t.spaces = 0
+		default:
+			for ; t.spaces > 0; t.spaces-- {
+				out = append(out, ' ')
+			}
+		}
+		out = append(out, b)
+	}
+	if _, err := t.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // formatMetadata writes a flat map as k=v pairs in key order.

@@ -322,12 +322,18 @@ func historyHeader(id string, entries []entry, stack *engine.Stack, now time.Tim
 	if machineName != "" {
 		s += " · machine " + machineName
 	}
-	last := entries[len(entries)-1]
+	// The latest creation or removal says whether the stack is gone.
+	var lastLife *entry
+	for i := range entries {
+		if k := entries[i].Kind; k == engine.KindCreated || k == engine.KindRemoved {
+			lastLife = &entries[i]
+		}
+	}
 	switch {
 	case stack != nil:
 		s += fmt.Sprintf(" · %s for %s", stack.State, formatDuration(now.Sub(stack.StateEnteredAt)))
-	case last.Kind == engine.KindRemoved:
-		s += " · removed " + formatTime(last.At)
+	case lastLife != nil && lastLife.Kind == engine.KindRemoved:
+		s += " · removed " + formatTime(lastLife.At)
 	default:
 		s += " · does not exist"
 	}

@@ -2,14 +2,23 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/test/harness"
 )
 
+func TestMain(m *testing.M) { harness.Main(m) }
+
 const fixtures = "../../functions/machine/testdata"
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the current output")
 
 // runCLI runs the command line in-process and returns the exit code and
 // what was printed.
@@ -18,6 +27,30 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
 	code = run(args, &out, &errOut)
 	return code, out.String(), errOut.String()
+}
+
+// runEnv runs the command line in-process with env as its whole
+// environment and now as the time.
+func runEnv(t *testing.T, env map[string]string, now time.Time, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	c := &cli{stdout: &out, stderr: &errOut, getenv: func(k string) string { return env[k] },
+		now: func() time.Time { return now }, pollInterval: 20 * time.Millisecond}
+	code = c.run(context.Background(), args)
+	return code, out.String(), errOut.String()
+}
+
+// golden compares got with testdata/NAME, or rewrites it under -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run `go test ./cmd/stackseam -update` to create %s", path)
+	require.Equal(t, string(want), got, "output differs from %s (run `go test ./cmd/stackseam -update` if the change is meant)", path)
 }
 
 func TestUsage(t *testing.T) {
@@ -138,4 +171,36 @@ func TestValidatePathProblems(t *testing.T) {
 		require.Empty(t, stdout, path)
 		require.Contains(t, stderr, want, path)
 	}
+}
+
+func TestEveryCommandHasConsistentHelp(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range commands {
+		code, stdout, stderr := runCLI(t, "help", cmd.name)
+		require.Equal(t, exitOK, code, cmd.name)
+		require.Empty(t, stderr, cmd.name)
+		code, viaFlag, _ := runCLI(t, cmd.name, "-h")
+		require.Equal(t, exitOK, code, cmd.name)
+		require.Equal(t, stdout, viaFlag, "help %s and %s -h print the same", cmd.name, cmd.name)
+		require.Regexp(t, `^usage: stackseam `+cmd.name+` \[flags\]`, stdout)
+		require.Contains(t, stdout, cmd.summary)
+		require.Contains(t, stdout, "examples:\n  stackseam "+cmd.name, "%s help shows examples", cmd.name)
+		require.Contains(t, stdout, "\nflags:\n", cmd.name)
+
+		code, _, stderr = runCLI(t, cmd.name, "--no-such-flag")
+		require.Equal(t, exitUsage, code, cmd.name)
+		require.Contains(t, stderr, "flag provided but not defined: -no-such-flag", cmd.name)
+		require.Contains(t, stderr, "usage: stackseam "+cmd.name, cmd.name)
+	}
+}
+
+func TestFlagsMayFollowArguments(t *testing.T) {
+	t.Parallel()
+	code, stdout, _ := runCLI(t, "validate", "../../machines", "--output", "json")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, `"machine": "feature-env"`)
+	// "--" ends the flags: what follows is an argument even if it looks like one.
+	code, _, stderr := runCLI(t, "validate", "--", "--output")
+	require.Equal(t, exitFail, code)
+	require.Contains(t, stderr, "error reading --output")
 }

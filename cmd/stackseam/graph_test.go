@@ -1,0 +1,73 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestGraphOfTheExampleMachines(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"feature-env", "qa-env"} {
+		code, stdout, stderr := runCLI(t, "graph", "--dir", "../../machines", name)
+		require.Equal(t, exitOK, code, stderr)
+		golden(t, "graph/"+name+".mmd", stdout)
+
+		code, stdout, stderr = runCLI(t, "graph", "../../machines/"+name+".yml", "--format", "dot")
+		require.Equal(t, exitOK, code, stderr)
+		golden(t, "graph/"+name+".dot", stdout)
+
+		code, stdout, stderr = runCLI(t, "graph", "../../machines/"+name+".yml", "--format", "svg")
+		require.Equal(t, exitOK, code, stderr)
+		require.True(t, strings.HasPrefix(stdout, "<?xml"), "an SVG document")
+		require.Contains(t, stdout, "<svg")
+		require.Contains(t, stdout, ">INIT</text>")
+	}
+}
+
+func TestGraphDrawsEveryKindOfEdgeAndNode(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runCLI(t, "graph", "../../functions/machine/testdata/valid/additions.yml")
+	require.Equal(t, exitOK, code, stderr)
+	require.Equal(t, `flowchart LR
+  %% stackseam machine additions: edges are events; dashed edges are NEXT (all tasks of the state done)
+  s0("INIT")
+  s1("WORK<br/>tasks: job<br/>idle 1h30m → EXPIRE")
+  s2(["DONE"])
+  s0 -->|"START"| s1
+  s1 -->|"EXPIRE"| s2
+  s1 -.->|"NEXT"| s2
+  classDef initial stroke-width:3px
+  classDef terminal stroke-width:3px,stroke-dasharray:0
+  class s0 initial
+  class s2 terminal
+`, stdout)
+
+	// Several events taking the same way share one edge; quotes are escaped.
+	code, stdout, _ = runCLI(t, "graph", "--format", "dot", "../../functions/machine/testdata/valid/warnings.yml")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, `"INIT" -> "END" [label="GO"];`)
+	require.Contains(t, stdout, `"A" [label="A\nno-op: GO"];`)
+	require.Contains(t, stdout, `"ORPHAN" -> "END" [label="GO"];`)
+}
+
+func TestGraphProblems(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := runCLI(t, "graph")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "name one machine")
+
+	code, _, stderr = runCLI(t, "graph", "--format", "png", "feature-env")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, `unknown format "png"`)
+
+	code, _, stderr = runCLI(t, "graph", "--dir", "../../machines", "nope")
+	require.Equal(t, exitFail, code)
+	require.Contains(t, stderr, "machine nope: no nope.yml or nope.yaml in ../../machines")
+
+	code, _, stderr = runCLI(t, "graph", "../../functions/machine/testdata/invalid/advance-target.yml")
+	require.Equal(t, exitFail, code)
+	require.Contains(t, stderr, "is not a valid machine:")
+	require.Contains(t, stderr, "[advance-target]")
+}
