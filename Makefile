@@ -24,13 +24,16 @@ TOFU_VERSION := v1.10.6
 TOFU_MODULE := github.com/opentofu/opentofu
 TOFU_BIN := .cache/tofu/$(TOFU_VERSION)/$(shell $(GO) env GOOS)_$(shell $(GO) env GOARCH)/tofu
 
-# The AWS CDK CLI, pinned in infra/package.json and installed there (never
-# globally). cdk.json runs the app with `go run ./infra`; the construct
-# bundles both functions itself (go build, no Docker) and, the first time,
-# cross-compiles OpenTofu $(TOFU_VERSION) for linux/arm64 into .cache/tofu/.
-CDK_DIR := infra
-CDK := $(CDK_DIR)/node_modules/.bin/cdk
-CDK_STAMP := $(CDK_DIR)/node_modules/.package-lock.json
+# The AWS CDK CLI, pinned in infra/package.json and installed from it (never
+# globally) into a directory outside this module: its npm package holds .go
+# templates that would break `go vet ./...` and `gofmt -l .` inside the tree.
+# cdk.json runs the app with `go run ./infra`; the construct bundles both
+# functions itself (go build, no Docker) and, the first time, cross-compiles
+# OpenTofu $(TOFU_VERSION) for linux/arm64 into .cache/tofu/.
+CDK_VERSION := $(shell sed -n 's/.*"aws-cdk": *"\([^"]*\)".*/\1/p' infra/package.json)
+CDK_PREFIX ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/stackseam/aws-cdk-$(CDK_VERSION)
+CDK := $(CDK_PREFIX)/node_modules/.bin/cdk
+CDK_STAMP := $(CDK_PREFIX)/node_modules/.package-lock.json
 # jsii, which runs the CDK under Go, prints a banner about Node 20 at every
 # start; Node 20 is what these machines have.
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
@@ -110,9 +113,11 @@ bench: deps ## Run the benchmarks
 synth: $(CDK_STAMP) ## Synthesize the CDK app into cdk.out/ (works offline once the Go module cache is warm)
 	$(CDK) synth --no-notices --quiet
 
-$(CDK_STAMP): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
+$(CDK_STAMP): infra/package.json infra/package-lock.json
 	@command -v npm >/dev/null || { echo "npm is required to install the CDK CLI" >&2; exit 1; }
-	npm ci --prefix $(CDK_DIR) --no-audit --no-fund --prefer-offline
+	@mkdir -p $(CDK_PREFIX)
+	cp infra/package.json infra/package-lock.json $(CDK_PREFIX)/
+	npm ci --prefix $(CDK_PREFIX) --no-audit --no-fund --prefer-offline
 
 clean: ## Remove build outputs
 	rm -rf bin cdk.out
