@@ -14,6 +14,7 @@ import (
 
 	"github.com/stackseam/stackseam/functions/executor/redact"
 	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
 )
 
@@ -49,6 +50,8 @@ type Dispatcher struct {
 	// end): a run is stopped that much earlier, so there is time to stop Terraform cleanly, store
 	// its log and publish the result. Defaults to DefaultMargin.
 	Margin time.Duration
+	// Metrics receives one EMF record per published result; nil records none.
+	Metrics *metrics.Recorder
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -67,7 +70,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 			"error", err.Error(), "body", Shorten(d.Redact.String(m.Body), 2048))
 		return nil
 	}
-	log = log.With("stack_id", task.Stack.ID, "task", task.Task.Name, "task_run_id", task.TaskRunID)
+	log = log.With("stackId", task.Stack.ID, "task", task.Task.Name, "task_run_id", task.TaskRunID)
 	if err != nil {
 		return d.publish(ctx, log, m, failed(task, err.Error()), time.Now())
 	}
@@ -83,7 +86,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 		return fmt.Errorf("task %s not started: the function's time is up (%s left, %s kept for stopping cleanly)",
 			task.Task.Name, time.Until(deadline(ctx)).Round(time.Second), d.margin())
 	}
-	log.InfoContext(ctx, "task started", "executor", task.Task.Executor, "state", task.Stack.State,
+	log.InfoContext(ctx, "task started", "event", "TASK_STARTED", "outcome", "started", "executor", task.Task.Executor, "state", task.Stack.State,
 		"time_limit", limit.String(), "receive_count", m.ReceiveCount)
 	started := time.Now()
 	runCtx, cancel := context.WithTimeout(ctx, limit)
@@ -144,7 +147,19 @@ func (d *Dispatcher) publish(ctx context.Context, log *slog.Logger, m queue.Mess
 	if err := d.Publish(pubCtx, queue.Outgoing{Body: string(body), GroupID: res.StackID, DedupID: DedupID(dedupKey)}); err != nil {
 		return fmt.Errorf("error publishing the %s result of task %s run %s: %w", res.Event, res.Task.Name, res.TaskRunID, err)
 	}
-	attrs := []any{"event", res.Event, "duration_ms", time.Since(started).Milliseconds()}
+	took := time.Since(started)
+	result := "completed"
+	if res.Event == message.EventTaskError {
+		result = "failed"
+	}
+	executorName := res.Task.Executor
+	if executorName == "" {
+		executorName = "unknown"
+	}
+	d.Metrics.Record([]metrics.Dim{{Name: "Executor", Value: executorName}, {Name: "Result", Value: result}},
+		metrics.Value{Name: "TaskRuns", Unit: metrics.Count, Value: 1},
+		metrics.Value{Name: "TaskRunDuration", Unit: metrics.Milliseconds, Value: float64(took.Milliseconds())})
+	attrs := []any{"event", res.Event, "outcome", result, "duration_ms", took.Milliseconds()}
 	if res.Description != "" {
 		attrs = append(attrs, "description", Shorten(res.Description, 2048))
 	}

@@ -72,6 +72,7 @@ import (
 	"github.com/stackseam/stackseam/functions/executor/redact"
 	"github.com/stackseam/stackseam/functions/executor/terraform"
 	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
 	"github.com/stackseam/stackseam/functions/settings"
 )
@@ -191,6 +192,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		Redact:  redactor,
 		Timeout: cfg.taskTimeout,
 		Margin:  cfg.margin,
+		Metrics: metrics.New(os.Stdout, "satisfier"),
 		Logger:  logger,
 	}
 	if err := d.Check(); err != nil {

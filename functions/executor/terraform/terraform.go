@@ -95,7 +95,7 @@ func (r *Runner) Run(ctx context.Context, task message.Task) (executor.Outcome, 
 	defer cancel()
 	url, err := r.storeLog(storeCtx, LogKey(task), log)
 	if err != nil {
-		r.logger().WarnContext(ctx, "could not store the task log", "stack_id", task.Stack.ID, "task", task.Task.Name, "error", err.Error())
+		r.logger().WarnContext(ctx, "could not store the task log", "stackId", task.Stack.ID, "event", "TASK_LOG", "outcome", "log-not-stored", "task", task.Task.Name, "error", err.Error())
 		if runErr != nil {
 			return out, fmt.Errorf("%w (and the log could not be stored: %v)", runErr, err)
 		}
