@@ -1,0 +1,150 @@
+package machine
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+)
+
+// parseLimit bounds one Parse in the fuzz target; a file that takes longer
+// is reported as a hang (the fuzzer itself has no per-input time limit).
+const parseLimit = 5 * time.Second
+
+// knownRules are the rule ids of rules.go; every problem must carry one.
+var knownRules = map[string]bool{
+	RuleYAML: true, RuleEmpty: true, RuleMachineName: true, RuleType: true, RuleUnknownKey: true,
+	RuleDuplicateKey: true, RuleRequired: true, RuleVersion: true, RuleEventName: true, RuleDuplicateEvent: true,
+	RuleStateName: true, RuleDuplicateState: true, RuleMissingInit: true, RuleNoTerminal: true,
+	RuleUndeclaredEvent: true, RuleAction: true, RuleAdvanceTarget: true, RuleUnknownTask: true,
+	RuleDuplicateTask: true, RuleNextRequired: true, RuleTaskName: true, RuleExecutor: true,
+	RuleTerraformConfig: true, RuleLambdaConfig: true, RuleRetry: true, RuleTimeout: true, RuleTTL: true,
+	RuleUnreachable: true, RuleImplicitNext: true, RuleUnusedTask: true, RuleUnusedEvent: true, RuleMultipleAdvance: true,
+}
+
+var fuzzNamePattern = regexp.MustCompile(`^[A-Z0-9-]+$`)
+
+// FuzzParse feeds arbitrary files to the parser and validator, seeded with
+// every fixture and example machine. Whatever the input: no panic, no hang;
+// a refusal is a *ValidationError whose every problem names a known rule and
+// says what is wrong; an accepted machine keeps the promises Parse makes
+// (an INIT state, a terminal state, advances to existing states, defined
+// tasks); and parsing is deterministic.
+func FuzzParse(f *testing.F) {
+	for _, pattern := range []string{"testdata/valid/*", "testdata/invalid/*", "../../machines/*.yml", "../../test/testdata/machines/*.yml"} {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, file := range files {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseWithin(t, data)
+		if err != nil {
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("refusal is a %T, not a *ValidationError: %v", err, err)
+			}
+			if len(verr.Problems) == 0 || verr.Error() == "" {
+				t.Fatalf("refusal without a reason: %#v", verr)
+			}
+			for _, p := range verr.Problems {
+				if !knownRules[p.Rule] || p.Message == "" || p.File != "fuzz.yml" || p.Line < 0 || p.Column < 0 {
+					t.Fatalf("problem without a known rule, a message or a place: %#v", p)
+				}
+			}
+			_, again := parseWithin(t, data)
+			if again == nil || again.Error() != err.Error() {
+				t.Fatalf("a second parse disagrees: %v, then %v", err, again)
+			}
+			return
+		}
+		checkMachine(t, m)
+		for _, w := range m.Warnings {
+			if !knownRules[w.Rule] || w.Message == "" {
+				t.Fatalf("warning without a known rule or a message: %#v", w)
+			}
+		}
+	})
+}
+
+func parseWithin(t *testing.T, data []byte) (*Machine, error) {
+	t.Helper()
+	type result struct {
+		m   *Machine
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		m, err := Parse("fuzz", "fuzz.yml", data)
+		done <- result{m, err}
+	}()
+	select {
+	case r := <-done:
+		return r.m, r.err
+	case <-time.After(parseLimit):
+		t.Fatalf("Parse did not return within %s on %d bytes", parseLimit, len(data))
+		return nil, nil
+	}
+}
+
+// checkMachine checks the promises an accepted machine makes to the engine.
+func checkMachine(t *testing.T, m *Machine) {
+	t.Helper()
+	if m == nil || m.Name != "fuzz" {
+		t.Fatalf("accepted without a machine: %#v", m)
+	}
+	if m.States[StateInit] == nil {
+		t.Fatal("accepted without an INIT state")
+	}
+	terminal := false
+	for name, st := range m.States {
+		if st == nil || st.Name != name || !fuzzNamePattern.MatchString(name) {
+			t.Fatalf("state %q is malformed: %#v", name, st)
+		}
+		terminal = terminal || st.Terminal
+		for event, actions := range st.On {
+			if !m.Declares(event) {
+				t.Fatalf("state %s handles undeclared event %s", name, event)
+			}
+			for _, a := range actions {
+				switch a.Kind {
+				case ActionAdvance:
+					if m.States[a.State] == nil {
+						t.Fatalf("state %s advances to missing state %q", name, a.State)
+					}
+				case ActionNoop:
+				default:
+					t.Fatalf("state %s has action kind %q", name, a.Kind)
+				}
+			}
+		}
+		for _, task := range st.Tasks {
+			if m.Tasks[task] == nil {
+				t.Fatalf("state %s lists undefined task %q", name, task)
+			}
+		}
+		if len(st.Tasks) > 0 && !st.Terminal && !st.Handles(EventNext) {
+			t.Fatalf("state %s has tasks and no NEXT", name)
+		}
+	}
+	if !terminal {
+		t.Fatal("accepted without a terminal state")
+	}
+	for name, task := range m.Tasks {
+		if task == nil || task.Name != name || (task.Executor != "terraform" && task.Executor != "lambda") {
+			t.Fatalf("task %q is malformed: %#v", name, task)
+		}
+	}
+	if len(m.StateOrder) != len(m.States) {
+		t.Fatalf("StateOrder has %d states, States %d", len(m.StateOrder), len(m.States))
+	}
+}
