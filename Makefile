@@ -40,7 +40,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-postgres tofu build test lint bench synth clean
+.PHONY: help deps deps-postgres tofu build test lint bench fuzz synth clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -109,6 +109,18 @@ lint: ## Check formatting (gofmt) and run go vet
 
 bench: deps ## Run the benchmarks
 	$(GO) test -run '^$$' -bench . ./...
+
+# Each fuzz target as package:Function; go test fuzzes one target at a time.
+FUZZ_TARGETS := ./functions/machine:FuzzParse ./functions/message:FuzzParseEvent \
+	./functions/message:FuzzParseTask ./functions/message:FuzzParseResult
+FUZZTIME ?= 10s
+
+fuzz: ## Run each fuzz target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=5m)
+	@for target in $(FUZZ_TARGETS); do \
+		pkg="$${target%%:*}"; fn="$${target##*:}"; \
+		echo "$(GO) test -run '^$$' -fuzz '^$$fn\$$' -fuzztime $(FUZZTIME) $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \
+	done
 
 synth: $(CDK_STAMP) ## Synthesize the CDK app into cdk.out/ (works offline once the Go module cache is warm)
 	$(CDK) synth --no-notices --quiet
