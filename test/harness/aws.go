@@ -1,51 +1,31 @@
 package harness
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/stackseam/stackseam/test/localenv"
 )
 
+const envAWSEndpoint = "STACKSEAM_TEST_AWS_ENDPOINT"
+
+// Region is the AWS region the harness's clients and AWSEnv use.
+const Region = localenv.Region
+
+// AccessKeyID and SecretAccessKey are the static credentials the harness's
+// clients and AWSEnv use; the emulator accepts any.
 const (
-	envAWSEndpoint = "STACKSEAM_TEST_AWS_ENDPOINT"
-
-	// Region is the AWS region the harness's clients and AWSEnv use.
-	Region = "us-east-1"
-	// AccessKeyID and SecretAccessKey are the static credentials the
-	// harness's clients and AWSEnv use; the emulator accepts any.
-	AccessKeyID     = "test"
-	SecretAccessKey = "test"
-
-	emulatorDir          = "test/testdata/emulator"
-	emulatorStartTimeout = 30 * time.Second
+	AccessKeyID     = localenv.AccessKeyID
+	SecretAccessKey = localenv.SecretAccessKey
 )
-
-// emulator is the fauxqs process the harness started.
-type emulator struct {
-	url    string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser // held open: the launcher exits when it closes
-	exited chan struct{}
-	log    *tailBuffer
-}
 
 var (
 	emuMu  sync.Mutex
@@ -70,12 +50,12 @@ func AWSEndpoint(t testing.TB) string {
 	emuMu.Lock()
 	defer emuMu.Unlock()
 	if emuURL == "" && emuErr == nil {
-		var e *emulator
-		e, emuErr = startEmulator(RepoRoot(t))
+		var e *localenv.Emulator
+		e, emuErr = localenv.StartEmulator(RepoRoot(t))
 		if e != nil {
-			emuURL = e.url
+			emuURL = e.URL
 			atExit(func() {
-				e.stop()
+				e.Stop()
 				emuMu.Lock()
 				emuURL, emuErr = "", nil
 				emuMu.Unlock()
@@ -86,83 +66,9 @@ func AWSEndpoint(t testing.TB) string {
 		}
 	}
 	if emuErr != nil {
-		t.Fatalf("harness: %v", emuErr)
+		t.Fatalf("harness: %v (or set %s to a running emulator)", emuErr, envAWSEndpoint)
 	}
 	return emuURL
-}
-
-func startEmulator(root string) (*emulator, error) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return nil, errors.New("node (Node.js 20 or later) not found in PATH; the AWS emulator needs it " +
-			"(see README), or set " + envAWSEndpoint + " to a running emulator")
-	}
-	dir := filepath.Join(root, emulatorDir)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "fauxqs", "package.json")); err != nil {
-		return nil, fmt.Errorf("the AWS emulator's packages are not installed (%s/node_modules/fauxqs); "+
-			"run `make deps` (npm ci --prefix %s)", emulatorDir, emulatorDir)
-	}
-	cmd := exec.Command(node, filepath.Join(dir, "launch.mjs"), "0", "--exit-on-stdin-close")
-	cmd.Dir = dir
-	cmd.SysProcAttr = childAttr(nil)
-	e := &emulator{cmd: cmd, exited: make(chan struct{}), log: newTailBuffer(64 << 10)}
-	cmd.Stderr = e.log
-	if e.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the AWS emulator: %w", err)
-	}
-
-	// The launcher prints one JSON line once it listens; everything else it
-	// prints goes to the log. StdoutPipe's reader must be drained before
-	// Wait, so one goroutine does both in order.
-	ready := make(chan string, 1)
-	go func() {
-		scanner := bufio.NewScanner(stdout)
-		for scanner.Scan() {
-			line := scanner.Text()
-			var msg struct {
-				Listening string `json:"listening"`
-			}
-			if json.Unmarshal([]byte(line), &msg) == nil && msg.Listening != "" {
-				select {
-				case ready <- msg.Listening:
-				default:
-				}
-				continue
-			}
-			fmt.Fprintln(e.log, line)
-		}
-		_, _ = io.Copy(e.log, stdout)
-		_ = cmd.Wait()
-		close(e.exited)
-	}()
-
-	select {
-	case e.url = <-ready:
-		return e, nil
-	case <-e.exited:
-		return nil, fmt.Errorf("the AWS emulator exited while starting (%v); its output:\n%s", cmd.ProcessState, e.log)
-	case <-time.After(emulatorStartTimeout):
-		e.stop()
-		return nil, fmt.Errorf("the AWS emulator did not start within %s; its output:\n%s", emulatorStartTimeout, e.log)
-	}
-}
-
-func (e *emulator) stop() {
-	_ = e.stdin.Close()
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.exited:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-		<-e.exited
-	}
 }
 
 // AWSConfig returns an aws.Config for the emulator: region us-east-1, static
@@ -171,13 +77,7 @@ func (e *emulator) stop() {
 // environment or ~/.aws can leak into tests.
 func AWSConfig(t testing.TB) aws.Config {
 	t.Helper()
-	return aws.Config{
-		Region: Region,
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: AccessKeyID, SecretAccessKey: SecretAccessKey, Source: "harness"}, nil
-		}),
-		BaseEndpoint: aws.String(AWSEndpoint(t)),
-	}
+	return localenv.AWSConfig(AWSEndpoint(t))
 }
 
 // AWSEnv returns the environment variables a child process needs to reach
@@ -186,16 +86,7 @@ func AWSConfig(t testing.TB) aws.Config {
 // turned off so nothing on the machine is consulted.
 func AWSEnv(t testing.TB) []string {
 	t.Helper()
-	return []string{
-		"AWS_ENDPOINT_URL=" + AWSEndpoint(t),
-		"AWS_REGION=" + Region,
-		"AWS_DEFAULT_REGION=" + Region,
-		"AWS_ACCESS_KEY_ID=" + AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY=" + SecretAccessKey,
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE=" + os.DevNull,
-		"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
-	}
+	return localenv.AWSEnv(AWSEndpoint(t))
 }
 
 // SQSClient returns an SQS client for the emulator, shared by the process
@@ -215,11 +106,11 @@ func SQSClient(t testing.TB) *sqs.Client {
 // (bucket.127.0.0.1 does not resolve), shared by the process.
 func S3Client(t testing.TB) *s3.Client {
 	t.Helper()
-	cfg := AWSConfig(t)
+	endpoint := AWSEndpoint(t)
 	clientsMu.Lock()
 	defer clientsMu.Unlock()
 	if s3Client == nil {
-		s3Client = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+		s3Client = localenv.NewS3Client(endpoint)
 	}
 	return s3Client
 }
@@ -238,63 +129,26 @@ func CreateQueue(t testing.TB, name string, fifo bool, maxReceiveCount int) (url
 // the main queue, such as "VisibilityTimeout": "2".
 func CreateQueueWithAttributes(t testing.TB, name string, fifo bool, maxReceiveCount int, attrs map[string]string) (url, dlqURL string) {
 	t.Helper()
-	if maxReceiveCount < 1 {
-		t.Fatalf("harness: CreateQueue: maxReceiveCount must be at least 1, got %d", maxReceiveCount)
-	}
 	client := SQSClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-
-	base := queueName(name)
-	suffix := ""
-	kind := map[string]string{}
-	if fifo {
-		suffix = ".fifo"
-		kind["FifoQueue"] = "true"
-		kind["ContentBasedDeduplication"] = "false"
-	}
-
-	dlqURL = createQueue(ctx, t, client, base+"-dlq"+suffix, kind)
-	dlqAttrs, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl:       aws.String(dlqURL),
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
-	})
-	if err != nil {
-		t.Fatalf("harness: reading the ARN of %s: %v", dlqURL, err)
-	}
-	redrive, err := json.Marshal(map[string]string{
-		"deadLetterTargetArn": dlqAttrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)],
-		"maxReceiveCount":     strconv.Itoa(maxReceiveCount),
-	})
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	main := map[string]string{"RedrivePolicy": string(redrive)}
-	for k, v := range kind {
-		main[k] = v
-	}
-	for k, v := range attrs {
-		main[k] = v
-	}
-	url = createQueue(ctx, t, client, base+suffix, main)
-	return url, dlqURL
-}
-
-func createQueue(ctx context.Context, t testing.TB, client *sqs.Client, name string, attrs map[string]string) string {
-	t.Helper()
-	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
-	if err != nil {
-		t.Fatalf("harness: creating queue %s: %v", name, err)
-	}
-	url := aws.ToString(out.QueueUrl)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
-			t.Logf("harness: deleting queue %s: %v", url, err)
+	url, dlqURL, err := localenv.CreateQueue(ctx, client, queueName(name), fifo, maxReceiveCount, attrs)
+	for _, u := range []string{dlqURL, url} {
+		if u == "" {
+			continue
 		}
-	})
-	return url
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := localenv.DeleteQueue(ctx, client, u); err != nil {
+				t.Logf("harness: %v", err)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("harness: CreateQueue: %v", err)
+	}
+	return url, dlqURL
 }
 
 // queueName keeps the characters SQS allows and leaves room for the random
@@ -316,7 +170,7 @@ func queueName(name string) string {
 	if s == "" {
 		s = "queue"
 	}
-	return s + "-" + randomHex(6)
+	return s + "-" + localenv.RandomHex(6)
 }
 
 // CreateBucket creates a uniquely named bucket (name, lower-cased, plus a
@@ -328,42 +182,17 @@ func CreateBucket(t testing.TB, name string) string {
 	bucket := bucketName(name)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatalf("harness: creating bucket %s: %v", bucket, err)
+	if err := localenv.CreateBucket(ctx, client, bucket); err != nil {
+		t.Fatalf("harness: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := deleteBucket(client, bucket); err != nil {
-			t.Logf("harness: deleting bucket %s: %v", bucket, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := localenv.DeleteBucket(ctx, client, bucket); err != nil {
+			t.Logf("harness: %v", err)
 		}
 	})
 	return bucket
-}
-
-func deleteBucket(client *s3.Client, bucket string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	pages := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return err
-		}
-		if len(page.Contents) == 0 {
-			continue
-		}
-		ids := make([]s3types.ObjectIdentifier, len(page.Contents))
-		for i, obj := range page.Contents {
-			ids[i] = s3types.ObjectIdentifier{Key: obj.Key}
-		}
-		if _, err := client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
-			Bucket: aws.String(bucket),
-			Delete: &s3types.Delete{Objects: ids, Quiet: aws.Bool(true)},
-		}); err != nil {
-			return err
-		}
-	}
-	_, err := client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(bucket)})
-	return err
 }
 
 // bucketName follows S3's rules: 3–63 characters of a-z, 0-9 and '-'.
@@ -384,5 +213,5 @@ func bucketName(name string) string {
 	if s == "" {
 		s = "bucket"
 	}
-	return s + "-" + randomHex(6)
+	return s + "-" + localenv.RandomHex(6)
 }

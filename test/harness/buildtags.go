@@ -1,14 +1,12 @@
 package harness
 
 import (
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stackseam/stackseam/test/localenv"
 )
 
 // BuildBinaryWithTags is BuildBinary with build tags (such as
@@ -43,22 +41,7 @@ func BuildBinaryWithTags(t testing.TB, pkg string, tags ...string) string {
 }
 
 func goBuildTags(root, workDir, pkg, tags string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", errors.New("the go command is not in PATH; BuildBinaryWithTags needs it")
-	}
 	name := strings.Trim(filepath.ToSlash(pkg), "./")
 	out := filepath.Join(workDir, "bin-tags-"+strings.ReplaceAll(tags, ",", "-"), name, filepath.Base(pkg))
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return "", err
-	}
-	cmd := exec.Command(goBin, "build", "-tags", tags, "-o", out, pkg)
-	cmd.Dir = root
-	// A cross-compiling environment would give a binary we cannot run.
-	cmd.Env = append(os.Environ(), "GOOS=", "GOARCH=")
-	cmd.SysProcAttr = childAttr(nil)
-	if output, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build -tags %s %s: %w\n%s", tags, pkg, err, output)
-	}
-	return out, nil
+	return out, localenv.Build(root, out, pkg, strings.Split(tags, ",")...)
 }

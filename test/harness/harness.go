@@ -2,7 +2,9 @@
 // throwaway PostgreSQL cluster and the fauxqs AWS emulator, each started once
 // per test process — and builds and runs the module's binaries, so that
 // `go test ./...` works on its own on a machine with the PostgreSQL server
-// binaries and the emulator's node_modules (`make deps`).
+// binaries and the emulator's node_modules (`make deps`). The work itself is
+// done by package localenv, which the demo shares; the harness ties it to
+// tests: failures end the test, and everything is cleaned up with it.
 //
 // Every package that uses it starts its tests through [Main]:
 //
@@ -18,24 +20,16 @@
 package harness
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/stackseam/stackseam/test/localenv"
 )
 
-// modulePath is what RepoRoot looks for in go.mod, so that a go.mod of some
-// unrelated nested module is never mistaken for the repository root.
-const modulePath = "github.com/stackseam/stackseam"
-
-// tempPrefix names the per-process work directories; the sweep in workDir
-// removes ones whose test process died without running Main's cleanup.
+// tempPrefix names the per-process work directories; a new one sweeps away
+// those whose test process died without running Main's cleanup.
 const tempPrefix = "stackseam-harness-"
 
 var (
@@ -101,8 +95,7 @@ func requireMain(t testing.TB) {
 }
 
 // workDir returns this test process's work directory, creating it on first
-// use. It is world-traversable (not world-readable) because, when the tests
-// run as root, PostgreSQL runs as the postgres user inside it.
+// use (see localenv.NewWorkDir). Main removes it.
 func workDir(t testing.TB) string {
 	t.Helper()
 	requireMain(t)
@@ -111,45 +104,12 @@ func workDir(t testing.TB) string {
 	if rootDir != "" {
 		return rootDir
 	}
-	sweepStaleWorkDirs()
-	dir, err := os.MkdirTemp("", tempPrefix+"*")
+	dir, err := localenv.NewWorkDir(tempPrefix)
 	if err != nil {
-		t.Fatalf("harness: creating work directory: %v", err)
-	}
-	if err := os.Chmod(dir, 0o711); err != nil {
-		t.Fatalf("harness: chmod %s: %v", dir, err)
-	}
-	pidFile := filepath.Join(dir, "pid")
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		t.Fatalf("harness: writing %s: %v", pidFile, err)
+		t.Fatalf("harness: %v", err)
 	}
 	rootDir = dir
 	return dir
-}
-
-// sweepStaleWorkDirs removes work directories left by test processes that
-// were killed (timeout, ^C) before Main could clean up. Their servers are
-// already gone: every child gets SIGKILL when its parent dies.
-func sweepStaleWorkDirs() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempPrefix+"*"))
-	for _, dir := range dirs {
-		data, err := os.ReadFile(filepath.Join(dir, "pid"))
-		if err != nil {
-			// A directory still being set up has no pid file yet; only
-			// old ones are certainly abandoned.
-			if info, statErr := os.Stat(dir); statErr == nil && time.Since(info.ModTime()) > time.Hour {
-				_ = os.RemoveAll(dir)
-			}
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-		if err != nil || pid <= 0 {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			_ = os.RemoveAll(dir)
-		}
-	}
 }
 
 var (
@@ -162,35 +122,9 @@ var (
 // run in their package's directory, so it walks up from there.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	repoRootOnce.Do(func() { repoRoot, repoRootErr = findRepoRoot() })
+	repoRootOnce.Do(func() { repoRoot, repoRootErr = localenv.RepoRoot() })
 	if repoRootErr != nil {
 		t.Fatalf("harness: %v", repoRootErr)
 	}
 	return repoRoot
-}
-
-func findRepoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the repository root: %w", err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && declaresModule(string(data), modulePath) {
-			return dir, nil
-		}
-		if parent := filepath.Dir(dir); parent == dir {
-			return "", fmt.Errorf("no go.mod of module %s in %s or any parent directory", modulePath, wd)
-		}
-	}
-}
-
-func declaresModule(goMod, path string) bool {
-	for _, line := range strings.Split(goMod, "\n") {
-		fields := strings.Fields(line)
-		if len(fields) >= 2 && fields[0] == "module" && strings.Trim(fields[1], `"`) == path {
-			return true
-		}
-	}
-	return false
 }

@@ -1,20 +1,17 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
-	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/stackseam/stackseam/test/localenv"
 )
 
 // UploadDir uploads every file under dir to the emulator's bucket, each at
@@ -22,31 +19,11 @@ import (
 // there, and returns how many files it uploaded.
 func UploadDir(t testing.TB, bucket, prefix, dir string) int {
 	t.Helper()
-	client := S3Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	n := 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		key := path.Join(prefix, filepath.ToSlash(rel))
-		if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)}); err != nil {
-			return err
-		}
-		n++
-		return nil
-	})
+	n, err := localenv.UploadDir(ctx, S3Client(t), bucket, prefix, dir)
 	if err != nil {
-		t.Fatalf("harness: uploading %s to s3://%s/%s: %v", dir, bucket, prefix, err)
+		t.Fatalf("harness: %v", err)
 	}
 	return n
 }

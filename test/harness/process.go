@@ -2,16 +2,14 @@ package harness
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stackseam/stackseam/test/localenv"
 )
 
 // StopGrace is how long Stop (and the cleanup at the end of a test) waits
@@ -52,32 +50,14 @@ func BuildBinary(t testing.TB, pkg string) string {
 }
 
 func goBuild(root, workDir, pkg string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", errors.New("the go command is not in PATH; BuildBinary needs it")
-	}
 	out := filepath.Join(workDir, "bin", strings.Trim(filepath.ToSlash(pkg), "./"), filepath.Base(pkg))
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return "", err
-	}
-	cmd := exec.Command(goBin, "build", "-o", out, pkg)
-	cmd.Dir = root
-	// A cross-compiling environment would give a binary we cannot run.
-	cmd.Env = append(os.Environ(), "GOOS=", "GOARCH=")
-	cmd.SysProcAttr = childAttr(nil)
-	if output, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, output)
-	}
-	return out, nil
+	return out, localenv.Build(root, out, pkg)
 }
 
 // Process is a child process started by StartProcess.
 type Process struct {
-	name string
-	cmd  *exec.Cmd
-	out  *processOutput
-	done chan struct{}
-	err  error // from cmd.Wait; read only after done is closed
+	*localenv.Process
+	out *processOutput
 }
 
 // StartProcess starts bin with env appended to a minimal base environment
@@ -88,116 +68,33 @@ type Process struct {
 // StopGrace) and kills whatever the process left in its process group.
 func StartProcess(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	home := os.Getenv("HOME")
-	if home == "" {
-		home = os.TempDir()
+	out := &processOutput{t: t}
+	lp, err := localenv.StartProcess(bin, env, args, out)
+	if err != nil {
+		t.Fatalf("harness: %v", err)
 	}
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home}, env...)
-	// Its own process group, so that Kill and the cleanup reach its
-	// children too; SIGKILL if the test process dies, so nothing outlives it.
-	cmd.SysProcAttr = childAttr(nil)
-	p := &Process{name: filepath.Base(bin), cmd: cmd, done: make(chan struct{})}
-	p.out = &processOutput{t: t}
-	// One writer for both streams: exec then shares one pipe, which keeps
-	// stdout and stderr lines in the order they were written.
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	// Bounds Wait when a grandchild keeps the output pipe open.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("harness: starting %s: %v", bin, err)
-	}
-	p.out.setPrefix(fmt.Sprintf("%s[%d]: ", p.name, cmd.Process.Pid))
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
+	p := &Process{Process: lp, out: out}
+	out.setPrefix(fmt.Sprintf("%s[%d]: ", lp.Name(), lp.Pid()))
 	t.Cleanup(func() {
 		if !p.Exited() {
 			if err := p.Stop(); err != nil {
-				t.Logf("harness: stopping %s: %v", p.name, err)
+				t.Logf("harness: stopping %s: %v", lp.Name(), err)
 			}
 		}
 		// Grandchildren may outlive the process itself.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		p.out.close()
+		lp.KillGroup()
+		out.close()
 	})
 	return p
 }
 
-// Pid returns the process id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
-
 // Output returns everything the process wrote to stdout and stderr so far.
 func (p *Process) Output() string { return p.out.String() }
-
-// Done is closed when the process has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
-// Exited reports whether the process has exited.
-func (p *Process) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Wait waits for the process to exit and returns its exit error: nil after
-// exit status 0, an *exec.ExitError otherwise.
-func (p *Process) Wait() error {
-	<-p.done
-	return p.err
-}
-
-// ExitCode returns the exit status of an exited process, or -1 while it runs
-// or when a signal ended it.
-func (p *Process) ExitCode() int {
-	if !p.Exited() {
-		return -1
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
-// Signal sends sig to the process (not its children).
-func (p *Process) Signal(sig syscall.Signal) error {
-	if p.Exited() {
-		return nil
-	}
-	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	return nil
-}
 
 // Stop sends SIGTERM and waits for the process to exit. It returns what Wait
 // returns — nil when the process shut down cleanly with status 0 — or, if
 // the process is still running after StopGrace, kills it and says so.
-func (p *Process) Stop() error {
-	if err := p.Signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(StopGrace):
-		_ = p.Kill()
-		return fmt.Errorf("%s did not exit within %s of SIGTERM and was killed", p.name, StopGrace)
-	}
-}
-
-// Kill sends SIGKILL to the process and its process group now, as a crash
-// would, and waits for it to exit.
-func (p *Process) Kill() error {
-	if !p.Exited() {
-		if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return err
-		}
-	}
-	<-p.done
-	return nil
-}
+func (p *Process) Stop() error { return p.Process.Stop(StopGrace) }
 
 // WaitForOutput waits until the process's output contains substr, failing
 // the test if the process exits first or timeout passes.
@@ -211,13 +108,13 @@ func (p *Process) WaitForOutput(t testing.TB, substr string, timeout time.Durati
 			return
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 			if strings.Contains(p.Output(), substr) {
 				return
 			}
-			t.Fatalf("harness: %s exited (%v) before printing %q; its output:\n%s", p.name, p.err, substr, p.Output())
+			t.Fatalf("harness: %s exited (%v) before printing %q; its output:\n%s", p.Name(), p.Wait(), substr, p.Output())
 		case <-deadline:
-			t.Fatalf("harness: %s did not print %q within %s; its output:\n%s", p.name, substr, timeout, p.Output())
+			t.Fatalf("harness: %s did not print %q within %s; its output:\n%s", p.Name(), substr, timeout, p.Output())
 		case <-tick.C:
 		}
 	}
