@@ -40,12 +40,17 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-postgres tofu build test lint bench fuzz synth clean
+.PHONY: help demo deps deps-postgres tofu build test lint bench fuzz synth clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
 	@echo
 	@awk -F ':.*## ' '/^[a-zA-Z_-]+:.*## / { printf "  %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+# The demo (test/demo) starts everything itself, in a temporary directory it
+# removes again, and needs what the tests need.
+demo: deps ## Run stackseam on this machine and drive stacks through LAUNCH, RUN and DESTROY (Ctrl-C stops it)
+	$(GO) run ./test/demo
 
 deps: $(EMULATOR_STAMP) deps-postgres tofu ## Install what the tests need (emulator packages, PostgreSQL 15 server, OpenTofu)
 
