@@ -44,7 +44,7 @@ examples:
 func runGraph(_ context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
 	format := fs.String("format", "mermaid", "output `FORMAT`: mermaid, dot or svg")
-	dir := fs.String("dir", "", "folder holding machines named without a path (default $MACHINES_DIR, else machines)")
+	dir := fs.String("dir", "", "the `FOLDER` holding machines named without a path (default $MACHINES_DIR, else machines)")
 	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
 	if done {
 		return code

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -70,4 +71,22 @@ func TestGraphProblems(t *testing.T) {
 	require.Equal(t, exitFail, code)
 	require.Contains(t, stderr, "is not a valid machine:")
 	require.Contains(t, stderr, "[advance-target]")
+}
+
+// The README shows the example machines' graphs; they must be what graph
+// prints today.
+func TestReadmeShowsTheCurrentGraphs(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	for _, name := range []string{"feature-env", "qa-env"} {
+		code, stdout, stderr := runCLI(t, "graph", "--dir", "../../machines", name)
+		require.Equal(t, exitOK, code, stderr)
+		require.Contains(t, string(readme), "```mermaid\n"+stdout+"```\n",
+			"README.md shows the graph of %s as `stackseam graph %s` prints it", name, name)
+	}
+	history, err := os.ReadFile("testdata/history-feature-123.txt")
+	require.NoError(t, err)
+	require.Contains(t, string(readme), "$ stackseam history feature-123\n"+string(history)+"```\n",
+		"README.md shows the history example as the golden file has it")
 }

@@ -147,12 +147,23 @@ func newFlags(cmd *command) *flag.FlagSet {
 		if cmd.help != "" {
 			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(cmd.help))
 		}
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintln(w, "\nflags:")
-			fs.PrintDefaults()
-		}
+		first := true
+		// Like fs.PrintDefaults, but with the "--" the help texts use.
+		fs.VisitAll(func(f *flag.Flag) {
+			if first {
+				fmt.Fprintln(w, "\nflags:")
+				first = false
+			}
+			arg, text := flag.UnquoteUsage(f)
+			line := "  --" + f.Name
+			if arg != "" {
+				line += " " + arg
+			}
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+				text += fmt.Sprintf(" (default %q)", f.DefValue)
+			}
+			fmt.Fprintf(w, "%s\n    \t%s\n", line, text)
+		})
 	}
 	return fs
 }
