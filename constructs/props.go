@@ -39,7 +39,8 @@ type StackseamProps struct {
 	ExistingDatabaseSecret awssecretsmanager.ISecret
 	// ExistingDatabaseSecurityGroup is the security group guarding the existing database; the
 	// construct lets the state manager's security group in on ExistingDatabasePort. Required with
-	// ExistingDatabaseSecret and invalid without it.
+	// ExistingDatabaseSecret and invalid without it. Defaults to none (the created database gets
+	// a security group of its own).
 	ExistingDatabaseSecurityGroup awsec2.ISecurityGroup
 	// ExistingDatabasePort is the port of the existing database. Only with
 	// ExistingDatabaseSecret. Defaults to 5432.
@@ -113,8 +114,8 @@ type StackseamProps struct {
 
 	// LogLevel is the functions' LOG_LEVEL: DEBUG, INFO, WARN or ERROR. Defaults to INFO.
 	LogLevel string
-	// LogRetention is how long the functions' and the flow logs' log groups keep events. Defaults
-	// to awslogs.RetentionDays_THREE_MONTHS.
+	// LogRetention is how long the functions' and the flow logs' log groups keep events.
+	// Defaults to awslogs.RetentionDays_THREE_MONTHS.
 	LogRetention awslogs.RetentionDays
 	// AlarmActions are run when an alarm (messages in a dead-letter queue, function errors) fires
 	// or recovers, for example an SNS topic action. Defaults to none.
@@ -162,6 +163,7 @@ type PropsError struct {
 	Problems []string
 }
 
+// Error lists the problems, one per line.
 func (e *PropsError) Error() string {
 	return fmt.Sprintf("invalid StackseamProps (%d problems):\n  - %s", len(e.Problems), strings.Join(e.Problems, "\n  - "))
 }
