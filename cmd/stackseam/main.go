@@ -53,7 +53,8 @@ type command struct {
 	// help is the longer text `stackseam help NAME` prints after the
 	// summary: what the command does, its configuration, examples.
 	help string
-	// flags defines the command's flags on fs and returns what run needs.
+	// run parses the command's flags (from newFlags) and runs it,
+	// returning the exit code.
 	run func(ctx context.Context, c *cli, cmd *command, args []string) int
 }
 

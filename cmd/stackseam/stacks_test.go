@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,4 +259,38 @@ func TestDatabaseConfiguration(t *testing.T) {
 	code, _, stderr = runEnv(t, map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/none?connect_timeout=2"}, now, "stacks")
 	require.Equal(t, exitFail, code)
 	require.Contains(t, stderr, "stackseam stacks: error listing stacks")
+}
+
+// With DATABASE_SECRET_ID, the CLI reads the credentials from Secrets
+// Manager as the functions do (a protocol-level fake here: the emulator has
+// no Secrets Manager).
+func TestDatabaseFromSecret(t *testing.T) {
+	t.Parallel()
+	r := newRecorder(t)
+	r.apply(0, message.Event{StackID: "from-secret", Event: "LAUNCH", Machine: "qa-env"})
+	u, err := url.Parse(r.url)
+	require.NoError(t, err)
+	secret, err := json.Marshal(map[string]any{"username": u.User.Username(), "password": "unused", "host": u.Hostname(),
+		"port": u.Port(), "dbname": strings.TrimPrefix(u.Path, "/")})
+	require.NoError(t, err)
+	var asked []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var in struct{ SecretId string }
+		_ = json.NewDecoder(req.Body).Decode(&in)
+		mu.Lock()
+		asked = append(asked, req.Header.Get("X-Amz-Target")+" "+in.SecretId)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		_ = json.NewEncoder(w).Encode(map[string]any{"Name": in.SecretId, "SecretString": string(secret)})
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "key",
+		"DATABASE_SSLMODE": "disable"}
+	code, stdout, stderr := runEnv(t, env, now, "stacks", "--database-secret-id", "prod/stackseam/db", "--endpoint-url", srv.URL)
+	require.Equal(t, exitOK, code, stderr)
+	require.Contains(t, stdout, "from-secret  qa-env   DEPLOY")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"secretsmanager.GetSecretValue prod/stackseam/db"}, asked)
 }
