@@ -62,7 +62,9 @@ type loadRun struct {
 	stale, retried map[string]bool
 	// current is the run each task must be settled by (stack → task → run).
 	current map[string]map[string]string
-	results int // results sent, duplicates and stale ones included
+	// staleRuns are the runs of stale stacks' first dispatch.
+	staleRuns []string
+	results   int // results sent, duplicates and stale ones included
 }
 
 type loadMessage struct{ stack, body string }
@@ -131,9 +133,12 @@ func (l *loadRun) answer(round, max int) int {
 			}
 		}
 		require.Positive(l.s.t, attempt, "the task message lists its own run")
-		if l.stale[id] && attempt == 1 && !l.retried[id] {
-			l.retried[id] = true
-			out = append(out, loadMessage{id, fmt.Sprintf(`{"stackId":%q,"event":%q}`, id, message.EventRetryPendingTasks)})
+		if l.stale[id] && attempt == 1 {
+			if !l.retried[id] {
+				l.retried[id] = true
+				out = append(out, loadMessage{id, fmt.Sprintf(`{"stackId":%q,"event":%q}`, id, message.EventRetryPendingTasks)})
+			}
+			l.staleRuns = append(l.staleRuns, task.TaskRunID)
 		}
 		if !l.stale[id] || attempt > 1 {
 			if l.current[id] == nil {
@@ -238,7 +243,11 @@ func TestThousandStacksFiveTasksOrderedAndExact(t *testing.T) {
 	require.Equal(t, 5*stacks, s.count("SELECT count(*) FROM history WHERE kind = 'task-completed'"))
 	require.Equal(t, l.results-5*stacks, s.count("SELECT count(*) FROM history WHERE kind = 'ignored'"))
 	require.Equal(t, len(l.retried), s.count("SELECT count(*) FROM history WHERE kind = 'event' AND event = $1", message.EventRetryPendingTasks))
-	require.Equal(t, 5*len(l.retried), s.count("SELECT count(*) FROM history WHERE kind = 'ignored' AND reason LIKE 'stale result%'"))
+	// No result of a stale run settled anything; each was ignored as stale.
+	require.Len(t, l.staleRuns, 5*len(l.retried))
+	require.Equal(t, 0, s.count("SELECT count(*) FROM history WHERE kind = 'task-completed' AND task_run_id = ANY($1)", l.staleRuns))
+	require.Equal(t, len(l.staleRuns), s.count(`SELECT count(DISTINCT task_run_id) FROM history
+		WHERE kind = 'ignored' AND reason LIKE 'stale result%' AND task_run_id = ANY($1)`, l.staleRuns))
 	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
 	require.Equal(t, 0, s.queueDepth(s.eventDLQ))
 
