@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -30,6 +31,8 @@ with a reason that ` + "`stackseam history ID`" + ` shows.
 --machine is needed the first time a stack is seen. Metadata values are
 strings; the keys are merged into the stack's metadata. NEXT and task results
 cannot be sent: the state manager and the task satisfier send those.
+--if-version makes the event conditional: it is ignored if anything changed
+the stack since ` + "`stackseam show`" + ` printed that version.
 
 examples:
   stackseam send --stack feature-123 --machine feature-env --event LAUNCH --meta branch=feature/123
@@ -76,6 +79,16 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	event := fs.String("event", "", "the `EVENT` name (required)")
 	machineName := fs.String("machine", "", "the stack's `MACHINE` (required for a new stack)")
 	eventID := fs.String("event-id", "", "an `ID` that makes the event idempotent: a second event with it is not applied")
+	var ifVersion *int64
+	fs.Func("if-version", "apply the event only while the stack is at `VERSION` (see `stackseam show`); otherwise it is ignored",
+		func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return fmt.Errorf("want a stack version (a whole number), not %q", v)
+			}
+			ifVersion = &n
+			return nil
+		})
 	var meta metaFlag
 	fs.Var(&meta, "meta", "metadata `KEY=VALUE` to merge into the stack's (repeatable)")
 	var q queueFlags
@@ -98,7 +111,8 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	case *event == message.EventTaskCompleted || *event == message.EventTaskError:
 		return usageError(c, fs, "%s is a task result, which only the task satisfier sends", *event)
 	}
-	ev := message.Event{StackID: *stackID, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID}
+	ev := message.Event{StackID: *stackID, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID,
+		IfVersion: ifVersion}
 	return publish(ctx, c, cmd, fs, &q, &out, ev)
 }
 
@@ -179,6 +193,9 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *que
 	}
 	if ev.EventID != "" {
 		extras = append(extras, "event id "+ev.EventID)
+	}
+	if ev.IfVersion != nil {
+		extras = append(extras, fmt.Sprintf("if still at version %d", *ev.IfVersion))
 	}
 	if len(extras) > 0 {
 		line += " (" + strings.Join(extras, ", ") + ")"

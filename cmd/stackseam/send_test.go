@@ -98,6 +98,11 @@ func TestSendAndRetryPublishToTheEventQueue(t *testing.T) {
 	require.Equal(t, "merge-42", m.body["eventId"])
 	require.Equal(t, "merge-42", m.dedupID)
 
+	code, stdout, stderr = runEnv(t, env, now, "send", "--stack", "feature-123", "--event", "DESTROY", "--if-version", "4")
+	require.Equal(t, exitOK, code, stderr)
+	require.Equal(t, "sent DESTROY to stack feature-123 (if still at version 4)\n", stdout)
+	require.Equal(t, map[string]any{"stackId": "feature-123", "event": "DESTROY", "ifVersion": float64(4)}, receiveOne(t, url).body)
+
 	code, stdout, stderr = runEnv(t, env, now, "retry", "feature-123")
 	require.Equal(t, exitOK, code, stderr)
 	require.Equal(t, "sent RETRY_FAILED_TASKS to stack feature-123\n", stdout)
@@ -132,6 +137,7 @@ func TestSendRefusesBadEventsBeforeSending(t *testing.T) {
 		{[]string{"send", "--stack", "s", "--event", "LAUNCH", "--machine", "no/such"}, `machine "no/such" is not a valid machine name`},
 		{[]string{"send", "--stack", "s", "--event", "LAUNCH", "--meta", "novalue"}, `want KEY=VALUE, not "novalue"`},
 		{[]string{"send", "--stack", "s", "--event", "LAUNCH", "extra"}, `unexpected argument "extra"`},
+		{[]string{"send", "--stack", "s", "--event", "LAUNCH", "--if-version", "-1"}, `want a stack version (a whole number), not "-1"`},
 		{[]string{"retry"}, "name one stack"},
 		{[]string{"retry", "a", "b"}, "name one stack"},
 		{[]string{"retry", "bad id!"}, `stackId "bad id!" must match`},
