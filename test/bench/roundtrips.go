@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stackseam/stackseam/functions/machine"
+)
+
+// minimumTrips is the fewest round trips the design (DESIGN.md §4) allows for
+// each kind of event: one to read the stack under its lock, one to write the
+// decision and commit (the engine decides in between, in Go), and one more
+// to clear the outbox rows once their messages are published — which can
+// only happen after the commit.
+var minimumTrips = map[string]int64{
+	kindLaunch: 3, kindResult: 2, kindResultNext: 2, kindNoop: 2, kindDestroy: 3, kindRemove: 2,
+	// A redelivery is found out by the read under the lock; ending that
+	// transaction is the second round trip. Only a separate check before
+	// the transaction could save it, at the price of one more round trip
+	// for every event that is not a duplicate.
+	kindDuplicate: 2,
+}
+
+// tripKinds is the order of the breakdown.
+var tripKinds = []string{kindLaunch, kindResult, kindResultNext, kindNoop, kindDestroy, kindRemove, kindDuplicate}
+
+// roundTrips counts the database round trips of each kind of event, one
+// worker, warm connections.
+func (b *bench) roundTrips(ctx context.Context) error {
+	_, url, err := b.database("roundtrips")
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, url, 2)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	dir, err := machineDir(b.work)
+	if err != nil {
+		return err
+	}
+	w := newWorker(st, machine.NewDirCatalog(dir, machine.CatalogOptions{}), "rt")
+	// Warm up first: the first use of a statement on a connection prepares
+	// it, one round trip more.
+	for range 20 {
+		if err := w.lifecycle(ctx, true); err != nil {
+			return err
+		}
+	}
+	trips := map[string][]int64{}
+	w.observe = func(kind string, _ time.Duration, n int64) { trips[kind] = append(trips[kind], n) }
+	const lifecycles = 200
+	for range lifecycles {
+		if err := w.lifecycle(ctx, true); err != nil {
+			return err
+		}
+	}
+	var parts []string
+	var total, events int64
+	met := true
+	for _, kind := range tripKinds {
+		ns := trips[kind]
+		var sum, worst int64
+		for _, n := range ns {
+			sum += n
+			worst = max(worst, n)
+		}
+		if kind != kindDuplicate {
+			total += sum
+			events += int64(len(ns))
+		}
+		met = met && worst <= minimumTrips[kind]
+		mean := float64(sum) / float64(len(ns))
+		parts = append(parts, fmt.Sprintf("%s: %s", kind, trimFloat(mean)))
+	}
+	var minParts []string
+	for _, kind := range tripKinds {
+		minParts = append(minParts, fmt.Sprintf("%d", minimumTrips[kind]))
+	}
+	b.add(row{
+		measure: "database round trips per event",
+		result: fmt.Sprintf("%s over a lifecycle of 6 events (%s)", trimFloat(float64(total)/float64(events)),
+			strings.Join(parts, "; ")),
+		reference: fmt.Sprintf("design minimum, same order: %s — read under the lock, write + commit, then +1 to clear published messages",
+			strings.Join(minParts, ", ")),
+		target: "the design's minimum",
+		met:    verdict(met),
+	})
+	return nil
+}
+
+// trimFloat prints 3 as "3" and 2.3333 as "2.33".
+func trimFloat(f float64) string {
+	s := fmt.Sprintf("%.2f", f)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stackseam/stackseam/functions/machine"
+)
+
+// tpsPattern finds pgbench's result line.
+var tpsPattern = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+// pgbench runs pgbench on the database at dbURL with args and returns its
+// output.
+func (b *bench) pgbench(ctx context.Context, dbURL string, args ...string) (string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "", err
+	}
+	base := []string{"-h", u.Hostname(), "-p", u.Port(), "-U", u.User.Username()}
+	cmd := exec.CommandContext(ctx, filepath.Join(b.pgBin, "pgbench"), append(append(base, args...), strings.TrimPrefix(u.Path, "/"))...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("pgbench %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// pgbenchTPS runs pgbench -N (the simple-update script: per transaction an
+// UPDATE, a SELECT and an INSERT between BEGIN and END) with clients
+// connections for the round's length.
+func (b *bench) pgbenchTPS(ctx context.Context, dbURL string, clients int) (float64, error) {
+	c := strconv.Itoa(clients)
+	out, err := b.pgbench(ctx, dbURL, "-N", "-n", "-c", c, "-j", c, "-T", strconv.Itoa(b.o.seconds))
+	if err != nil {
+		return 0, err
+	}
+	m := tpsPattern.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no tps in pgbench's output:\n%s", out)
+	}
+	return strconv.ParseFloat(m[1], 64)
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// throughput compares the state manager's events per second with pgbench's
+// transactions per second at the same concurrency, in alternating rounds on
+// the same server.
+func (b *bench) throughput(ctx context.Context) error {
+	_, pgbenchURL, err := b.database("pgbench")
+	if err != nil {
+		return err
+	}
+	if _, err := b.pgbench(ctx, pgbenchURL, "-i", "-q", "-s", "10"); err != nil {
+		return err
+	}
+	_, smURL, err := b.database("throughput")
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, smURL, 10)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	dir, err := machineDir(b.work)
+	if err != nil {
+		return err
+	}
+	catalog := machine.NewDirCatalog(dir, machine.CatalogOptions{})
+	// Warm up: connections, prepared statements, the machine cache.
+	if _, err := runFor(ctx, st, catalog, "warm", 8, time.Second, nil); err != nil {
+		return err
+	}
+
+	for _, n := range []int{1, 8} {
+		var events, tps, ratios, p50s, p99s []float64
+		for round := range b.o.rounds {
+			r, err := runFor(ctx, st, catalog, fmt.Sprintf("r%d-c%d", round, n), n, time.Duration(b.o.seconds)*time.Second, nil)
+			if err != nil {
+				return err
+			}
+			t, err := b.pgbenchTPS(ctx, pgbenchURL, n)
+			if err != nil {
+				return err
+			}
+			events = append(events, r.perSecond())
+			tps = append(tps, t)
+			ratios = append(ratios, r.perSecond()/t)
+			p50s = append(p50s, float64(r.p50.Microseconds())/1000)
+			p99s = append(p99s, float64(r.p99.Microseconds())/1000)
+			progress("  %d worker(s), round %d: %.0f events/s (p50 %s, p99 %s); pgbench -N -c %d: %.0f tps",
+				n, round+1, r.perSecond(), ms(r.p50), ms(r.p99), n, t)
+		}
+		ratio := median(ratios)
+		b.add(row{
+			measure:   fmt.Sprintf("state manager, %d worker%s: events/s (per event p50 / p99)", n, plural(n)),
+			result:    fmt.Sprintf("%s (%.2f / %.2f ms)", thousands(median(events)), median(p50s), median(p99s)),
+			reference: fmt.Sprintf("pgbench -N -c %d: %s tps → %.0f%%", n, thousands(median(tps)), 100*ratio),
+			target:    "≥ 40% of pgbench",
+			met:       verdict(ratio >= 0.40),
+		})
+	}
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}

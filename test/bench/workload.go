@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stackseam/stackseam/functions/applier"
+	"github.com/stackseam/stackseam/functions/machine"
+	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/queue"
+	"github.com/stackseam/stackseam/functions/store"
+)
+
+// benchMachine is the machine of the in-process workload: the shape of a
+// typical environment, two parallel tasks up, a no-op event while running,
+// one task down.
+const benchMachine = `version: 1
+events: [LAUNCH, ACCESS, DESTROY]
+states:
+  INIT: {on: {LAUNCH: [{action: advance, state: PROVISION}]}}
+  PROVISION:
+    tasks: [infra, dns]
+    on: {NEXT: [{action: advance, state: RUN}]}
+  RUN:
+    on:
+      ACCESS: [{action: no-op}]
+      DESTROY: [{action: advance, state: TEARDOWN}]
+  TEARDOWN:
+    tasks: [teardown]
+    on: {NEXT: [{action: advance, state: DONE}]}
+  DONE: {terminal: true}
+tasks:
+  infra: {executor: lambda, config: {name: infra}}
+  dns: {executor: lambda, config: {name: dns}}
+  teardown: {executor: lambda, config: {name: teardown}}
+`
+
+// The kinds of event the workload sends, for the round-trip breakdown.
+const (
+	kindLaunch     = "LAUNCH (dispatches 2 tasks)"
+	kindResult     = "result, tasks still pending"
+	kindResultNext = "result → NEXT (no tasks)"
+	kindNoop       = "ACCESS (no-op)"
+	kindDestroy    = "DESTROY (dispatches 1 task)"
+	kindRemove     = "result → NEXT → removed"
+	kindDuplicate  = "duplicate delivery"
+)
+
+// roundTrips counts client→server round trips on every connection of a pool
+// built by openStore: each time a connection starts writing after it last
+// read (or for the first time), the client has sent something it will wait
+// for. A pipelined batch is one round trip; so is a simple query.
+var roundTrips atomic.Int64
+
+type countingConn struct {
+	net.Conn
+	writing atomic.Bool
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	if !c.writing.Swap(true) {
+		roundTrips.Add(1)
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	c.writing.Store(false)
+	return c.Conn.Read(b)
+}
+
+// openStore opens a store on url whose connections count round trips, and
+// applies the migrations.
+func openStore(ctx context.Context, url string, maxConns int32) (*store.Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = maxConns
+	dialer := &net.Dialer{KeepAlive: 5 * time.Minute}
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countingConn{Conn: c}, nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	st := store.New(pool)
+	if _, err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// machineDir writes benchMachine into a new folder under work.
+func machineDir(work string) (string, error) {
+	dir, err := os.MkdirTemp(work, "machines-")
+	if err != nil {
+		return "", err
+	}
+	return dir, os.WriteFile(filepath.Join(dir, "bench.yml"), []byte(benchMachine), 0o644)
+}
+
+// worker drives whole stack lifecycles through applier.Handle, in process.
+// Task messages go to memory instead of SQS, so what is measured is the state
+// manager's own work: parsing, the engine and PostgreSQL.
+type worker struct {
+	app    *applier.Applier
+	name   string
+	stacks int
+	sent   []store.OutboxMessage
+	// stored, when set, names an already stored stack (in RUN) to which each
+	// lifecycle also sends an ACCESS.
+	stored func() string
+	// observe is told every event's kind, time and round trips (the
+	// latter only meaningful with one worker).
+	observe func(kind string, took time.Duration, trips int64)
+}
+
+func newWorker(st *store.Store, catalog *machine.Catalog, name string) *worker {
+	w := &worker{name: name}
+	w.app = &applier.Applier{Store: st, Machines: catalog,
+		Outlets: map[string]applier.Outlet{store.DestinationTask: func(_ context.Context, rows []store.OutboxMessage) error {
+			w.sent = append(w.sent, rows...)
+			return nil
+		}},
+		Logger: discardLogger()}
+	return w
+}
+
+func (w *worker) handle(ctx context.Context, kind, id, body string) error {
+	trips := roundTrips.Load()
+	start := time.Now()
+	err := w.app.Handle(ctx, queue.Message{ID: id, Body: body})
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("%s: %w", kind, err)
+	}
+	if w.observe != nil {
+		w.observe(kind, took, roundTrips.Load()-trips)
+	}
+	return nil
+}
+
+// lifecycle runs one stack from LAUNCH to removal: 6 events, plus a
+// duplicate delivery and an ACCESS to a stored stack when asked.
+func (w *worker) lifecycle(ctx context.Context, duplicate bool) error {
+	w.stacks++
+	id := fmt.Sprintf("%s-%d", w.name, w.stacks)
+	n := 0
+	step := func(kind, body string) error {
+		n++
+		return w.handle(ctx, kind, fmt.Sprintf("%s-%d", id, n), body)
+	}
+	results := func(last string) error {
+		sent := w.sent
+		w.sent = nil
+		for i, m := range sent {
+			var task message.Task
+			if err := json.Unmarshal([]byte(m.Body), &task); err != nil {
+				return err
+			}
+			kind := kindResult
+			if i == len(sent)-1 {
+				kind = last
+			}
+			if err := step(kind, fmt.Sprintf(`{"stackId":%q,"event":"TASK_COMPLETED","taskRunId":%q}`, id, task.TaskRunID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := step(kindLaunch, fmt.Sprintf(`{"stackId":%q,"event":"LAUNCH","machine":"bench","metadata":{"branch":"b%d"}}`, id, w.stacks)); err != nil {
+		return err
+	}
+	if err := results(kindResultNext); err != nil {
+		return err
+	}
+	access := fmt.Sprintf(`{"stackId":%q,"event":"ACCESS","metadata":{"user":"u"}}`, id)
+	if err := step(kindNoop, access); err != nil {
+		return err
+	}
+	if duplicate {
+		// The same SQS message once more, as a redelivery would bring it.
+		if err := w.handle(ctx, kindDuplicate, fmt.Sprintf("%s-%d", id, n), access); err != nil {
+			return err
+		}
+	}
+	if w.stored != nil {
+		other := w.stored()
+		if err := step(kindNoop, fmt.Sprintf(`{"stackId":%q,"event":"ACCESS","metadata":{"user":"u%d"}}`, other, w.stacks)); err != nil {
+			return err
+		}
+	}
+	if err := step(kindDestroy, fmt.Sprintf(`{"stackId":%q,"event":"DESTROY"}`, id)); err != nil {
+		return err
+	}
+	return results(kindRemove)
+}
+
+// throughput is what runFor measured.
+type throughput struct {
+	events   int
+	elapsed  time.Duration
+	p50, p99 time.Duration
+	mean     time.Duration
+}
+
+func (r throughput) perSecond() float64 { return float64(r.events) / r.elapsed.Seconds() }
+
+// runFor runs lifecycles on workers concurrent workers for about d and
+// reports events per second and the time of one event.
+func runFor(ctx context.Context, st *store.Store, catalog *machine.Catalog, name string, workers int, d time.Duration,
+	stored func() string) (throughput, error) {
+	ws := make([]*worker, workers)
+	times := make([][]time.Duration, workers)
+	for i := range ws {
+		ws[i] = newWorker(st, catalog, fmt.Sprintf("%s-w%d", name, i))
+		ws[i].stored = stored
+		ws[i].observe = func(_ string, took time.Duration, _ int64) { times[i] = append(times[i], took) }
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for i, w := range ws {
+		wg.Go(func() {
+			for time.Now().Before(deadline) && errs[i] == nil {
+				errs[i] = w.lifecycle(ctx, false)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for i, err := range errs {
+		if err != nil {
+			return throughput{}, err
+		}
+		all = append(all, times[i]...)
+	}
+	return summarize(all, elapsed), nil
+}
+
+func summarize(all []time.Duration, elapsed time.Duration) throughput {
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	var sum time.Duration
+	for _, d := range all {
+		sum += d
+	}
+	r := throughput{events: len(all), elapsed: elapsed}
+	if len(all) > 0 {
+		r.p50, r.p99, r.mean = all[len(all)/2], all[len(all)*99/100], sum/time.Duration(len(all))
+	}
+	return r
+}
