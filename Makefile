@@ -112,8 +112,10 @@ lint: ## Check formatting (gofmt) and run go vet
 	if [ -n "$$unformatted" ]; then echo "gofmt -l: these files need gofmt -w:" >&2; echo "$$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 
-bench: deps ## Run the benchmarks
-	$(GO) test -run '^$$' -bench . ./...
+# One table: every figure next to its reference and target, measured in the
+# same run (throwaway PostgreSQL and emulator, like the tests); see test/bench.
+bench: deps ## Run the benchmark suite and print its table (~5 min)
+	$(GO) run ./test/bench
 
 # Each fuzz target as package:Function; go test fuzzes one target at a time.
 FUZZ_TARGETS := ./functions/machine:FuzzParse ./functions/message:FuzzParseEvent \

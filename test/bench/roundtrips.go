@@ -74,7 +74,7 @@ func (b *bench) roundTrips(ctx context.Context) error {
 		}
 		met = met && worst <= minimumTrips[kind]
 		mean := float64(sum) / float64(len(ns))
-		parts = append(parts, fmt.Sprintf("%s: %s", kind, trimFloat(mean)))
+		parts = append(parts, fmt.Sprintf("%s %s", kind, trimFloat(mean)))
 	}
 	var minParts []string
 	for _, kind := range tripKinds {
@@ -82,9 +82,9 @@ func (b *bench) roundTrips(ctx context.Context) error {
 	}
 	b.add(row{
 		measure: "database round trips per event",
-		result: fmt.Sprintf("%s over a lifecycle of 6 events (%s)", trimFloat(float64(total)/float64(events)),
-			strings.Join(parts, "; ")),
-		reference: fmt.Sprintf("design minimum, same order: %s — read under the lock, write + commit, then +1 to clear published messages",
+		result: fmt.Sprintf("mean %s over a 6-event lifecycle: %s", trimFloat(float64(total)/float64(events)),
+			strings.Join(parts, ", ")),
+		reference: fmt.Sprintf("design minimum, same order: %s (read under the lock; write + commit; +1 to clear sent messages)",
 			strings.Join(minParts, ", ")),
 		target: "the design's minimum",
 		met:    verdict(met),

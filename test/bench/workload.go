@@ -47,13 +47,13 @@ tasks:
 
 // The kinds of event the workload sends, for the round-trip breakdown.
 const (
-	kindLaunch     = "LAUNCH (dispatches 2 tasks)"
-	kindResult     = "result, tasks still pending"
-	kindResultNext = "result → NEXT (no tasks)"
+	kindLaunch     = "LAUNCH (2 tasks sent)"
+	kindResult     = "result"
+	kindResultNext = "result → NEXT"
 	kindNoop       = "ACCESS (no-op)"
-	kindDestroy    = "DESTROY (dispatches 1 task)"
-	kindRemove     = "result → NEXT → removed"
-	kindDuplicate  = "duplicate delivery"
+	kindDestroy    = "DESTROY (1 task sent)"
+	kindRemove     = "result → removed"
+	kindDuplicate  = "duplicate"
 )
 
 // roundTrips counts client→server round trips on every connection of a pool
