@@ -13,6 +13,8 @@
 //   - crash-after-commit=P: after a commit that left task messages in the outbox,
 //     and before they are published, the process kills itself (SIGKILL) with
 //     probability P (0..1).
+//   - crash-before-result=P: after a task ran, and before its result is
+//     published, the satisfier kills itself (SIGKILL) with probability P.
 //   - sqs-send-fail=P: a share P of SendMessageBatch requests fail before they
 //     leave the process, as a network error would.
 //   - poison=MARKER: every message whose body contains MARKER fails, every time
@@ -38,8 +40,9 @@ const Announcement = "fault injected:"
 
 // The names of the faults, as EnvVar takes them.
 const (
-	CrashAfterCommit = "crash-after-commit"
-	SQSSendFail      = "sqs-send-fail"
-	Poison           = "poison"
-	PoisonPanic      = "poison-panic"
+	CrashAfterCommit  = "crash-after-commit"
+	CrashBeforeResult = "crash-before-result"
+	SQSSendFail       = "sqs-send-fail"
+	Poison            = "poison"
+	PoisonPanic       = "poison-panic"
 )

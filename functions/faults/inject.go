@@ -20,8 +20,9 @@ const Enabled = true
 var armed = mustParse(os.Getenv(EnvVar))
 
 type config struct {
-	crashAfterCommit float64
-	sqsSendFail      float64
+	crashAfterCommit  float64
+	crashBeforeResult float64
+	sqsSendFail       float64
 	poison           string
 	poisonPanic      string
 }
@@ -49,14 +50,17 @@ func parse(spec string) (config, error) {
 			return c, fmt.Errorf("%q is not name=value", item)
 		}
 		switch name {
-		case CrashAfterCommit, SQSSendFail:
+		case CrashAfterCommit, CrashBeforeResult, SQSSendFail:
 			p, err := strconv.ParseFloat(value, 64)
 			if err != nil || p < 0 || p > 1 {
 				return c, fmt.Errorf("%s takes a probability from 0 to 1, not %q", name, value)
 			}
-			if name == CrashAfterCommit {
+			switch name {
+			case CrashAfterCommit:
 				c.crashAfterCommit = p
-			} else {
+			case CrashBeforeResult:
+				c.crashBeforeResult = p
+			default:
 				c.sqsSendFail = p
 			}
 		case Poison:
@@ -64,7 +68,8 @@ func parse(spec string) (config, error) {
 		case PoisonPanic:
 			c.poisonPanic = value
 		default:
-			return c, fmt.Errorf("unknown fault %q (known: %s, %s, %s, %s)", name, CrashAfterCommit, SQSSendFail, Poison, PoisonPanic)
+			return c, fmt.Errorf("unknown fault %q (known: %s, %s, %s, %s, %s)", name,
+				CrashAfterCommit, CrashBeforeResult, SQSSendFail, Poison, PoisonPanic)
 		}
 	}
 	return c, nil
@@ -77,10 +82,21 @@ func announce(format string, args ...any) {
 // AfterCommit kills the process, as a crash or an OOM kill would, with the
 // armed probability when outbox rows wait to be published.
 func AfterCommit(pending int) {
-	if pending == 0 || armed.crashAfterCommit == 0 || rand.Float64() >= armed.crashAfterCommit {
-		return
+	if pending > 0 && armed.crashAfterCommit > 0 && rand.Float64() < armed.crashAfterCommit {
+		crash("%s (%d outbox rows unpublished)", CrashAfterCommit, pending)
 	}
-	announce("%s (%d outbox rows unpublished)", CrashAfterCommit, pending)
+}
+
+// BeforeResult kills the process with the armed probability: the task ran,
+// its result is lost.
+func BeforeResult() {
+	if armed.crashBeforeResult > 0 && rand.Float64() < armed.crashBeforeResult {
+		crash("%s", CrashBeforeResult)
+	}
+}
+
+func crash(format string, args ...any) {
+	announce(format, args...)
 	// SIGKILL rather than os.Exit: no deferred function, no flush, nothing
 	// the real crash would not skip either.
 	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)

@@ -11,6 +11,10 @@ const Enabled = false
 // nothing in a normal build.
 func AfterCommit(pending int) {}
 
+// BeforeResult is the point between running a task and publishing its
+// result. It does nothing in a normal build.
+func BeforeResult() {}
+
 // SendBatch is the point before an SQS SendMessageBatch request. It returns
 // nil in a normal build.
 func SendBatch() error { return nil }
