@@ -71,6 +71,7 @@ import (
 	"github.com/stackseam/stackseam/functions/executor/lambdainvoke"
 	"github.com/stackseam/stackseam/functions/executor/redact"
 	"github.com/stackseam/stackseam/functions/executor/terraform"
+	"github.com/stackseam/stackseam/functions/faults"
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
@@ -187,6 +188,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	d := &executor.Dispatcher{
 		Executors: executors,
 		Publish: func(ctx context.Context, m queue.Outgoing) error {
+			faults.BeforeResult() // a crash that loses the result, in fault-injection tests
 			return queue.Send(ctx, sqsClient, cfg.eventQueueURL, []queue.Outgoing{m})
 		},
 		Redact:  redactor,
