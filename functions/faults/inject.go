@@ -23,8 +23,8 @@ type config struct {
 	crashAfterCommit  float64
 	crashBeforeResult float64
 	sqsSendFail       float64
-	poison           string
-	poisonPanic      string
+	poison            string
+	poisonPanic       string
 }
 
 func mustParse(spec string) config {
