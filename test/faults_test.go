@@ -410,7 +410,7 @@ func TestPoisonMessageHoldsUpOnlyItsStack(t *testing.T) {
 	require.Zero(t, fs.restarts)
 
 	// Let the redrive policy give up on them.
-	fs.setQueueAttributes(fs.eventURL, map[string]string{"RedrivePolicy": fs.redrivePolicy(2)})
+	fs.setQueueAttributes(fs.eventURL, map[string]string{"RedrivePolicy": fs.redrivePolicy(fs.eventDLQ, 2)})
 	for _, id := range held {
 		fs.waitState(id, "RUN")
 		require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN"}, fs.transitions(id))
@@ -425,11 +425,11 @@ func TestPoisonMessageHoldsUpOnlyItsStack(t *testing.T) {
 	require.Equal(t, 0, fs.count("SELECT count(*) FROM rejections"))
 }
 
-// redrivePolicy is the event queue's redrive policy to its dead-letter queue
-// with maxReceiveCount.
-func (s *system) redrivePolicy(maxReceiveCount int) string {
+// redrivePolicy is a redrive policy to the dead-letter queue dlqURL with
+// maxReceiveCount.
+func (s *system) redrivePolicy(dlqURL string, maxReceiveCount int) string {
 	s.t.Helper()
-	out, err := s.sqs.GetQueueAttributes(s.ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(s.eventDLQ),
+	out, err := s.sqs.GetQueueAttributes(s.ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlqURL),
 		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
 	require.NoError(s.t, err)
 	raw, err := json.Marshal(map[string]string{"deadLetterTargetArn": out.Attributes[string(types.QueueAttributeNameQueueArn)],
