@@ -24,7 +24,11 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::SQS::Queue":                 4,
 		"AWS::Lambda::EventSourceMapping": 2,
 		"Custom::CDKBucketDeployment":     1, // MachinesDir
-		"AWS::CloudWatch::Alarm":          4,
+		"AWS::CloudWatch::Alarm":          8,
+		"AWS::CloudWatch::Dashboard":      1,
+		"AWS::SNS::Topic":                 2, // the application's alarm and notification topics
+		"AWS::KMS::Key":                   1, // the application's notification topic key
+		"AWS::Events::Rule":               4, // the sweep and three schedules
 	} {
 		require.Len(t, tpl.ofType(typ), n, typ)
 	}
@@ -71,12 +75,17 @@ func TestEmbeddedWiring(t *testing.T) {
 		require.Equal(t, true, r.Properties["Prune"])
 	}
 
-	// Alarm actions go to the topic given.
+	// Alarm actions go to the topic given, for every alarm.
 	for _, a := range tpl.ofType("AWS::CloudWatch::Alarm") {
 		topic := ref(tpl.id(t, "Embedded/Alarms/Resource"))
 		require.Equal(t, []any{topic}, a.Properties["AlarmActions"])
 		require.Equal(t, []any{topic}, a.Properties["OKActions"])
 	}
+	require.Equal(t, 600.0, tpl.res(t, emb+"EventQueueAgeAlarm/Resource").Properties["Threshold"])
+	require.Equal(t, 3600.0, tpl.res(t, emb+"TaskQueueAgeAlarm/Resource").Properties["Threshold"])
+
+	// Notifications go to the application's topic.
+	require.Equal(t, ref(tpl.id(t, "Embedded/Notifications/Resource")), smEnv["NOTIFICATION_TOPIC_ARN"])
 }
 
 func TestEmbeddedPolicies(t *testing.T) {
@@ -90,6 +99,10 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("WriteLogs", logActions, getAtt(tpl.id(t, emb+"StateManagerLogs/Resource"), "Arn")),
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, emb+"TaskQueue/Resource"), "Arn")),
+		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
+		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, "Embedded/Notifications/Resource"))),
+		// The topic is encrypted with the application's key.
+		allow("", []string{"kms:GenerateDataKey", "kms:Decrypt"}, getAtt(tpl.id(t, "Embedded/NotificationsKey/Resource"), "Arn")),
 		list,
 		allow("ReadMachines", "s3:GetObject", objects("/machines/*")),
 		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}, embeddedSecretArn),

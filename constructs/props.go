@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 )
 
 // StackseamProps configures NewStackseam. Its zero value deploys a complete, secure system: a new
@@ -117,9 +118,38 @@ type StackseamProps struct {
 	// LogRetention is how long the functions' and the flow logs' log groups keep events.
 	// Defaults to awslogs.RetentionDays_THREE_MONTHS.
 	LogRetention awslogs.RetentionDays
-	// AlarmActions are run when an alarm (messages in a dead-letter queue, function errors) fires
-	// or recovers, for example an SNS topic action. Defaults to none.
+	// AlarmActions are run when an alarm (messages in a dead-letter queue, function errors,
+	// failed tasks, rejected events, old messages in a queue) fires or recovers, for example an
+	// SNS topic action. Defaults to none.
 	AlarmActions []awscloudwatch.IAlarmAction
+	// EventQueueAgeAlarmThreshold is the age of the oldest event in the event queue that raises
+	// an alarm: events are normally handled within seconds, so old ones mean the state manager
+	// is failing or a stack's message group is stuck. Whole seconds, at least 1 minute. Defaults
+	// to 15 minutes.
+	EventQueueAgeAlarmThreshold time.Duration
+	// TaskQueueAgeAlarmThreshold is the age of the oldest task message in the task queue that
+	// raises an alarm. Whole seconds, at least 1 minute. Defaults to 1 hour (a task may be
+	// delayed for up to 15 minutes and run for up to SatisfierTimeout before it is deleted).
+	TaskQueueAgeAlarmThreshold time.Duration
+
+	// ExistingNotificationTopic receives the state manager's notifications (transitions, task
+	// failures, stack removals; see NOTIFICATION_TOPIC_ARN). It must be a standard (not FIFO)
+	// topic. Defaults to a new topic (encrypted with the AWS managed key alias/aws/sns, SSL
+	// only).
+	ExistingNotificationTopic awssns.ITopic
+	// NotificationTopicProps replaces the settings of the notification topic the construct
+	// creates; an unset MasterKey and EnforceSSL keep their defaults. It cannot be combined with
+	// ExistingNotificationTopic, and Fifo is refused (notifications carry no message group).
+	// Defaults to encryption with alias/aws/sns and EnforceSSL.
+	NotificationTopicProps *awssns.TopicProps
+
+	// SweepInterval is how often an EventBridge rule invokes the state manager to run its sweep,
+	// which sends time-to-live events to idle stacks and re-sends outbox messages a crashed
+	// invocation left behind. Whole minutes, 1 minute to 1 day. Defaults to 1 minute.
+	SweepInterval time.Duration
+	// Schedules send fixed events to stacks on a clock (cron or rate expressions, UTC), through
+	// EventBridge to the event queue. Defaults to none.
+	Schedules []Schedule
 
 	// ModuleDir is the directory of the github.com/stackseam/stackseam module the functions are
 	// built from. Defaults to what `go list -m` reports from the current directory (this
@@ -154,6 +184,10 @@ const (
 	defaultSatisfierEphemeral       = 4096
 	defaultLogLevel                 = "INFO"
 	defaultLogRetention             = awslogs.RetentionDays_THREE_MONTHS
+	defaultEventQueueAgeAlarm       = 15 * time.Minute
+	defaultTaskQueueAgeAlarm        = time.Hour
+	defaultSweepInterval            = time.Minute
+	maxSweepInterval                = 24 * time.Hour
 	visibilityTimeoutPerFuncTimeout = 6 // AWS's advice for queues that trigger Lambda
 	maxLambdaTimeout                = 15 * time.Minute
 )
@@ -255,6 +289,30 @@ func (p *StackseamProps) Validate() error {
 	}
 	timeout("StateManagerTimeout", p.StateManagerTimeout)
 	timeout("SatisfierTimeout", p.SatisfierTimeout)
+
+	ageThreshold := func(name string, d time.Duration) {
+		if d != 0 && (d < time.Minute || d%time.Second != 0) {
+			add("%s %s must be whole seconds, at least 1m", name, d)
+		}
+	}
+	ageThreshold("EventQueueAgeAlarmThreshold", p.EventQueueAgeAlarmThreshold)
+	ageThreshold("TaskQueueAgeAlarmThreshold", p.TaskQueueAgeAlarmThreshold)
+	if d := p.SweepInterval; d != 0 && (d < time.Minute || d > maxSweepInterval || d%time.Minute != 0) {
+		add("SweepInterval %s must be whole minutes between 1m and 24h (an EventBridge rate)", d)
+	}
+
+	if p.ExistingNotificationTopic != nil {
+		if p.NotificationTopicProps != nil {
+			add("ExistingNotificationTopic and NotificationTopicProps are mutually exclusive: give an existing topic or settings for a new one")
+		}
+		if fifo := p.ExistingNotificationTopic.Fifo(); fifo != nil && *fifo {
+			add("ExistingNotificationTopic is a FIFO topic; notifications are published without a message group, so it must be a standard topic")
+		}
+	}
+	if tp := p.NotificationTopicProps; tp != nil && tp.Fifo != nil && *tp.Fifo {
+		add("NotificationTopicProps.Fifo is not supported; notifications are published without a message group")
+	}
+	problems = append(problems, validateSchedules(p.Schedules)...)
 
 	if p.TerraformBinary != "" {
 		if st, err := os.Stat(p.TerraformBinary); err != nil || !st.Mode().IsRegular() {

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/stretchr/testify/require"
 
@@ -25,7 +26,14 @@ type (
 	someSecret struct{ awssecretsmanager.ISecret }
 	someBucket struct{ awss3.IBucket }
 	someType   struct{ awsec2.InstanceType }
+	// someTopic answers Fifo, which Validate asks an existing topic.
+	someTopic struct {
+		awssns.ITopic
+		fifo bool
+	}
 )
+
+func (t someTopic) Fifo() *bool { return &t.fifo }
 
 func TestZeroPropsAreValid(t *testing.T) {
 	t.Parallel()
@@ -60,6 +68,12 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 		SatisfierMaxConcurrency:       5000,
 		StateManagerTimeout:           1500 * time.Millisecond,
 		SatisfierTimeout:              16 * time.Minute,
+		EventQueueAgeAlarmThreshold:   30 * time.Second,
+		TaskQueueAgeAlarmThreshold:    90500 * time.Millisecond,
+		SweepInterval:                 90 * time.Second,
+		ExistingNotificationTopic:     someTopic{fifo: true},
+		NotificationTopicProps:        &awssns.TopicProps{Fifo: jsii.Bool(true)},
+		Schedules:                     []stackseam.Schedule{{Expression: "rate(1 minutes)", StackID: "s", Event: "NEXT"}},
 		TerraformBinary:               filepath.Join(t.TempDir(), "missing"),
 		AllowedFunctions:              []string{"ok-name", "prod-*", "arn:aws:lambda:eu-west-1:123:function:x", "fn:alias"},
 		LogLevel:                      "verbose",
@@ -89,6 +103,14 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 		"SatisfierMaxConcurrency 5000 is out of range (2–1000)",
 		"StateManagerTimeout 1.5s must be whole seconds between 1s and 15m",
 		"SatisfierTimeout 16m0s must be whole seconds between 1s and 15m",
+		"EventQueueAgeAlarmThreshold 30s must be whole seconds, at least 1m",
+		"TaskQueueAgeAlarmThreshold 1m30.5s must be whole seconds, at least 1m",
+		"SweepInterval 1m30s must be whole minutes between 1m and 24h (an EventBridge rate)",
+		"ExistingNotificationTopic and NotificationTopicProps are mutually exclusive",
+		"ExistingNotificationTopic is a FIFO topic",
+		"NotificationTopicProps.Fifo is not supported",
+		`Schedules[0] (s-NEXT): Expression "rate(1 minutes)": EventBridge wants the singular for 1: rate(1 minute)`,
+		"Schedules[0] (s-NEXT): NEXT is fired by the state manager",
 		"TerraformBinary",
 		`AllowedFunctions entry "prod-*" is not a function name`,
 		`AllowedFunctions entry "arn:aws:lambda:eu-west-1:123:function:x" is not a function name`,
@@ -99,7 +121,22 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 	for i, w := range want {
 		require.Contains(t, pe.Problems[i], w)
 	}
-	require.True(t, strings.HasPrefix(err.Error(), "invalid StackseamProps (25 problems):\n  - ExistingVpc"), err.Error())
+	require.True(t, strings.HasPrefix(err.Error(), "invalid StackseamProps (33 problems):\n  - ExistingVpc"), err.Error())
+}
+
+func TestValidateOperationsProps(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, (&stackseam.StackseamProps{
+		ExistingNotificationTopic:   someTopic{},
+		SweepInterval:               24 * time.Hour,
+		EventQueueAgeAlarmThreshold: time.Minute,
+		TaskQueueAgeAlarmThreshold:  6 * time.Hour,
+	}).Validate())
+	require.NoError(t, (&stackseam.StackseamProps{NotificationTopicProps: &awssns.TopicProps{DisplayName: jsii.String("seam")}, SweepInterval: time.Minute}).Validate())
+	err := (&stackseam.StackseamProps{SweepInterval: 25 * time.Hour}).Validate()
+	var pe *stackseam.PropsError
+	require.True(t, errors.As(err, &pe))
+	require.Equal(t, []string{"SweepInterval 25h0m0s must be whole minutes between 1m and 24h (an EventBridge rate)"}, pe.Problems)
 }
 
 func TestValidateDatabaseSecurityGroupPairing(t *testing.T) {

@@ -10,7 +10,9 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsrds"
@@ -18,6 +20,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3assets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3deployment"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
@@ -67,12 +70,24 @@ type Stackseam struct {
 	SatisfierSecurityGroup awsec2.SecurityGroup
 	// SatisfierLogGroup receives the satisfier's logs.
 	SatisfierLogGroup awslogs.LogGroup
-	// Alarms fire on messages in either dead-letter queue and on errors of either function.
+	// NotificationTopic receives the state manager's notifications: transitions, task failures
+	// and stack removals, with the message attributes stackId, machine, state and kind.
+	NotificationTopic awssns.ITopic
+	// SweepRule invokes the state manager every SweepInterval to run its sweep.
+	SweepRule awsevents.Rule
+	// ScheduleRules send the Schedules' events to the event queue, in the order of Schedules.
+	ScheduleRules []awsevents.Rule
+	// Alarms fire on messages in either dead-letter queue, errors of either function, failed
+	// tasks, rejected events, and old messages in either queue.
 	Alarms []awscloudwatch.Alarm
+	// Dashboard graphs events by outcome, transitions, task results and durations by executor,
+	// outbox lag, dead-letter queue depth and the age of the oldest messages.
+	Dashboard awscloudwatch.Dashboard
 	// MachinesDeployment uploads MachinesDir to machines/; nil without MachinesDir.
 	MachinesDeployment awss3deployment.BucketDeployment
 
-	invoke *awsiam.PolicyStatement // the satisfier's lambda:InvokeFunction statement, made on first use
+	invoke          *awsiam.PolicyStatement // the satisfier's lambda:InvokeFunction statement, made on first use
+	notificationKey awskms.IKey             // a customer managed key of the notification topic, given in props
 }
 
 // resolved is StackseamProps with every default filled in.
@@ -105,6 +120,15 @@ func withDefaults(p StackseamProps) resolved {
 		p.LogLevel = defaultLogLevel
 	}
 	p.LogLevel = strings.ToUpper(p.LogLevel)
+	if p.EventQueueAgeAlarmThreshold == 0 {
+		p.EventQueueAgeAlarmThreshold = defaultEventQueueAgeAlarm
+	}
+	if p.TaskQueueAgeAlarmThreshold == 0 {
+		p.TaskQueueAgeAlarmThreshold = defaultTaskQueueAgeAlarm
+	}
+	if p.SweepInterval == 0 {
+		p.SweepInterval = defaultSweepInterval
+	}
 	if p.LogRetention == "" {
 		p.LogRetention = defaultLogRetention
 	}
@@ -152,6 +176,7 @@ func NewStackseam(scope constructs.Construct, id string, props *StackseamProps) 
 	s.SatisfierSecurityGroup = s.functionSecurityGroup("SatisfierSecurityGroup", "stackseam satisfier")
 	s.bucket(p)
 	s.queues(p)
+	s.notificationTopic(p)
 	s.database(p)
 	s.StateManagerLogGroup = s.logGroup("StateManagerLogs", p)
 	s.SatisfierLogGroup = s.logGroup("SatisfierLogs", p)
@@ -161,7 +186,10 @@ func NewStackseam(scope constructs.Construct, id string, props *StackseamProps) 
 	s.satisfierPolicy()
 	s.functions(p)
 	s.machines(p)
+	s.sweep(p)
+	s.schedules(p)
 	s.alarms(p)
+	s.dashboard(p)
 	if len(p.AllowedFunctions) > 0 {
 		s.AllowLambdaTasks(p.AllowedFunctions...)
 	}
@@ -276,6 +304,28 @@ func (s *Stackseam) queues(p resolved) {
 		VisibilityTimeout: seconds(visibilityTimeoutPerFuncTimeout * p.SatisfierTimeout),
 		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: s.TaskDeadLetterQueue, MaxReceiveCount: jsii.Number(float64(p.TaskQueueMaxReceiveCount))},
 	}))
+}
+
+func (s *Stackseam) notificationTopic(p resolved) {
+	if p.ExistingNotificationTopic != nil {
+		s.NotificationTopic = p.ExistingNotificationTopic
+		s.notificationKey = p.ExistingNotificationTopic.MasterKey()
+		return
+	}
+	var props awssns.TopicProps
+	if p.NotificationTopicProps != nil {
+		props = *p.NotificationTopicProps
+		s.notificationKey = props.MasterKey
+	}
+	if props.MasterKey == nil {
+		// The AWS managed key: encrypted at rest with no key to manage or pay for, and its key
+		// policy already lets this account's principals publish through SNS.
+		props.MasterKey = awskms.Alias_FromAliasName(s.Construct, jsii.String("NotificationTopicKey"), jsii.String("alias/aws/sns"))
+	}
+	if props.EnforceSSL == nil {
+		props.EnforceSSL = jsii.Bool(true)
+	}
+	s.NotificationTopic = awssns.NewTopic(s.Construct, jsii.String("NotificationTopic"), &props)
 }
 
 func (s *Stackseam) database(p resolved) {
@@ -394,6 +444,14 @@ func (s *Stackseam) stateManagerPolicy() {
 	r := s.StateManagerRole
 	s.commonStatements(r, s.EventQueue, s.StateManagerLogGroup)
 	r.AddToPrincipalPolicy(statement("SendTasks", []string{"sqs:SendMessage"}, s.TaskQueue.QueueArn()))
+	// The sweep sends time-to-live events to the event queue through the outbox.
+	r.AddToPrincipalPolicy(statement("SendEvents", []string{"sqs:SendMessage"}, s.EventQueue.QueueArn()))
+	// PublishBatch is authorized by sns:Publish.
+	r.AddToPrincipalPolicy(statement("PublishNotifications", []string{"sns:Publish"}, s.NotificationTopic.TopicArn()))
+	if s.notificationKey != nil {
+		// Publishing to a topic encrypted with a customer managed key needs the key too.
+		s.notificationKey.Grant(r, jsii.String("kms:GenerateDataKey"), jsii.String("kms:Decrypt"))
+	}
 	list := statement("ListMachines", []string{"s3:ListBucket"}, s.Bucket.BucketArn())
 	list.AddCondition(jsii.String("StringLike"), map[string]any{"s3:prefix": MachinesPrefix + "*"})
 	r.AddToPrincipalPolicy(list)
@@ -477,6 +535,7 @@ func (s *Stackseam) functions(p resolved) {
 	smEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()
 	smEnv["MACHINES_BUCKET"] = s.Bucket.BucketName()
 	smEnv["DATABASE_SECRET_ID"] = s.DatabaseSecret.SecretArn()
+	smEnv["NOTIFICATION_TOPIC_ARN"] = s.NotificationTopic.TopicArn()
 	s.StateManager = common("StateManager", "stackseam state manager: applies events to stacks",
 		s.StateManagerRole, s.StateManagerSecurityGroup, s.StateManagerLogGroup,
 		s.functionCode(p, "./functions/statemanager", nil), p.StateManagerTimeout, p.StateManagerMemorySize, smEnv)
@@ -567,35 +626,6 @@ func (s *Stackseam) machines(p resolved) {
 			{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("CDK's BucketDeployment handler copies the machines/ asset from the CDK asset bucket and prunes machines/ in the bucket; CDK generates these object-level grants.")},
 			{Id: jsii.String("AwsSolutions-L1"), Reason: jsii.String("CDK's BucketDeployment handler runtime is chosen and updated by aws-cdk-lib, not by this construct.")},
 		}, jsii.Bool(true))
-}
-
-func (s *Stackseam) alarms(p resolved) {
-	fiveMinutes := awscdk.Duration_Minutes(jsii.Number(5))
-	alarm := func(id, description string, metric awscloudwatch.IMetric) {
-		a := awscloudwatch.NewAlarm(s.Construct, jsii.String(id), &awscloudwatch.AlarmProps{
-			AlarmDescription:   jsii.String(description),
-			Metric:             metric,
-			Threshold:          jsii.Number(1),
-			EvaluationPeriods:  jsii.Number(1),
-			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
-		})
-		for _, action := range p.AlarmActions {
-			a.AddAlarmAction(action)
-			a.AddOkAction(action)
-		}
-		s.Alarms = append(s.Alarms, a)
-	}
-	dlq := func(q awssqs.Queue) awscloudwatch.IMetric {
-		return q.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: fiveMinutes, Statistic: jsii.String("Maximum")})
-	}
-	errs := func(fn awslambda.Function) awscloudwatch.IMetric {
-		return fn.MetricErrors(&awscloudwatch.MetricOptions{Period: fiveMinutes, Statistic: jsii.String("Sum")})
-	}
-	alarm("EventDeadLetterQueueAlarm", "stackseam: events in the event dead-letter queue (the state manager gave up on them)", dlq(s.EventDeadLetterQueue))
-	alarm("TaskDeadLetterQueueAlarm", "stackseam: task messages in the task dead-letter queue (the satisfier crashed or timed out on them)", dlq(s.TaskDeadLetterQueue))
-	alarm("StateManagerErrorsAlarm", "stackseam: state manager invocations failed", errs(s.StateManager))
-	alarm("SatisfierErrorsAlarm", "stackseam: satisfier invocations failed", errs(s.Satisfier))
 }
 
 // GrantPublishEvents lets grantee send events to the event queue (sqs:SendMessage, plus

@@ -30,8 +30,13 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::Lambda::Function":           2, // no custom resources without MachinesDir
 		"AWS::Lambda::EventSourceMapping": 2,
 		"AWS::IAM::Role":                  3, // two functions and the flow log
-		"AWS::CloudWatch::Alarm":          4,
+		"AWS::CloudWatch::Alarm":          8,
+		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::Logs::LogGroup":             3,
+		"AWS::SNS::Topic":                 1, // notifications
+		"AWS::Events::Rule":               1, // the sweep; no schedules
+		"AWS::Lambda::Permission":         1, // the sweep's rule invokes the state manager
+		"AWS::Lambda::EventInvokeConfig":  1,
 		"Custom::CDKBucketDeployment":     0,
 	} {
 		require.Len(t, tpl.ofType(typ), n, typ)
@@ -47,13 +52,14 @@ func TestDefaultFunctions(t *testing.T) {
 		env                  map[string]any
 	}{
 		{"StateManager", "StateManagerSecurityGroup", "StateManagerLogs", "StateManagerRole", 60, 512, map[string]any{
-			"EVENT_QUEUE_URL":    ref(tpl.id(t, def+"EventQueue/Resource")),
-			"TASK_QUEUE_URL":     ref(tpl.id(t, def+"TaskQueue/Resource")),
-			"MACHINES_BUCKET":    ref(tpl.id(t, def+"Bucket/Resource")),
-			"MACHINES_PREFIX":    "machines/",
-			"DATABASE_SECRET_ID": ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
-			"DATABASE_SSLMODE":   "require",
-			"LOG_LEVEL":          "INFO",
+			"EVENT_QUEUE_URL":        ref(tpl.id(t, def+"EventQueue/Resource")),
+			"TASK_QUEUE_URL":         ref(tpl.id(t, def+"TaskQueue/Resource")),
+			"MACHINES_BUCKET":        ref(tpl.id(t, def+"Bucket/Resource")),
+			"MACHINES_PREFIX":        "machines/",
+			"DATABASE_SECRET_ID":     ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
+			"DATABASE_SSLMODE":       "require",
+			"LOG_LEVEL":              "INFO",
+			"NOTIFICATION_TOPIC_ARN": ref(tpl.id(t, def+"NotificationTopic/Resource")),
 		}},
 		{"Satisfier", "SatisfierSecurityGroup", "SatisfierLogs", "SatisfierRole", 900, 2048, map[string]any{
 			"EVENT_QUEUE_URL":  ref(tpl.id(t, def+"EventQueue/Resource")),
@@ -252,18 +258,85 @@ func TestDefaultDatabase(t *testing.T) {
 
 func TestDefaultAlarms(t *testing.T) {
 	tpl := synth(t).templates["Default"]
-	for alarm, dims := range map[string][]any{
-		"EventDeadLetterQueueAlarm": {map[string]any{"Name": "QueueName", "Value": getAtt(tpl.id(t, def+"EventDeadLetterQueue/Resource"), "QueueName")}},
-		"TaskDeadLetterQueueAlarm":  {map[string]any{"Name": "QueueName", "Value": getAtt(tpl.id(t, def+"TaskDeadLetterQueue/Resource"), "QueueName")}},
-		"StateManagerErrorsAlarm":   {map[string]any{"Name": "FunctionName", "Value": ref(tpl.id(t, def+"StateManager/Resource"))}},
-		"SatisfierErrorsAlarm":      {map[string]any{"Name": "FunctionName", "Value": ref(tpl.id(t, def+"Satisfier/Resource"))}},
+	queueName := func(q string) []any {
+		return []any{map[string]any{"Name": "QueueName", "Value": getAtt(tpl.id(t, def+q+"/Resource"), "QueueName")}}
+	}
+	for alarm, want := range map[string]map[string]any{
+		"EventDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+			"Dimensions": queueName("EventDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
+		"TaskDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+			"Dimensions": queueName("TaskDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
+		"StateManagerErrorsAlarm": {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum", "Threshold": 1.0,
+			"Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": ref(tpl.id(t, def+"StateManager/Resource"))}}},
+		"SatisfierErrorsAlarm": {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum", "Threshold": 1.0,
+			"Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": ref(tpl.id(t, def+"Satisfier/Resource"))}}},
+		// Oldest message age, in seconds: 15 minutes and 1 hour by default.
+		"EventQueueAgeAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage",
+			"Dimensions": queueName("EventQueue"), "Statistic": "Maximum", "Threshold": 900.0},
+		"TaskQueueAgeAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage",
+			"Dimensions": queueName("TaskQueue"), "Statistic": "Maximum", "Threshold": 3600.0},
+		// Metrics Insights over the EMF dimension sets the state manager writes; the Event and
+		// Executor values come from the machine files, so the query sums over all of them.
+		"FailedTasksAlarm": {"Threshold": 1.0, "Metrics": []any{map[string]any{
+			"Id": "expr_1", "Label": "failed tasks", "Period": 300.0, "ReturnData": true,
+			"Expression": `SELECT SUM("TaskResults") FROM SCHEMA("stackseam", "Function", "Executor", "Result") WHERE "Function" = 'statemanager' AND "Result" = 'failed'`,
+		}}},
+		"RejectedEventsAlarm": {"Threshold": 1.0, "Metrics": []any{map[string]any{
+			"Id": "expr_1", "Label": "rejected events", "Period": 300.0, "ReturnData": true,
+			"Expression": `SELECT SUM("Events") FROM SCHEMA("stackseam", "Function", "Event", "Outcome") WHERE "Function" = 'statemanager' AND "Outcome" = 'rejected'`,
+		}}},
 	} {
 		p := tpl.res(t, def+alarm+"/Resource").Properties
-		require.Equal(t, dims, p["Dimensions"], alarm)
+		for k, v := range want {
+			require.Equal(t, v, p[k], "%s %s", alarm, k)
+		}
+		if _, insights := want["Metrics"]; !insights {
+			require.Equal(t, 300.0, p["Period"], alarm)
+		}
+		require.Equal(t, 1.0, p["EvaluationPeriods"], alarm)
 		require.Equal(t, "GreaterThanOrEqualToThreshold", p["ComparisonOperator"], alarm)
-		require.Equal(t, 1.0, p["Threshold"], alarm)
 		require.Equal(t, "notBreaching", p["TreatMissingData"], alarm)
+		require.Nil(t, p["AlarmActions"], "no AlarmActions given")
 	}
+}
+
+func TestDefaultNotificationTopic(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	// Encrypted with the AWS managed key, which needs no key policy or grant.
+	require.Equal(t, map[string]any{
+		"KmsMasterKeyId": join("arn:", ref("AWS::Partition"), ":kms:", ref("AWS::Region"), ":", ref("AWS::AccountId"), ":alias/aws/sns"),
+	}, tpl.res(t, def+"NotificationTopic/Resource").Properties)
+	topic := tpl.id(t, def+"NotificationTopic/Resource")
+	p := tpl.res(t, def+"NotificationTopic/Policy/Resource").Properties
+	require.Equal(t, []any{ref(topic)}, p["Topics"])
+	require.Equal(t, []any{map[string]any{
+		"Sid": "AllowPublishThroughSSLOnly", "Action": "sns:Publish", "Effect": "Deny", "Principal": "*",
+		"Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}},
+		"Resource":  ref(topic),
+	}}, p["PolicyDocument"].(map[string]any)["Statement"])
+}
+
+// An EventBridge rule invokes the state manager every minute with {"stackseam":"tick"}, which
+// runs its sweep (queue.ServeWithTick); a failed tick is not retried.
+func TestDefaultSweep(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	sm := tpl.id(t, def+"StateManager/Resource")
+	rule := tpl.id(t, def+"SweepSchedule/Resource")
+	require.Equal(t, map[string]any{
+		"Description":        "stackseam: runs the state manager's sweep (time-to-live events, outbox messages left behind)",
+		"ScheduleExpression": "rate(1 minute)",
+		"State":              "ENABLED",
+		"Targets":            []any{map[string]any{"Id": "Target0", "Arn": getAtt(sm, "Arn"), "Input": `{"stackseam":"tick"}`}},
+	}, tpl.Resources[rule].Properties)
+	for _, perm := range tpl.ofType("AWS::Lambda::Permission") {
+		require.Equal(t, map[string]any{
+			"Action": "lambda:InvokeFunction", "FunctionName": getAtt(sm, "Arn"),
+			"Principal": "events.amazonaws.com", "SourceArn": getAtt(rule, "Arn"),
+		}, perm.Properties)
+	}
+	require.Equal(t, map[string]any{
+		"FunctionName": ref(sm), "Qualifier": "$LATEST", "MaximumRetryAttempts": 0.0, "MaximumEventAgeInSeconds": 60.0,
+	}, tpl.res(t, def+"StateManager/EventInvokeConfig/Resource").Properties)
 }
 
 func TestDefaultStateManagerPolicy(t *testing.T) {
@@ -276,6 +349,8 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 		allow("WriteLogs", logActions, getAtt(tpl.id(t, def+"StateManagerLogs/Resource"), "Arn")),
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn")),
+		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
+		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, def+"NotificationTopic/Resource"))),
 		list,
 		allow("ReadMachines", "s3:GetObject", join(bucket, "/machines/*")),
 		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},

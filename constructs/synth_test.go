@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
@@ -31,7 +32,8 @@ import (
 //   - "Default": NewStackseam with zero props, except a stub Terraform binary, because
 //     cross-compiling OpenTofu takes minutes (`make synth` does the real thing).
 //   - "Embedded": an application stack that passes its own VPC, bucket, database secret and
-//     security group, as the README's embedding example does.
+//     security group, as the README's embedding example does, its own notification topic
+//     (encrypted with its own key), and schedules.
 //
 // The functions themselves are really built (go build for linux/arm64) in both.
 
@@ -47,6 +49,15 @@ const (
 )
 
 var embeddedSubnets = []string{"subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"}
+
+// embeddedSchedules: a named cron schedule, an unnamed rate schedule that may create its stack
+// (with metadata that needs escaping in JSON), and a disabled one.
+var embeddedSchedules = []stackseam.Schedule{
+	{Name: "nightly-destroy", Expression: "cron(0 22 ? * MON-FRI *)", StackID: "preview-42", Event: "DESTROY"},
+	{Expression: "rate(1 day)", StackID: "qa", Event: "LAUNCH", Machine: "qa-env",
+		Metadata: map[string]any{"branch": "main", "size": 3, "warm": true, "note": `say "hi" \ & bye ✓`}},
+	{Name: "paused", Expression: "rate(5 minutes)", StackID: "qa", Event: "RETRY_FAILED_TASKS", Disabled: true},
+}
 
 // synthesized is the shared output: the cloud assembly directory and each stack's template.
 type synthesized struct {
@@ -154,6 +165,9 @@ func embeddedStack(app awscdk.App, stub string) {
 	secret := awssecretsmanager.Secret_FromSecretCompleteArn(stack, jsii.String("AppDatabaseSecret"), jsii.String(embeddedSecretArn))
 	dbGroup := awsec2.SecurityGroup_FromSecurityGroupId(stack, jsii.String("AppDatabaseGroup"), jsii.String(embeddedDBGroup), nil)
 	topic := awssns.NewTopic(stack, jsii.String("Alarms"), &awssns.TopicProps{TopicName: jsii.String(embeddedTopicName), EnforceSSL: jsii.Bool(true)})
+	// The application's own notification topic, encrypted with its own key.
+	notificationsKey := awskms.NewKey(stack, jsii.String("NotificationsKey"), &awskms.KeyProps{EnableKeyRotation: jsii.Bool(true)})
+	notifications := awssns.NewTopic(stack, jsii.String("Notifications"), &awssns.TopicProps{MasterKey: notificationsKey, EnforceSSL: jsii.Bool(true)})
 
 	seam := stackseam.NewStackseam(stack, "Stackseam", &stackseam.StackseamProps{
 		ExistingVpc:                   vpc,
@@ -169,6 +183,10 @@ func embeddedStack(app awscdk.App, stub string) {
 		StateManagerTimeout:           30 * time.Second,
 		SatisfierTimeout:              10 * time.Minute,
 		TerraformBinary:               stub,
+		ExistingNotificationTopic:     notifications,
+		SweepInterval:                 5 * time.Minute,
+		EventQueueAgeAlarmThreshold:   10 * time.Minute,
+		Schedules:                     embeddedSchedules,
 	})
 	ci := awsiam.NewRole(stack, jsii.String("Publisher"), &awsiam.RoleProps{
 		AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount)),
