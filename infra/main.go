@@ -10,13 +10,19 @@
 //	allowedFunctions         functions the Lambda executor may invoke: comma-separated, or a JSON list in cdk.json.
 //	terraformBinary          a linux/arm64 terraform or tofu binary. Defaults to OpenTofu built from source.
 //	machinesDir              a folder uploaded to machines/ in the bucket on deploy.
+//	schedules                events sent on a clock: a JSON list in cdk.json, or the same JSON as a string,
+//	                         of {"name","expression","stackId","event","machine","metadata","disabled"}
+//	                         (see stackseam.Schedule; expression and stackId and event are required).
 //
 // For example: cdk deploy -c vpcId=vpc-0123456789abcdef0 -c machinesDir=machines
+// or -c 'schedules=[{"expression":"cron(0 22 ? * MON-FRI *)","stackId":"preview-42","event":"DESTROY"}]'
 //
 // The cdk-nag AwsSolutions pack runs on every synthesis; a finding fails `cdk synth`.
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -55,6 +61,46 @@ type config struct {
 	AllowedFunctions        []string
 	TerraformBinary         string
 	MachinesDir             string
+	Schedules               []stackseam.Schedule
+}
+
+// scheduleJSON is one entry of the schedules context value.
+type scheduleJSON struct {
+	Name       string         `json:"name"`
+	Expression string         `json:"expression"`
+	StackID    string         `json:"stackId"`
+	Event      string         `json:"event"`
+	Machine    string         `json:"machine"`
+	Metadata   map[string]any `json:"metadata"`
+	Disabled   bool           `json:"disabled"`
+}
+
+// readSchedules decodes the schedules context value: a list (from cdk.json) or its JSON text
+// (from -c). Unknown fields are refused, so a misspelt one is not silently dropped.
+func readSchedules(v any) ([]stackseam.Schedule, error) {
+	var raw []byte
+	switch v := v.(type) {
+	case string:
+		raw = []byte(v)
+	case []any:
+		var err error
+		if raw, err = json.Marshal(v); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("want a JSON list, got %v", v)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var entries []scheduleJSON
+	if err := dec.Decode(&entries); err != nil {
+		return nil, fmt.Errorf("not a list of schedules: %w", err)
+	}
+	out := make([]stackseam.Schedule, len(entries))
+	for i, e := range entries {
+		out[i] = stackseam.Schedule(e)
+	}
+	return out, nil
 }
 
 // readConfig reads the context values get returns (nil when unset). Values given with
@@ -115,6 +161,13 @@ func readConfig(get func(string) any) (config, error) {
 	default:
 		problems = append(problems, fmt.Sprintf("context allowedFunctions: want a comma-separated string or a list, got %v", v))
 	}
+	if v := get("schedules"); v != nil {
+		schedules, err := readSchedules(v)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("context schedules: %v", err))
+		}
+		cfg.Schedules = schedules
+	}
 	if len(problems) > 0 {
 		return cfg, errors.New(strings.Join(problems, "; "))
 	}
@@ -152,6 +205,7 @@ func build(app awscdk.App, cfg config) (err error) {
 		AllowedFunctions:     cfg.AllowedFunctions,
 		TerraformBinary:      cfg.TerraformBinary,
 		MachinesDir:          cfg.MachinesDir,
+		Schedules:            cfg.Schedules,
 	}
 	if cfg.VpcID != "" {
 		props.ExistingVpc = awsec2.Vpc_FromLookup(stack, jsii.String("Vpc"), &awsec2.VpcLookupOptions{VpcId: jsii.String(cfg.VpcID)})
@@ -175,6 +229,8 @@ func build(app awscdk.App, cfg config) (err error) {
 	output("DatabaseSecretArn", "The database connection (RDS format)", seam.DatabaseSecret.SecretArn())
 	output("StateManagerFunction", "The state manager function", seam.StateManager.FunctionName())
 	output("SatisfierFunction", "The satisfier function", seam.Satisfier.FunctionName())
+	output("NotificationTopicArn", "Subscribe here: transitions, task failures and stack removals", seam.NotificationTopic.TopicArn())
+	output("DashboardName", "The CloudWatch dashboard of stackseam's metrics", seam.Dashboard.DashboardName())
 
 	awscdk.Aspects_Of(stack).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 	return nil

@@ -40,27 +40,43 @@ func TestReadConfigFromCommandLineAndCdkJSON(t *testing.T) {
 		"stackName": "Seam", "vpcId": vpcID, "databaseSecretArn": secretArn, "databaseSecurityGroupId": dbGroup,
 		"databasePort": "6432", "allowedFunctions": "notify, audit:live,,", "terraformBinary": "/opt/terraform",
 		"machinesDir": "machines",
+		"schedules":   `[{"name":"nightly","expression":"cron(0 22 ? * MON-FRI *)","stackId":"preview-42","event":"DESTROY"}]`,
 	}
 	cfg, err := readConfig(func(k string) any { return cli[k] })
 	require.NoError(t, err)
 	require.Equal(t, config{StackName: "Seam", VpcID: vpcID, DatabaseSecretArn: secretArn, DatabaseSecurityGroupID: dbGroup,
 		DatabasePort: 6432, AllowedFunctions: []string{"notify", "audit:live"}, TerraformBinary: "/opt/terraform",
-		MachinesDir: "machines"}, cfg)
+		MachinesDir: "machines", Schedules: []stackseam.Schedule{
+			{Name: "nightly", Expression: "cron(0 22 ? * MON-FRI *)", StackID: "preview-42", Event: "DESTROY"}}}, cfg)
 
 	// cdk.json may hold JSON values.
-	file := map[string]any{"databasePort": 6432.0, "allowedFunctions": []any{"notify", "audit:live"}}
+	file := map[string]any{"databasePort": 6432.0, "allowedFunctions": []any{"notify", "audit:live"},
+		"schedules": []any{map[string]any{"expression": "rate(1 day)", "stackId": "qa", "event": "LAUNCH", "machine": "qa-env",
+			"metadata": map[string]any{"size": 3.0}, "disabled": true}}}
 	cfg, err = readConfig(func(k string) any { return file[k] })
 	require.NoError(t, err)
 	require.Equal(t, 6432, cfg.DatabasePort)
 	require.Equal(t, []string{"notify", "audit:live"}, cfg.AllowedFunctions)
+	require.Equal(t, []stackseam.Schedule{{Expression: "rate(1 day)", StackID: "qa", Event: "LAUNCH", Machine: "qa-env",
+		Metadata: map[string]any{"size": 3.0}, Disabled: true}}, cfg.Schedules)
 }
 
 func TestReadConfigReportsEveryBadValue(t *testing.T) {
 	t.Parallel()
-	bad := map[string]any{"vpcId": 12.0, "databasePort": "five", "allowedFunctions": []any{"ok", 3.0}, "machinesDir": true}
+	bad := map[string]any{"vpcId": 12.0, "databasePort": "five", "allowedFunctions": []any{"ok", 3.0}, "machinesDir": true,
+		"schedules": []any{map[string]any{"expresion": "rate(1 day)"}}}
 	_, err := readConfig(func(k string) any { return bad[k] })
 	require.EqualError(t, err, "context vpcId: want a string, got 12; context machinesDir: want a string, got true; "+
-		`context databasePort: "five" is not a number; context allowedFunctions: 3 is not a string`)
+		`context databasePort: "five" is not a number; context allowedFunctions: 3 is not a string; `+
+		`context schedules: not a list of schedules: json: unknown field "expresion"`)
+
+	for v, want := range map[any]string{
+		`{"stackId":"s"}`: "context schedules: not a list of schedules: json: cannot unmarshal object into Go value of type []main.scheduleJSON",
+		3.0:               "context schedules: want a JSON list, got 3",
+	} {
+		_, err := readConfig(func(k string) any { return map[string]any{"schedules": v}[k] })
+		require.EqualError(t, err, want)
+	}
 }
 
 // Invalid combinations come back as the construct's *PropsError, not a panic.
@@ -142,7 +158,8 @@ func synthApp() (string, error) {
 	}
 	if err := build(app, config{StackName: "Configured", VpcID: vpcID, DatabaseSecretArn: secretArn,
 		DatabaseSecurityGroupID: dbGroup, DatabasePort: 6432, AllowedFunctions: []string{"notify", "audit:live"},
-		TerraformBinary: stub, MachinesDir: filepath.Join("..", "machines")}); err != nil {
+		TerraformBinary: stub, MachinesDir: filepath.Join("..", "machines"),
+		Schedules: []stackseam.Schedule{{Expression: "cron(0 22 ? * MON-FRI *)", StackID: "preview-42", Event: "DESTROY"}}}); err != nil {
 		return "", err
 	}
 	app.Synth(nil)
@@ -222,7 +239,8 @@ func TestDefaultsStack(t *testing.T) {
 		outputs = append(outputs, k)
 	}
 	require.ElementsMatch(t, []string{"EventQueueUrl", "EventDeadLetterQueueUrl", "TaskQueueUrl", "TaskDeadLetterQueueUrl",
-		"BucketName", "DatabaseSecretArn", "StateManagerFunction", "SatisfierFunction"}, outputs)
+		"BucketName", "DatabaseSecretArn", "StateManagerFunction", "SatisfierFunction", "NotificationTopicArn", "DashboardName"}, outputs)
+	require.Equal(t, 1, count(tpl, "AWS::Events::Rule"), "the sweep only")
 }
 
 func TestConfiguredStackUsesTheGivenResources(t *testing.T) {
@@ -231,6 +249,7 @@ func TestConfiguredStackUsesTheGivenResources(t *testing.T) {
 	require.Equal(t, 0, count(tpl, "AWS::RDS::DBInstance"))
 	require.Equal(t, 0, count(tpl, "AWS::SecretsManager::Secret"))
 	require.Equal(t, 1, count(tpl, "Custom::CDKBucketDeployment"))
+	require.Equal(t, 2, count(tpl, "AWS::Events::Rule"), "the sweep and the schedule")
 	var invoke any
 	for _, r := range tpl.Resources {
 		switch r.Type {
