@@ -5,7 +5,7 @@
 // PostgreSQL cluster, the SQS/S3 emulator, a fake Lambda endpoint — like the
 // tests do (`make deps` first). `make bench` runs it.
 //
-//	go run ./test/bench [-rounds 3] [-seconds 8] [-stacks 200] [-stored 100000]
+//	go run ./test/bench [-rounds 3] [-seconds 8] [-stacks 200] [-stored 100000] [-cpuprofile FILE]
 package main
 
 import (
@@ -28,11 +28,12 @@ import (
 )
 
 type options struct {
-	rounds  int
-	seconds int
-	stacks  int
-	stored  int
-	starts  int
+	rounds     int
+	seconds    int
+	stacks     int
+	stored     int
+	starts     int
+	cpuProfile string
 }
 
 func main() {
@@ -42,6 +43,7 @@ func main() {
 	flag.IntVar(&o.stacks, "stacks", 200, "stacks whose LAUNCH → RUN latency is measured")
 	flag.IntVar(&o.stored, "stored", 100000, "stacks stored in the large database of the scale figure")
 	flag.IntVar(&o.starts, "starts", 7, "starts of each binary for the cold-start figure")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the in-process state manager's throughput rounds to this file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
