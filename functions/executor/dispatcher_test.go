@@ -147,9 +147,8 @@ func TestDispatcherTimeoutSecondsStopsTheRun(t *testing.T) {
 		<-ctx.Done()
 		return harness.LambdaResponse{}
 	})
-	start := time.Now()
+	// The fake answers only when the caller gives up: the limit stopped it.
 	_, ev := b.handle(t, context.Background(), taskBody(t, "notify", "lambda", map[string]any{"name": "slow"}, 1))
-	require.Less(t, time.Since(start), 10*time.Second)
 	require.Equal(t, message.EventTaskError, ev.Event)
 	require.True(t, strings.HasPrefix(ev.Description, "timed out after 1s (the task's timeoutSeconds: 1) and was stopped: "), ev.Description)
 }

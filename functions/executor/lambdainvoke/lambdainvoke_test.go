@@ -130,11 +130,11 @@ func TestInvokeStopsWithContext(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	start := time.Now()
+	// The fake answers only when the caller gives up, so returning at all
+	// shows the invoke honours the context.
 	_, err := invoker(fake).Run(ctx, task(map[string]any{"name": "slow"}))
 	require.Error(t, err)
 	require.True(t, errors.Is(err, context.DeadlineExceeded), err.Error())
-	require.Less(t, time.Since(start), 5*time.Second)
 }
 
 func TestParseConfig(t *testing.T) {
