@@ -210,7 +210,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		attrs = append(attrs, "terraform", tf.Binary, "bucket", tf.Bucket)
 	}
 	logger.Info("satisfier ready", attrs...)
-	return queue.Serve(ctx, queue.Each(d.Handle, cfg.parallelism), &queue.Poller{
+	// The task queue is a standard queue: its messages carry no group, so
+	// InOrderByGroup handles each one on its own, concurrently, and one
+	// failure never holds back another.
+	return queue.Serve(ctx, queue.InOrderByGroup(d.Handle, cfg.parallelism), &queue.Poller{
 		Client: sqsClient, QueueURL: cfg.taskQueueURL, Workers: cfg.workers, WaitTime: cfg.pollWait,
 		VisibilityTimeout: cfg.visibility, RetryDelay: cfg.retry, Logger: logger,
 	})
