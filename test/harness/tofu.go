@@ -25,6 +25,3 @@ func TofuBinary(t testing.TB) string {
 	}
 	return path
 }
-
-// TofuCachePath is where `make tofu` puts the binary for the host.
-func TofuCachePath(root string) string { return localenv.TofuCachePath(root) }
