@@ -125,8 +125,12 @@ func handleRecovering(ctx context.Context, handle func(context.Context, Message)
 // logFailure logs a failed message. Handlers log their own failures with
 // the reason, so only a panic (which the handler could not log) is a warning.
 func logFailure(ctx context.Context, m Message, err error) {
+	pe, panicked := errors.AsType[*panicError](err)
+	if !panicked && !slog.Default().Enabled(ctx, slog.LevelDebug) {
+		return // logAttrs decodes the body: only when the line is written
+	}
 	attrs := append(m.logAttrs(), "outcome", "retry", "receive_count", m.ReceiveCount, "error", err.Error())
-	if pe, ok := errors.AsType[*panicError](err); ok {
+	if panicked {
 		slog.ErrorContext(ctx, "message handler panicked", append(attrs, "stack", string(pe.stack))...)
 		return
 	}

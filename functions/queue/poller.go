@@ -147,7 +147,9 @@ func (p *Poller) process(ctx context.Context, log *slog.Logger, h BatchHandler, 
 		id := aws.ToString(r.MessageId)
 		batch[i] = messageFromAttributes(id, aws.ToString(r.Body), r.Attributes)
 		receipts[id] = aws.ToString(r.ReceiptHandle)
-		log.DebugContext(ctx, "message received", append(batch[i].logAttrs(), "outcome", "received", "receive_count", batch[i].ReceiveCount)...)
+		if log.Enabled(ctx, slog.LevelDebug) { // logAttrs decodes the body: only when it is logged
+			log.DebugContext(ctx, "message received", append(batch[i].logAttrs(), "outcome", "received", "receive_count", batch[i].ReceiveCount)...)
+		}
 	}
 
 	stopRenewing := p.renewVisibility(ctx, log, received)
