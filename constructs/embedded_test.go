@@ -24,7 +24,7 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::SQS::Queue":                 4,
 		"AWS::Lambda::EventSourceMapping": 2,
 		"Custom::CDKBucketDeployment":     1, // MachinesDir
-		"AWS::CloudWatch::Alarm":          8,
+		"AWS::CloudWatch::Alarm":          9,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::SNS::Topic":                 2, // the application's alarm and notification topics
 		"AWS::KMS::Key":                   1, // the application's notification topic key
@@ -106,6 +106,8 @@ func TestEmbeddedPolicies(t *testing.T) {
 		list,
 		allow("ReadMachines", "s3:GetObject", objects("/machines/*")),
 		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}, embeddedSecretArn),
+		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
+		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/EventQueue/Resource")))),
 	}), tpl.statementsOf(t, emb+"StateManagerRole/Resource"))
 
 	sourcesList := allow("", "s3:ListBucket", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources))

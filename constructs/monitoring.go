@@ -140,6 +140,8 @@ func (s *Stackseam) alarms(p resolved) {
 		insights("failed tasks", failedTasksQuery), 1)
 	alarm("RejectedEventsAlarm", "stackseam: events rejected by the state manager (invalid, or not allowed in the stack's state; see stackseam history)",
 		insights("rejected events", rejectedEventsQuery), 1)
+	alarm("DatabaseUnavailableAlarm", "stackseam: the state manager cannot reach its database and has paused consuming events (they wait in the event queue; nothing is lost)",
+		functionMetric(fnStateManager, metrics.DatabaseUnavailable, "Sum", "failed database probes"), 1)
 	alarm("EventQueueAgeAlarm", fmt.Sprintf("stackseam: an event has waited %s or more in the event queue", p.EventQueueAgeAlarmThreshold),
 		age(s.EventQueue), p.EventQueueAgeAlarmThreshold.Seconds())
 	alarm("TaskQueueAgeAlarm", fmt.Sprintf("stackseam: a task message has waited %s or more in the task queue", p.TaskQueueAgeAlarmThreshold),

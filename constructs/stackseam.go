@@ -467,6 +467,27 @@ func (s *Stackseam) stateManagerPolicy() {
 	}}, jsii.Bool(true))
 }
 
+// pauseOwnMapping lets the state manager disable and enable its own event-source mapping, which
+// it does while the database is unavailable so that an outage spends no receive counts (README.md,
+// "Guarantees"). The statements sit in a policy of their own: the role's default policy is a
+// dependency of the function, and the mapping depends on the function, so naming the mapping there
+// would be a cycle.
+func (s *Stackseam) pauseOwnMapping(mapping awslambda.EventSourceMapping) {
+	policy := awsiam.NewPolicy(s.Construct, jsii.String("StateManagerPausePolicy"), &awsiam.PolicyProps{
+		Roles: &[]awsiam.IRole{s.StateManagerRole},
+		Statements: &[]awsiam.PolicyStatement{
+			// The function finds its mapping by function name and queue ARN at run time.
+			statement("FindOwnEventSourceMapping", []string{"lambda:ListEventSourceMappings"}, jsii.String("*")),
+			statement("PauseOwnEventSourceMapping", []string{"lambda:UpdateEventSourceMapping"}, mapping.EventSourceMappingArn()),
+		},
+	})
+	cdknag.NagSuppressions_AddResourceSuppressions(policy, &[]*cdknag.NagPackSuppression{{
+		Id:        jsii.String("AwsSolutions-IAM5"),
+		Reason:    jsii.String("lambda:ListEventSourceMappings supports no resource-level scoping; it only reads mapping settings. The update is scoped to the state manager's own mapping."),
+		AppliesTo: &[]interface{}{"Resource::*"},
+	}}, jsii.Bool(false))
+}
+
 func (s *Stackseam) satisfierPolicy() {
 	r := s.SatisfierRole
 	s.commonStatements(r, s.TaskQueue, s.SatisfierLogGroup)
@@ -532,6 +553,7 @@ func (s *Stackseam) functions(p resolved) {
 
 	smEnv := env("MACHINES_PREFIX", MachinesPrefix, "DATABASE_SSLMODE", "require", "LOG_LEVEL", p.LogLevel)
 	smEnv["EVENT_QUEUE_URL"] = s.EventQueue.QueueUrl()
+	smEnv["EVENT_QUEUE_ARN"] = s.EventQueue.QueueArn()
 	smEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()
 	smEnv["MACHINES_BUCKET"] = s.Bucket.BucketName()
 	smEnv["DATABASE_SECRET_ID"] = s.DatabaseSecret.SecretArn()
@@ -539,12 +561,13 @@ func (s *Stackseam) functions(p resolved) {
 	s.StateManager = common("StateManager", "stackseam state manager: applies events to stacks",
 		s.StateManagerRole, s.StateManagerSecurityGroup, s.StateManagerLogGroup,
 		s.functionCode(p, "./functions/statemanager", nil), p.StateManagerTimeout, p.StateManagerMemorySize, smEnv)
-	s.StateManager.AddEventSourceMapping(jsii.String("EventQueue"), &awslambda.EventSourceMappingOptions{
+	mapping := s.StateManager.AddEventSourceMapping(jsii.String("EventQueue"), &awslambda.EventSourceMappingOptions{
 		EventSourceArn:          s.EventQueue.QueueArn(),
 		BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
 		ReportBatchItemFailures: jsii.Bool(true),
 		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
 	})
+	s.pauseOwnMapping(mapping)
 
 	tf := &terraformBinary{path: p.TerraformBinary, cacheDir: p.dirs.cache}
 	if tf.path != "" {

@@ -30,7 +30,7 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::Lambda::Function":           2, // no custom resources without MachinesDir
 		"AWS::Lambda::EventSourceMapping": 2,
 		"AWS::IAM::Role":                  3, // two functions and the flow log
-		"AWS::CloudWatch::Alarm":          8,
+		"AWS::CloudWatch::Alarm":          9,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::Logs::LogGroup":             3,
 		"AWS::SNS::Topic":                 1, // notifications
@@ -53,6 +53,7 @@ func TestDefaultFunctions(t *testing.T) {
 	}{
 		{"StateManager", "StateManagerSecurityGroup", "StateManagerLogs", "StateManagerRole", 60, 512, map[string]any{
 			"EVENT_QUEUE_URL":        ref(tpl.id(t, def+"EventQueue/Resource")),
+			"EVENT_QUEUE_ARN":        getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn"),
 			"TASK_QUEUE_URL":         ref(tpl.id(t, def+"TaskQueue/Resource")),
 			"MACHINES_BUCKET":        ref(tpl.id(t, def+"Bucket/Resource")),
 			"MACHINES_PREFIX":        "machines/",
@@ -355,7 +356,14 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 		allow("ReadMachines", "s3:GetObject", join(bucket, "/machines/*")),
 		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
 			ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource"))),
+		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
+		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", mappingArn(tpl.id(t, def+"StateManager/EventQueue/Resource"))),
 	}), tpl.statementsOf(t, def+"StateManagerRole/Resource"))
+}
+
+// mappingArn is the ARN of the event-source mapping with logical id id.
+func mappingArn(id string) any {
+	return join("arn:", ref("AWS::Partition"), ":lambda:", ref("AWS::Region"), ":", ref("AWS::AccountId"), ":event-source-mapping:", ref(id))
 }
 
 func TestDefaultSatisfierPolicy(t *testing.T) {
@@ -376,10 +384,11 @@ func TestDefaultSatisfierPolicy(t *testing.T) {
 }
 
 // No statement of the construct's roles, in either stack, has a wildcard action, and "*" as a
-// resource appears only for the VPC networking actions EC2 cannot scope.
+// resource appears only for the VPC networking actions EC2 cannot scope and for listing event
+// source mappings (read-only; Lambda cannot scope it).
 func TestNoWildcardsBeyondVpcNetworking(t *testing.T) {
 	s := synth(t)
-	vpcOnly := map[string]bool{}
+	vpcOnly := map[string]bool{"lambda:ListEventSourceMappings": true}
 	for _, a := range vpcActions {
 		vpcOnly[a] = true
 	}

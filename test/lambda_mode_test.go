@@ -119,15 +119,73 @@ func failedIDs(res events.SQSEventResponse) []string {
 	return ids
 }
 
+// mappingAPI is a protocol-level fake of the Lambda API's event-source-mapping calls
+// (ListEventSourceMappings, UpdateEventSourceMapping) for one mapping, recording each Enabled
+// value the function sets.
+type mappingAPI struct {
+	mu      sync.Mutex
+	enabled bool
+	updates []bool
+	srv     *httptest.Server
+}
+
+func newMappingAPI(t *testing.T, functionName, queueARN string) *mappingAPI {
+	m := &mappingAPI{enabled: true}
+	const uuid = "3f1e2d4c-0000-4000-8000-000000000001"
+	state := func() map[string]any {
+		st := map[bool]string{true: "Enabled", false: "Disabled"}[m.enabled]
+		return map[string]any{"UUID": uuid, "State": st, "EventSourceArn": queueARN,
+			"FunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:" + functionName}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /2015-03-31/event-source-mappings/", func(w http.ResponseWriter, req *http.Request) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var list []any
+		if req.URL.Query().Get("FunctionName") == functionName && req.URL.Query().Get("EventSourceArn") == queueARN {
+			list = append(list, state())
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"EventSourceMappings": list})
+	})
+	mux.HandleFunc("PUT /2015-03-31/event-source-mappings/{uuid}", func(w http.ResponseWriter, req *http.Request) {
+		var body struct{ Enabled *bool }
+		if req.PathValue("uuid") != uuid || json.NewDecoder(req.Body).Decode(&body) != nil || body.Enabled == nil {
+			http.Error(w, `{"message":"bad request"}`, http.StatusBadRequest)
+			return
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.enabled = *body.Enabled
+		m.updates = append(m.updates, *body.Enabled)
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(state())
+	})
+	m.srv = httptest.NewServer(mux)
+	t.Cleanup(m.srv.Close)
+	return m
+}
+
+func (m *mappingAPI) state() (enabled bool, updates []bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.enabled, append([]bool(nil), m.updates...)
+}
+
 // TestStateManagerInLambdaMode runs the shipped binary under a fake Lambda
-// runtime: a good batch is applied with no failures reported, and while the
-// database is down every message is reported failed, so Lambda retries them.
+// runtime: a good batch is applied with no failures reported; while the
+// database is down every message is reported failed, so Lambda retries them,
+// and the function disables its own event-source mapping so that the outage
+// spends no receive counts; the scheduled tick enables it again once the
+// database is back.
 func TestStateManagerInLambdaMode(t *testing.T) {
 	t.Parallel()
 	srv := harness.NewDatabaseServer(t)
 	s := newSystem(t, systemOptions{dbURL: srv.DatabaseURL(t)})
 	rt := newRuntimeAPI(t)
+	const queueARN = "arn:aws:sqs:us-east-1:123456789012:events.fifo"
+	mappings := newMappingAPI(t, "statemanager", queueARN)
 	s.startStateManager(1, "AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(rt.srv.URL, "http://"),
+		"EVENT_QUEUE_ARN="+queueARN, "AWS_ENDPOINT_URL_LAMBDA="+mappings.srv.URL,
 		"AWS_LAMBDA_FUNCTION_NAME=statemanager", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256",
 		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME=test", "AWS_LAMBDA_LOG_STREAM_NAME=test")
 
@@ -168,5 +226,20 @@ func TestStateManagerInLambdaMode(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"m5", "m6", "m7"}, failedIDs(res),
 		"transient failures are reported per message; m6 fails because m5 of its stack failed")
+	enabled, updates := mappings.state()
+	require.False(t, enabled, "the function paused its event source mapping while the database is down")
+	require.Equal(t, []bool{false}, updates)
+
+	// The schedule's tick finds the database down: the mapping stays paused, and says why.
+	down := rt.invokeRaw(t, []byte(`{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`))
+	require.True(t, down.isError, "the tick reports the outage")
+	enabled, _ = mappings.state()
+	require.False(t, enabled)
+
 	srv.Start(t)
+	up := rt.invokeRaw(t, []byte(`{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`))
+	require.False(t, up.isError, "tick failed: %s", up.body)
+	enabled, updates = mappings.state()
+	require.True(t, enabled, "the tick resumed the mapping once the database was back")
+	require.Equal(t, []bool{false, true}, updates)
 }

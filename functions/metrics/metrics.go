@@ -13,6 +13,10 @@ import (
 // Namespace is the CloudWatch namespace of every stackseam metric.
 const Namespace = "stackseam"
 
+// DatabaseUnavailable counts the state manager's failed database probes: one or more per minute
+// while the database cannot be reached and event consumption is paused. An alarm watches it.
+const DatabaseUnavailable = "DatabaseUnavailable"
+
 // Units used by stackseam's metrics.
 const (
 	Count        = "Count"

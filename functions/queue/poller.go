@@ -32,6 +32,10 @@ type Poller struct {
 	// meanwhile, and a crashed worker's messages still come back soon. Rounded up to whole
 	// seconds. Defaults to 0 = the queue's visibility timeout, never renewed.
 	VisibilityTimeout time.Duration
+
+	// Gate, when set, stops receiving while it is closed (a dependency of every message is down),
+	// so an outage does not spend the messages' receive counts. Defaults to nil = always receive.
+	Gate *Gate
 }
 
 // Backoff after failed receives: doubling from receiveBackoffMin up to receiveBackoffMax, so an
@@ -104,6 +108,9 @@ func (p *Poller) receiveLoop(ctx context.Context, h BatchHandler) {
 	in := p.receiveInput()
 	failures := 0
 	for ctx.Err() == nil {
+		if p.Gate != nil && !p.Gate.wait(ctx) {
+			return
+		}
 		out, err := p.Client.ReceiveMessage(ctx, in)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -41,6 +43,7 @@ func main() {
 // settings is the environment, read once.
 type settings struct {
 	eventQueueURL  string
+	eventQueueARN  string
 	taskQueueURL   string
 	topicARN       string
 	machinesDir    string
@@ -56,11 +59,13 @@ type settings struct {
 	retryDelay     time.Duration
 	sweepAge       time.Duration
 	sweepEvery     time.Duration
+	probeEvery     time.Duration
 }
 
 func readSettings() (settings, error) {
 	s := settings{
 		eventQueueURL:  os.Getenv("EVENT_QUEUE_URL"),
+		eventQueueARN:  os.Getenv("EVENT_QUEUE_ARN"),
 		taskQueueURL:   os.Getenv("TASK_QUEUE_URL"),
 		topicARN:       os.Getenv("NOTIFICATION_TOPIC_ARN"),
 		machinesDir:    os.Getenv("MACHINES_DIR"),
@@ -91,6 +96,7 @@ func readSettings() (settings, error) {
 		{"RETRY_DELAY", 0, &s.retryDelay},
 		{"OUTBOX_SWEEP_AGE", 30 * time.Second, &s.sweepAge},
 		{"SWEEP_INTERVAL", time.Minute, &s.sweepEvery},
+		{"DATABASE_PROBE_INTERVAL", 5 * time.Second, &s.probeEvery},
 	}
 	for _, v := range durations {
 		if *v.dst, err = env.Duration(v.name, v.def); err != nil {
@@ -102,6 +108,9 @@ func readSettings() (settings, error) {
 	}
 	if s.eventQueueURL == "" {
 		return s, fmt.Errorf("EVENT_QUEUE_URL is required (local mode polls it; time-to-live events are sent to it)")
+	}
+	if queue.InLambda() && s.eventQueueARN == "" {
+		return s, fmt.Errorf("EVENT_QUEUE_ARN is required in Lambda (the state manager pauses its event source mapping while the database is unavailable)")
 	}
 	if (s.machinesDir == "") == (s.machinesBucket == "") {
 		return s, fmt.Errorf("set exactly one of MACHINES_DIR and MACHINES_BUCKET")
@@ -128,9 +137,6 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
-	if err := migrate(ctx, st, logger); err != nil {
-		return err
-	}
 
 	var machines *machine.Catalog
 	opts := machine.CatalogOptions{RefreshInterval: cfg.machinesEvery}
@@ -147,47 +153,74 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if cfg.topicARN != "" {
 		outlets[store.DestinationNotification] = applier.NotificationTopic(sns.NewFromConfig(awsCfg), cfg.topicARN)
 	}
+	recorder := metrics.New(os.Stdout, "statemanager")
 	app := &applier.Applier{
 		Store:    st,
 		Machines: machines,
 		Outlets:  outlets,
-		Metrics:  metrics.New(os.Stdout, "statemanager"),
+		Metrics:  recorder,
 		Logger:   logger,
 	}
+	// While the database is unavailable nothing is received, so an outage of any length spends
+	// no receive counts (README.md, "Guarantees").
+	gate := &queue.Gate{
+		Probe:      databaseReady(st, logger),
+		ProbeEvery: cfg.probeEvery,
+		Logger:     logger,
+		OnUnavailable: func(context.Context, error) {
+			recorder.Record(nil, metrics.Value{Name: metrics.DatabaseUnavailable, Unit: metrics.Count, Value: 1})
+		},
+	}
+	if queue.InLambda() {
+		gate.Pauser = &queue.EventSourceMapping{
+			Client:       lambda.NewFromConfig(awsCfg),
+			FunctionName: os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
+			QueueARN:     cfg.eventQueueARN,
+		}
+	}
 	sweep := func(ctx context.Context) error {
+		if queue.InLambda() {
+			// A paused mapping delivers nothing that could resume it: the scheduled tick does.
+			if err := gate.Check(ctx); err != nil {
+				return err
+			}
+		}
 		res, err := app.Sweep(ctx, cfg.sweepAge)
 		if err == nil && res.Expired+res.Resent > 0 {
 			logger.Info("sweep done", "expired", res.Expired, "resent", res.Resent)
 		}
 		return err
 	}
+	// A database that is down at start pauses consumption like one that fails later; the
+	// function never fails to start because of it (in Lambda a failed init would spend the
+	// receive counts of the batch that started it).
+	dbErr := gate.Start(ctx)
 	logger.Info("state manager ready", "lambda", queue.InLambda(), "workers", cfg.workers,
-		"notifications", cfg.topicARN != "", "startupMs", time.Since(started).Milliseconds())
-	return queue.ServeWithTick(ctx, queue.InOrderByGroup(app.Handle, cfg.parallelism), &queue.Poller{
+		"notifications", cfg.topicARN != "", "databaseAvailable", dbErr == nil, "startupMs", time.Since(started).Milliseconds())
+	return queue.ServeWithTick(ctx, queue.InOrderByGroup(gate.Guard(app.Handle), cfg.parallelism), &queue.Poller{
 		Client: sqsClient, QueueURL: cfg.eventQueueURL, Workers: cfg.workers,
-		WaitTime: cfg.pollWait, RetryDelay: cfg.retryDelay, Logger: logger,
+		WaitTime: cfg.pollWait, RetryDelay: cfg.retryDelay, Logger: logger, Gate: gate,
 	}, queue.Tick{Every: cfg.sweepEvery, Run: sweep})
 }
 
-// migrate brings the schema up to date, retrying while the database is not
-// reachable yet (a local database still starting, an RDS instance waking).
-func migrate(ctx context.Context, st *store.Store, logger *slog.Logger) error {
-	for attempt := 1; ; attempt++ {
-		applied, err := st.Migrate(ctx)
-		if err == nil {
+// databaseReady is the gate's probe: the schema is migrated (once per process; migrations are
+// safe under concurrency) and the database answers.
+func databaseReady(st *store.Store, logger *slog.Logger) func(context.Context) error {
+	var mu sync.Mutex
+	migrated := false
+	return func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !migrated {
+			applied, err := st.Migrate(ctx)
+			if err != nil {
+				return err
+			}
 			if len(applied) > 0 {
 				logger.Info("database migrated", "versions", applied)
 			}
-			return nil
+			migrated = true
 		}
-		if attempt == 10 || ctx.Err() != nil {
-			return err
-		}
-		logger.Warn("database not ready; retrying", "attempt", attempt, "error", err.Error())
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
-		}
+		return st.Ping(ctx)
 	}
 }

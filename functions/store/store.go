@@ -39,6 +39,15 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
+// Ping reports whether the database answers a query: the state manager's probe that decides
+// whether to pause consuming events during an outage.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return s.noteErr(fmt.Errorf("database unavailable: %w", err))
+	}
+	return nil
+}
+
 // Outbox destinations: where a row's message goes.
 const (
 	// DestinationTask is the task queue.
