@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -326,6 +327,47 @@ func TestBadEventsAreRejectedNotRetried(t *testing.T) {
 	for _, id := range []string{"c-bad", "c-unknown", "c-broken", "c-new"} {
 		require.Nil(t, s.stack(id), "a rejected first event creates no stack")
 	}
+}
+
+// TestHostileEventsAreRejectedNotRetried: values that encoding/json accepts but PostgreSQL or SQS
+// would refuse on every attempt are rejected at the door with a reason, so none is retried into
+// the dead-letter queue and no stack is held up by one.
+func TestHostileEventsAreRejectedNotRetried(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{maxReceiveCount: 3})
+	s.startStateManager(1)
+
+	// A malformed body longer than the 4 KiB a rejection keeps, whose 4,096th byte falls inside
+	// a two-byte character.
+	cut := `{"stackId":"h-cut","event":"X` + strings.Repeat("é", 3000)
+	require.False(t, utf8.RuneStart(cut[4096]), "the cut falls inside a character")
+	s.send("h-cut", cut)
+	s.send("h-nul", `{"stackId":"h-nul","event":"LAUNCH","machine":"pair","metadata":{"x":"a\u0000b"}}`)
+	s.send("h-long", `{"stackId":"`+strings.Repeat("a", 4000)+`","event":"LAUNCH"}`)
+	s.send("h-eventid", `{"stackId":"h-eventid","event":"LAUNCH","machine":"pair","eventId":"`+strings.Repeat("e", 4000)+`"}`)
+	s.send("h-huge", `{"stackId":"h-huge","event":"LAUNCH","machine":"pair","metadata":{"x":1e131071,"y":1e131071}}`)
+	s.send("h-inf", `{"stackId":"h-inf","event":"LAUNCH","machine":"pair","metadata":{"n":1e1000000}}`)
+	s.send("h-dup", `{"stackId":"h-dup","event":"LAUNCH","machine":"pair","StackID":"h-other"}`)
+	s.send("not-h-group", `{"stackId":"h-group","event":"LAUNCH","machine":"pair"}`)
+	s.sendEvent("h-fine", "LAUNCH", map[string]any{"machine": "pair"})
+
+	require.Eventually(t, func() bool { return s.count("SELECT count(*) FROM rejections") == 8 }, 60*time.Second, 100*time.Millisecond)
+	s.waitState("h-fine", "PROVISION")
+	s.waitDrained()
+	require.Equal(t, 0, s.queueDepth(s.eventDLQ), "nothing is retried into the DLQ")
+	for reason, n := range map[string]int{
+		"malformed JSON":                   1,
+		"must match":                       1, // the 4,000-character stack id
+		"contains a NUL character":         1,
+		"eventId is 4000 characters":       1,
+		"number 1e131071 is out of range":  1,
+		"number 1e1000000 is out of range": 1,
+		`unknown field "StackID"`:          1,
+		`the message group "not-h-group" is not the stack id "h-group"`: 1,
+	} {
+		require.Equal(t, n, s.count("SELECT count(*) FROM rejections WHERE strpos(reason, $1) > 0", reason), reason)
+	}
+	require.Equal(t, 0, s.count("SELECT count(*) FROM stacks WHERE id LIKE 'h-%' AND id <> 'h-fine'"), "no hostile event made a stack")
 }
 
 // TestDatabaseOutageRetriesAndConverges is scenario (d): the database goes

@@ -74,6 +74,12 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 	if err != nil {
 		return a.rejectUnparsed(ctx, m, err)
 	}
+	if m.GroupID != "" && m.GroupID != ev.StackID {
+		// The FIFO group is what keeps a stack's events in order; an event sent in another
+		// group could overtake or be overtaken by its stack's other events.
+		return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: the message group %q is not the stack id %q (send each event with its stack id as the message group)",
+			message.ErrInvalid, m.GroupID, ev.StackID))
+	}
 	key := "sqs:" + m.ID
 	if ev.EventID != "" {
 		key = "event:" + ev.StackID + ":" + ev.EventID
@@ -109,6 +115,10 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 			}
 			return d, nil
 		})
+	if store.IsDataError(err) {
+		// PostgreSQL refuses the values themselves: every retry would fail the same way.
+		return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: the database cannot store this event: %v", message.ErrInvalid, err))
+	}
 	if err != nil {
 		log.Warn("event not applied; will retry", "outcome", "retry", "error", err)
 		return err
@@ -136,6 +146,9 @@ func (a *Applier) rejectUnparsed(ctx context.Context, m queue.Message, perr erro
 	_ = json.Unmarshal([]byte(m.Body), &hint)
 	if hint.Event == "" {
 		hint.Event = hint.Action
+	}
+	if !message.ValidStackID(hint.StackID) {
+		hint.StackID = "" // not a stack's: the body keeps it
 	}
 	reason := perr.Error()
 	err := a.Store.RecordRejection(ctx, store.Rejection{Key: "sqs:" + m.ID, MessageID: m.ID,

@@ -242,6 +242,9 @@ func (a *applier) applyEvent() Decision {
 	if !ok {
 		return a.reject(fmt.Sprintf("event %s is not allowed in state %s (allowed: %s)", a.ev.Event, a.s.State, allowedEvents(st)))
 	}
+	if reason := a.metadataOverflow(a.ev.Metadata); reason != "" {
+		return a.reject(reason)
+	}
 	a.mergeMetadata(a.ev.Metadata)
 	a.record(HistoryEntry{Kind: KindEvent, Event: a.ev.Event, FromState: a.s.State, Detail: eventDetail(a.ev, actions)})
 	a.runActions(actions, a.ev.Event)
@@ -270,8 +273,16 @@ func (a *applier) applyResult() Decision {
 	if ev.Log != "" {
 		entry.Detail["log"] = ev.Log
 	}
-	a.mergeMetadata(ev.Metadata)
-	if ev.Event == message.EventTaskCompleted {
+	// A result always settles its task: metadata or outputs that would grow the stack's metadata
+	// past its limit are not kept, and a completed task whose outputs cannot be kept fails.
+	overflow := a.metadataOverflow(ev.Metadata)
+	if overflow == "" {
+		a.mergeMetadata(ev.Metadata)
+	}
+	if ev.Event == message.EventTaskCompleted && overflow == "" {
+		overflow = a.metadataOverflow(ev.Outputs)
+	}
+	if ev.Event == message.EventTaskCompleted && overflow == "" {
 		t.Status = message.TaskCompleted
 		t.Description = ""
 		a.mergeMetadata(ev.Outputs)
@@ -287,6 +298,12 @@ func (a *applier) applyResult() Decision {
 	t.Description = ev.Description
 	if t.Description == "" {
 		t.Description = "the task failed without a description"
+	}
+	if overflow != "" {
+		t.Description = "the result was not kept: " + overflow
+		if ev.Event == message.EventTaskError && ev.Description != "" {
+			t.Description += "; the task reported: " + ev.Description
+		}
 	}
 	entry.Kind = KindTaskFailed
 	entry.Reason = t.Description
@@ -320,6 +337,9 @@ func (a *applier) retry(status message.TaskStatus) Decision {
 	}
 	if len(idx) == 0 {
 		return a.ignore(fmt.Sprintf("%s: stack %s has no %s tasks in state %s", a.ev.Event, a.s.ID, status, a.s.State))
+	}
+	if reason := a.metadataOverflow(a.ev.Metadata); reason != "" {
+		return a.reject(reason)
 	}
 	a.mergeMetadata(a.ev.Metadata)
 	a.record(HistoryEntry{Kind: KindEvent, Event: a.ev.Event, FromState: a.s.State})
@@ -472,6 +492,18 @@ func (a *applier) taskByRun(run string) int {
 		}
 	}
 	return -1
+}
+
+// metadataOverflow says why md cannot be merged into the stack's metadata ("" when it can): a
+// stack's metadata is bounded so that every task message, which carries it, fits in SQS.
+func (a *applier) metadataOverflow(md message.Metadata) string {
+	if len(md) == 0 {
+		return ""
+	}
+	if n := message.MergedBytes(a.s.Metadata, md); n > message.MaxStackMetadataBytes {
+		return fmt.Sprintf("the stack's metadata would grow to %d bytes; at most %d are allowed", n, message.MaxStackMetadataBytes)
+	}
+	return ""
 }
 
 func (a *applier) mergeMetadata(md message.Metadata) {

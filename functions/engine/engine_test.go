@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -429,4 +430,36 @@ func TestIfVersionCancelsEventsAfterActivity(t *testing.T) {
 
 	d = Apply(Input{Event: message.Event{StackID: "gone", Event: "DESTROY", IfVersion: &current}, Now: time.Now(), NewRunID: func() string { return "x" }})
 	require.Equal(t, Ignored, d.Outcome, "a conditional event for a removed stack is moot, not bad")
+}
+
+// A stack's metadata is bounded so its task messages always fit in SQS: an event that would grow
+// it past the limit is rejected, and a result that would is still settled, as a failure that says
+// why, so the stack never waits on it.
+func TestStackMetadataIsBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	chunk := func(key string) message.Metadata {
+		return message.Metadata{key: strings.Repeat("x", message.MaxMetadataBytes-len(key)-1)}
+	}
+	d := b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env", Metadata: chunk("a")})
+	require.Equal(t, Applied, d.Outcome)
+	infra, dns := b.runOf("infra"), b.runOf("dns")
+
+	d = b.apply(message.Event{Event: message.EventTaskCompleted, TaskRunID: infra, Outputs: chunk("b")})
+	require.Equal(t, Applied, d.Outcome, "two chunks fit")
+	d = b.apply(message.Event{Event: message.EventTaskCompleted, TaskRunID: dns, Outputs: chunk("c")})
+	require.Equal(t, Applied, d.Outcome, "the result is settled")
+	failed := d.History[0]
+	require.Equal(t, KindTaskFailed, failed.Kind, "outputs that cannot be kept fail the task")
+	require.Contains(t, failed.Reason, "the result was not kept: the stack's metadata would grow to")
+	require.Equal(t, 2, d.Stack.Tasks[1].Attempt, "and the machine's retry policy applies")
+	require.NotContains(t, d.Stack.Metadata, "c")
+	require.LessOrEqual(t, d.Stack.Metadata.Bytes(), message.MaxStackMetadataBytes)
+
+	d = b.apply(message.Event{Event: message.EventRetryPendingTasks, Metadata: chunk("d")})
+	require.Equal(t, Rejected, d.Outcome)
+	require.Contains(t, d.Reason, "at most 65536 are allowed")
+	// Replacing a key's value counts only the difference.
+	d = b.apply(message.Event{Event: message.EventRetryPendingTasks, Metadata: chunk("a")})
+	require.Equal(t, Applied, d.Outcome)
 }

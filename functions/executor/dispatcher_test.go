@@ -201,7 +201,8 @@ func TestDispatcherRejectsOutputsTheStateManagerCannotStore(t *testing.T) {
 	require.Equal(t, message.EventTaskError, ev.Event)
 	require.Equal(t, "the task succeeded but its outputs cannot be stored: outputs.v is 9000 bytes; at most 8192 are allowed", ev.Description)
 
-	// 190 values of 1.5 KB each pass the metadata rules but not the 256 KiB of a queue message.
+	// 190 values of 1.5 KB each pass the per-value rule but not the size of a whole event's
+	// outputs (nor the 256 KiB of a queue message).
 	big := map[string]string{}
 	for i := range 190 {
 		big[fmt.Sprintf("k%03d", i)] = strings.Repeat("y", 1500)
@@ -211,7 +212,7 @@ func TestDispatcherRejectsOutputsTheStateManagerCannotStore(t *testing.T) {
 	b.fake.Returns("big", string(raw))
 	out, ev := b.handle(t, context.Background(), taskBody(t, "b", "lambda", map[string]any{"name": "big"}, 0))
 	require.Equal(t, message.EventTaskError, ev.Event)
-	require.Contains(t, ev.Description, "more than the 256000 bytes a result may take")
+	require.Contains(t, ev.Description, "outputs is 285760 bytes (keys and values); at most 32768 are allowed")
 	require.Less(t, len(out.Body), 4096)
 }
 

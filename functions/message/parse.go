@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits on what an event may carry. They keep one bad publisher from
@@ -24,6 +25,9 @@ var (
 	eventNamePattern = regexp.MustCompile(`^[A-Z0-9_-]+$`)
 	machineNameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 )
+
+// ValidStackID reports whether id is a stack id events may name.
+func ValidStackID(id string) bool { return stackIDPattern.MatchString(id) }
 
 // ErrInvalid is wrapped by every error ParseEvent returns: the message is
 // permanently bad and must be rejected, not retried.
@@ -43,6 +47,9 @@ func (m Metadata) Validate(field string) error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	if n := m.Bytes(); n > MaxMetadataBytes {
+		return fmt.Errorf("%s is %d bytes (keys and values); at most %d are allowed", field, n, MaxMetadataBytes)
+	}
 	for _, k := range keys {
 		if k == "" || len(k) > maxMetadataKeyLen {
 			return fmt.Errorf("%s key %q must be 1 to %d characters", field, k, maxMetadataKeyLen)
@@ -62,6 +69,43 @@ func (m Metadata) Validate(field string) error {
 		}
 	}
 	return nil
+}
+
+// Bytes is the size of m as the limits count it: every key and every value's text.
+func (m Metadata) Bytes() int {
+	n := 0
+	for k, v := range m {
+		n += len(k) + valueBytes(v)
+	}
+	return n
+}
+
+// MergedBytes is the size of base after merging add into it (add's keys replace base's).
+func MergedBytes(base, add Metadata) int {
+	n := base.Bytes()
+	for k, v := range add {
+		if old, ok := base[k]; ok {
+			n -= len(k) + valueBytes(old)
+		}
+		n += len(k) + valueBytes(v)
+	}
+	return n
+}
+
+func valueBytes(v any) int {
+	switch v := v.(type) {
+	case string:
+		return len(v)
+	case json.Number:
+		return len(v)
+	case bool:
+		if v {
+			return 4
+		}
+		return 5
+	default:
+		return len(fmt.Sprint(v))
+	}
 }
 
 func jsonKind(v any) string {
@@ -84,14 +128,14 @@ type wireEvent struct {
 // ParseEvent decodes and validates one event-queue message body. Every error
 // wraps ErrInvalid and says what is wrong in words a publisher can act on.
 func ParseEvent(body []byte) (Event, error) {
+	if err := strictJSON(body, eventFields, map[string]map[string]bool{"task": taskFields}); err != nil {
+		return Event{}, invalid("%v", err)
+	}
 	var w wireEvent
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&w); err != nil {
 		return Event{}, invalid("malformed JSON: %v", err)
-	}
-	if dec.More() {
-		return Event{}, invalid("malformed JSON: more than one value in the message")
 	}
 	ev := w.Event
 	if ev.Event == "" {
@@ -114,11 +158,26 @@ func ParseEvent(body []byte) (Event, error) {
 	if ev.Machine != "" && !machineNameRE.MatchString(ev.Machine) {
 		return Event{}, invalid("machine %q is not a valid machine name", ev.Machine)
 	}
+	if ev.EventID != "" {
+		if len(ev.EventID) > MaxEventIDLen {
+			return Event{}, invalid("eventId is %d characters; at most %d are allowed", len(ev.EventID), MaxEventIDLen)
+		}
+		if i := strings.IndexFunc(ev.EventID, func(r rune) bool {
+			return !(r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(eventIDChars, r)))
+		}); i >= 0 {
+			return Event{}, invalid("eventId may hold only letters, digits and ASCII punctuation (what SQS deduplication ids accept)")
+		}
+	}
 	if err := ev.Metadata.Validate("metadata"); err != nil {
 		return Event{}, invalid("%v", err)
 	}
 	if len(ev.Description) > maxDescriptionLen {
-		ev.Description = ev.Description[:maxDescriptionLen] + "…(truncated)"
+		// Cut on a character boundary: half a UTF-8 sequence is not storable text.
+		cut := maxDescriptionLen
+		for cut > 0 && !utf8.RuneStart(ev.Description[cut]) {
+			cut--
+		}
+		ev.Description = ev.Description[:cut] + "…(truncated)"
 	}
 	if ev.IsResult() {
 		if ev.TaskRunID == "" {

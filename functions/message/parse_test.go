@@ -3,7 +3,10 @@ package message
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -46,6 +49,22 @@ func TestParseEventRejectsWithReasons(t *testing.T) {
 		"outputs on LAUNCH":   {`{"stackId":"a","event":"LAUNCH","outputs":{"a":"b"}}`, "belong on TASK_COMPLETED"},
 		"nested outputs":      {`{"stackId":"a","event":"TASK_COMPLETED","taskRunId":"r","outputs":{"a":{}}}`, "outputs.a is an object"},
 		"bad machine":         {`{"stackId":"a","event":"LAUNCH","machine":"../x"}`, "not a valid machine name"},
+		// What encoding/json lets pass and PostgreSQL or SQS would refuse on every retry.
+		"NUL in a value":         {`{"stackId":"a","event":"LAUNCH","metadata":{"x":"a\u0000b"}}`, "metadata.x contains a NUL character"},
+		"NUL in a key":           {`{"stackId":"a","event":"LAUNCH","metadata":{"x\u0000":"b"}}`, "contains a NUL character"},
+		"huge exponent":          {`{"stackId":"a","event":"LAUNCH","metadata":{"x":1e131071}}`, "number 1e131071 is out of range"},
+		"exponent past float64":  {`{"stackId":"a","event":"LAUNCH","metadata":{"x":1e1000000}}`, "out of range"},
+		"number with 80 digits":  {`{"stackId":"a","event":"LAUNCH","metadata":{"x":` + strings.Repeat("9", 80) + `}}`, "written with 80 characters"},
+		"long eventId":           {`{"stackId":"a","event":"LAUNCH","eventId":"` + strings.Repeat("e", 4000) + `"}`, "eventId is 4000 characters"},
+		"eventId with a space":   {`{"stackId":"a","event":"LAUNCH","eventId":"a b"}`, "eventId may hold only"},
+		"duplicate key":          {`{"stackId":"a","event":"LAUNCH","stackId":"b"}`, `key "stackId" appears twice`},
+		"duplicate metadata key": {`{"stackId":"a","event":"LAUNCH","metadata":{"k":"1","k":"2"}}`, `metadata.key "k" appears twice`},
+		"case variant":           {`{"stackId":"a","event":"LAUNCH","StackID":"b"}`, `unknown field "StackID"`},
+		"unknown field":          {`{"stackId":"a","event":"LAUNCH","colour":"red"}`, `unknown field "colour"`},
+		"task case variant":      {`{"stackId":"a","event":"TASK_ERROR","taskRunId":"r","task":{"Name":"x"}}`, `task.unknown field "Name"`},
+		"metadata too big": {`{"stackId":"a","event":"LAUNCH","metadata":{` + bigMetadata(5, 8000) + `}}`,
+			"bytes (keys and values); at most 32768"},
+		"empty": {``, "malformed JSON"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -56,6 +75,46 @@ func TestParseEventRejectsWithReasons(t *testing.T) {
 			require.Contains(t, err.Error(), tc.reason)
 		})
 	}
+}
+
+// bigMetadata is n metadata entries of size bytes each, as JSON object members.
+func bigMetadata(n, size int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(`"k%d":%q`, i, strings.Repeat("v", size))
+	}
+	return strings.Join(parts, ",")
+}
+
+func TestParseEventRejectsInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	// A body cut in the middle of a two-byte character.
+	body := append([]byte(`{"stackId":"a","event":"LAUNCH","metadata":{"x":"caf`), 0xc3, '"', '}', '}')
+	_, err := ParseEvent(body)
+	require.ErrorIs(t, err, ErrInvalid)
+	require.ErrorContains(t, err, "not valid UTF-8")
+}
+
+func TestParseEventTruncatesDescriptionsOnCharacterBoundaries(t *testing.T) {
+	t.Parallel()
+	desc := strings.Repeat("é", maxDescriptionLen) // two bytes each: the limit falls inside none or all
+	body, err := json.Marshal(map[string]any{"stackId": "a", "event": "TASK_ERROR", "taskRunId": "r", "description": "x" + desc})
+	require.NoError(t, err)
+	ev, err := ParseEvent(body)
+	require.NoError(t, err)
+	require.True(t, utf8.ValidString(ev.Description))
+	require.True(t, strings.HasSuffix(ev.Description, "…(truncated)"))
+}
+
+func TestParseEventAcceptsEveryDeclaredField(t *testing.T) {
+	t.Parallel()
+	ev, err := ParseEvent([]byte(`{"stackId":"a","event":"TASK_COMPLETED","machine":"m","metadata":{"k":1.5e3},"eventId":"id-1:x",
+		"ifVersion":3,"taskRunId":"r","task":{"name":"t","executor":"lambda","config":{"Any":{"Nested":[1,{"a":null}]}},"timeoutSeconds":5},
+		"description":"d","outputs":{"o":true},"log":"s3://b/logs/x"}`))
+	require.NoError(t, err)
+	require.Equal(t, "id-1:x", ev.EventID)
+	require.Equal(t, map[string]any{"Any": map[string]any{"Nested": []any{json.Number("1"), map[string]any{"a": nil}}}}, ev.Task.Config,
+		"a task's config is the machine's own: any keys")
 }
 
 func TestParseTask(t *testing.T) {

@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -300,10 +302,11 @@ type Rejection struct {
 // marked processed (so a redelivery is not recorded twice), the rejection is
 // kept, and a history row is added when the named stack exists.
 func (s *Store) RecordRejection(ctx context.Context, r Rejection) error {
-	body := r.Body
-	if len(body) > 4096 {
-		body = body[:4096]
-	}
+	// What a rejection stores came from the message, which may be anything: every text is made
+	// storable first, or a rejection that PostgreSQL refuses would be retried forever.
+	body := storableText(r.Body, 4096)
+	r.StackID, r.Event = storableText(r.StackID, 256), storableText(r.Event, 256)
+	r.Reason, r.MessageID = storableText(r.Reason, 4096), storableText(r.MessageID, 256)
 	_, err := s.pool.Exec(ctx, `WITH k AS (
 			INSERT INTO processed_events (key, stack_id, processed_at) VALUES ($1, $3, $7)
 			ON CONFLICT (key) DO NOTHING RETURNING key),
@@ -316,6 +319,28 @@ func (s *Store) RecordRejection(ctx context.Context, r Rejection) error {
 		return s.noteErr(fmt.Errorf("error recording rejection of message %s: %w", r.MessageID, err))
 	}
 	return nil
+}
+
+// storableText returns s as PostgreSQL text can hold it, at most max bytes: invalid UTF-8 and NUL
+// characters become U+FFFD, and a cut falls on a character boundary.
+func storableText(s string, max int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
+// IsDataError reports whether PostgreSQL refused a value itself (SQLSTATE class 22, data
+// exception, or 54, program limit exceeded): storing the same message again fails the same way,
+// so it is rejected rather than retried.
+func IsDataError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54"))
 }
 
 // GetStack returns one stack, or nil when it does not exist.
