@@ -21,10 +21,11 @@ import (
 )
 
 // These tests inject faults into the shipped state manager, built with the
-// faultinject tag and armed through faults.EnvVar, and check DESIGN.md §4's
-// guarantees after each: every stack converges, no transition happens twice,
-// no task message is left unsent, and a poison message ends in the dead-letter
-// queue holding up nothing but its own stack.
+// faultinject tag and armed through faults.EnvVar, and check the design's
+// guarantees (docs/design.md §"Guarantees") after each: every stack
+// converges, no transition happens twice, no task message is left unsent, and
+// a poison message ends in the dead-letter queue holding up nothing but its
+// own stack.
 
 // pairTransitions is the whole life of a stack of the pair machine.
 var pairTransitions = []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}

@@ -1,4 +1,4 @@
-// Package engine decides what one event does to one stack (DESIGN.md §4). It is
+// Package engine decides what one event does to one stack (docs/design.md §"One event, step by step"). It is
 // pure: given the stack, its machine, the event and the time it returns the new
 // stack, the history to append and the task messages to send. All I/O (locking,
 // storing, publishing) lives around it, in the store and the applier.

@@ -1,4 +1,4 @@
-// Package machine reads and validates machine files (DESIGN.md §2) and keeps
+// Package machine reads and validates machine files (docs/design.md §"Machine files") and keeps
 // the machines a process uses loaded from a folder or an S3 prefix.
 //
 // Parse reports every broken rule of a file at once, each with its line,

@@ -34,7 +34,7 @@ func (e *ValidationError) Error() string {
 }
 
 var (
-	// namePattern is what event and state names look like (DESIGN.md §2).
+	// namePattern is what event and state names look like (docs/design.md §"Machine files").
 	namePattern = regexp.MustCompile(`^[A-Z0-9-]+$`)
 	// machineNamePattern matches the names an event's `machine` field may
 	// carry, so every machine a file defines can actually be used.

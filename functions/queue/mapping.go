@@ -15,7 +15,7 @@ import (
 // the function, so naming it in the function's environment would be a dependency cycle).
 //
 // The state manager owns its mapping's Enabled flag: a mapping disabled by hand is enabled again by
-// the next scheduled check that finds the database available (README.md, "Operating").
+// the next scheduled check that finds the database available (docs/design.md §"Guarantees").
 type EventSourceMapping struct {
 	Client       *lambda.Client
 	FunctionName string // AWS_LAMBDA_FUNCTION_NAME

@@ -9,7 +9,7 @@ import (
 	"github.com/stackseam/stackseam/functions/machine"
 )
 
-// minimumTrips is the fewest round trips the design (DESIGN.md §4) allows for
+// minimumTrips is the fewest round trips the design (docs/design.md §"Round trips") allows for
 // each kind of event: one to read the stack under its lock, one to write the
 // decision and commit (the engine decides in between, in Go), and one more
 // to clear the outbox rows once their messages are published — which can

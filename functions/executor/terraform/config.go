@@ -14,7 +14,7 @@ import (
 	"github.com/stackseam/stackseam/functions/message"
 )
 
-// The actions and source types a terraform task may name (DESIGN.md §2).
+// The actions and source types a terraform task may name (docs/design.md §"Executors").
 const (
 	ActionApply   = "apply"
 	ActionDestroy = "destroy"
