@@ -468,8 +468,8 @@ func (s *Stackseam) stateManagerPolicy() {
 }
 
 // pauseOwnMapping lets the state manager disable and enable its own event-source mapping, which
-// it does while the database is unavailable so that an outage spends no receive counts (README.md,
-// "Guarantees"). The statements sit in a policy of their own: the role's default policy is a
+// it does while the database is unavailable so that an outage spends no receive counts (docs/design.md
+// §"Guarantees"). The statements sit in a policy of their own: the role's default policy is a
 // dependency of the function, and the mapping depends on the function, so naming the mapping there
 // would be a cycle.
 func (s *Stackseam) pauseOwnMapping(mapping awslambda.EventSourceMapping) {

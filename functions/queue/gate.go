@@ -23,8 +23,8 @@ var ErrPaused = errors.New("not handled: consumption is paused while a dependenc
 //     (Check) probes and enables it again once the probe succeeds.
 //
 // While closed, messages already received fail at once with ErrPaused. Each outage costs a message
-// at most the receives that were in flight when it began, however long it lasts (README.md,
-// "Guarantees"). A failure the probe does not confirm (a poison message) leaves the gate open, so
+// at most the receives that were in flight when it began, however long it lasts (docs/design.md
+// §"Guarantees"). A failure the probe does not confirm (a poison message) leaves the gate open, so
 // such a message still reaches the dead-letter queue after maxReceiveCount receives.
 //
 // The zero Gate is not usable; Probe is required. It is safe for concurrent use.

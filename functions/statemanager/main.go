@@ -162,7 +162,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		Logger:   logger,
 	}
 	// While the database is unavailable nothing is received, so an outage of any length spends
-	// no receive counts (README.md, "Guarantees").
+	// no receive counts (docs/design.md §"Guarantees").
 	gate := &queue.Gate{
 		Probe:      databaseReady(st, logger),
 		ProbeEvery: cfg.probeEvery,
