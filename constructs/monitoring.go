@@ -142,6 +142,8 @@ func (s *Stackseam) alarms(p resolved) {
 		insights("rejected events", rejectedEventsQuery), 1)
 	alarm("DatabaseUnavailableAlarm", "stackseam: the state manager cannot reach its database and has paused consuming events (they wait in the event queue; nothing is lost)",
 		functionMetric(fnStateManager, metrics.DatabaseUnavailable, "Sum", "failed database probes"), 1)
+	alarm("OutboxParkedAlarm", "stackseam: the state manager parked messages that can never be sent (see the parked_outbox table and the stacks' history)",
+		functionMetric(fnStateManager, metrics.OutboxParked, "Sum", "parked outbox messages"), 1)
 	alarm("EventQueueAgeAlarm", fmt.Sprintf("stackseam: an event has waited %s or more in the event queue", p.EventQueueAgeAlarmThreshold),
 		age(s.EventQueue), p.EventQueueAgeAlarmThreshold.Seconds())
 	alarm("TaskQueueAgeAlarm", fmt.Sprintf("stackseam: a task message has waited %s or more in the task queue", p.TaskQueueAgeAlarmThreshold),

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/stackseam/stackseam/functions/engine"
 	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
 	"github.com/stackseam/stackseam/functions/store"
 	"github.com/stackseam/stackseam/test/harness"
@@ -556,4 +558,48 @@ func shuffled(n, seed int) []int {
 		p[i], p[j] = p[j], p[i]
 	}
 	return p
+}
+
+// TestUnsendableTaskMessageIsParkedAndFailsItsTask: a task whose message SQS would refuse (its
+// config makes it larger than a queue message) is parked with the reason instead of being retried
+// or re-sent by every sweep, and its run is settled as TASK_ERROR so the stack does not wait for a
+// task that will never run. The other task of the same state is dispatched normally.
+func TestUnsendableTaskMessageIsParkedAndFailsItsTask(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{maxReceiveCount: 3})
+	dir := t.TempDir()
+	big := fmt.Sprintf(`version: 1
+events: [LAUNCH]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: PROVISION}]
+  PROVISION:
+    tasks: [huge, small]
+    on:
+      NEXT: [{action: advance, state: DONE}]
+  DONE:
+    terminal: true
+tasks:
+  huge: {executor: lambda, config: {name: huge-fn, args: {blob: %q}}}
+  small: {executor: lambda, config: {name: small-fn}}
+`, strings.Repeat("x", queue.MaxMessageBytes))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "big.yml"), []byte(big), 0o644))
+	proc := s.startStateManager(1, "MACHINES_DIR="+dir, "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=1s")
+
+	s.sendEvent("parked-1", "LAUNCH", map[string]any{"machine": "big"})
+	tasks := s.receiveTasks(1)
+	require.Equal(t, "small", tasks[0].Task.Name, "the task that fits is sent")
+	require.Eventually(t, func() bool {
+		return s.count("SELECT count(*) FROM history WHERE stack_id = 'parked-1' AND kind = 'task-failed' AND task = 'huge'") == 1
+	}, 30*time.Second, 100*time.Millisecond, "the parked task's run is settled as failed")
+	require.Equal(t, 1, s.count("SELECT count(*) FROM parked_outbox WHERE stack_id = 'parked-1' AND reason LIKE '%SQS accepts at most 262144%'"))
+	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'parked-1' AND kind = 'parked'"))
+	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'parked-1' AND kind = 'task-failed' AND reason LIKE 'the task did not run: the task message can never be sent%'"))
+	require.Contains(t, proc.Output(), `"`+metrics.OutboxParked+`"`)
+	// Sweeps come and go: nothing is re-sent, nothing is left.
+	time.Sleep(3 * time.Second)
+	require.Equal(t, 0, s.count("SELECT count(*) FROM outbox"))
+	require.Empty(t, s.pollTasks(10), "the parked message is never sent")
+	require.Equal(t, "PROVISION", s.stack("parked-1").State, "the stack waits on its failed task, as a failed task makes it")
 }

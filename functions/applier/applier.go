@@ -164,9 +164,11 @@ func (a *Applier) rejectUnparsed(ctx context.Context, m queue.Message, perr erro
 	return nil
 }
 
-// flush publishes outbox rows through their destinations' outlets and
-// deletes those that went out. Every destination is tried even when one
-// fails; the first error is returned so the caller retries.
+// flush publishes outbox rows through their destinations' outlets and deletes exactly those that
+// went out. A row the outlet refuses for good (queue.SendFailure.Permanent: too large, or refused
+// as sent) is parked with its reason, so it is neither retried forever nor re-sent by every sweep;
+// rows that failed for a transient reason stay for the retry. Every destination is tried even when
+// one fails; the first transient error is returned so the caller retries.
 func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 	if len(rows) == 0 {
 		return nil
@@ -180,6 +182,7 @@ func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 		byDest[r.Destination] = append(byDest[r.Destination], r)
 	}
 	var sent []int64
+	var parked []store.Parked
 	var firstErr error
 	for _, dest := range order {
 		batch := byDest[dest]
@@ -188,22 +191,88 @@ func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 			// Written while an outlet existed (e.g. a topic since removed
 			// from the configuration): nowhere to go, so drop them loudly.
 			a.logger().Warn("dropping outbox messages with no configured destination", "destination", dest, "count", len(batch))
-		} else if err := out(ctx, batch); err != nil {
+			for _, r := range batch {
+				sent = append(sent, r.ID)
+			}
+			continue
+		}
+		err := out(ctx, batch)
+		failed := map[int]bool{}
+		var sendErr *queue.SendError
+		switch {
+		case err == nil:
+		case errors.As(err, &sendErr):
+			for _, f := range sendErr.Failures {
+				failed[f.Index] = true
+				if f.Permanent && f.Index >= 0 && f.Index < len(batch) {
+					parked = append(parked, parkedRow(batch[f.Index], f.Err))
+				} else if firstErr == nil {
+					firstErr = fmt.Errorf("error sending %s messages: %w", dest, err)
+				}
+			}
+		default:
 			if firstErr == nil {
 				firstErr = fmt.Errorf("error sending %d %s messages: %w", len(batch), dest, err)
 			}
 			continue
-		} else {
-			a.recordLag(dest, batch)
 		}
-		for _, r := range batch {
-			sent = append(sent, r.ID)
+		var delivered []store.OutboxMessage
+		for i, r := range batch {
+			if !failed[i] {
+				delivered = append(delivered, r)
+				sent = append(sent, r.ID)
+			}
+		}
+		if len(delivered) > 0 {
+			a.recordLag(dest, delivered)
 		}
 	}
 	if err := a.Store.DeleteOutbox(ctx, sent); err != nil && firstErr == nil {
 		firstErr = err
 	}
+	if len(parked) == 0 {
+		return firstErr
+	}
+	results, err := a.Store.ParkOutbox(ctx, parked)
+	if err != nil {
+		if firstErr == nil {
+			firstErr = err
+		}
+		return firstErr
+	}
+	for _, p := range parked {
+		a.logger().Error("outbox message parked: it can never be sent", "outcome", "parked", "outboxId", p.ID, "reason", p.Reason)
+	}
+	a.Metrics.Record(nil, metrics.Value{Name: metrics.OutboxParked, Unit: metrics.Count, Value: float64(len(parked))})
+	// The TASK_ERROR results of parked task messages are small; if they cannot go now, the sweep
+	// sends them.
+	if err := a.flush(ctx, results); err != nil && firstErr == nil {
+		firstErr = err
+	}
 	return firstErr
+}
+
+// parkedRow is the parked form of an outbox row that can never be sent. A task message comes with
+// a TASK_ERROR result for its run, so the stack learns the task will never run.
+func parkedRow(r store.OutboxMessage, cause error) store.Parked {
+	p := store.Parked{ID: r.ID, Reason: fmt.Sprintf("the %s message can never be sent: %v", r.Destination, cause)}
+	if r.Destination != store.DestinationTask {
+		return p
+	}
+	task, err := message.ParseTask([]byte(r.Body))
+	if err != nil {
+		return p
+	}
+	res, err := json.Marshal(message.Result{
+		Event: message.EventTaskError, StackID: task.Stack.ID, TaskRunID: task.TaskRunID,
+		// Without its config: the config may be what made the message too large.
+		Task:        message.TaskSpec{Name: task.Task.Name, Executor: task.Task.Executor},
+		Description: "the task did not run: " + p.Reason,
+	})
+	if err == nil {
+		p.Result = string(res)
+	}
+	return p
 }
 
 // recordLag records how long the oldest message of a batch waited in the

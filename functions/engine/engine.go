@@ -120,6 +120,9 @@ const (
 	KindTaskDone   = "task-completed"
 	KindTaskFailed = "task-failed"
 	KindRemoved    = "removed"
+	// KindParked records that a message the stack caused could never be sent and was parked
+	// (store.ParkOutbox).
+	KindParked = "parked"
 )
 
 // HistoryEntry is one row of a stack's history.

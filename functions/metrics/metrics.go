@@ -17,6 +17,10 @@ const Namespace = "stackseam"
 // while the database cannot be reached and event consumption is paused. An alarm watches it.
 const DatabaseUnavailable = "DatabaseUnavailable"
 
+// OutboxParked counts messages the state manager parked because they can never be sent (too
+// large, or refused by SQS as they are). An alarm watches it.
+const OutboxParked = "OutboxParked"
+
 // Units used by stackseam's metrics.
 const (
 	Count        = "Count"

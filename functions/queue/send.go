@@ -35,11 +35,18 @@ const (
 // retries whole requests that fail (throttling, 5xx), this covers per-entry failures.
 const sendAttempts = 3
 
+// MaxMessageBytes is the largest message body SQS accepts on a queue with the default
+// MaximumMessageSize (256 KiB). Send refuses a larger body without sending it.
+const MaxMessageBytes = 256 * 1024
+
 // SendFailure is one message that Send could not send.
 type SendFailure struct {
 	Index int    // position of the message in the slice given to Send
 	Code  string // SQS error code of the entry, "" when the whole request failed
 	Err   error
+	// Permanent means the message itself is refused (too large, or SQS says the sender is at
+	// fault): sending it again would fail again.
+	Permanent bool
 }
 
 // SendError reports the messages Send could not send; every other message was sent.
@@ -82,8 +89,7 @@ func (e *SendError) Unwrap() []error {
 // A chunk whose request fails does not stop the later chunks, unless ctx is done. Once a message
 // with a GroupID fails, the later messages of that group wait for its retry, or fail with it, so a
 // retry does not put it behind them (only a later message in the very same request can overtake
-// it). A single body over 256 KiB is sent alone and SQS decides (the queue's MaximumMessageSize
-// may allow it).
+// it). A body over MaxMessageBytes is not sent: it fails as Permanent.
 func Send(ctx context.Context, client *sqs.Client, queueURL string, msgs []Outgoing) error {
 	if len(msgs) == 0 {
 		return nil
@@ -128,6 +134,9 @@ func Send(ctx context.Context, client *sqs.Client, queueURL string, msgs []Outgo
 			for _, i := range chunk {
 				if err := ctx.Err(); err != nil {
 					retryOrFail(i, SendFailure{Index: i, Err: context.Cause(ctx)}, false)
+				} else if n := len(msgs[i].Body); n > MaxMessageBytes {
+					retryOrFail(i, SendFailure{Index: i, Permanent: true,
+						Err: fmt.Errorf("the message is %d bytes; SQS accepts at most %d", n, MaxMessageBytes)}, false)
 				} else if b, ok := blocked[msgs[i].GroupID]; ok {
 					retryOrFail(i, SendFailure{Index: i, Err: b.err}, !b.final)
 				} else {
@@ -155,7 +164,7 @@ func Send(ctx context.Context, client *sqs.Client, queueURL string, msgs []Outgo
 			for _, i := range send {
 				if f, ok := byIndex[i]; ok {
 					err := fmt.Errorf("%s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
-					retryOrFail(i, SendFailure{Index: i, Code: aws.ToString(f.Code), Err: err}, !f.SenderFault)
+					retryOrFail(i, SendFailure{Index: i, Code: aws.ToString(f.Code), Err: err, Permanent: f.SenderFault}, !f.SenderFault)
 				}
 			}
 		}

@@ -274,6 +274,48 @@ func (s *Store) DeleteOutbox(ctx context.Context, ids []int64) error {
 	return nil
 }
 
+// Parked is an outbox row that can never be sent.
+type Parked struct {
+	ID     int64  // the outbox row
+	Reason string // why it can never be sent
+	// Result, when set, is an event body (a TASK_ERROR for the task the row would have started)
+	// written to the outbox in the same statement, so the stack does not wait for a task that
+	// will never run.
+	Result string
+}
+
+// ParkOutbox moves outbox rows that can never be sent to parked_outbox with their reasons, notes
+// it in their stacks' history and writes their Result events to the outbox, in one statement: a
+// parked row is never re-sent, and its result is not lost. It returns the result rows to send.
+func (s *Store) ParkOutbox(ctx context.Context, parked []Parked) ([]OutboxMessage, error) {
+	if len(parked) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(parked))
+	reasons := make([]string, len(parked))
+	results := make([]string, len(parked))
+	for i, p := range parked {
+		ids[i], reasons[i], results[i] = p.ID, storableText(p.Reason, 4096), p.Result
+	}
+	rows, _ := s.pool.Query(ctx, `WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r(id, reason, result)),
+		moved AS (DELETE FROM outbox o USING r WHERE o.id = r.id
+			RETURNING o.id, o.stack_id, o.destination, o.body, o.delay_seconds, o.created_at, r.reason, r.result),
+		parked AS (INSERT INTO parked_outbox (id, stack_id, destination, body, delay_seconds, created_at, parked_at, reason)
+			SELECT id, stack_id, destination, body, delay_seconds, created_at, $4, reason FROM moved
+			ON CONFLICT (id) DO NOTHING RETURNING id, stack_id, destination, reason),
+		noted AS (INSERT INTO history (stack_id, machine, at, kind, reason, detail)
+			SELECT s.id, s.machine, $4, $5, p.reason, jsonb_build_object('outboxId', p.id, 'destination', p.destination)
+			FROM parked p JOIN stacks s ON s.id = p.stack_id)
+		INSERT INTO outbox (stack_id, destination, body, delay_seconds, created_at)
+		SELECT m.stack_id, $6, m.result, 0, $4 FROM moved m WHERE m.result <> ''
+		RETURNING `+outboxColumns, ids, reasons, results, time.Now().UTC(), engine.KindParked, DestinationEvent)
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error parking %d outbox rows: %w", len(ids), err))
+	}
+	return out, nil
+}
+
 // StaleOutbox returns unsent messages older than age, for the sweep that
 // publishes what a crashed process left behind. Rows being written by a live
 // transaction are not visible, so only abandoned ones come back.
