@@ -63,3 +63,24 @@ func TestLogLevel(t *testing.T) {
 	t.Setenv("LOG_LEVEL", "")
 	require.Equal(t, slog.LevelInfo, settings.LogLevel())
 }
+
+func TestDeclaredRefusesUndeclaredNames(t *testing.T) {
+	d := &settings.Declared{Function: "test", Variables: []settings.Variable{{Name: "STACKSEAM_SETTINGS_TEST"}}}
+	t.Setenv("STACKSEAM_SETTINGS_TEST", "x")
+	require.Equal(t, "x", d.Get("STACKSEAM_SETTINGS_TEST"))
+	require.PanicsWithValue(t, "settings: test reads STACKSEAM_SETTINGS_UNDECLARED, which is not in its declared variables (functions/settings)",
+		func() { d.Get("STACKSEAM_SETTINGS_UNDECLARED") })
+	require.Equal(t, []string{"STACKSEAM_SETTINGS_TEST"}, d.Read())
+}
+
+func TestDeclaredListsAreConsistent(t *testing.T) {
+	for _, d := range []*settings.Declared{settings.StateManager, settings.Satisfier} {
+		seen := map[string]bool{}
+		for _, v := range d.Variables {
+			require.False(t, seen[v.Name], "%s declares %s twice", d.Function, v.Name)
+			seen[v.Name] = true
+			require.False(t, v.LocalOnly && (v.Deployed || v.Runtime), "%s: %s cannot be local-only and set in Lambda", d.Function, v.Name)
+			require.False(t, v.Deployed && v.Runtime, "%s: %s is set by the construct or by Lambda, not both", d.Function, v.Name)
+		}
+	}
+}

@@ -28,7 +28,7 @@ import (
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: env.LogLevel()}))
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: vars.LogLevel()}))
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -58,17 +58,21 @@ type settings struct {
 	sweepEvery     time.Duration
 }
 
+// vars are the environment variables the state manager reads, declared in one place that the
+// construct's test checks the template against.
+var vars = env.StateManager
+
 func readSettings() (settings, error) {
 	s := settings{
-		eventQueueURL:  os.Getenv("EVENT_QUEUE_URL"),
-		taskQueueURL:   os.Getenv("TASK_QUEUE_URL"),
-		topicARN:       os.Getenv("NOTIFICATION_TOPIC_ARN"),
-		machinesDir:    os.Getenv("MACHINES_DIR"),
-		machinesBucket: os.Getenv("MACHINES_BUCKET"),
-		machinesPrefix: env.Or("MACHINES_PREFIX", "machines/"),
-		databaseURL:    os.Getenv("DATABASE_URL"),
-		secretID:       os.Getenv("DATABASE_SECRET_ID"),
-		sslMode:        os.Getenv("DATABASE_SSLMODE"),
+		eventQueueURL:  vars.Get("EVENT_QUEUE_URL"),
+		taskQueueURL:   vars.Get("TASK_QUEUE_URL"),
+		topicARN:       vars.Get("NOTIFICATION_TOPIC_ARN"),
+		machinesDir:    vars.Get("MACHINES_DIR"),
+		machinesBucket: vars.Get("MACHINES_BUCKET"),
+		machinesPrefix: vars.Or("MACHINES_PREFIX", "machines/"),
+		databaseURL:    vars.Get("DATABASE_URL"),
+		secretID:       vars.Get("DATABASE_SECRET_ID"),
+		sslMode:        vars.Get("DATABASE_SSLMODE"),
 	}
 	var err error
 	ints := []struct {
@@ -77,7 +81,7 @@ func readSettings() (settings, error) {
 		dst  *int
 	}{{"WORKERS", 1, &s.workers}, {"BATCH_PARALLELISM", 4, &s.parallelism}}
 	for _, v := range ints {
-		if *v.dst, err = env.Int(v.name, v.def); err != nil {
+		if *v.dst, err = vars.Int(v.name, v.def); err != nil {
 			return s, err
 		}
 	}
@@ -93,7 +97,7 @@ func readSettings() (settings, error) {
 		{"SWEEP_INTERVAL", time.Minute, &s.sweepEvery},
 	}
 	for _, v := range durations {
-		if *v.dst, err = env.Duration(v.name, v.def); err != nil {
+		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
 			return s, err
 		}
 	}
