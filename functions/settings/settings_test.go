@@ -2,6 +2,7 @@ package settings_test
 
 import (
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -83,4 +84,31 @@ func TestDeclaredListsAreConsistent(t *testing.T) {
 			require.False(t, v.Deployed && v.Runtime, "%s: %s is set by the construct or by Lambda, not both", d.Function, v.Name)
 		}
 	}
+}
+
+// CheckDeployed fails on the mismatches it is for.
+func TestCheckDeployedFindsMismatches(t *testing.T) {
+	var set []string
+	for _, v := range settings.StateManager.Variables {
+		if v.Deployed {
+			set = append(set, v.Name)
+		}
+	}
+	require.Empty(t, settings.StateManager.CheckDeployed(set))
+
+	set = append(set, "BUCKET", "WORKERS")
+	set = slices.DeleteFunc(set, func(n string) bool { return n == "MACHINES_BUCKET" })
+	require.Equal(t, []string{
+		"statemanager: the construct does not set MACHINES_BUCKET, which the deployed function needs",
+		"statemanager: the construct sets BUCKET, which the function does not read",
+		"statemanager: the construct sets WORKERS, which only local mode reads",
+	}, settings.StateManager.CheckDeployed(set))
+	require.Equal(t, []string{
+		"satisfier: the construct does not set BUCKET, which the deployed function needs",
+		"satisfier: the construct does not set EVENT_QUEUE_URL, which the deployed function needs",
+		"satisfier: the construct does not set LOG_LEVEL, which the deployed function needs",
+		"satisfier: the construct does not set TASK_QUEUE_URL, which the deployed function needs",
+		"satisfier: the construct does not set TERRAFORM_BINARY, which the deployed function needs",
+		"satisfier: the construct sets LAMBDA_TASK_ROOT, which the Lambda runtime sets",
+	}, settings.Satisfier.CheckDeployed([]string{"LAMBDA_TASK_ROOT"}))
 }

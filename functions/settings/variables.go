@@ -164,3 +164,31 @@ func (d *Declared) LogLevel() slog.Level {
 	d.use("LOG_LEVEL")
 	return LogLevel()
 }
+
+// CheckDeployed compares the variables a deployment sets on the function (the construct's
+// template) with the declaration and returns every problem, sorted: a variable the function does
+// not read (a typo, or another function's name for it, like BUCKET for MACHINES_BUCKET), one only
+// local mode reads, one the Lambda runtime sets, and a Deployed one that is missing.
+func (d *Declared) CheckDeployed(set []string) []string {
+	var problems []string
+	has := map[string]bool{}
+	for _, name := range set {
+		has[name] = true
+		v, ok := d.Lookup(name)
+		switch {
+		case !ok:
+			problems = append(problems, d.Function+": the construct sets "+name+", which the function does not read")
+		case v.LocalOnly:
+			problems = append(problems, d.Function+": the construct sets "+name+", which only local mode reads")
+		case v.Runtime:
+			problems = append(problems, d.Function+": the construct sets "+name+", which the Lambda runtime sets")
+		}
+	}
+	for _, v := range d.Variables {
+		if v.Deployed && !has[v.Name] {
+			problems = append(problems, d.Function+": the construct does not set "+v.Name+", which the deployed function needs")
+		}
+	}
+	slices.Sort(problems)
+	return problems
+}
