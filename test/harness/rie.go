@@ -13,8 +13,14 @@ import (
 // RIE_VERSION must be the same (TestRIEVersionMatchesMakefile checks it).
 const RIEVersion = localenv.RIEVersion
 
-// RIE is one Runtime Interface Emulator running one function (see localenv.RIE).
-type RIE = localenv.RIE
+// RIE is one Runtime Interface Emulator running one function (see localenv.RIE), with its output.
+type RIE struct {
+	*localenv.RIE
+	out *processOutput
+}
+
+// Output returns everything the emulator and the function wrote so far.
+func (r *RIE) Output() string { return r.out.String() }
 
 // RIEConfig is one function run under the emulator (see localenv.RIEConfig).
 type RIEConfig = localenv.RIEConfig
@@ -57,22 +63,21 @@ func BuildBootstrap(t testing.TB, pkg string) string {
 }
 
 // StartRIE starts cfg's function under the emulator (Binary defaults to RIEBinary), its output
-// going to the test log with the prefix name; it is stopped at the end of the test.
+// (cfg.Out is replaced) going to the test log with the prefix name; it is stopped at the end of
+// the test.
 func StartRIE(t testing.TB, name string, cfg RIEConfig) *RIE {
 	t.Helper()
 	if cfg.Binary == "" {
 		cfg.Binary = RIEBinary(t)
 	}
-	if cfg.Out == nil {
-		out := &processOutput{t: t}
-		out.setPrefix(name + ": ")
-		cfg.Out = out
-		t.Cleanup(out.close)
-	}
+	out := &processOutput{t: t}
+	out.setPrefix(name + ": ")
+	cfg.Out = out
+	t.Cleanup(out.close)
 	r, err := localenv.StartRIE(cfg)
 	if err != nil {
 		t.Fatalf("harness: %v", err)
 	}
 	t.Cleanup(r.Stop)
-	return r
+	return &RIE{RIE: r, out: out}
 }
