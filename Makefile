@@ -6,7 +6,9 @@ GO ?= go
 # this file works before and after each function exists.
 FUNCTIONS := statemanager satisfier
 LAMBDA_ENV := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
-LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
+# The functions' Lambda build flags: functions/lambdabuild.Flags, which the construct's bundling
+# uses, must be the same (a test in functions/lambdabuild checks it).
+LAMBDA_FLAGS := -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w'
 
 EMULATOR_DIR := test/testdata/emulator
 # npm ci writes node_modules/.package-lock.json, so it is newer than the
