@@ -444,6 +444,9 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		}
 		ready := map[string]string{"StateManager": "state manager ready", "Satisfier": "satisfier ready"}[name]
 		require.Regexp(t, `"msg":"`+ready+`".*"lambda":true`, out, "%s ran in Lambda mode", name)
+		// The emulator reports each invocation with the function's memory, the template's.
+		memory := map[string]int{"StateManager": sm.memoryMB, "Satisfier": sat.memoryMB}[name]
+		require.Contains(t, out, fmt.Sprintf("Memory Size: %d MB", memory))
 	}
 }
 
