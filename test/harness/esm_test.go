@@ -188,3 +188,37 @@ func TestEventSourceMappingLambdaAPI(t *testing.T) {
 	_, err = client.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: aws.String("no-such-uuid")})
 	require.ErrorContains(t, err, "ResourceNotFoundException")
 }
+
+// A response that is not a batch response fails the batch, as an unknown item identifier does.
+func TestEventSourceMappingInvalidResponsesFailTheBatch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, response string }{
+		{"not-json", `not json`},
+		{"unknown-id", `{"batchItemFailures": [{"itemIdentifier": "no-such-message"}]}`},
+		{"misspelt-key", `{"batchItemFailures": [{"itemId": "x"}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url, _ := harness.CreateQueueWithAttributes(t, "esm-"+tc.name, false, 5, map[string]string{"VisibilityTimeout": "1"})
+			send(t, url, "m")
+			var mu sync.Mutex
+			calls := 0
+			m := harness.StartEventSourceMapping(t, &harness.EventSourceMapping{
+				FunctionName: "fn", QueueURL: url, EventSourceARN: "arn:aws:sqs:us-east-1:000000000000:esm-" + tc.name,
+				BatchSize: 1, ReportBatchItemFailures: true,
+				Invokers: []harness.Invoker{harness.InvokerFunc(func(context.Context, []byte) (harness.RIEResult, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					calls++
+					if calls == 1 {
+						return harness.RIEResult{Payload: []byte(tc.response)}, nil
+					}
+					return harness.RIEResult{Payload: []byte(`null`)}, nil // complete success
+				})},
+			})
+			require.Eventually(t, func() bool { return m.Deleted() == 1 }, 30*time.Second, 100*time.Millisecond)
+			require.Equal(t, int64(1), m.FailedBatches())
+			require.Equal(t, int64(2), m.Invocations(), "the message came back once after the failed batch")
+		})
+	}
+}

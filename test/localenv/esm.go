@@ -214,9 +214,16 @@ func (m *EventSourceMapping) invoke(ctx context.Context, inv Invoker, batch []sq
 	}
 	failed := map[string]bool{}
 	if m.ReportBatchItemFailures {
+		// As Lambda documents: null, {} and an empty or null batchItemFailures are complete
+		// success; a response that is not a JSON batch response, or names an identifier not in
+		// the batch (empty, null, misspelt key), is complete failure.
 		var resp events.SQSEventResponse
-		// A response that is not a batch response (null, {}) means every message succeeded.
-		_ = json.Unmarshal(res.Payload, &resp)
+		if err := json.Unmarshal(res.Payload, &resp); err != nil {
+			m.failedBatch.Add(1)
+			m.Logger.Info("event-source mapping: the response is not a batch response; the batch failed",
+				"function", m.FunctionName, "response", truncate(res.Payload, 300))
+			return
+		}
 		inBatch := map[string]bool{}
 		for _, msg := range batch {
 			inBatch[aws.ToString(msg.MessageId)] = true
