@@ -121,10 +121,13 @@ func (m *EventSourceMapping) Enabled() bool { return m.enabled.Load() }
 // nothing more is consumed until the mapping is enabled again.
 func (m *EventSourceMapping) Idle() bool { return m.busy.Load() == 0 }
 
-// Invocations is how many times the function was invoked; Deleted how many messages were
-// deleted after success; FailedBatches how many invocations failed as a whole.
-func (m *EventSourceMapping) Invocations() int64   { return m.invocations.Load() }
-func (m *EventSourceMapping) Deleted() int64       { return m.deleted.Load() }
+// Invocations is how many times the function was invoked.
+func (m *EventSourceMapping) Invocations() int64 { return m.invocations.Load() }
+
+// Deleted is how many messages were deleted after their invocation succeeded.
+func (m *EventSourceMapping) Deleted() int64 { return m.deleted.Load() }
+
+// FailedBatches is how many invocations failed as a whole (nothing deleted).
 func (m *EventSourceMapping) FailedBatches() int64 { return m.failedBatch.Load() }
 
 func (m *EventSourceMapping) loop(ctx context.Context, inv Invoker) {
