@@ -6,7 +6,9 @@ GO ?= go
 # this file works before and after each function exists.
 FUNCTIONS := statemanager satisfier
 LAMBDA_ENV := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
-LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
+# The functions' Lambda build flags: functions/lambdabuild.Flags, which the construct's bundling
+# uses, must be the same (a test in functions/lambdabuild checks it).
+LAMBDA_FLAGS := -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w'
 
 EMULATOR_DIR := test/testdata/emulator
 # npm ci writes node_modules/.package-lock.json, so it is newer than the
@@ -40,7 +42,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .DEFAULT_GOAL := help
-.PHONY: help demo deps deps-postgres tofu build test lint bench fuzz synth clean
+.PHONY: help demo deps deps-postgres tofu rie build test lint bench fuzz synth clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -52,7 +54,7 @@ help: ## List the targets
 demo: deps ## Run stackseam on this machine and drive stacks through LAUNCH, RUN and DESTROY (Ctrl-C stops it)
 	$(GO) run ./test/demo
 
-deps: $(EMULATOR_STAMP) deps-postgres tofu ## Install what the tests need (emulator packages, PostgreSQL 15 server, OpenTofu)
+deps: $(EMULATOR_STAMP) deps-postgres tofu rie ## Install what the tests need (emulator packages, PostgreSQL 15 server, OpenTofu, Lambda RIE)
 
 $(EMULATOR_STAMP): $(EMULATOR_DIR)/package.json $(EMULATOR_DIR)/package-lock.json
 	@command -v node >/dev/null || { echo "node (Node.js 20 or later) is required for the AWS emulator" >&2; exit 1; }
@@ -73,6 +75,25 @@ $(TOFU_BIN):
 	cd "$$dir" && CGO_ENABLED=0 $(GO) build -trimpath -o $(abspath $@).tmp ./cmd/tofu
 	@mv $@.tmp $@
 	@$@ version
+
+# The AWS Lambda Runtime Interface Emulator, which runs the shipped bootstrap
+# binaries in Lambda mode in the tests (test/localenv/rie.go). Built from its Go
+# module like OpenTofu above; test/localenv.RIEVersion must match RIE_VERSION
+# (a harness test checks it).
+RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
+RIE_MODULE := github.com/aws/aws-lambda-runtime-interface-emulator
+RIE_BIN := .cache/rie/$(RIE_VERSION)/$(shell $(GO) env GOOS)_$(shell $(GO) env GOARCH)/aws-lambda-rie
+
+rie: $(RIE_BIN) ## Build the AWS Lambda Runtime Interface Emulator into .cache/rie (once; ~1 min)
+
+$(RIE_BIN):
+	@mkdir -p $(@D)
+	@dir="$$(cd "$${TMPDIR:-/tmp}" && GOFLAGS= GOWORK=off $(GO) mod download -json $(RIE_MODULE)@$(RIE_VERSION) | \
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$$/\1/p')"; \
+	test -n "$$dir" || { echo "go mod download $(RIE_MODULE)@$(RIE_VERSION) failed" >&2; exit 1; }; \
+	echo "building the Lambda Runtime Interface Emulator from $$dir into $@"; \
+	cd "$$dir" && CGO_ENABLED=0 GOFLAGS= GOWORK=off $(GO) build -trimpath -o $(abspath $@).tmp ./cmd/aws-lambda-rie
+	@mv $@.tmp $@
 
 # Installs the server only when it is missing and we are root (apt-get);
 # STACKSEAM_TEST_DATABASE_URL means the tests use another server instead.

@@ -13,34 +13,32 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/stackseam/stackseam/functions/lambdabuild"
 )
 
-// The functions' build, as aws-lambda-go recommends for provided.al2023 on Graviton: a static
-// binary named bootstrap, without the RPC shim (lambda.norpc). -trimpath and -buildvcs=false make
-// the output depend on the sources only, so an unchanged function keeps its asset hash and is
-// not redeployed after every commit.
+// The functions' build (package lambdabuild, shared with the tests that run the shipped binaries
+// under the Lambda Runtime Interface Emulator): a static binary named bootstrap for Graviton.
 const (
 	modulePath    = "github.com/stackseam/stackseam"
-	lambdaGOOS    = "linux"
-	lambdaGOARCH  = "arm64"
-	bootstrapName = "bootstrap"
+	lambdaGOOS    = lambdabuild.GOOS
+	lambdaGOARCH  = lambdabuild.GOARCH
+	bootstrapName = lambdabuild.BootstrapName
 	// terraformDir is the asset folder of the Terraform binary; Lambda unpacks the asset into
 	// /var/task (LAMBDA_TASK_ROOT).
 	terraformDir  = "bin"
 	lambdaTaskDir = "/var/task"
 )
 
-var lambdaBuildFlags = []string{"-tags", "lambda.norpc", "-trimpath", "-buildvcs=false", "-ldflags=-s -w"}
+var lambdaBuildFlags = lambdabuild.Flags
 
 // lambdaBuildCmd is the `go build` of one function's main package (pkg, relative to moduleDir)
 // into dir/bootstrap. Building the command is separate from running it so that its argv and
 // environment are tested without compiling anything.
 func lambdaBuildCmd(moduleDir, pkg, dir string) *exec.Cmd {
-	args := append([]string{"build"}, lambdaBuildFlags...)
-	args = append(args, "-o", filepath.Join(dir, bootstrapName), pkg)
-	cmd := exec.Command("go", args...)
+	cmd := exec.Command("go", lambdabuild.Args(dir, pkg)...)
 	cmd.Dir = moduleDir
-	cmd.Env = append(os.Environ(), "GOOS="+lambdaGOOS, "GOARCH="+lambdaGOARCH, "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), lambdabuild.Env(lambdaGOARCH)...)
 	return cmd
 }
 

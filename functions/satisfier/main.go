@@ -79,7 +79,7 @@ import (
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: settings.LogLevel()}))
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: vars.LogLevel()}))
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -100,19 +100,27 @@ type options struct {
 	margin                      time.Duration
 	parallelism, workers        int
 	pollWait, visibility, retry time.Duration
+	s3Endpoint                  string // an S3 endpoint override (an emulator)
+	taskRoot                    string // LAMBDA_TASK_ROOT: the bundled files
 }
+
+// vars are the environment variables the satisfier reads, declared in one place that the
+// construct's test checks the template against.
+var vars = settings.Satisfier
 
 func readOptions() (options, error) {
 	c := options{
-		eventQueueURL:   os.Getenv("EVENT_QUEUE_URL"),
-		taskQueueURL:    os.Getenv("TASK_QUEUE_URL"),
-		bucket:          os.Getenv("BUCKET"),
-		bucketRegion:    os.Getenv("BUCKET_REGION"),
-		terraformBinary: os.Getenv("TERRAFORM_BINARY"),
-		sourcesDir:      settings.Or("TERRAFORM_SOURCES_DIR", os.Getenv("LAMBDA_TASK_ROOT")),
-		workDir:         settings.Or("TERRAFORM_WORK_DIR", os.TempDir()),
-		pluginCacheDir: settings.Or("TERRAFORM_PLUGIN_CACHE_DIR",
-			settings.Or("TF_PLUGIN_CACHE_DIR", filepath.Join(os.TempDir(), "stackseam-terraform-plugins"))),
+		eventQueueURL:   vars.Get("EVENT_QUEUE_URL"),
+		taskQueueURL:    vars.Get("TASK_QUEUE_URL"),
+		bucket:          vars.Get("BUCKET"),
+		bucketRegion:    vars.Get("BUCKET_REGION"),
+		terraformBinary: vars.Get("TERRAFORM_BINARY"),
+		sourcesDir:      vars.Or("TERRAFORM_SOURCES_DIR", vars.Get("LAMBDA_TASK_ROOT")),
+		workDir:         vars.Or("TERRAFORM_WORK_DIR", os.TempDir()),
+		pluginCacheDir: vars.Or("TERRAFORM_PLUGIN_CACHE_DIR",
+			vars.Or("TF_PLUGIN_CACHE_DIR", filepath.Join(os.TempDir(), "stackseam-terraform-plugins"))),
+		s3Endpoint: vars.Or("AWS_ENDPOINT_URL_S3", vars.Get("AWS_ENDPOINT_URL")),
+		taskRoot:   vars.Get("LAMBDA_TASK_ROOT"),
 	}
 	var err error
 	for _, v := range []struct {
@@ -120,7 +128,7 @@ func readOptions() (options, error) {
 		def  int
 		dst  *int
 	}{{"BATCH_PARALLELISM", 4, &c.parallelism}, {"WORKERS", 1, &c.workers}} {
-		if *v.dst, err = settings.Int(v.name, v.def); err != nil {
+		if *v.dst, err = vars.Int(v.name, v.def); err != nil {
 			return c, err
 		}
 	}
@@ -136,7 +144,7 @@ func readOptions() (options, error) {
 		{"VISIBILITY_TIMEOUT", time.Minute, &c.visibility},
 		{"RETRY_DELAY", 0, &c.retry},
 	} {
-		if *v.dst, err = settings.Duration(v.name, v.def); err != nil {
+		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
 			return c, err
 		}
 	}
@@ -166,7 +174,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	}
 	// An endpoint override (an emulator) has no bucket sub-domains: address S3 by path, and give
 	// the S3 backend the same endpoint.
-	s3Endpoint := settings.Or("AWS_ENDPOINT_URL_S3", os.Getenv("AWS_ENDPOINT_URL"))
+	s3Endpoint := cfg.s3Endpoint
 	s3Client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		o.UsePathStyle = s3Endpoint != ""
 		// Emulators send no response checksums; the SDK would warn on every download.
@@ -226,7 +234,7 @@ func terraformRunner(cfg options, region, endpoint string, client *s3.Client, r 
 	}
 	bin := cfg.terraformBinary
 	if bin == "" {
-		bin = findTerraform()
+		bin = findTerraform(cfg.taskRoot)
 		if bin == "" {
 			return nil, "the terraform executor is not configured: no tofu or terraform in PATH or LAMBDA_TASK_ROOT; set TERRAFORM_BINARY"
 		}
@@ -242,13 +250,13 @@ func terraformRunner(cfg options, region, endpoint string, client *s3.Client, r 
 }
 
 // findTerraform looks for tofu, then terraform, in PATH and then among the bundled files.
-func findTerraform() string {
+func findTerraform(root string) string {
 	for _, name := range []string{"tofu", "terraform"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
 	}
-	if root := os.Getenv("LAMBDA_TASK_ROOT"); root != "" {
+	if root != "" {
 		for _, name := range []string{"tofu", "terraform", "bin/tofu", "bin/terraform"} {
 			p := filepath.Join(root, name)
 			if info, err := os.Stat(p); err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 {

@@ -2,6 +2,7 @@ package settings_test
 
 import (
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,4 +63,52 @@ func TestLogLevel(t *testing.T) {
 	require.Equal(t, slog.LevelInfo, settings.LogLevel())
 	t.Setenv("LOG_LEVEL", "")
 	require.Equal(t, slog.LevelInfo, settings.LogLevel())
+}
+
+func TestDeclaredRefusesUndeclaredNames(t *testing.T) {
+	d := &settings.Declared{Function: "test", Variables: []settings.Variable{{Name: "STACKSEAM_SETTINGS_TEST"}}}
+	t.Setenv("STACKSEAM_SETTINGS_TEST", "x")
+	require.Equal(t, "x", d.Get("STACKSEAM_SETTINGS_TEST"))
+	require.PanicsWithValue(t, "settings: test reads STACKSEAM_SETTINGS_UNDECLARED, which is not in its declared variables (functions/settings)",
+		func() { d.Get("STACKSEAM_SETTINGS_UNDECLARED") })
+	require.Equal(t, []string{"STACKSEAM_SETTINGS_TEST"}, d.Read())
+}
+
+func TestDeclaredListsAreConsistent(t *testing.T) {
+	for _, d := range []*settings.Declared{settings.StateManager, settings.Satisfier} {
+		seen := map[string]bool{}
+		for _, v := range d.Variables {
+			require.False(t, seen[v.Name], "%s declares %s twice", d.Function, v.Name)
+			seen[v.Name] = true
+			require.False(t, v.LocalOnly && (v.Deployed || v.Runtime), "%s: %s cannot be local-only and set in Lambda", d.Function, v.Name)
+			require.False(t, v.Deployed && v.Runtime, "%s: %s is set by the construct or by Lambda, not both", d.Function, v.Name)
+		}
+	}
+}
+
+// CheckDeployed fails on the mismatches it is for.
+func TestCheckDeployedFindsMismatches(t *testing.T) {
+	var set []string
+	for _, v := range settings.StateManager.Variables {
+		if v.Deployed {
+			set = append(set, v.Name)
+		}
+	}
+	require.Empty(t, settings.StateManager.CheckDeployed(set))
+
+	set = append(set, "BUCKET", "WORKERS")
+	set = slices.DeleteFunc(set, func(n string) bool { return n == "MACHINES_BUCKET" })
+	require.Equal(t, []string{
+		"statemanager: the construct does not set MACHINES_BUCKET, which the deployed function needs",
+		"statemanager: the construct sets BUCKET, which the function does not read",
+		"statemanager: the construct sets WORKERS, which only local mode reads",
+	}, settings.StateManager.CheckDeployed(set))
+	require.Equal(t, []string{
+		"satisfier: the construct does not set BUCKET, which the deployed function needs",
+		"satisfier: the construct does not set EVENT_QUEUE_URL, which the deployed function needs",
+		"satisfier: the construct does not set LOG_LEVEL, which the deployed function needs",
+		"satisfier: the construct does not set TASK_QUEUE_URL, which the deployed function needs",
+		"satisfier: the construct does not set TERRAFORM_BINARY, which the deployed function needs",
+		"satisfier: the construct sets LAMBDA_TASK_ROOT, which the Lambda runtime sets",
+	}, settings.Satisfier.CheckDeployed([]string{"LAMBDA_TASK_ROOT"}))
 }

@@ -30,7 +30,7 @@ import (
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: env.LogLevel()}))
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: vars.LogLevel()}))
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -44,6 +44,7 @@ func main() {
 type settings struct {
 	eventQueueURL  string
 	eventQueueARN  string
+	functionName   string // in Lambda
 	taskQueueURL   string
 	topicARN       string
 	machinesDir    string
@@ -62,18 +63,23 @@ type settings struct {
 	probeEvery     time.Duration
 }
 
+// vars are the environment variables the state manager reads, declared in one place that the
+// construct's test checks the template against.
+var vars = env.StateManager
+
 func readSettings() (settings, error) {
 	s := settings{
-		eventQueueURL:  os.Getenv("EVENT_QUEUE_URL"),
-		eventQueueARN:  os.Getenv("EVENT_QUEUE_ARN"),
-		taskQueueURL:   os.Getenv("TASK_QUEUE_URL"),
-		topicARN:       os.Getenv("NOTIFICATION_TOPIC_ARN"),
-		machinesDir:    os.Getenv("MACHINES_DIR"),
-		machinesBucket: os.Getenv("MACHINES_BUCKET"),
-		machinesPrefix: env.Or("MACHINES_PREFIX", "machines/"),
-		databaseURL:    os.Getenv("DATABASE_URL"),
-		secretID:       os.Getenv("DATABASE_SECRET_ID"),
-		sslMode:        os.Getenv("DATABASE_SSLMODE"),
+		eventQueueURL:  vars.Get("EVENT_QUEUE_URL"),
+		eventQueueARN:  vars.Get("EVENT_QUEUE_ARN"),
+		functionName:   vars.Get("AWS_LAMBDA_FUNCTION_NAME"),
+		taskQueueURL:   vars.Get("TASK_QUEUE_URL"),
+		topicARN:       vars.Get("NOTIFICATION_TOPIC_ARN"),
+		machinesDir:    vars.Get("MACHINES_DIR"),
+		machinesBucket: vars.Get("MACHINES_BUCKET"),
+		machinesPrefix: vars.Or("MACHINES_PREFIX", "machines/"),
+		databaseURL:    vars.Get("DATABASE_URL"),
+		secretID:       vars.Get("DATABASE_SECRET_ID"),
+		sslMode:        vars.Get("DATABASE_SSLMODE"),
 	}
 	var err error
 	ints := []struct {
@@ -82,7 +88,7 @@ func readSettings() (settings, error) {
 		dst  *int
 	}{{"WORKERS", 1, &s.workers}, {"BATCH_PARALLELISM", 4, &s.parallelism}}
 	for _, v := range ints {
-		if *v.dst, err = env.Int(v.name, v.def); err != nil {
+		if *v.dst, err = vars.Int(v.name, v.def); err != nil {
 			return s, err
 		}
 	}
@@ -99,7 +105,7 @@ func readSettings() (settings, error) {
 		{"DATABASE_PROBE_INTERVAL", 5 * time.Second, &s.probeEvery},
 	}
 	for _, v := range durations {
-		if *v.dst, err = env.Duration(v.name, v.def); err != nil {
+		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
 			return s, err
 		}
 	}
@@ -174,7 +180,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if queue.InLambda() {
 		gate.Pauser = &queue.EventSourceMapping{
 			Client:       lambda.NewFromConfig(awsCfg),
-			FunctionName: os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
+			FunctionName: cfg.functionName,
 			QueueARN:     cfg.eventQueueARN,
 		}
 	}

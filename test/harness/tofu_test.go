@@ -30,3 +30,12 @@ func TestTofuBinaryRuns(t *testing.T) {
 		require.Contains(t, string(out), "OpenTofu "+harness.TofuVersion)
 	}
 }
+
+func TestRIEVersionMatchesMakefile(t *testing.T) {
+	t.Parallel()
+	makefile, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "Makefile"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^RIE_VERSION\s*:?=\s*(\S+)`).FindSubmatch(makefile)
+	require.NotNil(t, m, "the Makefile defines RIE_VERSION")
+	require.Equal(t, harness.RIEVersion, string(m[1]))
+}

@@ -13,7 +13,8 @@ import (
 )
 
 // LambdaFake is an HTTP server speaking the Lambda Invoke API (POST
-// /2015-03-31/functions/{name}/invocations), standing in for AWS Lambda,
+// /2015-03-31/functions/{name}/invocations) and the event-source-mapping
+// operations (see AddEventSourceMapping), standing in for AWS Lambda,
 // which the emulator lacks. The AWS SDK reaches it through
 // AWS_ENDPOINT_URL_LAMBDA=URL (see Env) or a client's BaseEndpoint. Close
 // stops it.
@@ -26,6 +27,7 @@ type LambdaFake struct {
 	mu        sync.Mutex
 	functions map[string]LambdaFunction
 	calls     []LambdaInvocation
+	mappings  []*EventSourceMapping // served by the event-source-mapping operations (esmapi.go)
 }
 
 // LambdaFunction answers one invocation of a fake function. ctx ends when
@@ -107,6 +109,10 @@ const invokePathPrefix, invokePathSuffix = "/2015-03-31/functions/", "/invocatio
 
 func (f *LambdaFake) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
+	if (path == esmPath || strings.HasPrefix(path, esmPath+"/")) && strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
+		f.serveMappings(w, r, path)
+		return
+	}
 	if r.Method != http.MethodPost || !strings.HasPrefix(path, invokePathPrefix) || !strings.HasSuffix(path, invokePathSuffix) {
 		lambdaError(w, http.StatusNotFound, "UnknownOperationException", fmt.Sprintf("the fake serves only Invoke, not %s %s", r.Method, path))
 		return
