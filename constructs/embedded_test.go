@@ -18,7 +18,7 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::EC2::Subnet":                0,
 		"AWS::EC2::NatGateway":            0,
 		"AWS::RDS::DBInstance":            0,
-		"AWS::SecretsManager::Secret":     0,
+		"AWS::SecretsManager::Secret":     1, // the result signing key, always the construct's own
 		"AWS::S3::Bucket":                 0,
 		"AWS::EC2::SecurityGroup":         2, // the functions' own
 		"AWS::SQS::Queue":                 4,
@@ -108,6 +108,7 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}, embeddedSecretArn),
 		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
 		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/EventQueue/Resource")))),
+		readSigningKey(tpl, t, emb),
 	}), tpl.statementsOf(t, emb+"StateManagerRole/Resource"))
 
 	sourcesList := allow("", "s3:ListBucket", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources))
@@ -130,6 +131,7 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("", "sns:Publish", ref(tpl.id(t, "Embedded/Alarms/Resource"))), // AddTerraformPermissions
 		sourcesList, // GrantTerraformSources
 		allow("", "s3:GetObject", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources+"/terraform/*")),
+		readSigningKey(tpl, t, emb),
 	}), tpl.statementsOf(t, emb+"SatisfierRole/Resource"))
 
 	// GrantPublishEvents

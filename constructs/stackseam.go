@@ -39,6 +39,10 @@ type Stackseam struct {
 	Database awsrds.DatabaseInstance
 	// DatabaseSecret holds the database connection in the format RDS writes.
 	DatabaseSecret awssecretsmanager.ISecret
+	// ResultSigningKey is the key the satisfier signs task results with and the state manager
+	// checks them against; only the two functions may read it, so a publisher cannot forge a
+	// result.
+	ResultSigningKey awssecretsmanager.Secret
 	// DatabaseSecurityGroup guards the database; it lets in the state manager only.
 	DatabaseSecurityGroup awsec2.ISecurityGroup
 	// Bucket holds machines/, Terraform sources and state, and logs/.
@@ -184,6 +188,7 @@ func NewStackseam(scope constructs.Construct, id string, props *StackseamProps) 
 	s.SatisfierRole = s.role("SatisfierRole", "stackseam satisfier: consumes the task queue, runs tasks, sends results, keeps Terraform state and logs/")
 	s.stateManagerPolicy()
 	s.satisfierPolicy()
+	s.resultSigningKey()
 	s.functions(p)
 	s.machines(p)
 	s.sweep(p)
@@ -557,6 +562,7 @@ func (s *Stackseam) functions(p resolved) {
 	smEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()
 	smEnv["MACHINES_BUCKET"] = s.Bucket.BucketName()
 	smEnv["DATABASE_SECRET_ID"] = s.DatabaseSecret.SecretArn()
+	smEnv["RESULT_SIGNING_SECRET_ID"] = s.ResultSigningKey.SecretArn()
 	smEnv["NOTIFICATION_TOPIC_ARN"] = s.NotificationTopic.TopicArn()
 	s.StateManager = common("StateManager", "stackseam state manager: applies events to stacks",
 		s.StateManagerRole, s.StateManagerSecurityGroup, s.StateManagerLogGroup,
@@ -579,6 +585,7 @@ func (s *Stackseam) functions(p resolved) {
 	}
 	satEnv := env("TERRAFORM_BINARY", tf.lambdaPath(), "LOG_LEVEL", p.LogLevel)
 	satEnv["BUCKET"] = s.Bucket.BucketName()
+	satEnv["RESULT_SIGNING_SECRET_ID"] = s.ResultSigningKey.SecretArn()
 	satEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()
 	satEnv["EVENT_QUEUE_URL"] = s.EventQueue.QueueUrl()
 	s.Satisfier = common("Satisfier", "stackseam satisfier: runs Terraform and Lambda tasks and reports their results",

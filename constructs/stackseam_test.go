@@ -24,7 +24,7 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::EC2::FlowLog":               1,
 		"AWS::EC2::VPCEndpoint":           1,
 		"AWS::RDS::DBInstance":            1,
-		"AWS::SecretsManager::Secret":     1,
+		"AWS::SecretsManager::Secret":     2, // the database's, and the result signing key
 		"AWS::S3::Bucket":                 2, // the bucket and its access-log bucket
 		"AWS::SQS::Queue":                 4,
 		"AWS::Lambda::Function":           2, // no custom resources without MachinesDir
@@ -52,22 +52,24 @@ func TestDefaultFunctions(t *testing.T) {
 		env                  map[string]any
 	}{
 		{"StateManager", "StateManagerSecurityGroup", "StateManagerLogs", "StateManagerRole", 60, 512, map[string]any{
-			"EVENT_QUEUE_URL":        ref(tpl.id(t, def+"EventQueue/Resource")),
-			"EVENT_QUEUE_ARN":        getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn"),
-			"TASK_QUEUE_URL":         ref(tpl.id(t, def+"TaskQueue/Resource")),
-			"MACHINES_BUCKET":        ref(tpl.id(t, def+"Bucket/Resource")),
-			"MACHINES_PREFIX":        "machines/",
-			"DATABASE_SECRET_ID":     ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
-			"DATABASE_SSLMODE":       "require",
-			"LOG_LEVEL":              "INFO",
-			"NOTIFICATION_TOPIC_ARN": ref(tpl.id(t, def+"NotificationTopic/Resource")),
+			"EVENT_QUEUE_URL":          ref(tpl.id(t, def+"EventQueue/Resource")),
+			"EVENT_QUEUE_ARN":          getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn"),
+			"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
+			"TASK_QUEUE_URL":           ref(tpl.id(t, def+"TaskQueue/Resource")),
+			"MACHINES_BUCKET":          ref(tpl.id(t, def+"Bucket/Resource")),
+			"MACHINES_PREFIX":          "machines/",
+			"DATABASE_SECRET_ID":       ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
+			"DATABASE_SSLMODE":         "require",
+			"LOG_LEVEL":                "INFO",
+			"NOTIFICATION_TOPIC_ARN":   ref(tpl.id(t, def+"NotificationTopic/Resource")),
 		}},
 		{"Satisfier", "SatisfierSecurityGroup", "SatisfierLogs", "SatisfierRole", 900, 2048, map[string]any{
-			"EVENT_QUEUE_URL":  ref(tpl.id(t, def+"EventQueue/Resource")),
-			"TASK_QUEUE_URL":   ref(tpl.id(t, def+"TaskQueue/Resource")),
-			"BUCKET":           ref(tpl.id(t, def+"Bucket/Resource")),
-			"TERRAFORM_BINARY": "/var/task/bin/tofu",
-			"LOG_LEVEL":        "INFO",
+			"EVENT_QUEUE_URL":          ref(tpl.id(t, def+"EventQueue/Resource")),
+			"TASK_QUEUE_URL":           ref(tpl.id(t, def+"TaskQueue/Resource")),
+			"BUCKET":                   ref(tpl.id(t, def+"Bucket/Resource")),
+			"TERRAFORM_BINARY":         "/var/task/bin/tofu",
+			"LOG_LEVEL":                "INFO",
+			"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
 		}},
 	} {
 		t.Run(fn.name, func(t *testing.T) {
@@ -358,6 +360,7 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 			ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource"))),
 		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
 		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", mappingArn(tpl.id(t, def+"StateManager/EventQueue/Resource"))),
+		readSigningKey(tpl, t, def),
 	}), tpl.statementsOf(t, def+"StateManagerRole/Resource"))
 }
 
@@ -380,7 +383,14 @@ func TestDefaultSatisfierPolicy(t *testing.T) {
 		allow("ReleaseStateLocks", "s3:DeleteObject", join(bucket, "/*.tflock")),
 		map[string]any{"Sid": "NeverWriteMachines", "Effect": "Deny", "Action": []string{"s3:PutObject", "s3:DeleteObject"},
 			"Resource": join(bucket, "/machines/*")},
+		readSigningKey(tpl, t, def),
 	}), tpl.statementsOf(t, def+"SatisfierRole/Resource"))
+}
+
+// readSigningKey is the statement that lets a function read the result signing key: the two
+// functions' roles have it, and nothing else (GrantPublishEvents gives no access to the key).
+func readSigningKey(tpl *template, t *testing.T, prefix string) any {
+	return allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}, ref(tpl.id(t, prefix+"ResultSigningKey/Resource")))
 }
 
 // No statement of the construct's roles, in either stack, has a wildcard action, and "*" as a

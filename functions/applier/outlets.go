@@ -13,6 +13,7 @@ import (
 
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/queue"
+	"github.com/stackseam/stackseam/functions/signing"
 	"github.com/stackseam/stackseam/functions/store"
 )
 
@@ -34,8 +35,9 @@ func TaskQueue(client *sqs.Client, url string) Outlet {
 
 // EventQueue is the outlet of the event queue (SQS FIFO) for events the state
 // manager sends itself: the group is the stack, and the deduplication id is the
-// event's eventId, so a row sent twice is queued once.
-func EventQueue(client *sqs.Client, url string) Outlet {
+// event's eventId, so a row sent twice is queued once. With a key, each message
+// is signed like the satisfier's results (a parked task's TASK_ERROR is one).
+func EventQueue(client *sqs.Client, url string, key signing.Key) Outlet {
 	return func(ctx context.Context, rows []store.OutboxMessage) error {
 		msgs := make([]queue.Outgoing, len(rows))
 		for i, r := range rows {
@@ -48,6 +50,9 @@ func EventQueue(client *sqs.Client, url string) Outlet {
 				dedup = "outbox-" + strconv.FormatInt(r.ID, 10)
 			}
 			msgs[i] = queue.Outgoing{Body: r.Body, GroupID: r.StackID, DedupID: r.StackID + "-" + dedup}
+			if key.Required() {
+				msgs[i].Attributes = map[string]string{signing.Attribute: key.Sign(r.Body)}
+			}
 		}
 		return queue.Send(ctx, client, url, msgs)
 	}

@@ -3,14 +3,17 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 )
 
-// ErrPaused is returned for a message that was not handled because consumption is paused: the
-// dependency the gate probes is unavailable. The message is delivered again once it is back.
-var ErrPaused = errors.New("not handled: consumption is paused while a dependency is unavailable")
+// ErrPaused is wrapped by the error of a message that failed because the dependency the gate
+// probes is unavailable: one not handled because consumption is paused, or one whose failure the
+// probe confirmed as the outage. The message is delivered again once the dependency is back; it
+// is never the message's own fault.
+var ErrPaused = errors.New("consumption is paused while a dependency is unavailable")
 
 // Gate pauses a consumer while something every message needs (the database) is unavailable, so
 // that an outage of any length never uses up the messages' receive counts and moves them to the
@@ -163,10 +166,10 @@ func (g *Gate) Guard(handle func(ctx context.Context, m Message) error) func(ctx
 		if g.Closed() {
 			// At most one probe per ProbeEvery while closed.
 			if err := g.probeSince(ctx, time.Now().Add(-g.probeEvery())); err != nil {
-				return ErrPaused
+				return fmt.Errorf("not handled: %w", ErrPaused)
 			}
 			if err := g.open(ctx); err != nil {
-				return ErrPaused
+				return fmt.Errorf("not handled: %w", ErrPaused)
 			}
 		}
 		started := time.Now()
@@ -176,6 +179,9 @@ func (g *Gate) Guard(handle func(ctx context.Context, m Message) error) func(ctx
 		}
 		if perr := g.probeSince(ctx, started); perr != nil {
 			g.close(ctx, perr)
+			// Marked as the outage it is, so that nothing treats it as the message's own failure
+			// (DeadLetter does not move it on a last receive).
+			return fmt.Errorf("%w: %w", ErrPaused, err)
 		}
 		return err
 	}

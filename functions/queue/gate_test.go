@@ -58,7 +58,9 @@ func TestGateClosesOnlyWhenTheProbeConfirmsTheOutage(t *testing.T) {
 
 	// The same failure while the dependency is down closes the gate and pauses delivery once.
 	dep.down.Store(true)
-	require.ErrorIs(t, guarded(t.Context(), Message{ID: "a"}), poison)
+	err := guarded(t.Context(), Message{ID: "a"})
+	require.ErrorIs(t, err, poison)
+	require.ErrorIs(t, err, ErrPaused, "a failure the probe confirms is marked as the outage")
 	require.True(t, g.Closed())
 	require.Equal(t, []string{"pause"}, pauser.calls)
 	require.EqualValues(t, 1, unavailable.Load())

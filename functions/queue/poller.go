@@ -100,6 +100,7 @@ func (p *Poller) receiveInput() *sqs.ReceiveMessageInput {
 			types.MessageSystemAttributeNameApproximateReceiveCount,
 			types.MessageSystemAttributeNameMessageGroupId,
 		},
+		MessageAttributeNames: []string{"All"},
 	}
 }
 
@@ -153,6 +154,7 @@ func (p *Poller) process(ctx context.Context, log *slog.Logger, h BatchHandler, 
 	for i, r := range received {
 		id := aws.ToString(r.MessageId)
 		batch[i] = messageFromAttributes(id, aws.ToString(r.Body), r.Attributes)
+		batch[i].Attributes = stringAttributes(r.MessageAttributes, func(a types.MessageAttributeValue) *string { return a.StringValue })
 		receipts[id] = aws.ToString(r.ReceiptHandle)
 		if log.Enabled(ctx, slog.LevelDebug) { // logAttrs decodes the body: only when it is logged
 			log.DebugContext(ctx, "message received", append(batch[i].logAttrs(), "outcome", "received", "receive_count", batch[i].ReceiveCount)...)

@@ -14,6 +14,8 @@ type Message struct {
 	Body         string
 	GroupID      string // MessageGroupId on FIFO queues, "" otherwise
 	ReceiveCount int    // ApproximateReceiveCount (1 on first delivery; 0 if SQS did not report it)
+	// Attributes are the message's string message attributes (a result's signature).
+	Attributes map[string]string
 }
 
 // BatchHandler processes one batch and returns the IDs of the messages that failed and must be
@@ -33,6 +35,21 @@ func messageFromAttributes(id, body string, attrs map[string]string) Message {
 		m.ReceiveCount = n
 	}
 	return m
+}
+
+// stringAttributes keeps the string values of a message's attributes, whichever client's type
+// they come in; nil when there are none.
+func stringAttributes[V any](attrs map[string]V, value func(V) *string) map[string]string {
+	var out map[string]string
+	for name, a := range attrs {
+		if v := value(a); v != nil {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = *v
+		}
+	}
+	return out
 }
 
 // logAttrs names the message in log lines. On the event queue the FIFO group

@@ -23,6 +23,8 @@ type Outgoing struct {
 	// DelaySeconds holds the message back (0–900); standard queues only, as
 	// FIFO queues accept a delay only per queue.
 	DelaySeconds int32
+	// Attributes are sent as String message attributes (a result's signature).
+	Attributes map[string]string
 }
 
 // SendMessageBatch limits: entries per call, and bytes of all bodies together per call.
@@ -221,6 +223,12 @@ func sendChunk(ctx context.Context, client *sqs.Client, queueURL string, msgs []
 		}
 		if m.DelaySeconds > 0 {
 			e.DelaySeconds = min(m.DelaySeconds, 900)
+		}
+		for name, v := range m.Attributes {
+			if e.MessageAttributes == nil {
+				e.MessageAttributes = map[string]types.MessageAttributeValue{}
+			}
+			e.MessageAttributes[name] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 		}
 		in.Entries = append(in.Entries, e)
 	}

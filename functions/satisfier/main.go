@@ -65,6 +65,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/stackseam/stackseam/functions/executor"
@@ -76,6 +77,7 @@ import (
 	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
 	"github.com/stackseam/stackseam/functions/settings"
+	"github.com/stackseam/stackseam/functions/signing"
 )
 
 func main() {
@@ -102,6 +104,7 @@ type options struct {
 	pollWait, visibility, retry time.Duration
 	s3Endpoint                  string // an S3 endpoint override (an emulator)
 	taskRoot                    string // LAMBDA_TASK_ROOT: the bundled files
+	signingSecretID, signingKey string // the result signing key: a secret, or (local) the key
 }
 
 // vars are the environment variables the satisfier reads, declared in one place that the
@@ -121,6 +124,9 @@ func readOptions() (options, error) {
 			vars.Or("TF_PLUGIN_CACHE_DIR", filepath.Join(os.TempDir(), "stackseam-terraform-plugins"))),
 		s3Endpoint: vars.Or("AWS_ENDPOINT_URL_S3", vars.Get("AWS_ENDPOINT_URL")),
 		taskRoot:   vars.Get("LAMBDA_TASK_ROOT"),
+
+		signingSecretID: vars.Get("RESULT_SIGNING_SECRET_ID"),
+		signingKey:      vars.Get("RESULT_SIGNING_KEY"),
 	}
 	var err error
 	for _, v := range []struct {
@@ -182,6 +188,11 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	})
 	sqsClient := sqs.NewFromConfig(awsCfg)
 	redactor := redact.FromEnviron(os.Environ())
+	// Results are signed so that the state manager can tell them from a publisher's forgery.
+	key, err := signing.Load(ctx, secretsmanager.NewFromConfig(awsCfg), cfg.signingSecretID, cfg.signingKey)
+	if err != nil {
+		return err
+	}
 
 	executors := map[string]executor.Executor{
 		"lambda": &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
@@ -197,6 +208,9 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		Executors: executors,
 		Publish: func(ctx context.Context, m queue.Outgoing) error {
 			faults.BeforeResult() // a crash that loses the result, in fault-injection tests
+			if key.Required() {
+				m.Attributes = map[string]string{signing.Attribute: key.Sign(m.Body)}
+			}
 			return queue.Send(ctx, sqsClient, cfg.eventQueueURL, []queue.Outgoing{m})
 		},
 		Redact:  redactor,
@@ -212,7 +226,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		logger.Warn("TIMEOUT_MARGIN should exceed TERRAFORM_STOP_GRACE: a Terraform run stopped at the deadline "+
 			"may then be killed before its result is published", "margin", cfg.margin.String(), "stop_grace", cfg.stopGrace.String())
 	}
-	attrs := []any{"lambda", queue.InLambda(), "workers", cfg.workers, "parallelism", cfg.parallelism,
+	attrs := []any{"lambda", queue.InLambda(), "workers", cfg.workers, "parallelism", cfg.parallelism, "signedResults", key.Required(),
 		"startupMs", time.Since(started).Milliseconds(), "redacted_variables", redactor.Names()}
 	if tf != nil {
 		attrs = append(attrs, "terraform", tf.Binary, "bucket", tf.Bucket)

@@ -63,6 +63,9 @@ var StateManager = &Declared{Function: "statemanager", Variables: []Variable{
 	// While consumption is paused for a database outage; in Lambda the sweep schedule probes.
 	{Name: "DATABASE_PROBE_INTERVAL"},
 	{Name: "LOG_LEVEL", Deployed: true},
+	// Results are accepted only with the satisfier's signature (functions/signing).
+	{Name: "RESULT_SIGNING_SECRET_ID", Deployed: true},
+	{Name: "RESULT_SIGNING_KEY", LocalOnly: true},
 	{Name: "WORKERS", LocalOnly: true},
 	{Name: "POLL_WAIT", LocalOnly: true},
 	{Name: "RETRY_DELAY", LocalOnly: true},
@@ -87,6 +90,10 @@ var Satisfier = &Declared{Function: "satisfier", Variables: []Variable{
 	{Name: "TIMEOUT_MARGIN"},
 	{Name: "BATCH_PARALLELISM"},
 	{Name: "LOG_LEVEL", Deployed: true},
+	// The key results are signed with (functions/signing): the construct's secret, or the key
+	// itself in local mode.
+	{Name: "RESULT_SIGNING_SECRET_ID", Deployed: true},
+	{Name: "RESULT_SIGNING_KEY", LocalOnly: true},
 	// The AWS SDK reads these itself too; the satisfier also gives the S3 endpoint to
 	// Terraform's S3 backend.
 	{Name: "AWS_ENDPOINT_URL_S3"},

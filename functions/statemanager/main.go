@@ -26,6 +26,7 @@ import (
 	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
 	env "github.com/stackseam/stackseam/functions/settings"
+	"github.com/stackseam/stackseam/functions/signing"
 	"github.com/stackseam/stackseam/functions/store"
 )
 
@@ -61,6 +62,8 @@ type settings struct {
 	sweepAge       time.Duration
 	sweepEvery     time.Duration
 	probeEvery     time.Duration
+	// The result signing key: a secret, or (local mode) the key itself.
+	signingSecretID, signingKey string
 }
 
 // vars are the environment variables the state manager reads, declared in one place that the
@@ -80,6 +83,9 @@ func readSettings() (settings, error) {
 		databaseURL:    vars.Get("DATABASE_URL"),
 		secretID:       vars.Get("DATABASE_SECRET_ID"),
 		sslMode:        vars.Get("DATABASE_SSLMODE"),
+
+		signingSecretID: vars.Get("RESULT_SIGNING_SECRET_ID"),
+		signingKey:      vars.Get("RESULT_SIGNING_KEY"),
 	}
 	var err error
 	ints := []struct {
@@ -152,20 +158,27 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		machines = machine.NewS3Catalog(s3.NewFromConfig(awsCfg), cfg.machinesBucket, cfg.machinesPrefix, opts)
 	}
 	sqsClient := sqs.NewFromConfig(awsCfg)
+	// Results are accepted only with the satisfier's signature; the state manager signs the
+	// results it writes itself (a parked task message's TASK_ERROR) with the same key.
+	key, err := signing.Load(ctx, secretsmanager.NewFromConfig(awsCfg), cfg.signingSecretID, cfg.signingKey)
+	if err != nil {
+		return err
+	}
 	outlets := map[string]applier.Outlet{
 		store.DestinationTask:  applier.TaskQueue(sqsClient, cfg.taskQueueURL),
-		store.DestinationEvent: applier.EventQueue(sqsClient, cfg.eventQueueURL),
+		store.DestinationEvent: applier.EventQueue(sqsClient, cfg.eventQueueURL, key),
 	}
 	if cfg.topicARN != "" {
 		outlets[store.DestinationNotification] = applier.NotificationTopic(sns.NewFromConfig(awsCfg), cfg.topicARN)
 	}
 	recorder := metrics.New(os.Stdout, "statemanager")
 	app := &applier.Applier{
-		Store:    st,
-		Machines: machines,
-		Outlets:  outlets,
-		Metrics:  recorder,
-		Logger:   logger,
+		Store:     st,
+		Machines:  machines,
+		Outlets:   outlets,
+		ResultKey: key,
+		Metrics:   recorder,
+		Logger:    logger,
 	}
 	// While the database is unavailable nothing is received, so an outage of any length spends
 	// no receive counts (docs/design.md §"Guarantees").

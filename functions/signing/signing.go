@@ -1,0 +1,92 @@
+// Package signing authenticates task results: the satisfier signs each result it publishes with a
+// key that only the two functions can read, and the state manager accepts a TASK_COMPLETED or
+// TASK_ERROR only with a valid signature. A principal that may only publish events (the
+// construct's GrantPublishEvents) cannot read the key, so it cannot forge a result that settles a
+// destroy or injects outputs into a stack's metadata (docs/design.md §"Guarantees").
+//
+// The signature is an HMAC-SHA256 of the exact message body, carried in the SQS message attribute
+// Attribute, so result bodies stay in CloudSeam's shape.
+package signing
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+// Attribute is the SQS message attribute that carries a result's signature.
+const Attribute = "stackseam-signature"
+
+// minKeyBytes is the shortest key accepted: an HMAC key shorter than its hash's output weakens it.
+const minKeyBytes = 32
+
+// Key signs and verifies result bodies. The zero Key signs nothing and verifies nothing: it is
+// what a function has when no key is configured (local development), and Required says so.
+type Key struct {
+	secret []byte
+}
+
+// Required reports whether results must be signed: a key is configured.
+func (k Key) Required() bool { return len(k.secret) > 0 }
+
+// Sign returns the signature of body, or "" with the zero Key.
+func (k Key) Sign(body string) string {
+	if !k.Required() {
+		return ""
+	}
+	mac := hmac.New(sha256.New, k.secret)
+	mac.Write([]byte(body))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// Verify reports whether sig is body's signature under k, in constant time.
+func (k Key) Verify(body, sig string) bool {
+	if !k.Required() || sig == "" {
+		return false
+	}
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, k.secret)
+	mac.Write([]byte(body))
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+// NewKey returns a key of the given secret, which must be at least 32 bytes.
+func NewKey(secret string) (Key, error) {
+	if len(secret) < minKeyBytes {
+		return Key{}, fmt.Errorf("the result signing key must be at least %d bytes", minKeyBytes)
+	}
+	return Key{secret: []byte(secret)}, nil
+}
+
+// Load reads the key: from the Secrets Manager secret secretID (the deployed way: the construct
+// makes the secret and lets only the two functions read it), else from raw (local mode), else
+// the zero Key. The key's text is never part of an error.
+func Load(ctx context.Context, client *secretsmanager.Client, secretID, raw string) (Key, error) {
+	switch {
+	case secretID != "":
+		if client == nil {
+			return Key{}, errors.New("a Secrets Manager client is needed to read the result signing key")
+		}
+		out, err := client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(secretID)})
+		if err != nil {
+			return Key{}, fmt.Errorf("error reading the result signing key %s: %w", secretID, err)
+		}
+		k, err := NewKey(aws.ToString(out.SecretString))
+		if err != nil {
+			return Key{}, fmt.Errorf("secret %s: %w", secretID, err)
+		}
+		return k, nil
+	case raw != "":
+		return NewKey(raw)
+	}
+	return Key{}, nil
+}

@@ -1,0 +1,32 @@
+package signing
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSignAndVerify(t *testing.T) {
+	t.Parallel()
+	k, err := NewKey(strings.Repeat("k", 32))
+	require.NoError(t, err)
+	body := `{"event":"TASK_COMPLETED","stackId":"s","taskRunId":"r"}`
+	sig := k.Sign(body)
+	require.True(t, k.Verify(body, sig))
+	require.False(t, k.Verify(body+" ", sig), "any change to the body breaks the signature")
+	require.False(t, k.Verify(body, ""), "an unsigned result is not verified")
+	require.False(t, k.Verify(body, "zz"), "a signature that is not hex")
+	other, err := NewKey(strings.Repeat("o", 32))
+	require.NoError(t, err)
+	require.False(t, other.Verify(body, sig), "another deployment's key")
+
+	_, err = NewKey("short")
+	require.ErrorContains(t, err, "at least 32 bytes")
+	require.NotContains(t, err.Error(), "short", "the key's text is never in an error")
+
+	var none Key
+	require.False(t, none.Required())
+	require.Empty(t, none.Sign(body))
+	require.False(t, none.Verify(body, sig))
+}
