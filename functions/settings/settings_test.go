@@ -107,6 +107,7 @@ func TestCheckDeployedFindsMismatches(t *testing.T) {
 		"satisfier: the construct does not set BUCKET, which the deployed function needs",
 		"satisfier: the construct does not set EVENT_QUEUE_URL, which the deployed function needs",
 		"satisfier: the construct does not set LOG_LEVEL, which the deployed function needs",
+		"satisfier: the construct does not set RESULT_SIGNING_SECRET_ID, which the deployed function needs",
 		"satisfier: the construct does not set TASK_QUEUE_URL, which the deployed function needs",
 		"satisfier: the construct does not set TERRAFORM_BINARY, which the deployed function needs",
 		"satisfier: the construct sets LAMBDA_TASK_ROOT, which the Lambda runtime sets",
