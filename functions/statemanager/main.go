@@ -47,9 +47,7 @@ type settings struct {
 	machinesBucket string
 	machinesPrefix string
 	machinesEvery  time.Duration
-	databaseURL    string
-	secretID       string
-	sslMode        string
+	database       store.Config
 	workers        int
 	parallelism    int
 	pollWait       time.Duration
@@ -66,9 +64,7 @@ func readSettings() (settings, error) {
 		machinesDir:    os.Getenv("MACHINES_DIR"),
 		machinesBucket: os.Getenv("MACHINES_BUCKET"),
 		machinesPrefix: env.Or("MACHINES_PREFIX", "machines/"),
-		databaseURL:    os.Getenv("DATABASE_URL"),
-		secretID:       os.Getenv("DATABASE_SECRET_ID"),
-		sslMode:        os.Getenv("DATABASE_SSLMODE"),
+		database:       store.ConfigFromEnv(os.Getenv),
 	}
 	var err error
 	ints := []struct {
@@ -119,11 +115,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("error loading AWS configuration: %w", err)
 	}
-	st, err := store.Open(ctx, store.Config{
-		DatabaseURL: cfg.databaseURL, SecretID: cfg.secretID, SSLMode: cfg.sslMode,
-		Secrets:  secretsmanager.NewFromConfig(awsCfg),
-		MaxConns: int32(cfg.workers*cfg.parallelism + 2),
-	})
+	dbCfg := cfg.database
+	dbCfg.Secrets = secretsmanager.NewFromConfig(awsCfg)
+	dbCfg.MaxConns = int32(cfg.workers*cfg.parallelism + 2)
+	st, err := store.Open(ctx, dbCfg)
 	if err != nil {
 		return err
 	}
