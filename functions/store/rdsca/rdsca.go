@@ -1,7 +1,7 @@
 // Package rdsca holds the Amazon RDS certificate authorities, embedded in
 // the binaries so that a connection to RDS can verify the server without
 // reading any file at run time. Their origin is in origin.go; `make rds-ca`
-// refreshes them (see README.md, "Security").
+// refreshes them (see README.md, "TLS to the database").
 package rdsca
 
 import (
