@@ -212,3 +212,75 @@ func TestConfigFromEnv(t *testing.T) {
 	cfg := ConfigFromEnv(func(k string) string { return env[k] })
 	require.Equal(t, Config{DatabaseURL: "u", SecretID: "s", SSLMode: "m", SSLRootCert: "r"}, cfg)
 }
+
+// A server that declines TLS is not spoken to in plaintext: under every mode
+// that asks for TLS, the connection fails after the SSLRequest, and nothing
+// else (a startup message, the password) is ever sent, on that connection or
+// another.
+func TestOpenNeverFallsBackToPlaintext(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	type seen struct {
+		sslRequest bool
+		after      int // bytes received after declining TLS
+	}
+	conns := make(chan seen, 100)
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				head := make([]byte, 8)
+				if _, err := io.ReadFull(conn, head); err != nil {
+					conns <- seen{}
+					return
+				}
+				// SSLRequest: length 8, code 80877103.
+				s := seen{sslRequest: string(head) == "\x00\x00\x00\x08\x04\xd2\x16\x2f"}
+				if s.sslRequest {
+					_, _ = conn.Write([]byte{'N'})
+				}
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, _ := io.Copy(io.Discard, conn)
+				s.after = int(n)
+				conns <- s
+			}()
+		}
+	}()
+	secret, err := json.Marshal(map[string]any{"username": "app", "password": "hunter2", "host": "127.0.0.1",
+		"port": l.Addr().(*net.TCPAddr).Port, "dbname": "app"})
+	require.NoError(t, err)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	ca, err := localenv.NewTestCA("unused CA")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(caFile, ca.PEM(), 0o600))
+
+	for _, mode := range []string{"", "verify-full", "verify-ca", "require", "require without a root file"} {
+		cfg := Config{SSLMode: mode, SSLRootCert: caFile}
+		if mode == "require without a root file" {
+			cfg = Config{SSLMode: "require"}
+		}
+		st, _ := openFromSecret(t, string(secret), cfg)
+		err := ping(st)
+		require.ErrorContains(t, err, "server refused TLS connection", "mode %q", mode)
+		require.NotContains(t, err.Error(), "hunter2")
+		st.Close()
+		select {
+		case s := <-conns:
+			require.True(t, s.sslRequest, "mode %q: the connection starts by asking for TLS", mode)
+			require.Zero(t, s.after, "mode %q: nothing is sent once the server declines TLS", mode)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("mode %q: the fake server saw no connection", mode)
+		}
+	}
+	select {
+	case s := <-conns:
+		t.Fatalf("a connection beyond one per attempt: %+v", s)
+	default:
+	}
+}
