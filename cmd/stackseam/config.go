@@ -143,13 +143,13 @@ func (f *databaseFlags) register(fs *flag.FlagSet) {
 // open connects to the database: a URL wins over a secret, as in the
 // functions. The caller closes the store.
 func (f *databaseFlags) open(ctx context.Context, c *cli) (*store.Store, error) {
-	cfg := store.Config{
-		DatabaseURL: first(f.url, c.getenv("DATABASE_URL")),
-		SSLMode:     c.getenv("DATABASE_SSLMODE"),
-		MaxConns:    2,
-	}
+	// The same variables as the functions (DATABASE_SSLMODE and
+	// DATABASE_SSLROOTCERT included), read the same way.
+	cfg := store.ConfigFromEnv(c.getenv)
+	cfg.MaxConns = 2
+	cfg.DatabaseURL = first(f.url, cfg.DatabaseURL)
 	if cfg.DatabaseURL == "" {
-		cfg.SecretID = first(f.secretID, c.getenv("DATABASE_SECRET_ID"))
+		cfg.SecretID = first(f.secretID, cfg.SecretID)
 		if cfg.SecretID == "" {
 			return nil, configError("no database: set --database-url or DATABASE_URL, or --database-secret-id or DATABASE_SECRET_ID")
 		}

@@ -2,13 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,9 +37,16 @@ type recorder struct {
 
 func newRecorder(t *testing.T) *recorder {
 	t.Helper()
-	ctx := context.Background()
 	url := harness.DatabaseURL(t)
-	st, err := store.Open(ctx, store.Config{DatabaseURL: url})
+	return newRecorderOn(t, url, store.Config{DatabaseURL: url})
+}
+
+// newRecorderOn is newRecorder on the database cfg reaches (url names it
+// for the test's own queries).
+func newRecorderOn(t *testing.T, url string, cfg store.Config) *recorder {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	_, err = st.Migrate(ctx)
@@ -262,35 +264,36 @@ func TestDatabaseConfiguration(t *testing.T) {
 }
 
 // With DATABASE_SECRET_ID, the CLI reads the credentials from Secrets
-// Manager as the functions do (a protocol-level fake here: the emulator has
-// no Secrets Manager).
+// Manager and connects as the functions do: TLS verified against
+// DATABASE_SSLROOTCERT (the embedded RDS bundle without it), on a TLS-only
+// server (a protocol-level Secrets Manager fake: the emulator has none).
 func TestDatabaseFromSecret(t *testing.T) {
 	t.Parallel()
-	r := newRecorder(t)
+	srv := harness.TLSDatabaseServer(t)
+	db := srv.AppDatabase(t)
+	fake := harness.NewSecretsFake(t)
+	fake.Put("prod/stackseam/db", db.Secret())
+	r := newRecorderOn(t, db.URL, store.Config{SecretID: "prod/stackseam/db", Secrets: harness.SecretsClient(fake),
+		SSLRootCert: srv.RootCertPath()})
 	r.apply(0, message.Event{StackID: "from-secret", Event: "LAUNCH", Machine: "qa-env"})
-	u, err := url.Parse(r.url)
-	require.NoError(t, err)
-	secret, err := json.Marshal(map[string]any{"username": u.User.Username(), "password": "unused", "host": u.Hostname(),
-		"port": u.Port(), "dbname": strings.TrimPrefix(u.Path, "/")})
-	require.NoError(t, err)
-	var asked []string
-	var mu sync.Mutex
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		var in struct{ SecretId string }
-		_ = json.NewDecoder(req.Body).Decode(&in)
-		mu.Lock()
-		asked = append(asked, req.Header.Get("X-Amz-Target")+" "+in.SecretId)
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		_ = json.NewEncoder(w).Encode(map[string]any{"Name": in.SecretId, "SecretString": string(secret)})
-	}))
-	t.Cleanup(srv.Close)
+	reads := fake.Reads("prod/stackseam/db")
+
 	env := map[string]string{"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "key",
-		"DATABASE_SSLMODE": "disable"}
-	code, stdout, stderr := runEnv(t, env, now, "stacks", "--database-secret-id", "prod/stackseam/db", "--endpoint-url", srv.URL)
+		"DATABASE_SSLROOTCERT": srv.RootCertPath()}
+	code, stdout, stderr := runEnv(t, env, now, "stacks", "--database-secret-id", "prod/stackseam/db", "--endpoint-url", fake.URL)
 	require.Equal(t, exitOK, code, stderr)
 	require.Contains(t, stdout, "from-secret  qa-env   DEPLOY")
-	mu.Lock()
-	defer mu.Unlock()
-	require.Equal(t, []string{"secretsmanager.GetSecretValue prod/stackseam/db"}, asked)
+	require.Equal(t, reads+1, fake.Reads("prod/stackseam/db"))
+
+	// The same rules as the functions: the server is verified against the
+	// RDS bundle by default, and modes that may fall back to plaintext are
+	// refused.
+	delete(env, "DATABASE_SSLROOTCERT")
+	code, _, stderr = runEnv(t, env, now, "stacks", "--database-secret-id", "prod/stackseam/db", "--endpoint-url", fake.URL)
+	require.Equal(t, exitFail, code)
+	require.Contains(t, stderr, "certificate signed by unknown authority")
+	env["DATABASE_SSLMODE"] = "prefer"
+	code, _, stderr = runEnv(t, env, now, "stacks", "--database-secret-id", "prod/stackseam/db", "--endpoint-url", fake.URL)
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "DATABASE_SSLMODE=prefer is refused")
 }

@@ -58,6 +58,8 @@ var StateManager = &Declared{Function: "statemanager", Variables: []Variable{
 	{Name: "DATABASE_URL"},
 	{Name: "DATABASE_SECRET_ID", Deployed: true},
 	{Name: "DATABASE_SSLMODE"},
+	// A PEM file of the CAs to trust instead of the embedded Amazon RDS bundle (functions/store).
+	{Name: "DATABASE_SSLROOTCERT"},
 	{Name: "BATCH_PARALLELISM"},
 	{Name: "OUTBOX_SWEEP_AGE"},
 	// While consumption is paused for a database outage; in Lambda the sweep schedule probes.

@@ -52,9 +52,7 @@ type settings struct {
 	machinesBucket string
 	machinesPrefix string
 	machinesEvery  time.Duration
-	databaseURL    string
-	secretID       string
-	sslMode        string
+	database       store.Config
 	workers        int
 	parallelism    int
 	pollWait       time.Duration
@@ -80,9 +78,7 @@ func readSettings() (settings, error) {
 		machinesDir:    vars.Get("MACHINES_DIR"),
 		machinesBucket: vars.Get("MACHINES_BUCKET"),
 		machinesPrefix: vars.Or("MACHINES_PREFIX", "machines/"),
-		databaseURL:    vars.Get("DATABASE_URL"),
-		secretID:       vars.Get("DATABASE_SECRET_ID"),
-		sslMode:        vars.Get("DATABASE_SSLMODE"),
+		database:       store.ConfigFromEnv(vars.Get),
 
 		signingSecretID: vars.Get("RESULT_SIGNING_SECRET_ID"),
 		signingKey:      vars.Get("RESULT_SIGNING_KEY"),
@@ -140,11 +136,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("error loading AWS configuration: %w", err)
 	}
-	st, err := store.Open(ctx, store.Config{
-		DatabaseURL: cfg.databaseURL, SecretID: cfg.secretID, SSLMode: cfg.sslMode,
-		Secrets:  secretsmanager.NewFromConfig(awsCfg),
-		MaxConns: int32(cfg.workers*cfg.parallelism + 2),
-	})
+	dbCfg := cfg.database
+	dbCfg.Secrets = secretsmanager.NewFromConfig(awsCfg)
+	dbCfg.MaxConns = int32(cfg.workers*cfg.parallelism + 2)
+	st, err := store.Open(ctx, dbCfg)
 	if err != nil {
 		return err
 	}

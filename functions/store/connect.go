@@ -25,11 +25,38 @@ type Config struct {
 	SecretID string
 	// Secrets reads SecretID. Required when SecretID is set.
 	Secrets *secretsmanager.Client
-	// SSLMode applies to connections made from the secret. Defaults to
-	// "require" (RDS enforces TLS from PostgreSQL 15 on).
+	// SSLMode is the TLS mode of connections made from the secret
+	// (DATABASE_SSLMODE): verify-full, verify-ca, require or disable; allow
+	// and prefer are refused since they may fall back to plaintext. Defaults
+	// to verify-full, checked against SSLRootCert.
 	SSLMode string
+	// SSLRootCert is a PEM file of the CAs trusted for the server's
+	// certificate (DATABASE_SSLROOTCERT). Defaults to the Amazon RDS CA
+	// bundle built into the binary (package rdsca).
+	SSLRootCert string
 	// MaxConns bounds the pool. Defaults to 4.
 	MaxConns int32
+}
+
+// The environment variables ConfigFromEnv reads; the functions and the CLI
+// take their database settings from them.
+const (
+	EnvDatabaseURL = "DATABASE_URL"
+	EnvSecretID    = "DATABASE_SECRET_ID"
+	EnvSSLMode     = "DATABASE_SSLMODE"
+	EnvSSLRootCert = "DATABASE_SSLROOTCERT"
+)
+
+// ConfigFromEnv reads DATABASE_URL, DATABASE_SECRET_ID, DATABASE_SSLMODE and
+// DATABASE_SSLROOTCERT through getenv (os.Getenv, or a test's map), so every
+// binary reads the same names the same way.
+func ConfigFromEnv(getenv func(string) string) Config {
+	return Config{
+		DatabaseURL: getenv(EnvDatabaseURL),
+		SecretID:    getenv(EnvSecretID),
+		SSLMode:     getenv(EnvSSLMode),
+		SSLRootCert: getenv(EnvSSLRootCert),
+	}
 }
 
 // Open creates the process's one pool (reuse it across invocations) and
@@ -52,14 +79,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if cfg.Secrets == nil {
 			return nil, errors.New("a Secrets Manager client is needed to read the database secret")
 		}
-		if cfg.SSLMode == "" {
-			cfg.SSLMode = "require"
-		}
-		poolCfg, err = pgxpool.ParseConfig("sslmode=" + cfg.SSLMode)
+		policy, err := newTLSPolicy(cfg.SSLMode, cfg.SSLRootCert)
 		if err != nil {
-			return nil, fmt.Errorf("invalid SSL mode %q: %w", cfg.SSLMode, err)
+			return nil, err
 		}
-		creds = &secretCredentials{client: cfg.Secrets, secretID: cfg.SecretID}
+		// Host, port and TLS come from the secret in BeforeConnect; this
+		// only makes the config pgx requires (it must come from
+		// ParseConfig). Its TLS settings are not used: parsed without a
+		// host, pgx would pick a Unix socket and drop them.
+		poolCfg, err = pgxpool.ParseConfig("sslmode=disable")
+		if err != nil {
+			return nil, fmt.Errorf("error making the database pool's settings: %w", err)
+		}
+		creds = &secretCredentials{client: cfg.Secrets, secretID: cfg.SecretID, tls: policy}
 		poolCfg.BeforeConnect = creds.apply
 	default:
 		return nil, errors.New("no database configured: set DATABASE_URL or DATABASE_SECRET_ID")
@@ -82,6 +114,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 type secretCredentials struct {
 	client   *secretsmanager.Client
 	secretID string
+	tls      *tlsPolicy
 
 	mu     sync.Mutex
 	cached *rdsSecret
@@ -113,14 +146,12 @@ func (c *secretCredentials) apply(ctx context.Context, cc *pgx.ConnConfig) error
 	if cc.Database == "" {
 		cc.Database = "postgres"
 	}
-	// The TLS server name must follow the secret's host, not the empty
-	// placeholder the config was parsed with.
-	if cc.TLSConfig != nil {
-		tls := cc.TLSConfig.Clone()
-		tls.ServerName = sec.Host
-		cc.TLSConfig = tls
-	}
+	// One target, with exactly the TLS the mode asks for: no fallback (to
+	// plaintext, or to whatever PG* variables named) is ever tried, and a
+	// server that declines TLS fails the connection.
+	cc.TLSConfig = c.tls.config(sec.Host)
 	cc.Fallbacks = nil
+	cc.SSLNegotiation = ""
 	return nil
 }
 

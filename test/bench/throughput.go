@@ -15,7 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
 	"github.com/stackseam/stackseam/functions/machine"
+	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/test/localenv"
 )
 
 // tpsPattern finds pgbench's result line.
@@ -31,6 +35,18 @@ func (b *bench) pgbench(ctx context.Context, dbURL string, args ...string) (stri
 	base := []string{"-h", u.Hostname(), "-p", u.Port(), "-U", u.User.Username()}
 	cmd := exec.CommandContext(ctx, filepath.Join(b.pgBin, "pgbench"), append(append(base, args...), strings.TrimPrefix(u.Path, "/"))...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
+	// The TLS-only server's URLs carry a password and sslmode=verify-full
+	// with the test CA: libpq takes them from the environment.
+	if pw, ok := u.User.Password(); ok {
+		cmd.Env = append(cmd.Env, "PGPASSWORD="+pw)
+	}
+	q := u.Query()
+	if m := q.Get("sslmode"); m != "" {
+		cmd.Env = append(cmd.Env, "PGSSLMODE="+m)
+	}
+	if r := q.Get("sslrootcert"); r != "" {
+		cmd.Env = append(cmd.Env, "PGSSLROOTCERT="+r)
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("pgbench %s: %w\n%s", strings.Join(args, " "), err, out)
@@ -107,6 +123,13 @@ func (b *bench) throughput(ctx context.Context) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	return b.compare(ctx, st, catalog, pgbenchURL, "")
+}
+
+// compare runs the state manager on st and pgbench -N on pgbenchURL in
+// alternating rounds at 1 and 8 clients and adds a row for each; shape, if
+// not empty, says how the server differs from the default one.
+func (b *bench) compare(ctx context.Context, st *store.Store, catalog *machine.Catalog, pgbenchURL, shape string) error {
 	for _, n := range []int{1, 8} {
 		var events, tps, ratios, p50s, p99s []float64
 		for round := range b.o.rounds {
@@ -128,7 +151,7 @@ func (b *bench) throughput(ctx context.Context) error {
 		}
 		ratio := median(ratios)
 		b.add(row{
-			measure:   fmt.Sprintf("state manager, %d worker%s: events/s (per event p50 / p99)", n, plural(n)),
+			measure:   fmt.Sprintf("state manager, %d worker%s%s: events/s (per event p50 / p99)", n, plural(n), shape),
 			result:    fmt.Sprintf("%s (%.2f / %.2f ms)", thousands(median(events)), median(p50s), median(p99s)),
 			reference: fmt.Sprintf("pgbench -N -c %d: %s tps → %.0f%%", n, thousands(median(tps)), 100*ratio),
 			target:    "≥ 40% of pgbench",
@@ -136,6 +159,54 @@ func (b *bench) throughput(ctx context.Context) error {
 		})
 	}
 	return nil
+}
+
+// productionThroughput is throughput on the production shape: a TLS-only
+// server with fsync and synchronous_commit on, as RDS runs, which the state
+// manager reaches as deployed (a Secrets Manager secret, verify-full against
+// the server's CA) and pgbench with PGSSLMODE=verify-full.
+func (b *bench) productionThroughput(ctx context.Context) error {
+	pg, err := localenv.StartPostgres(b.work, "bench-tls", localenv.TLSOnly(), localenv.Durable())
+	if err != nil {
+		return err
+	}
+	defer pg.Shutdown()
+	pgbenchURL, err := pg.CreateDatabase(localenv.DatabaseName("bench_pgbench_tls"))
+	if err != nil {
+		return err
+	}
+	if _, err := b.pgbench(ctx, pgbenchURL, "-i", "-q", "-s", "10"); err != nil {
+		return err
+	}
+	db, err := pg.CreateAppDatabase(localenv.DatabaseName("bench_tls"))
+	if err != nil {
+		return err
+	}
+	secrets := localenv.NewSecretsFake()
+	defer secrets.Close()
+	secrets.Put("bench/db", db.Secret())
+	st, err := store.Open(ctx, store.Config{
+		SecretID:    "bench/db",
+		Secrets:     secretsmanager.NewFromConfig(localenv.AWSConfig(secrets.URL)),
+		SSLRootCert: pg.RootCertPath(),
+		MaxConns:    10,
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	dir, err := machineDir(b.work)
+	if err != nil {
+		return err
+	}
+	catalog := machine.NewDirCatalog(dir, machine.CatalogOptions{})
+	if _, err := runFor(ctx, st, catalog, "warm", 8, time.Second, nil); err != nil {
+		return err
+	}
+	return b.compare(ctx, st, catalog, pgbenchURL, ", TLS-only server (verify-full), fsync + synchronous_commit on")
 }
 
 func plural(n int) string {

@@ -12,7 +12,8 @@
 //
 // Environment variables:
 //   - STACKSEAM_TEST_DATABASE_URL: use this PostgreSQL server (a URL whose
-//     user may CREATE DATABASE) instead of starting one.
+//     user may CREATE DATABASE) instead of starting one. The production-shaped
+//     server (TLSDatabaseServer) is always one the harness starts.
 //   - STACKSEAM_TEST_AWS_ENDPOINT: use this emulator (http://host:port)
 //     instead of starting one.
 //   - STACKSEAM_TEST_PG_BINDIR: the directory holding initdb and postgres,

@@ -398,3 +398,51 @@ func TestChildProcessUsesAWSEnv(t *testing.T) {
 	require.Len(t, out.Messages, 1)
 	require.Equal(t, "from hello", aws.ToString(out.Messages[0].Body))
 }
+
+// The production-shaped server takes TLS connections that verify it, with a
+// password, and nothing else: no plaintext, no other CA, no wrong password.
+// It is durable.
+func TestTLSDatabaseServer(t *testing.T) {
+	t.Parallel()
+	srv := harness.TLSDatabaseServer(t)
+	require.FileExists(t, srv.RootCertPath())
+	require.Same(t, srv, harness.TLSDatabaseServer(t), "one shared server per process")
+	db := srv.AppDatabase(t)
+	ctx := context.Background()
+
+	appURL := fmt.Sprintf("postgres://%s:%s@%s:%s/%s?sslmode=verify-full&sslrootcert=%s",
+		db.User, db.Password, db.Host, db.Port, db.Name, srv.RootCertPath())
+	conn := connect(t, appURL)
+	var ssl bool
+	var version, fsync, syncCommit string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT ssl, version, current_setting('fsync'), current_setting('synchronous_commit')
+		FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl, &version, &fsync, &syncCommit))
+	require.True(t, ssl)
+	require.Contains(t, []string{"TLSv1.2", "TLSv1.3"}, version)
+	require.Equal(t, "on", fsync)
+	require.Equal(t, "on", syncCommit)
+	var owner string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()`).Scan(&owner))
+	require.Equal(t, db.User, owner)
+
+	var secret map[string]any
+	require.NoError(t, json.Unmarshal([]byte(db.Secret()), &secret))
+	require.Equal(t, db.User, secret["username"])
+	require.Equal(t, db.Name, secret["dbname"])
+
+	refused := func(url, why string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, url)
+		if err == nil {
+			_ = c.Close(ctx)
+		}
+		require.ErrorContains(t, err, why, url)
+	}
+	plain := fmt.Sprintf("postgres://%s:%s@%s:%s/%s?sslmode=disable", db.User, db.Password, db.Host, db.Port, db.Name)
+	refused(plain, "no encryption")
+	other := harness.NewDatabaseServer(t, harness.TLSOnly()) // another CA
+	refused(strings.Replace(appURL, srv.RootCertPath(), other.RootCertPath(), 1), "certificate signed by unknown authority")
+	refused(strings.Replace(appURL, db.Password, "wrong", 1), "password authentication failed")
+}

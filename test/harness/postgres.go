@@ -24,7 +24,56 @@ var (
 	sharedDBMu  sync.Mutex
 	sharedDB    *DatabaseServer
 	sharedDBErr error
+
+	sharedTLSMu  sync.Mutex
+	sharedTLS    *DatabaseServer
+	sharedTLSErr error
 )
+
+// PostgresOption changes how a server is set up: TLSOnly, Durable.
+type PostgresOption = localenv.PostgresOption
+
+// TLSOnly makes a server accept TCP connections over TLS only, like RDS with
+// rds.force_ssl=1, with a certificate from a CA of its own (see
+// DatabaseServer.RootCertPath) and password authentication.
+func TLSOnly() PostgresOption { return localenv.TLSOnly() }
+
+// Durable turns fsync and synchronous_commit on, as RDS runs.
+func Durable() PostgresOption { return localenv.Durable() }
+
+// AppDatabase is a database with a login role of its own that owns it (see
+// localenv.AppDatabase); Secret() is its RDS-format secret.
+type AppDatabase = localenv.AppDatabase
+
+// TLSDatabaseServer returns the test process's shared production-shaped
+// server: TLS-only and durable, like RDS with rds.force_ssl=1 (see TLSOnly
+// and Durable). The first call starts it; Main stops it. It is always one the
+// harness started, whatever STACKSEAM_TEST_DATABASE_URL says, since that
+// server need not be TLS-only. See StopDatabase for why a test that stops it
+// should not be parallel.
+func TLSDatabaseServer(t testing.TB) *DatabaseServer {
+	t.Helper()
+	requireMain(t)
+	sharedTLSMu.Lock()
+	defer sharedTLSMu.Unlock()
+	if sharedTLS == nil && sharedTLSErr == nil {
+		pg, err := localenv.StartPostgres(workDir(t), "tls", localenv.TLSOnly(), localenv.Durable())
+		sharedTLSErr = err
+		if pg != nil {
+			sharedTLS = &DatabaseServer{pg: pg, shared: true}
+			atExit(func() {
+				pg.Shutdown()
+				sharedTLSMu.Lock()
+				sharedTLS, sharedTLSErr = nil, nil
+				sharedTLSMu.Unlock()
+			})
+		}
+	}
+	if sharedTLSErr != nil {
+		t.Fatalf("harness: %v", sharedTLSErr)
+	}
+	return sharedTLS
+}
 
 // DatabaseURL returns the URL of a fresh, empty database (a new one per call,
 // dropped at the end of the test) on a server shared by the test process. If
@@ -67,10 +116,10 @@ func RestartDatabase(t testing.TB, down time.Duration) {
 // NewDatabaseServer starts a PostgreSQL server for this test alone, which is
 // stopped and deleted when the test ends. Use it to stop or restart a server
 // while other tests run in parallel. It always starts a server, even when
-// STACKSEAM_TEST_DATABASE_URL is set.
-func NewDatabaseServer(t testing.TB) *DatabaseServer {
+// STACKSEAM_TEST_DATABASE_URL is set. Options make it TLS-only or durable.
+func NewDatabaseServer(t testing.TB, opts ...PostgresOption) *DatabaseServer {
 	t.Helper()
-	pg, err := localenv.StartPostgres(workDir(t), "private")
+	pg, err := localenv.StartPostgres(workDir(t), "private", opts...)
 	if err != nil {
 		t.Fatalf("harness: %v", err)
 	}
@@ -133,6 +182,32 @@ func (s *DatabaseServer) DatabaseURL(t testing.TB) string {
 	})
 	return url
 }
+
+// AppDatabase creates a fresh, empty database on s with a login role of its
+// own that owns it, both dropped at the end of the test. Give the
+// application its Secret(); URL is the superuser's, for the test's checks.
+func (s *DatabaseServer) AppDatabase(t testing.TB) AppDatabase {
+	t.Helper()
+	name := localenv.DatabaseName(t.Name())
+	db, err := s.pg.CreateAppDatabase(name)
+	t.Cleanup(func() {
+		if err := s.pg.DropDatabase(name); err != nil {
+			t.Logf("harness: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	return db
+}
+
+// RootCertPath returns the PEM file of the CA a TLS-only server's
+// certificate comes from ("" for other servers): what clients trust.
+func (s *DatabaseServer) RootCertPath() string { return s.pg.RootCertPath() }
+
+// AdminURL returns the URL of the server's maintenance database as the
+// superuser.
+func (s *DatabaseServer) AdminURL() string { return s.pg.AdminURL() }
 
 // Port returns the TCP port the server listens on (0 for an external one).
 func (s *DatabaseServer) Port() int { return s.pg.Port() }

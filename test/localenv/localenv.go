@@ -1,6 +1,7 @@
 // Package localenv runs stackseam's moving parts on one machine, without
-// AWS: a throwaway PostgreSQL cluster, the fauxqs SQS/S3 emulator, a fake
-// Lambda Invoke endpoint, the module's binaries built and started as child
+// AWS: a throwaway PostgreSQL cluster (plain, or TLS-only and durable like
+// RDS), the fauxqs SQS/S3 emulator, fake Lambda Invoke and Secrets Manager
+// GetSecretValue endpoints, the module's binaries built and started as child
 // processes, and the OpenTofu binary the Terraform executor runs. The test
 // harness (test/harness) wraps it for tests; the demo (test/demo) uses it
 // directly. Nothing here depends on package testing: every function returns

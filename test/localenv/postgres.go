@@ -2,6 +2,7 @@ package localenv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -40,6 +41,10 @@ type Postgres struct {
 	dataDir string
 	port    int
 	cred    *syscall.Credential // who the server runs as when we are root
+	setup   pgSetup
+	// rootCert is the PEM file of the CA that issued the server's
+	// certificate; set when the server is TLS-only.
+	rootCert string
 
 	mu      sync.Mutex // serialises admin statements, Stop and Start
 	proc    *pgProcess // nil while stopped
@@ -69,11 +74,36 @@ func ExternalPostgres(raw string) (*Postgres, error) {
 	return &Postgres{baseURL: *u}, nil
 }
 
+// PostgresOption changes how StartPostgres sets up its server.
+type PostgresOption func(*pgSetup)
+
+type pgSetup struct {
+	tlsOnly bool
+	durable bool
+}
+
+// TLSOnly makes the server accept TCP connections over TLS only, like RDS
+// with rds.force_ssl=1: ssl=on, a certificate for 127.0.0.1 and localhost
+// issued by a throwaway CA made for the server (RootCertPath), and only
+// hostssl lines in pg_hba.conf, with password (SCRAM) authentication. URLs
+// the server hands out say sslmode=verify-full and name the CA.
+func TLSOnly() PostgresOption { return func(s *pgSetup) { s.tlsOnly = true } }
+
+// Durable turns fsync, synchronous_commit and full_page_writes on, as RDS
+// runs; by default they are off, since the cluster is thrown away.
+func Durable() PostgresOption { return func(s *pgSetup) { s.durable = true } }
+
 // StartPostgres creates a cluster in a new directory under parent (named
-// after label) and starts it on a free port of 127.0.0.1, with durability
-// off: it is thrown away. As root it runs as the postgres user. Stop it
-// with Shutdown; the caller removes parent.
-func StartPostgres(parent, label string) (*Postgres, error) {
+// after label) and starts it on a free port of 127.0.0.1, by default
+// accepting plaintext connections without a password and with durability
+// off: it is thrown away (see TLSOnly and Durable for a server shaped like
+// production). As root it runs as the postgres user. Stop it with Shutdown;
+// the caller removes parent.
+func StartPostgres(parent, label string, opts ...PostgresOption) (*Postgres, error) {
+	var setup pgSetup
+	for _, o := range opts {
+		o(&setup)
+	}
 	binDir, err := FindPGBinDir()
 	if err != nil {
 		return nil, err
@@ -97,9 +127,25 @@ func StartPostgres(parent, label string) (*Postgres, error) {
 		dir:     dir,
 		dataDir: filepath.Join(dir, "data"),
 		cred:    cred,
+		setup:   setup,
 	}
-	if err := s.initdb(); err != nil {
+	password := ""
+	if setup.tlsOnly {
+		password = RandomHex(16)
+	}
+	if err := s.initdb(password); err != nil {
 		return nil, err
+	}
+	query := "sslmode=disable"
+	if setup.tlsOnly {
+		if err := s.setUpTLS(); err != nil {
+			return nil, err
+		}
+		query = url.Values{"sslmode": {"verify-full"}, "sslrootcert": {s.rootCert}}.Encode()
+	}
+	user := url.User("postgres")
+	if password != "" {
+		user = url.UserPassword("postgres", password)
 	}
 	// The port is only reserved until we close the probe listener, so
 	// another process can take it first; retry on a new port when that
@@ -111,10 +157,10 @@ func StartPostgres(parent, label string) (*Postgres, error) {
 		}
 		s.baseURL = url.URL{
 			Scheme:   "postgres",
-			User:     url.User("postgres"),
+			User:     user,
 			Host:     "127.0.0.1:" + strconv.Itoa(s.port),
 			Path:     "/postgres",
-			RawQuery: "sslmode=disable",
+			RawQuery: query,
 		}
 		s.mu.Lock()
 		err = s.startLocked()
@@ -137,6 +183,55 @@ func (s *Postgres) Port() int { return s.port }
 // Dir returns the directory holding the cluster ("" for an external one).
 func (s *Postgres) Dir() string { return s.dir }
 
+// RootCertPath returns the PEM file of the CA that issued a TLS-only
+// server's certificate, what clients must trust (DATABASE_SSLROOTCERT,
+// PGSSLROOTCERT); "" when the server is not TLS-only.
+func (s *Postgres) RootCertPath() string { return s.rootCert }
+
+// AdminURL returns the URL of the maintenance database, as the superuser.
+func (s *Postgres) AdminURL() string { return s.baseURL.String() }
+
+// AppDatabase is a database with a login role of its own that owns it: what
+// an application is given, where the tests' own connections use the
+// superuser.
+type AppDatabase struct {
+	// Name is the database's name, and its owner's.
+	Name string
+	// URL reaches the database as the superuser (for the test's own checks).
+	URL string
+	// User and Password are the owner's credentials.
+	User, Password string
+	// Host and Port are the server's TCP address.
+	Host string
+	Port string
+}
+
+// Secret returns the credentials as the JSON RDS stores in Secrets Manager:
+// {"username","password","engine","host","port","dbname"}.
+func (d AppDatabase) Secret() string {
+	port, _ := strconv.Atoi(d.Port)
+	raw, _ := json.Marshal(map[string]any{"username": d.User, "password": d.Password, "engine": "postgres",
+		"host": d.Host, "port": port, "dbname": d.Name})
+	return string(raw)
+}
+
+// CreateAppDatabase creates an empty database and a login role of the same
+// name, with a random password, that owns it (DropDatabase drops both).
+func (s *Postgres) CreateAppDatabase(name string) (AppDatabase, error) {
+	password := RandomHex(16)
+	role := pgx.Identifier{name}.Sanitize()
+	// The password is made here from hex digits, so quoting it is safe.
+	if err := s.adminExec("CREATE ROLE " + role + " LOGIN PASSWORD '" + password + "'"); err != nil {
+		return AppDatabase{}, fmt.Errorf("creating role %s: %w", name, err)
+	}
+	if err := s.adminExec("CREATE DATABASE " + role + " OWNER " + role); err != nil {
+		return AppDatabase{}, fmt.Errorf("creating database %s: %w", name, err)
+	}
+	u := s.baseURL
+	u.Path = "/" + name
+	return AppDatabase{Name: name, URL: u.String(), User: name, Password: password, Host: u.Hostname(), Port: u.Port()}, nil
+}
+
 // CreateDatabase creates an empty database and returns its URL.
 func (s *Postgres) CreateDatabase(name string) (string, error) {
 	if err := s.adminExec("CREATE DATABASE " + pgx.Identifier{name}.Sanitize()); err != nil {
@@ -151,6 +246,10 @@ func (s *Postgres) CreateDatabase(name string) (string, error) {
 func (s *Postgres) DropDatabase(name string) error {
 	if err := s.adminExec("DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"); err != nil {
 		return fmt.Errorf("dropping database %s: %w", name, err)
+	}
+	// The owner CreateAppDatabase made, if any.
+	if err := s.adminExec("DROP ROLE IF EXISTS " + pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("dropping role %s: %w", name, err)
 	}
 	return nil
 }
@@ -248,21 +347,79 @@ func (s *Postgres) stopLocked() {
 	}
 }
 
-func (s *Postgres) initdb() error {
-	cmd := exec.Command(filepath.Join(s.binDir, "initdb"),
+// initdb creates the cluster; with a password, the superuser gets it (a
+// TLS-only server asks every client for its password).
+func (s *Postgres) initdb(password string) error {
+	args := []string{
 		"-D", s.dataDir,
 		"-U", "postgres",
-		"--auth=trust", // throwaway, listening on loopback only
+		"--auth=trust", // throwaway, listening on loopback only; TLS-only servers replace pg_hba.conf
 		"-E", "UTF8",
 		"--no-locale",
 		"--no-sync",
 		"--no-instructions",
-	)
+	}
+	if password != "" {
+		pwFile := filepath.Join(s.dir, "pwfile")
+		if err := s.writeServerFile(pwFile, []byte(password+"\n")); err != nil {
+			return err
+		}
+		defer os.Remove(pwFile)
+		args = append(args, "--pwfile="+pwFile)
+	}
+	cmd := exec.Command(filepath.Join(s.binDir, "initdb"), args...)
 	cmd.Dir = s.dir
 	cmd.Env = pgEnv()
 	cmd.SysProcAttr = ChildAttr(s.cred)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb -D %s failed: %w\n%s", s.dataDir, err, out)
+	}
+	return nil
+}
+
+// pgHBATLSOnly lets TCP clients in only over TLS and with a password, like
+// RDS with rds.force_ssl=1; no local (Unix socket) line either, so every
+// connection is one the TLS checks apply to.
+const pgHBATLSOnly = `# TLS only, like RDS with rds.force_ssl=1: no plaintext line at all.
+# TYPE   DATABASE  USER  ADDRESS       METHOD
+hostssl  all       all   127.0.0.1/32  scram-sha-256
+hostssl  all       all   ::1/128       scram-sha-256
+`
+
+// setUpTLS makes a CA for the server, writes its certificate for clients to
+// trust (RootCertPath) and the server's certificate and key into the data
+// directory, where ssl=on finds them, and replaces pg_hba.conf.
+func (s *Postgres) setUpTLS() error {
+	ca, err := NewTestCA("stackseam test CA " + filepath.Base(s.dir))
+	if err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := ca.Issue("127.0.0.1", "localhost")
+	if err != nil {
+		return err
+	}
+	s.rootCert = filepath.Join(s.dir, "root.crt")
+	if err := os.WriteFile(s.rootCert, ca.PEM(), 0o644); err != nil {
+		return fmt.Errorf("writing the test CA's certificate: %w", err)
+	}
+	for name, data := range map[string][]byte{"server.crt": certPEM, "server.key": keyPEM, "pg_hba.conf": []byte(pgHBATLSOnly)} {
+		if err := s.writeServerFile(filepath.Join(s.dataDir, name), data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeServerFile writes a file only the server's user may read (the server
+// refuses a key others can read).
+func (s *Postgres) writeServerFile(path string, data []byte) error {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if s.cred != nil {
+		if err := os.Chown(path, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			return fmt.Errorf("chown %s to the postgres user: %w", path, err)
+		}
 	}
 	return nil
 }
@@ -280,17 +437,26 @@ func (s *Postgres) startLocked() error {
 		return nil
 	}
 	log := NewTailBuffer(64 << 10)
-	cmd := exec.Command(filepath.Join(s.binDir, "postgres"),
+	// Durability is pointless for a throwaway cluster and costs time,
+	// unless the point is to measure what production (RDS) does.
+	durability := "off"
+	if s.setup.durable {
+		durability = "on"
+	}
+	args := []string{
 		"-D", s.dataDir,
 		"-k", s.dir,
 		"-p", strconv.Itoa(s.port),
 		"-c", "listen_addresses=127.0.0.1",
-		// Durability is pointless for a throwaway cluster and costs time.
-		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off",
+		"-c", "fsync=" + durability,
+		"-c", "synchronous_commit=" + durability,
+		"-c", "full_page_writes=" + durability,
 		"-c", "max_connections=300",
-	)
+	}
+	if s.setup.tlsOnly {
+		args = append(args, "-c", "ssl=on", "-c", "ssl_min_protocol_version=TLSv1.2")
+	}
+	cmd := exec.Command(filepath.Join(s.binDir, "postgres"), args...)
 	cmd.Dir = s.dir
 	cmd.Env = pgEnv()
 	cmd.Stdout, cmd.Stderr = log, log
