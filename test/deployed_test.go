@@ -38,7 +38,10 @@ import (
 // policies, the sweep rule — and the shipped bootstrap binaries, built as the construct bundles
 // them, run in Lambda mode under the AWS Lambda Runtime Interface Emulator, fed by event-source
 // mappings that behave like Lambda's. Only endpoints are swapped for local ones (see
-// localValue and useTestDatabase).
+// localValue), plus DATABASE_SSLROOTCERT: the test server's CA instead of the RDS bundle.
+//
+// What this does not prove: IAM (the local services accept any credentials; the template tests
+// assert the statements), VPC networking, and the real SQS event-source mapping's own scaling.
 
 // deployedPrefix is the construct's path in the synthesized stack.
 const deployedPrefix = "Deployed/Stackseam/"
@@ -244,20 +247,8 @@ func localValue(t *testing.T, name string, v any, swaps map[string]string, taskR
 	return ""
 }
 
-// secretStandIn marks DATABASE_SECRET_ID among the swaps: useTestDatabase replaces it.
-const secretStandIn = "\x00database-secret"
-
-// useTestDatabase points the state manager at the test database. The deployment gives it
-// DATABASE_SECRET_ID (the RDS secret, over TLS); until the harness has a TLS-only server and a
-// Secrets Manager fake, the one swap here is DATABASE_URL of the test database instead of the
-// secret. DATABASE_SSLMODE stays as the template sets it: it applies to the secret path only.
-// Switching to the secret changes this function alone.
-func useTestDatabase(t *testing.T, env map[string]string, dbURL string) {
-	t.Helper()
-	require.Equal(t, secretStandIn, env["DATABASE_SECRET_ID"], "the construct gives the state manager the database secret")
-	delete(env, "DATABASE_SECRET_ID")
-	env["DATABASE_URL"] = dbURL
-}
+// signingKeyID names the result signing key in the Secrets Manager fake.
+const signingKeyID = "stackseam/result-signing-key"
 
 // deployedSystem is the construct's functions running under the emulator with local stand-ins.
 type deployedSystem struct {
@@ -296,7 +287,14 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 
 	// Local queues with the template's visibility timeouts and redrive policies (maxReceiveCount
 	// into a dead-letter queue; the emulator moves messages as SQS does).
-	dbURL := harness.DatabaseURL(t)
+	// The database as deployed: TLS-only, reached through an RDS-format secret (verify-full; the
+	// test CA stands in for the embedded RDS bundle). The result signing key is the other secret.
+	server := harness.TLSDatabaseServer(t)
+	db := server.AppDatabase(t)
+	secrets := harness.NewSecretsFake(t)
+	secrets.Put(dbSecretID, db.Secret())
+	secrets.Put(signingKeyID, newID()+newID()+newID()+newID())
+	dbURL := db.URL
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
@@ -322,7 +320,8 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		taskQueueID:                                     s.taskURL,
 		tpl.id(t, "Bucket/Resource"):                    ds.bucket,
 		tpl.id(t, "NotificationTopic/Resource"):         s.topic(),
-		tpl.id(t, "DatabaseSecret/Attachment/Resource"): secretStandIn,
+		tpl.id(t, "DatabaseSecret/Attachment/Resource"): secrets.ARN(dbSecretID),
+		tpl.id(t, "ResultSigningKey/Resource"):          secrets.ARN(signingKeyID),
 	}
 
 	// The satisfier's task root is laid out as the construct bundles it: bootstrap, and the
@@ -359,7 +358,8 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 			env[name] = localValue(t, name, v, swaps, roots[fn.name])
 		}
 		if fn.name == "StateManager" {
-			useTestDatabase(t, env, dbURL)
+			// The one swap that is not a resource: the CA the test server's certificate is from.
+			env["DATABASE_SSLROOTCERT"] = server.RootCertPath()
 		}
 		for name := range env {
 			_, ok := fn.declared.Lookup(name)
@@ -368,7 +368,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		// The AWS SDK's endpoints: the emulator for SQS, S3 and SNS, the Lambda fake for Lambda
 		// (Invoke, and the event-source-mapping operations); region and static credentials as
 		// Lambda's execution role would give.
-		list := append(harness.AWSEnv(t), ds.lambda.Env())
+		list := append(harness.AWSEnv(t), ds.lambda.Env(), secrets.Env())
 		for _, name := range slices.Sorted(maps.Keys(env)) {
 			list = append(list, name+"="+env[name])
 		}

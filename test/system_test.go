@@ -26,6 +26,7 @@ import (
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
+	"github.com/stackseam/stackseam/functions/signing"
 	"github.com/stackseam/stackseam/functions/store"
 	"github.com/stackseam/stackseam/test/harness"
 )
@@ -638,4 +639,48 @@ tasks:
 	require.Equal(t, 0, s.count("SELECT count(*) FROM outbox"))
 	require.Empty(t, s.pollTasks(10), "the parked message is never sent")
 	require.Equal(t, "PROVISION", s.stack("parked-1").State, "the stack waits on its failed task, as a failed task makes it")
+}
+
+// TestForgedResultsAreRejected: with a result signing key, a TASK_COMPLETED carrying a current run
+// id settles nothing unless the satisfier's key signed it. A publisher (who can send events but
+// cannot read the key) cannot end a destroy early or inject outputs; the forgery is recorded.
+func TestForgedResultsAreRejected(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{})
+	key := strings.Repeat("k", 40)
+	s.startStateManager(1, "RESULT_SIGNING_KEY="+key)
+	s.sendEvent("forged-1", "LAUNCH", map[string]any{"machine": "pair"})
+	tasks := tasksByName(s.receiveTasks(2))
+	infra := tasks["infra"]
+
+	sendResult := func(body string, attrs map[string]string) {
+		require.NoError(t, queue.Send(s.ctx, s.sqs, s.eventURL, []queue.Outgoing{{Body: body, GroupID: "forged-1", DedupID: newID(), Attributes: attrs}}))
+	}
+	body := s.result(infra, message.EventTaskCompleted, map[string]any{"outputs": map[string]any{"admin": "attacker"}})
+	own, err := signing.NewKey(key)
+	require.NoError(t, err)
+	other, err := signing.NewKey(strings.Repeat("o", 40))
+	require.NoError(t, err)
+	sendResult(body, nil)
+	sendResult(body, map[string]string{signing.Attribute: other.Sign(body)})
+	sendResult(body, map[string]string{signing.Attribute: own.Sign(body + " ")})
+	require.Eventually(t, func() bool { return s.count("SELECT count(*) FROM rejections WHERE stack_id = 'forged-1'") == 3 },
+		30*time.Second, 100*time.Millisecond)
+	require.Equal(t, 3, s.count("SELECT count(*) FROM history WHERE stack_id = 'forged-1' AND kind = 'rejected' AND reason LIKE '%is not signed by this deployment''s satisfier%'"))
+	st := s.stack("forged-1")
+	require.Equal(t, message.TaskPending, tasksOf(st)["infra"].Status, "no forgery settled the task")
+	require.NotContains(t, st.Metadata, "admin")
+
+	// The satisfier's own signature settles it.
+	sendResult(body, map[string]string{signing.Attribute: own.Sign(body)})
+	require.Eventually(t, func() bool { return tasksOf(s.stack("forged-1"))["infra"].Status == message.TaskCompleted },
+		30*time.Second, 100*time.Millisecond)
+}
+
+func tasksOf(st *engine.Stack) map[string]message.StackTask {
+	out := map[string]message.StackTask{}
+	for _, t := range st.Tasks {
+		out[t.Name] = t
+	}
+	return out
 }

@@ -32,7 +32,9 @@ func (s *system) requireOnlyTLSConnections() {
 // The shipped state manager, given a CA other than the one that issued the
 // server's certificate (or none, so the RDS bundle), does not connect, and
 // its log says why. The server takes TLS only, so this is also the case
-// where only a connection without verification would have worked.
+// where only a connection without verification would have worked. Like any
+// unreachable database it pauses consumption (the DatabaseUnavailable alarm's
+// metric is written) rather than exiting.
 func TestStateManagerRefusesAServerFromAnotherCA(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{})
@@ -50,8 +52,9 @@ func TestStateManagerRefusesAServerFromAnotherCA(t *testing.T) {
 			"DATABASE_SSLROOTCERT="+rootCert)
 		proc := harness.StartProcess(t, s.bin, env)
 		proc.WaitForOutput(t, "certificate signed by unknown authority", 60*time.Second)
-		_ = proc.Stop() // it exits 1: stopped before it could start
-		require.NotContains(t, proc.Output(), "state manager ready", "DATABASE_SSLROOTCERT=%s", rootCert)
+		proc.WaitForOutput(t, `"databaseAvailable":false`, 60*time.Second)
+		_ = proc.Stop()
+		require.Contains(t, proc.Output(), `"DatabaseUnavailable":1`, "DATABASE_SSLROOTCERT=%s", rootCert)
 		require.NotContains(t, proc.Output(), s.appDB.Password)
 	}
 	require.Zero(t, s.count(`SELECT count(*) FROM pg_stat_activity WHERE usename = $1`, s.appDB.User))
