@@ -163,7 +163,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	}
 	logger.Info("state manager ready", "lambda", queue.InLambda(), "workers", cfg.workers,
 		"notifications", cfg.topicARN != "", "startupMs", time.Since(started).Milliseconds())
-	return queue.ServeWithTick(ctx, queue.InOrderByGroup(app.Handle, cfg.parallelism), &queue.Poller{
+	// An event that fails on its last receive is dead-lettered here rather than by SQS, so that
+	// the later events of its stack, received and counted with it, are not dead-lettered too.
+	deadLetter := &queue.DeadLetter{Client: sqsClient, QueueURL: cfg.eventQueueURL, Logger: logger}
+	return queue.ServeWithTick(ctx, queue.InOrderByGroup(deadLetter.Wrap(app.Handle), cfg.parallelism), &queue.Poller{
 		Client: sqsClient, QueueURL: cfg.eventQueueURL, Workers: cfg.workers,
 		WaitTime: cfg.pollWait, RetryDelay: cfg.retryDelay, Logger: logger,
 	}, queue.Tick{Every: cfg.sweepEvery, Run: sweep})
