@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/functions/engine"
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/queue"
@@ -48,7 +49,8 @@ type system struct {
 type systemOptions struct {
 	// dbURL defaults to a fresh database on the shared server.
 	dbURL string
-	// maxReceiveCount of the event queue's redrive policy; defaults to 20.
+	// maxReceiveCount of the event queue's redrive policy; defaults to what the construct
+	// deploys (deployed.EventQueueMaxReceiveCount).
 	maxReceiveCount int
 }
 
@@ -58,7 +60,7 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 		opts.dbURL = harness.DatabaseURL(t)
 	}
 	if opts.maxReceiveCount == 0 {
-		opts.maxReceiveCount = 20
+		opts.maxReceiveCount = deployed.EventQueueMaxReceiveCount
 	}
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, opts.dbURL)
@@ -66,7 +68,7 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	t.Cleanup(pool.Close)
 	s := &system{t: t, ctx: ctx, dbURL: opts.dbURL, db: pool, store: store.New(pool), sqs: harness.SQSClient(t)}
 	s.eventURL, s.eventDLQ = harness.CreateQueue(t, "events", true, opts.maxReceiveCount)
-	s.taskURL, s.taskDLQ = harness.CreateQueue(t, "tasks", false, 5)
+	s.taskURL, s.taskDLQ = harness.CreateQueue(t, "tasks", false, deployed.TaskQueueMaxReceiveCount)
 	s.bin = harness.BuildBinary(t, "./functions/statemanager")
 	return s
 }
