@@ -36,7 +36,7 @@ func messageFromAttributes(id, body string, attrs map[string]string) Message {
 }
 
 // logAttrs names the message in log lines. On the event queue the FIFO group
-// is the stack id (DESIGN.md §1), and the event name is peeked from the body
+// is the stack id (README, "Messages"), and the event name is peeked from the body
 // so that every line about a stack carries stackId and event; the body itself
 // is never logged (metadata may be sensitive).
 func (m Message) logAttrs() []any {
