@@ -4,7 +4,8 @@
 // every interface, and writes queue URLs with the host sqs.<region>.localhost,
 // which does not resolve here. This launcher fixes all three.
 //
-// Usage: node launch.mjs [PORT]   (or STACKSEAM_EMULATOR_PORT=PORT)
+// Usage: node launch.mjs [PORT] [--exit-on-stdin-close] [--one-per-group]
+//        (or STACKSEAM_EMULATOR_PORT=PORT)
 // PORT 0 (the default) lets the OS pick a free port. Once listening it prints
 // exactly one JSON line on stdout, which the Go harness parses:
 //   {"listening":"http://127.0.0.1:PORT","port":PORT}
@@ -84,6 +85,11 @@ process.stdout.write(
 // group, which with several in flight reverses them, so each group is put back
 // in send order (SequenceNumber) before it is read.
 function fifoLikeSQS() {
+  if (typeof SqsQueue.prototype.dequeueFifo !== "function") {
+    // Another fauxqs version: the method replaced here is gone, so this would change nothing.
+    console.error("launch.mjs: fauxqs has no SqsQueue.dequeueFifo; fifoLikeSQS must be revisited");
+    process.exit(1);
+  }
   const bySequence = (a, b) =>
     a.sequenceNumber && b.sequenceNumber ? a.sequenceNumber.localeCompare(b.sequenceNumber) : 0;
   SqsQueue.prototype.dequeueFifo = function (maxCount, visibilityTimeoutOverride, dlqResolver) {
