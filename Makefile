@@ -42,11 +42,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .DEFAULT_GOAL := help
-<<<<<<< HEAD
-.PHONY: help demo deps deps-postgres tofu rie build test lint bench fuzz synth clean
-=======
-.PHONY: help demo deps deps-postgres tofu build test lint bench fuzz synth rds-ca clean
->>>>>>> tls
+.PHONY: help demo deps deps-postgres tofu rie build test lint bench fuzz synth rds-ca clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET"

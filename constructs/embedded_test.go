@@ -100,6 +100,7 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, emb+"TaskQueue/Resource"), "Arn")),
 		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
+		allow("DeadLetterEvents", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventDeadLetterQueue/Resource"), "Arn")),
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, "Embedded/Notifications/Resource"))),
 		// The topic is encrypted with the application's key.
 		allow("", []string{"kms:GenerateDataKey", "kms:Decrypt"}, getAtt(tpl.id(t, "Embedded/NotificationsKey/Resource"), "Arn")),

@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+
+	"github.com/stackseam/stackseam/constructs/deployed"
 )
 
 // StackseamProps configures NewStackseam. Its zero value deploys a complete, secure system: a new
@@ -173,8 +175,8 @@ const (
 	OpenTofuVersion = "v1.10.6"
 
 	defaultExistingDatabasePort     = 5432
-	defaultEventQueueMaxReceive     = 5
-	defaultTaskQueueMaxReceive      = 3
+	defaultEventQueueMaxReceive     = deployed.EventQueueMaxReceiveCount
+	defaultTaskQueueMaxReceive      = deployed.TaskQueueMaxReceiveCount
 	defaultStateManagerTimeout      = time.Minute
 	defaultStateManagerMemory       = 512
 	defaultStateManagerBatch        = 10

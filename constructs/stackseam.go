@@ -451,6 +451,9 @@ func (s *Stackseam) stateManagerPolicy() {
 	r.AddToPrincipalPolicy(statement("SendTasks", []string{"sqs:SendMessage"}, s.TaskQueue.QueueArn()))
 	// The sweep sends time-to-live events to the event queue through the outbox.
 	r.AddToPrincipalPolicy(statement("SendEvents", []string{"sqs:SendMessage"}, s.EventQueue.QueueArn()))
+	// An event that fails on its last receive is moved to the dead-letter queue by the state
+	// manager (queue.DeadLetter), which reads the event queue's RedrivePolicy (ConsumeQueue).
+	r.AddToPrincipalPolicy(statement("DeadLetterEvents", []string{"sqs:SendMessage"}, s.EventDeadLetterQueue.QueueArn()))
 	// PublishBatch is authorized by sns:Publish.
 	r.AddToPrincipalPolicy(statement("PublishNotifications", []string{"sns:Publish"}, s.NotificationTopic.TopicArn()))
 	if s.notificationKey != nil {

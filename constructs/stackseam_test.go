@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/constructs/deployed"
 )
 
 // The default stack: NewStackseam with zero props (and a stub Terraform binary).
@@ -149,8 +151,9 @@ func TestDefaultQueues(t *testing.T) {
 		return map[string]any{"deadLetterTargetArn": getAtt(tpl.id(t, def+name+"/Resource"), "Arn")}
 	}
 	eventDLQ, taskDLQ := dlq("EventDeadLetterQueue"), dlq("TaskDeadLetterQueue")
-	eventDLQ["maxReceiveCount"] = 5.0
-	taskDLQ["maxReceiveCount"] = 3.0
+	// The tests run the functions with these (constructs/deployed): the template must agree.
+	eventDLQ["maxReceiveCount"] = float64(deployed.EventQueueMaxReceiveCount)
+	taskDLQ["maxReceiveCount"] = float64(deployed.TaskQueueMaxReceiveCount)
 	require.Equal(t, map[string]any{
 		"FifoQueue":                 true,
 		"ContentBasedDeduplication": true,
@@ -353,6 +356,7 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn")),
 		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
+		allow("DeadLetterEvents", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventDeadLetterQueue/Resource"), "Arn")),
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, def+"NotificationTopic/Resource"))),
 		list,
 		allow("ReadMachines", "s3:GetObject", join(bucket, "/machines/*")),

@@ -175,12 +175,11 @@ func (l *loadRun) answer(round, max int) int {
 // per stack, every stale or duplicate result ignored, and every stack's
 // events applied exactly in the order they were sent.
 //
-// The emulator, like SQS often does, hands out one message of a FIFO group at
-// a time and holds the group until that message is deleted, so what this
-// proves end to end is that a message is acknowledged only once its event is
-// applied (acknowledging first breaks it); batches holding several messages of
-// one group are ordered by queue.InOrderByGroup, tested in functions/queue and
-// in Lambda mode (test/lambda_mode_test.go).
+// The emulator receives from FIFO queues as SQS does (README, "Development"):
+// a batch holds as many messages of a stack as it can, in order, and nothing
+// more of that stack comes while any is in flight. So batches here carry
+// several events of one stack, which queue.InOrderByGroup must apply in order,
+// and the event queue has the deployed maxReceiveCount.
 func TestThousandStacksFiveTasksOrderedAndExact(t *testing.T) {
 	t.Parallel()
 	const stacks = 1000

@@ -8,18 +8,18 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/test/harness"
 )
 
 // Deployed queue settings, scaled down in time with the same ratios: the construct gives the
 // event queue a visibility timeout of six times the state manager's timeout (6 × 60 s) and a
-// redrive policy of deployedEventMaxReceive receives, so without a pause an outage longer than
-// deployedEventMaxReceive × 6 min (30 min) would dead-letter events. Here the visibility timeout
-// is outageVisibility and the outage lasts more than twice deployedEventMaxReceive × visibility.
+// redrive policy of deployed.EventQueueMaxReceiveCount receives, so without a pause an outage longer than
+// deployed.EventQueueMaxReceiveCount × 6 min (30 min) would dead-letter events. Here the visibility timeout
+// is outageVisibility and the outage lasts more than twice deployed.EventQueueMaxReceiveCount × visibility.
 const (
-	deployedEventMaxReceive = 5 // FIXME(lead): take from the constructs package after the fifo merge
-	outageVisibility        = 2 * time.Second
+	outageVisibility = 2 * time.Second
 	// outageProbeEvery plays the deployed sweep schedule (1 min, a sixth of the visibility
 	// timeout): how soon consumption resumes after the database is back.
 	outageProbeEvery = outageVisibility / 6
@@ -36,12 +36,12 @@ const (
 func TestDatabaseOutageNeverDeadLetters(t *testing.T) {
 	t.Parallel()
 	srv := harness.NewDatabaseServer(t)
-	s := newSystem(t, systemOptions{dbURL: srv.DatabaseURL(t), maxReceiveCount: deployedEventMaxReceive})
+	s := newSystem(t, systemOptions{dbURL: srv.DatabaseURL(t), maxReceiveCount: deployed.EventQueueMaxReceiveCount})
 	s.setQueueAttributes(s.eventURL, map[string]string{"VisibilityTimeout": strconv.Itoa(int(outageVisibility / time.Second))})
 	// RETRY_DELAY=0s: failed events come back after the queue's visibility timeout, as in Lambda.
 	proc := s.startStateManager(2, "DATABASE_PROBE_INTERVAL="+outageProbeEvery.String(),
 		"SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=3s", "RETRY_DELAY=0s")
-	outage := time.Duration(deployedEventMaxReceive) * outageVisibility * 2
+	outage := time.Duration(deployed.EventQueueMaxReceiveCount) * outageVisibility * 2
 	outage += 5 * time.Second
 
 	ids := stackIDs("outage", 12)
@@ -64,7 +64,7 @@ func TestDatabaseOutageNeverDeadLetters(t *testing.T) {
 	}, 0)
 	require.False(t, upAt.IsZero(), "the outage happened")
 	t.Logf("database down for %s (maxReceiveCount %d × visibility %s = %s)", upAt.Sub(downAt).Round(time.Second),
-		deployedEventMaxReceive, outageVisibility, time.Duration(deployedEventMaxReceive)*outageVisibility)
+		deployed.EventQueueMaxReceiveCount, outageVisibility, time.Duration(deployed.EventQueueMaxReceiveCount)*outageVisibility)
 	s.requireConverged(ids)
 	require.False(t, proc.Exited(), "the state manager outlives the database")
 	require.Contains(t, proc.Output(), "consumption resumed")

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/functions/engine"
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/metrics"
@@ -66,7 +67,8 @@ type systemOptions struct {
 	// superuser's verify-full URL of that database.
 	dbURL  string
 	server *harness.DatabaseServer
-	// maxReceiveCount of the event queue's redrive policy; defaults to 20.
+	// maxReceiveCount of the event queue's redrive policy; defaults to what the construct
+	// deploys (deployed.EventQueueMaxReceiveCount).
 	maxReceiveCount int
 }
 
@@ -85,7 +87,7 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 		appDB, rootCert, opts.dbURL = &db, opts.server.RootCertPath(), db.URL
 	}
 	if opts.maxReceiveCount == 0 {
-		opts.maxReceiveCount = 20
+		opts.maxReceiveCount = deployed.EventQueueMaxReceiveCount
 	}
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, opts.dbURL)
@@ -94,7 +96,7 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	s := &system{t: t, ctx: ctx, dbURL: opts.dbURL, db: pool, store: store.New(pool), sqs: harness.SQSClient(t),
 		appDB: appDB, secrets: secrets, rootCert: rootCert}
 	s.eventURL, s.eventDLQ = harness.CreateQueue(t, "events", true, opts.maxReceiveCount)
-	s.taskURL, s.taskDLQ = harness.CreateQueue(t, "tasks", false, 5)
+	s.taskURL, s.taskDLQ = harness.CreateQueue(t, "tasks", false, deployed.TaskQueueMaxReceiveCount)
 	s.bin = harness.BuildBinary(t, "./functions/statemanager")
 	return s
 }

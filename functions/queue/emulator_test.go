@@ -9,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/functions/queue"
 	"github.com/stackseam/stackseam/test/harness"
 )
@@ -110,7 +113,7 @@ func TestPollerFIFOFailureRedeliversRestOfGroupInOrder(t *testing.T) {
 	t.Parallel()
 	// A visibility timeout far beyond the test's waits: a2 can only come back in time through
 	// RetryDelay's ChangeMessageVisibility.
-	url, dlqURL := harness.CreateQueueWithAttributes(t, "queue-fifo-order", true, 5, map[string]string{"VisibilityTimeout": "300"})
+	url, dlqURL := harness.CreateQueueWithAttributes(t, "queue-fifo-order", true, deployed.EventQueueMaxReceiveCount, map[string]string{"VisibilityTimeout": "300"})
 	ctx := context.Background()
 	var msgs []queue.Outgoing
 	for i, body := range []string{"a1", "b1", "a2", "b2", "a3", "a4"} {
@@ -290,8 +293,7 @@ func TestPollerFinishesInFlightBatchOnCancel(t *testing.T) {
 
 func TestPollerMovesAlwaysFailingMessageToDLQ(t *testing.T) {
 	t.Parallel()
-	const maxReceiveCount = 3
-	url, dlqURL := harness.CreateQueue(t, "queue-dlq", true, maxReceiveCount)
+	url, dlqURL := harness.CreateQueue(t, "queue-dlq", true, deployed.EventQueueMaxReceiveCount)
 	client := harness.SQSClient(t)
 	require.NoError(t, queue.Send(context.Background(), client, url, []queue.Outgoing{
 		{Body: "poison", GroupID: "stack-1", DedupID: "poison"},
@@ -319,7 +321,111 @@ func TestPollerMovesAlwaysFailingMessageToDLQ(t *testing.T) {
 	for _, m := range log.snapshot() {
 		counts = append(counts, m.ReceiveCount)
 	}
-	require.Equal(t, []int{1, 2, 3}, counts)
+	require.Equal(t, upTo(deployed.EventQueueMaxReceiveCount), counts)
+}
+
+// upTo returns 1..n.
+func upTo(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i + 1
+	}
+	return out
+}
+
+// sendPoisonAndFollowers sends, to a FIFO queue, a poison message and two later messages of its
+// group, and two messages of another group.
+func sendPoisonAndFollowers(t *testing.T, url string) {
+	t.Helper()
+	var msgs []queue.Outgoing
+	for i, m := range [][2]string{{"P", "poison"}, {"P", "p1"}, {"O", "o1"}, {"P", "p2"}, {"O", "o2"}} {
+		msgs = append(msgs, queue.Outgoing{GroupID: m[0], Body: m[1], DedupID: strconv.Itoa(i)})
+	}
+	require.NoError(t, queue.Send(context.Background(), harness.SQSClient(t), url, msgs))
+}
+
+// failPoison handles every message but "poison", which always fails.
+func failPoison(log *handled) func(context.Context, queue.Message) error {
+	return func(_ context.Context, m queue.Message) error {
+		log.add(m)
+		if m.Body == "poison" {
+			return errors.New("always fails")
+		}
+		return nil
+	}
+}
+
+// receiveAll receives from url until n messages came, and returns their bodies.
+func receiveAll(t *testing.T, url string, n int) []string {
+	t.Helper()
+	var got []string
+	require.Eventually(t, func() bool {
+		out, err := harness.SQSClient(t).ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+		})
+		require.NoError(t, err)
+		for _, m := range out.Messages {
+			got = append(got, aws.ToString(m.Body))
+		}
+		return len(got) >= n
+	}, waitLimit, 10*time.Millisecond)
+	return got
+}
+
+// SQS delivers the later messages of a group with a failing one and counts their receives, so
+// without DeadLetter they reach the dead-letter queue together with the poison, never handled.
+// This is the failure DeadLetter exists for; it also shows that the emulator behaves like SQS.
+func TestPollerWithoutDeadLetterLosesMessagesBehindPoison(t *testing.T) {
+	t.Parallel()
+	url, dlqURL := harness.CreateQueue(t, "queue-poison-bare", true, deployed.EventQueueMaxReceiveCount)
+	sendPoisonAndFollowers(t, url)
+	var log handled
+	startPoller(t, testPoller(t, url), queue.InOrderByGroup(failPoison(&log), 2))
+
+	require.Equal(t, []string{"poison", "p1", "p2"}, receiveAll(t, dlqURL, 3))
+	require.Equal(t, []string{"o1", "o2"}, log.bodiesOf("O"))
+	require.Equal(t, slices.Repeat([]string{"poison"}, deployed.EventQueueMaxReceiveCount), log.bodiesOf("P"),
+		"p1 and p2 were never handled")
+}
+
+func TestDeadLetterMovesPoisonOnLastReceiveAndItsGroupGoesOn(t *testing.T) {
+	t.Parallel()
+	url, dlqURL := harness.CreateQueue(t, "queue-poison", true, deployed.EventQueueMaxReceiveCount)
+	sendPoisonAndFollowers(t, url)
+	var log handled
+	dl := &queue.DeadLetter{Client: harness.SQSClient(t), QueueURL: url}
+	startPoller(t, testPoller(t, url), queue.InOrderByGroup(dl.Wrap(failPoison(&log)), 2))
+
+	require.Equal(t, []string{"poison"}, receiveAll(t, dlqURL, 1))
+	require.Eventually(t, func() bool { return messagesInQueue(t, url) == 0 }, waitLimit, 100*time.Millisecond)
+	// The poison was tried maxReceiveCount times, nothing of its group overtook it, and once it
+	// was moved the later messages were handled, in order, once each.
+	want := append(slices.Repeat([]string{"poison"}, deployed.EventQueueMaxReceiveCount), "p1", "p2")
+	require.Equal(t, want, log.bodiesOf("P"))
+	var counts []int
+	for _, m := range log.snapshot() {
+		if m.Body == "poison" {
+			counts = append(counts, m.ReceiveCount)
+		}
+	}
+	require.Equal(t, upTo(deployed.EventQueueMaxReceiveCount), counts)
+	require.Equal(t, []string{"o1", "o2"}, log.bodiesOf("O"), "the other group is not held up")
+	require.Equal(t, 1, messagesInQueue(t, dlqURL), "only the poison was dead-lettered (received above, so in flight there)")
+}
+
+func TestDeadLetterMovesPanickingMessage(t *testing.T) {
+	t.Parallel()
+	url, dlqURL := harness.CreateQueue(t, "queue-poison-panic", false, 2)
+	require.NoError(t, queue.Send(context.Background(), harness.SQSClient(t), url, []queue.Outgoing{{Body: "panics"}}))
+	var calls atomic.Int32
+	dl := &queue.DeadLetter{Client: harness.SQSClient(t), QueueURL: url}
+	startPoller(t, testPoller(t, url), queue.InOrderByGroup(dl.Wrap(func(context.Context, queue.Message) error {
+		calls.Add(1)
+		panic("bug")
+	}), 1))
+	require.Equal(t, []string{"panics"}, receiveAll(t, dlqURL, 1), "a standard dead-letter queue takes the copy too")
+	require.Eventually(t, func() bool { return messagesInQueue(t, url) == 0 }, waitLimit, 100*time.Millisecond)
+	require.Equal(t, int32(2), calls.Load())
 }
 
 func TestPollerSurvivesPanickingBatchHandler(t *testing.T) {

@@ -211,7 +211,11 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	dbErr := gate.Start(ctx)
 	logger.Info("state manager ready", "lambda", queue.InLambda(), "workers", cfg.workers,
 		"notifications", cfg.topicARN != "", "databaseAvailable", dbErr == nil, "startupMs", time.Since(started).Milliseconds())
-	return queue.ServeWithTick(ctx, queue.InOrderByGroup(gate.Guard(app.Handle), cfg.parallelism), &queue.Poller{
+	// An event that fails on its last receive is dead-lettered here rather than by SQS, so that
+	// the later events of its stack, received and counted with it, are not dead-lettered too.
+	// Outside the gate: a failure the gate marks as an outage (queue.ErrPaused) is never moved.
+	deadLetter := &queue.DeadLetter{Client: sqsClient, QueueURL: cfg.eventQueueURL, Logger: logger}
+	return queue.ServeWithTick(ctx, queue.InOrderByGroup(deadLetter.Wrap(gate.Guard(app.Handle)), cfg.parallelism), &queue.Poller{
 		Client: sqsClient, QueueURL: cfg.eventQueueURL, Workers: cfg.workers,
 		WaitTime: cfg.pollWait, RetryDelay: cfg.retryDelay, Logger: logger, Gate: gate,
 	}, queue.Tick{Every: cfg.sweepEvery, Run: sweep})

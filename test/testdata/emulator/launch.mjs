@@ -4,17 +4,23 @@
 // every interface, and writes queue URLs with the host sqs.<region>.localhost,
 // which does not resolve here. This launcher fixes all three.
 //
-// Usage: node launch.mjs [PORT]   (or STACKSEAM_EMULATOR_PORT=PORT)
+// Usage: node launch.mjs [PORT] [--exit-on-stdin-close] [--one-per-group]
+//        (or STACKSEAM_EMULATOR_PORT=PORT)
 // PORT 0 (the default) lets the OS pick a free port. Once listening it prints
 // exactly one JSON line on stdout, which the Go harness parses:
 //   {"listening":"http://127.0.0.1:PORT","port":PORT}
 // With --exit-on-stdin-close it also exits when its stdin reaches EOF, so it
 // cannot outlive a parent that kept the other end of a pipe.
+//
+// FIFO receives behave like SQS's (see fifoLikeSQS below); --one-per-group
+// restores fauxqs's own rule of at most one message per group per receive.
+import { randomUUID } from "node:crypto";
 import { buildApp } from "fauxqs";
-import { SqsStore } from "./node_modules/fauxqs/dist/sqs/sqsStore.js";
+import { SqsQueue, SqsStore } from "./node_modules/fauxqs/dist/sqs/sqsStore.js";
 
 const args = process.argv.slice(2);
 const watchStdin = args.includes("--exit-on-stdin-close");
+if (!args.includes("--one-per-group")) fifoLikeSQS();
 const portArg = args.find((a) => !a.startsWith("--"));
 const portText = portArg ?? process.env.STACKSEAM_EMULATOR_PORT ?? "0";
 const port = /^\d+$/.test(portText) ? Number(portText) : NaN;
@@ -60,3 +66,80 @@ const actual = app.server.address().port;
 process.stdout.write(
   JSON.stringify({ listening: `http://127.0.0.1:${actual}`, port: actual }) + "\n",
 );
+
+// fifoLikeSQS replaces fauxqs's FIFO receive with SQS's rule. fauxqs 1.9.2
+// hands out at most one message per message group per ReceiveMessage; SQS
+// returns as many messages of a group as it can, in order (up to
+// MaxNumberOfMessages, and a receive may mix groups), and delivers nothing of
+// a group while any of its messages is in flight. With one message per group
+// a consumer never sees a failed message followed by later messages of its
+// group in the same batch, nor receive counts that grow on messages stuck
+// behind a failing one: the cases stackseam's in-order batch handling and its
+// dead-letter handling exist for.
+//
+// Only SqsQueue.dequeueFifo changes (it is what ReceiveMessage calls for FIFO
+// queues); visibility, receive counts, redrive to the dead-letter queue at
+// maxReceiveCount, delays and deduplication stay fauxqs's. fauxqs keeps a
+// group's in-flight count in fifoLockedGroups and its waiting messages in
+// fifoMessages; a message whose visibility ends is put back at the front of its
+// group, which with several in flight reverses them, so each group is put back
+// in send order (SequenceNumber) before it is read.
+function fifoLikeSQS() {
+  if (typeof SqsQueue.prototype.dequeueFifo !== "function") {
+    // Another fauxqs version: the method replaced here is gone, so this would change nothing.
+    console.error("launch.mjs: fauxqs has no SqsQueue.dequeueFifo; fifoLikeSQS must be revisited");
+    process.exit(1);
+  }
+  const bySequence = (a, b) =>
+    a.sequenceNumber && b.sequenceNumber ? a.sequenceNumber.localeCompare(b.sequenceNumber) : 0;
+  SqsQueue.prototype.dequeueFifo = function (maxCount, visibilityTimeoutOverride, dlqResolver) {
+    this.processTimers();
+    const visibilityTimeout = visibilityTimeoutOverride ?? parseInt(this.attributes.VisibilityTimeout);
+    let maxReceiveCount = Infinity;
+    let dlq;
+    if (this.attributes.RedrivePolicy && dlqResolver) {
+      try {
+        const policy = JSON.parse(this.attributes.RedrivePolicy);
+        maxReceiveCount = Number(policy.maxReceiveCount ?? Infinity);
+        dlq = dlqResolver(policy.deadLetterTargetArn);
+      } catch {
+        // an invalid policy redrives nothing, as in fauxqs
+      }
+    }
+    const count = Math.min(maxCount, 10);
+    const result = [];
+    for (const [groupId, msgs] of this.fifoMessages) {
+      if (result.length >= count) break;
+      if (this.fifoLockedGroups.has(groupId) || msgs.length === 0) continue;
+      msgs.sort(bySequence); // stable: messages without a sequence number keep their place
+      while (result.length < count && msgs.length > 0) {
+        const msg = msgs.shift();
+        msg.approximateReceiveCount++;
+        msg.approximateFirstReceiveTimestamp ??= Date.now();
+        if (dlq && msg.approximateReceiveCount > maxReceiveCount) {
+          this.spy?.addMessage({
+            service: "sqs", queueName: this.name, messageId: msg.messageId, body: msg.body,
+            messageAttributes: msg.messageAttributes, status: "dlq", timestamp: Date.now(),
+          });
+          dlq.enqueue(msg);
+          continue;
+        }
+        const receiptHandle = randomUUID();
+        this.inflightMessages.set(receiptHandle, {
+          message: msg,
+          receiptHandle,
+          visibilityDeadline: Date.now() + visibilityTimeout * 1000,
+        });
+        const received = { MessageId: msg.messageId, ReceiptHandle: receiptHandle, MD5OfBody: msg.md5OfBody, Body: msg.body };
+        if (msg.md5OfMessageAttributes) received.MD5OfMessageAttributes = msg.md5OfMessageAttributes;
+        if (Object.keys(msg.messageAttributes).length > 0) received.MessageAttributes = msg.messageAttributes;
+        result.push(received);
+        // One count per message in flight: the group stays locked until all
+        // of them are deleted or visible again.
+        this.fifoLockedGroups.set(groupId, (this.fifoLockedGroups.get(groupId) ?? 0) + 1);
+      }
+      if (msgs.length === 0) this.fifoMessages.delete(groupId);
+    }
+    return result;
+  };
+}
