@@ -337,7 +337,7 @@ func TestFailingSQSSendsConverge(t *testing.T) {
 func TestDatabaseRestartWhileEventsFlow(t *testing.T) {
 	t.Parallel()
 	srv := harness.NewDatabaseServer(t, harness.TLSOnly(), harness.Durable())
-	fs := newFaultSystem(t, systemOptions{server: srv, maxReceiveCount: 1000}, 30,
+	fs := newFaultSystem(t, systemOptions{server: srv}, 30, // the deployed maxReceiveCount
 		"SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=3s")
 	fs.start(2, 2)
 

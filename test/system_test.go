@@ -416,7 +416,7 @@ func TestHostileEventsAreRejectedNotRetried(t *testing.T) {
 func TestDatabaseOutageRetriesAndConverges(t *testing.T) {
 	t.Parallel()
 	srv := harness.NewDatabaseServer(t, harness.TLSOnly(), harness.Durable())
-	s := newSystem(t, systemOptions{server: srv, maxReceiveCount: 1000})
+	s := newSystem(t, systemOptions{server: srv}) // the deployed maxReceiveCount: an outage spends no receives
 	proc := s.startStateManager(2, "LOG_LEVEL=DEBUG")
 
 	const n = 10
