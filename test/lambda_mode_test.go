@@ -179,8 +179,8 @@ func (m *mappingAPI) state() (enabled bool, updates []bool) {
 // database is back.
 func TestStateManagerInLambdaMode(t *testing.T) {
 	t.Parallel()
-	srv := harness.NewDatabaseServer(t)
-	s := newSystem(t, systemOptions{dbURL: srv.DatabaseURL(t)})
+	srv := harness.NewDatabaseServer(t, harness.TLSOnly())
+	s := newSystem(t, systemOptions{server: srv})
 	rt := newRuntimeAPI(t)
 	const queueARN = "arn:aws:sqs:us-east-1:123456789012:events.fifo"
 	mappings := newMappingAPI(t, "statemanager", queueARN)
