@@ -32,11 +32,12 @@ const (
 // back, and the metric the DatabaseUnavailable alarm watches is written throughout.
 //
 // What this does not prove: the Lambda path pauses the event-source mapping through the Lambda
-// API instead of stopping a poller (queue.EventSourceMapping, covered by its own test).
+// API instead of stopping a poller (queue.EventSourceMapping; test/lambda_mode_test.go
+// TestStateManagerInLambdaMode shows the pause and the resume through the Lambda API).
 func TestDatabaseOutageNeverDeadLetters(t *testing.T) {
 	t.Parallel()
-	srv := harness.NewDatabaseServer(t)
-	s := newSystem(t, systemOptions{dbURL: srv.DatabaseURL(t), maxReceiveCount: deployed.EventQueueMaxReceiveCount})
+	srv := harness.NewDatabaseServer(t, harness.TLSOnly(), harness.Durable())
+	s := newSystem(t, systemOptions{server: srv, maxReceiveCount: deployed.EventQueueMaxReceiveCount})
 	s.setQueueAttributes(s.eventURL, map[string]string{"VisibilityTimeout": strconv.Itoa(int(outageVisibility / time.Second))})
 	// RETRY_DELAY=0s: failed events come back after the queue's visibility timeout, as in Lambda.
 	proc := s.startStateManager(2, "DATABASE_PROBE_INTERVAL="+outageProbeEvery.String(),
