@@ -140,7 +140,8 @@ bench: deps ## Run the benchmark suite and print its table (~5 min)
 
 # Each fuzz target as package:Function; go test fuzzes one target at a time.
 FUZZ_TARGETS := ./functions/machine:FuzzParse ./functions/message:FuzzParseEvent \
-	./functions/message:FuzzParseTask ./functions/message:FuzzParseResult
+	./functions/message:FuzzParseTask ./functions/message:FuzzParseResult \
+	./functions/store:FuzzStoreEvent
 FUZZTIME ?= 10s
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=5m)

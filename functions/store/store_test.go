@@ -28,7 +28,7 @@ type testBundle struct {
 }
 
 // setup gives each test its own migrated database.
-func setup(t *testing.T) *testBundle {
+func setup(t testing.TB) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	url := harness.DatabaseURL(t)
