@@ -247,7 +247,7 @@ func TestConfiguredStackUsesTheGivenResources(t *testing.T) {
 	tpl := readTemplate(t, synthesize(t), "Configured")
 	require.Equal(t, 0, count(tpl, "AWS::EC2::VPC"))
 	require.Equal(t, 0, count(tpl, "AWS::RDS::DBInstance"))
-	require.Equal(t, 0, count(tpl, "AWS::SecretsManager::Secret"))
+	require.Equal(t, 1, count(tpl, "AWS::SecretsManager::Secret"), "the result signing key only; the database secret is given")
 	require.Equal(t, 1, count(tpl, "Custom::CDKBucketDeployment"))
 	require.Equal(t, 2, count(tpl, "AWS::Events::Rule"), "the sweep and the schedule")
 	var invoke any
