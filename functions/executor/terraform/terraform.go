@@ -112,14 +112,6 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 	if err != nil {
 		return executor.Outcome{}, err
 	}
-	vars, err := Variables(task.Stack.ID, task.Stack.Metadata, cfg.Variables)
-	if err != nil {
-		return executor.Outcome{}, err
-	}
-	varsJSON, err := VarsFile(vars)
-	if err != nil {
-		return executor.Outcome{}, err
-	}
 
 	r.sweep.Do(func() { sweepWorkDirs(r.workDir()) })
 	work, err := newWorkDir(r.workDir())
@@ -137,6 +129,24 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 		return executor.Outcome{}, err
 	}
 	fmt.Fprintf(log, "stackseam: source %s: %d file(s)\n", cfg.Source, n)
+	declared, err := DeclaredVariables(src)
+	if err != nil {
+		fmt.Fprintf(log, "stackseam: warning: %v; metadata goes only to the variables found\n", err)
+	}
+	vars, skipped, err := Variables(task.Stack.ID, task.Stack.Metadata, cfg.Variables, declared)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	if len(skipped) > 0 {
+		// Names only: metadata values may be anything, and logs are read widely.
+		fmt.Fprintf(log, "stackseam: metadata the configuration does not declare, not passed: %s\n", strings.Join(skipped, ", "))
+		r.logger().DebugContext(ctx, "metadata not passed to terraform: the configuration does not declare these variables",
+			"stackId", task.Stack.ID, "task", task.Task.Name, "keys", skipped)
+	}
+	varsJSON, err := VarsFile(vars)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
 	// Outside the source folder, so it cannot clash with the script's own files.
 	varFile := filepath.Join(work, "stackseam.tfvars.json")
 	if err := os.WriteFile(varFile, varsJSON, 0o600); err != nil {
