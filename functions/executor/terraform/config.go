@@ -68,6 +68,8 @@ func ParseConfig(raw map[string]any) (Config, error) {
 	case SourceLocal:
 		if c.Source.Location == "" {
 			problems = append(problems, "a source of type local needs location")
+		} else if err := CheckLocation(c.Source.Location); err != nil {
+			problems = append(problems, err.Error())
 		}
 	default:
 		problems = append(problems, fmt.Sprintf("config.source.type must be s3 or local, not %q", c.Source.Type))
@@ -79,6 +81,20 @@ func ParseConfig(raw map[string]any) (Config, error) {
 		return c, fmt.Errorf("the terraform task's config is invalid: %s", strings.Join(problems, "; "))
 	}
 	return c, nil
+}
+
+// CheckLocation checks a local source's location: a relative path inside the sources dir
+// (TERRAFORM_SOURCES_DIR), so neither an absolute path nor a ".." element, which could reach any
+// file the satisfier can read. Symbolic links that leave the dir are refused when the source is
+// copied.
+func CheckLocation(location string) error {
+	if filepath.IsAbs(location) || strings.HasPrefix(location, "/") {
+		return fmt.Errorf("config.source.location %q is absolute; a local source is a path relative to the sources dir (TERRAFORM_SOURCES_DIR)", location)
+	}
+	if slices.Contains(strings.Split(filepath.ToSlash(location), "/"), "..") {
+		return fmt.Errorf("config.source.location %q contains \"..\"; a local source stays inside the sources dir (TERRAFORM_SOURCES_DIR)", location)
+	}
+	return nil
 }
 
 // StateKey is the S3 backend key of a stack's state for one source:

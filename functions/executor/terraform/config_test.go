@@ -38,6 +38,10 @@ func TestParseConfig(t *testing.T) {
 		{map[string]any{"source": map[string]any{"type": "s3", "bucket": "b"}, "action": "apply"}, "a source of type s3 needs bucket and key"},
 		{map[string]any{"source": map[string]any{"type": "local"}, "action": "plan"}, "a source of type local needs location; config.action must be apply or destroy, not \"plan\""},
 		{map[string]any{"source": "s3://b/k", "action": "apply"}, "the terraform task's config is malformed"},
+		{map[string]any{"source": map[string]any{"type": "local", "location": "/var/task/infra"}, "action": "apply"},
+			`config.source.location "/var/task/infra" is absolute`},
+		{map[string]any{"source": map[string]any{"type": "local", "location": "infra/../../etc"}, "action": "apply"},
+			`config.source.location "infra/../../etc" contains ".."`},
 	} {
 		_, err := terraform.ParseConfig(tc.config)
 		require.ErrorContains(t, err, tc.want)

@@ -215,11 +215,27 @@ func TestProblemsBeforeTerraformRunsAreReported(t *testing.T) {
 			`variable key "api.image" is not a valid Terraform variable name`},
 		{tfTask("d", map[string]any{"source": localSource("basic"), "action": "plan"}, nil),
 			`config.action must be apply or destroy, not "plan"`},
+		{tfTask("e", map[string]any{"source": localSource(filepath.Join(fixtures(t), "basic")), "action": "apply"}, nil),
+			"is absolute; a local source is a path relative to the sources dir (TERRAFORM_SOURCES_DIR)"},
+		{tfTask("f", map[string]any{"source": localSource("../terraform/basic"), "action": "destroy"}, nil),
+			`contains ".."; a local source stays inside the sources dir (TERRAFORM_SOURCES_DIR)`},
 	} {
 		out, err := r.Run(context.Background(), tc.task)
 		require.ErrorContains(t, err, tc.want)
 		require.Contains(t, storedLog(t, r, out.Log), tc.want, "the log says it too")
 	}
+}
+
+func TestLocalSourceLinkLeavingTheSourcesDirIsRefused(t *testing.T) {
+	t.Parallel()
+	r := newRunner(t)
+	r.SourcesDir = t.TempDir()
+	require.NoError(t, os.Symlink(filepath.Join(fixtures(t), "basic"), filepath.Join(r.SourcesDir, "infra")))
+	out, err := r.Run(context.Background(), tfTask("infra", map[string]any{"source": localSource("infra"), "action": "apply"}, nil))
+	require.EqualError(t, err, "error copying the local source infra: it leaves the sources dir (TERRAFORM_SOURCES_DIR) through a symbolic link")
+	require.Contains(t, storedLog(t, r, out.Log), "it leaves the sources dir")
+	_, ok := harness.ReadObject(t, r.Bucket, "m/s-1/infra")
+	require.False(t, ok, "Terraform never ran")
 }
 
 // TestTimeoutIsReportedAsTaskError runs a terraform task through the Dispatcher, as the satisfier

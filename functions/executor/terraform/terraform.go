@@ -47,8 +47,9 @@ type Runner struct {
 	// Endpoint, when set, is the S3 endpoint the backend uses instead of AWS's (an emulator); it
 	// also turns on path-style addressing and turns off the checks only AWS can answer.
 	Endpoint string
-	// SourcesDir is where a relative local source location is looked up. Defaults to the
-	// working directory.
+	// SourcesDir is the folder local sources are read from: a location is a path relative to
+	// it, and nothing outside it (absolute paths, "..", symbolic links leading out) is read.
+	// Defaults to the working directory.
 	SourcesDir string
 	// WorkDir is where the per-run work dirs are made (and removed). Defaults to os.TempDir().
 	WorkDir string
@@ -243,11 +244,11 @@ func (r *Runner) fetch(ctx context.Context, src Source, dst string) (int, error)
 	if src.Type == SourceS3 {
 		return r.fetchS3(ctx, src.Bucket, src.Key, dst)
 	}
-	loc := src.Location
-	if !filepath.IsAbs(loc) {
-		loc = filepath.Join(r.SourcesDir, loc)
+	sources := r.SourcesDir
+	if sources == "" {
+		sources = "."
 	}
-	n, err := copyLocal(loc, dst)
+	n, err := copyLocal(sources, src.Location, dst)
 	if err != nil {
 		return 0, fmt.Errorf("error copying the local source %s: %w", src.Location, err)
 	}
