@@ -16,7 +16,7 @@ func TestPrintableEscapesControlsAndKeepsTheRest(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"plain value with spaces = and, commas": "plain value with spaces = and, commas",
-		"café ☕ \uFFFD":                          "café ☕ \uFFFD",
+		"café ☕ \uFFFD":                         "café ☕ \uFFFD",
 		"\x1b[2J\x1b[1;1Hall good":              `\x1b[2J\x1b[1;1Hall good`,
 		"FAILED\rok    ":                        `FAILED\rok    `,
 		"two\nlines\tand a tab":                 `two\nlines\tand a tab`,
