@@ -58,10 +58,10 @@ type settings struct {
 	parallelism    int
 	pollWait       time.Duration
 	retryDelay     time.Duration
+	retention      applier.Retention
 	sweepAge       time.Duration
 	sweepEvery     time.Duration
 	probeEvery     time.Duration
-	retention      applier.Retention
 }
 
 // vars are the environment variables the state manager reads, declared in one place that the
@@ -165,12 +165,11 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	}
 	recorder := metrics.New(os.Stdout, "statemanager")
 	app := &applier.Applier{
-		Store:     st,
-		Machines:  machines,
-		Outlets:   outlets,
-		Metrics:   recorder,
-		Logger:    logger,
-		Retention: cfg.retention,
+		Store:    st,
+		Machines: machines,
+		Outlets:  outlets,
+		Metrics:  recorder,
+		Logger:   logger,
 	}
 	// While the database is unavailable nothing is received, so an outage of any length spends
 	// no receive counts (docs/design.md §"Guarantees").
@@ -189,6 +188,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 			QueueARN:     cfg.eventQueueARN,
 		}
 	}
+	app.Retention = cfg.retention
 	sweep := func(ctx context.Context) error {
 		if queue.InLambda() {
 			// A paused mapping delivers nothing that could resume it: the scheduled tick does.
