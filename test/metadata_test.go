@@ -1,11 +1,16 @@
 package test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/test/harness"
 )
 
 // metadataMachine applies and destroys the basic fixture, a local source, and lets ACCESS change
@@ -84,4 +89,23 @@ func TestMetadataCannotBreakTerraform(t *testing.T) {
 	require.Contains(t, out, `"keys":["owner.email","unused"]`, "the apply's skipped keys, at debug")
 	require.Contains(t, out, `"keys":["app","lastUser","owner.email","settings","zones"]`, "the destroy's: outputs merged into metadata are undeclared too")
 	require.False(t, strings.Contains(out, email), "metadata values are never logged")
+}
+
+// TestLocalSourceLeavingTheSourcesDirFailsTheTask: a local source that leads outside
+// TERRAFORM_SOURCES_DIR through a symbolic link is refused by the satisfier binary with a
+// TASK_ERROR that says so, and Terraform never runs.
+func TestLocalSourceLeavingTheSourcesDirFailsTheTask(t *testing.T) {
+	t.Parallel()
+	ss := newSatisfierSystem(t)
+	ss.machine("meta", metadataMachine)
+	sources := t.TempDir()
+	require.NoError(t, os.Symlink(filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "basic"), filepath.Join(sources, "basic")))
+	ss.startStateManager()
+	ss.startSatisfier("TERRAFORM_SOURCES_DIR=" + sources)
+
+	ss.sendEvent("e2e-escape", "LAUNCH", map[string]any{"machine": "meta"})
+	task := ss.waitTask("e2e-escape", "infra", message.TaskFailed)
+	require.Equal(t, "error copying the local source basic: it leaves the sources dir (TERRAFORM_SOURCES_DIR) through a symbolic link", task.Description)
+	_, ok := ss.object("meta/e2e-escape/basic")
+	require.False(t, ok, "Terraform never ran: no state")
 }
