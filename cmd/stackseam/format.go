@@ -78,22 +78,36 @@ func (t *trimWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// formatMetadata writes a flat map as k=v pairs in key order.
+// formatMetadata writes a flat map as k=v pairs in key order, on one line: keys and values
+// printable, a null value (an event removing the key) as null.
 func formatMetadata(m map[string]any) string {
+	keys := sortedKeys(m)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = printable(k) + "=" + formatValue(m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// formatValue writes one metadata value as it is, control characters escaped.
+func formatValue(v any) string {
+	if v == nil {
+		return "null"
+	}
+	return printable(fmt.Sprint(v))
+}
+
+func sortedKeys(m map[string]any) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%v", k, m[k])
-	}
-	return strings.Join(parts, " ")
+	return keys
 }
 
 // oneLine shortens text to its first line and at most max characters, for
-// table cells; the full text is printed elsewhere.
+// table cells; the full text is printed elsewhere. Control characters are escaped.
 func oneLine(text string, max int) string {
 	text = strings.TrimSpace(text)
 	if i := strings.IndexByte(text, '\n'); i >= 0 {
@@ -102,5 +116,5 @@ func oneLine(text string, max int) string {
 	if r := []rune(text); len(r) > max {
 		text = string(r[:max-1]) + "…"
 	}
-	return text
+	return printable(text)
 }

@@ -217,7 +217,7 @@ func (tl *timeline) print(entries []entry) {
 			tl.lastDate = d
 			fmt.Fprintf(tl.w, "%s (UTC)\n", d)
 		}
-		fmt.Fprintf(tl.w, "  %s  %8s  %s\n", e.At.Format("15:04:05.000"), "+"+formatDuration(e.At.Sub(tl.start)), text)
+		fmt.Fprintf(tl.w, "  %s  %8s  %s\n", e.At.Format("15:04:05.000"), "+"+formatDuration(e.At.Sub(tl.start)), printable(text))
 	}
 }
 

@@ -88,6 +88,9 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 func (c *cli) run(ctx context.Context, args []string) int {
+	// Values in the output come from publishers and scripts: no control character of theirs may
+	// reach the terminal (escape.go).
+	c.stdout, c.stderr = &controlEscaper{w: c.stdout}, &controlEscaper{w: c.stderr}
 	if len(args) == 0 {
 		usage(c.stderr)
 		return exitUsage

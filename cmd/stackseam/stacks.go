@@ -210,9 +210,9 @@ func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
 		fmt.Fprintln(w, "  (none)")
 	} else {
 		tw = newTable(w)
-		for _, kv := range strings.Split(formatMetadata(s.Metadata), " ") {
-			k, v, _ := strings.Cut(kv, "=")
-			fmt.Fprintf(tw, "  %s\t%s\n", k, v)
+		// One row per key, the value whole: spaces, "=" and all (control characters escaped).
+		for _, k := range sortedKeys(s.Metadata) {
+			fmt.Fprintf(tw, "  %s\t%s\n", printable(k), formatValue(s.Metadata[k]))
 		}
 		_ = tw.Flush()
 	}
@@ -224,7 +224,7 @@ func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
 	}
 	tw = newTable(w)
 	for _, t := range s.Tasks {
-		fmt.Fprintf(tw, "  %s\t%s\tattempt %d\t%s\trun %s\n", t.Name, t.Status, t.Attempt, taskTiming(t, now), t.RunID)
+		fmt.Fprintf(tw, "  %s\t%s\tattempt %d\t%s\trun %s\n", t.Name, t.Status, t.Attempt, taskTiming(t, now), printable(t.RunID))
 	}
 	_ = tw.Flush()
 	_, failed := countTasks(s.Tasks)
@@ -239,11 +239,11 @@ func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
 		fmt.Fprintf(w, "\n  %s:\n", t.Name)
 		if t.Description != "" {
 			for _, line := range strings.Split(strings.TrimRight(t.Description, "\n"), "\n") {
-				fmt.Fprintf(w, "    %s\n", line)
+				fmt.Fprintf(w, "    %s\n", printable(line))
 			}
 		}
 		if t.Log != "" {
-			fmt.Fprintf(w, "    log: %s\n", t.Log)
+			fmt.Fprintf(w, "    log: %s\n", printable(t.Log))
 		}
 	}
 	switch {

@@ -51,6 +51,9 @@ type Applier struct {
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Retention says how long the sweep keeps processed event keys and rejections; the zero
+	// value keeps each for its default (retention.go).
+	Retention Retention
 }
 
 func (a *Applier) logger() *slog.Logger {
@@ -306,12 +309,16 @@ type SweepResult struct {
 	Expired int
 	// Resent counts outbox messages a crashed process had left unsent.
 	Resent int
+	// PrunedEvents and PrunedRejections count the processed event keys and rejections deleted
+	// past their Retention.
+	PrunedEvents, PrunedRejections int
 }
 
 // Sweep does the periodic work: it sends each stack that has stayed idle
 // past its state's ttl the state's ttl event (through the outbox, so a crash
 // loses nothing), then sends outbox messages left unsent longer than
-// outboxAge by a process that died between commit and publish.
+// outboxAge by a process that died between commit and publish, then prunes
+// processed event keys and rejections past their Retention, in bounded batches.
 func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResult, error) {
 	var res SweepResult
 	names, err := a.Machines.Names(ctx)
@@ -362,7 +369,8 @@ func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResu
 	if len(rows) > 0 {
 		a.logger().Info("sent messages left in the outbox", "count", len(rows))
 	}
-	return res, nil
+	res.PrunedEvents, res.PrunedRejections, err = a.prune(ctx, now)
+	return res, err
 }
 
 func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time.Duration) {

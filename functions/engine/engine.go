@@ -509,10 +509,10 @@ func (a *applier) metadataOverflow(md message.Metadata) string {
 	return ""
 }
 
+// mergeMetadata merges an event's metadata or a task's outputs into the stack's; a null value in
+// an event's metadata removes the key (outputs never hold null: ParseEvent refuses it there).
 func (a *applier) mergeMetadata(md message.Metadata) {
-	for k, v := range md {
-		a.s.Metadata[k] = v
-	}
+	a.s.Metadata.Merge(md)
 }
 
 func (a *applier) record(e HistoryEntry) {

@@ -265,6 +265,25 @@ func TestNoopKeepsStateAndMergesMetadata(t *testing.T) {
 	require.Equal(t, b.now, d.Stack.LastActivityAt)
 }
 
+func TestNullMetadataRemovesTheKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.stack = &Stack{ID: "feature-1", Machine: "feature-env", State: "RUN",
+		Metadata: message.Metadata{"owner.email": "a@b.example", "image": "v1"}, Tasks: []message.StackTask{}}
+	input := b.stack
+	d := b.apply(message.Event{Event: "ACCESS", Metadata: message.Metadata{"owner.email": nil, "never-set": nil, "lastUser": "ana"}})
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, message.Metadata{"image": "v1", "lastUser": "ana"}, d.Stack.Metadata, "null deletes; a missing key stays missing")
+	require.Equal(t, message.Metadata{"owner.email": "a@b.example", "image": "v1"}, input.Metadata, "the input is not modified")
+
+	// A stack at its metadata limit can always shrink: a removal is not counted as growth.
+	b.stack = &Stack{ID: "feature-1", Machine: "feature-env", State: "RUN", Tasks: []message.StackTask{},
+		Metadata: message.Metadata{"big": strings.Repeat("x", message.MaxStackMetadataBytes-3)}}
+	d = b.apply(message.Event{Event: "ACCESS", Metadata: message.Metadata{"big": nil, "small": "y"}})
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, message.Metadata{"small": "y"}, d.Stack.Metadata)
+}
+
 func TestTerminalStateRemovesStackAfterItsTasks(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -159,7 +159,7 @@ func TestParseCloudSeamSample(t *testing.T) {
 		Name:     "create-files",
 		Executor: ExecutorTerraform,
 		Config: map[string]any{
-			"source": map[string]any{"type": "local", "location": "/samples/tf/files.tf"},
+			"source": map[string]any{"type": "local", "location": "samples/tf/files.tf"},
 			"action": "apply",
 		},
 	}, m.Tasks["create-files"])

@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -232,6 +233,8 @@ func (p *parser) terraformSource(kv pair) {
 		present[k] = true
 		if s, ok := p.str(f.Value, "config.source."+k, rule); ok && s == "" {
 			p.problem(f.Value, rule, "config.source.%s must not be empty", k)
+		} else if ok && k == "location" && typ == SourceLocal {
+			p.localLocation(f.Value, s)
 		}
 	}
 	if !hasType {
@@ -242,6 +245,16 @@ func (p *parser) terraformSource(kv pair) {
 		if k != "type" && typ != "" && !present[k] {
 			p.problem(kv.Key, rule, "a source of type %s needs %s", typ, k)
 		}
+	}
+}
+
+// localLocation checks a local source's location as the terraform executor will: a path relative
+// to the satisfier's TERRAFORM_SOURCES_DIR, never absolute and without "..", so that it stays inside.
+func (p *parser) localLocation(node *yaml.Node, location string) {
+	if strings.HasPrefix(location, "/") || filepath.IsAbs(location) {
+		p.problem(node, RuleTerraformConfig, "config.source.location %q is absolute; a local source is a path relative to the satisfier's TERRAFORM_SOURCES_DIR", location)
+	} else if slices.Contains(strings.Split(filepath.ToSlash(location), "/"), "..") {
+		p.problem(node, RuleTerraformConfig, "config.source.location %q contains \"..\"; a local source stays inside the satisfier's TERRAFORM_SOURCES_DIR", location)
 	}
 }
 

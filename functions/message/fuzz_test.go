@@ -44,6 +44,7 @@ func eventSeeds(f *testing.F) []string {
 		`{"stackId":"feature-123","event":"DESTROY","eventId":"d-1"}`,
 		`{"stackId":"s1","event":"ACCESS","metadata":{"user":"u"},"ifVersion":4}`,
 		`{"stackId":"s1","event":"RETRY_FAILED_TASKS"}`,
+		`{"stackId":"s1","event":"ACCESS","metadata":{"gone":null,"kept":"v"}}`,
 		`{"stackId":"s1","event":"TASK_COMPLETED","taskRunId":"r1","task":{"name":"infra","executor":"terraform","config":{}},"outputs":{"url":"x","n":1.5}}`,
 		`{"stackId":"s1","event":"TASK_ERROR","taskRunId":"r1","task":{"name":"dns","executor":"lambda","config":{"name":"f"}},"description":"boom","log":"s3://b/logs/x.log"}`,
 		`{"stackId":"s1","event":"NEXT"}`,
@@ -107,7 +108,7 @@ func checkEvent(t *testing.T, ev Event) {
 	if ev.Machine != "" && !machineNameRE.MatchString(ev.Machine) {
 		t.Fatalf("accepted machine name %q", ev.Machine)
 	}
-	if err := ev.Metadata.Validate("metadata"); err != nil {
+	if err := ev.Metadata.ValidateChanges("metadata"); err != nil {
 		t.Fatalf("accepted metadata that is not flat: %v", err)
 	}
 	if ev.IsResult() {

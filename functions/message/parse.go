@@ -38,7 +38,26 @@ type Metadata map[string]any
 
 // Validate checks that m is flat: every value is a string, number or boolean.
 // field names the JSON field for the error text ("metadata", "outputs").
-func (m Metadata) Validate(field string) error {
+func (m Metadata) Validate(field string) error { return m.validate(field, false) }
+
+// ValidateChanges checks metadata that is to be merged into a stack's (an event's
+// `metadata`): flat like Validate, and a value may also be null, which removes
+// that key when merged (see Merge). CloudSeam accepted nulls there.
+func (m Metadata) ValidateChanges(field string) error { return m.validate(field, true) }
+
+// Merge merges changes into m: each key of changes replaces m's, and a null (nil)
+// value removes the key.
+func (m Metadata) Merge(changes Metadata) {
+	for k, v := range changes {
+		if v == nil {
+			delete(m, k)
+			continue
+		}
+		m[k] = v
+	}
+}
+
+func (m Metadata) validate(field string, nullRemoves bool) error {
 	if len(m) > maxMetadataKeys {
 		return fmt.Errorf("%s has %d keys; at most %d are allowed", field, len(m), maxMetadataKeys)
 	}
@@ -63,6 +82,9 @@ func (m Metadata) Validate(field string) error {
 		case float64, int, int64:
 			// Values built in Go rather than decoded from JSON.
 		case nil:
+			if nullRemoves {
+				continue
+			}
 			return fmt.Errorf("%s.%s is null; values must be strings, numbers or booleans", field, k)
 		default:
 			return fmt.Errorf("%s.%s is %s; metadata must be flat (strings, numbers or booleans)", field, k, jsonKind(v))
@@ -80,14 +102,17 @@ func (m Metadata) Bytes() int {
 	return n
 }
 
-// MergedBytes is the size of base after merging add into it (add's keys replace base's).
+// MergedBytes is the size of base after merging add into it (add's keys replace base's, and a
+// null value removes the key), as Merge does.
 func MergedBytes(base, add Metadata) int {
 	n := base.Bytes()
 	for k, v := range add {
 		if old, ok := base[k]; ok {
 			n -= len(k) + valueBytes(old)
 		}
-		n += len(k) + valueBytes(v)
+		if v != nil {
+			n += len(k) + valueBytes(v)
+		}
 	}
 	return n
 }
@@ -103,6 +128,8 @@ func valueBytes(v any) int {
 			return 4
 		}
 		return 5
+	case nil:
+		return len("null")
 	default:
 		return len(fmt.Sprint(v))
 	}
@@ -168,7 +195,7 @@ func ParseEvent(body []byte) (Event, error) {
 			return Event{}, invalid("eventId may hold only letters, digits and ASCII punctuation (what SQS deduplication ids accept)")
 		}
 	}
-	if err := ev.Metadata.Validate("metadata"); err != nil {
+	if err := ev.Metadata.ValidateChanges("metadata"); err != nil {
 		return Event{}, invalid("%v", err)
 	}
 	if len(ev.Description) > maxDescriptionLen {

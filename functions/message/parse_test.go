@@ -21,6 +21,24 @@ func TestParseEventAcceptsCloudSeamMessages(t *testing.T) {
 	require.Equal(t, true, ev.Metadata["public"])
 }
 
+func TestNullMetadataRemovesKeys(t *testing.T) {
+	t.Parallel()
+	ev, err := ParseEvent([]byte(`{"stackId":"a","event":"LAUNCH","metadata":{"owner.email":null,"image":"v2"}}`))
+	require.NoError(t, err, "null is accepted in an event's metadata, as CloudSeam did")
+	require.Contains(t, ev.Metadata, "owner.email")
+	require.Nil(t, ev.Metadata["owner.email"])
+
+	stack := Metadata{"owner.email": "a@b.example", "image": "v1", "kept": true}
+	require.Equal(t, len("kept")+4+len("image")+2, MergedBytes(stack, ev.Metadata), "a removed key no longer counts")
+	stack.Merge(ev.Metadata)
+	require.Equal(t, Metadata{"image": "v2", "kept": true}, stack, "null removes the key, others are replaced")
+	stack.Merge(Metadata{"absent": nil})
+	require.Equal(t, Metadata{"image": "v2", "kept": true}, stack, "removing a missing key changes nothing")
+
+	require.ErrorContains(t, Metadata{"x": nil}.Validate("outputs"), "outputs.x is null", "outputs never remove keys")
+	require.NoError(t, Metadata{"x": nil}.ValidateChanges("metadata"))
+}
+
 func TestParseEventResult(t *testing.T) {
 	t.Parallel()
 	ev, err := ParseEvent([]byte(`{"event":"TASK_COMPLETED","stackId":"s1","taskRunId":"r1","task":{"name":"infra","executor":"terraform","config":{}},"outputs":{"url":"x"}}`))
@@ -44,7 +62,7 @@ func TestParseEventRejectsWithReasons(t *testing.T) {
 		"event/action differ": {`{"stackId":"a","event":"LAUNCH","action":"DESTROY"}`, "differ"},
 		"nested metadata":     {`{"stackId":"a","event":"LAUNCH","metadata":{"x":{"y":1}}}`, "metadata.x is an object; metadata must be flat"},
 		"list metadata":       {`{"stackId":"a","event":"LAUNCH","metadata":{"x":[1]}}`, "metadata.x is a list"},
-		"null metadata":       {`{"stackId":"a","event":"LAUNCH","metadata":{"x":null}}`, "metadata.x is null"},
+		"null outputs":        {`{"stackId":"a","event":"TASK_COMPLETED","taskRunId":"r","outputs":{"x":null}}`, "outputs.x is null"},
 		"result without run":  {`{"stackId":"a","event":"TASK_ERROR"}`, "needs taskRunId"},
 		"outputs on LAUNCH":   {`{"stackId":"a","event":"LAUNCH","outputs":{"a":"b"}}`, "belong on TASK_COMPLETED"},
 		"nested outputs":      {`{"stackId":"a","event":"TASK_COMPLETED","taskRunId":"r","outputs":{"a":{}}}`, "outputs.a is an object"},

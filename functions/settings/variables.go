@@ -62,6 +62,9 @@ var StateManager = &Declared{Function: "statemanager", Variables: []Variable{
 	{Name: "DATABASE_SSLROOTCERT"},
 	{Name: "BATCH_PARALLELISM"},
 	{Name: "OUTBOX_SWEEP_AGE"},
+	// How long the sweep keeps processed event keys and rejections (history is kept).
+	{Name: "PROCESSED_EVENTS_RETENTION"},
+	{Name: "REJECTIONS_RETENTION"},
 	// While consumption is paused for a database outage; in Lambda the sweep schedule probes.
 	{Name: "DATABASE_PROBE_INTERVAL"},
 	{Name: "LOG_LEVEL", Deployed: true},

@@ -57,6 +57,7 @@ type settings struct {
 	parallelism    int
 	pollWait       time.Duration
 	retryDelay     time.Duration
+	retention      applier.Retention
 	sweepAge       time.Duration
 	sweepEvery     time.Duration
 	probeEvery     time.Duration
@@ -110,6 +111,9 @@ func readSettings() (settings, error) {
 		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
 			return s, err
 		}
+	}
+	if s.retention, err = readRetention(); err != nil {
+		return s, err
 	}
 	if s.taskQueueURL == "" {
 		return s, fmt.Errorf("TASK_QUEUE_URL is required")
@@ -192,6 +196,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 			QueueARN:     cfg.eventQueueARN,
 		}
 	}
+	app.Retention = cfg.retention
 	sweep := func(ctx context.Context) error {
 		if queue.InLambda() {
 			// A paused mapping delivers nothing that could resume it: the scheduled tick does.
@@ -200,8 +205,9 @@ func run(ctx context.Context, logger *slog.Logger) error {
 			}
 		}
 		res, err := app.Sweep(ctx, cfg.sweepAge)
-		if err == nil && res.Expired+res.Resent > 0 {
-			logger.Info("sweep done", "expired", res.Expired, "resent", res.Resent)
+		if err == nil && res.Expired+res.Resent+res.PrunedEvents+res.PrunedRejections > 0 {
+			logger.Info("sweep done", "expired", res.Expired, "resent", res.Resent,
+				"prunedEventKeys", res.PrunedEvents, "prunedRejections", res.PrunedRejections)
 		}
 		return err
 	}
@@ -219,6 +225,35 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		Client: sqsClient, QueueURL: cfg.eventQueueURL, Workers: cfg.workers,
 		WaitTime: cfg.pollWait, RetryDelay: cfg.retryDelay, Logger: logger, Gate: gate,
 	}, queue.Tick{Every: cfg.sweepEvery, Run: sweep})
+}
+
+// readRetention reads PROCESSED_EVENTS_RETENTION and REJECTIONS_RETENTION: unset takes the
+// default, 0 keeps the rows forever. A processed event key kept for less than the event queue's
+// retention could let a redelivered message be applied twice, so a shorter one is refused.
+func readRetention() (applier.Retention, error) {
+	var r applier.Retention
+	for _, v := range []struct {
+		name string
+		def  time.Duration
+		dst  *time.Duration
+	}{
+		{"PROCESSED_EVENTS_RETENTION", applier.DefaultProcessedEventsRetention, &r.ProcessedEvents},
+		{"REJECTIONS_RETENTION", applier.DefaultRejectionsRetention, &r.Rejections},
+	} {
+		d, err := vars.Duration(v.name, v.def)
+		if err != nil {
+			return r, err
+		}
+		if d == 0 {
+			d = -1 // keep forever
+		}
+		*v.dst = d
+	}
+	if r.ProcessedEvents > 0 && r.ProcessedEvents < applier.MinProcessedEventsRetention {
+		return r, fmt.Errorf("PROCESSED_EVENTS_RETENTION=%s is shorter than the event queue's retention (%s): a redelivered message would be applied twice; use at least %s, or 0 to keep the keys forever",
+			r.ProcessedEvents, applier.MinProcessedEventsRetention, applier.MinProcessedEventsRetention)
+	}
+	return r, nil
 }
 
 // databaseReady is the gate's probe: the schema is migrated (once per process; migrations are

@@ -2,8 +2,11 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/functions/applier"
 )
 
 // The function reads its environment through its declared list (functions/settings), so the
@@ -17,4 +20,24 @@ func TestReadsExactlyTheDeclaredVariables(t *testing.T) {
 	_, err := readSettings()
 	require.NoError(t, err)
 	require.ElementsMatch(t, vars.Names(), vars.Read())
+}
+
+func TestRetentionSettings(t *testing.T) {
+	r, err := readRetention()
+	require.NoError(t, err)
+	require.Equal(t, applier.Retention{ProcessedEvents: applier.DefaultProcessedEventsRetention, Rejections: applier.DefaultRejectionsRetention}, r)
+
+	t.Setenv("PROCESSED_EVENTS_RETENTION", "0")
+	t.Setenv("REJECTIONS_RETENTION", "240h")
+	r, err = readRetention()
+	require.NoError(t, err)
+	require.Equal(t, applier.Retention{ProcessedEvents: -1, Rejections: 240 * time.Hour}, r, "0 keeps forever")
+
+	t.Setenv("PROCESSED_EVENTS_RETENTION", "72h")
+	_, err = readRetention()
+	require.ErrorContains(t, err, "PROCESSED_EVENTS_RETENTION=72h0m0s is shorter than the event queue's retention (336h0m0s)")
+
+	t.Setenv("PROCESSED_EVENTS_RETENTION", "14d")
+	_, err = readRetention()
+	require.ErrorContains(t, err, `PROCESSED_EVENTS_RETENTION="14d"`)
 }

@@ -4,6 +4,7 @@
 package redact
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -11,9 +12,18 @@ import (
 // Mask replaces every redacted value; it names the variable so that a reader knows what was there.
 const Mask = "[redacted:%s]"
 
-// minLength is the shortest value redacted: masking "1" or "no" everywhere would wreck a log
-// while protecting nothing.
-const minLength = 4
+// MinLength is the shortest secret value redacted, in bytes. Masking every "true", "1234" or
+// "admin" in a log would corrupt it (Terraform's own words, numbers, resource names) while
+// protecting little: a value that short is guessable anyway.
+const MinLength = 8
+
+// URLPasswordMask replaces the password of a URL's credentials (scheme://user:password@host).
+const URLPasswordMask = "[redacted:url-password]"
+
+// urlCredentials finds `scheme://user:password@` in text. The password runs to the last "@"
+// before a space, "/", "?" or "#", so a password holding an unescaped "@" or ":" is masked whole;
+// "https://host:8443/x" has no "@" before its "/" and is left alone.
+var urlCredentials = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)([^\s/?#]+)@`)
 
 // exactNames are secret whatever the patterns say; secretParts mark a secret anywhere in a name.
 var (
@@ -47,15 +57,15 @@ func IsSecretName(name string) bool {
 	return false
 }
 
-// Redactor masks the values of the secret variables of one environment. The zero value and nil
-// mask nothing.
+// Redactor masks the values of the secret variables of one environment, and the password of
+// every URL with credentials. The zero value and nil mask URL passwords only.
 type Redactor struct {
 	replacer *strings.Replacer
 	names    []string
 }
 
 // FromEnviron builds a Redactor from an environment in os.Environ's "NAME=value" form. Values
-// shorter than four bytes are left alone.
+// shorter than MinLength bytes are left alone.
 func FromEnviron(environ []string) *Redactor {
 	type secret struct{ name, value string }
 	// As in os/exec, the last value of a name is the one that counts.
@@ -67,7 +77,7 @@ func FromEnviron(environ []string) *Redactor {
 	}
 	var secrets []secret
 	for name, value := range values {
-		if len(value) >= minLength && IsSecretName(name) {
+		if len(value) >= MinLength && IsSecretName(name) {
 			secrets = append(secrets, secret{name, value})
 		}
 	}
@@ -91,12 +101,22 @@ func FromEnviron(environ []string) *Redactor {
 	return r
 }
 
-// String returns s with every secret value masked.
+// String returns s with every secret value masked, then the password of every URL carrying
+// credentials ("postgres://app:pw@db/x" becomes "postgres://app:[redacted:url-password]@db/x").
 func (r *Redactor) String(s string) string {
-	if r == nil || r.replacer == nil {
+	if r != nil && r.replacer != nil {
+		s = r.replacer.Replace(s)
+	}
+	if !strings.Contains(s, "://") {
 		return s
 	}
-	return r.replacer.Replace(s)
+	return urlCredentials.ReplaceAllStringFunc(s, func(m string) string {
+		parts := urlCredentials.FindStringSubmatch(m)
+		if strings.HasPrefix(parts[2], "[redacted:") {
+			return m // already masked as a named secret, which says more
+		}
+		return parts[1] + URLPasswordMask + "@"
+	})
 }
 
 // Names returns the names of the variables whose values are masked, for a log line that says

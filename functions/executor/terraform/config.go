@@ -68,6 +68,8 @@ func ParseConfig(raw map[string]any) (Config, error) {
 	case SourceLocal:
 		if c.Source.Location == "" {
 			problems = append(problems, "a source of type local needs location")
+		} else if err := CheckLocation(c.Source.Location); err != nil {
+			problems = append(problems, err.Error())
 		}
 	default:
 		problems = append(problems, fmt.Sprintf("config.source.type must be s3 or local, not %q", c.Source.Type))
@@ -79,6 +81,20 @@ func ParseConfig(raw map[string]any) (Config, error) {
 		return c, fmt.Errorf("the terraform task's config is invalid: %s", strings.Join(problems, "; "))
 	}
 	return c, nil
+}
+
+// CheckLocation checks a local source's location: a relative path inside the sources dir
+// (TERRAFORM_SOURCES_DIR), so neither an absolute path nor a ".." element, which could reach any
+// file the satisfier can read. Symbolic links that leave the dir are refused when the source is
+// copied.
+func CheckLocation(location string) error {
+	if filepath.IsAbs(location) || strings.HasPrefix(location, "/") {
+		return fmt.Errorf("config.source.location %q is absolute; a local source is a path relative to the sources dir (TERRAFORM_SOURCES_DIR)", location)
+	}
+	if slices.Contains(strings.Split(filepath.ToSlash(location), "/"), "..") {
+		return fmt.Errorf("config.source.location %q contains \"..\"; a local source stays inside the sources dir (TERRAFORM_SOURCES_DIR)", location)
+	}
+	return nil
 }
 
 // StateKey is the S3 backend key of a stack's state for one source:
@@ -105,36 +121,54 @@ var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 // StackIDVariable is the variable that always holds the stack's id.
 const StackIDVariable = "stack_id"
 
-// Variables returns the values a run passes to Terraform: the stack's metadata, then the task's
+// Variables returns the values a run passes to Terraform: the stack's metadata that the
+// configuration declares as variables (declared, from DeclaredVariables), then the task's
 // variables (which win over metadata of the same name: the machine's author chose them for this
-// task), then stack_id, which is always the stack's id. Every key must be a Terraform identifier
-// and every value a string, number or boolean; the error lists every key that is not.
-func Variables(stackID string, metadata message.Metadata, variables map[string]any) (map[string]any, error) {
-	vars := map[string]any{}
-	var problems []string
-	add := func(from string, m map[string]any) {
-		for k, v := range m {
-			if !identifier.MatchString(k) {
-				problems = append(problems, fmt.Sprintf("%s key %q is not a valid Terraform variable name "+
-					"(letters, digits, _ and -, starting with a letter or _)", from, k))
-				continue
-			}
-			switch v.(type) {
-			case string, json.Number, bool, float64, int, int64:
-				vars[k] = v
-			default:
-				problems = append(problems, fmt.Sprintf("%s.%s is %T; Terraform variables here are strings, numbers or booleans", from, k, v))
-			}
+// task), then stack_id, which is always the stack's id. Metadata is whatever publishers and
+// earlier tasks put there, so a key the configuration does not declare — or cannot declare, such
+// as "owner.email" — is left out and named in skipped (sorted) rather than failing the run: one
+// stray key must not break every later task of the stack, destroy included. The task's variables
+// are written by the machine's author and are passed whether declared or not (Terraform warns
+// about an undeclared one in the log); a key that is not a Terraform identifier or a value that
+// is not a string, number or boolean is an error that lists every such variable.
+func Variables(stackID string, metadata message.Metadata, variables map[string]any, declared map[string]bool) (vars map[string]any, skipped []string, err error) {
+	vars = map[string]any{}
+	for k, v := range metadata {
+		if !declared[k] || !scalar(v) {
+			skipped = append(skipped, k)
+			continue
 		}
+		vars[k] = v
 	}
-	add("metadata", metadata)
-	add("variable", variables)
+	slices.Sort(skipped)
+	var problems []string
+	for k, v := range variables {
+		if !identifier.MatchString(k) {
+			problems = append(problems, fmt.Sprintf("variable key %q is not a valid Terraform variable name "+
+				"(letters, digits, _ and -, starting with a letter or _)", k))
+			continue
+		}
+		if !scalar(v) {
+			problems = append(problems, fmt.Sprintf("variable.%s is %T; Terraform variables here are strings, numbers or booleans", k, v))
+			continue
+		}
+		vars[k] = v
+	}
 	if len(problems) > 0 {
 		slices.Sort(problems)
-		return nil, errors.New("cannot pass the stack's values to Terraform: " + strings.Join(problems, "; "))
+		return nil, nil, errors.New("cannot pass the task's variables to Terraform: " + strings.Join(problems, "; "))
 	}
 	vars[StackIDVariable] = stackID
-	return vars, nil
+	return vars, skipped, nil
+}
+
+// scalar reports whether v is a value a variable here may hold: a string, number or boolean.
+func scalar(v any) bool {
+	switch v.(type) {
+	case string, json.Number, bool, float64, int, int64:
+		return true
+	}
+	return false
 }
 
 // VarsFile is the JSON variable file (-var-file) holding vars. A file rather than -var flags:

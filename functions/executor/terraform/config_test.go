@@ -38,6 +38,10 @@ func TestParseConfig(t *testing.T) {
 		{map[string]any{"source": map[string]any{"type": "s3", "bucket": "b"}, "action": "apply"}, "a source of type s3 needs bucket and key"},
 		{map[string]any{"source": map[string]any{"type": "local"}, "action": "plan"}, "a source of type local needs location; config.action must be apply or destroy, not \"plan\""},
 		{map[string]any{"source": "s3://b/k", "action": "apply"}, "the terraform task's config is malformed"},
+		{map[string]any{"source": map[string]any{"type": "local", "location": "/var/task/infra"}, "action": "apply"},
+			`config.source.location "/var/task/infra" is absolute`},
+		{map[string]any{"source": map[string]any{"type": "local", "location": "infra/../../etc"}, "action": "apply"},
+			`config.source.location "infra/../../etc" contains ".."`},
 	} {
 		_, err := terraform.ParseConfig(tc.config)
 		require.ErrorContains(t, err, tc.want)
@@ -63,30 +67,70 @@ func TestStateAndLogKeys(t *testing.T) {
 
 func TestVariablesPrecedence(t *testing.T) {
 	t.Parallel()
-	vars, err := terraform.Variables("feature-1",
+	declared := map[string]bool{"image": true, "replicas": true, "public": true, "stack_id": true, "region-name": true}
+	vars, skipped, err := terraform.Variables("feature-1",
 		message.Metadata{"image": "v1", "replicas": json.Number("3"), "public": true, "stack_id": "spoofed", "region-name": "eu"},
-		map[string]any{"image": "pinned", "_tier": "web"})
+		map[string]any{"image": "pinned", "_tier": "web"}, declared)
 	require.NoError(t, err)
+	require.Empty(t, skipped)
 	require.Equal(t, map[string]any{
 		"image":       "pinned", // the task's variables win over metadata
 		"replicas":    json.Number("3"),
 		"public":      true,
 		"stack_id":    "feature-1", // always the stack's id
 		"region-name": "eu",        // dashes are allowed in Terraform identifiers
-		"_tier":       "web",
+		"_tier":       "web",       // task variables go in even when undeclared: Terraform warns
 	}, vars)
 }
 
-func TestVariablesRejectInvalidIdentifiers(t *testing.T) {
+func TestVariablesPassOnlyDeclaredMetadata(t *testing.T) {
 	t.Parallel()
-	_, err := terraform.Variables("s", message.Metadata{"api.image": "x", "2fast": "y", "ok": "z", "with space": "w"},
-		map[string]any{"-flag": "v", "nested": map[string]any{"a": "b"}})
-	require.EqualError(t, err, "cannot pass the stack's values to Terraform: "+
-		`metadata key "2fast" is not a valid Terraform variable name (letters, digits, _ and -, starting with a letter or _); `+
-		`metadata key "api.image" is not a valid Terraform variable name (letters, digits, _ and -, starting with a letter or _); `+
-		`metadata key "with space" is not a valid Terraform variable name (letters, digits, _ and -, starting with a letter or _); `+
+	vars, skipped, err := terraform.Variables("s",
+		message.Metadata{"owner.email": "a@b.example", "2fast": "y", "with space": "w", "unused": "u", "image": "v1"},
+		nil, map[string]bool{"image": true, "stack_id": true})
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"image": "v1", "stack_id": "s"}, vars)
+	require.Equal(t, []string{"2fast", "owner.email", "unused", "with space"}, skipped,
+		"keys Terraform cannot or does not declare are left out, never an error")
+
+	vars, skipped, err = terraform.Variables("s", message.Metadata{"image": "v1"}, nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"stack_id": "s"}, vars, "a configuration declaring nothing gets only stack_id")
+	require.Equal(t, []string{"image"}, skipped)
+}
+
+func TestVariablesRejectInvalidTaskVariables(t *testing.T) {
+	t.Parallel()
+	_, _, err := terraform.Variables("s", message.Metadata{"api.image": "x"},
+		map[string]any{"-flag": "v", "nested": map[string]any{"a": "b"}, "ok": "z"}, nil)
+	require.EqualError(t, err, "cannot pass the task's variables to Terraform: "+
 		`variable key "-flag" is not a valid Terraform variable name (letters, digits, _ and -, starting with a letter or _); `+
 		`variable.nested is map[string]interface {}; Terraform variables here are strings, numbers or booleans`)
+}
+
+func TestDeclaredVariables(t *testing.T) {
+	t.Parallel()
+	declared, err := terraform.DeclaredVariables(filepath.Join("..", "..", "..", "test", "testdata", "terraform", "basic"))
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{"stack_id": true, "greeting": true}, declared, "the root module only, not its modules'")
+
+	dir := t.TempDir()
+	write := func(name, text string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
+	}
+	write("main.tf", `variable "from_tf" {}`+"\n")
+	write("main.tofu", `variable "from_tofu" {}`+"\n") // OpenTofu reads this one instead of main.tf
+	write("extra.tf.json", `{"variable": {"from_json": {"type": "string"}}}`)
+	write("more.tofu.json", `{"variable": {"from_tofu_json": {}}}`)
+	write("notes.txt", `variable "not_config" {}`)
+	declared, err = terraform.DeclaredVariables(dir)
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{"from_tofu": true, "from_json": true, "from_tofu_json": true}, declared)
+
+	write("broken.tf", "variable \"half\" {\n")
+	declared, err = terraform.DeclaredVariables(dir)
+	require.ErrorContains(t, err, "error reading the variable declarations in the source")
+	require.True(t, declared["from_tofu"], "what could be read is still returned")
 }
 
 // hostile are values that a shell, an HCL template or a flag parser would change; through the
@@ -106,7 +150,11 @@ func TestVarsFileKeepsValuesLiteral(t *testing.T) {
 		meta[k] = v
 	}
 	meta["count_of"] = json.Number("12345678901234567890")
-	vars, err := terraform.Variables("s-1", meta, nil)
+	declared := map[string]bool{"count_of": true}
+	for k := range hostile {
+		declared[k] = true
+	}
+	vars, _, err := terraform.Variables("s-1", meta, nil, declared)
 	require.NoError(t, err)
 	data, err := terraform.VarsFile(vars)
 	require.NoError(t, err)
@@ -170,7 +218,8 @@ func TestEnv(t *testing.T) {
 
 func TestVariablesAcceptGoNumbers(t *testing.T) {
 	t.Parallel()
-	vars, err := terraform.Variables("s", message.Metadata{"a": 1.5, "b": 2, "c": int64(3)}, nil)
+	vars, _, err := terraform.Variables("s", message.Metadata{"a": 1.5, "b": 2, "c": int64(3)}, nil,
+		map[string]bool{"a": true, "b": true, "c": true})
 	require.NoError(t, err)
 	data, err := terraform.VarsFile(vars)
 	require.NoError(t, err)

@@ -28,7 +28,8 @@ func TestRunLogKeepsStartAndEnd(t *testing.T) {
 
 func TestCopyLocal(t *testing.T) {
 	t.Parallel()
-	src := t.TempDir()
+	root := t.TempDir()
+	src := filepath.Join(root, "app")
 	write := func(rel, text string) {
 		p := filepath.Join(src, rel)
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
@@ -39,12 +40,14 @@ func TestCopyLocal(t *testing.T) {
 	write(".terraform/providers/junk", "stale")
 	write("modules/net/.terraform/x", "stale")
 	require.NoError(t, os.Symlink(filepath.Join(src, "main.tf"), filepath.Join(src, "link.tf")))
+	require.NoError(t, os.Symlink("../app/modules/net/main.tf", filepath.Join(src, "relative-link.tf")))
+	require.NoError(t, os.Symlink(filepath.Join(src, "gone.tf"), filepath.Join(src, "dangling.tf")))
 
 	dst := t.TempDir()
-	n, err := copyLocal(src, dst)
+	n, err := copyLocal(root, "app", dst)
 	require.NoError(t, err)
-	require.Equal(t, 3, n)
-	for rel, want := range map[string]string{"main.tf": "main", "modules/net/main.tf": "net", "link.tf": "main"} {
+	require.Equal(t, 4, n)
+	for rel, want := range map[string]string{"main.tf": "main", "modules/net/main.tf": "net", "link.tf": "main", "relative-link.tf": "net"} {
 		got, err := os.ReadFile(filepath.Join(dst, rel))
 		require.NoError(t, err, rel)
 		require.Equal(t, want, string(got))
@@ -53,13 +56,51 @@ func TestCopyLocal(t *testing.T) {
 	require.NoDirExists(t, filepath.Join(dst, "modules/net/.terraform"))
 
 	single := t.TempDir()
-	n, err = copyLocal(filepath.Join(src, "modules/net/main.tf"), single)
+	n, err = copyLocal(root, "app/modules/net/main.tf", single)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.FileExists(t, filepath.Join(single, "main.tf"))
 
-	_, err = copyLocal(filepath.Join(src, "missing"), t.TempDir())
+	_, err = copyLocal(root, "missing", t.TempDir())
 	require.ErrorIs(t, err, os.ErrNotExist)
+
+	// The sources dir reached through a link of its own is still the same dir.
+	linkedRoot := filepath.Join(t.TempDir(), "sources")
+	require.NoError(t, os.Symlink(root, linkedRoot))
+	n, err = copyLocal(linkedRoot, "app", t.TempDir())
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+}
+
+func TestCopyLocalStaysInsideTheSourcesDir(t *testing.T) {
+	t.Parallel()
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "secret.txt")
+	require.NoError(t, os.WriteFile(secret, []byte("top secret"), 0o600))
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "app"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "app", "main.tf"), []byte("main"), 0o644))
+	require.NoError(t, os.Symlink(outside, filepath.Join(root, "out-dir")))
+	require.NoError(t, os.Symlink(secret, filepath.Join(root, "out-file.tf")))
+	leaky := filepath.Join(root, "leaky")
+	require.NoError(t, os.MkdirAll(leaky, 0o755))
+	require.NoError(t, os.Symlink(secret, filepath.Join(leaky, "secret.tf")))
+
+	for location, want := range map[string]string{
+		outside:                        "is absolute",
+		"/etc":                         "is absolute",
+		"../" + filepath.Base(outside): `contains ".."`,
+		"app/../../x":                  `contains ".."`,
+		"out-dir":                      "leaves the sources dir (TERRAFORM_SOURCES_DIR) through a symbolic link",
+		"out-file.tf":                  "leaves the sources dir (TERRAFORM_SOURCES_DIR) through a symbolic link",
+		"leaky":                        "secret.tf is a symbolic link that leaves the sources dir (TERRAFORM_SOURCES_DIR)",
+	} {
+		dst := t.TempDir()
+		_, err := copyLocal(root, location, dst)
+		require.ErrorContains(t, err, want, location)
+		_, err = os.Stat(filepath.Join(dst, "secret.tf"))
+		require.ErrorIs(t, err, os.ErrNotExist, "nothing from outside was copied for %s", location)
+	}
 }
 
 func TestSweepWorkDirs(t *testing.T) {

@@ -86,7 +86,7 @@ func TestApplyAndDestroyFromS3(t *testing.T) {
 	harness.UploadDir(t, r.Bucket, "scripts/basic-old", filepath.Join(fixtures(t), "broken"))
 
 	apply := tfTask("infra", map[string]any{"source": s3Source(r.Bucket, "scripts/basic"), "action": "apply"},
-		message.Metadata{"greeting": "hi", "unused_key": "only a warning"})
+		message.Metadata{"greeting": "hi", "unused_key": "not passed", "owner.email": "ops@example.com"})
 	out, err := r.Run(context.Background(), apply)
 	require.NoError(t, err)
 	require.Equal(t, message.Metadata{
@@ -102,7 +102,10 @@ func TestApplyAndDestroyFromS3(t *testing.T) {
 	require.Equal(t, "s3://"+r.Bucket+"/logs/m/s-1/infra/run-infra.log", out.Log)
 	log := storedLog(t, r, out.Log)
 	require.Contains(t, log, "Apply complete! Resources: 1 added")
-	require.Contains(t, log, "Value for undeclared variable", "undeclared metadata is only a warning")
+	require.NotContains(t, log, "undeclared variable", "metadata the script does not declare is not passed")
+	require.Contains(t, log, "variables: greeting, stack_id\n")
+	require.Contains(t, log, "not passed: owner.email, unused_key\n")
+	require.NotContains(t, log, "ops@example.com", "skipped keys are named, their values are not")
 	require.Contains(t, log, "running Terraform command")
 	require.NotContains(t, log, "not-for-metadata", "sensitive values stay out of the log")
 
@@ -110,7 +113,10 @@ func TestApplyAndDestroyFromS3(t *testing.T) {
 	require.True(t, ok, "the state is at <machine>/<stackId>/<source key>")
 	require.Contains(t, state, `"terraform_data"`)
 
-	destroy := tfTask("teardown", map[string]any{"source": s3Source(r.Bucket, "scripts/basic"), "action": "destroy"}, nil)
+	// The destroy gets the same metadata: a key no Terraform variable can be named after must not
+	// stop the teardown.
+	destroy := tfTask("teardown", map[string]any{"source": s3Source(r.Bucket, "scripts/basic"), "action": "destroy"},
+		message.Metadata{"greeting": "hi", "owner.email": "ops@example.com"})
 	out, err = r.Run(context.Background(), destroy)
 	require.NoError(t, err)
 	require.Empty(t, out.Outputs)
@@ -205,15 +211,31 @@ func TestProblemsBeforeTerraformRunsAreReported(t *testing.T) {
 			"the source s3://" + r.Bucket + "/nothing/here holds no objects"},
 		{tfTask("b", map[string]any{"source": localSource("no-such-folder"), "action": "apply"}, nil),
 			"error copying the local source no-such-folder"},
-		{tfTask("c", map[string]any{"source": localSource("basic"), "action": "apply"}, message.Metadata{"api.image": "v1"}),
-			`metadata key "api.image" is not a valid Terraform variable name`},
+		{tfTask("c", map[string]any{"source": localSource("basic"), "action": "apply", "variables": map[string]any{"api.image": "v1"}}, nil),
+			`variable key "api.image" is not a valid Terraform variable name`},
 		{tfTask("d", map[string]any{"source": localSource("basic"), "action": "plan"}, nil),
 			`config.action must be apply or destroy, not "plan"`},
+		{tfTask("e", map[string]any{"source": localSource(filepath.Join(fixtures(t), "basic")), "action": "apply"}, nil),
+			"is absolute; a local source is a path relative to the sources dir (TERRAFORM_SOURCES_DIR)"},
+		{tfTask("f", map[string]any{"source": localSource("../terraform/basic"), "action": "destroy"}, nil),
+			`contains ".."; a local source stays inside the sources dir (TERRAFORM_SOURCES_DIR)`},
 	} {
 		out, err := r.Run(context.Background(), tc.task)
 		require.ErrorContains(t, err, tc.want)
 		require.Contains(t, storedLog(t, r, out.Log), tc.want, "the log says it too")
 	}
+}
+
+func TestLocalSourceLinkLeavingTheSourcesDirIsRefused(t *testing.T) {
+	t.Parallel()
+	r := newRunner(t)
+	r.SourcesDir = t.TempDir()
+	require.NoError(t, os.Symlink(filepath.Join(fixtures(t), "basic"), filepath.Join(r.SourcesDir, "infra")))
+	out, err := r.Run(context.Background(), tfTask("infra", map[string]any{"source": localSource("infra"), "action": "apply"}, nil))
+	require.EqualError(t, err, "error copying the local source infra: it leaves the sources dir (TERRAFORM_SOURCES_DIR) through a symbolic link")
+	require.Contains(t, storedLog(t, r, out.Log), "it leaves the sources dir")
+	_, ok := harness.ReadObject(t, r.Bucket, "m/s-1/infra")
+	require.False(t, ok, "Terraform never ran")
 }
 
 // TestTimeoutIsReportedAsTaskError runs a terraform task through the Dispatcher, as the satisfier

@@ -47,8 +47,9 @@ type Runner struct {
 	// Endpoint, when set, is the S3 endpoint the backend uses instead of AWS's (an emulator); it
 	// also turns on path-style addressing and turns off the checks only AWS can answer.
 	Endpoint string
-	// SourcesDir is where a relative local source location is looked up. Defaults to the
-	// working directory.
+	// SourcesDir is the folder local sources are read from: a location is a path relative to
+	// it, and nothing outside it (absolute paths, "..", symbolic links leading out) is read.
+	// Defaults to the working directory.
 	SourcesDir string
 	// WorkDir is where the per-run work dirs are made (and removed). Defaults to os.TempDir().
 	WorkDir string
@@ -112,14 +113,6 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 	if err != nil {
 		return executor.Outcome{}, err
 	}
-	vars, err := Variables(task.Stack.ID, task.Stack.Metadata, cfg.Variables)
-	if err != nil {
-		return executor.Outcome{}, err
-	}
-	varsJSON, err := VarsFile(vars)
-	if err != nil {
-		return executor.Outcome{}, err
-	}
 
 	r.sweep.Do(func() { sweepWorkDirs(r.workDir()) })
 	work, err := newWorkDir(r.workDir())
@@ -137,6 +130,24 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 		return executor.Outcome{}, err
 	}
 	fmt.Fprintf(log, "stackseam: source %s: %d file(s)\n", cfg.Source, n)
+	declared, err := DeclaredVariables(src)
+	if err != nil {
+		fmt.Fprintf(log, "stackseam: warning: %v; metadata goes only to the variables found\n", err)
+	}
+	vars, skipped, err := Variables(task.Stack.ID, task.Stack.Metadata, cfg.Variables, declared)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	if len(skipped) > 0 {
+		// Names only: metadata values may be anything, and logs are read widely.
+		fmt.Fprintf(log, "stackseam: metadata the configuration does not declare, not passed: %s\n", strings.Join(skipped, ", "))
+		r.logger().DebugContext(ctx, "metadata not passed to terraform: the configuration does not declare these variables",
+			"stackId", task.Stack.ID, "task", task.Task.Name, "keys", skipped)
+	}
+	varsJSON, err := VarsFile(vars)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
 	// Outside the source folder, so it cannot clash with the script's own files.
 	varFile := filepath.Join(work, "stackseam.tfvars.json")
 	if err := os.WriteFile(varFile, varsJSON, 0o600); err != nil {
@@ -233,11 +244,11 @@ func (r *Runner) fetch(ctx context.Context, src Source, dst string) (int, error)
 	if src.Type == SourceS3 {
 		return r.fetchS3(ctx, src.Bucket, src.Key, dst)
 	}
-	loc := src.Location
-	if !filepath.IsAbs(loc) {
-		loc = filepath.Join(r.SourcesDir, loc)
+	sources := r.SourcesDir
+	if sources == "" {
+		sources = "."
 	}
-	n, err := copyLocal(loc, dst)
+	n, err := copyLocal(sources, src.Location, dst)
 	if err != nil {
 		return 0, fmt.Errorf("error copying the local source %s: %w", src.Location, err)
 	}

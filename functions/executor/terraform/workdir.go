@@ -53,41 +53,79 @@ func sweepWorkDirs(parent string) {
 	}
 }
 
-// copyLocal copies a local source — a folder with its sub-folders, or one file — into dst and
-// returns how many files it copied. Terraform's own .terraform folders are left out: a stale one
-// would pin providers and modules from another machine.
-func copyLocal(src, dst string) (int, error) {
-	info, err := os.Stat(src)
+// copyLocal copies the local source at location (relative to the sources dir root) — a folder
+// with its sub-folders, or one file — into dst and returns how many files it copied. Terraform's
+// own .terraform folders are left out: a stale one would pin providers and modules from another
+// machine. A symbolic link counts as what it points at (a link to a folder is not followed), and
+// one that leads outside root — the location itself or any file under it — is refused: the
+// source must not be a way to read the satisfier's other files into a log or a plan.
+func copyLocal(root, location, dst string) (int, error) {
+	if err := CheckLocation(location); err != nil {
+		return 0, err
+	}
+	base, err := filepath.Abs(root)
+	if err == nil {
+		base, err = filepath.EvalSymlinks(base)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("error reading the sources dir %s: %w", root, err)
+	}
+	src := filepath.Join(base, filepath.FromSlash(location))
+	real, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return 0, err
+	}
+	if !inside(base, real) {
+		return 0, fmt.Errorf("it leaves the sources dir (TERRAFORM_SOURCES_DIR) through a symbolic link")
+	}
+	info, err := os.Stat(real)
 	if err != nil {
 		return 0, err
 	}
 	if !info.IsDir() {
-		return 1, copyFile(src, filepath.Join(dst, filepath.Base(src)))
+		return 1, copyFile(real, filepath.Join(dst, filepath.Base(src)))
 	}
 	n := 0
-	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(real, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
-			if d.Name() == ".terraform" && path != src {
+			if d.Name() == ".terraform" && path != real {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		rel, err := filepath.Rel(src, path)
+		rel, err := filepath.Rel(real, path)
 		if err != nil {
 			return err
 		}
-		// A symlink counts as what it points at; a link to a folder is not followed.
-		fi, err := os.Stat(path)
+		from := path
+		if d.Type()&fs.ModeSymlink != 0 {
+			target, err := filepath.EvalSymlinks(path)
+			if err != nil {
+				return nil // a dangling link holds nothing to copy
+			}
+			if !inside(base, target) {
+				return fmt.Errorf("%s is a symbolic link that leaves the sources dir (TERRAFORM_SOURCES_DIR)", filepath.ToSlash(rel))
+			}
+			from = target
+		}
+		fi, err := os.Stat(from)
 		if err != nil || !fi.Mode().IsRegular() {
 			return nil
 		}
 		n++
-		return copyFile(path, filepath.Join(dst, rel))
+		return copyFile(from, filepath.Join(dst, rel))
 	})
 	return n, err
+}
+
+// inside reports whether path is dir or lies under it; both are absolute and free of symbolic
+// links.
+func inside(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && (rel == "." || filepath.IsLocal(rel))
 }
 
 func copyFile(src, dst string) error {
