@@ -14,7 +14,7 @@ import (
 	"github.com/stackseam/stackseam/test/harness"
 )
 
-func TestMain(m *testing.M) { harness.Main(m) }
+// TestMain is in applier_test.go (one per test binary).
 
 // TestSweepPrunesPastRetentionInBoundedBatches: the sweep deletes processed event keys and
 // rejections older than their retention — a backlog over several sweeps, each bounded — keeps the
