@@ -42,7 +42,8 @@ type Dispatcher struct {
 	Executors map[string]Executor
 	// Publish sends one result to the event queue. Required.
 	Publish func(ctx context.Context, msg queue.Outgoing) error
-	// Redact masks secrets in descriptions and outputs. Defaults to masking nothing.
+	// Redact masks secrets in descriptions and outputs. Defaults to a nil Redactor, which masks
+	// URL passwords only.
 	Redact *redact.Redactor
 	// Timeout bounds a run whose task sets no timeoutSeconds. Defaults to DefaultTimeout.
 	Timeout time.Duration

@@ -15,11 +15,15 @@
 //	                           terraform tasks fail with TASK_ERROR saying so.
 //	BUCKET_REGION              the bucket's region, for the S3 backend. Defaults to the AWS
 //	                           region (AWS_REGION).
+//	RESULT_SIGNING_SECRET_ID   the secret holding the key every result is signed with (the
+//	                           state manager accepts results only with it); RESULT_SIGNING_KEY
+//	                           gives the key itself in local mode. Unset: results go unsigned.
 //	TERRAFORM_BINARY           path of the terraform or tofu executable. Defaults to tofu, then
 //	                           terraform, looked up in PATH and then in LAMBDA_TASK_ROOT.
-//	TERRAFORM_SOURCES_DIR      where a relative `local` source location is looked up. Defaults
-//	                           to LAMBDA_TASK_ROOT in Lambda (the bundled files), else the
-//	                           working directory.
+//	TERRAFORM_SOURCES_DIR      where a `local` source location is looked up; a location must
+//	                           stay inside it (no absolute path, no '..', no symbolic link
+//	                           leading out). Defaults to LAMBDA_TASK_ROOT in Lambda (the
+//	                           bundled files), else the working directory.
 //	TERRAFORM_WORK_DIR         where each run's fresh work dir is made and removed. Defaults to
 //	                           the system temp dir (/tmp).
 //	TERRAFORM_PLUGIN_CACHE_DIR the provider plugin cache, kept across runs and warm invocations.
