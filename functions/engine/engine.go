@@ -18,6 +18,14 @@ import (
 // maxRetryDelay is the longest delay SQS accepts on a message (DelaySeconds).
 const maxRetryDelay = 15 * time.Minute
 
+// MaxTransitionsPerEvent bounds the states one event moves a stack through,
+// NEXT included. Validation already refuses cycles NEXT alone could drive,
+// and NEXT fires only once a state's tasks are done, so real machines stay
+// far below it; the bound keeps a decision (and the history rows it writes)
+// small whatever the machine says. Advances past it are not taken, and the
+// history says so.
+const MaxTransitionsPerEvent = 50
+
 // Stack is the current state of one stack, as the store keeps it.
 type Stack struct {
 	ID            string
@@ -159,6 +167,8 @@ type applier struct {
 	newRuns map[string]bool
 	delays  map[string]time.Duration
 	why     map[string]string
+	// transitions counts the states entered by this event.
+	transitions int
 }
 
 func (a *applier) run() Decision {
@@ -368,9 +378,16 @@ func (a *applier) redispatch(i int, why string, delay time.Duration) {
 // runActions applies an `on` list in order.
 func (a *applier) runActions(actions []machine.Action, trigger string) {
 	for _, act := range actions {
-		if act.Kind == machine.ActionAdvance {
-			a.enter(act.State, trigger)
+		if act.Kind != machine.ActionAdvance {
+			continue
 		}
+		if a.transitions >= MaxTransitionsPerEvent {
+			a.record(HistoryEntry{Kind: KindEvent, Event: trigger, FromState: a.s.State,
+				Reason: fmt.Sprintf("stopped after %d transitions for one event; the advance to %s was not taken", MaxTransitionsPerEvent, act.State)})
+			return
+		}
+		a.transitions++
+		a.enter(act.State, trigger)
 	}
 }
 

@@ -15,7 +15,7 @@ const parseLimit = 5 * time.Second
 
 // knownRules are the rule ids of rules.go; every problem must carry one.
 var knownRules = map[string]bool{
-	RuleYAML: true, RuleEmpty: true, RuleMachineName: true, RuleType: true, RuleUnknownKey: true,
+	RuleYAML: true, RuleAliases: true, RuleNextCycle: true, RuleEmpty: true, RuleMachineName: true, RuleType: true, RuleUnknownKey: true,
 	RuleDuplicateKey: true, RuleRequired: true, RuleVersion: true, RuleEventName: true, RuleDuplicateEvent: true,
 	RuleStateName: true, RuleDuplicateState: true, RuleMissingInit: true, RuleNoTerminal: true,
 	RuleUndeclaredEvent: true, RuleAction: true, RuleAdvanceTarget: true, RuleUnknownTask: true,
@@ -46,6 +46,16 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// Aliased states, `on` lists and merged mappings: the shapes that once
+	// expanded without bound (see cost_test.go), small enough to mutate.
+	f.Add([]byte(aliasedStates(3, 4)))
+	f.Add([]byte(billionLaughs()))
+	f.Add([]byte(mergedMappings()))
+	f.Add([]byte(header + "x-l: &l [{action: no-op}]\nx-s: &s {on: {GO: *l, STOP: *l}}\n" +
+		"states:\n  INIT: {<<: *s, on: {GO: [{action: advance, state: A}]}}\n  A: *s\n  B: {<<: [*s, {terminal: true}]}\n"))
+	f.Add([]byte(header + "x-s: &s {tasks: [t], on: {NEXT: [{action: advance, state: B}]}}\n" +
+		"states:\n  INIT: {on: {GO: [{action: advance, state: A}]}}\n  A: *s\n  B: {<<: *s, on: {NEXT: [{action: advance, state: A}]}}\n" +
+		"  DONE: {terminal: true}\ntasks: {t: {executor: lambda, config: {name: f}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := parseWithin(t, data)
 		if err != nil {
