@@ -26,9 +26,17 @@ import (
 // is one. Errors wrapping machine.ErrUnknownMachine or
 // machine.ErrInvalidMachine are permanent (the event is rejected); any other
 // error is retried.
+//
+// Get and Names may list, read and parse (I/O, CPU): the applier calls them
+// only before taking a stack's lock. Loaded and Version only read what is
+// already parsed, and are what the applier calls under the lock; Remember
+// parses a version read back from the database, outside the lock.
 type Machines interface {
 	Get(ctx context.Context, name string) (*machine.Machine, error)
 	Names(ctx context.Context) ([]string, error)
+	Loaded(name string) (*machine.Machine, error)
+	Version(hash string) *machine.Machine
+	Remember(name string, body []byte) (*machine.Machine, error)
 }
 
 // Applier applies event-queue messages. Its fields are set once; it is safe
@@ -86,8 +94,9 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 	}
 	log := a.logger().With("stackId", ev.StackID, "event", ev.Event, "messageId", m.ID)
 
-	// Load the machine the event names before taking the lock; a stack that
-	// already exists may use another one, looked up inside.
+	// Load the machine the event names before taking the lock (Names
+	// refreshes the catalog when due, for events that name none); under the
+	// lock the applier only reads what is already parsed (pickMachine).
 	var named *machine.Machine
 	var namedErr error
 	if ev.Machine != "" {
@@ -96,25 +105,42 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 			log.Warn("machine source unavailable; will retry", "machine", ev.Machine, "outcome", "retry", "error", namedErr)
 			return fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
 		}
+	} else if _, err := a.Machines.Names(ctx); err != nil {
+		log.Warn("machine source unavailable; going on with the machines loaded", "error", err)
 	}
-	res, err := a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: m.ID, Event: ev},
-		func(current *engine.Stack) (engine.Decision, error) {
-			in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID}
-			switch {
-			case current == nil || current.Machine == ev.Machine:
-				in.Machine, in.MachineErr = named, namedErr
-			default:
-				in.Machine, in.MachineErr = a.Machines.Get(ctx, current.Machine)
-				if in.MachineErr != nil && !permanent(in.MachineErr) {
-					return engine.Decision{}, fmt.Errorf("error loading machine %s: %w", current.Machine, in.MachineErr)
+	var res store.ApplyResult
+	var fellBack string
+	for attempt := 0; ; attempt++ {
+		fellBack = ""
+		res, err = a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: m.ID, Event: ev},
+			func(current *engine.Stack) (engine.Decision, error) {
+				in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID}
+				var err error
+				in.Machine, in.MachineErr, fellBack, err = a.pickMachine(current, ev, named, namedErr)
+				if err != nil {
+					return engine.Decision{}, err
 				}
-			}
-			d := engine.Apply(in)
-			if a.Outlets[store.DestinationNotification] == nil {
-				d.Notifications = nil
-			}
-			return d, nil
-		})
+				d := engine.Apply(in)
+				if a.Outlets[store.DestinationNotification] == nil {
+					d.Notifications = nil
+				}
+				return d, nil
+			})
+		var need *needVersion
+		if attempt > 0 || !errors.As(err, &need) {
+			break
+		}
+		// The stack runs on a version this process has not parsed: read and parse it with no
+		// lock held, then decide again.
+		if err := a.loadVersion(ctx, need.hash); err != nil {
+			log.Warn("machine version not loaded; will retry", "outcome", "retry", "error", err)
+			return err
+		}
+	}
+	if fellBack != "" && err == nil {
+		log.Warn("machine file unusable; the stack runs on the last valid version it ran on", "reason", fellBack)
+		a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
+	}
 	if store.IsDataError(err) {
 		// PostgreSQL refuses the values themselves: every retry would fail the same way.
 		return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: the database cannot store this event: %v", message.ErrInvalid, err))
@@ -421,6 +447,64 @@ func (a *Applier) recordDecision(res store.ApplyResult) {
 	if transitions > 0 {
 		a.Metrics.Record(nil, metrics.Value{Name: "Transitions", Unit: metrics.Count, Value: float64(transitions)})
 	}
+}
+
+// needVersion aborts a decision whose stack runs on a machine version not yet
+// parsed in this process; Handle loads it outside the transaction and retries.
+type needVersion struct{ hash string }
+
+func (e *needVersion) Error() string {
+	return fmt.Sprintf("machine version %s is not loaded", e.hash)
+}
+
+// pickMachine chooses, under the stack's lock and without I/O, the machine an
+// event is decided with (README "Machine files", "When a machine file
+// changes"): the current valid version of the stack's machine when it still
+// has the stack's state; otherwise the version the stack last ran on. A new
+// stack uses the current version or is rejected. fellBack says why the
+// current version was not used when that was because the file is unusable.
+func (a *Applier) pickMachine(current *engine.Stack, ev message.Event, named *machine.Machine, namedErr error) (m *machine.Machine, mErr error, fellBack string, err error) {
+	if current == nil {
+		return named, namedErr, "", nil
+	}
+	cur, curErr := named, namedErr
+	if current.Machine != ev.Machine {
+		cur, curErr = a.Machines.Loaded(current.Machine)
+	}
+	if cur != nil && cur.States[current.State] != nil {
+		return cur, nil, "", nil
+	}
+	if current.MachineHash == "" || (cur != nil && cur.Hash == current.MachineHash) {
+		// Nothing to fall back to (a stack stored before versions were kept).
+		if curErr != nil && !permanent(curErr) {
+			return nil, nil, "", fmt.Errorf("error loading machine %s: %w", current.Machine, curErr)
+		}
+		if curErr != nil {
+			a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
+		}
+		return cur, curErr, "", nil
+	}
+	pinned := a.Machines.Version(current.MachineHash)
+	if pinned == nil {
+		return nil, nil, "", &needVersion{hash: current.MachineHash}
+	}
+	if curErr != nil {
+		fellBack = curErr.Error()
+	}
+	return pinned, nil, fellBack, nil
+}
+
+// loadVersion reads the machine version stored under hash and parses it into
+// the catalog.
+func (a *Applier) loadVersion(ctx context.Context, hash string) error {
+	name, body, err := a.Store.MachineVersion(ctx, hash)
+	if err != nil {
+		return err
+	}
+	if _, err := a.Machines.Remember(name, body); err != nil {
+		return fmt.Errorf("error parsing stored machine version %s: %w", hash, err)
+	}
+	return nil
 }
 
 func permanent(err error) bool {

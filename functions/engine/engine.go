@@ -41,6 +41,11 @@ type Stack struct {
 	// LastActivityAt is the time of the last applied event (time-to-live
 	// clocks start from it).
 	LastActivityAt time.Time
+	// MachineHash is the version of the machine (machine.Machine.Hash) the
+	// stack's last applied event ran on; empty for stacks stored before
+	// versions were kept. The stack falls back to it when its machine file
+	// is broken, deleted, or no longer has the stack's state.
+	MachineHash string
 }
 
 // Clone returns a deep copy, so a decision never aliases its input.
@@ -115,6 +120,9 @@ type Decision struct {
 	// Notifications tell subscribers about transitions, task failures and
 	// removal, in order.
 	Notifications []message.Notification
+	// Machine is the machine version an applied decision was made with; the
+	// store keeps its body so the stack can run on it again.
+	Machine *machine.Machine
 }
 
 // History kinds.
@@ -460,6 +468,8 @@ func (a *applier) allCompleted() bool {
 func (a *applier) finish() Decision {
 	a.s.Version++
 	a.s.LastActivityAt = a.now
+	a.s.MachineHash = a.m.Hash
+	a.d.Machine = a.m
 	a.d.Outcome = Applied
 	a.d.Notifications = notifications(a.s, a.d.History)
 	if a.d.Removed {

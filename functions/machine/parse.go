@@ -2,6 +2,8 @@ package machine
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -88,6 +90,9 @@ func Parse(name, file string, data []byte) (*Machine, error) {
 		return nil, &ValidationError{File: file, Problems: sortProblems(p.problems), More: p.more}
 	}
 	m.Warnings = sortProblems(p.warnings)
+	sum := sha256.Sum256(data)
+	m.Hash = hex.EncodeToString(sum[:])
+	m.Body = data
 	return m, nil
 }
 
