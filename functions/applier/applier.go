@@ -462,7 +462,8 @@ func (e *needVersion) Error() string {
 // changes"): the current valid version of the stack's machine when it still
 // has the stack's state; otherwise the version the stack last ran on. A new
 // stack uses the current version or is rejected. fellBack says why the
-// current version was not used when that was because the file is unusable.
+// current version was not used when that was because the file is broken or
+// gone (not for a source outage, nor a new version without the state).
 func (a *Applier) pickMachine(current *engine.Stack, ev message.Event, named *machine.Machine, namedErr error) (m *machine.Machine, mErr error, fellBack string, err error) {
 	if current == nil {
 		return named, namedErr, "", nil
@@ -488,7 +489,7 @@ func (a *Applier) pickMachine(current *engine.Stack, ev message.Event, named *ma
 	if pinned == nil {
 		return nil, nil, "", &needVersion{hash: current.MachineHash}
 	}
-	if curErr != nil {
+	if curErr != nil && permanent(curErr) {
 		fellBack = curErr.Error()
 	}
 	return pinned, nil, fellBack, nil
