@@ -111,3 +111,30 @@ func completed(tasks []message.StackTask) int {
 	}
 	return n
 }
+
+// TestTimeToLiveOutlivesADeletedMachineFile deletes a machine file while a
+// stack idles in a state with a ttl, and restarts the state manager: the
+// sweep still sends the ttl event by the last stored version, and the stack
+// is removed.
+func TestTimeToLiveOutlivesADeletedMachineFile(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{})
+	dir := t.TempDir()
+	body, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "test", "testdata", "machines", "ttl.yml"))
+	require.NoError(t, err)
+	// A longer ttl than the fixture's, so the file is surely gone before it expires.
+	body = []byte(strings.Replace(string(body), "after: 2s", "after: 6s", 1))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ttl.yml"), body, 0o644))
+	env := []string{"MACHINES_DIR=" + dir, "MACHINES_REFRESH=100ms", "SWEEP_INTERVAL=1s"}
+	sm := s.startStateManager(1, env...)
+
+	s.sendEvent("ttl-gone", "LAUNCH", map[string]any{"machine": "ttl"})
+	s.waitState("ttl-gone", "RUN")
+	require.NoError(t, os.Remove(filepath.Join(dir, "ttl.yml")))
+	require.NoError(t, sm.Stop())
+	sm = s.startStateManager(1, env...)
+
+	s.waitRemoved("ttl-gone")
+	require.Equal(t, []string{"INIT->RUN", "RUN->GONE"}, s.transitions("ttl-gone"))
+	sm.WaitForOutput(t, `"`+metrics.MachineInvalid+`"`, 30*time.Second)
+}

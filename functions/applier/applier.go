@@ -329,16 +329,25 @@ type SweepResult struct {
 // outboxAge by a process that died between commit and publish.
 func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResult, error) {
 	var res SweepResult
-	names, err := a.Machines.Names(ctx)
+	names, err := a.sweepMachines(ctx)
 	if err != nil {
-		return res, fmt.Errorf("error listing machines for the sweep: %w", err)
+		return res, err
 	}
 	now := a.now()
 	var expired []store.OutboxMessage
 	for _, name := range names {
 		m, err := a.Machines.Get(ctx, name)
-		if err != nil {
-			continue // an invalid machine has no stacks to expire; Get logs nothing, events report it
+		if err != nil && permanent(err) {
+			// Broken or deleted while stacks run on it: their time-to-live events still go
+			// out, by the last version a stack was pinned to, and the alarm hears of it.
+			m = a.lastStoredVersion(ctx, name)
+			if m != nil {
+				a.logger().Warn("machine file unusable; its stacks' time-to-live events follow the last version stored", "machine", name, "reason", err.Error())
+				a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
+			}
+		}
+		if m == nil {
+			continue
 		}
 		for _, stateName := range m.StateOrder {
 			st := m.States[stateName]
@@ -378,6 +387,46 @@ func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResu
 		a.logger().Info("sent messages left in the outbox", "count", len(rows))
 	}
 	return res, nil
+}
+
+// sweepMachines returns the names of the catalog's machines and of the
+// machines live stacks run on (a deleted file's stacks included).
+func (a *Applier) sweepMachines(ctx context.Context) ([]string, error) {
+	names, err := a.Machines.Names(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("error listing machines for the sweep: %w", err)
+	}
+	inUse, err := a.Store.StackMachines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range append(names, inUse...) {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// lastStoredVersion parses the latest stored version of machine name, or
+// returns nil when there is none (or it cannot be read now).
+func (a *Applier) lastStoredVersion(ctx context.Context, name string) *machine.Machine {
+	body, err := a.Store.LatestMachineVersion(ctx, name)
+	if err != nil {
+		if !errors.Is(err, store.ErrNoMachineVersion) {
+			a.logger().Warn("stored machine version not read", "machine", name, "error", err.Error())
+		}
+		return nil
+	}
+	m, err := a.Machines.Remember(name, body)
+	if err != nil {
+		a.logger().Warn("stored machine version not parsed", "machine", name, "error", err.Error())
+		return nil
+	}
+	return m
 }
 
 func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time.Duration) {

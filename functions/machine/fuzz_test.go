@@ -157,4 +157,30 @@ func checkMachine(t *testing.T, m *Machine) {
 	if len(m.StateOrder) != len(m.States) {
 		t.Fatalf("StateOrder has %d states, States %d", len(m.StateOrder), len(m.States))
 	}
+	// No state NEXT alone drives round for ever: follow the last NEXT advance
+	// from each state with tasks; it must end within len(States) steps.
+	for start := range m.States {
+		cur := start
+		for step := 0; ; step++ {
+			st := m.States[cur]
+			next := ""
+			if st != nil && !st.Terminal && len(st.Tasks) > 0 {
+				for _, a := range st.On[EventNext] {
+					if a.Kind == ActionAdvance {
+						next = a.State
+					}
+				}
+			}
+			if next == "" {
+				break
+			}
+			if step > len(m.States) {
+				t.Fatalf("accepted with a NEXT-only cycle through %s", start)
+			}
+			cur = next
+		}
+	}
+	if len(m.Hash) != 64 || len(m.Body) == 0 {
+		t.Fatalf("accepted without its version: hash %q, %d bytes", m.Hash, len(m.Body))
+	}
 }

@@ -240,6 +240,31 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 	return ApplyResult{Decision: d, Outbox: append(pending, inserted...)}, nil
 }
 
+// StackMachines returns the names of the machines live stacks run on, sorted.
+func (s *Store) StackMachines(ctx context.Context) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT DISTINCT machine FROM stacks ORDER BY machine`)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error listing the machines of live stacks: %w", err))
+	}
+	return names, nil
+}
+
+// LatestMachineVersion returns the body of the version of machine name a
+// stack was most recently pinned to first, wrapping ErrNoMachineVersion when
+// none is stored.
+func (s *Store) LatestMachineVersion(ctx context.Context, name string) ([]byte, error) {
+	var body []byte
+	err := s.pool.QueryRow(ctx, `SELECT body FROM machine_versions WHERE name = $1 ORDER BY stored_at DESC, hash LIMIT 1`, name).Scan(&body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("error loading the latest version of machine %s: %w", name, ErrNoMachineVersion)
+	}
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error loading the latest version of machine %s: %w", name, err))
+	}
+	return body, nil
+}
+
 // storedVersion reports whether this process has seen machine version hash
 // committed to machine_versions, so Apply sends a body once per process.
 func (s *Store) storedVersion(hash string) bool {

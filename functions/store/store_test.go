@@ -330,4 +330,13 @@ func TestStacksRecordTheMachineVersionTheyRanOn(t *testing.T) {
 
 	_, _, err = b.store.MachineVersion(b.ctx, "missing")
 	require.ErrorIs(t, err, ErrNoMachineVersion)
+
+	latest, err := b.store.LatestMachineVersion(b.ctx, "env")
+	require.NoError(t, err)
+	require.Equal(t, "version: 1 # second", string(latest))
+	_, err = b.store.LatestMachineVersion(b.ctx, "other")
+	require.ErrorIs(t, err, ErrNoMachineVersion)
+	inUse, err := b.store.StackMachines(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"env"}, inUse)
 }
