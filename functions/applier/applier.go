@@ -109,14 +109,14 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		log.Warn("machine source unavailable; going on with the machines loaded", "error", err)
 	}
 	var res store.ApplyResult
-	var fellBack string
+	var fellBack, unusable string
 	for attempt := 0; ; attempt++ {
 		fellBack = ""
 		res, err = a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: m.ID, Event: ev},
 			func(current *engine.Stack) (engine.Decision, error) {
 				in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID}
 				var err error
-				in.Machine, in.MachineErr, fellBack, err = a.pickMachine(current, ev, named, namedErr)
+				in.Machine, in.MachineErr, fellBack, err = a.pickMachine(current, ev, named, namedErr, unusable)
 				if err != nil {
 					return engine.Decision{}, err
 				}
@@ -133,8 +133,13 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		// The stack runs on a version this process has not parsed: read and parse it with no
 		// lock held, then decide again.
 		if err := a.loadVersion(ctx, need.hash); err != nil {
-			log.Warn("machine version not loaded; will retry", "outcome", "retry", "error", err)
-			return err
+			if !errors.Is(err, store.ErrNoMachineVersion) && !permanent(err) {
+				log.Warn("machine version not loaded; will retry", "outcome", "retry", "error", err)
+				return err
+			}
+			// Not stored, or refused by today's rules: retrying cannot help, so decide without it.
+			log.Warn("the stack's machine version cannot be used", "error", err)
+			unusable = need.hash
 		}
 	}
 	if fellBack != "" && err == nil {
@@ -513,7 +518,10 @@ func (e *needVersion) Error() string {
 // stack uses the current version or is rejected. fellBack says why the
 // current version was not used when that was because the file is broken or
 // gone (not for a source outage, nor a new version without the state).
-func (a *Applier) pickMachine(current *engine.Stack, ev message.Event, named *machine.Machine, namedErr error) (m *machine.Machine, mErr error, fellBack string, err error) {
+//
+// unusable names a pinned version that could not be loaded for good (not
+// stored, or refused by today's rules); it is treated as no version at all.
+func (a *Applier) pickMachine(current *engine.Stack, ev message.Event, named *machine.Machine, namedErr error, unusable string) (m *machine.Machine, mErr error, fellBack string, err error) {
 	if current == nil {
 		return named, namedErr, "", nil
 	}
@@ -524,7 +532,7 @@ func (a *Applier) pickMachine(current *engine.Stack, ev message.Event, named *ma
 	if cur != nil && cur.States[current.State] != nil {
 		return cur, nil, "", nil
 	}
-	if current.MachineHash == "" || (cur != nil && cur.Hash == current.MachineHash) {
+	if current.MachineHash == "" || current.MachineHash == unusable || (cur != nil && cur.Hash == current.MachineHash) {
 		// Nothing to fall back to (a stack stored before versions were kept).
 		if curErr != nil && !permanent(curErr) {
 			return nil, nil, "", fmt.Errorf("error loading machine %s: %w", current.Machine, curErr)

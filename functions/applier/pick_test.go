@@ -77,6 +77,7 @@ func TestPickMachine(t *testing.T) {
 		fellBack  bool
 		needsLoad bool
 		retry     bool
+		unusable  string
 	}{
 		{name: "the current version has the state", current: v1, versions: []*machine.Machine{v1}, stack: inRun, want: v1},
 		{name: "a new version with the state is used at once", current: version("h3", "RUN"), stack: inRun, want: nil},
@@ -86,6 +87,8 @@ func TestPickMachine(t *testing.T) {
 		{name: "the stack's version not parsed here: load it outside", err: invalid, stack: inRun, needsLoad: true},
 		{name: "a stack from before versions: rejected with the reason", err: invalid,
 			stack: &engine.Stack{ID: "s", Machine: "env", State: "RUN"}, wantErr: machine.ErrInvalidMachine},
+		{name: "the stack's version cannot be loaded for good: rejected with the reason", err: invalid, stack: inRun,
+			unusable: "h1", wantErr: machine.ErrInvalidMachine},
 		{name: "a source outage with nothing to fall back to: retried", err: unavailable,
 			stack: &engine.Stack{ID: "s", Machine: "env", State: "RUN"}, retry: true},
 		{name: "a source outage: the stack's version", err: unavailable, versions: []*machine.Machine{v1}, stack: inRun, want: v1},
@@ -104,7 +107,7 @@ func TestPickMachine(t *testing.T) {
 				snap.versions[v.Hash] = v
 			}
 			a := &Applier{Machines: snap}
-			m, mErr, fellBack, err := a.pickMachine(tc.stack, result, nil, nil)
+			m, mErr, fellBack, err := a.pickMachine(tc.stack, result, nil, nil, tc.unusable)
 			var need *needVersion
 			switch {
 			case tc.needsLoad:
