@@ -278,8 +278,21 @@ func (c *Catalog) refreshIfDue(ctx context.Context, forced bool) error {
 	if ok, err := due(); !ok {
 		return err
 	}
-	if err := c.acquire(ctx); err != nil {
-		return err
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		// Another goroutine is refreshing (listing, reading, parsing). A
+		// catalog that has loaded before serves what it has rather than wait
+		// for it; only a first load, or a name it has never seen, waits.
+		c.mu.RLock()
+		loaded, err := !c.nextRefresh.IsZero(), c.lastErr
+		c.mu.RUnlock()
+		if loaded && !forced {
+			return err
+		}
+		if err := c.acquire(ctx); err != nil {
+			return err
+		}
 	}
 	defer c.release()
 	// Another goroutine may have refreshed while this one waited.

@@ -459,3 +459,44 @@ func TestCatalogRememberParsesStoredVersions(t *testing.T) {
 	_, err = c.Remember("bad", []byte(invalidMachine))
 	require.ErrorIs(t, err, ErrInvalidMachine)
 }
+
+// slowSource blocks its listing while held is open.
+type slowSource struct {
+	*fakeSource
+	held chan struct{}
+}
+
+func (s *slowSource) list(ctx context.Context) ([]object, error) {
+	if s.held != nil {
+		<-s.held
+	}
+	return s.fakeSource.list(ctx)
+}
+
+func TestCatalogGetDoesNotWaitForARefreshInProgress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	src := &slowSource{fakeSource: &fakeSource{files: map[string]string{}, versions: map[string]int{}}}
+	src.set("a", validMachine)
+	c := newCatalog(src, CatalogOptions{Now: clk.Now})
+	first, err := c.Get(ctx, "a")
+	require.NoError(t, err)
+
+	// The listing is due; one Get starts it and is held inside it.
+	clk.Add(time.Minute)
+	src.held = make(chan struct{})
+	refreshing := make(chan struct{})
+	go func() {
+		defer close(refreshing)
+		_, _ = c.Get(ctx, "a")
+	}()
+	require.Eventually(t, func() bool { return c.Stats().Lists == 2 }, 10*time.Second, time.Millisecond)
+
+	// Another Get is answered from what is loaded, without waiting.
+	m, err := c.Get(ctx, "a")
+	require.NoError(t, err)
+	require.Same(t, first, m)
+	close(src.held)
+	<-refreshing
+}
