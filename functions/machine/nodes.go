@@ -2,6 +2,7 @@ package machine
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sort"
 	"strings"
@@ -39,22 +40,29 @@ type parser struct {
 	// seen drops exact repeats, which appear when one anchored mapping is
 	// used in several places.
 	seen map[Problem]bool
-	// more counts the problems past maxProblems.
-	more int
+	// more counts the distinct problems past maxProblems; overflow holds
+	// their hashes only, so counting them costs little.
+	more     int
+	overflow map[uint64]bool
 	// suggestions counts the "did you mean" searches done; they compare
 	// names pairwise, so only the first few problems get one.
 	suggestions int
 }
 
 func (p *parser) problem(n *yaml.Node, rule, format string, args ...any) {
-	p.problems = p.keep(p.problems, p.at(n, rule, format, args...))
+	p.problems = p.keep(p.problems, p.at(n, rule, format, args...), true)
 }
 
 func (p *parser) warn(n *yaml.Node, rule, format string, args ...any) {
-	p.warnings = p.keep(p.warnings, p.at(n, rule, format, args...))
+	p.warnings = p.keep(p.warnings, p.at(n, rule, format, args...), false)
 }
 
-func (p *parser) keep(list []Problem, pr Problem) []Problem {
+// problemSeed seeds the hashes of problems past maxProblems.
+var problemSeed = maphash.MakeSeed()
+
+// keep adds pr to list unless it is a repeat or the list is full; count says
+// whether problems past the limit are counted in more (warnings are not).
+func (p *parser) keep(list []Problem, pr Problem, count bool) []Problem {
 	if p.seen == nil {
 		p.seen = map[Problem]bool{}
 	}
@@ -62,7 +70,17 @@ func (p *parser) keep(list []Problem, pr Problem) []Problem {
 		return list
 	}
 	if len(list) >= maxProblems {
-		p.more++
+		if !count {
+			return list
+		}
+		h := maphash.Comparable(problemSeed, pr)
+		if !p.overflow[h] {
+			if p.overflow == nil {
+				p.overflow = map[uint64]bool{}
+			}
+			p.overflow[h] = true
+			p.more++
+		}
 		return list
 	}
 	p.seen[pr] = true
