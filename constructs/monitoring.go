@@ -144,6 +144,8 @@ func (s *Stackseam) alarms(p resolved) {
 		functionMetric(fnStateManager, metrics.DatabaseUnavailable, "Sum", "failed database probes"), 1)
 	alarm("OutboxParkedAlarm", "stackseam: the state manager parked messages that can never be sent (see the parked_outbox table and the stacks' history)",
 		functionMetric(fnStateManager, metrics.OutboxParked, "Sum", "parked outbox messages"), 1)
+	alarm("MachineInvalidAlarm", "stackseam: a machine file that stacks run on is broken or deleted; they run on the last valid version they ran on until it is fixed (see the state manager's log)",
+		functionMetric(fnStateManager, metrics.MachineInvalid, "Sum", "events on a broken or deleted machine file"), 1)
 	alarm("EventQueueAgeAlarm", fmt.Sprintf("stackseam: an event has waited %s or more in the event queue", p.EventQueueAgeAlarmThreshold),
 		age(s.EventQueue), p.EventQueueAgeAlarmThreshold.Seconds())
 	alarm("TaskQueueAgeAlarm", fmt.Sprintf("stackseam: a task message has waited %s or more in the task queue", p.TaskQueueAgeAlarmThreshold),

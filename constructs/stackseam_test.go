@@ -32,7 +32,7 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::Lambda::Function":           2, // no custom resources without MachinesDir
 		"AWS::Lambda::EventSourceMapping": 2,
 		"AWS::IAM::Role":                  3, // two functions and the flow log
-		"AWS::CloudWatch::Alarm":          10,
+		"AWS::CloudWatch::Alarm":          11,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::Logs::LogGroup":             3,
 		"AWS::SNS::Topic":                 1, // notifications
@@ -281,6 +281,12 @@ func TestDefaultAlarms(t *testing.T) {
 			"Dimensions": queueName("EventQueue"), "Statistic": "Maximum", "Threshold": 900.0},
 		"TaskQueueAgeAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage",
 			"Dimensions": queueName("TaskQueue"), "Statistic": "Maximum", "Threshold": 3600.0},
+		"MachineInvalidAlarm": {"Threshold": 1.0, "Metrics": []any{map[string]any{
+			"Id": "m1", "Label": "events on a broken or deleted machine file", "ReturnData": true,
+			"MetricStat": map[string]any{"Period": 300.0, "Stat": "Sum", "Metric": map[string]any{
+				"Namespace": "stackseam", "MetricName": "MachineInvalid",
+				"Dimensions": []any{map[string]any{"Name": "Function", "Value": "statemanager"}}}},
+		}}},
 		// Metrics Insights over the EMF dimension sets the state manager writes; the Event and
 		// Executor values come from the machine files, so the query sums over all of them.
 		"FailedTasksAlarm": {"Threshold": 1.0, "Metrics": []any{map[string]any{

@@ -27,9 +27,17 @@ import (
 // is one. Errors wrapping machine.ErrUnknownMachine or
 // machine.ErrInvalidMachine are permanent (the event is rejected); any other
 // error is retried.
+//
+// Get and Names may list, read and parse (I/O, CPU): the applier calls them
+// only before taking a stack's lock. Loaded and Version only read what is
+// already parsed, and are what the applier calls under the lock; Remember
+// parses a version read back from the database, outside the lock.
 type Machines interface {
 	Get(ctx context.Context, name string) (*machine.Machine, error)
 	Names(ctx context.Context) ([]string, error)
+	Loaded(name string) (*machine.Machine, error)
+	Version(hash string) *machine.Machine
+	Remember(name string, body []byte) (*machine.Machine, error)
 }
 
 // Applier applies event-queue messages. Its fields are set once; it is safe
@@ -100,8 +108,9 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 	}
 	log := a.logger().With("stackId", ev.StackID, "event", ev.Event, "messageId", m.ID)
 
-	// Load the machine the event names before taking the lock; a stack that
-	// already exists may use another one, looked up inside.
+	// Load the machine the event names before taking the lock (Names
+	// refreshes the catalog when due, for events that name none); under the
+	// lock the applier only reads what is already parsed (pickMachine).
 	var named *machine.Machine
 	var namedErr error
 	if ev.Machine != "" {
@@ -110,25 +119,47 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 			log.Warn("machine source unavailable; will retry", "machine", ev.Machine, "outcome", "retry", "error", namedErr)
 			return fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
 		}
+	} else if _, err := a.Machines.Names(ctx); err != nil {
+		log.Warn("machine source unavailable; going on with the machines loaded", "error", err)
 	}
-	res, err := a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: m.ID, Event: ev},
-		func(current *engine.Stack) (engine.Decision, error) {
-			in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID}
-			switch {
-			case current == nil || current.Machine == ev.Machine:
-				in.Machine, in.MachineErr = named, namedErr
-			default:
-				in.Machine, in.MachineErr = a.Machines.Get(ctx, current.Machine)
-				if in.MachineErr != nil && !permanent(in.MachineErr) {
-					return engine.Decision{}, fmt.Errorf("error loading machine %s: %w", current.Machine, in.MachineErr)
+	var res store.ApplyResult
+	var fellBack, unusable string
+	for attempt := 0; ; attempt++ {
+		fellBack = ""
+		res, err = a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: m.ID, Event: ev},
+			func(current *engine.Stack) (engine.Decision, error) {
+				in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID}
+				var err error
+				in.Machine, in.MachineErr, fellBack, err = a.pickMachine(current, ev, named, namedErr, unusable)
+				if err != nil {
+					return engine.Decision{}, err
 				}
+				d := engine.Apply(in)
+				if a.Outlets[store.DestinationNotification] == nil {
+					d.Notifications = nil
+				}
+				return d, nil
+			})
+		var need *needVersion
+		if attempt > 0 || !errors.As(err, &need) {
+			break
+		}
+		// The stack runs on a version this process has not parsed: read and parse it with no
+		// lock held, then decide again.
+		if err := a.loadVersion(ctx, need.hash); err != nil {
+			if !errors.Is(err, store.ErrNoMachineVersion) && !permanent(err) {
+				log.Warn("machine version not loaded; will retry", "outcome", "retry", "error", err)
+				return err
 			}
-			d := engine.Apply(in)
-			if a.Outlets[store.DestinationNotification] == nil {
-				d.Notifications = nil
-			}
-			return d, nil
-		})
+			// Not stored, or refused by today's rules: retrying cannot help, so decide without it.
+			log.Warn("the stack's machine version cannot be used", "error", err)
+			unusable = need.hash
+		}
+	}
+	if fellBack != "" && err == nil {
+		log.Warn("machine file unusable; the stack runs on the last valid version it ran on", "reason", fellBack)
+		a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
+	}
 	if store.IsDataError(err) {
 		// PostgreSQL refuses the values themselves: every retry would fail the same way.
 		return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: the database cannot store this event: %v", message.ErrInvalid, err))
@@ -321,16 +352,25 @@ type SweepResult struct {
 // processed event keys and rejections past their Retention, in bounded batches.
 func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResult, error) {
 	var res SweepResult
-	names, err := a.Machines.Names(ctx)
+	names, err := a.sweepMachines(ctx)
 	if err != nil {
-		return res, fmt.Errorf("error listing machines for the sweep: %w", err)
+		return res, err
 	}
 	now := a.now()
 	var expired []store.OutboxMessage
 	for _, name := range names {
 		m, err := a.Machines.Get(ctx, name)
-		if err != nil {
-			continue // an invalid machine has no stacks to expire; Get logs nothing, events report it
+		if err != nil && permanent(err) {
+			// Broken or deleted while stacks run on it: their time-to-live events still go
+			// out, by the last version a stack was pinned to, and the alarm hears of it.
+			m = a.lastStoredVersion(ctx, name)
+			if m != nil {
+				a.logger().Warn("machine file unusable; its stacks' time-to-live events follow the last version stored", "machine", name, "reason", err.Error())
+				a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
+			}
+		}
+		if m == nil {
+			continue
 		}
 		for _, stateName := range m.StateOrder {
 			st := m.States[stateName]
@@ -371,6 +411,46 @@ func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResu
 	}
 	res.PrunedEvents, res.PrunedRejections, err = a.prune(ctx, now)
 	return res, err
+}
+
+// sweepMachines returns the names of the catalog's machines and of the
+// machines live stacks run on (a deleted file's stacks included).
+func (a *Applier) sweepMachines(ctx context.Context) ([]string, error) {
+	names, err := a.Machines.Names(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("error listing machines for the sweep: %w", err)
+	}
+	inUse, err := a.Store.StackMachines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range append(names, inUse...) {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// lastStoredVersion parses the latest stored version of machine name, or
+// returns nil when there is none (or it cannot be read now).
+func (a *Applier) lastStoredVersion(ctx context.Context, name string) *machine.Machine {
+	body, err := a.Store.LatestMachineVersion(ctx, name)
+	if err != nil {
+		if !errors.Is(err, store.ErrNoMachineVersion) {
+			a.logger().Warn("stored machine version not read", "machine", name, "error", err.Error())
+		}
+		return nil
+	}
+	m, err := a.Machines.Remember(name, body)
+	if err != nil {
+		a.logger().Warn("stored machine version not parsed", "machine", name, "error", err.Error())
+		return nil
+	}
+	return m
 }
 
 func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time.Duration) {
@@ -440,6 +520,68 @@ func (a *Applier) recordDecision(res store.ApplyResult) {
 	if transitions > 0 {
 		a.Metrics.Record(nil, metrics.Value{Name: "Transitions", Unit: metrics.Count, Value: float64(transitions)})
 	}
+}
+
+// needVersion aborts a decision whose stack runs on a machine version not yet
+// parsed in this process; Handle loads it outside the transaction and retries.
+type needVersion struct{ hash string }
+
+func (e *needVersion) Error() string {
+	return fmt.Sprintf("machine version %s is not loaded", e.hash)
+}
+
+// pickMachine chooses, under the stack's lock and without I/O, the machine an
+// event is decided with (README "Machine files", "When a machine file
+// changes"): the current valid version of the stack's machine when it still
+// has the stack's state; otherwise the version the stack last ran on. A new
+// stack uses the current version or is rejected. fellBack says why the
+// current version was not used when that was because the file is broken or
+// gone (not for a source outage, nor a new version without the state).
+//
+// unusable names a pinned version that could not be loaded for good (not
+// stored, or refused by today's rules); it is treated as no version at all.
+func (a *Applier) pickMachine(current *engine.Stack, ev message.Event, named *machine.Machine, namedErr error, unusable string) (m *machine.Machine, mErr error, fellBack string, err error) {
+	if current == nil {
+		return named, namedErr, "", nil
+	}
+	cur, curErr := named, namedErr
+	if current.Machine != ev.Machine {
+		cur, curErr = a.Machines.Loaded(current.Machine)
+	}
+	if cur != nil && cur.States[current.State] != nil {
+		return cur, nil, "", nil
+	}
+	if current.MachineHash == "" || current.MachineHash == unusable || (cur != nil && cur.Hash == current.MachineHash) {
+		// Nothing to fall back to (a stack stored before versions were kept).
+		if curErr != nil && !permanent(curErr) {
+			return nil, nil, "", fmt.Errorf("error loading machine %s: %w", current.Machine, curErr)
+		}
+		if curErr != nil {
+			a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
+		}
+		return cur, curErr, "", nil
+	}
+	pinned := a.Machines.Version(current.MachineHash)
+	if pinned == nil {
+		return nil, nil, "", &needVersion{hash: current.MachineHash}
+	}
+	if curErr != nil && permanent(curErr) {
+		fellBack = curErr.Error()
+	}
+	return pinned, nil, fellBack, nil
+}
+
+// loadVersion reads the machine version stored under hash and parses it into
+// the catalog.
+func (a *Applier) loadVersion(ctx context.Context, hash string) error {
+	name, body, err := a.Store.MachineVersion(ctx, hash)
+	if err != nil {
+		return err
+	}
+	if _, err := a.Machines.Remember(name, body); err != nil {
+		return fmt.Errorf("error parsing stored machine version %s: %w", hash, err)
+	}
+	return nil
 }
 
 func permanent(err error) bool {

@@ -18,6 +18,14 @@ import (
 // maxRetryDelay is the longest delay SQS accepts on a message (DelaySeconds).
 const maxRetryDelay = 15 * time.Minute
 
+// MaxTransitionsPerEvent bounds the states one event moves a stack through,
+// NEXT included. Validation already refuses cycles NEXT alone could drive,
+// and NEXT fires only once a state's tasks are done, so real machines stay
+// far below it; the bound keeps a decision (and the history rows it writes)
+// small whatever the machine says. Advances past it are not taken, and the
+// history says so.
+const MaxTransitionsPerEvent = 50
+
 // Stack is the current state of one stack, as the store keeps it.
 type Stack struct {
 	ID            string
@@ -33,6 +41,11 @@ type Stack struct {
 	// LastActivityAt is the time of the last applied event (time-to-live
 	// clocks start from it).
 	LastActivityAt time.Time
+	// MachineHash is the version of the machine (machine.Machine.Hash) the
+	// stack's last applied event ran on; empty for stacks stored before
+	// versions were kept. The stack falls back to it when its machine file
+	// is broken, deleted, or no longer has the stack's state.
+	MachineHash string
 }
 
 // Clone returns a deep copy, so a decision never aliases its input.
@@ -107,6 +120,9 @@ type Decision struct {
 	// Notifications tell subscribers about transitions, task failures and
 	// removal, in order.
 	Notifications []message.Notification
+	// Machine is the machine version an applied decision was made with; the
+	// store keeps its body so the stack can run on it again.
+	Machine *machine.Machine
 }
 
 // History kinds.
@@ -159,6 +175,8 @@ type applier struct {
 	newRuns map[string]bool
 	delays  map[string]time.Duration
 	why     map[string]string
+	// transitions counts the states entered by this event.
+	transitions int
 }
 
 func (a *applier) run() Decision {
@@ -368,9 +386,16 @@ func (a *applier) redispatch(i int, why string, delay time.Duration) {
 // runActions applies an `on` list in order.
 func (a *applier) runActions(actions []machine.Action, trigger string) {
 	for _, act := range actions {
-		if act.Kind == machine.ActionAdvance {
-			a.enter(act.State, trigger)
+		if act.Kind != machine.ActionAdvance {
+			continue
 		}
+		if a.transitions >= MaxTransitionsPerEvent {
+			a.record(HistoryEntry{Kind: KindEvent, Event: trigger, FromState: a.s.State,
+				Reason: fmt.Sprintf("stopped after %d transitions for one event; the advance to %s was not taken", MaxTransitionsPerEvent, act.State)})
+			return
+		}
+		a.transitions++
+		a.enter(act.State, trigger)
 	}
 }
 
@@ -443,6 +468,8 @@ func (a *applier) allCompleted() bool {
 func (a *applier) finish() Decision {
 	a.s.Version++
 	a.s.LastActivityAt = a.now
+	a.s.MachineHash = a.m.Hash
+	a.d.Machine = a.m
 	a.d.Outcome = Applied
 	a.d.Notifications = notifications(a.s, a.d.History)
 	if a.d.Removed {

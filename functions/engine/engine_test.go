@@ -482,3 +482,28 @@ func TestStackMetadataIsBounded(t *testing.T) {
 	d = b.apply(message.Event{Event: message.EventRetryPendingTasks, Metadata: chunk("a")})
 	require.Equal(t, Applied, d.Outcome)
 }
+
+func TestTransitionsPerEventAreBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// LAUNCH lists more advances than one event may take, hopping between
+	// two states without tasks.
+	var hops []machine.Action
+	for i := 0; i < MaxTransitionsPerEvent*3; i++ {
+		hops = append(hops, machine.Action{Kind: machine.ActionAdvance, State: []string{"RUN", "PROVISION"}[i%2]})
+	}
+	b.m.States["INIT"].On["LAUNCH"] = hops
+	d := b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	require.Equal(t, Applied, d.Outcome)
+	transitions, stopped := 0, 0
+	for _, h := range d.History {
+		switch {
+		case h.Kind == KindTransition:
+			transitions++
+		case h.Kind == KindEvent && strings.Contains(h.Reason, "stopped after"):
+			stopped++
+		}
+	}
+	require.Equal(t, MaxTransitionsPerEvent, transitions)
+	require.Equal(t, 1, stopped, "the history says why the rest was not taken")
+}

@@ -2,6 +2,8 @@ package machine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -66,8 +68,16 @@ type Catalog struct {
 	attemptedAt time.Time // when the last listing started
 	lastErr     error     // why the last listing failed, if it did
 
+	// versions holds every valid version parsed, by hash: the current ones
+	// and earlier ones stacks still run on (see Version, Remember).
+	versions map[string]*Machine
+
 	lists, reads atomic.Int64
 }
+
+// maxVersions bounds the parsed versions a catalog keeps besides the
+// current ones; past it the others are dropped and parsed again when needed.
+const maxVersions = 256
 
 // entry is what the catalog knows about one machine name.
 type entry struct {
@@ -110,7 +120,7 @@ func newCatalog(src source, opts CatalogOptions) *Catalog {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Catalog{src: src, opts: opts, sem: make(chan struct{}, 1), entries: map[string]*entry{}}
+	return &Catalog{src: src, opts: opts, sem: make(chan struct{}, 1), entries: map[string]*entry{}, versions: map[string]*Machine{}}
 }
 
 // Get returns the machine called name.
@@ -138,6 +148,74 @@ func (c *Catalog) Get(ctx context.Context, name string) (*Machine, error) {
 	default:
 		return nil, fmt.Errorf("machine %s is not in %s: %w", name, c.src, ErrUnknownMachine)
 	}
+}
+
+// Loaded returns the machine called name as the catalog holds it now. It
+// never lists, reads or parses, so it is what code holding a lock calls (the
+// store's apply transaction); Get, called before taking the lock, keeps
+// the catalog fresh. A name the catalog holds nothing for gives an error
+// wrapping ErrUnknownMachine.
+func (c *Catalog) Loaded(name string) (*Machine, error) {
+	e := c.lookup(name)
+	switch {
+	case e != nil && e.machine != nil:
+		return e.machine, nil
+	case e != nil:
+		return nil, e.err
+	default:
+		return nil, fmt.Errorf("machine %s is not in %s: %w", name, c.src, ErrUnknownMachine)
+	}
+}
+
+// Version returns the valid version of a machine whose Hash is hash, if the
+// catalog has parsed it: from the source, now or before (so the last valid
+// version of a file since broken or deleted is still here), or through
+// Remember. Like Loaded, it never parses.
+func (c *Catalog) Version(hash string) *Machine {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.versions[hash]
+}
+
+// Remember parses a stored version of machine name (body as it was read
+// from its file) and keeps it for Version. It is how a process that never
+// saw the file valid (a cold start after the file broke) gets the version a
+// stack runs on back from the database. Call it outside any lock.
+func (c *Catalog) Remember(name string, body []byte) (*Machine, error) {
+	sum := sha256.Sum256(body)
+	hash := hex.EncodeToString(sum[:])
+	if m := c.Version(hash); m != nil && m.Name == name {
+		return m, nil
+	}
+	if len(body) > maxFileSize {
+		return nil, fmt.Errorf("stored machine %s@%s: %w: larger than %d bytes", name, hash[:12], ErrInvalidMachine, maxFileSize)
+	}
+	m, err := Parse(name, "stored:"+name+"@"+hash[:12], body)
+	if err != nil {
+		return nil, fmt.Errorf("stored machine %s@%s: %w:\n%w", name, hash[:12], ErrInvalidMachine, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keepVersion(m)
+	return m, nil
+}
+
+// keepVersion adds m to versions; the caller holds mu.
+func (c *Catalog) keepVersion(m *Machine) {
+	if len(c.versions) >= maxVersions {
+		current := map[string]bool{}
+		for _, e := range c.entries {
+			if e.machine != nil {
+				current[e.machine.Hash] = true
+			}
+		}
+		for h := range c.versions {
+			if !current[h] {
+				delete(c.versions, h)
+			}
+		}
+	}
+	c.versions[m.Hash] = m
 }
 
 // Names returns the names of every machine file in the source, valid or not,
@@ -200,8 +278,21 @@ func (c *Catalog) refreshIfDue(ctx context.Context, forced bool) error {
 	if ok, err := due(); !ok {
 		return err
 	}
-	if err := c.acquire(ctx); err != nil {
-		return err
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		// Another goroutine is refreshing (listing, reading, parsing). A
+		// catalog that has loaded before serves what it has rather than wait
+		// for it; only a first load, or a name it has never seen, waits.
+		c.mu.RLock()
+		loaded, err := !c.nextRefresh.IsZero(), c.lastErr
+		c.mu.RUnlock()
+		if loaded && !forced {
+			return err
+		}
+		if err := c.acquire(ctx); err != nil {
+			return err
+		}
 	}
 	defer c.release()
 	// Another goroutine may have refreshed while this one waited.
@@ -274,6 +365,11 @@ func (c *Catalog) refresh(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries = next
+	for _, e := range next {
+		if e.machine != nil {
+			c.keepVersion(e.machine)
+		}
+	}
 	c.lastErr = nil
 	c.nextRefresh = start.Add(c.opts.RefreshInterval)
 	if failed {

@@ -400,3 +400,103 @@ func TestCatalogRejectsHugeFiles(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidMachine)
 	require.ErrorContains(t, err, "larger than")
 }
+
+func TestCatalogKeepsTheLastValidVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupDir(t, map[string]string{"a.yml": validMachine})
+	first, err := b.catalog.Get(ctx, "a")
+	require.NoError(t, err)
+	require.Len(t, first.Hash, 64)
+	require.Equal(t, validMachine, string(first.Body))
+
+	// Broken, then deleted: Get and Loaded say so, Version still has the valid one.
+	b.write(t, "a.yml", invalidMachine)
+	b.clock.Add(time.Minute)
+	_, err = b.catalog.Get(ctx, "a")
+	require.ErrorIs(t, err, ErrInvalidMachine)
+	_, err = b.catalog.Loaded("a")
+	require.ErrorIs(t, err, ErrInvalidMachine)
+	require.Same(t, first, b.catalog.Version(first.Hash))
+
+	require.NoError(t, os.Remove(filepath.Join(b.dir, "a.yml")))
+	b.clock.Add(time.Minute)
+	_, err = b.catalog.Get(ctx, "a")
+	require.ErrorIs(t, err, ErrUnknownMachine)
+	require.Same(t, first, b.catalog.Version(first.Hash))
+}
+
+func TestCatalogLoadedNeverReadsTheSource(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := &fakeSource{files: map[string]string{}, versions: map[string]int{}}
+	src.set("a", validMachine)
+	c := newCatalog(src, CatalogOptions{})
+	_, err := c.Loaded("a")
+	require.ErrorIs(t, err, ErrUnknownMachine, "nothing loaded yet, and Loaded does not load")
+	require.Zero(t, c.Stats().Lists)
+
+	_, err = c.Get(ctx, "a")
+	require.NoError(t, err)
+	src.set("a", otherMachine)
+	m, err := c.Loaded("a")
+	require.NoError(t, err)
+	require.Equal(t, validMachine, string(m.Body), "the parsed snapshot, not the changed source")
+	require.Equal(t, CatalogStats{Lists: 1, Reads: 1}, c.Stats())
+}
+
+func TestCatalogRememberParsesStoredVersions(t *testing.T) {
+	t.Parallel()
+	c := newCatalog(&fakeSource{files: map[string]string{}, versions: map[string]int{}}, CatalogOptions{})
+	m, err := c.Remember("gone", []byte(otherMachine))
+	require.NoError(t, err)
+	require.Equal(t, "gone", m.Name)
+	require.Same(t, m, c.Version(m.Hash))
+	again, err := c.Remember("gone", []byte(otherMachine))
+	require.NoError(t, err)
+	require.Same(t, m, again, "parsed once")
+
+	_, err = c.Remember("bad", []byte(invalidMachine))
+	require.ErrorIs(t, err, ErrInvalidMachine)
+}
+
+// slowSource blocks its listing while held is open.
+type slowSource struct {
+	*fakeSource
+	held chan struct{}
+}
+
+func (s *slowSource) list(ctx context.Context) ([]object, error) {
+	if s.held != nil {
+		<-s.held
+	}
+	return s.fakeSource.list(ctx)
+}
+
+func TestCatalogGetDoesNotWaitForARefreshInProgress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	src := &slowSource{fakeSource: &fakeSource{files: map[string]string{}, versions: map[string]int{}}}
+	src.set("a", validMachine)
+	c := newCatalog(src, CatalogOptions{Now: clk.Now})
+	first, err := c.Get(ctx, "a")
+	require.NoError(t, err)
+
+	// The listing is due; one Get starts it and is held inside it.
+	clk.Add(time.Minute)
+	src.held = make(chan struct{})
+	refreshing := make(chan struct{})
+	go func() {
+		defer close(refreshing)
+		_, _ = c.Get(ctx, "a")
+	}()
+	require.Eventually(t, func() bool { return c.Stats().Lists == 2 }, 10*time.Second, time.Millisecond)
+
+	// Another Get is answered from what is loaded, without waiting.
+	m, err := c.Get(ctx, "a")
+	require.NoError(t, err)
+	require.Same(t, first, m)
+	close(src.held)
+	<-refreshing
+}

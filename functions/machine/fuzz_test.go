@@ -15,7 +15,7 @@ const parseLimit = 5 * time.Second
 
 // knownRules are the rule ids of rules.go; every problem must carry one.
 var knownRules = map[string]bool{
-	RuleYAML: true, RuleEmpty: true, RuleMachineName: true, RuleType: true, RuleUnknownKey: true,
+	RuleYAML: true, RuleAliases: true, RuleNextCycle: true, RuleEmpty: true, RuleMachineName: true, RuleType: true, RuleUnknownKey: true,
 	RuleDuplicateKey: true, RuleRequired: true, RuleVersion: true, RuleEventName: true, RuleDuplicateEvent: true,
 	RuleStateName: true, RuleDuplicateState: true, RuleMissingInit: true, RuleNoTerminal: true,
 	RuleUndeclaredEvent: true, RuleAction: true, RuleAdvanceTarget: true, RuleUnknownTask: true,
@@ -46,6 +46,16 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// Aliased states, `on` lists and merged mappings: the shapes that once
+	// expanded without bound (see cost_test.go), small enough to mutate.
+	f.Add([]byte(aliasedStates(3, 4)))
+	f.Add([]byte(billionLaughs()))
+	f.Add([]byte(mergedMappings()))
+	f.Add([]byte(header + "x-l: &l [{action: no-op}]\nx-s: &s {on: {GO: *l, STOP: *l}}\n" +
+		"states:\n  INIT: {<<: *s, on: {GO: [{action: advance, state: A}]}}\n  A: *s\n  B: {<<: [*s, {terminal: true}]}\n"))
+	f.Add([]byte(header + "x-s: &s {tasks: [t], on: {NEXT: [{action: advance, state: B}]}}\n" +
+		"states:\n  INIT: {on: {GO: [{action: advance, state: A}]}}\n  A: *s\n  B: {<<: *s, on: {NEXT: [{action: advance, state: A}]}}\n" +
+		"  DONE: {terminal: true}\ntasks: {t: {executor: lambda, config: {name: f}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := parseWithin(t, data)
 		if err != nil {
@@ -146,5 +156,31 @@ func checkMachine(t *testing.T, m *Machine) {
 	}
 	if len(m.StateOrder) != len(m.States) {
 		t.Fatalf("StateOrder has %d states, States %d", len(m.StateOrder), len(m.States))
+	}
+	// No state NEXT alone drives round for ever: follow the last NEXT advance
+	// from each state with tasks; it must end within len(States) steps.
+	for start := range m.States {
+		cur := start
+		for step := 0; ; step++ {
+			st := m.States[cur]
+			next := ""
+			if st != nil && !st.Terminal && len(st.Tasks) > 0 {
+				for _, a := range st.On[EventNext] {
+					if a.Kind == ActionAdvance {
+						next = a.State
+					}
+				}
+			}
+			if next == "" {
+				break
+			}
+			if step > len(m.States) {
+				t.Fatalf("accepted with a NEXT-only cycle through %s", start)
+			}
+			cur = next
+		}
+	}
+	if len(m.Hash) != 64 || len(m.Body) == 0 {
+		t.Fatalf("accepted without its version: hash %q, %d bytes", m.Hash, len(m.Body))
 	}
 }

@@ -51,6 +51,12 @@ type Machine struct {
 	// Warnings are problems that do not stop the machine from being used,
 	// such as unreachable states.
 	Warnings []Problem
+	// Hash identifies this version of the machine: the hex SHA-256 of the
+	// file's bytes. A stack records the version it last ran on.
+	Hash string
+	// Body is the file as read, kept so the version can be stored and
+	// parsed again when the file changes or disappears.
+	Body []byte
 }
 
 // State is one state of a machine.

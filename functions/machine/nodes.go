@@ -2,6 +2,7 @@ package machine
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sort"
 	"strings"
@@ -9,28 +10,81 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// maxNodes bounds how many nodes one file may expand to through aliases and
-// merge keys. A few hundred lines never come near it; a "billion laughs" file
-// would otherwise hang the loader of a long-running process.
+// maxNodes bounds how many nodes the aliases of one file may expand to, in
+// all: every alias (including the `<<: *name` of a merge) is charged the
+// number of nodes the value it names holds once expanded, aliases inside it
+// included. A node with text weighs one more for every textBytes bytes of
+// it, since reading a long name through many aliases costs its length each
+// time. A few hundred lines never come near it; a "billion laughs" file,
+// or one that lists a large anchored mapping under every state, is refused
+// before anything is expanded.
 const maxNodes = 100_000
+
+// textBytes is how many bytes of a node's text weigh as much as a node.
+const textBytes = 64
+
+// maxProblems bounds how many problems (and, separately, warnings) one parse
+// keeps; past it they are only counted, so a hostile file cannot make the
+// report itself huge.
+const maxProblems = 1000
+
+// maxMessage bounds one problem's message; a message quoting a long name is
+// cut.
+const maxMessage = 512
 
 // parser collects the problems of one file while walking its yaml.Node tree.
 type parser struct {
 	file     string
 	problems []Problem
 	warnings []Problem
-	// budget counts down the nodes still allowed to be visited through
-	// aliases (see maxNodes).
-	budget    int
-	overspent bool
+	// seen drops exact repeats, which appear when one anchored mapping is
+	// used in several places.
+	seen map[Problem]bool
+	// more counts the distinct problems past maxProblems; overflow holds
+	// their hashes only, so counting them costs little.
+	more     int
+	overflow map[uint64]bool
+	// suggestions counts the "did you mean" searches done; they compare
+	// names pairwise, so only the first few problems get one.
+	suggestions int
 }
 
 func (p *parser) problem(n *yaml.Node, rule, format string, args ...any) {
-	p.problems = append(p.problems, p.at(n, rule, format, args...))
+	p.problems = p.keep(p.problems, p.at(n, rule, format, args...), true)
 }
 
 func (p *parser) warn(n *yaml.Node, rule, format string, args ...any) {
-	p.warnings = append(p.warnings, p.at(n, rule, format, args...))
+	p.warnings = p.keep(p.warnings, p.at(n, rule, format, args...), false)
+}
+
+// problemSeed seeds the hashes of problems past maxProblems.
+var problemSeed = maphash.MakeSeed()
+
+// keep adds pr to list unless it is a repeat or the list is full; count says
+// whether problems past the limit are counted in more (warnings are not).
+func (p *parser) keep(list []Problem, pr Problem, count bool) []Problem {
+	if p.seen == nil {
+		p.seen = map[Problem]bool{}
+	}
+	if p.seen[pr] {
+		return list
+	}
+	if len(list) >= maxProblems {
+		if !count {
+			return list
+		}
+		h := maphash.Comparable(problemSeed, pr)
+		if !p.overflow[h] {
+			if p.overflow == nil {
+				p.overflow = map[uint64]bool{}
+			}
+			p.overflow[h] = true
+			p.more++
+		}
+		return list
+	}
+	p.seen[pr] = true
+	return append(list, pr)
 }
 
 func (p *parser) at(n *yaml.Node, rule, format string, args ...any) Problem {
@@ -38,7 +92,11 @@ func (p *parser) at(n *yaml.Node, rule, format string, args ...any) Problem {
 	if n != nil && n.Line > 0 {
 		line, col = n.Line, n.Column
 	}
-	return Problem{File: p.file, Line: line, Column: col, Rule: rule, Message: fmt.Sprintf(format, args...)}
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > maxMessage {
+		msg = strings.ToValidUTF8(msg[:maxMessage], "") + "…"
+	}
+	return Problem{File: p.file, Line: line, Column: col, Rule: rule, Message: msg}
 }
 
 // pos formats where a node is, as line:column.
@@ -46,18 +104,55 @@ func pos(n *yaml.Node) string {
 	return fmt.Sprintf("%d:%d", n.Line, n.Column)
 }
 
-// spend takes one node from the budget and reports false (once, as a
-// problem) when it is exhausted.
-func (p *parser) spend(n *yaml.Node) bool {
-	if p.budget <= 0 {
-		if !p.overspent {
-			p.overspent = true
-			p.problem(n, RuleYAML, "the file expands to more than %d nodes through aliases", maxNodes)
+// chargeAliases walks the document as written, before anything reads it
+// through aliases, and charges every alias the size of the value it names
+// once fully expanded (aliases within counted again, recursively). It
+// reports false, with a problem at the alias that crossed the line, when the
+// total passes maxNodes or an alias names a value that contains it. The walk
+// visits each written node once and the sizes are memoised, so this costs
+// what the file weighs, whatever the aliases would expand to.
+func (p *parser) chargeAliases(root *yaml.Node) bool {
+	const open = -1 // size of a node whose walk has not finished
+	sizes := map[*yaml.Node]int{}
+	budget := maxNodes
+	ok := true
+	var walk func(n *yaml.Node) int
+	walk = func(n *yaml.Node) int {
+		if n.Kind == yaml.AliasNode {
+			size, done := sizes[n.Alias]
+			switch {
+			case n.Alias == nil || !done:
+				// Anchors precede their aliases, so an unwalked target
+				// cannot occur; stay safe rather than recurse.
+				p.problem(n, RuleAliases, "alias *%s names nothing usable", n.Value)
+				ok = false
+				return 1
+			case size == open:
+				p.problem(n, RuleAliases, "alias *%s refers to a value that contains it", n.Value)
+				ok = false
+				return 1
+			}
+			budget -= size
+			if budget < 0 && ok {
+				p.problem(n, RuleAliases, "alias *%s expands to %d nodes; with the aliases and merge keys before it the file expands to more than %d nodes",
+					n.Value, size, maxNodes)
+				ok = false
+			}
+			return size
 		}
-		return false
+		sizes[n] = open
+		size := 1 + len(n.Value)/textBytes
+		for _, c := range n.Content {
+			if !ok {
+				break
+			}
+			size = min(size+walk(c), maxNodes+1)
+		}
+		sizes[n] = size
+		return size
 	}
-	p.budget--
-	return true
+	walk(root)
+	return ok
 }
 
 // resolve follows aliases to the node they name.
@@ -202,9 +297,6 @@ func (p *parser) merged(v *yaml.Node, visiting map[*yaml.Node]bool) []pair {
 			p.problem(s, RuleYAML, "merge key (<<) includes the mapping it is part of")
 			continue
 		}
-		if !p.spend(s) {
-			return out
-		}
 		// Duplicates inside the merged mapping are reported where it is
 		// defined; only the kept pairs come through.
 		for _, mp := range p.pairsVisiting(m, RuleDuplicateKey, "key", visiting) {
@@ -306,13 +398,23 @@ func (p *parser) unknownKey(k *yaml.Node, where string, allowed ...string) {
 // closest returns the candidate within a small edit distance of s.
 func closest(s string, candidates []string) string {
 	best, bestD := "", 3
+	if len(s) > maxSuggestLen {
+		return ""
+	}
 	for _, c := range candidates {
+		if len(c) > maxSuggestLen || len(c)-len(s) >= bestD || len(s)-len(c) >= bestD {
+			continue // too long to compare, or too far apart to be a typo
+		}
 		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
 }
+
+// maxSuggestLen bounds the names closest compares; the edit distance costs
+// the product of the lengths, and a typo of a long name is rare.
+const maxSuggestLen = 64
 
 func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
@@ -344,7 +446,7 @@ func (p *parser) toJSON(raw *yaml.Node, rule string) any {
 
 func (p *parser) toJSONVisiting(raw *yaml.Node, rule string, visiting map[*yaml.Node]bool) any {
 	n := resolve(raw)
-	if n == nil || !p.spend(raw) {
+	if n == nil {
 		return nil
 	}
 	if visiting[n] {

@@ -2,6 +2,8 @@ package machine
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +24,9 @@ type ValidationError struct {
 	File string
 	// Problems is sorted by line and column.
 	Problems []Problem
+	// More counts the problems found past the first maxProblems, which are
+	// not kept.
+	More int
 }
 
 // Error prints one problem per line as "file:line:col: message [rule]".
@@ -29,6 +34,9 @@ func (e *ValidationError) Error() string {
 	lines := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
 		lines[i] = p.String()
+	}
+	if e.More > 0 {
+		lines = append(lines, fmt.Sprintf("%s: and %d more problems", e.File, e.More))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -76,12 +84,15 @@ func ParseFile(path string) (*Machine, error) {
 // against. A file that breaks any rule gives a *ValidationError listing every
 // problem; warnings (such as unreachable states) land in Machine.Warnings.
 func Parse(name, file string, data []byte) (*Machine, error) {
-	p := &parser{file: file, budget: maxNodes}
+	p := &parser{file: file}
 	m := p.machine(name, data)
 	if len(p.problems) > 0 {
-		return nil, &ValidationError{File: file, Problems: sortProblems(p.problems)}
+		return nil, &ValidationError{File: file, Problems: sortProblems(p.problems), More: p.more}
 	}
 	m.Warnings = sortProblems(p.warnings)
+	sum := sha256.Sum256(data)
+	m.Hash = hex.EncodeToString(sum[:])
+	m.Body = data
 	return m, nil
 }
 
@@ -109,7 +120,7 @@ func (p *parser) machine(name string, data []byte) *Machine {
 			name, machineNamePattern)
 	}
 	root := p.document(data)
-	if root == nil {
+	if root == nil || !p.chargeAliases(root) {
 		return m
 	}
 	top, ok := p.mapping(root, "a machine file", RuleType)

@@ -100,7 +100,7 @@ func TestInvalidFixtures(t *testing.T) {
 	for _, rule := range []string{
 		RuleYAML, RuleEmpty, RuleMachineName, RuleType, RuleUnknownKey, RuleDuplicateKey,
 		RuleRequired, RuleVersion, RuleEventName, RuleDuplicateEvent, RuleStateName,
-		RuleDuplicateState, RuleMissingInit, RuleNoTerminal, RuleUndeclaredEvent, RuleAction,
+		RuleDuplicateState, RuleMissingInit, RuleAliases, RuleNextCycle, RuleNoTerminal, RuleUndeclaredEvent, RuleAction,
 		RuleAdvanceTarget, RuleUnknownTask, RuleDuplicateTask, RuleNextRequired, RuleTaskName,
 		RuleExecutor, RuleTerraformConfig, RuleLambdaConfig, RuleRetry, RuleTimeout, RuleTTL,
 	} {
@@ -190,9 +190,11 @@ func TestParseAnchorsAndMergeKeys(t *testing.T) {
 	// The explicit `on` replaces the merged one as a whole; its own merge
 	// key brings STOP.
 	require.Equal(t, map[string][]Action{
-		"NEXT": {{Kind: ActionAdvance, State: "RUN"}},
+		"NEXT": {{Kind: ActionAdvance, State: "IDLE"}},
 		"STOP": {{Kind: ActionAdvance, State: "DONE"}},
 	}, run.On)
+	require.Equal(t, map[string][]Action{"STOP": {{Kind: ActionAdvance, State: "DONE"}}}, m.States["IDLE"].On,
+		"an alias as a whole state")
 
 	work := m.Tasks["work"]
 	require.Equal(t, ExecutorLambda, work.Executor)
@@ -266,7 +268,7 @@ func TestParseAliasExpansionIsBounded(t *testing.T) {
 	_, err := Parse("bomb", "bomb.yml", []byte(b.String()))
 	var verr *ValidationError
 	require.ErrorAs(t, err, &verr)
-	require.Equal(t, RuleYAML, verr.Problems[0].Rule)
+	require.Equal(t, RuleAliases, verr.Problems[0].Rule)
 	require.Contains(t, verr.Problems[0].Message, "expands to more than")
 }
 

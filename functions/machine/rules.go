@@ -4,8 +4,11 @@ package machine
 // the JSON Schema refer to them, so an id is never renamed or reused.
 const (
 	// RuleYAML: the file is not well-formed YAML (or holds more than one
-	// document, or expands aliases beyond reason).
+	// document).
 	RuleYAML = "yaml"
+	// RuleAliases: the file's aliases and merge keys expand to more than
+	// 100,000 nodes in all, or an alias names a value that contains it.
+	RuleAliases = "aliases"
 	// RuleEmpty: the file holds no document.
 	RuleEmpty = "empty"
 	// RuleMachineName: the file name cannot be used as a machine name in
@@ -63,6 +66,10 @@ const (
 	RuleTimeout = "timeout"
 	// RuleTTL: a state's `ttl` is wrong (stackseam addition).
 	RuleTTL = "ttl"
+	// RuleNextCycle: states with tasks whose NEXT advances lead back round
+	// to themselves, so a stack would run their tasks for ever without any
+	// event from outside.
+	RuleNextCycle = "next-cycle"
 )
 
 // Rule ids of warnings: the machine works, but probably not as meant.

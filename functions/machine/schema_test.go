@@ -38,6 +38,7 @@ var beyondSchema = map[string]string{
 	machine.RuleAdvanceTarget:   "a cross-reference: an advance must name an existing state (a missing `state:` the schema does see)",
 	machine.RuleUndeclaredEvent: "a cross-reference: an event handled in `on` or sent by a ttl must be declared under events",
 	machine.RuleTTL:             "partly: the state must handle its ttl event, and after must be at least 1s in whole seconds",
+	machine.RuleNextCycle:       "a cross-reference: which states the NEXT advances of states with tasks lead to",
 }
 
 // schemaAccepts lists the invalid fixtures the schema accepts by design:
@@ -45,12 +46,15 @@ var beyondSchema = map[string]string{
 var schemaAccepts = []string{
 	"_machine-name.yml", // machine-name
 	"unknown-task.yml",  // unknown-task
+	"next-cycle.yml",    // next-cycle
 }
 
 // yamlRefuses lists the invalid fixtures that are not YAML data at all
 // (syntax errors, duplicate keys, bad merges). Editors report those as YAML
 // errors before any schema is consulted, and so does this test's decoder.
 var yamlRefuses = []string{
+	"aliases.yml",        // a value containing itself
+	"aliases-budget.yml", // the decoder refuses excessive aliasing too
 	"duplicate-key.yml",
 	"duplicate-state.yml",
 	"merge.yml",

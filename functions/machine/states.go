@@ -2,7 +2,9 @@ package machine
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -43,6 +45,63 @@ func (p *parser) states(kv *pair, m *Machine, sc *scope) {
 	}
 	if sc.states[StateInit] != nil {
 		p.reachable(m, sc)
+	}
+	p.nextCycles(m, sc)
+}
+
+// nextCycles reports each cycle a stack would go round for ever on its own:
+// NEXT fires when a state's tasks are all completed, so from a state with
+// tasks whose NEXT ends in a state with tasks, and so on back to the first,
+// a stack runs the same tasks again and again without any event from
+// outside. (A state without tasks rests until an event arrives, which
+// breaks such a chain; a terminal state removes the stack.) Where NEXT
+// advances several times the stack ends in the last target, so that is the
+// edge followed. Each state has at most one such edge, so following them
+// from every state finds every cycle in linear time.
+func (p *parser) nextCycles(m *Machine, sc *scope) {
+	next := func(name string) (string, bool) {
+		st := m.States[name]
+		if st == nil || st.Terminal || len(st.Tasks) == 0 {
+			return "", false
+		}
+		target := ""
+		for _, a := range st.On[EventNext] {
+			if a.Kind == ActionAdvance {
+				target = a.State
+			}
+		}
+		return target, target != ""
+	}
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	mark := map[string]int{}
+	for _, start := range m.StateOrder {
+		var path []string
+		cur := start
+		for mark[cur] == unseen {
+			mark[cur] = onPath
+			path = append(path, cur)
+			nxt, ok := next(cur)
+			if !ok {
+				break
+			}
+			cur = nxt
+		}
+		if mark[cur] == onPath && len(path) > 0 {
+			if _, ok := next(cur); ok {
+				i := slices.Index(path, cur)
+				cycle := append(slices.Clone(path[i:]), cur)
+				p.problem(sc.states[cur], RuleNextCycle,
+					"NEXT leads round %s for ever: each state has tasks and its NEXT advances to the next, so a stack would run their tasks again and again with no event from outside; end the cycle in a state without tasks or a terminal state",
+					strings.Join(cycle, " → "))
+			}
+		}
+		for _, name := range path {
+			mark[name] = done
+		}
 	}
 }
 
@@ -97,7 +156,7 @@ func (p *parser) stateTasks(raw *yaml.Node, sc *scope) []string {
 		}
 		seen[name] = it
 		if sc.tasksOK && sc.tasks[name] == nil {
-			p.problem(it, RuleUnknownTask, "task %q is not defined under tasks%s", name, suggest(name, keys(sc.tasks)))
+			p.problem(it, RuleUnknownTask, "task %q is not defined under tasks%s", name, p.suggest(name, sc.tasks))
 		}
 		sc.tasksUsed[name] = true
 		list = append(list, name)
@@ -114,7 +173,7 @@ func (p *parser) on(raw *yaml.Node, st *State, sc *scope) {
 	for _, e := range entries {
 		ev := e.Key.Value
 		if sc.eventsOK && ev != EventNext && sc.events[ev] == nil {
-			p.problem(e.Key, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, suggest(ev, keys(sc.events)))
+			p.problem(e.Key, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, p.suggest(ev, sc.events))
 		}
 		items, _ := p.sequence(e.Value, "on."+ev, RuleType)
 		actions := []Action{}
@@ -180,7 +239,7 @@ func (p *parser) action(raw *yaml.Node, sc *scope) (Action, bool) {
 			return Action{}, false
 		}
 		if sc.states[target] == nil {
-			p.problem(state.Value, RuleAdvanceTarget, "state %s does not exist%s", target, suggest(target, keys(sc.states)))
+			p.problem(state.Value, RuleAdvanceTarget, "state %s does not exist%s", target, p.suggest(target, sc.states))
 		}
 		return Action{Kind: ActionAdvance, State: target}, true
 	default:
@@ -215,7 +274,7 @@ func (p *parser) ttl(kv *pair, st *State, sc *scope) *TTL {
 				p.problem(f.Value, RuleTTL, "a ttl cannot send NEXT; NEXT is fired when a state's tasks are done")
 			case !sc.eventsOK:
 			case sc.events[ev] == nil:
-				p.problem(f.Value, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, suggest(ev, keys(sc.events)))
+				p.problem(f.Value, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, p.suggest(ev, sc.events))
 			case !st.Handles(ev):
 				p.problem(f.Value, RuleTTL, "state %s does not handle %s, so the ttl would only send an event that is rejected", st.Name, ev)
 			}
@@ -279,10 +338,18 @@ func (p *parser) reachable(m *Machine, sc *scope) {
 	}
 }
 
-// suggest returns ` (did you mean "X"?)` when a candidate is a likely typo
-// of s.
-func suggest(s string, candidates []string) string {
-	if c := closest(s, candidates); c != "" {
+// maxSuggestions bounds how many problems get a "did you mean": each search
+// compares the name with every candidate.
+const maxSuggestions = 100
+
+// suggest returns ` (did you mean "X"?)` when a name of candidates is a
+// likely typo of s.
+func (p *parser) suggest(s string, candidates map[string]*yaml.Node) string {
+	if p.suggestions >= maxSuggestions {
+		return ""
+	}
+	p.suggestions++
+	if c := closest(s, keys(candidates)); c != "" {
 		return fmt.Sprintf(" (did you mean %s?)", c)
 	}
 	return ""

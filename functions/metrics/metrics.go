@@ -21,6 +21,12 @@ const DatabaseUnavailable = "DatabaseUnavailable"
 // large, or refused by SQS as they are). An alarm watches it.
 const OutboxParked = "OutboxParked"
 
+// MachineInvalid counts events whose stack's machine file is broken or deleted (the stack ran on
+// the last valid version it ran on, or, with none stored, the event was rejected), and sweeps that
+// found such a machine with stacks (so the alarm holds while nothing happens). The file needs
+// fixing.
+const MachineInvalid = "MachineInvalid"
+
 // Units used by stackseam's metrics.
 const (
 	Count        = "Count"

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -28,6 +29,9 @@ type Store struct {
 	// onAuthFailure is called when the server refuses our credentials, so a
 	// rotated secret is read again on the next connection.
 	onAuthFailure func()
+	// versions holds the machine versions (hashes) this process has seen
+	// stored in machine_versions.
+	versions sync.Map
 }
 
 // New returns a store on an existing pool.
@@ -172,6 +176,15 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 			}
 		}
 	}
+	var newVersion string
+	if d.Outcome == engine.Applied && d.Stack != nil && !d.Removed && d.Machine != nil && d.Machine.Hash != "" &&
+		(current == nil || current.MachineHash != d.Machine.Hash) && !s.storedVersion(d.Machine.Hash) {
+		// First time this stack runs on this version: keep its body, so the stack can run on it
+		// again whatever becomes of the file. ON CONFLICT: another stack may have stored it.
+		newVersion = d.Machine.Hash
+		b.Queue(`INSERT INTO machine_versions (hash, name, body, stored_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING`,
+			d.Machine.Hash, d.Machine.Name, d.Machine.Body, now)
+	}
 	if d.Outcome == engine.Rejected {
 		b.Queue(`INSERT INTO rejections (at, message_id, stack_id, event, reason) VALUES ($1, $2, $3, $4, $5)`,
 			now, in.MessageID, in.StackID, in.Event.Event, d.Reason)
@@ -221,7 +234,59 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 		return res, s.noteErr(fmt.Errorf("error saving stack %s: %w", in.StackID, err))
 	}
 	inTx = false
+	if newVersion != "" {
+		s.versions.Store(newVersion, true)
+	}
 	return ApplyResult{Decision: d, Outbox: append(pending, inserted...)}, nil
+}
+
+// StackMachines returns the names of the machines live stacks run on, sorted.
+func (s *Store) StackMachines(ctx context.Context) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT DISTINCT machine FROM stacks ORDER BY machine`)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error listing the machines of live stacks: %w", err))
+	}
+	return names, nil
+}
+
+// LatestMachineVersion returns the body of the version of machine name a
+// stack was most recently pinned to first, wrapping ErrNoMachineVersion when
+// none is stored.
+func (s *Store) LatestMachineVersion(ctx context.Context, name string) ([]byte, error) {
+	var body []byte
+	err := s.pool.QueryRow(ctx, `SELECT body FROM machine_versions WHERE name = $1 ORDER BY stored_at DESC, hash LIMIT 1`, name).Scan(&body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("error loading the latest version of machine %s: %w", name, ErrNoMachineVersion)
+	}
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error loading the latest version of machine %s: %w", name, err))
+	}
+	return body, nil
+}
+
+// storedVersion reports whether this process has seen machine version hash
+// committed to machine_versions, so Apply sends a body once per process.
+func (s *Store) storedVersion(hash string) bool {
+	_, ok := s.versions.Load(hash)
+	return ok
+}
+
+// ErrNoMachineVersion is wrapped by MachineVersion when no body is stored
+// under the hash.
+var ErrNoMachineVersion = errors.New("machine version not stored")
+
+// MachineVersion returns the name and file body of the machine version
+// stored under hash (see Apply). It reads outside any transaction.
+func (s *Store) MachineVersion(ctx context.Context, hash string) (name string, body []byte, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT name, body FROM machine_versions WHERE hash = $1`, hash).Scan(&name, &body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, fmt.Errorf("error loading machine version %s: %w", hash, ErrNoMachineVersion)
+	}
+	if err != nil {
+		return "", nil, s.noteErr(fmt.Errorf("error loading machine version %s: %w", hash, err))
+	}
+	return name, body, nil
 }
 
 func readFirstBatch(br pgx.BatchResults) (current *engine.Stack, processed bool, pending []OutboxMessage, err error) {
@@ -413,15 +478,15 @@ func IsAuthFailure(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000")
 }
 
-const stackColumns = `id, machine, state, previous_state, metadata, tasks, version, created_at, state_entered_at, last_activity_at`
+const stackColumns = `id, machine, state, previous_state, metadata, tasks, version, created_at, state_entered_at, last_activity_at, machine_hash`
 
 const selectStack = `SELECT ` + stackColumns + ` FROM stacks WHERE id = $1`
 
 const insertStack = `INSERT INTO stacks (` + stackColumns + `, updated_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 
 const updateStack = `UPDATE stacks SET machine = $2, state = $3, previous_state = $4, metadata = $5, tasks = $6,
-	version = $7, created_at = $8, state_entered_at = $9, last_activity_at = $10, updated_at = $11 WHERE id = $1`
+	version = $7, created_at = $8, state_entered_at = $9, last_activity_at = $10, machine_hash = $11, updated_at = $12 WHERE id = $1`
 
 const insertHistory = `INSERT INTO history (stack_id, machine, at, kind, event, from_state, to_state, task, task_run_id,
 	duration_ms, reason, detail, message_id)
@@ -440,7 +505,7 @@ func scanStack(row pgx.CollectableRow) (*engine.Stack, error) {
 	var s engine.Stack
 	var metadata, tasks []byte
 	err := row.Scan(&s.ID, &s.Machine, &s.State, &s.PreviousState, &metadata, &tasks, &s.Version,
-		&s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt)
+		&s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt, &s.MachineHash)
 	if err != nil {
 		return nil, err
 	}
@@ -465,7 +530,7 @@ func stackArgs(s *engine.Stack, now time.Time) ([]any, error) {
 		return nil, fmt.Errorf("error encoding tasks of stack %s: %w", s.ID, err)
 	}
 	return []any{s.ID, s.Machine, s.State, s.PreviousState, string(md), string(tasks), s.Version,
-		s.CreatedAt, s.StateEnteredAt, s.LastActivityAt, now}, nil
+		s.CreatedAt, s.StateEnteredAt, s.LastActivityAt, s.MachineHash, now}, nil
 }
 
 type historyRow struct {

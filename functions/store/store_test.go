@@ -306,3 +306,37 @@ func TestEnqueueExpiredSendsOncePerIdleVisit(t *testing.T) {
 	require.Len(t, again, 1)
 	require.Equal(t, "busy", again[0].StackID)
 }
+
+func TestStacksRecordTheMachineVersionTheyRanOn(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.m.Hash, b.m.Body = "hash-1", []byte("version: 1 # first")
+	b.apply(t, "v1", message.Event{StackID: "v", Event: "LAUNCH", Machine: "env"})
+	got, err := b.store.GetStack(b.ctx, "v")
+	require.NoError(t, err)
+	require.Equal(t, "hash-1", got.MachineHash)
+	name, body, err := b.store.MachineVersion(b.ctx, "hash-1")
+	require.NoError(t, err)
+	require.Equal(t, "env", name)
+	require.Equal(t, b.m.Body, body)
+
+	// A second version: the stack moves to it, and its body is stored beside the first.
+	b.m.Hash, b.m.Body = "hash-2", []byte("version: 1 # second")
+	b.apply(t, "v2", message.Event{StackID: "v", Event: message.EventRetryPendingTasks})
+	got, err = b.store.GetStack(b.ctx, "v")
+	require.NoError(t, err)
+	require.Equal(t, "hash-2", got.MachineHash)
+	require.Equal(t, 2, b.count(t, "SELECT count(*) FROM machine_versions"))
+
+	_, _, err = b.store.MachineVersion(b.ctx, "missing")
+	require.ErrorIs(t, err, ErrNoMachineVersion)
+
+	latest, err := b.store.LatestMachineVersion(b.ctx, "env")
+	require.NoError(t, err)
+	require.Equal(t, "version: 1 # second", string(latest))
+	_, err = b.store.LatestMachineVersion(b.ctx, "other")
+	require.ErrorIs(t, err, ErrNoMachineVersion)
+	inUse, err := b.store.StackMachines(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"env"}, inUse)
+}
