@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,24 +22,6 @@ import (
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
-
-// machines is a fixed set of machines.
-type machines map[string]*machine.Machine
-
-func (m machines) Get(_ context.Context, name string) (*machine.Machine, error) {
-	if mm, ok := m[name]; ok {
-		return mm, nil
-	}
-	return nil, fmt.Errorf("%w: %s", machine.ErrUnknownMachine, name)
-}
-
-func (m machines) Names(context.Context) ([]string, error) {
-	var names []string
-	for n := range m {
-		names = append(names, n)
-	}
-	return names, nil
-}
 
 // outlet records what it is given and answers with fail (nil: everything sent).
 type outlet struct {
@@ -85,7 +69,8 @@ func setup(t *testing.T) *bundle {
 	t.Cleanup(st.Close)
 	_, err = st.Migrate(t.Context())
 	require.NoError(t, err)
-	m, err := machine.Parse("pair", "pair.yml", []byte(`version: 1
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pair.yml"), []byte(`version: 1
 events: [LAUNCH, DESTROY]
 states:
   INIT:
@@ -103,10 +88,9 @@ states:
 tasks:
   infra: {executor: lambda, config: {name: infra-fn}}
   dns: {executor: lambda, config: {name: dns-fn}}
-`))
-	require.NoError(t, err)
+`), 0o644))
 	b := &bundle{store: st, tasks: &outlet{}, events: &outlet{}}
-	b.app = &Applier{Store: st, Machines: machines{"pair": m},
+	b.app = &Applier{Store: st, Machines: machine.NewDirCatalog(dir, machine.CatalogOptions{}),
 		Outlets: map[string]Outlet{store.DestinationTask: b.tasks.send, store.DestinationEvent: b.events.send}}
 	return b
 }
