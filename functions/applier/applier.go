@@ -49,10 +49,10 @@ type Applier struct {
 	// …Notification) to where its messages go. Without a notification
 	// outlet no notifications are written at all.
 	Outlets map[string]Outlet
-	// ResultKey, when it is a key, is the one results must be signed with: a TASK_COMPLETED or
-	// TASK_ERROR without the satisfier's signature is rejected as forged. The zero key accepts
-	// unsigned results (local development).
-	ResultKey signing.Key
+	// ResultKey, when a key is configured, is the one results must be signed with: a
+	// TASK_COMPLETED or TASK_ERROR without the satisfier's signature is rejected as forged. Nil, or
+	// none configured, accepts unsigned results (local development).
+	ResultKey *signing.Source
 	// Metrics receives the EMF metrics; nil records none.
 	Metrics *metrics.Recorder
 	// Logger defaults to slog.Default().
@@ -90,11 +90,18 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 	if err != nil {
 		return a.rejectUnparsed(ctx, m, err)
 	}
-	if ev.IsResult() && a.ResultKey.Required() && !a.ResultKey.Verify(m.Body, m.Attributes[signing.Attribute]) {
-		// Only the satisfier (and this function) can read the key: a principal that may only
-		// publish events cannot settle a task, and so cannot end a destroy early or inject outputs.
-		return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: %s for run %s is not signed by this deployment's satisfier; results are accepted only from it",
-			message.ErrInvalid, ev.Event, ev.TaskRunID))
+	if ev.IsResult() && a.ResultKey.Configured() {
+		key, err := a.ResultKey.Key(ctx)
+		if err != nil {
+			// Secrets Manager unreachable: the result is retried, not judged.
+			return fmt.Errorf("error reading the result signing key: %w", err)
+		}
+		if !key.Verify(m.Body, m.Attributes[signing.Attribute]) {
+			// Only the satisfier (and this function) can read the key: a principal that may only
+			// publish events cannot settle a task, and so cannot end a destroy early or inject outputs.
+			return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: %s for run %s is not signed by this deployment's satisfier; results are accepted only from it",
+				message.ErrInvalid, ev.Event, ev.TaskRunID))
+		}
 	}
 	if m.GroupID != "" && m.GroupID != ev.StackID {
 		// The FIFO group is what keeps a stack's events in order; an event sent in another

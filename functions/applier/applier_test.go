@@ -142,7 +142,7 @@ func TestHandleAcceptsOnlySignedResultsWhenAKeyIsSet(t *testing.T) {
 	b := setup(t)
 	key, err := signing.NewKey(strings.Repeat("s", 32))
 	require.NoError(t, err)
-	b.app.ResultKey = key
+	b.app.ResultKey = signing.Fixed(key)
 	require.NoError(t, b.handle(t, "s3", `{"stackId":"s3","event":"LAUNCH","machine":"pair"}`, nil))
 	var task message.Task
 	require.NoError(t, json.Unmarshal([]byte(b.tasks.sent[0].Body), &task))

@@ -37,8 +37,12 @@ func TaskQueue(client *sqs.Client, url string) Outlet {
 // manager sends itself: the group is the stack, and the deduplication id is the
 // event's eventId, so a row sent twice is queued once. With a key, each message
 // is signed like the satisfier's results (a parked task's TASK_ERROR is one).
-func EventQueue(client *sqs.Client, url string, key signing.Key) Outlet {
+func EventQueue(client *sqs.Client, url string, keys *signing.Source) Outlet {
 	return func(ctx context.Context, rows []store.OutboxMessage) error {
+		key, err := keys.Key(ctx)
+		if err != nil {
+			return fmt.Errorf("error reading the result signing key: %w", err)
+		}
 		msgs := make([]queue.Outgoing, len(rows))
 		for i, r := range rows {
 			var ev struct {

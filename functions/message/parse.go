@@ -97,9 +97,20 @@ func (m Metadata) validate(field string, nullRemoves bool) error {
 func (m Metadata) Bytes() int {
 	n := 0
 	for k, v := range m {
-		n += len(k) + valueBytes(v)
+		n += encodedLen(k) + valueBytes(v)
 	}
 	return n
+}
+
+// encodedLen is the length of s as encoding/json writes it inside a message (escapes included,
+// quotes not): what a value costs in every task message that carries it, so that escaping can
+// not make a message larger than the limits promise.
+func encodedLen(s string) int {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return len(s)
+	}
+	return len(b) - 2
 }
 
 // MergedBytes is the size of base after merging add into it (add's keys replace base's, and a
@@ -108,10 +119,10 @@ func MergedBytes(base, add Metadata) int {
 	n := base.Bytes()
 	for k, v := range add {
 		if old, ok := base[k]; ok {
-			n -= len(k) + valueBytes(old)
+			n -= encodedLen(k) + valueBytes(old)
 		}
 		if v != nil {
-			n += len(k) + valueBytes(v)
+			n += encodedLen(k) + valueBytes(v)
 		}
 	}
 	return n
@@ -120,7 +131,7 @@ func MergedBytes(base, add Metadata) int {
 func valueBytes(v any) int {
 	switch v := v.(type) {
 	case string:
-		return len(v)
+		return encodedLen(v)
 	case json.Number:
 		return len(v)
 	case bool:

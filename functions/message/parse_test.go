@@ -83,6 +83,14 @@ func TestParseEventRejectsWithReasons(t *testing.T) {
 		"metadata too big": {`{"stackId":"a","event":"LAUNCH","metadata":{` + bigMetadata(5, 8000) + `}}`,
 			"bytes (keys and values); at most 32768"},
 		"empty": {``, "malformed JSON"},
+		// What would grow past the limits on the way: jsonb writes numbers out in full, and a
+		// value's escapes are paid in every task message.
+		"tiny exponent":     {`{"stackId":"a","event":"LAUNCH","metadata":{"x":1e-16000}}`, "is 16001 digits written out"},
+		"large exponent":    {`{"stackId":"a","event":"LAUNCH","metadata":{"x":1e300}}`, "is 301 digits written out"},
+		"lone surrogate":    {`{"stackId":"a","event":"LAUNCH","metadata":{"x":"\ud800"}}`, "half of a surrogate pair"},
+		"low surrogate":     {`{"stackId":"a","event":"LAUNCH","metadata":{"x":"a\udc00"}}`, "half of a surrogate pair"},
+		"noncharacter":      {`{"stackId":"a","event":"LAUNCH","metadata":{"x":"\uffff"}}`, "noncharacter U+FFFF, which SQS refuses"},
+		"escapes are bytes": {`{"stackId":"a","event":"LAUNCH","metadata":{"x":"` + strings.Repeat("<", 6000) + `"}}`, "at most 32768"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -122,6 +130,14 @@ func TestParseEventTruncatesDescriptionsOnCharacterBoundaries(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, utf8.ValidString(ev.Description))
 	require.True(t, strings.HasSuffix(ev.Description, "…(truncated)"))
+}
+
+func TestParseEventAcceptsOrdinaryNumbersAndEscapes(t *testing.T) {
+	t.Parallel()
+	ev, err := ParseEvent([]byte(`{"stackId":"a","event":"LAUNCH","metadata":{"a":1.5e3,"b":12345678901234567890,"c":-0.25,"d":"\ud83d\ude00","e":"\\ud800","f":"tab\tnew\nline"}}`))
+	require.NoError(t, err)
+	require.Equal(t, "😀", ev.Metadata["d"], "a surrogate pair is one character")
+	require.Equal(t, `\ud800`, ev.Metadata["e"], "an escaped backslash is not an escape")
 }
 
 func TestParseEventAcceptsEveryDeclaredField(t *testing.T) {

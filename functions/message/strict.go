@@ -70,6 +70,9 @@ func strictJSON(body []byte, allowed map[string]bool, nested map[string]map[stri
 	if !utf8.Valid(body) {
 		return errors.New("malformed JSON: the message is not valid UTF-8")
 	}
+	if err := checkEscapes(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var stack []*jsonFrame
@@ -91,8 +94,8 @@ func strictJSON(body []byte, allowed map[string]bool, nested map[string]map[stri
 				stack = stack[:len(stack)-1]
 			} else {
 				key := tok.(string) // the decoder returns only strings in key position
-				if strings.IndexByte(key, 0) >= 0 {
-					return fmt.Errorf("%skey %q contains a NUL character", top.path, key)
+				if err := storableString(key); err != nil {
+					return fmt.Errorf("%skey %q %v", top.path, key, err)
 				}
 				if top.keys[key] {
 					return fmt.Errorf("%skey %q appears twice", top.path, key)
@@ -133,8 +136,8 @@ func strictJSON(body []byte, allowed map[string]bool, nested map[string]map[stri
 					stack = stack[:len(stack)-1]
 				}
 			case string:
-				if strings.IndexByte(v, 0) >= 0 {
-					return fmt.Errorf("%s%s contains a NUL character", pathOf(top), lastKey)
+				if err := storableString(v); err != nil {
+					return fmt.Errorf("%s%s %v", pathOf(top), lastKey, err)
 				}
 			case json.Number:
 				if len(v) > maxNumberLen {
@@ -142,6 +145,11 @@ func strictJSON(body []byte, allowed map[string]bool, nested map[string]map[stri
 				}
 				if _, err := strconv.ParseFloat(string(v), 64); err != nil {
 					return fmt.Errorf("%s%s: number %s is out of range", pathOf(top), lastKey, v)
+				}
+				if n := expandedLen(string(v)); n > maxNumberLen {
+					// PostgreSQL's jsonb writes a number out in full: 1e-16000 is 16,009 characters
+					// in every row and task message that carries it.
+					return fmt.Errorf("%s%s: number %s is %d digits written out; at most %d are allowed", pathOf(top), lastKey, v, n, maxNumberLen)
 				}
 			}
 		}
@@ -169,4 +177,76 @@ func pathOf(f *jsonFrame) string {
 		return ""
 	}
 	return f.path
+}
+
+// storableString refuses what PostgreSQL text or an SQS message cannot carry: NUL, and the
+// noncharacters U+FFFE and U+FFFF, which SQS refuses in a message body (encoding/json writes
+// them unescaped, so a task message carrying one could never be sent).
+func storableString(s string) error {
+	for _, r := range s {
+		switch r {
+		case 0:
+			return errors.New("contains a NUL character")
+		case 0xFFFE, 0xFFFF:
+			return fmt.Errorf("contains the noncharacter U+%04X, which SQS refuses", r)
+		}
+	}
+	return nil
+}
+
+// checkEscapes refuses \u escapes of UTF-16 surrogates that are not a valid pair: encoding/json
+// would turn each into U+FFFD, so the value stored would not be the value sent.
+func checkEscapes(body []byte) error {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(body[i+2:i+6]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // some other escape: skip the escaped character
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			if lo, ok := hex4(i + 6); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+				i += 11
+				continue
+			}
+			return fmt.Errorf("malformed JSON: \\u%04X at byte %d is half of a surrogate pair", r, i)
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return fmt.Errorf("malformed JSON: \\u%04X at byte %d is half of a surrogate pair", r, i)
+		}
+		i += 5
+	}
+	return nil
+}
+
+// expandedLen is how many digits a JSON number has written out without an exponent, as
+// PostgreSQL's numeric (and so jsonb) keeps it: 1.5e3 is 4, 1e-5 is 6.
+func expandedLen(num string) int {
+	mant, exp := num, 0
+	if i := strings.IndexAny(num, "eE"); i >= 0 {
+		mant = num[:i]
+		e, err := strconv.Atoi(num[i+1:])
+		if err != nil {
+			return len(num)
+		}
+		exp = e
+	}
+	mant = strings.TrimPrefix(mant, "-")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	intDigits := len(strings.TrimLeft(intPart, "0"))
+	switch {
+	case exp >= 0:
+		return max(intDigits+exp, len(intPart)) + max(len(frac)-exp, 0)
+	default:
+		return len(intPart) + len(frac) - exp
+	}
 }

@@ -35,9 +35,15 @@ type Gate struct {
 	// Probe reports whether the dependency is available (nil error). Required. It is called with
 	// a context bounded by ProbeTimeout.
 	Probe func(ctx context.Context) error
-	// ProbeEvery is the wait between probes while the gate is closed. Defaults to 5s.
+	// Transient, when set, says which handler errors are the dependency's rather than the
+	// message's (a connection lost, a server shutting down, a read-only database): such a
+	// failure is marked ErrPaused even when the probe passes, so it is never dead-lettered as if
+	// the message were poison. Defaults to nil: only the probe decides.
+	Transient func(error) bool
+	// ProbeEvery is the wait between probes while the gate is closed, and between attempts to
+	// pause delivery that failed. Defaults to 5s.
 	ProbeEvery time.Duration
-	// ProbeTimeout bounds one probe. Defaults to 10s.
+	// ProbeTimeout bounds one probe. Defaults to 5s.
 	ProbeTimeout time.Duration
 	// Pauser stops and restarts delivery where the platform delivers (Lambda's event-source
 	// mapping). Nil in local mode, where the Poller itself stops receiving.
@@ -47,12 +53,15 @@ type Gate struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
-	mu        sync.Mutex
-	closed    bool
-	since     time.Time
-	lastProbe time.Time
-	lastErr   error
-	reopened  chan struct{} // closed and replaced when the gate opens
+	mu         sync.Mutex
+	closed     bool
+	paused     bool // Pauser.Pause succeeded for this outage
+	lastPause  time.Time
+	since      time.Time
+	probeStart time.Time // when the last finished probe began
+	lastErr    error
+	reopened   chan struct{} // closed and replaced when the gate opens
+	inflight   *probeCall
 }
 
 // Pauser stops and resumes a platform's delivery of messages to this function. Both must be
@@ -61,6 +70,10 @@ type Pauser interface {
 	Pause(ctx context.Context) error
 	Resume(ctx context.Context) error
 }
+
+// pauserTimeout bounds one Pause or Resume call, made with a context of its own: the message's
+// may be at its deadline.
+const pauserTimeout = 10 * time.Second
 
 func (g *Gate) logger() *slog.Logger {
 	if g.Logger != nil {
@@ -87,14 +100,16 @@ func (g *Gate) Closed() bool {
 func (g *Gate) probe(ctx context.Context) error {
 	timeout := g.ProbeTimeout
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = 5 * time.Second
 	}
+	began := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := g.Probe(pctx)
 	g.mu.Lock()
-	g.lastProbe = time.Now()
-	g.lastErr = err
+	if began.After(g.probeStart) {
+		g.probeStart, g.lastErr = began, err
+	}
 	g.mu.Unlock()
 	if err != nil && g.OnUnavailable != nil {
 		g.OnUnavailable(ctx, err)
@@ -102,100 +117,148 @@ func (g *Gate) probe(ctx context.Context) error {
 	return err
 }
 
-// probeSince probes unless a probe finished after since, in which case that probe's result
-// stands: ten messages of one batch failing together cost one probe, not ten, and a failure is
-// never judged by a probe older than itself.
-func (g *Gate) probeSince(ctx context.Context, since time.Time) error {
-	g.mu.Lock()
-	fresh := g.lastProbe.After(since)
-	last := g.lastErr
-	g.mu.Unlock()
-	if fresh {
-		return last
-	}
-	return g.probe(ctx)
-}
-
-// close closes the gate (once per outage) and pauses delivery.
-func (g *Gate) close(ctx context.Context, cause error) {
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
-		return
-	}
-	g.closed = true
-	g.since = time.Now()
-	g.mu.Unlock()
-	g.logger().ErrorContext(ctx, "dependency unavailable: pausing consumption until it is back",
-		"error", cause.Error(), "outcome", "paused")
-	if g.Pauser != nil {
-		if err := g.Pauser.Pause(ctx); err != nil {
-			g.logger().ErrorContext(ctx, "could not pause the event source; messages keep being received", "error", err.Error())
-		}
-	}
-}
-
-// open opens the gate and resumes delivery.
-func (g *Gate) open(ctx context.Context) error {
-	if g.Pauser != nil {
-		// Resume first: if it fails the gate stays closed and the next check tries again.
-		if err := g.Pauser.Resume(ctx); err != nil {
+// probeAfter returns the result of a probe that began after t: a finished one, one in flight, or
+// a new one. Ten messages of one batch failing together so cost one or two probes, not ten, and
+// a failure is never judged by a probe that began before it.
+func (g *Gate) probeAfter(ctx context.Context, t time.Time) error {
+	for {
+		g.mu.Lock()
+		if g.probeStart.After(t) {
+			err := g.lastErr
+			g.mu.Unlock()
 			return err
 		}
+		if c := g.inflight; c != nil {
+			g.mu.Unlock()
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if c.began.After(t) {
+				return c.err
+			}
+			continue
+		}
+		c := &probeCall{began: time.Now(), done: make(chan struct{})}
+		g.inflight = c
+		g.mu.Unlock()
+		c.err = g.probe(ctx)
+		g.mu.Lock()
+		g.inflight = nil
+		g.mu.Unlock()
+		close(c.done)
+		return c.err
+	}
+}
+
+// probeCall is a probe in flight that others may wait for.
+type probeCall struct {
+	began time.Time
+	done  chan struct{}
+	err   error
+}
+
+// close closes the gate and pauses delivery. A pause that failed (Lambda API throttled, a
+// mapping update in progress) is tried again by later calls, at most once per ProbeEvery.
+func (g *Gate) close(ctx context.Context, cause error) {
+	g.mu.Lock()
+	first := !g.closed
+	if first {
+		g.closed = true
+		g.since = time.Now()
+	}
+	tryPause := g.Pauser != nil && !g.paused && (first || time.Since(g.lastPause) >= g.probeEvery())
+	if tryPause {
+		g.lastPause = time.Now()
+	}
+	g.mu.Unlock()
+	if first {
+		g.logger().ErrorContext(ctx, "dependency unavailable: pausing consumption until it is back",
+			"error", cause.Error(), "outcome", "paused")
+	}
+	if !tryPause {
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pauserTimeout)
+	defer cancel()
+	if err := g.Pauser.Pause(pctx); err != nil {
+		g.logger().ErrorContext(ctx, "could not pause the event source yet; will try again", "error", err.Error())
+		return
 	}
 	g.mu.Lock()
+	g.paused = g.closed
+	g.mu.Unlock()
+}
+
+// open opens the gate and resumes delivery. The gate opens here whatever Resume says, so a
+// container is never stuck closed by the Lambda API; a failed Resume is logged and the next
+// Check tries it again.
+func (g *Gate) open(ctx context.Context) {
+	g.mu.Lock()
 	was, since := g.closed, g.since
-	g.closed = false
+	g.closed, g.paused = false, false
 	if g.reopened != nil {
 		close(g.reopened)
 		g.reopened = nil
 	}
 	g.mu.Unlock()
+	if g.Pauser != nil {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pauserTimeout)
+		defer cancel()
+		if err := g.Pauser.Resume(pctx); err != nil {
+			g.logger().ErrorContext(ctx, "could not resume the event source; the next scheduled check tries again", "error", err.Error())
+		}
+	}
 	if was {
 		g.logger().InfoContext(ctx, "dependency available again: consumption resumed",
 			"outcome", "resumed", "pausedMs", time.Since(since).Milliseconds())
 	}
-	return nil
 }
 
 // Guard wraps a message handler: while the gate is closed a message fails with ErrPaused unless
 // a probe (at most one per ProbeEvery) finds the dependency back; when handle fails and a probe
-// made after the failure began confirms the dependency is down, the gate closes.
+// that began after the failure confirms the dependency is down, the gate closes. A failure the
+// probe confirms, or that Transient recognises, is marked ErrPaused. A failure after ctx ended
+// (shutdown, the invocation's deadline) is returned as it is: it says nothing about the
+// dependency.
 func (g *Gate) Guard(handle func(ctx context.Context, m Message) error) func(ctx context.Context, m Message) error {
 	return func(ctx context.Context, m Message) error {
 		if g.Closed() {
-			// At most one probe per ProbeEvery while closed.
-			if err := g.probeSince(ctx, time.Now().Add(-g.probeEvery())); err != nil {
+			if err := g.probeAfter(ctx, time.Now().Add(-g.probeEvery())); err != nil {
+				g.close(ctx, err) // retries a pause that failed
 				return fmt.Errorf("not handled: %w", ErrPaused)
 			}
-			if err := g.open(ctx); err != nil {
-				return fmt.Errorf("not handled: %w", ErrPaused)
-			}
+			g.open(ctx)
 		}
-		started := time.Now()
 		err := handle(ctx, m)
-		if err == nil {
-			return nil
+		if err == nil || ctx.Err() != nil {
+			return err
 		}
-		if perr := g.probeSince(ctx, started); perr != nil {
+		if perr := g.probeAfter(ctx, time.Now()); perr != nil {
 			g.close(ctx, perr)
 			// Marked as the outage it is, so that nothing treats it as the message's own failure
 			// (DeadLetter does not move it on a last receive).
+			return fmt.Errorf("%w: %w", ErrPaused, err)
+		}
+		if g.Transient != nil && g.Transient(err) {
 			return fmt.Errorf("%w: %w", ErrPaused, err)
 		}
 		return err
 	}
 }
 
-// Check probes the dependency: when it is down the gate closes (and delivery is paused); when it
-// is up the gate opens (and delivery resumes, if it was paused). Lambda's scheduled tick calls it,
-// because a paused event-source mapping delivers nothing that could reopen the gate.
+// Check probes the dependency: when it is down the gate closes (and delivery is paused, or the
+// pause tried again); when it is up the gate opens (and delivery resumes, if it was paused). It
+// returns the probe's error only. Lambda's scheduled tick calls it, because a paused
+// event-source mapping delivers nothing that could reopen the gate.
 func (g *Gate) Check(ctx context.Context) error {
 	if err := g.probe(ctx); err != nil {
 		g.close(ctx, err)
 		return err
 	}
-	return g.open(ctx)
+	g.open(ctx)
+	return nil
 }
 
 // Start probes once as the consumer starts: when the dependency is down the gate starts closed
@@ -229,7 +292,7 @@ func (g *Gate) wait(ctx context.Context) bool {
 		case <-reopened: // another receive loop's probe succeeded
 		case <-time.After(g.probeEvery()):
 			if g.probe(ctx) == nil {
-				_ = g.open(ctx)
+				g.open(ctx)
 			}
 		}
 	}

@@ -29,10 +29,12 @@ func (p *fakePauser) record(s string) {
 type dependency struct {
 	down   atomic.Bool
 	probes atomic.Int32
+	took   time.Duration // how long a probe takes (a round trip to the database)
 }
 
 func (d *dependency) probe(context.Context) error {
 	d.probes.Add(1)
+	time.Sleep(d.took)
 	if d.down.Load() {
 		return errors.New("connection refused")
 	}
@@ -78,7 +80,7 @@ func TestGateClosesOnlyWhenTheProbeConfirmsTheOutage(t *testing.T) {
 
 func TestGateProbesOnceForFailuresThatStartedBeforeIt(t *testing.T) {
 	t.Parallel()
-	dep := &dependency{}
+	dep := &dependency{took: 50 * time.Millisecond}
 	dep.down.Store(true)
 	g := &Gate{Probe: dep.probe, ProbeEvery: time.Hour}
 	release := make(chan struct{})
@@ -93,7 +95,15 @@ func TestGateProbesOnceForFailuresThatStartedBeforeIt(t *testing.T) {
 	close(release)
 	wg.Wait()
 	require.True(t, g.Closed())
-	require.Less(t, dep.probes.Load(), int32(10), "failures that began before a probe share its answer")
+	require.Less(t, dep.probes.Load(), int32(10), "failures that end while a probe is in flight share the next one")
+
+	// A probe that began before a failure never judges it: a poison message's passing probe
+	// does not clear a later "connection refused".
+	g2 := &Gate{Probe: dep.probe, ProbeEvery: time.Hour}
+	dep.down.Store(false)
+	require.NoError(t, g2.probeAfter(t.Context(), time.Now()))
+	dep.down.Store(true)
+	require.Error(t, g2.probeAfter(t.Context(), time.Now()), "the second failure gets a probe of its own")
 }
 
 func TestGateWaitBlocksUntilTheProbeSucceeds(t *testing.T) {
@@ -122,4 +132,78 @@ func TestGateWaitBlocksUntilTheProbeSucceeds(t *testing.T) {
 	require.Error(t, g.Check(ctx))
 	cancel()
 	require.False(t, g.wait(ctx), "a cancelled wait reports the gate still closed")
+}
+
+// flakyPauser fails its first pauses, as a throttled Lambda API does, and may fail resumes.
+type flakyPauser struct {
+	fakePauser
+	failPauses  atomic.Int32
+	failResumes atomic.Bool
+}
+
+func (p *flakyPauser) Pause(ctx context.Context) error {
+	if p.failPauses.Add(-1) >= 0 {
+		p.record("pause failed")
+		return errors.New("TooManyRequestsException")
+	}
+	return p.fakePauser.Pause(ctx)
+}
+
+func (p *flakyPauser) Resume(ctx context.Context) error {
+	if p.failResumes.Load() {
+		p.record("resume failed")
+		return errors.New("ResourceNotFoundException")
+	}
+	return p.fakePauser.Resume(ctx)
+}
+
+func TestGateRetriesAFailedPauseAndOpensDespiteAFailedResume(t *testing.T) {
+	t.Parallel()
+	dep := &dependency{}
+	dep.down.Store(true)
+	pauser := &flakyPauser{}
+	pauser.failPauses.Store(1)
+	g := &Gate{Probe: dep.probe, Pauser: pauser, ProbeEvery: time.Nanosecond}
+	require.Error(t, g.Check(t.Context()))
+	require.Error(t, g.Check(t.Context()), "the next check tries the pause again")
+	require.Equal(t, []string{"pause failed", "pause"}, pauser.calls)
+	require.Error(t, g.Check(t.Context()))
+	require.Equal(t, []string{"pause failed", "pause"}, pauser.calls, "once paused, not again")
+
+	dep.down.Store(false)
+	pauser.failResumes.Store(true)
+	require.NoError(t, g.Check(t.Context()))
+	require.False(t, g.Closed(), "a failed resume does not keep this container closed")
+	pauser.failResumes.Store(false)
+	require.NoError(t, g.Check(t.Context()))
+	require.Equal(t, []string{"pause failed", "pause", "resume failed", "resume"}, pauser.calls, "the next check resumes")
+}
+
+func TestGateIgnoresFailuresAfterTheContextEnded(t *testing.T) {
+	t.Parallel()
+	dep := &dependency{}
+	var unavailable atomic.Int32
+	g := &Gate{Probe: func(ctx context.Context) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return dep.probe(ctx)
+	}, OnUnavailable: func(context.Context, error) { unavailable.Add(1) }}
+	ctx, cancel := context.WithCancel(t.Context())
+	guarded := g.Guard(func(ctx context.Context, _ Message) error { cancel(); return ctx.Err() })
+	err := guarded(ctx, Message{})
+	require.ErrorIs(t, err, context.Canceled)
+	require.NotErrorIs(t, err, ErrPaused, "a shutdown is not an outage")
+	require.False(t, g.Closed())
+	require.Zero(t, unavailable.Load(), "and writes no DatabaseUnavailable")
+}
+
+func TestGateMarksTransientFailuresAsTheDependencys(t *testing.T) {
+	t.Parallel()
+	readOnly := errors.New("SQLSTATE 25006: cannot execute INSERT in a read-only transaction")
+	g := &Gate{Probe: (&dependency{}).probe, Transient: func(err error) bool { return errors.Is(err, readOnly) }}
+	err := g.Guard(func(context.Context, Message) error { return readOnly })(t.Context(), Message{})
+	require.ErrorIs(t, err, ErrPaused, "never dead-lettered as the message's fault, though the probe passes")
+	poison := errors.New("poison")
+	require.NotErrorIs(t, g.Guard(func(context.Context, Message) error { return poison })(t.Context(), Message{}), ErrPaused)
 }

@@ -193,10 +193,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	sqsClient := sqs.NewFromConfig(awsCfg)
 	redactor := redact.FromEnviron(os.Environ())
 	// Results are signed so that the state manager can tell them from a publisher's forgery.
-	key, err := signing.Load(ctx, secretsmanager.NewFromConfig(awsCfg), cfg.signingSecretID, cfg.signingKey)
-	if err != nil {
-		return err
-	}
+	// Read when first needed: a Secrets Manager outage fails (and so retries) the publish, never
+	// the start. Terraform, which runs as a child of this process, must not inherit the key.
+	key := signing.NewSource(secretsmanager.NewFromConfig(awsCfg), cfg.signingSecretID, cfg.signingKey)
+	_ = os.Unsetenv("RESULT_SIGNING_KEY")
 
 	executors := map[string]executor.Executor{
 		"lambda": &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
@@ -212,8 +212,12 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		Executors: executors,
 		Publish: func(ctx context.Context, m queue.Outgoing) error {
 			faults.BeforeResult() // a crash that loses the result, in fault-injection tests
-			if key.Required() {
-				m.Attributes = map[string]string{signing.Attribute: key.Sign(m.Body)}
+			k, err := key.Key(ctx)
+			if err != nil {
+				return fmt.Errorf("error reading the result signing key: %w", err)
+			}
+			if k.Required() {
+				m.Attributes = map[string]string{signing.Attribute: k.Sign(m.Body)}
 			}
 			return queue.Send(ctx, sqsClient, cfg.eventQueueURL, []queue.Outgoing{m})
 		},
@@ -230,7 +234,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		logger.Warn("TIMEOUT_MARGIN should exceed TERRAFORM_STOP_GRACE: a Terraform run stopped at the deadline "+
 			"may then be killed before its result is published", "margin", cfg.margin.String(), "stop_grace", cfg.stopGrace.String())
 	}
-	attrs := []any{"lambda", queue.InLambda(), "workers", cfg.workers, "parallelism", cfg.parallelism, "signedResults", key.Required(),
+	attrs := []any{"lambda", queue.InLambda(), "workers", cfg.workers, "parallelism", cfg.parallelism, "signedResults", key.Configured(),
 		"startupMs", time.Since(started).Milliseconds(), "redacted_variables", redactor.Names()}
 	if tf != nil {
 		attrs = append(attrs, "terraform", tf.Binary, "bucket", tf.Bucket)

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -89,4 +90,49 @@ func Load(ctx context.Context, client *secretsmanager.Client, secretID, raw stri
 		return NewKey(raw)
 	}
 	return Key{}, nil
+}
+
+// Source gives the key, read when first needed and then kept: a function starts even while
+// Secrets Manager cannot be reached (in Lambda a failed start would spend the receive counts of
+// the batch that started it), and asks again on its next use. A nil *Source has no key.
+type Source struct {
+	client   *secretsmanager.Client
+	secretID string
+	raw      string
+
+	mu     sync.Mutex
+	key    Key
+	loaded bool
+}
+
+// NewSource returns a source for the key in the secret secretID or, in local mode, raw.
+func NewSource(client *secretsmanager.Client, secretID, raw string) *Source {
+	return &Source{client: client, secretID: secretID, raw: raw}
+}
+
+// Configured reports whether a key is configured, so results must be signed, without reading it.
+func (s *Source) Configured() bool { return s != nil && (s.secretID != "" || s.raw != "") }
+
+// Key returns the key, reading it on the first call that succeeds. The zero Key when none is
+// configured.
+func (s *Source) Key(ctx context.Context) (Key, error) {
+	if !s.Configured() {
+		return Key{}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loaded {
+		return s.key, nil
+	}
+	k, err := Load(ctx, s.client, s.secretID, s.raw)
+	if err != nil {
+		return Key{}, err
+	}
+	s.key, s.loaded = k, true
+	return k, nil
+}
+
+// Fixed returns a source that always gives k (for tests).
+func Fixed(k Key) *Source {
+	return &Source{raw: string(k.secret), key: k, loaded: true}
 }

@@ -159,9 +159,11 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	sqsClient := sqs.NewFromConfig(awsCfg)
 	// Results are accepted only with the satisfier's signature; the state manager signs the
 	// results it writes itself (a parked task message's TASK_ERROR) with the same key.
-	key, err := signing.Load(ctx, secretsmanager.NewFromConfig(awsCfg), cfg.signingSecretID, cfg.signingKey)
-	if err != nil {
-		return err
+	// The key is read when first needed (and by the gate's probe): a Secrets Manager outage pauses
+	// consumption like a database outage instead of failing the start.
+	key := signing.NewSource(secretsmanager.NewFromConfig(awsCfg), cfg.signingSecretID, cfg.signingKey)
+	if queue.InLambda() && !key.Configured() {
+		logger.Warn("no result signing key configured (RESULT_SIGNING_SECRET_ID): results are accepted unsigned, so anyone who may publish events can settle tasks")
 	}
 	outlets := map[string]applier.Outlet{
 		store.DestinationTask:  applier.TaskQueue(sqsClient, cfg.taskQueueURL),
@@ -182,7 +184,8 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	// While the database is unavailable nothing is received, so an outage of any length spends
 	// no receive counts (docs/design.md §"Guarantees").
 	gate := &queue.Gate{
-		Probe:      databaseReady(st, logger),
+		Probe:      ready(st, key, logger),
+		Transient:  store.IsTransient,
 		ProbeEvery: cfg.probeEvery,
 		Logger:     logger,
 		OnUnavailable: func(context.Context, error) {
@@ -256,16 +259,23 @@ func readRetention() (applier.Retention, error) {
 	return r, nil
 }
 
-// databaseReady is the gate's probe: the schema is migrated (once per process; migrations are
-// safe under concurrency) and the database answers.
-func databaseReady(st *store.Store, logger *slog.Logger) func(context.Context) error {
+// migrateTimeout bounds applying the migrations, separately from the probe's own timeout, so a
+// long migration is not cancelled by every probe.
+const migrateTimeout = 5 * time.Minute
+
+// ready is the gate's probe: the schema is migrated (once per process; migrations are safe under
+// concurrency), the database takes writes (a ping passes on a read-only database after a
+// failover), and the result signing key, if configured, has been read.
+func ready(st *store.Store, key *signing.Source, logger *slog.Logger) func(context.Context) error {
 	var mu sync.Mutex
 	migrated := false
 	return func(ctx context.Context) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if !migrated {
-			applied, err := st.Migrate(ctx)
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), migrateTimeout)
+			applied, err := st.Migrate(mctx)
+			cancel()
 			if err != nil {
 				return err
 			}
@@ -274,6 +284,12 @@ func databaseReady(st *store.Store, logger *slog.Logger) func(context.Context) e
 			}
 			migrated = true
 		}
-		return st.Ping(ctx)
+		if err := st.CheckWritable(ctx); err != nil {
+			return err
+		}
+		if _, err := key.Key(ctx); err != nil {
+			return fmt.Errorf("result signing key unavailable: %w", err)
+		}
+		return nil
 	}
 }

@@ -59,6 +59,9 @@ func ConfigFromEnv(getenv func(string) string) Config {
 	}
 }
 
+// defaultConnectTimeout bounds one connection attempt unless the URL sets connect_timeout.
+const defaultConnectTimeout = 10 * time.Second
+
 // Open creates the process's one pool (reuse it across invocations) and
 // returns a store on it. It does not connect until first use.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
@@ -70,6 +73,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	var err error
 	switch {
 	case cfg.DatabaseURL != "":
+		if cfg.SSLMode != "" || cfg.SSLRootCert != "" {
+			// They would be silently ignored: the URL carries its own sslmode and sslrootcert.
+			return nil, fmt.Errorf("%s and %s apply to %s; with %s put sslmode and sslrootcert in the URL",
+				EnvSSLMode, EnvSSLRootCert, EnvSecretID, EnvDatabaseURL)
+		}
 		poolCfg, err = pgxpool.ParseConfig(cfg.DatabaseURL)
 		if err != nil {
 			// The parse error may echo the URL, password included.
@@ -98,6 +106,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	poolCfg.MaxConns = cfg.MaxConns
 	poolCfg.MaxConnIdleTime = 5 * time.Minute
+	if poolCfg.ConnConfig.ConnectTimeout == 0 {
+		// A server that drops packets must fail a connection attempt, not hang a handler until
+		// its invocation's deadline: the outage gate can only act on an error.
+		poolCfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("error creating the database pool: %w", err)
