@@ -26,6 +26,13 @@ const maxRetryDelay = 15 * time.Minute
 // history says so.
 const MaxTransitionsPerEvent = 50
 
+// MaxTransitionsPerMinute bounds how often a publisher's events may move one stack: an event a
+// machine declares is rejected ("send it again later") while the stack has taken this many
+// transitions in the last minute. Task results and system events are never held back (a result
+// must always settle its task), and they cannot drive a stack on their own: each needs a task
+// dispatched by an earlier transition, and NEXT-only cycles are refused at validation.
+const MaxTransitionsPerMinute = 60
+
 // Stack is the current state of one stack, as the store keeps it.
 type Stack struct {
 	ID            string
@@ -46,6 +53,9 @@ type Stack struct {
 	// versions were kept. The stack falls back to it when its machine file
 	// is broken, deleted, or no longer has the stack's state.
 	MachineHash string
+	// RecentTransitions is how many transitions the stack took in the last minute, as the store
+	// counted them when it loaded the stack (not stored): MaxTransitionsPerMinute applies to it.
+	RecentTransitions int
 }
 
 // Clone returns a deep copy, so a decision never aliases its input.
@@ -262,6 +272,10 @@ func (a *applier) applyEvent() Decision {
 	actions, ok := st.On[a.ev.Event]
 	if !ok {
 		return a.reject(fmt.Sprintf("event %s is not allowed in state %s (allowed: %s)", a.ev.Event, a.s.State, allowedEvents(st)))
+	}
+	if a.s.RecentTransitions >= MaxTransitionsPerMinute {
+		return a.reject(fmt.Sprintf("stack %s took %d transitions in the last minute, the most allowed: %s was not applied; send it again later",
+			a.s.ID, a.s.RecentTransitions, a.ev.Event))
 	}
 	if reason := a.metadataOverflow(a.ev.Metadata); reason != "" {
 		return a.reject(reason)

@@ -507,3 +507,20 @@ func TestTransitionsPerEventAreBounded(t *testing.T) {
 	require.Equal(t, MaxTransitionsPerEvent, transitions)
 	require.Equal(t, 1, stopped, "the history says why the rest was not taken")
 }
+
+// A publisher cannot move a stack more than MaxTransitionsPerMinute times a minute; results are
+// never held back, so a task always settles.
+func TestTransitionsPerMinuteAreBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	infra := b.runOf("infra")
+	b.stack.RecentTransitions = MaxTransitionsPerMinute
+	d := b.apply(message.Event{Event: "DESTROY"})
+	require.Equal(t, Rejected, d.Outcome)
+	require.Contains(t, d.Reason, "took 60 transitions in the last minute")
+
+	b.stack.RecentTransitions = MaxTransitionsPerMinute
+	d = b.result(infra, true)
+	require.Equal(t, Applied, d.Outcome, "a result settles its task whatever the rate")
+}

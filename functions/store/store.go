@@ -133,6 +133,7 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 	b.Queue(selectStack, in.StackID)
 	b.Queue("SELECT EXISTS (SELECT 1 FROM processed_events WHERE key = $1)", in.Key)
 	b.Queue("SELECT "+outboxColumns+" FROM outbox WHERE stack_id = $1 ORDER BY id", in.StackID)
+	b.Queue(recentTransitions, in.StackID, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition)
 	br := conn.SendBatch(ctx, b)
 	inTx = true
 	current, processed, pending, err := readFirstBatch(br)
@@ -315,8 +316,28 @@ func readFirstBatch(br pgx.BatchResults) (current *engine.Stack, processed bool,
 		return
 	}
 	pending, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+	if err != nil {
+		return
+	}
+	var recent int
+	if err = br.QueryRow().Scan(&recent); err != nil {
+		return
+	}
+	if current != nil {
+		current.RecentTransitions = recent
+	}
 	return
 }
+
+// recentTransitions counts a stack's transitions ($4) since $2 among its last $3 history rows: a scan
+// bounded by the stack's own index, however long its history. A stack at the limit has at least
+// engine.MaxTransitionsPerMinute transition rows in the last minute, and so among the rows it
+// wrote last unless events and results wrote three times as many other rows meanwhile.
+const recentTransitions = `SELECT count(*) FROM (SELECT kind, at FROM history WHERE stack_id = $1 ORDER BY id DESC LIMIT $3) h
+	WHERE kind = $4 AND at > $2`
+
+// recentHistoryScan is how many of a stack's latest history rows recentTransitions reads.
+const recentHistoryScan = 4 * engine.MaxTransitionsPerMinute
 
 // rollback ends a failed transaction; if even that fails the connection is
 // closed so the pool never hands out a connection inside a transaction.

@@ -340,3 +340,17 @@ func TestStacksRecordTheMachineVersionTheyRanOn(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"env"}, inUse)
 }
+
+// Apply tells the engine how many transitions the stack took in the last minute.
+func TestApplyCountsRecentTransitions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.apply(t, "r1", message.Event{StackID: "rt", Event: "LAUNCH", Machine: "env"}) // INIT -> BUILD
+	var seen int
+	_, err := b.store.Apply(b.ctx, ApplyInput{Key: "r2", StackID: "rt", MessageID: "r2"}, func(cur *engine.Stack) (engine.Decision, error) {
+		seen = cur.RecentTransitions
+		return engine.Decision{Outcome: engine.Ignored}, nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, seen)
+}
