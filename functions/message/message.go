@@ -103,9 +103,13 @@ type StackTask struct {
 	// can settle the task.
 	RunID string `json:"runId"`
 	// Attempt counts dispatches of this task in this state visit, from 1.
-	Attempt      int        `json:"attempt"`
-	DispatchedAt time.Time  `json:"dispatchedAt"`
-	FinishedAt   *time.Time `json:"finishedAt,omitempty"`
+	Attempt      int       `json:"attempt"`
+	DispatchedAt time.Time `json:"dispatchedAt"`
+	// Deadline is when the state manager stops waiting for this run's result and settles it as
+	// failed (README.md, "Every dispatched task ends"); nil for runs dispatched before deadlines
+	// existed, or without a deadline policy.
+	Deadline   *time.Time `json:"deadline,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
 	// Description holds the error text of a failed run.
 	Description string `json:"description,omitempty"`
 	// Log points at the latest run's stored log, when the executor kept one.
