@@ -42,3 +42,30 @@ func TestEveryDispatchedRunGetsADeadline(t *testing.T) {
 	dns := d.Stack.Tasks[1]
 	require.Equal(t, b.now.Add(10*time.Second).Add(3*(10*time.Minute+time.Hour)), *dns.Deadline, "counted from the end of the delay")
 }
+
+// TestSettledRunIsMarkedAndItsLateResultIgnored: a TASK_ERROR the state manager applies for an
+// overdue run fails the task like any other (retry policy included), says so in history and in
+// the notification, and the run's genuine result arriving later is ignored.
+func TestSettledRunIsMarkedAndItsLateResultIgnored(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	infra := b.runOf("infra")
+	d := b.apply(message.Event{Event: message.EventTaskError, TaskRunID: infra, Description: "no result within 3h",
+		SettledBy: message.SettledByDeadline})
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, message.TaskFailed, d.Stack.Tasks[0].Status)
+	require.Equal(t, message.SettledByDeadline, d.History[0].Detail["settledBy"])
+	require.Len(t, d.Notifications, 1)
+	require.Equal(t, message.SettledByDeadline, d.Notifications[0].SettledBy)
+
+	late := b.result(infra, true)
+	require.Equal(t, Ignored, late.Outcome)
+	require.Equal(t, KindIgnored, late.History[0].Kind, "the late result is recorded")
+
+	dns := b.runOf("dns") // dns has a retry policy: a forced failure is retried like any other
+	d = b.apply(message.Event{Event: message.EventTaskError, TaskRunID: dns, SettledBy: message.SettledByDeadLetter})
+	require.Len(t, d.Dispatch, 1)
+	require.NotEqual(t, dns, b.runOf("dns"))
+	require.Equal(t, Ignored, b.result(dns, true).Outcome, "the old run's result is stale")
+}

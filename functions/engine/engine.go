@@ -306,6 +306,9 @@ func (a *applier) applyResult() Decision {
 	if ev.Log != "" {
 		entry.Detail["log"] = ev.Log
 	}
+	if ev.SettledBy != "" {
+		entry.Detail["settledBy"] = ev.SettledBy
+	}
 	// A result always settles its task: metadata or outputs that would grow the stack's metadata
 	// past its limit are not kept, and a completed task whose outputs cannot be kept fails.
 	overflow := a.metadataOverflow(ev.Metadata)
@@ -634,6 +637,7 @@ func notifications(s *Stack, history []HistoryEntry) []message.Notification {
 			n.Kind, n.State, n.FromState, n.ToState = message.NotifyTransition, h.ToState, h.FromState, h.ToState
 		case KindTaskFailed:
 			n.Kind, n.State, n.Description = message.NotifyTaskFailed, h.FromState, h.Reason
+			n.SettledBy, _ = h.Detail["settledBy"].(string)
 		case KindRemoved:
 			n.Kind, n.State = message.NotifyRemoved, h.FromState
 		default:

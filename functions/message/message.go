@@ -68,7 +68,20 @@ type Event struct {
 	Outputs Metadata `json:"outputs,omitempty"`
 	// Log points at the stored task log.
 	Log string `json:"log,omitempty"`
+
+	// SettledBy is set only on a TASK_ERROR the state manager applies itself because no result
+	// came (SettledByDeadline, SettledByDeadLetter). It is never read from a message: the parser
+	// refuses the field, so no publisher can claim it.
+	SettledBy string `json:"-"`
 }
+
+// Why the state manager settled a task run itself (Event.SettledBy).
+const (
+	// SettledByDeadline: the run's deadline passed without a result.
+	SettledByDeadline = "deadline"
+	// SettledByDeadLetter: the task message was moved to the task dead-letter queue.
+	SettledByDeadLetter = "dead-letter"
+)
 
 // IsResult reports whether the event is a task result.
 func (e *Event) IsResult() bool {
@@ -169,6 +182,9 @@ type Notification struct {
 	Task        string `json:"task,omitempty"`
 	TaskRunID   string `json:"taskRunId,omitempty"`
 	Description string `json:"description,omitempty"`
+	// SettledBy says, on a task-failed notification, that the state manager failed the run itself
+	// because no result came (Event.SettledBy); empty for a result the satisfier sent.
+	SettledBy string `json:"settledBy,omitempty"`
 	// DurationMs is the time spent in FromState (transition), the task run's
 	// time (task-failed) or the stack's life (removed).
 	DurationMs int64     `json:"durationMs"`
