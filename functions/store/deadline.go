@@ -1,0 +1,42 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// OverdueRun is a pending task run whose deadline has passed (message.StackTask.Deadline).
+type OverdueRun struct {
+	StackID      string
+	Machine      string
+	Task         string
+	RunID        string
+	DispatchedAt time.Time
+	Deadline     time.Time
+}
+
+// OverdueRuns lists up to limit pending task runs whose deadline is at or before now, the most
+// overdue first. It reads every live stack's task list: stacks are few (one per environment), and
+// the sweep that calls it runs once a minute.
+func (s *Store) OverdueRuns(ctx context.Context, now time.Time, limit int) ([]OverdueRun, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT s.id, s.machine, t->>'name', t->>'runId', (t->>'dispatchedAt')::timestamptz, (t->>'deadline')::timestamptz
+		FROM stacks s, jsonb_array_elements(s.tasks) AS t
+		WHERE t->>'status' = 'pending' AND t ? 'deadline' AND (t->>'deadline')::timestamptz <= $1
+		ORDER BY 6 LIMIT $2`, now, limit)
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error finding overdue task runs: %w", err))
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OverdueRun, error) {
+		var r OverdueRun
+		err := row.Scan(&r.StackID, &r.Machine, &r.Task, &r.RunID, &r.DispatchedAt, &r.Deadline)
+		return r, err
+	})
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error reading overdue task runs: %w", err))
+	}
+	return runs, nil
+}
