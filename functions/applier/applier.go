@@ -54,6 +54,12 @@ type Applier struct {
 	// Retention says how long the sweep keeps processed event keys and rejections; the zero
 	// value keeps each for its default (retention.go).
 	Retention Retention
+	// Deadlines gives every dispatched task run its deadline, past which the sweep settles it as
+	// failed (deadline.go); the zero value gives none.
+	Deadlines engine.Deadlines
+	// TaskDeadLetters, when set, is peeked by the sweep: the run of every task message in it is
+	// settled as failed at once (deadline.go).
+	TaskDeadLetters *TaskDeadLetterQueue
 }
 
 func (a *Applier) logger() *slog.Logger {
@@ -99,36 +105,7 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		key = "event:" + ev.StackID + ":" + ev.EventID
 	}
 	log := a.logger().With("stackId", ev.StackID, "event", ev.Event, "messageId", m.ID)
-
-	// Load the machine the event names before taking the lock; a stack that
-	// already exists may use another one, looked up inside.
-	var named *machine.Machine
-	var namedErr error
-	if ev.Machine != "" {
-		named, namedErr = a.Machines.Get(ctx, ev.Machine)
-		if namedErr != nil && !permanent(namedErr) {
-			log.Warn("machine source unavailable; will retry", "machine", ev.Machine, "outcome", "retry", "error", namedErr)
-			return fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
-		}
-	}
-	res, err := a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: m.ID, Event: ev},
-		func(current *engine.Stack) (engine.Decision, error) {
-			in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID}
-			switch {
-			case current == nil || current.Machine == ev.Machine:
-				in.Machine, in.MachineErr = named, namedErr
-			default:
-				in.Machine, in.MachineErr = a.Machines.Get(ctx, current.Machine)
-				if in.MachineErr != nil && !permanent(in.MachineErr) {
-					return engine.Decision{}, fmt.Errorf("error loading machine %s: %w", current.Machine, in.MachineErr)
-				}
-			}
-			d := engine.Apply(in)
-			if a.Outlets[store.DestinationNotification] == nil {
-				d.Notifications = nil
-			}
-			return d, nil
-		})
+	res, err := a.apply(ctx, ev, key, m.ID, log)
 	if store.IsDataError(err) {
 		// PostgreSQL refuses the values themselves: every retry would fail the same way.
 		return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: the database cannot store this event: %v", message.ErrInvalid, err))
@@ -146,6 +123,41 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 	}
 	a.logDecision(log, res, time.Since(started))
 	return nil
+}
+
+// apply decides ev under its stack's lock and commits the decision, with key as its idempotency
+// key; it is the one path of every event, whether it came from the queue (Handle) or the state
+// manager settles a run itself (settleRun). Errors are transient unless store.IsDataError.
+func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID string, log *slog.Logger) (store.ApplyResult, error) {
+	// Load the machine the event names before taking the lock; a stack that
+	// already exists may use another one, looked up inside.
+	var named *machine.Machine
+	var namedErr error
+	if ev.Machine != "" {
+		named, namedErr = a.Machines.Get(ctx, ev.Machine)
+		if namedErr != nil && !permanent(namedErr) {
+			log.Warn("machine source unavailable; will retry", "machine", ev.Machine, "outcome", "retry", "error", namedErr)
+			return store.ApplyResult{}, fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
+		}
+	}
+	return a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: messageID, Event: ev},
+		func(current *engine.Stack) (engine.Decision, error) {
+			in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID, Deadlines: a.Deadlines}
+			switch {
+			case current == nil || current.Machine == ev.Machine:
+				in.Machine, in.MachineErr = named, namedErr
+			default:
+				in.Machine, in.MachineErr = a.Machines.Get(ctx, current.Machine)
+				if in.MachineErr != nil && !permanent(in.MachineErr) {
+					return engine.Decision{}, fmt.Errorf("error loading machine %s: %w", current.Machine, in.MachineErr)
+				}
+			}
+			d := engine.Apply(in)
+			if a.Outlets[store.DestinationNotification] == nil {
+				d.Notifications = nil
+			}
+			return d, nil
+		})
 }
 
 // rejectUnparsed records a message that is not a valid event at all.
@@ -312,9 +324,13 @@ type SweepResult struct {
 	// PrunedEvents and PrunedRejections count the processed event keys and rejections deleted
 	// past their Retention.
 	PrunedEvents, PrunedRejections int
+	// DeadLettered and Overdue count the task runs settled as failed because their message was
+	// in the task dead-letter queue, or their deadline had passed.
+	DeadLettered, Overdue int
 }
 
-// Sweep does the periodic work: it sends each stack that has stayed idle
+// Sweep does the periodic work: it settles as failed the task runs that can no longer get a
+// result (their message is in the task dead-letter queue, or their deadline passed), sends each stack that has stayed idle
 // past its state's ttl the state's ttl event (through the outbox, so a crash
 // loses nothing), then sends outbox messages left unsent longer than
 // outboxAge by a process that died between commit and publish, then prunes
@@ -326,6 +342,14 @@ func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResu
 		return res, fmt.Errorf("error listing machines for the sweep: %w", err)
 	}
 	now := a.now()
+	// Dead letters first: their reason says more than a passed deadline does.
+	if res.DeadLettered, err = a.settleDeadLettered(ctx); err != nil {
+		// The deadlines below still bound the wait; the rest of the sweep must not stop for it.
+		a.logger().Warn("task dead-letter queue not peeked", "error", err.Error())
+	}
+	if res.Overdue, err = a.settleOverdue(ctx, now); err != nil {
+		return res, err
+	}
 	var expired []store.OutboxMessage
 	for _, name := range names {
 		m, err := a.Machines.Get(ctx, name)

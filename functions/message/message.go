@@ -146,6 +146,12 @@ type Task struct {
 	TaskRunID string   `json:"taskRunId"`
 }
 
+// TaskLogKey is where the satisfier stores the log of one task run in its bucket; the state
+// manager names it when it settles a run that sent no result.
+func TaskLogKey(machine, stackID, task, runID string) string {
+	return "logs/" + machine + "/" + stackID + "/" + task + "/" + runID + ".log"
+}
+
 // Result is what the satisfier publishes to the event queue after running a
 // task. It parses as an Event.
 type Result struct {

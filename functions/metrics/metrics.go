@@ -21,6 +21,14 @@ const DatabaseUnavailable = "DatabaseUnavailable"
 // large, or refused by SQS as they are). An alarm watches it.
 const OutboxParked = "OutboxParked"
 
+// TasksOverdue counts task runs the state manager settled as failed because their deadline passed
+// without a result (the satisfier crashed or hung). An alarm watches it.
+const TasksOverdue = "TasksOverdue"
+
+// TasksDeadLettered counts task runs the state manager settled as failed because their message
+// reached the task dead-letter queue.
+const TasksDeadLettered = "TasksDeadLettered"
+
 // Units used by stackseam's metrics.
 const (
 	Count        = "Count"
