@@ -85,7 +85,8 @@ type TaskDeadLetterQueue struct {
 	// Receives is the task queue's maxReceiveCount, for the reason a person reads.
 	Receives int
 	// Visibility hides the messages one sweep has seen from its next receives, so one sweep sees
-	// more than ten. Defaults to 30 seconds.
+	// more than ten; short, so a person inspecting the queue sees them again at once. Defaults to
+	// 2 seconds.
 	Visibility time.Duration
 	// MaxReceives bounds the ReceiveMessage calls of one sweep (ten messages each). Defaults to 10.
 	MaxReceives int
@@ -99,7 +100,7 @@ func (a *Applier) settleDeadLettered(ctx context.Context) (int, error) {
 	}
 	visibility := q.Visibility
 	if visibility <= 0 {
-		visibility = 30 * time.Second
+		visibility = 2 * time.Second
 	}
 	receives := q.MaxReceives
 	if receives <= 0 {
