@@ -40,3 +40,36 @@ func (s *Store) OverdueRuns(ctx context.Context, now time.Time, limit int) ([]Ov
 	}
 	return runs, nil
 }
+
+// SettledRun is a task run the state manager settled as failed itself (engine history detail
+// settledBy), for `stackseam stacks --stuck`.
+type SettledRun struct {
+	StackID   string
+	Task      string
+	RunID     string
+	At        time.Time
+	SettledBy string
+	Reason    string
+}
+
+// SettledRuns lists the runs of live stacks the state manager settled itself since since, oldest
+// first. It reads the history of live stacks only; an operator command, it is not on any hot path.
+func (s *Store) SettledRuns(ctx context.Context, since time.Time) ([]SettledRun, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT h.stack_id, h.task, h.task_run_id, h.at, h.detail->>'settledBy', coalesce(h.reason, '')
+		FROM history h JOIN stacks s ON s.id = h.stack_id
+		WHERE h.kind = 'task-failed' AND h.detail ? 'settledBy' AND h.at >= $1
+		ORDER BY h.at, h.id`, since)
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error listing force-settled task runs: %w", err))
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SettledRun, error) {
+		var r SettledRun
+		err := row.Scan(&r.StackID, &r.Task, &r.RunID, &r.At, &r.SettledBy, &r.Reason)
+		return r, err
+	})
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error reading force-settled task runs: %w", err))
+	}
+	return runs, nil
+}
