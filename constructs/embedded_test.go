@@ -24,7 +24,7 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::SQS::Queue":                 4,
 		"AWS::Lambda::EventSourceMapping": 2,
 		"Custom::CDKBucketDeployment":     1, // MachinesDir
-		"AWS::CloudWatch::Alarm":          10,
+		"AWS::CloudWatch::Alarm":          11,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::SNS::Topic":                 2, // the application's alarm and notification topics
 		"AWS::KMS::Key":                   1, // the application's notification topic key

@@ -144,6 +144,8 @@ func (s *Stackseam) alarms(p resolved) {
 		functionMetric(fnStateManager, metrics.DatabaseUnavailable, "Sum", "failed database probes"), 1)
 	alarm("OutboxParkedAlarm", "stackseam: the state manager parked messages that can never be sent (see the parked_outbox table and the stacks' history)",
 		functionMetric(fnStateManager, metrics.OutboxParked, "Sum", "parked outbox messages"), 1)
+	alarm("TasksOverdueAlarm", "stackseam: task runs got no result by their deadline and were failed by the state manager (the satisfier crashed or hung; see stackseam stacks --stuck)",
+		functionMetric(fnStateManager, metrics.TasksOverdue, "Sum", "overdue task runs"), 1)
 	alarm("EventQueueAgeAlarm", fmt.Sprintf("stackseam: an event has waited %s or more in the event queue", p.EventQueueAgeAlarmThreshold),
 		age(s.EventQueue), p.EventQueueAgeAlarmThreshold.Seconds())
 	alarm("TaskQueueAgeAlarm", fmt.Sprintf("stackseam: a task message has waited %s or more in the task queue", p.TaskQueueAgeAlarmThreshold),

@@ -32,7 +32,7 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::Lambda::Function":           2, // no custom resources without MachinesDir
 		"AWS::Lambda::EventSourceMapping": 2,
 		"AWS::IAM::Role":                  3, // two functions and the flow log
-		"AWS::CloudWatch::Alarm":          10,
+		"AWS::CloudWatch::Alarm":          11,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::Logs::LogGroup":             3,
 		"AWS::SNS::Topic":                 1, // notifications
@@ -286,6 +286,13 @@ func TestDefaultAlarms(t *testing.T) {
 			"Dimensions": queueName("EventQueue"), "Statistic": "Maximum", "Threshold": 900.0},
 		"TaskQueueAgeAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage",
 			"Dimensions": queueName("TaskQueue"), "Statistic": "Maximum", "Threshold": 3600.0},
+		// Runs the state manager failed because no result came by their deadline.
+		"TasksOverdueAlarm": {"Threshold": 1.0, "Metrics": []any{map[string]any{
+			"Id": "m1", "Label": "overdue task runs", "ReturnData": true, "MetricStat": map[string]any{
+				"Metric": map[string]any{"Dimensions": []any{map[string]any{"Name": "Function", "Value": "statemanager"}},
+					"MetricName": "TasksOverdue", "Namespace": "stackseam"},
+				"Period": 300.0, "Stat": "Sum"},
+		}}},
 		// Metrics Insights over the EMF dimension sets the state manager writes; the Event and
 		// Executor values come from the machine files, so the query sums over all of them.
 		"FailedTasksAlarm": {"Threshold": 1.0, "Metrics": []any{map[string]any{
