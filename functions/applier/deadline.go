@@ -11,6 +11,7 @@ import (
 
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/metrics"
+	"github.com/stackseam/stackseam/functions/store"
 )
 
 // No stack waits in silence (README.md, "Every dispatched task ends"): the sweep settles as
@@ -55,7 +56,7 @@ func (a *Applier) settleOverdue(ctx context.Context, now time.Time) (int, error)
 func (a *Applier) settleRun(ctx context.Context, stackID, task, runID, reason, by, messageID string) (bool, error) {
 	ev := message.Event{StackID: stackID, Event: message.EventTaskError, TaskRunID: runID,
 		Task: &message.TaskSpec{Name: task}, Description: reason, SettledBy: by}
-	key := "settle:" + by + ":" + stackID + ":" + runID
+	key := store.SettleKeyPrefix(by) + stackID + ":" + runID
 	log := a.logger().With("stackId", stackID, "event", ev.Event, "taskRunId", runID, "settledBy", by)
 	res, err := a.apply(ctx, ev, key, messageID, log)
 	if err != nil {

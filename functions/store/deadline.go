@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/stackseam/stackseam/functions/message"
 )
 
 // OverdueRun is a pending task run whose deadline has passed (message.StackTask.Deadline).
@@ -19,14 +21,18 @@ type OverdueRun struct {
 }
 
 // OverdueRuns lists up to limit pending task runs whose deadline is at or before now, the most
-// overdue first. It reads every live stack's task list: stacks are few (one per environment), and
-// the sweep that calls it runs once a minute.
+// overdue first, leaving out those a settlement by deadline was already applied for (a run that
+// stays pending after it, because its stack's machine can no longer be loaded, must not keep the
+// runs behind it waiting). It reads every live stack's task list: stacks are few (one per
+// environment), and the sweep that calls it runs once a minute.
 func (s *Store) OverdueRuns(ctx context.Context, now time.Time, limit int) ([]OverdueRun, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT s.id, s.machine, t->>'name', t->>'runId', (t->>'dispatchedAt')::timestamptz, (t->>'deadline')::timestamptz
 		FROM stacks s, jsonb_array_elements(s.tasks) AS t
 		WHERE t->>'status' = 'pending' AND t ? 'deadline' AND (t->>'deadline')::timestamptz <= $1
-		ORDER BY 6 LIMIT $2`, now, limit)
+		  AND NOT EXISTS (SELECT 1 FROM processed_events
+		                  WHERE key = $3 || s.id || ':' || (t->>'runId'))
+		ORDER BY 6 LIMIT $2`, now, limit, SettleKeyPrefix(message.SettledByDeadline))
 	if err != nil {
 		return nil, s.noteErr(fmt.Errorf("error finding overdue task runs: %w", err))
 	}
@@ -40,6 +46,11 @@ func (s *Store) OverdueRuns(ctx context.Context, now time.Time, limit int) ([]Ov
 	}
 	return runs, nil
 }
+
+// SettleKeyPrefix is the start of the idempotency key of a TASK_ERROR the state manager applies
+// itself (how: message.SettledByDeadline or message.SettledByDeadLetter); the stack id, ":" and
+// the run id follow.
+func SettleKeyPrefix(how string) string { return "settle:" + how + ":" }
 
 // SettledRun is a task run the state manager settled as failed itself (engine history detail
 // settledBy), for `stackseam stacks --stuck`.

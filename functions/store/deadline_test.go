@@ -41,6 +41,20 @@ func TestOverdueRunsFindsPendingRunsPastTheirDeadline(t *testing.T) {
 	require.WithinDuration(t, now.Add(4*time.Second), runs[0].Deadline, time.Millisecond)
 	require.WithinDuration(t, now, runs[0].DispatchedAt, time.Millisecond)
 
+	// A settlement by deadline that left the run pending (its machine could not be loaded, say)
+	// takes the run out of the list, so it cannot hold up the runs behind it.
+	_, err = b.store.Pool().Exec(b.ctx, `INSERT INTO processed_events (key, stack_id, processed_at) VALUES ($1, $2, now())`,
+		SettleKeyPrefix(message.SettledByDeadline)+"overdue-1:"+d.Stack.Tasks[1].RunID, "overdue-1")
+	require.NoError(t, err)
+	runs, err = b.store.OverdueRuns(b.ctx, now.Add(time.Hour), 10)
+	require.NoError(t, err)
+	runs = only(runs, "overdue-1")
+	require.Len(t, runs, 1)
+	require.Equal(t, d.Stack.Tasks[0].RunID, runs[0].RunID)
+	_, err = b.store.Pool().Exec(b.ctx, `DELETE FROM processed_events WHERE key = $1`,
+		SettleKeyPrefix(message.SettledByDeadline)+"overdue-1:"+d.Stack.Tasks[1].RunID)
+	require.NoError(t, err)
+
 	apply(message.Event{StackID: "overdue-1", Event: message.EventTaskError, TaskRunID: d.Stack.Tasks[0].RunID})
 	runs, err = b.store.OverdueRuns(b.ctx, now.Add(time.Hour), 10)
 	require.NoError(t, err)
