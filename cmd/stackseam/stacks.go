@@ -348,7 +348,16 @@ func taskTiming(t message.StackTask, now time.Time) string {
 	case t.DispatchedAt.After(now):
 		return "dispatched in " + formatDuration(t.DispatchedAt.Sub(now))
 	default:
-		return "pending for " + formatDuration(now.Sub(t.DispatchedAt))
+		timing := "pending for " + formatDuration(now.Sub(t.DispatchedAt))
+		switch {
+		case t.Deadline == nil:
+		case t.Deadline.After(now):
+			// When the state manager stops waiting and fails the run (README.md, the guarantees).
+			timing += ", deadline in " + formatDuration(t.Deadline.Sub(now))
+		default:
+			timing += ", overdue by " + formatDuration(now.Sub(*t.Deadline))
+		}
+		return timing
 	}
 }
 

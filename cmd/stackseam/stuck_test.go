@@ -55,6 +55,13 @@ stuck-2  feature-env  PROVISION  seed-database    run-4  settled by dead-letter 
 	require.Equal(t, "old", runs[2].StackID, "force-settled runs follow the overdue ones, oldest first")
 	require.Equal(t, "no result", runs[2].Reason)
 
+	code, stdout, _ = runEnv(t, r.env(), now, "show", "stuck-1")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, "pending for 6h00m, overdue by 45m00s")
+	code, stdout, _ = runEnv(t, r.env(), now, "show", "fine")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, "pending for 1h00m, deadline in 4h15m")
+
 	code, stdout, _ = runEnv(t, r.env(), now, "stacks", "--stuck", "--machine", "qa-env")
 	require.Equal(t, exitOK, code)
 	require.Equal(t, "no stuck stacks\n", stdout)
