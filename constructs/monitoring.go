@@ -223,6 +223,11 @@ func (s *Stackseam) dashboard(p resolved) {
 	s.Dashboard.AddWidgets(
 		graph("Outbox messages sent by destination", []awscloudwatch.IMetric{
 			insights("", insightsQuery("SUM", metricOutboxSent, []string{dimDestination}, sm, dimDestination))}),
+		graph("Task runs failed by the state manager: no result came", []awscloudwatch.IMetric{
+			functionMetric(fnStateManager, metrics.TasksOverdue, "Sum", "past their deadline"),
+			functionMetric(fnStateManager, metrics.TasksDeadLettered, "Sum", "dead-lettered")}),
+	)
+	s.Dashboard.AddWidgets(
 		awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{
 			Title:  jsii.String("Alarms"),
 			Alarms: &alarms,
