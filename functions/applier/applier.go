@@ -348,7 +348,9 @@ func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResu
 		a.logger().Warn("task dead-letter queue not peeked", "error", err.Error())
 	}
 	if res.Overdue, err = a.settleOverdue(ctx, now); err != nil {
-		return res, err
+		// The next sweep tries again; the time-to-live events and the outbox below must not wait
+		// for it (a machine source that is down fails only the runs of its stacks).
+		a.logger().Warn("overdue task runs not all settled yet", "settled", res.Overdue, "error", err.Error())
 	}
 	var expired []store.OutboxMessage
 	for _, name := range names {

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/stackseam/stackseam/functions/engine"
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/store"
@@ -31,14 +32,15 @@ func (a *Applier) settleOverdue(ctx context.Context, now time.Time) (int, error)
 		return 0, err
 	}
 	settled := 0
+	var firstErr error // one stack's failure (its machine cannot be loaded) does not stop the others
 	for _, r := range runs {
 		logKey := message.TaskLogKey(r.Machine, r.StackID, r.Task, r.RunID)
 		reason := fmt.Sprintf("no result within %s of its dispatch (deadline %s) — the satisfier may have crashed or hung; "+
 			"its log, if any, is at %s in the satisfier's bucket, and the satisfier's log lines carry taskRunId %s",
 			r.Deadline.Sub(r.DispatchedAt).Round(time.Second), r.Deadline.Format(time.RFC3339), logKey, r.RunID)
 		ok, err := a.settleRun(ctx, r.StackID, r.Task, r.RunID, reason, message.SettledByDeadline, "deadline-sweep")
-		if err != nil {
-			return settled, err
+		if err != nil && firstErr == nil {
+			firstErr = err
 		}
 		if ok {
 			settled++
@@ -47,7 +49,7 @@ func (a *Applier) settleOverdue(ctx context.Context, now time.Time) (int, error)
 	if settled > 0 {
 		a.Metrics.Record(nil, metrics.Value{Name: metrics.TasksOverdue, Unit: metrics.Count, Value: float64(settled)})
 	}
-	return settled, nil
+	return settled, firstErr
 }
 
 // settleRun applies a TASK_ERROR for one run on the state manager's own authority. It reports
@@ -67,7 +69,7 @@ func (a *Applier) settleRun(ctx context.Context, stackID, task, runID, reason, b
 		log.Warn("messages of a settled run not sent yet", "error", err.Error())
 	}
 	a.logDecision(log, res, 0)
-	settled := !res.Duplicate && res.Decision.Outcome == "applied"
+	settled := !res.Duplicate && res.Decision.Outcome == engine.Applied
 	if settled {
 		log.Warn("task run settled as failed: no result will come", "task", task, "reason", reason)
 	}
@@ -108,21 +110,25 @@ func (a *Applier) settleDeadLettered(ctx context.Context) (int, error) {
 		receives = 10
 	}
 	settled := 0
+	var firstErr error // as in settleOverdue: the other messages are still settled
 	for range receives {
 		out, err := q.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(q.URL), MaxNumberOfMessages: 10, WaitTimeSeconds: 0,
 			VisibilityTimeout: int32(visibility / time.Second),
 		})
 		if err != nil {
-			return settled, fmt.Errorf("error peeking the task dead-letter queue: %w", err)
+			if firstErr == nil {
+				firstErr = fmt.Errorf("error peeking the task dead-letter queue: %w", err)
+			}
+			break
 		}
 		if len(out.Messages) == 0 {
 			break
 		}
 		for _, m := range out.Messages {
 			n, err := a.settleDeadLetter(ctx, q, m)
-			if err != nil {
-				return settled, err
+			if err != nil && firstErr == nil {
+				firstErr = err
 			}
 			settled += n
 		}
@@ -130,7 +136,7 @@ func (a *Applier) settleDeadLettered(ctx context.Context) (int, error) {
 	if settled > 0 {
 		a.Metrics.Record(nil, metrics.Value{Name: metrics.TasksDeadLettered, Unit: metrics.Count, Value: float64(settled)})
 	}
-	return settled, nil
+	return settled, firstErr
 }
 
 func (a *Applier) settleDeadLetter(ctx context.Context, q *TaskDeadLetterQueue, m types.Message) (int, error) {

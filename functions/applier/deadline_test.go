@@ -1,7 +1,9 @@
 package applier
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/functions/engine"
+	"github.com/stackseam/stackseam/functions/machine"
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/test/harness"
 )
@@ -105,4 +108,48 @@ func TestSweepSettlesDeadLetteredTasksAndKeepsThem(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, res.DeadLettered, "a run is settled once")
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM history WHERE stack_id = 'dead-1' AND kind = 'task-failed' AND detail->>'settledBy' = 'dead-letter'`))
+}
+
+// unavailable fails Get for one machine as a source that is down would (a transient error).
+type unavailable struct {
+	machines
+	down string
+}
+
+func (u unavailable) Get(ctx context.Context, name string) (*machine.Machine, error) {
+	if name == u.down {
+		return nil, errors.New("machine source unavailable")
+	}
+	return u.machines.Get(ctx, name)
+}
+
+// TestSweepSettlesOtherStacksWhenOneCannotBe: a stack whose machine cannot be loaded right now
+// keeps its overdue run for the next sweep; the other stacks' runs are settled, and the rest of
+// the sweep runs.
+func TestSweepSettlesOtherStacksWhenOneCannotBe(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ms := b.app.Machines.(machines)
+	pair2 := *ms["pair"]
+	pair2.Name = "pair2"
+	ms["pair2"] = &pair2
+	now := time.Now().UTC()
+	b.app.Now = func() time.Time { return now }
+	b.app.Deadlines = engine.Deadlines{DefaultTimeout: time.Second, Visibility: time.Second, Receives: 1}
+	require.NoError(t, b.handle(t, "held-1", `{"stackId":"held-1","event":"LAUNCH","machine":"pair2"}`, nil))
+	require.NoError(t, b.handle(t, "free-1", `{"stackId":"free-1","event":"LAUNCH","machine":"pair"}`, nil))
+	require.Len(t, b.tasks.sent, 4)
+	b.app.Machines = unavailable{machines: ms, down: "pair2"}
+
+	now = now.Add(time.Minute)
+	res, err := b.app.Sweep(t.Context(), time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Overdue, "free-1's two runs")
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM history WHERE stack_id = 'free-1' AND kind = 'task-failed'`))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM history WHERE stack_id = 'held-1' AND kind = 'task-failed'`))
+
+	b.app.Machines = ms // the source is back
+	res, err = b.app.Sweep(t.Context(), time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Overdue, "held-1's runs, at the next sweep")
 }
