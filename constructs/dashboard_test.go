@@ -104,6 +104,9 @@ func TestDefaultDashboard(t *testing.T) {
 				map[string]any{"label": "task queue alarm", "value": 3600.0, "yAxis": "left"}}},
 		{title: "Outbox messages sent by destination", metrics: []any{
 			query(`SELECT SUM("OutboxSent") FROM SCHEMA("stackseam", "Function", "Destination") WHERE "Function" = 'statemanager' GROUP BY "Destination"`)}},
+		{title: "Task runs failed by the state manager: no result came", metrics: []any{
+			emf("statemanager", "TasksOverdue", "Sum", "past their deadline"),
+			emf("statemanager", "TasksDeadLettered", "Sum", "dead-lettered")}},
 		{title: "Alarms"},
 	}
 	require.Len(t, ws, len(want))

@@ -24,7 +24,7 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::SQS::Queue":                 4,
 		"AWS::Lambda::EventSourceMapping": 2,
 		"Custom::CDKBucketDeployment":     1, // MachinesDir
-		"AWS::CloudWatch::Alarm":          11,
+		"AWS::CloudWatch::Alarm":          12,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::SNS::Topic":                 2, // the application's alarm and notification topics
 		"AWS::KMS::Key":                   1, // the application's notification topic key
@@ -46,6 +46,9 @@ func TestEmbeddedWiring(t *testing.T) {
 	require.Equal(t, embeddedBucket, satEnv["BUCKET"])
 	require.Equal(t, "DEBUG", satEnv["LOG_LEVEL"])
 	require.Equal(t, 30.0, sm["Timeout"])
+	// The deadlines follow the satisfier's timeout and the task queue given.
+	require.Equal(t, "10m0s", smEnv["TASK_TIMEOUT"])
+	require.Equal(t, "1h0m0s", smEnv["TASK_QUEUE_VISIBILITY_TIMEOUT"])
 	require.Equal(t, 600.0, sat["Timeout"])
 	for _, p := range []map[string]any{sm, sat} {
 		require.Equal(t, []any{embeddedSubnets[0], embeddedSubnets[1]}, p["VpcConfig"].(map[string]any)["SubnetIds"])
@@ -101,6 +104,7 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, emb+"TaskQueue/Resource"), "Arn")),
 		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
 		allow("DeadLetterEvents", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventDeadLetterQueue/Resource"), "Arn")),
+		allow("PeekTaskDeadLetters", "sqs:ReceiveMessage", getAtt(tpl.id(t, emb+"TaskDeadLetterQueue/Resource"), "Arn")),
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, "Embedded/Notifications/Resource"))),
 		// The topic is encrypted with the application's key.
 		allow("", []string{"kms:GenerateDataKey", "kms:Decrypt"}, getAtt(tpl.id(t, "Embedded/NotificationsKey/Resource"), "Arn")),

@@ -146,6 +146,8 @@ func (s *Stackseam) alarms(p resolved) {
 		functionMetric(fnStateManager, metrics.OutboxParked, "Sum", "parked outbox messages"), 1)
 	alarm("MachineInvalidAlarm", "stackseam: a machine file that stacks run on is broken or deleted; they run on the last valid version they ran on until it is fixed (see the state manager's log)",
 		functionMetric(fnStateManager, metrics.MachineInvalid, "Sum", "events on a broken or deleted machine file"), 1)
+	alarm("TasksOverdueAlarm", "stackseam: task runs got no result by their deadline and were failed by the state manager (the satisfier crashed or hung; see stackseam stacks --stuck)",
+		functionMetric(fnStateManager, metrics.TasksOverdue, "Sum", "overdue task runs"), 1)
 	alarm("EventQueueAgeAlarm", fmt.Sprintf("stackseam: an event has waited %s or more in the event queue", p.EventQueueAgeAlarmThreshold),
 		age(s.EventQueue), p.EventQueueAgeAlarmThreshold.Seconds())
 	alarm("TaskQueueAgeAlarm", fmt.Sprintf("stackseam: a task message has waited %s or more in the task queue", p.TaskQueueAgeAlarmThreshold),
@@ -223,6 +225,11 @@ func (s *Stackseam) dashboard(p resolved) {
 	s.Dashboard.AddWidgets(
 		graph("Outbox messages sent by destination", []awscloudwatch.IMetric{
 			insights("", insightsQuery("SUM", metricOutboxSent, []string{dimDestination}, sm, dimDestination))}),
+		graph("Task runs failed by the state manager: no result came", []awscloudwatch.IMetric{
+			functionMetric(fnStateManager, metrics.TasksOverdue, "Sum", "past their deadline"),
+			functionMetric(fnStateManager, metrics.TasksDeadLettered, "Sum", "dead-lettered")}),
+	)
+	s.Dashboard.AddWidgets(
 		awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{
 			Title:  jsii.String("Alarms"),
 			Alarms: &alarms,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -454,6 +455,9 @@ func (s *Stackseam) stateManagerPolicy() {
 	// An event that fails on its last receive is moved to the dead-letter queue by the state
 	// manager (queue.DeadLetter), which reads the event queue's RedrivePolicy (ConsumeQueue).
 	r.AddToPrincipalPolicy(statement("DeadLetterEvents", []string{"sqs:SendMessage"}, s.EventDeadLetterQueue.QueueArn()))
+	// The sweep peeks the task dead-letter queue to fail the runs of the messages in it; it
+	// never deletes them (kept for inspection), so receiving is all it may do.
+	r.AddToPrincipalPolicy(statement("PeekTaskDeadLetters", []string{"sqs:ReceiveMessage"}, s.TaskDeadLetterQueue.QueueArn()))
 	// PublishBatch is authorized by sns:Publish.
 	r.AddToPrincipalPolicy(statement("PublishNotifications", []string{"sns:Publish"}, s.NotificationTopic.TopicArn()))
 	if s.notificationKey != nil {
@@ -563,6 +567,12 @@ func (s *Stackseam) functions(p resolved) {
 	smEnv["EVENT_QUEUE_URL"] = s.EventQueue.QueueUrl()
 	smEnv["EVENT_QUEUE_ARN"] = s.EventQueue.QueueArn()
 	smEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()
+	// What a task run's deadline is derived from (README.md, "Every dispatched task ends"): the
+	// satisfier's timeout bounds a run without timeoutSeconds, and the task queue as made above.
+	smEnv["TASK_TIMEOUT"] = jsii.String(p.SatisfierTimeout.String())
+	smEnv["TASK_QUEUE_VISIBILITY_TIMEOUT"] = jsii.String((visibilityTimeoutPerFuncTimeout * p.SatisfierTimeout).String())
+	smEnv["TASK_QUEUE_MAX_RECEIVE_COUNT"] = jsii.String(strconv.Itoa(p.TaskQueueMaxReceiveCount))
+	smEnv["TASK_DEAD_LETTER_QUEUE_URL"] = s.TaskDeadLetterQueue.QueueUrl()
 	smEnv["MACHINES_BUCKET"] = s.Bucket.BucketName()
 	smEnv["DATABASE_SECRET_ID"] = s.DatabaseSecret.SecretArn()
 	smEnv["RESULT_SIGNING_SECRET_ID"] = s.ResultSigningKey.SecretArn()

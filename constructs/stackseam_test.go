@@ -32,7 +32,7 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::Lambda::Function":           2, // no custom resources without MachinesDir
 		"AWS::Lambda::EventSourceMapping": 2,
 		"AWS::IAM::Role":                  3, // two functions and the flow log
-		"AWS::CloudWatch::Alarm":          11,
+		"AWS::CloudWatch::Alarm":          12,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::Logs::LogGroup":             3,
 		"AWS::SNS::Topic":                 1, // notifications
@@ -58,12 +58,17 @@ func TestDefaultFunctions(t *testing.T) {
 			"EVENT_QUEUE_ARN":          getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn"),
 			"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
 			"TASK_QUEUE_URL":           ref(tpl.id(t, def+"TaskQueue/Resource")),
-			"MACHINES_BUCKET":          ref(tpl.id(t, def+"Bucket/Resource")),
-			"MACHINES_PREFIX":          "machines/",
-			"DATABASE_SECRET_ID":       ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
-			"DATABASE_SSLMODE":         "verify-full",
-			"LOG_LEVEL":                "INFO",
-			"NOTIFICATION_TOPIC_ARN":   ref(tpl.id(t, def+"NotificationTopic/Resource")),
+			// A task run's deadline: 3 × (15 min + 90 min) after its dispatch.
+			"TASK_TIMEOUT":                  "15m0s",
+			"TASK_QUEUE_VISIBILITY_TIMEOUT": "1h30m0s",
+			"TASK_QUEUE_MAX_RECEIVE_COUNT":  "3",
+			"TASK_DEAD_LETTER_QUEUE_URL":    ref(tpl.id(t, def+"TaskDeadLetterQueue/Resource")),
+			"MACHINES_BUCKET":               ref(tpl.id(t, def+"Bucket/Resource")),
+			"MACHINES_PREFIX":               "machines/",
+			"DATABASE_SECRET_ID":            ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
+			"DATABASE_SSLMODE":              "verify-full",
+			"LOG_LEVEL":                     "INFO",
+			"NOTIFICATION_TOPIC_ARN":        ref(tpl.id(t, def+"NotificationTopic/Resource")),
 		}},
 		{"Satisfier", "SatisfierSecurityGroup", "SatisfierLogs", "SatisfierRole", 900, 2048, map[string]any{
 			"EVENT_QUEUE_URL":          ref(tpl.id(t, def+"EventQueue/Resource")),
@@ -287,6 +292,13 @@ func TestDefaultAlarms(t *testing.T) {
 				"Namespace": "stackseam", "MetricName": "MachineInvalid",
 				"Dimensions": []any{map[string]any{"Name": "Function", "Value": "statemanager"}}}},
 		}}},
+		// Runs the state manager failed because no result came by their deadline.
+		"TasksOverdueAlarm": {"Threshold": 1.0, "Metrics": []any{map[string]any{
+			"Id": "m1", "Label": "overdue task runs", "ReturnData": true, "MetricStat": map[string]any{
+				"Metric": map[string]any{"Dimensions": []any{map[string]any{"Name": "Function", "Value": "statemanager"}},
+					"MetricName": "TasksOverdue", "Namespace": "stackseam"},
+				"Period": 300.0, "Stat": "Sum"},
+		}}},
 		// Metrics Insights over the EMF dimension sets the state manager writes; the Event and
 		// Executor values come from the machine files, so the query sums over all of them.
 		"FailedTasksAlarm": {"Threshold": 1.0, "Metrics": []any{map[string]any{
@@ -363,6 +375,7 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn")),
 		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
 		allow("DeadLetterEvents", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventDeadLetterQueue/Resource"), "Arn")),
+		allow("PeekTaskDeadLetters", "sqs:ReceiveMessage", getAtt(tpl.id(t, def+"TaskDeadLetterQueue/Resource"), "Arn")),
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, def+"NotificationTopic/Resource"))),
 		list,
 		allow("ReadMachines", "s3:GetObject", join(bucket, "/machines/*")),

@@ -315,9 +315,10 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 
 	// The stand-ins, by the logical id the template refers to.
 	swaps := map[string]string{
-		eventQueueID:                                    s.eventURL,
-		eventQueueID + ".Arn":                           queueArn(t, s.eventURL),
-		taskQueueID:                                     s.taskURL,
+		eventQueueID:          s.eventURL,
+		eventQueueID + ".Arn": queueArn(t, s.eventURL),
+		taskQueueID:           s.taskURL,
+		tpl.id(t, "TaskDeadLetterQueue/Resource"):       s.taskDLQ,
 		tpl.id(t, "Bucket/Resource"):                    ds.bucket,
 		tpl.id(t, "NotificationTopic/Resource"):         s.topic(),
 		tpl.id(t, "DatabaseSecret/Attachment/Resource"): secrets.ARN(dbSecretID),

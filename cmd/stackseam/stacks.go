@@ -21,9 +21,16 @@ created, IN STATE the time since it entered its current state, IDLE the time
 since the last event was applied to it (the time-to-live clock). Removed
 stacks are not listed; ` + "`stackseam history ID`" + ` still shows them.
 
+--stuck lists instead the stacks waiting on a task run past its deadline
+(the state manager's sweep has not settled it yet: is the sweep running?)
+and those with a run the state manager failed itself within --since, because
+no result came by its deadline or its message was dead-lettered; one line
+per run, with why.
+
 examples:
   stackseam stacks
-  stackseam stacks --machine feature-env --state RUN --output json`,
+  stackseam stacks --machine feature-env --state RUN --output json
+  stackseam stacks --stuck --since 72h`,
 	run: runStacks,
 }
 
@@ -46,6 +53,8 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 	machineName := fs.String("machine", "", "only stacks of this `MACHINE`")
 	state := fs.String("state", "", "only stacks in this `STATE`")
 	limit := fs.Int("limit", 0, "list at most `N` stacks (default all)")
+	stuck := fs.Bool("stuck", false, "list stacks with overdue or force-settled task runs instead")
+	since := fs.Duration("since", 24*time.Hour, "with --stuck: force-settled runs within this `DURATION`")
 	var db databaseFlags
 	db.register(fs)
 	var out outputFlag
@@ -68,6 +77,9 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 		return fail(c, cmd, err)
 	}
 	now := c.now()
+	if *stuck {
+		return listStuck(ctx, c, cmd, st, stacks, now, now.Add(-*since), out.json())
+	}
 	if out.json() {
 		list := make([]stackJSON, len(stacks))
 		for i, s := range stacks {
@@ -89,6 +101,74 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 		pending, failed := countTasks(s.Tasks)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.ID, s.Machine, s.State, pending, failed,
 			formatDuration(now.Sub(s.CreatedAt)), formatDuration(now.Sub(s.StateEnteredAt)), formatDuration(now.Sub(s.LastActivityAt)))
+	}
+	if err := tw.Flush(); err != nil {
+		return fail(c, cmd, err)
+	}
+	return exitOK
+}
+
+// stuckRun is one line of `stacks --stuck`: a run past its deadline, or one the state manager
+// settled itself.
+type stuckRun struct {
+	StackID string `json:"stackId"`
+	Machine string `json:"machine"`
+	State   string `json:"state"`
+	Task    string `json:"task"`
+	RunID   string `json:"taskRunId"`
+	// Why is "overdue" (pending past its deadline), or how the state manager settled it:
+	// message.SettledByDeadline or message.SettledByDeadLetter.
+	Why string `json:"why"`
+	// At is the deadline of an overdue run, or when the run was settled.
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+func listStuck(ctx context.Context, c *cli, cmd *command, st *store.Store, stacks []*engine.Stack, now, since time.Time, asJSON bool) int {
+	settled, err := st.SettledRuns(ctx, since)
+	if err != nil {
+		return fail(c, cmd, err)
+	}
+	byID := map[string]*engine.Stack{}
+	var runs []stuckRun
+	for _, s := range stacks {
+		byID[s.ID] = s
+		for _, t := range s.Tasks {
+			if t.Status == message.TaskPending && t.Deadline != nil && !t.Deadline.After(now) {
+				runs = append(runs, stuckRun{StackID: s.ID, Machine: s.Machine, State: s.State, Task: t.Name, RunID: t.RunID,
+					Why: "overdue", At: t.Deadline.UTC()})
+			}
+		}
+	}
+	for _, r := range settled {
+		s := byID[r.StackID] // only the stacks the filters kept
+		if s == nil {
+			continue
+		}
+		runs = append(runs, stuckRun{StackID: s.ID, Machine: s.Machine, State: s.State, Task: r.Task, RunID: r.RunID,
+			Why: r.SettledBy, At: r.At.UTC(), Reason: r.Reason})
+	}
+	if asJSON {
+		if runs == nil {
+			runs = []stuckRun{}
+		}
+		if err := writeJSON(c.stdout, runs); err != nil {
+			return fail(c, cmd, err)
+		}
+		return exitOK
+	}
+	if len(runs) == 0 {
+		fmt.Fprintln(c.stdout, "no stuck stacks")
+		return exitOK
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, "STACK\tMACHINE\tSTATE\tTASK\tRUN\tWHY\tSINCE")
+	for _, r := range runs {
+		why := "settled by " + r.Why
+		if r.Why == "overdue" {
+			why = "overdue, not settled yet"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.StackID, r.Machine, r.State, r.Task, r.RunID, why, formatDuration(now.Sub(r.At)))
 	}
 	if err := tw.Flush(); err != nil {
 		return fail(c, cmd, err)
@@ -268,7 +348,16 @@ func taskTiming(t message.StackTask, now time.Time) string {
 	case t.DispatchedAt.After(now):
 		return "dispatched in " + formatDuration(t.DispatchedAt.Sub(now))
 	default:
-		return "pending for " + formatDuration(now.Sub(t.DispatchedAt))
+		timing := "pending for " + formatDuration(now.Sub(t.DispatchedAt))
+		switch {
+		case t.Deadline == nil:
+		case t.Deadline.After(now):
+			// When the state manager stops waiting and fails the run (README.md, the guarantees).
+			timing += ", deadline in " + formatDuration(t.Deadline.Sub(now))
+		default:
+			timing += ", overdue by " + formatDuration(now.Sub(*t.Deadline))
+		}
+		return timing
 	}
 }
 

@@ -33,6 +33,8 @@ type recorder struct {
 	machines map[string]*machine.Machine
 	runs     int
 	msgs     int
+	// deadlines is the deadline policy events are applied with (none unless a test sets it).
+	deadlines engine.Deadlines
 }
 
 func newRecorder(t *testing.T) *recorder {
@@ -73,7 +75,7 @@ func (r *recorder) apply(at time.Duration, ev message.Event) *engine.Stack {
 				name = cur.Machine
 			}
 			return engine.Apply(engine.Input{Stack: cur, Machine: r.machines[name], Event: ev, Now: t0.Add(at),
-				NewRunID: func() string { r.runs++; return fmt.Sprintf("run-%d", r.runs) }}), nil
+				NewRunID: func() string { r.runs++; return fmt.Sprintf("run-%d", r.runs) }, Deadlines: r.deadlines}), nil
 		})
 	require.NoError(r.t, err)
 	return res.Decision.Stack

@@ -62,6 +62,12 @@ type Applier struct {
 	// Retention says how long the sweep keeps processed event keys and rejections; the zero
 	// value keeps each for its default (retention.go).
 	Retention Retention
+	// Deadlines gives every dispatched task run its deadline, past which the sweep settles it as
+	// failed (deadline.go); the zero value gives none.
+	Deadlines engine.Deadlines
+	// TaskDeadLetters, when set, is peeked by the sweep: the run of every task message in it is
+	// settled as failed at once (deadline.go).
+	TaskDeadLetters *TaskDeadLetterQueue
 }
 
 func (a *Applier) logger() *slog.Logger {
@@ -114,7 +120,30 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		key = "event:" + ev.StackID + ":" + ev.EventID
 	}
 	log := a.logger().With("stackId", ev.StackID, "event", ev.Event, "messageId", m.ID)
+	res, err := a.apply(ctx, ev, key, m.ID, log)
+	if store.IsDataError(err) {
+		// PostgreSQL refuses the values themselves: every retry would fail the same way.
+		return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: the database cannot store this event: %v", message.ErrInvalid, err))
+	}
+	if err != nil {
+		log.Warn("event not applied; will retry", "outcome", "retry", "error", err)
+		return err
+	}
+	faults.AfterCommit(len(res.Decision.Dispatch)) // a crash before publishing, in fault-injection tests
+	if err := a.flush(ctx, res.Outbox); err != nil {
+		// The decision is committed; the retry finds the key processed and
+		// only flushes the outbox.
+		log.Warn("task messages not sent; will retry", "outcome", "retry", "error", err)
+		return err
+	}
+	a.logDecision(log, res, time.Since(started))
+	return nil
+}
 
+// apply decides ev under its stack's lock and commits the decision, with key as its idempotency
+// key; it is the one path of every event, whether it came from the queue (Handle) or the state
+// manager settles a run itself (settleRun). Errors are transient unless store.IsDataError.
+func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID string, log *slog.Logger) (store.ApplyResult, error) {
 	// Load the machine the event names before taking the lock (Names
 	// refreshes the catalog when due, for events that name none); under the
 	// lock the applier only reads what is already parsed (pickMachine).
@@ -124,18 +153,19 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		named, namedErr = a.Machines.Get(ctx, ev.Machine)
 		if namedErr != nil && !permanent(namedErr) {
 			log.Warn("machine source unavailable; will retry", "machine", ev.Machine, "outcome", "retry", "error", namedErr)
-			return fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
+			return store.ApplyResult{}, fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
 		}
 	} else if _, err := a.Machines.Names(ctx); err != nil {
 		log.Warn("machine source unavailable; going on with the machines loaded", "error", err)
 	}
 	var res store.ApplyResult
+	var err error
 	var fellBack, unusable string
 	for attempt := 0; ; attempt++ {
 		fellBack = ""
-		res, err = a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: m.ID, Event: ev},
+		res, err = a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: messageID, Event: ev},
 			func(current *engine.Stack) (engine.Decision, error) {
-				in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID}
+				in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID, Deadlines: a.Deadlines}
 				var err error
 				in.Machine, in.MachineErr, fellBack, err = a.pickMachine(current, ev, named, namedErr, unusable)
 				if err != nil {
@@ -156,7 +186,7 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		if err := a.loadVersion(ctx, need.hash); err != nil {
 			if !errors.Is(err, store.ErrNoMachineVersion) && !permanent(err) {
 				log.Warn("machine version not loaded; will retry", "outcome", "retry", "error", err)
-				return err
+				return res, err
 			}
 			// Not stored, or refused by today's rules: retrying cannot help, so decide without it.
 			log.Warn("the stack's machine version cannot be used", "error", err)
@@ -167,23 +197,7 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		log.Warn("machine file unusable; the stack runs on the last valid version it ran on", "reason", fellBack)
 		a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
 	}
-	if store.IsDataError(err) {
-		// PostgreSQL refuses the values themselves: every retry would fail the same way.
-		return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: the database cannot store this event: %v", message.ErrInvalid, err))
-	}
-	if err != nil {
-		log.Warn("event not applied; will retry", "outcome", "retry", "error", err)
-		return err
-	}
-	faults.AfterCommit(len(res.Decision.Dispatch)) // a crash before publishing, in fault-injection tests
-	if err := a.flush(ctx, res.Outbox); err != nil {
-		// The decision is committed; the retry finds the key processed and
-		// only flushes the outbox.
-		log.Warn("task messages not sent; will retry", "outcome", "retry", "error", err)
-		return err
-	}
-	a.logDecision(log, res, time.Since(started))
-	return nil
+	return res, err
 }
 
 // rejectUnparsed records a message that is not a valid event at all.
@@ -350,9 +364,13 @@ type SweepResult struct {
 	// PrunedEvents and PrunedRejections count the processed event keys and rejections deleted
 	// past their Retention.
 	PrunedEvents, PrunedRejections int
+	// DeadLettered and Overdue count the task runs settled as failed because their message was
+	// in the task dead-letter queue, or their deadline had passed.
+	DeadLettered, Overdue int
 }
 
-// Sweep does the periodic work: it sends each stack that has stayed idle
+// Sweep does the periodic work: it settles as failed the task runs that can no longer get a
+// result (their message is in the task dead-letter queue, or their deadline passed), sends each stack that has stayed idle
 // past its state's ttl the state's ttl event (through the outbox, so a crash
 // loses nothing), then sends outbox messages left unsent longer than
 // outboxAge by a process that died between commit and publish, then prunes
@@ -364,6 +382,16 @@ func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResu
 		return res, err
 	}
 	now := a.now()
+	// Dead letters first: their reason says more than a passed deadline does.
+	if res.DeadLettered, err = a.settleDeadLettered(ctx); err != nil {
+		// The deadlines below still bound the wait; the rest of the sweep must not stop for it.
+		a.logger().Warn("task dead-letter queue not peeked", "error", err.Error())
+	}
+	if res.Overdue, err = a.settleOverdue(ctx, now); err != nil {
+		// The next sweep tries again; the time-to-live events and the outbox below must not wait
+		// for it (a machine source that is down fails only the runs of its stacks).
+		a.logger().Warn("overdue task runs not all settled yet", "settled", res.Overdue, "error", err.Error())
+	}
 	var expired []store.OutboxMessage
 	for _, name := range names {
 		m, err := a.Machines.Get(ctx, name)

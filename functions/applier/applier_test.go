@@ -70,7 +70,7 @@ func setup(t *testing.T) *bundle {
 	_, err = st.Migrate(t.Context())
 	require.NoError(t, err)
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "pair.yml"), []byte(`version: 1
+	pair := []byte(`version: 1
 events: [LAUNCH, DESTROY]
 states:
   INIT:
@@ -88,7 +88,10 @@ states:
 tasks:
   infra: {executor: lambda, config: {name: infra-fn}}
   dns: {executor: lambda, config: {name: dns-fn}}
-`), 0o644))
+`)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pair.yml"), pair, 0o644))
+	// pair2, the same machine under another name (for tests that make one machine unavailable).
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pair2.yml"), pair, 0o644))
 	b := &bundle{store: st, tasks: &outlet{}, events: &outlet{}}
 	b.app = &Applier{Store: st, Machines: machine.NewDirCatalog(dir, machine.CatalogOptions{}),
 		Outlets: map[string]Outlet{store.DestinationTask: b.tasks.send, store.DestinationEvent: b.events.send}}

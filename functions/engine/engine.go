@@ -100,6 +100,36 @@ type Input struct {
 	Now time.Time
 	// NewRunID returns a fresh, unique taskRunId.
 	NewRunID func() string
+	// Deadlines gives each dispatched run its deadline; the zero value gives none.
+	Deadlines Deadlines
+}
+
+// Deadlines is how long the state manager waits for a dispatched run's result before settling it
+// as failed: the longest the task queue and the satisfier can keep a run going without a word.
+// Each receive of the task message may run the task for its timeout and, if the satisfier dies
+// without publishing, leave the message invisible for the queue's visibility timeout; after
+// Receives receives SQS moves it to the dead-letter queue. So a run that has had no result
+// Receives × (timeout + Visibility) after it was due to be delivered never will.
+type Deadlines struct {
+	// DefaultTimeout bounds a run whose task sets no timeoutSeconds (the satisfier's default).
+	DefaultTimeout time.Duration
+	// Visibility is the task queue's visibility timeout.
+	Visibility time.Duration
+	// Receives is the task queue's maxReceiveCount; zero means runs get no deadline.
+	Receives int
+}
+
+// After is how long after its dispatch (the end of its delay) a run of a task with timeoutSeconds
+// (0: the default) is overdue; zero when d gives no deadlines.
+func (d Deadlines) After(timeoutSeconds int) time.Duration {
+	if d.Receives <= 0 {
+		return 0
+	}
+	timeout := d.DefaultTimeout
+	if timeoutSeconds > 0 {
+		timeout = time.Duration(timeoutSeconds) * time.Second
+	}
+	return time.Duration(d.Receives) * (timeout + d.Visibility)
 }
 
 // Dispatch is one task message to send, after Delay.
@@ -308,6 +338,9 @@ func (a *applier) applyResult() Decision {
 	if ev.Log != "" {
 		entry.Detail["log"] = ev.Log
 	}
+	if ev.SettledBy != "" {
+		entry.Detail["settledBy"] = ev.SettledBy
+	}
 	// A result always settles its task: metadata or outputs that would grow the stack's metadata
 	// past its limit are not kept, and a completed task whose outputs cannot be kept fails.
 	overflow := a.metadataOverflow(ev.Metadata)
@@ -392,6 +425,7 @@ func (a *applier) redispatch(i int, why string, delay time.Duration) {
 	t.Attempt++
 	t.DispatchedAt = a.now.Add(delay)
 	t.FinishedAt = nil
+	t.Deadline = nil
 	t.Description = ""
 	t.Log = ""
 	a.markNew(t.RunID, delay, why)
@@ -492,6 +526,20 @@ func (a *applier) finish() Decision {
 		return a.d
 	}
 	a.d.Stack = a.s
+	for i := range a.s.Tasks {
+		t := &a.s.Tasks[i]
+		if !a.newRuns[t.RunID] {
+			continue
+		}
+		timeout := 0
+		if def := a.m.Tasks[t.Name]; def != nil {
+			timeout = def.TimeoutSeconds
+		}
+		if after := a.in.Deadlines.After(timeout); after > 0 {
+			deadline := t.DispatchedAt.Add(after) // DispatchedAt already includes a retry's delay
+			t.Deadline = &deadline
+		}
+	}
 	view := message.Stack{ID: a.s.ID, Machine: a.s.Machine, State: a.s.State, PreviousState: a.s.PreviousState,
 		Metadata: a.s.Metadata, Tasks: a.s.Tasks}
 	for _, t := range a.s.Tasks {
@@ -630,6 +678,7 @@ func notifications(s *Stack, history []HistoryEntry) []message.Notification {
 			n.Kind, n.State, n.FromState, n.ToState = message.NotifyTransition, h.ToState, h.FromState, h.ToState
 		case KindTaskFailed:
 			n.Kind, n.State, n.Description = message.NotifyTaskFailed, h.FromState, h.Reason
+			n.SettledBy, _ = h.Detail["settledBy"].(string)
 		case KindRemoved:
 			n.Kind, n.State = message.NotifyRemoved, h.FromState
 		default:

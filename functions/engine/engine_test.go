@@ -46,6 +46,8 @@ type bundle struct {
 	stack *Stack
 	now   time.Time
 	runs  int
+	// deadlines is the policy applied to every event (none unless a test sets it).
+	deadlines Deadlines
 }
 
 func setup(t *testing.T) *bundle {
@@ -62,7 +64,7 @@ func (b *bundle) apply(ev message.Event) Decision {
 	d := Apply(Input{Stack: b.stack, Machine: b.m, Event: ev, Now: b.now, NewRunID: func() string {
 		b.runs++
 		return fmt.Sprintf("run-%d", b.runs)
-	}})
+	}, Deadlines: b.deadlines})
 	if d.Outcome == Applied {
 		b.stack = d.Stack
 	}

@@ -21,6 +21,12 @@
 //     it is delivered.
 //   - poison-panic=MARKER: every message whose body contains MARKER makes its
 //     handler panic, every time it is delivered.
+//   - crash-on-task=MARKER: the satisfier kills itself (SIGKILL) whenever it
+//     receives a task message whose body contains MARKER, before running it, as
+//     an out-of-memory kill or a hard timeout on that task would.
+//   - hang-on-task=MARKER@DURATION: the satisfier stalls for DURATION (a Go
+//     duration), ignoring cancellation, before running a task message whose body
+//     contains MARKER; the task then runs and its result comes late.
 //
 // Each injected fault is announced on stderr as a line starting with
 // Announcement, so a test can count what happened. An unknown name or a bad
@@ -45,4 +51,6 @@ const (
 	SQSSendFail       = "sqs-send-fail"
 	Poison            = "poison"
 	PoisonPanic       = "poison-panic"
+	CrashOnTask       = "crash-on-task"
+	HangOnTask        = "hang-on-task"
 )

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Enabled reports whether the fault points are compiled in (build tag
@@ -25,6 +26,9 @@ type config struct {
 	sqsSendFail       float64
 	poison            string
 	poisonPanic       string
+	crashOnTask       string
+	hangOnTask        string
+	hangFor           time.Duration
 }
 
 func mustParse(spec string) config {
@@ -67,9 +71,18 @@ func parse(spec string) (config, error) {
 			c.poison = value
 		case PoisonPanic:
 			c.poisonPanic = value
+		case CrashOnTask:
+			c.crashOnTask = value
+		case HangOnTask:
+			marker, d, ok := strings.Cut(value, "@")
+			hang, err := time.ParseDuration(d)
+			if !ok || marker == "" || err != nil || hang <= 0 {
+				return c, fmt.Errorf("%s takes MARKER@DURATION, not %q", name, value)
+			}
+			c.hangOnTask, c.hangFor = marker, hang
 		default:
-			return c, fmt.Errorf("unknown fault %q (known: %s, %s, %s, %s, %s)", name,
-				CrashAfterCommit, CrashBeforeResult, SQSSendFail, Poison, PoisonPanic)
+			return c, fmt.Errorf("unknown fault %q (known: %s, %s, %s, %s, %s, %s, %s)", name,
+				CrashAfterCommit, CrashBeforeResult, SQSSendFail, Poison, PoisonPanic, CrashOnTask, HangOnTask)
 		}
 	}
 	return c, nil
@@ -124,4 +137,16 @@ func Message(body string) error {
 		return errors.New(Announcement + " " + Poison + ": this message always fails")
 	}
 	return nil
+}
+
+// Task kills the satisfier on a task message carrying the crash-on-task marker, and stalls it,
+// deaf to cancellation, on one carrying the hang-on-task marker.
+func Task(body string) {
+	if armed.crashOnTask != "" && strings.Contains(body, armed.crashOnTask) {
+		crash("%s", CrashOnTask)
+	}
+	if armed.hangOnTask != "" && strings.Contains(body, armed.hangOnTask) {
+		announce("%s", HangOnTask)
+		time.Sleep(armed.hangFor)
+	}
 }

@@ -22,3 +22,7 @@ func SendBatch() error { return nil }
 // Message is the point where a message handler starts on body. It returns
 // nil in a normal build.
 func Message(body string) error { return nil }
+
+// Task is the point where the satisfier starts on a task message body. It does nothing in a
+// normal build.
+func Task(body string) {}

@@ -68,7 +68,20 @@ type Event struct {
 	Outputs Metadata `json:"outputs,omitempty"`
 	// Log points at the stored task log.
 	Log string `json:"log,omitempty"`
+
+	// SettledBy is set only on a TASK_ERROR the state manager applies itself because no result
+	// came (SettledByDeadline, SettledByDeadLetter). It is never read from a message: the parser
+	// refuses the field, so no publisher can claim it.
+	SettledBy string `json:"-"`
 }
+
+// Why the state manager settled a task run itself (Event.SettledBy).
+const (
+	// SettledByDeadline: the run's deadline passed without a result.
+	SettledByDeadline = "deadline"
+	// SettledByDeadLetter: the task message was moved to the task dead-letter queue.
+	SettledByDeadLetter = "dead-letter"
+)
 
 // IsResult reports whether the event is a task result.
 func (e *Event) IsResult() bool {
@@ -103,9 +116,13 @@ type StackTask struct {
 	// can settle the task.
 	RunID string `json:"runId"`
 	// Attempt counts dispatches of this task in this state visit, from 1.
-	Attempt      int        `json:"attempt"`
-	DispatchedAt time.Time  `json:"dispatchedAt"`
-	FinishedAt   *time.Time `json:"finishedAt,omitempty"`
+	Attempt      int       `json:"attempt"`
+	DispatchedAt time.Time `json:"dispatchedAt"`
+	// Deadline is when the state manager stops waiting for this run's result and settles it as
+	// failed (README.md, "Every dispatched task ends"); nil for runs dispatched before deadlines
+	// existed, or without a deadline policy.
+	Deadline   *time.Time `json:"deadline,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
 	// Description holds the error text of a failed run.
 	Description string `json:"description,omitempty"`
 	// Log points at the latest run's stored log, when the executor kept one.
@@ -127,6 +144,12 @@ type Task struct {
 	Task      TaskSpec `json:"task"`
 	Stack     Stack    `json:"stack"`
 	TaskRunID string   `json:"taskRunId"`
+}
+
+// TaskLogKey is where the satisfier stores the log of one task run in its bucket; the state
+// manager names it when it settles a run that sent no result.
+func TaskLogKey(machine, stackID, task, runID string) string {
+	return "logs/" + machine + "/" + stackID + "/" + task + "/" + runID + ".log"
 }
 
 // Result is what the satisfier publishes to the event queue after running a
@@ -165,6 +188,9 @@ type Notification struct {
 	Task        string `json:"task,omitempty"`
 	TaskRunID   string `json:"taskRunId,omitempty"`
 	Description string `json:"description,omitempty"`
+	// SettledBy says, on a task-failed notification, that the state manager failed the run itself
+	// because no result came (Event.SettledBy); empty for a result the satisfier sent.
+	SettledBy string `json:"settledBy,omitempty"`
 	// DurationMs is the time spent in FromState (transition), the task run's
 	// time (task-failed) or the stack's life (removed).
 	DurationMs int64     `json:"durationMs"`

@@ -27,6 +27,14 @@ const OutboxParked = "OutboxParked"
 // fixing.
 const MachineInvalid = "MachineInvalid"
 
+// TasksOverdue counts task runs the state manager settled as failed because their deadline passed
+// without a result (the satisfier crashed or hung). An alarm watches it.
+const TasksOverdue = "TasksOverdue"
+
+// TasksDeadLettered counts task runs the state manager settled as failed because their message
+// reached the task dead-letter queue.
+const TasksDeadLettered = "TasksDeadLettered"
+
 // Units used by stackseam's metrics.
 const (
 	Count        = "Count"

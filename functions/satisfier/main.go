@@ -243,7 +243,11 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	// The task queue is a standard queue: its messages carry no group, so
 	// InOrderByGroup handles each one on its own, concurrently, and one
 	// failure never holds back another.
-	return queue.Serve(ctx, queue.InOrderByGroup(d.Handle, cfg.parallelism), &queue.Poller{
+	handle := func(ctx context.Context, m queue.Message) error {
+		faults.Task(m.Body) // a task that kills or stalls the satisfier, in fault-injection tests
+		return d.Handle(ctx, m)
+	}
+	return queue.Serve(ctx, queue.InOrderByGroup(handle, cfg.parallelism), &queue.Poller{
 		Client: sqsClient, QueueURL: cfg.taskQueueURL, Workers: cfg.workers, WaitTime: cfg.pollWait,
 		VisibilityTimeout: cfg.visibility, RetryDelay: cfg.retry, Logger: logger,
 	})

@@ -47,6 +47,14 @@ var StateManager = &Declared{Function: "statemanager", Variables: []Variable{
 	{Name: "EVENT_QUEUE_ARN", Deployed: true},
 	{Name: "AWS_LAMBDA_FUNCTION_NAME", Runtime: true},
 	{Name: "TASK_QUEUE_URL", Required: true, Deployed: true},
+	// A dispatched task run's deadline is TASK_QUEUE_MAX_RECEIVE_COUNT × (its timeout, or
+	// TASK_TIMEOUT, + TASK_QUEUE_VISIBILITY_TIMEOUT) after its dispatch (engine.Deadlines): the
+	// construct sets them to what it deployed, and the defaults are the construct's defaults.
+	{Name: "TASK_QUEUE_VISIBILITY_TIMEOUT", Deployed: true},
+	{Name: "TASK_QUEUE_MAX_RECEIVE_COUNT", Deployed: true},
+	{Name: "TASK_TIMEOUT", Deployed: true},
+	// The task dead-letter queue, peeked by the sweep: its messages' runs are failed at once.
+	{Name: "TASK_DEAD_LETTER_QUEUE_URL", Deployed: true},
 	{Name: "NOTIFICATION_TOPIC_ARN", Deployed: true},
 	{Name: "MACHINES_DIR"},
 	// The state manager names the bucket MACHINES_BUCKET and the satisfier BUCKET: in a

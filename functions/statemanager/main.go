@@ -21,7 +21,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/functions/applier"
+	"github.com/stackseam/stackseam/functions/engine"
 	"github.com/stackseam/stackseam/functions/machine"
 	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
@@ -47,6 +49,8 @@ type settings struct {
 	eventQueueARN  string
 	functionName   string // in Lambda
 	taskQueueURL   string
+	taskDLQURL     string
+	deadlines      engine.Deadlines
 	topicARN       string
 	machinesDir    string
 	machinesBucket string
@@ -75,6 +79,7 @@ func readSettings() (settings, error) {
 		eventQueueARN:  vars.Get("EVENT_QUEUE_ARN"),
 		functionName:   vars.Get("AWS_LAMBDA_FUNCTION_NAME"),
 		taskQueueURL:   vars.Get("TASK_QUEUE_URL"),
+		taskDLQURL:     vars.Get("TASK_DEAD_LETTER_QUEUE_URL"),
 		topicARN:       vars.Get("NOTIFICATION_TOPIC_ARN"),
 		machinesDir:    vars.Get("MACHINES_DIR"),
 		machinesBucket: vars.Get("MACHINES_BUCKET"),
@@ -89,7 +94,8 @@ func readSettings() (settings, error) {
 		name string
 		def  int
 		dst  *int
-	}{{"WORKERS", 1, &s.workers}, {"BATCH_PARALLELISM", 4, &s.parallelism}}
+	}{{"WORKERS", 1, &s.workers}, {"BATCH_PARALLELISM", 4, &s.parallelism},
+		{"TASK_QUEUE_MAX_RECEIVE_COUNT", deployed.TaskQueueMaxReceiveCount, &s.deadlines.Receives}}
 	for _, v := range ints {
 		if *v.dst, err = vars.Int(v.name, v.def); err != nil {
 			return s, err
@@ -106,6 +112,10 @@ func readSettings() (settings, error) {
 		{"OUTBOX_SWEEP_AGE", 30 * time.Second, &s.sweepAge},
 		{"SWEEP_INTERVAL", time.Minute, &s.sweepEvery},
 		{"DATABASE_PROBE_INTERVAL", 5 * time.Second, &s.probeEvery},
+		// The construct's defaults: the satisfier's default run bound (executor.DefaultTimeout, its
+		// Lambda timeout) and a task queue visibility of six times that.
+		{"TASK_TIMEOUT", 15 * time.Minute, &s.deadlines.DefaultTimeout},
+		{"TASK_QUEUE_VISIBILITY_TIMEOUT", 90 * time.Minute, &s.deadlines.Visibility},
 	}
 	for _, v := range durations {
 		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
@@ -200,6 +210,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		}
 	}
 	app.Retention = cfg.retention
+	app.Deadlines = cfg.deadlines
+	if cfg.taskDLQURL != "" {
+		app.TaskDeadLetters = &applier.TaskDeadLetterQueue{Client: sqsClient, URL: cfg.taskDLQURL, Receives: cfg.deadlines.Receives}
+	}
 	sweep := func(ctx context.Context) error {
 		if queue.InLambda() {
 			// A paused mapping delivers nothing that could resume it: the scheduled tick does.
@@ -208,9 +222,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 			}
 		}
 		res, err := app.Sweep(ctx, cfg.sweepAge)
-		if err == nil && res.Expired+res.Resent+res.PrunedEvents+res.PrunedRejections > 0 {
+		if err == nil && res.Expired+res.Resent+res.PrunedEvents+res.PrunedRejections+res.Overdue+res.DeadLettered > 0 {
 			logger.Info("sweep done", "expired", res.Expired, "resent", res.Resent,
-				"prunedEventKeys", res.PrunedEvents, "prunedRejections", res.PrunedRejections)
+				"prunedEventKeys", res.PrunedEvents, "prunedRejections", res.PrunedRejections,
+				"overdueRunsSettled", res.Overdue, "deadLetteredRunsSettled", res.DeadLettered)
 		}
 		return err
 	}

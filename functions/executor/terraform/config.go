@@ -112,7 +112,7 @@ func StateKey(machine, stackID string, src Source) string {
 
 // LogKey is where the log of one task run is stored in the bucket.
 func LogKey(task message.Task) string {
-	return "logs/" + task.Stack.Machine + "/" + task.Stack.ID + "/" + task.Task.Name + "/" + task.TaskRunID + ".log"
+	return message.TaskLogKey(task.Stack.Machine, task.Stack.ID, task.Task.Name, task.TaskRunID)
 }
 
 // identifier is what Terraform accepts as a variable name (hclsyntax.ValidIdentifier).
