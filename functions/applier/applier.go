@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/stackseam/stackseam/functions/engine"
@@ -96,7 +97,10 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 	if err != nil {
 		return a.rejectUnparsed(ctx, m, err)
 	}
-	if ev.IsResult() && a.ResultKey.Configured() {
+	// The state manager's own events (time-to-live) carry eventIds with a reserved prefix: a
+	// publisher using one could claim the key first and so cancel the real event.
+	system := strings.HasPrefix(ev.EventID, store.SystemEventIDPrefix)
+	if (ev.IsResult() || system) && a.ResultKey.Configured() {
 		key, err := a.ResultKey.Key(ctx)
 		if err != nil {
 			// Secrets Manager unreachable: the result is retried, not judged.
@@ -105,6 +109,10 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		if !key.Verify(m.Body, m.Attributes[signing.Attribute]) {
 			// Only the satisfier (and this function) can read the key: a principal that may only
 			// publish events cannot settle a task, and so cannot end a destroy early or inject outputs.
+			if !ev.IsResult() {
+				return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: eventId %q uses the prefix %q, reserved for the state manager's own events",
+					message.ErrInvalid, ev.EventID, store.SystemEventIDPrefix))
+			}
 			return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: %s for run %s is not signed by this deployment's satisfier; results are accepted only from it",
 				message.ErrInvalid, ev.Event, ev.TaskRunID))
 		}

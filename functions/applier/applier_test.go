@@ -156,6 +156,15 @@ func TestHandleAcceptsOnlySignedResultsWhenAKeyIsSet(t *testing.T) {
 	require.Equal(t, 1, b.count(t, "SELECT count(*) FROM rejections WHERE strpos(reason, 'is not signed') > 0"))
 	require.NoError(t, b.handle(t, "s3", result, map[string]string{signing.Attribute: key.Sign(result)}))
 	require.Equal(t, 1, b.count(t, "SELECT count(*) FROM history WHERE stack_id = 's3' AND kind = 'task-completed'"))
+
+	// The state manager's own eventIds (time-to-live) are reserved: a publisher cannot claim one.
+	claim := `{"stackId":"s3","event":"DESTROY","eventId":"ttl-9"}`
+	require.NoError(t, b.handle(t, "s3", claim, nil))
+	require.Equal(t, 1, b.count(t, "SELECT count(*) FROM rejections WHERE strpos(reason, 'reserved for the state manager''s own events') > 0"))
+	require.Zero(t, b.count(t, "SELECT count(*) FROM processed_events WHERE key = 'event:s3:ttl-9'"), "the key stays free for the real event")
+	signed := `{"stackId":"s3","event":"DESTROY","eventId":"ttl-10"}`
+	require.NoError(t, b.handle(t, "s3", signed, map[string]string{signing.Attribute: key.Sign(signed)}))
+	require.Equal(t, 1, b.count(t, "SELECT count(*) FROM processed_events WHERE key = 'event:s3:ttl-10'"), "signed, it is the state manager's own")
 }
 
 // flush deletes exactly the rows that went out; a row the outlet refuses for good is parked (its

@@ -618,6 +618,11 @@ func outboxJSON(stackID string, d engine.Decision, now time.Time) ([]byte, error
 	return json.Marshal(rows)
 }
 
+// SystemEventIDPrefix starts the eventIds of the events the state manager sends itself
+// (time-to-live events: ttl-<version>). With a result signing key, an event whose eventId has it is
+// accepted only with the key's signature, so a publisher cannot claim such a key first.
+const SystemEventIDPrefix = "ttl-"
+
 // EnqueueExpired finds stacks of machine that have been idle in state since
 // before idleSince and writes, in one statement, an event-queue message per
 // stack to the outbox: event, conditional on the stack's current version so
@@ -632,9 +637,9 @@ func (s *Store) EnqueueExpired(ctx context.Context, machineName, state, event st
 			RETURNING id, version)
 		INSERT INTO outbox (stack_id, destination, body, delay_seconds, created_at)
 		SELECT id, 'event', json_build_object('stackId', id, 'event', $4::text,
-			'eventId', 'ttl-' || version, 'ifVersion', version)::text, 0, now()
+			'eventId', $6::text || version, 'ifVersion', version)::text, 0, now()
 		FROM due
-		RETURNING `+outboxColumns, machineName, state, idleSince, event, limit)
+		RETURNING `+outboxColumns, machineName, state, idleSince, event, limit, SystemEventIDPrefix)
 	msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
 	if err != nil {
 		return nil, s.noteErr(fmt.Errorf("error enqueueing expired stacks of %s in %s: %w", machineName, state, err))
