@@ -127,21 +127,37 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 		}
 	}()
 
+	// Each result is read by the callback queued with its statement, so the code never depends
+	// on where a statement stands in the batch.
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", in.StackID)
-	b.Queue(selectStack, in.StackID)
-	b.Queue("SELECT EXISTS (SELECT 1 FROM processed_events WHERE key = $1)", in.Key)
-	b.Queue("SELECT "+outboxColumns+" FROM outbox WHERE stack_id = $1 ORDER BY id", in.StackID)
-	b.Queue(recentTransitions, in.StackID, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition)
-	br := conn.SendBatch(ctx, b)
+	var current *engine.Stack
+	b.Queue(selectStack, in.StackID).Query(func(rows pgx.Rows) error {
+		stacks, err := pgx.CollectRows(rows, scanStack)
+		if len(stacks) == 1 {
+			current = stacks[0]
+		}
+		return err
+	})
+	var processed bool
+	b.Queue("SELECT EXISTS (SELECT 1 FROM processed_events WHERE key = $1)", in.Key).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&processed)
+	})
+	var pending []OutboxMessage
+	b.Queue("SELECT "+outboxColumns+" FROM outbox WHERE stack_id = $1 ORDER BY id", in.StackID).Query(func(rows pgx.Rows) (err error) {
+		pending, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+		return err
+	})
+	var recent int
+	b.Queue(recentTransitions, in.StackID, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&recent) })
 	inTx = true
-	current, processed, pending, err := readFirstBatch(br)
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err = conn.SendBatch(ctx, b).Close(); err != nil {
 		return res, s.noteErr(fmt.Errorf("error loading stack %s: %w", in.StackID, err))
+	}
+	if current != nil {
+		current.RecentTransitions = recent
 	}
 
 	if processed {
@@ -201,37 +217,19 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 		}
 		b.Queue(insertHistory, rows)
 	}
-	var newRows []byte
+	var inserted []OutboxMessage
 	if d.Outcome == engine.Applied && len(d.Dispatch)+len(d.Notifications) > 0 {
-		newRows, err = outboxJSON(in.StackID, d, now)
+		newRows, err := outboxJSON(in.StackID, d, now)
 		if err != nil {
 			return res, err
 		}
-		b.Queue(insertOutbox, newRows)
+		b.Queue(insertOutbox, newRows).Query(func(rows pgx.Rows) (err error) {
+			inserted, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+			return err
+		})
 	}
 	b.Queue("COMMIT")
-	br = conn.SendBatch(ctx, b)
-	var inserted []OutboxMessage
-	for i := 0; i < b.Len(); i++ {
-		if newRows != nil && i == b.Len()-2 {
-			rows, qerr := br.Query()
-			if qerr == nil {
-				inserted, qerr = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-			}
-			if qerr != nil {
-				err = qerr
-				break
-			}
-			continue
-		}
-		if _, err = br.Exec(); err != nil {
-			break
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err = conn.SendBatch(ctx, b).Close(); err != nil {
 		return res, s.noteErr(fmt.Errorf("error saving stack %s: %w", in.StackID, err))
 	}
 	inTx = false
@@ -288,45 +286,6 @@ func (s *Store) MachineVersion(ctx context.Context, hash string) (name string, b
 		return "", nil, s.noteErr(fmt.Errorf("error loading machine version %s: %w", hash, err))
 	}
 	return name, body, nil
-}
-
-func readFirstBatch(br pgx.BatchResults) (current *engine.Stack, processed bool, pending []OutboxMessage, err error) {
-	if _, err = br.Exec(); err != nil { // BEGIN
-		return
-	}
-	if _, err = br.Exec(); err != nil { // lock
-		return
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return
-	}
-	stacks, err := pgx.CollectRows(rows, scanStack)
-	if err != nil {
-		return
-	}
-	if len(stacks) == 1 {
-		current = stacks[0]
-	}
-	if err = br.QueryRow().Scan(&processed); err != nil {
-		return
-	}
-	rows, err = br.Query()
-	if err != nil {
-		return
-	}
-	pending, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-	if err != nil {
-		return
-	}
-	var recent int
-	if err = br.QueryRow().Scan(&recent); err != nil {
-		return
-	}
-	if current != nil {
-		current.RecentTransitions = recent
-	}
-	return
 }
 
 // recentTransitions counts a stack's transitions ($4) since $2 among its last $3 history rows: a scan
