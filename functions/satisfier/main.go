@@ -132,6 +132,8 @@ func readOptions() (options, error) {
 		signingSecretID: vars.Get("RESULT_SIGNING_SECRET_ID"),
 		signingKey:      vars.Get("RESULT_SIGNING_KEY"),
 	}
+	// Every problem is collected, so a start that fails names all of them at once.
+	var problems []error
 	var err error
 	for _, v := range []struct {
 		name string
@@ -139,7 +141,7 @@ func readOptions() (options, error) {
 		dst  *int
 	}{{"BATCH_PARALLELISM", 4, &c.parallelism}, {"WORKERS", 1, &c.workers}} {
 		if *v.dst, err = vars.Int(v.name, v.def); err != nil {
-			return c, err
+			problems = append(problems, err)
 		}
 	}
 	for _, v := range []struct {
@@ -155,19 +157,22 @@ func readOptions() (options, error) {
 		{"RETRY_DELAY", 0, &c.retry},
 	} {
 		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
-			return c, err
+			problems = append(problems, err)
 		}
 	}
 	if c.eventQueueURL == "" {
-		return c, errors.New("EVENT_QUEUE_URL is required")
+		problems = append(problems, errors.New("EVENT_QUEUE_URL is required"))
 	}
 	if !queue.InLambda() && c.taskQueueURL == "" {
-		return c, errors.New("TASK_QUEUE_URL is required in local mode")
+		problems = append(problems, errors.New("TASK_QUEUE_URL is required in local mode"))
 	}
 	if c.sourcesDir == "" {
 		if c.sourcesDir, err = os.Getwd(); err != nil {
-			return c, fmt.Errorf("error finding the working directory for TERRAFORM_SOURCES_DIR: %w", err)
+			problems = append(problems, fmt.Errorf("error finding the working directory for TERRAFORM_SOURCES_DIR: %w", err))
 		}
+	}
+	if len(problems) > 0 {
+		return c, errors.Join(problems...)
 	}
 	return c, nil
 }

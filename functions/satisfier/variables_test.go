@@ -18,3 +18,14 @@ func TestReadsExactlyTheDeclaredVariables(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, vars.Names(), vars.Read())
 }
+
+// A start that fails names every missing or invalid setting at once, not one per attempt.
+func TestEveryBadSettingIsNamedAtOnce(t *testing.T) {
+	t.Setenv("WORKERS", "-1")
+	t.Setenv("TASK_TIMEOUT", "forever")
+	_, err := readOptions()
+	require.Error(t, err)
+	for _, want := range []string{"WORKERS", "TASK_TIMEOUT", "EVENT_QUEUE_URL is required", "TASK_QUEUE_URL is required"} {
+		require.ErrorContains(t, err, want)
+	}
+}

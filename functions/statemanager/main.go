@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -89,6 +90,8 @@ func readSettings() (settings, error) {
 		signingSecretID: vars.Get("RESULT_SIGNING_SECRET_ID"),
 		signingKey:      vars.Get("RESULT_SIGNING_KEY"),
 	}
+	// Every problem is collected, so a start that fails names all of them at once.
+	var problems []error
 	var err error
 	ints := []struct {
 		name string
@@ -98,7 +101,7 @@ func readSettings() (settings, error) {
 		{"TASK_QUEUE_MAX_RECEIVE_COUNT", deployed.TaskQueueMaxReceiveCount, &s.deadlines.Receives}}
 	for _, v := range ints {
 		if *v.dst, err = vars.Int(v.name, v.def); err != nil {
-			return s, err
+			problems = append(problems, err)
 		}
 	}
 	durations := []struct {
@@ -119,23 +122,26 @@ func readSettings() (settings, error) {
 	}
 	for _, v := range durations {
 		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
-			return s, err
+			problems = append(problems, err)
 		}
 	}
 	if s.retention, err = readRetention(); err != nil {
-		return s, err
+		problems = append(problems, err)
 	}
 	if s.taskQueueURL == "" {
-		return s, fmt.Errorf("TASK_QUEUE_URL is required")
+		problems = append(problems, fmt.Errorf("TASK_QUEUE_URL is required"))
 	}
 	if s.eventQueueURL == "" {
-		return s, fmt.Errorf("EVENT_QUEUE_URL is required (local mode polls it; time-to-live events are sent to it)")
+		problems = append(problems, fmt.Errorf("EVENT_QUEUE_URL is required (local mode polls it; time-to-live events are sent to it)"))
 	}
 	if queue.InLambda() && s.eventQueueARN == "" {
-		return s, fmt.Errorf("EVENT_QUEUE_ARN is required in Lambda (the state manager pauses its event source mapping while the database is unavailable)")
+		problems = append(problems, fmt.Errorf("EVENT_QUEUE_ARN is required in Lambda (the state manager pauses its event source mapping while the database is unavailable)"))
 	}
 	if (s.machinesDir == "") == (s.machinesBucket == "") {
-		return s, fmt.Errorf("set exactly one of MACHINES_DIR and MACHINES_BUCKET")
+		problems = append(problems, fmt.Errorf("set exactly one of MACHINES_DIR and MACHINES_BUCKET"))
+	}
+	if len(problems) > 0 {
+		return s, errors.Join(problems...)
 	}
 	return s, nil
 }

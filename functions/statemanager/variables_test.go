@@ -41,3 +41,14 @@ func TestRetentionSettings(t *testing.T) {
 	_, err = readRetention()
 	require.ErrorContains(t, err, `PROCESSED_EVENTS_RETENTION="14d"`)
 }
+
+// A start that fails names every missing or invalid setting at once, not one per attempt.
+func TestEveryBadSettingIsNamedAtOnce(t *testing.T) {
+	t.Setenv("WORKERS", "zero")
+	t.Setenv("POLL_WAIT", "soon")
+	_, err := readSettings()
+	require.Error(t, err)
+	for _, want := range []string{"WORKERS", "POLL_WAIT", "TASK_QUEUE_URL is required", "EVENT_QUEUE_URL is required", "MACHINES_DIR and MACHINES_BUCKET"} {
+		require.ErrorContains(t, err, want)
+	}
+}
