@@ -77,7 +77,9 @@ func TestSatisfierFaultsConverge(t *testing.T) {
 	}
 	var sats []*harness.Process
 	startNext := func() {
-		env := append([]string{"VISIBILITY_TIMEOUT=2s", "RETRY_DELAY=1s"}, generations[min(len(sats), len(generations)-1)]...)
+		// A killed apply leaves its state lock; the lease after which the next run removes it is
+		// short here (applies take 2 s) so the test need not wait the default.
+		env := append([]string{"VISIBILITY_TIMEOUT=2s", "RETRY_DELAY=1s", "TERRAFORM_LOCK_LEASE=6s"}, generations[min(len(sats), len(generations)-1)]...)
 		sats = append(sats, ss.startSatisfier(env...))
 	}
 	startNext()

@@ -31,6 +31,12 @@
 //	                           /tmp/stackseam-terraform-plugins.
 //	TERRAFORM_STOP_GRACE       how long Terraform has to stop after SIGINT when its time is up,
 //	                           before it is killed. Defaults to 15s.
+//	TERRAFORM_LOCK_LEASE       the longest one run can hold a state lock (the S3 backend's lock
+//	                           file <state key>.tflock): a lock older than this was left by a
+//	                           killed run and is removed; a younger one is waited for. Must
+//	                           exceed the longest time limit of a task plus the stop grace.
+//	                           Defaults to the larger of TASK_TIMEOUT and 15m, plus
+//	                           TERRAFORM_STOP_GRACE.
 //	TASK_TIMEOUT               the time limit of a task whose machine sets no timeoutSeconds.
 //	                           Defaults to 15m.
 //	TIMEOUT_MARGIN             kept free before a Lambda invocation's deadline to stop a run
@@ -103,6 +109,7 @@ type options struct {
 	sourcesDir, workDir         string
 	pluginCacheDir              string
 	stopGrace, taskTimeout      time.Duration
+	lockLease                   time.Duration
 	margin                      time.Duration
 	parallelism, workers        int
 	pollWait, visibility, retry time.Duration
@@ -153,10 +160,14 @@ func readOptions() (options, error) {
 		{"POLL_WAIT", 20 * time.Second, &c.pollWait},
 		{"VISIBILITY_TIMEOUT", time.Minute, &c.visibility},
 		{"RETRY_DELAY", 0, &c.retry},
+		{"TERRAFORM_LOCK_LEASE", 0, &c.lockLease},
 	} {
 		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
 			return c, err
 		}
+	}
+	if c.lockLease <= 0 {
+		c.lockLease = max(c.taskTimeout, executor.DefaultTimeout) + c.stopGrace
 	}
 	if c.eventQueueURL == "" {
 		return c, errors.New("EVENT_QUEUE_URL is required")
@@ -267,7 +278,7 @@ func terraformRunner(cfg options, region, endpoint string, client *s3.Client, r 
 	return &terraform.Runner{
 		Binary: bin, S3: client, Bucket: cfg.bucket, Region: region, Endpoint: endpoint,
 		SourcesDir: cfg.sourcesDir, WorkDir: cfg.workDir, PluginCacheDir: cfg.pluginCacheDir,
-		StopGrace: cfg.stopGrace, Redact: r, Logger: logger,
+		StopGrace: cfg.stopGrace, LockLease: cfg.lockLease, Redact: r, Logger: logger,
 	}, ""
 }
 

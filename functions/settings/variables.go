@@ -91,6 +91,7 @@ var Satisfier = &Declared{Function: "satisfier", Variables: []Variable{
 	{Name: "TERRAFORM_PLUGIN_CACHE_DIR"},
 	{Name: "TF_PLUGIN_CACHE_DIR"},
 	{Name: "TERRAFORM_STOP_GRACE"},
+	{Name: "TERRAFORM_LOCK_LEASE"},
 	{Name: "TASK_TIMEOUT"},
 	{Name: "TIMEOUT_MARGIN"},
 	{Name: "BATCH_PARALLELISM"},

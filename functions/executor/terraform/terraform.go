@@ -6,6 +6,7 @@ package terraform
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/hashicorp/terraform-exec/tfexec"
 
 	"github.com/stackseam/stackseam/functions/executor"
@@ -31,6 +33,11 @@ const (
 	DefaultStopGrace = 15 * time.Second
 	// storeTimeout bounds storing the log, which happens after the run's own time is up.
 	storeTimeout = 20 * time.Second
+	// DefaultLockLease is the Runner's LockLease when none is set: Lambda's longest run plus the
+	// default stop grace, the longest a run in Lambda can hold a state lock.
+	DefaultLockLease = 15*time.Minute + DefaultStopGrace
+	// lockPoll is how often a run waiting for a state lock looks at the lock file again.
+	lockPoll = time.Second
 )
 
 // Runner runs terraform tasks: `config: {source, action, variables?}`. One Runner serves every
@@ -63,6 +70,11 @@ type Runner struct {
 	// Environ is the environment Terraform runs with, less the variables terraform-exec manages
 	// (TF_VAR_*, TF_CLI_ARGS*, TF_LOG*, TF_WORKSPACE…). Defaults to os.Environ().
 	Environ []string
+	// LockLease is the longest one run can hold a state lock: its time limit plus StopGrace. A
+	// lock file older than this was left by a run that was killed (a crash, an out-of-memory
+	// kill) and is removed; a younger one is waited for. It must exceed the longest time limit a
+	// task can have. Defaults to DefaultLockLease.
+	LockLease time.Duration
 	// Redact masks secrets in the stored log. Defaults to the secrets of Environ.
 	Redact *redact.Redactor
 	// Logger defaults to slog.Default().
@@ -163,16 +175,91 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 	if err := r.init(ctx, tf, stateKey); err != nil {
 		return executor.Outcome{}, fmt.Errorf("terraform init failed: %w", err)
 	}
+	if err := r.awaitLock(ctx, stateKey, log); err != nil {
+		return executor.Outcome{}, err
+	}
+	lockTimeout := tfexec.LockTimeout(LockTimeout(ctx, r.stopGrace()))
 	if cfg.Action == ActionDestroy {
-		if err := tf.Destroy(ctx, tfexec.VarFile(varFile)); err != nil {
+		if err := tf.Destroy(ctx, tfexec.VarFile(varFile), tfexec.Lock(true), lockTimeout); err != nil {
 			return executor.Outcome{}, fmt.Errorf("terraform destroy failed: %w", err)
 		}
 		return executor.Outcome{}, nil
 	}
-	if err := tf.Apply(ctx, tfexec.VarFile(varFile)); err != nil {
+	if err := tf.Apply(ctx, tfexec.VarFile(varFile), tfexec.Lock(true), lockTimeout); err != nil {
 		return executor.Outcome{}, fmt.Errorf("terraform apply failed: %w", err)
 	}
 	return r.outputs(ctx, tf)
+}
+
+// LockTimeout is Terraform's -lock-timeout for a run bounded by ctx: the run's whole remaining
+// time less the stop grace, so that a run that cannot get the state lock says so (with who holds
+// it) before its time is up. It is the one place the lock wait is derived from the task's time
+// limit (the Dispatcher sets ctx's deadline from it); without a deadline it is DefaultLockLease.
+func LockTimeout(ctx context.Context, stopGrace time.Duration) string {
+	wait := DefaultLockLease
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(dl)-stopGrace, 0)
+	}
+	return fmt.Sprintf("%ds", int(wait/time.Second))
+}
+
+// lockInfo is the part of the S3 backend's lock file (OpenTofu's statemgr.LockInfo) read here.
+type lockInfo struct {
+	ID        string    `json:"ID"`
+	Operation string    `json:"Operation"`
+	Who       string    `json:"Who"`
+	Created   time.Time `json:"Created"`
+}
+
+// awaitLock waits, before Terraform runs, until the state's lock file (LockKey) is gone, and
+// removes one older than LockLease: its run was killed without releasing it (a crash), and every
+// later run of the stack would otherwise wait for it in vain. Waiting here rather than only in
+// Terraform's -lock-timeout is what lets a run notice a lock becoming stale while it waits.
+// Terraform itself still takes the lock (a conditional PutObject), so two runs that both find
+// the lock gone cannot both hold it.
+func (r *Runner) awaitLock(ctx context.Context, stateKey string, log *runLog) error {
+	key := LockKey(stateKey)
+	announced := ""
+	for {
+		obj, err := r.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key)})
+		if err != nil {
+			var missing *s3types.NoSuchKey
+			if errors.As(err, &missing) {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("the state is locked (s3://%s/%s)%s and the run's time ran out waiting: %w", r.Bucket, key, announced, ctx.Err())
+			}
+			return fmt.Errorf("error reading the state lock s3://%s/%s: %w", r.Bucket, key, err)
+		}
+		var info lockInfo
+		err = json.NewDecoder(obj.Body).Decode(&info)
+		obj.Body.Close()
+		if err != nil || info.Created.IsZero() {
+			// Not a lock this code understands: Terraform's own -lock-timeout decides.
+			fmt.Fprintf(log, "stackseam: the state lock s3://%s/%s cannot be read (%v); leaving it to Terraform\n", r.Bucket, key, err)
+			return nil
+		}
+		age := time.Since(info.Created)
+		if age > r.lockLease() {
+			fmt.Fprintf(log, "stackseam: removing a stale state lock %s (%s by %s, created %s, %s ago, more than the %s a run can hold it)\n",
+				info.ID, info.Operation, info.Who, info.Created.Format(time.RFC3339), age.Round(time.Second), r.lockLease())
+			r.logger().WarnContext(ctx, "removing a stale terraform state lock", "key", key, "lock_id", info.ID, "created", info.Created, "age", age.String())
+			if _, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key)}); err != nil {
+				return fmt.Errorf("error removing the stale state lock s3://%s/%s: %w", r.Bucket, key, err)
+			}
+			return nil
+		}
+		if announced == "" {
+			announced = fmt.Sprintf(" by %s (%s, created %s)", info.ID, info.Operation, info.Created.Format(time.RFC3339))
+			fmt.Fprintf(log, "stackseam: waiting for the state lock, held%s\n", announced)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the state is locked (s3://%s/%s)%s and the run's time ran out waiting: %w", r.Bucket, key, announced, ctx.Err())
+		case <-time.After(lockPoll):
+		}
+	}
 }
 
 // terraform prepares the terraform-exec handle for one run's source folder.
@@ -385,6 +472,13 @@ func (r *Runner) stopGrace() time.Duration {
 		return r.StopGrace
 	}
 	return DefaultStopGrace
+}
+
+func (r *Runner) lockLease() time.Duration {
+	if r.LockLease > 0 {
+		return r.LockLease
+	}
+	return DefaultLockLease
 }
 
 func (r *Runner) logger() *slog.Logger {
