@@ -59,6 +59,7 @@ func TestDefaultFunctions(t *testing.T) {
 			"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
 			"TASK_QUEUE_URL":           ref(tpl.id(t, def+"TaskQueue/Resource")),
 			"MACHINES_BUCKET":          ref(tpl.id(t, def+"Bucket/Resource")),
+			"FENCE_BUCKET":             ref(tpl.id(t, def+"Bucket/Resource")),
 			"MACHINES_PREFIX":          "machines/",
 			"DATABASE_SECRET_ID":       ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
 			"DATABASE_SSLMODE":         "verify-full",
@@ -142,6 +143,7 @@ func TestDefaultEventSourceMappings(t *testing.T) {
 		"EventSourceArn":        getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn"),
 		"BatchSize":             1.0,
 		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+		"ScalingConfig":         map[string]any{"MaximumConcurrency": 20.0},
 	}, tpl.res(t, def+"Satisfier/TaskQueue/Resource").Properties)
 }
 
@@ -366,6 +368,7 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, def+"NotificationTopic/Resource"))),
 		list,
 		allow("ReadMachines", "s3:GetObject", join(bucket, "/machines/*")),
+		allow("WriteFences", []string{"s3:GetObject", "s3:PutObject"}, join(bucket, "/fences/*")),
 		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
 			ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource"))),
 		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
@@ -388,11 +391,12 @@ func TestDefaultSatisfierPolicy(t *testing.T) {
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendResults", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
 		allow("ListSourcesAndState", "s3:ListBucket", bucket),
-		allow("ReadSourcesAndState", "s3:GetObject", join(bucket, "/*")),
-		allow("WriteStateAndLogs", "s3:PutObject", join(bucket, "/*")),
+		allow("ReadSourcesStateAndFences", "s3:GetObject", join(bucket, "/*")),
+		allow("WriteStateAndLogs", "s3:PutObject", []any{join(bucket, "/*/*/*"), join(bucket, "/logs/*")}),
 		allow("ReleaseStateLocks", "s3:DeleteObject", join(bucket, "/*.tflock")),
-		map[string]any{"Sid": "NeverWriteMachines", "Effect": "Deny", "Action": []string{"s3:PutObject", "s3:DeleteObject"},
-			"Resource": join(bucket, "/machines/*")},
+		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
+			"Resource": []any{join(bucket, "/machines/*"), join(bucket, "/fences/*")}},
+		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
 		readSigningKey(tpl, t, def),
 	}), tpl.statementsOf(t, def+"SatisfierRole/Resource"))
 }

@@ -68,7 +68,7 @@ func TestSatisfierFaultsConverge(t *testing.T) {
 	ss.lambda.Returns("notify-fn", `{"notified": true}`)
 	// Tasks fail many times here; the dead-letter queue is not what is tested.
 	ss.setQueueAttributes(ss.taskURL, map[string]string{"RedrivePolicy": ss.redrivePolicy(ss.taskDLQ, 100)})
-	ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines, "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=3s")
+	ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines, "FENCE_BUCKET="+ss.bucket, "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=3s")
 	ss.bin = harness.BuildBinaryWithTags(t, "./functions/satisfier", faults.BuildTag)
 	generations := [][]string{
 		{faults.EnvVar + "=" + faults.CrashBeforeResult + "=1"},

@@ -57,7 +57,8 @@ func (ss *satisfierSystem) machine(name, text string) {
 
 func (ss *satisfierSystem) startStateManager() *harness.Process {
 	ss.t.Helper()
-	return ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines)
+	// Fences in the test's bucket, as deployed: the satisfier refuses runs they do not name.
+	return ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines, "FENCE_BUCKET="+ss.bucket)
 }
 
 // startSatisfier starts one satisfier process in local mode.

@@ -10,9 +10,12 @@
 //	                           deduplication id derived from the taskRunId).
 //	TASK_QUEUE_URL             the task queue; required in local mode, which polls it.
 //	BUCKET                     the bucket holding the Terraform state (S3 backend, key
-//	                           <machine>/<stackId>/<source key or location>) and the task logs
-//	                           (logs/<machine>/<stackId>/<task>/<taskRunId>.log). Without it
-//	                           terraform tasks fail with TASK_ERROR saying so.
+//	                           <machine>/<stackId>/<source key or location>, locked with
+//	                           <key>.tflock), the task logs
+//	                           (logs/<machine>/<stackId>/<task>/<taskRunId>.log) and the stacks'
+//	                           fences (fences/<stackId>, read only: a run they do not name as
+//	                           current is not started). Without it terraform tasks fail with
+//	                           TASK_ERROR saying so, and runs are not checked against fences.
 //	BUCKET_REGION              the bucket's region, for the S3 backend. Defaults to the AWS
 //	                           region (AWS_REGION).
 //	RESULT_SIGNING_SECRET_ID   the secret holding the key every result is signed with (the
@@ -83,6 +86,7 @@ import (
 	"github.com/stackseam/stackseam/functions/executor/redact"
 	"github.com/stackseam/stackseam/functions/executor/terraform"
 	"github.com/stackseam/stackseam/functions/faults"
+	"github.com/stackseam/stackseam/functions/fence"
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
@@ -212,8 +216,17 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	executors := map[string]executor.Executor{
 		"lambda": &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
 	}
+	// The stacks' fences (functions/fence), in the same bucket: a run that is no longer current
+	// for its stack is not started, and Terraform checks again while holding the state lock.
+	var current func(context.Context, message.Task) (bool, error)
+	if cfg.bucket != "" {
+		current = func(ctx context.Context, task message.Task) (bool, error) {
+			return fence.Current(ctx, s3Client, cfg.bucket, task.Stack.ID, task.TaskRunID)
+		}
+	}
 	tf, why := terraformRunner(cfg, awsCfg.Region, s3Endpoint, s3Client, redactor, logger)
 	if tf != nil {
+		tf.Current = current
 		executors["terraform"] = tf
 	} else {
 		executors["terraform"] = unavailable{why}
@@ -232,6 +245,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 			}
 			return queue.Send(ctx, sqsClient, cfg.eventQueueURL, []queue.Outgoing{m})
 		},
+		Current: current,
 		Redact:  redactor,
 		Timeout: cfg.taskTimeout,
 		Margin:  cfg.margin,

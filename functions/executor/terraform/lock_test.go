@@ -13,7 +13,9 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/functions/executor"
 	"github.com/stackseam/stackseam/functions/executor/terraform"
+	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/test/harness"
 )
 
@@ -110,11 +112,27 @@ func TestYoungLockIsWaitedForUntilTheRunsTimeEnds(t *testing.T) {
 	require.Contains(t, storedLog(t, r, out.Log), "waiting for the state lock, held by live-run")
 }
 
-func TestLockTimeoutFollowsTheRunsTime(t *testing.T) {
+// TestStaleRunDoesNotRunTerraform: a run its stack's fence no longer names is refused while
+// the state lock is held, before Terraform runs, and releases the lock.
+func TestStaleRunDoesNotRunTerraform(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	got := terraform.LockTimeout(ctx, 15*time.Second)
-	require.Contains(t, []string{"584s", "585s"}, got)
-	require.Equal(t, fmt.Sprintf("%ds", int(terraform.DefaultLockLease/time.Second)), terraform.LockTimeout(context.Background(), time.Second))
+	r := newRunner(t)
+	var asked message.Task
+	r.Current = func(_ context.Context, task message.Task) (bool, error) {
+		asked = task
+		_, locked := harness.ReadObject(t, r.Bucket, terraform.LockKey(terraform.StateKey("m", "s-1",
+			terraform.Source{Type: terraform.SourceLocal, Location: "slow"})))
+		require.True(t, locked, "asked while holding the lock")
+		return false, nil
+	}
+	out, err := r.Run(context.Background(), tfTask("quick", map[string]any{"source": localSource("slow"), "action": "apply",
+		"variables": map[string]any{"sleep_seconds": "0"}}, nil))
+	require.ErrorIs(t, err, executor.ErrStale)
+	require.Equal(t, "run-quick", asked.TaskRunID)
+	log := storedLog(t, r, out.Log)
+	require.Contains(t, log, "is no longer current")
+	require.NotContains(t, log, "Apply complete")
+	stateKey := terraform.StateKey("m", "s-1", terraform.Source{Type: terraform.SourceLocal, Location: "slow"})
+	_, locked := harness.ReadObject(t, r.Bucket, terraform.LockKey(stateKey))
+	require.False(t, locked, "the lock is released")
 }
