@@ -20,7 +20,9 @@ import (
 )
 
 // TestEmulatorRefusesASecondLock shows the emulator behaves as S3 does for the conditional
-// PutObject the S3 backend's lock file is (If-None-Match: *): the second writer is refused.
+// PutObject the S3 backend's lock file is (If-None-Match: *): the second writer is refused; and
+// for the conditional DeleteObject (If-Match: ETag) that releases a lock only if it is still the
+// one that was written.
 func TestEmulatorRefusesASecondLock(t *testing.T) {
 	t.Parallel()
 	bucket := harness.CreateBucket(t, "lock-"+t.Name())
@@ -35,6 +37,19 @@ func TestEmulatorRefusesASecondLock(t *testing.T) {
 	var apiErr smithy.APIError
 	require.True(t, errors.As(err, &apiErr), "refused: %v", err)
 	require.Equal(t, "PreconditionFailed", apiErr.ErrorCode())
+
+	del := func(etag string) error {
+		_, err := client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(bucket),
+			Key: aws.String("m/s/infra.tflock"), IfMatch: aws.String(etag)})
+		return err
+	}
+	err = del(`"another-lock"`)
+	require.True(t, errors.As(err, &apiErr), "refused: %v", err)
+	require.Equal(t, "PreconditionFailed", apiErr.ErrorCode())
+	head, err := client.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("m/s/infra.tflock")})
+	require.NoError(t, err, "still there")
+	require.NoError(t, del(aws.ToString(head.ETag)))
+	require.NoError(t, put(), "released")
 }
 
 // TestDestroyWaitsForTheRunningApply is one run per state at a time: a destroy started while an

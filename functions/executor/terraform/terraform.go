@@ -249,11 +249,12 @@ func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, l
 	}
 	announced := ""
 	for {
-		_, err := r.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key),
+		put, err := r.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key),
 			Body: bytes.NewReader(mine), ContentType: aws.String("application/json"), IfNoneMatch: aws.String("*")})
 		if err == nil {
 			fmt.Fprintf(log, "stackseam: state lock %s taken (s3://%s/%s)\n", id, r.Bucket, key)
-			return func() { r.unlock(ctx, key, id, log) }, nil
+			etag := aws.ToString(put.ETag)
+			return func() { r.unlock(ctx, key, id, etag, log) }, nil
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("the state is locked (s3://%s/%s)%s and the run's time ran out waiting: %w", r.Bucket, key, announced, ctx.Err())
@@ -261,7 +262,7 @@ func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, l
 		if !preconditionFailed(err) {
 			return nil, fmt.Errorf("error taking the state lock s3://%s/%s: %w", r.Bucket, key, err)
 		}
-		info, found, err := r.readLock(ctx, key)
+		info, etag, found, err := r.readLock(ctx, key)
 		if err != nil {
 			return nil, err
 		}
@@ -272,7 +273,9 @@ func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, l
 			fmt.Fprintf(log, "stackseam: removing a stale state lock %s (%s, %s, created %s, %s ago, more than the %s a run can hold it)\n",
 				info.ID, info.Operation, info.Info, info.Created.Format(time.RFC3339), age.Round(time.Second), r.lockLease())
 			r.logger().WarnContext(ctx, "removing a stale terraform state lock", "key", key, "lock_id", info.ID, "created", info.Created, "age", age.String())
-			if _, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key)}); err != nil {
+			// Only that lock (If-Match): another waiter may have removed it and taken the lock meanwhile.
+			_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)})
+			if err != nil && !preconditionFailed(err) && !notFound(err) {
 				return nil, fmt.Errorf("error removing the stale state lock s3://%s/%s: %w", r.Bucket, key, err)
 			}
 			continue
@@ -288,41 +291,45 @@ func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, l
 	}
 }
 
-// unlock releases the lock id, if it is still the one in the lock file (a lock removed as stale
-// and taken by another run is not ours to delete). It runs after the run's time may be up.
-func (r *Runner) unlock(ctx context.Context, key, id string, log *runLog) {
+// unlock releases the lock id: a delete conditional on the ETag the lock was written with, so a
+// lock that was removed as stale and taken by another run meanwhile is left alone. It runs after
+// the run's time may be up.
+func (r *Runner) unlock(ctx context.Context, key, id, etag string, log *runLog) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	info, found, err := r.readLock(ctx, key)
-	if err == nil && (!found || info.ID != id) {
+	_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)})
+	switch {
+	case err == nil:
+	case preconditionFailed(err) || notFound(err):
 		fmt.Fprintf(log, "stackseam: warning: the state lock %s was no longer held at the end of the run\n", id)
-		return
-	}
-	if err == nil {
-		_, err = r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key)})
-	}
-	if err != nil {
+	default:
 		fmt.Fprintf(log, "stackseam: warning: the state lock %s could not be released: %v\n", id, err)
 		r.logger().WarnContext(ctx, "could not release a terraform state lock", "key", key, "lock_id", id, "error", err.Error())
 	}
 }
 
-// readLock reads a lock file; found is false when there is none.
-func (r *Runner) readLock(ctx context.Context, key string) (info lockInfo, found bool, err error) {
+// readLock reads a lock file and its ETag; found is false when there is none.
+func (r *Runner) readLock(ctx context.Context, key string) (info lockInfo, etag string, found bool, err error) {
 	obj, err := r.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key)})
 	if err != nil {
-		var missing *s3types.NoSuchKey
-		if errors.As(err, &missing) {
-			return info, false, nil
+		if notFound(err) {
+			return info, "", false, nil
 		}
-		return info, false, fmt.Errorf("error reading the state lock s3://%s/%s: %w", r.Bucket, key, err)
+		return info, "", false, fmt.Errorf("error reading the state lock s3://%s/%s: %w", r.Bucket, key, err)
 	}
 	defer obj.Body.Close()
+	etag = aws.ToString(obj.ETag)
 	if err := json.NewDecoder(obj.Body).Decode(&info); err != nil || info.Created.IsZero() {
 		// Not a lock file this code understands: it is waited for until it is released or the run ends.
-		return lockInfo{ID: "unreadable", Created: time.Now()}, true, nil
+		return lockInfo{ID: "unreadable", Created: time.Now()}, etag, true, nil
 	}
-	return info, true, nil
+	return info, etag, true, nil
+}
+
+func notFound(err error) bool {
+	var missing *s3types.NoSuchKey
+	var apiErr smithy.APIError
+	return errors.As(err, &missing) || (errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NoSuchKey" || apiErr.ErrorCode() == "NotFound"))
 }
 
 func preconditionFailed(err error) bool {

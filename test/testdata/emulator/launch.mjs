@@ -153,8 +153,8 @@ function fifoLikeSQS() {
   };
 }
 
-// conditionalWrites makes PutObject honour If-None-Match: * and If-Match: ETag as S3 does
-// (412 PreconditionFailed), which fauxqs 1.9.2 ignores. OpenTofu's S3 lock file (use_lockfile)
+// conditionalWrites makes PutObject honour If-None-Match: * and If-Match: ETag, and DeleteObject
+// If-Match: ETag, as S3 does (412 PreconditionFailed), which fauxqs 1.9.2 ignores. OpenTofu's S3 lock file (use_lockfile)
 // is a PutObject with If-None-Match: *: without this, two runs would both "take" the lock. The
 // check and the write happen in one synchronous call of the store, so no other request can come
 // between them. Returns the AsyncLocalStorage that carries a request's headers to the store.
@@ -173,6 +173,18 @@ function conditionalWrites(store) {
         existing ? "At least one of the pre-conditions you specified did not hold" : "The specified key does not exist.", status, `/${bucket}/${key}`);
     }
     return put(bucket, key, ...rest);
+  };
+  const del = store.deleteObject.bind(store);
+  store.deleteObject = (bucket, key) => {
+    const cond = als.getStore();
+    const existing = store.buckets.get(bucket)?.get(key);
+    if (cond?.ifMatch && !existing) {
+      throw new S3Error("NoSuchKey", "The specified key does not exist.", 404, `/${bucket}/${key}`);
+    }
+    if (cond?.ifMatch && cond.ifMatch !== "*" && cond.ifMatch !== existing.etag) {
+      throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412, `/${bucket}/${key}`);
+    }
+    return del(bucket, key);
   };
   return als;
 }
