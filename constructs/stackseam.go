@@ -281,6 +281,19 @@ func (s *Stackseam) bucket(p resolved) {
 		RemovalPolicy:          p.BucketRemovalPolicy,
 		LifecycleRules: &[]*awss3.LifecycleRule{{
 			AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(7)),
+		}, {
+			// Fences: every write leaves a noncurrent version, and a removed stack's fence is never
+			// written again. A fence untouched for 30 days guards nothing: every task message sent
+			// before its last write is past SQS's 14-day retention, and a missing fence lets a run
+			// through only because no message can be that old.
+			Id:                          jsii.String("ExpireFences"),
+			Prefix:                      jsii.String(FencesPrefix),
+			Expiration:                  awscdk.Duration_Days(jsii.Number(30)),
+			NoncurrentVersionExpiration: awscdk.Duration_Days(jsii.Number(1)),
+		}, {
+			Id:                        jsii.String("RemoveExpiredFenceMarkers"),
+			Prefix:                    jsii.String(FencesPrefix),
+			ExpiredObjectDeleteMarker: jsii.Bool(true),
 		}},
 	})
 }

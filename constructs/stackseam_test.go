@@ -204,6 +204,13 @@ func TestDefaultBucket(t *testing.T) {
 		"RestrictPublicBuckets": true}, p["PublicAccessBlockConfiguration"])
 	require.Equal(t, map[string]any{"DestinationBucketName": ref(logs), "LogFilePrefix": "stackseam-bucket/"}, p["LoggingConfiguration"])
 	require.Equal(t, map[string]any{"Rules": []any{map[string]any{"ObjectOwnership": "BucketOwnerEnforced"}}}, p["OwnershipControls"])
+	require.Equal(t, map[string]any{"Rules": []any{
+		map[string]any{"AbortIncompleteMultipartUpload": map[string]any{"DaysAfterInitiation": 7.0}, "Status": "Enabled"},
+		// Fences untouched for 30 days (longer than any task message lives) and their old versions go.
+		map[string]any{"Id": "ExpireFences", "Prefix": "fences/", "ExpirationInDays": 30.0,
+			"NoncurrentVersionExpiration": map[string]any{"NoncurrentDays": 1.0}, "Status": "Enabled"},
+		map[string]any{"Id": "RemoveExpiredFenceMarkers", "Prefix": "fences/", "ExpiredObjectDeleteMarker": true, "Status": "Enabled"},
+	}}, p["LifecycleConfiguration"])
 
 	bid := tpl.id(t, def+"Bucket/Resource")
 	require.Contains(t, tpl.res(t, def+"Bucket/Policy/Resource").Properties["PolicyDocument"].(map[string]any)["Statement"], map[string]any{
