@@ -103,8 +103,10 @@ type StackseamProps struct {
 	// SatisfierEphemeralStorageSize is the satisfier's /tmp in MiB, where Terraform providers are
 	// kept. Defaults to 4096.
 	SatisfierEphemeralStorageSize int
-	// SatisfierMaxConcurrency caps concurrent satisfier invocations (2–1000). Defaults to 0 (no
-	// cap beyond the account's).
+	// SatisfierMaxConcurrency caps concurrent satisfier invocations, the task event source's
+	// maximum concurrency (2–1000): how many tasks — Terraform runs, each with a provider's API
+	// calls — run at once, so a burst of stacks cannot take the account's Lambda concurrency (which
+	// the state manager needs too) or a provider's rate limits. Defaults to 20.
 	SatisfierMaxConcurrency int
 
 	// TerraformBinary is the path of a linux/arm64 Terraform or OpenTofu executable bundled with
@@ -168,6 +170,12 @@ const (
 	MachinesPrefix = "machines/"
 	// LogsPrefix is the key prefix of task logs in the bucket.
 	LogsPrefix = "logs/"
+	// FencesPrefix is the key prefix of the stacks' fences (functions/fence.Prefix): written by
+	// the state manager only, read by the satisfier.
+	FencesPrefix = "fences/"
+	// StateLayout is the pattern of Terraform state keys, <machine>/<stackId>/<source key or
+	// location> (at least two slashes), the only keys besides logs/ the satisfier may write.
+	StateLayout = "*/*/*"
 	// OpenTofuModule is the Go module the default Terraform binary is built from.
 	OpenTofuModule = "github.com/opentofu/opentofu"
 	// OpenTofuVersion is the OpenTofu version bundled when TerraformBinary is empty; it matches
@@ -184,6 +192,7 @@ const (
 	defaultSatisfierTimeout         = 15 * time.Minute
 	defaultSatisfierMemory          = 2048
 	defaultSatisfierEphemeral       = 4096
+	defaultSatisfierMaxConc         = 20
 	defaultLogLevel                 = "INFO"
 	defaultLogRetention             = awslogs.RetentionDays_THREE_MONTHS
 	defaultEventQueueAgeAlarm       = 15 * time.Minute

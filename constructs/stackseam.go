@@ -115,6 +115,7 @@ func withDefaults(p StackseamProps) resolved {
 	orInt(&p.StateManagerMaxConcurrency, defaultStateManagerMaxConc)
 	orInt(&p.SatisfierMemorySize, defaultSatisfierMemory)
 	orInt(&p.SatisfierEphemeralStorageSize, defaultSatisfierEphemeral)
+	orInt(&p.SatisfierMaxConcurrency, defaultSatisfierMaxConc)
 	if p.StateManagerTimeout == 0 {
 		p.StateManagerTimeout = defaultStateManagerTimeout
 	}
@@ -281,6 +282,19 @@ func (s *Stackseam) bucket(p resolved) {
 		RemovalPolicy:          p.BucketRemovalPolicy,
 		LifecycleRules: &[]*awss3.LifecycleRule{{
 			AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(7)),
+		}, {
+			// Fences: every write leaves a noncurrent version, and a removed stack's fence is never
+			// written again. A fence untouched for 30 days guards nothing: every task message sent
+			// before its last write is past SQS's 14-day retention, and a missing fence lets a run
+			// through only because no message can be that old.
+			Id:                          jsii.String("ExpireFences"),
+			Prefix:                      jsii.String(FencesPrefix),
+			Expiration:                  awscdk.Duration_Days(jsii.Number(30)),
+			NoncurrentVersionExpiration: awscdk.Duration_Days(jsii.Number(1)),
+		}, {
+			Id:                        jsii.String("RemoveExpiredFenceMarkers"),
+			Prefix:                    jsii.String(FencesPrefix),
+			ExpiredObjectDeleteMarker: jsii.Bool(true),
 		}},
 	})
 }
@@ -432,6 +446,17 @@ func statement(sid string, actions []string, resources ...*string) awsiam.Policy
 	})
 }
 
+// neverWriteActions are every way of writing or deleting an object (a version, an ACL included).
+var neverWriteActions = []string{"s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectVersionAcl", "s3:PutObjectTagging",
+	"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteObjectTagging", "s3:RestoreObject"}
+
+// bucketChangeActions change the bucket itself: its policy, encryption, versioning, lifecycle,
+// replication, notifications, public access, ownership, or its existence.
+var bucketChangeActions = []string{"s3:DeleteBucket", "s3:DeleteBucketPolicy", "s3:PutBucketPolicy", "s3:PutBucketAcl",
+	"s3:PutBucketVersioning", "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration",
+	"s3:PutReplicationConfiguration", "s3:PutBucketNotification", "s3:PutBucketPublicAccessBlock",
+	"s3:PutBucketOwnershipControls", "s3:PutBucketObjectLockConfiguration", "s3:PutBucketCORS", "s3:PutBucketWebsite"}
+
 // consumeActions are what a Lambda SQS event source mapping needs from the function's role.
 var consumeActions = []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
@@ -468,14 +493,16 @@ func (s *Stackseam) stateManagerPolicy() {
 	list.AddCondition(jsii.String("StringLike"), map[string]any{"s3:prefix": MachinesPrefix + "*"})
 	r.AddToPrincipalPolicy(list)
 	r.AddToPrincipalPolicy(statement("ReadMachines", []string{"s3:GetObject"}, s.Bucket.ArnForObjects(jsii.String(MachinesPrefix+"*"))))
+	// Each stack's fence (the runs the satisfier may start), written with a compare-and-swap.
+	r.AddToPrincipalPolicy(statement("WriteFences", []string{"s3:GetObject", "s3:PutObject"}, s.Bucket.ArnForObjects(jsii.String(FencesPrefix+"*"))))
 	s.DatabaseSecret.GrantRead(r, nil) // GetSecretValue and DescribeSecret; kms:Decrypt too when the secret has its own key
 	if key := s.Bucket.EncryptionKey(); key != nil {
 		key.GrantDecrypt(r)
 	}
 	cdknag.NagSuppressions_AddResourceSuppressions(r, &[]*cdknag.NagPackSuppression{{
 		Id:        jsii.String("AwsSolutions-IAM5"),
-		Reason:    jsii.String("Lambda's VPC networking actions (ENI management, the AWSLambdaVPCAccessExecutionRole actions) do not support resource-level scoping; machine files are every object under machines/ and nothing else."),
-		AppliesTo: &[]interface{}{"Resource::*", cdknag.RegexAppliesTo{Regex: jsii.String("/^Resource::.*\\/machines\\/\\*$/")}},
+		Reason:    jsii.String("Lambda's VPC networking actions (ENI management, the AWSLambdaVPCAccessExecutionRole actions) do not support resource-level scoping; machine files are every object under machines/ and nothing else, fences every object under fences/ (one per stack)."),
+		AppliesTo: &[]interface{}{"Resource::*", cdknag.RegexAppliesTo{Regex: jsii.String("/^Resource::.*\\/(machines|fences)\\/\\*$/")}},
 	}}, jsii.Bool(true))
 }
 
@@ -504,21 +531,32 @@ func (s *Stackseam) satisfierPolicy() {
 	r := s.SatisfierRole
 	s.commonStatements(r, s.TaskQueue, s.SatisfierLogGroup)
 	r.AddToPrincipalPolicy(statement("SendResults", []string{"sqs:SendMessage"}, s.EventQueue.QueueArn()))
-	// Terraform sources may be anywhere in the bucket, and the S3 backend keeps state under
-	// <machine>/<stackId>/<source key> (CloudSeam's layout) with a <key>.tflock lock file, so
-	// object access spans the bucket; only lock files may be deleted (state keeps its history
-	// in versions), and machine files are never written.
+	// Terraform sources may be anywhere in the bucket (keys chosen by the machine files), and
+	// tasks read their stacks' fences (fences/<stackId>), so reading spans the bucket. Writing is
+	// limited to the state layout <machine>/<stackId>/<source key> (CloudSeam's layout; at least
+	// two slashes, with its <key>.tflock lock file) and logs/; deletes to lock files (state keeps
+	// its history in versions). One role serves every machine: see constructs/README.md, "What
+	// Terraform tasks may touch".
 	r.AddToPrincipalPolicy(statement("ListSourcesAndState", []string{"s3:ListBucket"}, s.Bucket.BucketArn()))
-	r.AddToPrincipalPolicy(statement("ReadSourcesAndState", []string{"s3:GetObject"}, s.Bucket.ArnForObjects(jsii.String("*"))))
-	r.AddToPrincipalPolicy(statement("WriteStateAndLogs", []string{"s3:PutObject"}, s.Bucket.ArnForObjects(jsii.String("*"))))
+	r.AddToPrincipalPolicy(statement("ReadSourcesStateAndFences", []string{"s3:GetObject"}, s.Bucket.ArnForObjects(jsii.String("*"))))
+	r.AddToPrincipalPolicy(statement("WriteStateAndLogs", []string{"s3:PutObject"},
+		s.Bucket.ArnForObjects(jsii.String(StateLayout)), s.Bucket.ArnForObjects(jsii.String(LogsPrefix+"*"))))
 	r.AddToPrincipalPolicy(statement("ReleaseStateLocks", []string{"s3:DeleteObject"}, s.Bucket.ArnForObjects(jsii.String("*.tflock"))))
-	// Terraform tasks run with this role: an explicit deny keeps them (and whatever
-	// AddTerraformPermissions grants) from rewriting the machines the state manager trusts.
+	// Terraform tasks run with this role: explicit denies keep them (and whatever
+	// AddTerraformPermissions grants) from rewriting the machines the state manager trusts or
+	// the fences it writes, by any object write (versions and ACLs included), and from changing
+	// the bucket itself.
 	r.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("NeverWriteMachines"),
+		Sid:       jsii.String("NeverWriteMachinesOrFences"),
 		Effect:    awsiam.Effect_DENY,
-		Actions:   jsii.Strings("s3:PutObject", "s3:DeleteObject"),
-		Resources: &[]*string{s.Bucket.ArnForObjects(jsii.String(MachinesPrefix + "*"))},
+		Actions:   jsii.Strings(neverWriteActions...),
+		Resources: &[]*string{s.Bucket.ArnForObjects(jsii.String(MachinesPrefix + "*")), s.Bucket.ArnForObjects(jsii.String(FencesPrefix + "*"))},
+	}))
+	r.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("NeverChangeTheBucket"),
+		Effect:    awsiam.Effect_DENY,
+		Actions:   jsii.Strings(bucketChangeActions...),
+		Resources: &[]*string{s.Bucket.BucketArn()},
 	}))
 	if key := s.Bucket.EncryptionKey(); key != nil {
 		key.GrantEncryptDecrypt(r)
@@ -526,8 +564,8 @@ func (s *Stackseam) satisfierPolicy() {
 	cdknag.NagSuppressions_AddResourceSuppressions(r, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-IAM5"),
 		Reason: jsii.String("Lambda's VPC networking actions (ENI management) do not support resource-level scoping. " +
-			"Terraform sources, state (<machine>/<stackId>/<key>, chosen by the machine files) and logs/ live under keys only known at run time, so object access spans the bucket; deletes are limited to *.tflock lock files and machines/ is explicitly denied."),
-		AppliesTo: &[]interface{}{"Resource::*", cdknag.RegexAppliesTo{Regex: jsii.String("/^Resource::.*\\/\\*(\\.tflock)?$/")}},
+			"Terraform sources (chosen by the machine files) live under keys only known at run time, so reading spans the bucket; writes are limited to the state layout <machine>/<stackId>/<key> and logs/, deletes to *.tflock lock files, and machines/ and fences/ are explicitly denied."),
+		AppliesTo: &[]interface{}{"Resource::*", cdknag.RegexAppliesTo{Regex: jsii.String("/^Resource::.*\\/(\\*|\\*\\/\\*\\/\\*|\\*\\.tflock|logs\\/\\*|machines\\/\\*|fences\\/\\*)$/")}},
 	}}, jsii.Bool(true))
 }
 
@@ -574,6 +612,7 @@ func (s *Stackseam) functions(p resolved) {
 	smEnv["TASK_QUEUE_MAX_RECEIVE_COUNT"] = jsii.String(strconv.Itoa(p.TaskQueueMaxReceiveCount))
 	smEnv["TASK_DEAD_LETTER_QUEUE_URL"] = s.TaskDeadLetterQueue.QueueUrl()
 	smEnv["MACHINES_BUCKET"] = s.Bucket.BucketName()
+	smEnv["FENCE_BUCKET"] = s.Bucket.BucketName()
 	smEnv["DATABASE_SECRET_ID"] = s.DatabaseSecret.SecretArn()
 	smEnv["RESULT_SIGNING_SECRET_ID"] = s.ResultSigningKey.SecretArn()
 	smEnv["NOTIFICATION_TOPIC_ARN"] = s.NotificationTopic.TopicArn()
@@ -613,9 +652,7 @@ func (s *Stackseam) functions(p resolved) {
 		// tasks wait for earlier ones and share one timeout.
 		BatchSize:               jsii.Number(1),
 		ReportBatchItemFailures: jsii.Bool(true),
-	}
-	if p.SatisfierMaxConcurrency > 0 {
-		opts.MaxConcurrency = jsii.Number(float64(p.SatisfierMaxConcurrency))
+		MaxConcurrency:          jsii.Number(float64(p.SatisfierMaxConcurrency)),
 	}
 	s.Satisfier.AddEventSourceMapping(jsii.String("TaskQueue"), opts)
 }

@@ -64,6 +64,7 @@ func TestDefaultFunctions(t *testing.T) {
 			"TASK_QUEUE_MAX_RECEIVE_COUNT":  "3",
 			"TASK_DEAD_LETTER_QUEUE_URL":    ref(tpl.id(t, def+"TaskDeadLetterQueue/Resource")),
 			"MACHINES_BUCKET":               ref(tpl.id(t, def+"Bucket/Resource")),
+			"FENCE_BUCKET":                  ref(tpl.id(t, def+"Bucket/Resource")),
 			"MACHINES_PREFIX":               "machines/",
 			"DATABASE_SECRET_ID":            ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource")),
 			"DATABASE_SSLMODE":              "verify-full",
@@ -147,6 +148,7 @@ func TestDefaultEventSourceMappings(t *testing.T) {
 		"EventSourceArn":        getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn"),
 		"BatchSize":             1.0,
 		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+		"ScalingConfig":         map[string]any{"MaximumConcurrency": 20.0},
 	}, tpl.res(t, def+"Satisfier/TaskQueue/Resource").Properties)
 }
 
@@ -207,6 +209,13 @@ func TestDefaultBucket(t *testing.T) {
 		"RestrictPublicBuckets": true}, p["PublicAccessBlockConfiguration"])
 	require.Equal(t, map[string]any{"DestinationBucketName": ref(logs), "LogFilePrefix": "stackseam-bucket/"}, p["LoggingConfiguration"])
 	require.Equal(t, map[string]any{"Rules": []any{map[string]any{"ObjectOwnership": "BucketOwnerEnforced"}}}, p["OwnershipControls"])
+	require.Equal(t, map[string]any{"Rules": []any{
+		map[string]any{"AbortIncompleteMultipartUpload": map[string]any{"DaysAfterInitiation": 7.0}, "Status": "Enabled"},
+		// Fences untouched for 30 days (longer than any task message lives) and their old versions go.
+		map[string]any{"Id": "ExpireFences", "Prefix": "fences/", "ExpirationInDays": 30.0,
+			"NoncurrentVersionExpiration": map[string]any{"NoncurrentDays": 1.0}, "Status": "Enabled"},
+		map[string]any{"Id": "RemoveExpiredFenceMarkers", "Prefix": "fences/", "ExpiredObjectDeleteMarker": true, "Status": "Enabled"},
+	}}, p["LifecycleConfiguration"])
 
 	bid := tpl.id(t, def+"Bucket/Resource")
 	require.Contains(t, tpl.res(t, def+"Bucket/Policy/Resource").Properties["PolicyDocument"].(map[string]any)["Statement"], map[string]any{
@@ -379,6 +388,7 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, def+"NotificationTopic/Resource"))),
 		list,
 		allow("ReadMachines", "s3:GetObject", join(bucket, "/machines/*")),
+		allow("WriteFences", []string{"s3:GetObject", "s3:PutObject"}, join(bucket, "/fences/*")),
 		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
 			ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource"))),
 		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
@@ -401,11 +411,12 @@ func TestDefaultSatisfierPolicy(t *testing.T) {
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendResults", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
 		allow("ListSourcesAndState", "s3:ListBucket", bucket),
-		allow("ReadSourcesAndState", "s3:GetObject", join(bucket, "/*")),
-		allow("WriteStateAndLogs", "s3:PutObject", join(bucket, "/*")),
+		allow("ReadSourcesStateAndFences", "s3:GetObject", join(bucket, "/*")),
+		allow("WriteStateAndLogs", "s3:PutObject", []any{join(bucket, "/*/*/*"), join(bucket, "/logs/*")}),
 		allow("ReleaseStateLocks", "s3:DeleteObject", join(bucket, "/*.tflock")),
-		map[string]any{"Sid": "NeverWriteMachines", "Effect": "Deny", "Action": []string{"s3:PutObject", "s3:DeleteObject"},
-			"Resource": join(bucket, "/machines/*")},
+		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
+			"Resource": []any{join(bucket, "/machines/*"), join(bucket, "/fences/*")}},
+		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
 		readSigningKey(tpl, t, def),
 	}), tpl.statementsOf(t, def+"SatisfierRole/Resource"))
 }

@@ -332,7 +332,15 @@ func allow(sid string, actions any, resource any) map[string]any {
 var (
 	consumeActions = []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 	logActions     = []string{"logs:CreateLogStream", "logs:PutLogEvents"}
-	vpcActions     = []string{"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+	// neverWriteActions are denied to the satisfier on machines/ and fences/: every object write.
+	neverWriteActions = []string{"s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectVersionAcl", "s3:PutObjectTagging",
+		"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteObjectTagging", "s3:RestoreObject"}
+	// bucketChangeActions are denied to the satisfier on the bucket.
+	bucketChangeActions = []string{"s3:DeleteBucket", "s3:DeleteBucketPolicy", "s3:PutBucketPolicy", "s3:PutBucketAcl",
+		"s3:PutBucketVersioning", "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration",
+		"s3:PutReplicationConfiguration", "s3:PutBucketNotification", "s3:PutBucketPublicAccessBlock",
+		"s3:PutBucketOwnershipControls", "s3:PutBucketObjectLockConfiguration", "s3:PutBucketCORS", "s3:PutBucketWebsite"}
+	vpcActions = []string{"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
 		"ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
 )
 

@@ -68,7 +68,7 @@ func TestSatisfierFaultsConverge(t *testing.T) {
 	ss.lambda.Returns("notify-fn", `{"notified": true}`)
 	// Tasks fail many times here; the dead-letter queue is not what is tested.
 	ss.setQueueAttributes(ss.taskURL, map[string]string{"RedrivePolicy": ss.redrivePolicy(ss.taskDLQ, 100)})
-	ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines, "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=3s")
+	ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines, "FENCE_BUCKET="+ss.bucket, "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=3s")
 	ss.bin = harness.BuildBinaryWithTags(t, "./functions/satisfier", faults.BuildTag)
 	generations := [][]string{
 		{faults.EnvVar + "=" + faults.CrashBeforeResult + "=1"},
@@ -77,7 +77,9 @@ func TestSatisfierFaultsConverge(t *testing.T) {
 	}
 	var sats []*harness.Process
 	startNext := func() {
-		env := append([]string{"VISIBILITY_TIMEOUT=2s", "RETRY_DELAY=1s"}, generations[min(len(sats), len(generations)-1)]...)
+		// A killed apply leaves its state lock; the lease after which the next run removes it is
+		// short here (applies take 2 s) so the test need not wait the default.
+		env := append([]string{"VISIBILITY_TIMEOUT=2s", "RETRY_DELAY=1s", "TERRAFORM_LOCK_LEASE=6s"}, generations[min(len(sats), len(generations)-1)]...)
 		sats = append(sats, ss.startSatisfier(env...))
 	}
 	startNext()

@@ -57,7 +57,8 @@ func (ss *satisfierSystem) machine(name, text string) {
 
 func (ss *satisfierSystem) startStateManager() *harness.Process {
 	ss.t.Helper()
-	return ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines)
+	// Fences in the test's bucket, as deployed: the satisfier refuses runs they do not name.
+	return ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines, "FENCE_BUCKET="+ss.bucket)
 }
 
 // startSatisfier starts one satisfier process in local mode.
@@ -367,8 +368,11 @@ tasks:
 	require.NoError(t, first.Kill())
 	require.NotContains(t, first.Output(), `"msg":"task completed"`, "killed mid-task")
 
-	second := ss.startSatisfier("VISIBILITY_TIMEOUT=2s")
+	// The killed run left its state lock behind. A lock older than the lease is a dead run's:
+	// the lease is short here (the apply takes 3 s) so the test need not wait the default.
+	second := ss.startSatisfier("VISIBILITY_TIMEOUT=2s", "TERRAFORM_LOCK_LEASE=8s")
 	st := ss.waitState("e2e-d", "RUN")
+	require.Contains(t, second.Output(), "removing a stale terraform state lock", "the dead run's lock was removed")
 	require.Equal(t, "e2e-d", st.Metadata["slept"])
 	require.Contains(t, second.Output(), `"receive_count":2`, "the same message, delivered again")
 	require.Equal(t, 1, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-d' AND kind = 'task-completed'"))

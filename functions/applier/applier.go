@@ -171,7 +171,8 @@ func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID st
 	var fellBack, unusable string
 	for attempt := 0; ; attempt++ {
 		fellBack = ""
-		res, err = a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: messageID, Event: ev},
+		res, err = a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: messageID, Event: ev,
+			Fence: a.Outlets[store.DestinationFence] != nil},
 			func(current *engine.Stack) (engine.Decision, error) {
 				in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID, Deadlines: a.Deadlines}
 				var err error
@@ -243,9 +244,47 @@ func (a *Applier) rejectUnparsed(ctx context.Context, m queue.Message, perr erro
 // as sent) is parked with its reason, so it is neither retried forever nor re-sent by every sweep;
 // rows that failed for a transient reason stay for the retry. Every destination is tried even when
 // one fails; the first transient error is returned so the caller retries.
+//
+// Fences go first, and a stack's task messages are held back while its fence could not be
+// written: a task message must never be received before the fence that makes its run current.
 func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 	if len(rows) == 0 {
 		return nil
+	}
+	unfenced := map[string]bool{}
+	var firstErr error
+	var sent []int64
+	if out := a.Outlets[store.DestinationFence]; out != nil {
+		var fences, rest []store.OutboxMessage
+		for _, r := range rows {
+			if r.Destination == store.DestinationFence {
+				fences = append(fences, r)
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		rows = rest
+		if len(fences) > 0 {
+			if err := out(ctx, fences); err != nil {
+				for _, r := range fences {
+					unfenced[r.StackID] = true
+				}
+				firstErr = fmt.Errorf("error writing %d fences: %w", len(fences), err)
+			} else {
+				for _, r := range fences {
+					sent = append(sent, r.ID)
+				}
+			}
+		}
+		if len(unfenced) > 0 {
+			held := rows[:0:0]
+			for _, r := range rows {
+				if r.Destination != store.DestinationTask || !unfenced[r.StackID] {
+					held = append(held, r)
+				}
+			}
+			rows = held
+		}
 	}
 	var order []string
 	byDest := map[string][]store.OutboxMessage{}
@@ -255,9 +294,7 @@ func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 		}
 		byDest[r.Destination] = append(byDest[r.Destination], r)
 	}
-	var sent []int64
 	var parked []store.Parked
-	var firstErr error
 	for _, dest := range order {
 		batch := byDest[dest]
 		out := a.Outlets[dest]

@@ -7,10 +7,12 @@ import (
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/stackseam/stackseam/functions/fence"
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/queue"
 	"github.com/stackseam/stackseam/functions/signing"
@@ -95,6 +97,25 @@ func NotificationTopic(client *sns.Client, topicARN string) Outlet {
 				f := out.Failed[0]
 				return fmt.Errorf("error publishing %d of %d notifications: %s: %s", len(out.Failed), len(chunk),
 					aws.ToString(f.Code), aws.ToString(f.Message))
+			}
+		}
+		return nil
+	}
+}
+
+// Fences is the outlet of the stacks' fence objects (functions/fence) in bucket: each row is the
+// set of a stack's current runs, and its id is the fence's generation, so a row sent again or
+// after a newer one changes nothing.
+func Fences(client *s3.Client, bucket string) Outlet {
+	return func(ctx context.Context, rows []store.OutboxMessage) error {
+		for _, r := range rows {
+			var f fence.Fence
+			if err := json.Unmarshal([]byte(r.Body), &f); err != nil {
+				return fmt.Errorf("error reading the fence row %d: %w", r.ID, err)
+			}
+			f.Generation = r.ID
+			if err := fence.Write(ctx, client, bucket, r.StackID, f); err != nil {
+				return err
 			}
 		}
 		return nil

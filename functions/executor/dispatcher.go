@@ -51,6 +51,10 @@ type Dispatcher struct {
 	// end): a run is stopped that much earlier, so there is time to stop Terraform cleanly, store
 	// its log and publish the result. Defaults to DefaultMargin.
 	Margin time.Duration
+	// Current, when set, reports whether a task's run is still current for its stack (the fence,
+	// functions/fence). A run that is not is not started: its TASK_ERROR says it is stale (the
+	// state manager ignores it). An error reading it makes the message come back.
+	Current func(ctx context.Context, task message.Task) (bool, error)
 	// Metrics receives one EMF record per published result; nil records none.
 	Metrics *metrics.Recorder
 	// Logger defaults to slog.Default().
@@ -81,6 +85,16 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 			task.Task.Executor, strings.Join(d.executorNames(), " and "))), time.Now())
 	}
 
+	if d.Current != nil {
+		current, err := d.Current(ctx, task)
+		if err != nil {
+			return fmt.Errorf("error checking that run %s of task %s is current: %w", task.TaskRunID, task.Task.Name, err)
+		}
+		if !current {
+			log.InfoContext(ctx, "stale task run not started", "event", "TASK_STALE", "outcome", "stale")
+			return d.publish(ctx, log, m, failed(task, Stale(task).Error()), time.Now())
+		}
+	}
 	limit, why := d.limit(ctx, task)
 	if limit <= 0 {
 		// Not the task's fault: another invocation, with its own time, will run it.

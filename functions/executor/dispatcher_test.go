@@ -242,3 +242,30 @@ func TestDispatcherCheck(t *testing.T) {
 	require.Error(t, (&executor.Dispatcher{}).Check())
 	require.NoError(t, setup(t).d.Check())
 }
+
+// TestStaleRunIsNotStarted: a run the stack's fence no longer names is not run; its one result is
+// a TASK_ERROR saying it is stale. A fence that cannot be read makes the message come back.
+func TestStaleRunIsNotStarted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.fake.Returns("fn", `{}`)
+	var asked []string
+	b.d.Current = func(_ context.Context, task message.Task) (bool, error) {
+		asked = append(asked, task.TaskRunID)
+		return task.TaskRunID == "run-current", nil
+	}
+	_, ev := b.handle(t, context.Background(), taskBody(t, "stale", "lambda", map[string]any{"name": "fn"}, 0))
+	require.Equal(t, message.EventTaskError, ev.Event)
+	require.Contains(t, ev.Description, "stale run: run run-stale of task stale is no longer current for stack stack-1")
+	require.Empty(t, b.fake.Invocations("fn"), "not run")
+
+	_, ev = b.handle(t, context.Background(), taskBody(t, "current", "lambda", map[string]any{"name": "fn"}, 0))
+	require.Equal(t, message.EventTaskCompleted, ev.Event)
+	require.Len(t, b.fake.Invocations("fn"), 1)
+	require.Equal(t, []string{"run-stale", "run-current"}, asked)
+
+	b.d.Current = func(context.Context, message.Task) (bool, error) { return false, errors.New("s3 down") }
+	err := b.d.Handle(context.Background(), queue.Message{ID: "msg-2", Body: taskBody(t, "x", "lambda", map[string]any{"name": "fn"}, 0)})
+	require.ErrorContains(t, err, "s3 down")
+	require.Empty(t, b.published, "no result: the message comes back")
+}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -20,6 +21,17 @@ import (
 // error (a Terraform log is kept for failed runs too).
 type Executor interface {
 	Run(ctx context.Context, task message.Task) (Outcome, error)
+}
+
+// ErrStale is the error of a run that is no longer current for its stack (an advance left its
+// state, a retry superseded it, the stack was removed): it was not run. Its TASK_ERROR carries a
+// run id the state manager no longer waits for, so the result is ignored as stale.
+var ErrStale = errors.New("stale run")
+
+// Stale is the ErrStale error of task's run.
+func Stale(task message.Task) error {
+	return fmt.Errorf("%w: run %s of task %s is no longer current for stack %s (its fence names other runs); it was not run",
+		ErrStale, task.TaskRunID, task.Task.Name, task.Stack.ID)
 }
 
 // Outcome is what one run produced.

@@ -10,9 +10,12 @@
 //	                           deduplication id derived from the taskRunId).
 //	TASK_QUEUE_URL             the task queue; required in local mode, which polls it.
 //	BUCKET                     the bucket holding the Terraform state (S3 backend, key
-//	                           <machine>/<stackId>/<source key or location>) and the task logs
-//	                           (logs/<machine>/<stackId>/<task>/<taskRunId>.log). Without it
-//	                           terraform tasks fail with TASK_ERROR saying so.
+//	                           <machine>/<stackId>/<source key or location>, locked with
+//	                           <key>.tflock), the task logs
+//	                           (logs/<machine>/<stackId>/<task>/<taskRunId>.log) and the stacks'
+//	                           fences (fences/<stackId>, read only: a run they do not name as
+//	                           current is not started). Without it terraform tasks fail with
+//	                           TASK_ERROR saying so, and runs are not checked against fences.
 //	BUCKET_REGION              the bucket's region, for the S3 backend. Defaults to the AWS
 //	                           region (AWS_REGION).
 //	RESULT_SIGNING_SECRET_ID   the secret holding the key every result is signed with (the
@@ -31,6 +34,12 @@
 //	                           /tmp/stackseam-terraform-plugins.
 //	TERRAFORM_STOP_GRACE       how long Terraform has to stop after SIGINT when its time is up,
 //	                           before it is killed. Defaults to 15s.
+//	TERRAFORM_LOCK_LEASE       the longest one run can hold a state lock (the S3 backend's lock
+//	                           file <state key>.tflock): a lock older than this was left by a
+//	                           killed run and is removed; a younger one is waited for. Must
+//	                           exceed the longest time limit of a task plus the stop grace.
+//	                           Defaults to the larger of TASK_TIMEOUT and 15m, plus
+//	                           TERRAFORM_STOP_GRACE.
 //	TASK_TIMEOUT               the time limit of a task whose machine sets no timeoutSeconds.
 //	                           Defaults to 15m.
 //	TIMEOUT_MARGIN             kept free before a Lambda invocation's deadline to stop a run
@@ -77,6 +86,7 @@ import (
 	"github.com/stackseam/stackseam/functions/executor/redact"
 	"github.com/stackseam/stackseam/functions/executor/terraform"
 	"github.com/stackseam/stackseam/functions/faults"
+	"github.com/stackseam/stackseam/functions/fence"
 	"github.com/stackseam/stackseam/functions/message"
 	"github.com/stackseam/stackseam/functions/metrics"
 	"github.com/stackseam/stackseam/functions/queue"
@@ -103,6 +113,7 @@ type options struct {
 	sourcesDir, workDir         string
 	pluginCacheDir              string
 	stopGrace, taskTimeout      time.Duration
+	lockLease                   time.Duration
 	margin                      time.Duration
 	parallelism, workers        int
 	pollWait, visibility, retry time.Duration
@@ -155,10 +166,14 @@ func readOptions() (options, error) {
 		{"POLL_WAIT", 20 * time.Second, &c.pollWait},
 		{"VISIBILITY_TIMEOUT", time.Minute, &c.visibility},
 		{"RETRY_DELAY", 0, &c.retry},
+		{"TERRAFORM_LOCK_LEASE", 0, &c.lockLease},
 	} {
 		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
 			problems = append(problems, err)
 		}
+	}
+	if c.lockLease <= 0 {
+		c.lockLease = max(c.taskTimeout, executor.DefaultTimeout) + c.stopGrace
 	}
 	if c.eventQueueURL == "" {
 		problems = append(problems, errors.New("EVENT_QUEUE_URL is required"))
@@ -206,8 +221,17 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	executors := map[string]executor.Executor{
 		"lambda": &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
 	}
+	// The stacks' fences (functions/fence), in the same bucket: a run that is no longer current
+	// for its stack is not started, and Terraform checks again while holding the state lock.
+	var current func(context.Context, message.Task) (bool, error)
+	if cfg.bucket != "" {
+		current = func(ctx context.Context, task message.Task) (bool, error) {
+			return fence.Current(ctx, s3Client, cfg.bucket, task.Stack.ID, task.TaskRunID)
+		}
+	}
 	tf, why := terraformRunner(cfg, awsCfg.Region, s3Endpoint, s3Client, redactor, logger)
 	if tf != nil {
+		tf.Current = current
 		executors["terraform"] = tf
 	} else {
 		executors["terraform"] = unavailable{why}
@@ -226,6 +250,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 			}
 			return queue.Send(ctx, sqsClient, cfg.eventQueueURL, []queue.Outgoing{m})
 		},
+		Current: current,
 		Redact:  redactor,
 		Timeout: cfg.taskTimeout,
 		Margin:  cfg.margin,
@@ -276,7 +301,7 @@ func terraformRunner(cfg options, region, endpoint string, client *s3.Client, r 
 	return &terraform.Runner{
 		Binary: bin, S3: client, Bucket: cfg.bucket, Region: region, Endpoint: endpoint,
 		SourcesDir: cfg.sourcesDir, WorkDir: cfg.workDir, PluginCacheDir: cfg.pluginCacheDir,
-		StopGrace: cfg.stopGrace, Redact: r, Logger: logger,
+		StopGrace: cfg.stopGrace, LockLease: cfg.lockLease, Redact: r, Logger: logger,
 	}, ""
 }
 

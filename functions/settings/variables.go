@@ -62,6 +62,11 @@ var StateManager = &Declared{Function: "statemanager", Variables: []Variable{
 	// from it, and a separate machines bucket is possible.
 	{Name: "MACHINES_BUCKET", Deployed: true},
 	{Name: "MACHINES_PREFIX", Deployed: true},
+	// The bucket of the stacks' fences (fences/<stackId>, functions/fence); the construct's bucket.
+	{Name: "FENCE_BUCKET", Deployed: true},
+	// An S3 endpoint override (an emulator): S3 is then addressed path-style.
+	{Name: "AWS_ENDPOINT_URL_S3"},
+	{Name: "AWS_ENDPOINT_URL"},
 	{Name: "MACHINES_REFRESH"},
 	{Name: "DATABASE_URL"},
 	{Name: "DATABASE_SECRET_ID", Deployed: true},
@@ -99,6 +104,7 @@ var Satisfier = &Declared{Function: "satisfier", Variables: []Variable{
 	{Name: "TERRAFORM_PLUGIN_CACHE_DIR"},
 	{Name: "TF_PLUGIN_CACHE_DIR"},
 	{Name: "TERRAFORM_STOP_GRACE"},
+	{Name: "TERRAFORM_LOCK_LEASE"},
 	{Name: "TASK_TIMEOUT"},
 	{Name: "TIMEOUT_MARGIN"},
 	{Name: "BATCH_PARALLELISM"},

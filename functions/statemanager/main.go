@@ -55,6 +55,8 @@ type settings struct {
 	topicARN       string
 	machinesDir    string
 	machinesBucket string
+	fenceBucket    string
+	s3Endpoint     string // an S3 endpoint override (an emulator)
 	machinesPrefix string
 	machinesEvery  time.Duration
 	database       store.Config
@@ -84,6 +86,8 @@ func readSettings() (settings, error) {
 		topicARN:       vars.Get("NOTIFICATION_TOPIC_ARN"),
 		machinesDir:    vars.Get("MACHINES_DIR"),
 		machinesBucket: vars.Get("MACHINES_BUCKET"),
+		fenceBucket:    vars.Get("FENCE_BUCKET"),
+		s3Endpoint:     vars.Or("AWS_ENDPOINT_URL_S3", vars.Get("AWS_ENDPOINT_URL")),
 		machinesPrefix: vars.Or("MACHINES_PREFIX", "machines/"),
 		database:       store.ConfigFromEnv(vars.Get),
 
@@ -184,6 +188,13 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	outlets := map[string]applier.Outlet{
 		store.DestinationTask:  applier.TaskQueue(sqsClient, cfg.taskQueueURL),
 		store.DestinationEvent: applier.EventQueue(sqsClient, cfg.eventQueueURL, key),
+	}
+	if cfg.fenceBucket != "" {
+		// Each decision that changes a stack's current runs writes its fence before its task
+		// messages go out, so the satisfier can refuse a stale run without the database.
+		outlets[store.DestinationFence] = applier.Fences(s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+			o.UsePathStyle = cfg.s3Endpoint != "" // an emulator has no bucket sub-domains
+		}), cfg.fenceBucket)
 	}
 	if cfg.topicARN != "" {
 		outlets[store.DestinationNotification] = applier.NotificationTopic(sns.NewFromConfig(awsCfg), cfg.topicARN)

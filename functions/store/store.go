@@ -62,6 +62,9 @@ const (
 	DestinationEvent = "event"
 	// DestinationNotification is the notification topic.
 	DestinationNotification = "notification"
+	// DestinationFence is the stack's fence object (functions/fence): the run ids of its
+	// current tasks, written before the task messages of the same decision are sent.
+	DestinationFence = "fence"
 )
 
 // OutboxMessage is one message waiting to be sent.
@@ -98,6 +101,10 @@ type ApplyInput struct {
 	MessageID string
 	// Event is the parsed event (for rejection records).
 	Event message.Event
+	// Fence asks for a DestinationFence row, ahead of the decision's task messages, whenever an
+	// applied decision changes which runs are current: it dispatches tasks, leaves a state or
+	// removes the stack.
+	Fence bool
 }
 
 // Decide is called by Apply with the locked stack (nil if it does not exist)
@@ -218,8 +225,9 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 		b.Queue(insertHistory, rows)
 	}
 	var inserted []OutboxMessage
-	if d.Outcome == engine.Applied && len(d.Dispatch)+len(d.Notifications) > 0 {
-		newRows, err := outboxJSON(in.StackID, d, now)
+	fence := in.Fence && fenceChanged(current, d)
+	if d.Outcome == engine.Applied && (fence || len(d.Dispatch)+len(d.Notifications) > 0) {
+		newRows, err := outboxJSON(in.StackID, d, fence, now)
 		if err != nil {
 			return res, err
 		}
@@ -550,7 +558,31 @@ func historyJSON(stackID, machineName, messageID string, entries []engine.Histor
 	return string(out), nil
 }
 
-func outboxJSON(stackID string, d engine.Decision, now time.Time) ([]byte, error) {
+// fenceChanged reports whether an applied decision changes the stack's current runs: new runs
+// dispatched, the state left (its pending runs abandoned), or the stack removed.
+func fenceChanged(current *engine.Stack, d engine.Decision) bool {
+	if d.Outcome != engine.Applied {
+		return false
+	}
+	return len(d.Dispatch) > 0 || d.Removed || (current != nil && d.Stack != nil && current.State != d.Stack.State)
+}
+
+// fenceBody is the body of a DestinationFence row: the run ids of the stack's pending tasks
+// after the decision. The generation is the row's id, known only once it is written.
+func fenceBody(d engine.Decision) (string, error) {
+	runs := []string{}
+	if d.Stack != nil && !d.Removed {
+		for _, t := range d.Stack.Tasks {
+			if t.Status == message.TaskPending && t.RunID != "" {
+				runs = append(runs, t.RunID)
+			}
+		}
+	}
+	body, err := json.Marshal(map[string][]string{"runs": runs})
+	return string(body), err
+}
+
+func outboxJSON(stackID string, d engine.Decision, fence bool, now time.Time) ([]byte, error) {
 	type row struct {
 		StackID      string    `json:"stack_id"`
 		Destination  string    `json:"destination"`
@@ -558,7 +590,15 @@ func outboxJSON(stackID string, d engine.Decision, now time.Time) ([]byte, error
 		DelaySeconds int       `json:"delay_seconds"`
 		CreatedAt    time.Time `json:"created_at"`
 	}
-	rows := make([]row, 0, len(d.Dispatch)+len(d.Notifications))
+	rows := make([]row, 0, 1+len(d.Dispatch)+len(d.Notifications))
+	if fence {
+		// First: the fence must be written before the task messages can be received.
+		body, err := fenceBody(d)
+		if err != nil {
+			return nil, fmt.Errorf("error encoding the fence of stack %s: %w", stackID, err)
+		}
+		rows = append(rows, row{StackID: stackID, Destination: DestinationFence, Body: body, CreatedAt: now})
+	}
 	for _, t := range d.Dispatch {
 		body, err := json.Marshal(t.Task)
 		if err != nil {

@@ -246,6 +246,7 @@ func (d *demo) setUp(ctx context.Context) error {
 			"MACHINES_BUCKET="+systemBucket,
 			"MACHINES_PREFIX=machines/",
 			"MACHINES_REFRESH=2s",
+			"FENCE_BUCKET="+systemBucket, // as deployed: stale runs are refused
 		))
 		if err != nil {
 			return err

@@ -110,6 +110,10 @@ func StateKey(machine, stackID string, src Source) string {
 	return machine + "/" + stackID + "/" + strings.TrimPrefix(path.Clean("/"+where), "/")
 }
 
+// LockKey is the S3 backend's lock file of the state at stateKey (use_lockfile): OpenTofu creates
+// it with a conditional PutObject (If-None-Match: *), reads it, and deletes it when done.
+func LockKey(stateKey string) string { return stateKey + ".tflock" }
+
 // LogKey is where the log of one task run is stored in the bucket.
 func LogKey(task message.Task) string {
 	return message.TaskLogKey(task.Stack.Machine, task.Stack.ID, task.Task.Name, task.TaskRunID)
@@ -187,10 +191,11 @@ func VarsFile(vars map[string]any) ([]byte, error) {
 }
 
 // BackendConfig returns the -backend-config settings of `init`: the state's bucket, key and region
-// — so a script needs only `backend "s3" {}` — and, when endpoint is set (an S3 emulator), the
+// — so a script needs only `backend "s3" {}` —, the S3 lock file (use_lockfile=true: one run per
+// state at a time, LockKey) and, when endpoint is set (an S3 emulator), the
 // endpoint with path-style addressing and the checks that only real AWS can answer turned off.
 func BackendConfig(bucket, region, key, endpoint string) []string {
-	cfg := []string{"bucket=" + bucket, "key=" + key, "region=" + region}
+	cfg := []string{"bucket=" + bucket, "key=" + key, "region=" + region, "use_lockfile=true"}
 	if endpoint != "" {
 		cfg = append(cfg,
 			"endpoints={s3="+hclString(endpoint)+"}",

@@ -172,11 +172,11 @@ func TestVarsFileKeepsValuesLiteral(t *testing.T) {
 
 func TestBackendConfig(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, []string{"bucket=state-bucket", "key=m/s/infra", "region=eu-west-1"},
+	require.Equal(t, []string{"bucket=state-bucket", "key=m/s/infra", "region=eu-west-1", "use_lockfile=true"},
 		terraform.BackendConfig("state-bucket", "eu-west-1", "m/s/infra", ""))
 
 	require.Equal(t, []string{
-		"bucket=b", "key=m/s/k", "region=us-east-1",
+		"bucket=b", "key=m/s/k", "region=us-east-1", "use_lockfile=true",
 		`endpoints={s3="http://127.0.0.1:4566"}`,
 		"use_path_style=true",
 		"skip_credentials_validation=true",
@@ -187,7 +187,7 @@ func TestBackendConfig(t *testing.T) {
 
 	// The endpoint is an HCL expression's string: it cannot close the string or start a template.
 	cfg := terraform.BackendConfig("b", "r", "k", "http://x\"}, bucket=\"other${path.cwd}")
-	require.Equal(t, `endpoints={s3="http://x\"}, bucket=\"other$${path.cwd}"}`, cfg[3])
+	require.Equal(t, `endpoints={s3="http://x\"}, bucket=\"other$${path.cwd}"}`, cfg[4])
 }
 
 func TestEnv(t *testing.T) {

@@ -4,8 +4,12 @@
 package terraform
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +22,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/hashicorp/terraform-exec/tfexec"
 
 	"github.com/stackseam/stackseam/functions/executor"
@@ -31,6 +37,11 @@ const (
 	DefaultStopGrace = 15 * time.Second
 	// storeTimeout bounds storing the log, which happens after the run's own time is up.
 	storeTimeout = 20 * time.Second
+	// DefaultLockLease is the Runner's LockLease when none is set: Lambda's longest run plus the
+	// default stop grace, the longest a run in Lambda can hold a state lock.
+	DefaultLockLease = 15*time.Minute + DefaultStopGrace
+	// lockPoll is how often a run waiting for a state lock looks at the lock file again.
+	lockPoll = time.Second
 )
 
 // Runner runs terraform tasks: `config: {source, action, variables?}`. One Runner serves every
@@ -63,6 +74,15 @@ type Runner struct {
 	// Environ is the environment Terraform runs with, less the variables terraform-exec manages
 	// (TF_VAR_*, TF_CLI_ARGS*, TF_LOG*, TF_WORKSPACE…). Defaults to os.Environ().
 	Environ []string
+	// LockLease is the longest one run can hold a state lock: its time limit plus StopGrace. A
+	// lock file older than this was left by a run that was killed (a crash, an out-of-memory
+	// kill) and is removed; a younger one is waited for. It must exceed the longest time limit a
+	// task can have. Defaults to DefaultLockLease.
+	LockLease time.Duration
+	// Current, when set, reports whether a task's run is still current for its stack (the fence,
+	// functions/fence); it is asked while the run holds the state lock, and a run that is not
+	// current does not run Terraform and fails with executor.ErrStale.
+	Current func(ctx context.Context, task message.Task) (bool, error)
 	// Redact masks secrets in the stored log. Defaults to the secrets of Environ.
 	Redact *redact.Redactor
 	// Logger defaults to slog.Default().
@@ -163,16 +183,166 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 	if err := r.init(ctx, tf, stateKey); err != nil {
 		return executor.Outcome{}, fmt.Errorf("terraform init failed: %w", err)
 	}
+	unlock, err := r.lock(ctx, stateKey, task, log)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	defer unlock()
+	if r.Current != nil {
+		// Checked while holding the lock: see lock.
+		current, err := r.Current(ctx, task)
+		if err != nil {
+			return executor.Outcome{}, fmt.Errorf("error checking that the run is current: %w", err)
+		}
+		if !current {
+			fmt.Fprintf(log, "stackseam: run %s is no longer current for stack %s; Terraform not run\n", task.TaskRunID, task.Stack.ID)
+			return executor.Outcome{}, executor.Stale(task)
+		}
+	}
+	// The satisfier holds the lock itself (lock), so Terraform must not try to take it again.
 	if cfg.Action == ActionDestroy {
-		if err := tf.Destroy(ctx, tfexec.VarFile(varFile)); err != nil {
+		if err := tf.Destroy(ctx, tfexec.VarFile(varFile), tfexec.Lock(false)); err != nil {
 			return executor.Outcome{}, fmt.Errorf("terraform destroy failed: %w", err)
 		}
 		return executor.Outcome{}, nil
 	}
-	if err := tf.Apply(ctx, tfexec.VarFile(varFile)); err != nil {
+	if err := tf.Apply(ctx, tfexec.VarFile(varFile), tfexec.Lock(false)); err != nil {
 		return executor.Outcome{}, fmt.Errorf("terraform apply failed: %w", err)
 	}
 	return r.outputs(ctx, tf)
+}
+
+// lockInfo is OpenTofu's statemgr.LockInfo, the content of the S3 backend's lock file: the
+// satisfier writes it in that form, so `tofu force-unlock` and an operator's own tofu runs
+// understand a lock it holds.
+type lockInfo struct {
+	ID        string    `json:"ID"`
+	Operation string    `json:"Operation"`
+	Info      string    `json:"Info"`
+	Who       string    `json:"Who"`
+	Version   string    `json:"Version"`
+	Created   time.Time `json:"Created"`
+	Path      string    `json:"Path"`
+}
+
+// lock takes the state's lock file (LockKey) the way OpenTofu's S3 backend does — a PutObject
+// with If-None-Match: *, which only one writer can win — and returns the function that releases
+// it. The satisfier holds the lock itself, rather than leaving it to Terraform, so that it can
+// check that its run is still current while holding it (Runner.Current): a destroy that was
+// dispatched after this run was abandoned then either finds the lock held (and waits for this
+// run to finish) or has already moved the fence on (and this run does not start).
+//
+// A lock held by another run is waited for until the run's time is up; a lock older than
+// LockLease was left by a run that was killed (a crash, an out-of-memory kill) and is removed,
+// since every later run of the stack would otherwise wait for it in vain.
+func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, log *runLog) (func(), error) {
+	key := LockKey(stateKey)
+	id, err := randomID()
+	if err != nil {
+		return nil, err
+	}
+	mine, err := json.Marshal(lockInfo{ID: id, Operation: "stackseam " + task.Task.Name,
+		Info: "task run " + task.TaskRunID, Who: "stackseam@" + task.Stack.ID,
+		Created: time.Now().UTC(), Path: r.Bucket + "/" + stateKey})
+	if err != nil {
+		return nil, fmt.Errorf("error encoding the state lock: %w", err)
+	}
+	announced := ""
+	for {
+		put, err := r.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key),
+			Body: bytes.NewReader(mine), ContentType: aws.String("application/json"), IfNoneMatch: aws.String("*")})
+		if err == nil {
+			fmt.Fprintf(log, "stackseam: state lock %s taken (s3://%s/%s)\n", id, r.Bucket, key)
+			etag := aws.ToString(put.ETag)
+			return func() { r.unlock(ctx, key, id, etag, log) }, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("the state is locked (s3://%s/%s)%s and the run's time ran out waiting: %w", r.Bucket, key, announced, ctx.Err())
+		}
+		if !preconditionFailed(err) {
+			return nil, fmt.Errorf("error taking the state lock s3://%s/%s: %w", r.Bucket, key, err)
+		}
+		info, etag, found, err := r.readLock(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		switch age := time.Since(info.Created); {
+		case !found:
+			continue // released meanwhile: try again at once
+		case age > r.lockLease():
+			fmt.Fprintf(log, "stackseam: removing a stale state lock %s (%s, %s, created %s, %s ago, more than the %s a run can hold it)\n",
+				info.ID, info.Operation, info.Info, info.Created.Format(time.RFC3339), age.Round(time.Second), r.lockLease())
+			r.logger().WarnContext(ctx, "removing a stale terraform state lock", "key", key, "lock_id", info.ID, "created", info.Created, "age", age.String())
+			// Only that lock (If-Match): another waiter may have removed it and taken the lock meanwhile.
+			_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)})
+			if err != nil && !preconditionFailed(err) && !notFound(err) {
+				return nil, fmt.Errorf("error removing the stale state lock s3://%s/%s: %w", r.Bucket, key, err)
+			}
+			continue
+		case announced == "":
+			announced = fmt.Sprintf(", held by %s (%s, %s, created %s)", info.ID, info.Operation, info.Info, info.Created.Format(time.RFC3339))
+			fmt.Fprintf(log, "stackseam: waiting for the state lock%s\n", announced)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the state is locked (s3://%s/%s)%s and the run's time ran out waiting: %w", r.Bucket, key, announced, ctx.Err())
+		case <-time.After(lockPoll):
+		}
+	}
+}
+
+// unlock releases the lock id: a delete conditional on the ETag the lock was written with, so a
+// lock that was removed as stale and taken by another run meanwhile is left alone. It runs after
+// the run's time may be up.
+func (r *Runner) unlock(ctx context.Context, key, id, etag string, log *runLog) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)})
+	switch {
+	case err == nil:
+	case preconditionFailed(err) || notFound(err):
+		fmt.Fprintf(log, "stackseam: warning: the state lock %s was no longer held at the end of the run\n", id)
+	default:
+		fmt.Fprintf(log, "stackseam: warning: the state lock %s could not be released: %v\n", id, err)
+		r.logger().WarnContext(ctx, "could not release a terraform state lock", "key", key, "lock_id", id, "error", err.Error())
+	}
+}
+
+// readLock reads a lock file and its ETag; found is false when there is none.
+func (r *Runner) readLock(ctx context.Context, key string) (info lockInfo, etag string, found bool, err error) {
+	obj, err := r.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key)})
+	if err != nil {
+		if notFound(err) {
+			return info, "", false, nil
+		}
+		return info, "", false, fmt.Errorf("error reading the state lock s3://%s/%s: %w", r.Bucket, key, err)
+	}
+	defer obj.Body.Close()
+	etag = aws.ToString(obj.ETag)
+	if err := json.NewDecoder(obj.Body).Decode(&info); err != nil || info.Created.IsZero() {
+		// Not a lock file this code understands: it is waited for until it is released or the run ends.
+		return lockInfo{ID: "unreadable", Created: time.Now()}, etag, true, nil
+	}
+	return info, etag, true, nil
+}
+
+func notFound(err error) bool {
+	var missing *s3types.NoSuchKey
+	var apiErr smithy.APIError
+	return errors.As(err, &missing) || (errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NoSuchKey" || apiErr.ErrorCode() == "NotFound"))
+}
+
+func preconditionFailed(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode() == "PreconditionFailed" || apiErr.ErrorCode() == "ConditionalRequestConflict")
+}
+
+func randomID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("error making a lock id: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // terraform prepares the terraform-exec handle for one run's source folder.
@@ -385,6 +555,13 @@ func (r *Runner) stopGrace() time.Duration {
 		return r.StopGrace
 	}
 	return DefaultStopGrace
+}
+
+func (r *Runner) lockLease() time.Duration {
+	if r.LockLease > 0 {
+		return r.LockLease
+	}
+	return DefaultLockLease
 }
 
 func (r *Runner) logger() *slog.Logger {

@@ -14,9 +14,12 @@
 //
 // FIFO receives behave like SQS's (see fifoLikeSQS below); --one-per-group
 // restores fauxqs's own rule of at most one message per group per receive.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import { buildApp } from "fauxqs";
 import { SqsQueue, SqsStore } from "./node_modules/fauxqs/dist/sqs/sqsStore.js";
+import { S3Store } from "./node_modules/fauxqs/dist/s3/s3Store.js";
+import { S3Error } from "./node_modules/fauxqs/dist/common/errors.js";
 
 const args = process.argv.slice(2);
 const watchStdin = args.includes("--exit-on-stdin-close");
@@ -36,7 +39,13 @@ if (!(port >= 0 && port <= 65535)) {
 // it resolves to the same module instance that buildApp uses.
 const sqsStore = new SqsStore();
 sqsStore.host = "";
-const app = buildApp({ logger: false, stores: { sqsStore } });
+const s3Store = new S3Store();
+const conditions = conditionalWrites(s3Store);
+const app = buildApp({ logger: false, stores: { sqsStore, s3Store } });
+app.addHook("preHandler", (request, _reply, done) => {
+  // The handler runs within done(), so the store's putObject sees this request's headers.
+  conditions.run({ ifNoneMatch: request.headers["if-none-match"], ifMatch: request.headers["if-match"] }, done);
+});
 
 let closing = false;
 async function shutdown(code) {
@@ -142,4 +151,40 @@ function fifoLikeSQS() {
     }
     return result;
   };
+}
+
+// conditionalWrites makes PutObject honour If-None-Match: * and If-Match: ETag, and DeleteObject
+// If-Match: ETag, as S3 does (412 PreconditionFailed), which fauxqs 1.9.2 ignores. OpenTofu's S3 lock file (use_lockfile)
+// is a PutObject with If-None-Match: *: without this, two runs would both "take" the lock. The
+// check and the write happen in one synchronous call of the store, so no other request can come
+// between them. Returns the AsyncLocalStorage that carries a request's headers to the store.
+function conditionalWrites(store) {
+  const als = new AsyncLocalStorage();
+  const put = store.putObject.bind(store);
+  store.putObject = (bucket, key, ...rest) => {
+    const cond = als.getStore();
+    const existing = store.buckets.get(bucket)?.get(key);
+    if (cond?.ifNoneMatch === "*" && existing) {
+      throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412, `/${bucket}/${key}`);
+    }
+    if (cond?.ifMatch && (!existing || (cond.ifMatch !== "*" && cond.ifMatch !== existing.etag))) {
+      const status = existing ? 412 : 404;
+      throw new S3Error(existing ? "PreconditionFailed" : "NoSuchKey",
+        existing ? "At least one of the pre-conditions you specified did not hold" : "The specified key does not exist.", status, `/${bucket}/${key}`);
+    }
+    return put(bucket, key, ...rest);
+  };
+  const del = store.deleteObject.bind(store);
+  store.deleteObject = (bucket, key) => {
+    const cond = als.getStore();
+    const existing = store.buckets.get(bucket)?.get(key);
+    if (cond?.ifMatch && !existing) {
+      throw new S3Error("NoSuchKey", "The specified key does not exist.", 404, `/${bucket}/${key}`);
+    }
+    if (cond?.ifMatch && cond.ifMatch !== "*" && cond.ifMatch !== existing.etag) {
+      throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412, `/${bucket}/${key}`);
+    }
+    return del(bucket, key);
+  };
+  return als;
 }
