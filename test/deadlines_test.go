@@ -58,7 +58,7 @@ tasks:
 // deadlineSettings are the state manager's settings scaled down: a 1-second satisfier and a task
 // queue visibility of six times that, maxReceiveCount as deployed, a sweep every second.
 func deadlineSettings(ss *satisfierSystem) []string {
-	return []string{"MACHINES_DIR=" + ss.machines, "SWEEP_INTERVAL=1s", "TASK_TIMEOUT=1s", "TASK_QUEUE_VISIBILITY_TIMEOUT=6s",
+	return []string{"MACHINES_DIR=" + ss.machines, "FENCE_BUCKET=" + ss.bucket, "SWEEP_INTERVAL=1s", "TASK_TIMEOUT=1s", "TASK_QUEUE_VISIBILITY_TIMEOUT=6s",
 		fmt.Sprintf("TASK_QUEUE_MAX_RECEIVE_COUNT=%d", deployed.TaskQueueMaxReceiveCount), "TASK_DEAD_LETTER_QUEUE_URL=" + ss.taskDLQ}
 }
 
@@ -107,8 +107,9 @@ func (ss *satisfierSystem) tearDown(id string) {
 // in the task dead-letter queue and the next sweep fails the run with the reason; the retry policy
 // dispatches it again, that run dead-letters too, and the stack rests with the task failed until
 // its failure handling (DESTROY) tears it down. The messages stay in the dead-letter queue; a
-// redrive by hand runs them again and their genuine results are ignored as stale. Other stacks
-// run their lifecycles meanwhile.
+// redrive by hand does not run them (their runs are not in the stack's fence any more): the
+// satisfier reports them stale, and those results are ignored. Other stacks run their lifecycles
+// meanwhile.
 func TestCrashingSatisfierDeadLettersToTaskError(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
@@ -161,8 +162,9 @@ func TestCrashingSatisfierDeadLettersToTaskError(t *testing.T) {
 	require.Contains(t, sm.Output(), "task run settled as failed")
 	t.Logf("two runs dead-lettered and settled in %s, %d satisfier crashes", took.Round(time.Second), crashes)
 
-	// The messages are kept; a redrive by hand runs them again (there is no fencing yet) with a
-	// satisfier that does not crash, and their genuine results are ignored as stale.
+	// The messages are kept; redriven by hand to a satisfier that does not crash, they do not run:
+	// the fence no longer names their runs, so the satisfier reports them stale, which changes
+	// nothing.
 	require.Eventually(t, func() bool { return ss.queueDepth(ss.taskDLQ) == 2 }, 30*time.Second, 100*time.Millisecond)
 	for _, p := range sats {
 		if !p.Exited() {
@@ -173,8 +175,10 @@ func TestCrashingSatisfierDeadLettersToTaskError(t *testing.T) {
 	ss.startSatisfier("VISIBILITY_TIMEOUT=6s")
 	ss.redriveTasks(2)
 	require.Eventually(t, func() bool {
-		return ss.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'ignored' AND event = 'TASK_COMPLETED'`, doomed) == 2
-	}, 60*time.Second, 100*time.Millisecond, "the redriven runs' results are recorded as ignored")
+		return ss.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'ignored' AND event = 'TASK_ERROR'`, doomed) == 2
+	}, 60*time.Second, 100*time.Millisecond, "the redriven runs' stale reports are recorded as ignored")
+	require.Zero(t, ss.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'ignored' AND event = 'TASK_COMPLETED'`, doomed),
+		"the redriven runs did not run")
 	require.Equal(t, message.TaskFailed, tasksOf(ss.stack(doomed))["work"].Status, "and change nothing")
 
 	ss.requireHealthyLifecycles(others)
@@ -245,8 +249,10 @@ func TestHungSatisfierIsSettledByDeadline(t *testing.T) {
 	require.Contains(t, sm.Output(), "task run settled as failed")
 
 	require.Eventually(t, func() bool {
-		return ss.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'ignored' AND event = 'TASK_COMPLETED'`, doomed) == 2
-	}, 2*time.Minute, 100*time.Millisecond, "both stalled runs' genuine results came late and were ignored")
+		// A stalled run that wakes after its run was settled finds itself out of the fence and
+		// reports itself stale; either way its late result is ignored.
+		return ss.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'ignored' AND event IN ('TASK_COMPLETED', 'TASK_ERROR')`, doomed) == 2
+	}, 2*time.Minute, 100*time.Millisecond, "both stalled runs' late results were ignored")
 	require.Equal(t, 2, strings.Count(sat.Output(), faults.Announcement+" "+faults.HangOnTask))
 	require.Equal(t, message.TaskFailed, tasksOf(ss.stack(doomed))["work"].Status)
 	ss.tearDown(doomed)

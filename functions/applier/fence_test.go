@@ -37,15 +37,20 @@ func TestFencesGoFirstAndHoldBackTheirTasks(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{st.Tasks[0].RunID, st.Tasks[1].RunID}, f.Runs)
 
-	// Settling one task changes no fence; DESTROY out of RUN leaves an empty one (removed).
+	// Settling a task takes its run out of the fence (a redriven message of a settled run never
+	// starts again); an event that changes no pending run writes none; DESTROY out of RUN leaves
+	// an empty one (removed).
 	require.NoError(t, b.handle(t, "s1", `{"stackId":"s1","event":"TASK_COMPLETED","taskRunId":"`+st.Tasks[0].RunID+`"}`, nil))
-	require.Len(t, fences.sent, 1)
+	require.Len(t, fences.sent, 2)
+	require.JSONEq(t, `{"runs":["`+st.Tasks[1].RunID+`"]}`, fences.sent[1].Body)
 	require.NoError(t, b.handle(t, "s1", `{"stackId":"s1","event":"TASK_COMPLETED","taskRunId":"`+st.Tasks[1].RunID+`"}`, nil))
-	require.Len(t, fences.sent, 2, "leaving PROVISION for RUN")
-	require.JSONEq(t, `{"runs":[]}`, fences.sent[1].Body)
-	require.NoError(t, b.handle(t, "s1", `{"stackId":"s1","event":"DESTROY"}`, nil))
-	require.Len(t, fences.sent, 3, "removal")
+	require.Len(t, fences.sent, 3, "the last run settled, leaving PROVISION for RUN")
 	require.JSONEq(t, `{"runs":[]}`, fences.sent[2].Body)
+	require.NoError(t, b.handle(t, "s1", `{"stackId":"s1","event":"ACCESS"}`, nil))
+	require.Len(t, fences.sent, 3, "no pending run changed")
+	require.NoError(t, b.handle(t, "s1", `{"stackId":"s1","event":"DESTROY"}`, nil))
+	require.Len(t, fences.sent, 4, "removal")
+	require.JSONEq(t, `{"runs":[]}`, fences.sent[3].Body)
 }
 
 func (b *bundle) outbox(t *testing.T) []store.OutboxMessage {

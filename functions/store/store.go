@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -558,13 +559,31 @@ func historyJSON(stackID, machineName, messageID string, entries []engine.Histor
 	return string(out), nil
 }
 
-// fenceChanged reports whether an applied decision changes the stack's current runs: new runs
-// dispatched, the state left (its pending runs abandoned), or the stack removed.
+// fenceChanged reports whether the decision changes the set of the stack's pending runs (a
+// dispatch, a settled run, a state left, the stack removed), and so its fence: a run that is no
+// longer pending, settled or abandoned, must never start again (a redriven message).
 func fenceChanged(current *engine.Stack, d engine.Decision) bool {
 	if d.Outcome != engine.Applied {
 		return false
 	}
-	return len(d.Dispatch) > 0 || d.Removed || (current != nil && d.Stack != nil && current.State != d.Stack.State)
+	if d.Removed {
+		return true
+	}
+	return !slices.Equal(pendingRuns(current), pendingRuns(d.Stack))
+}
+
+// pendingRuns are the run ids of a stack's tasks that are dispatched and not settled.
+func pendingRuns(s *engine.Stack) []string {
+	runs := []string{}
+	if s == nil {
+		return runs
+	}
+	for _, t := range s.Tasks {
+		if t.Status == message.TaskPending && t.RunID != "" {
+			runs = append(runs, t.RunID)
+		}
+	}
+	return runs
 }
 
 // fenceBody is the body of a DestinationFence row: the run ids of the stack's pending tasks
@@ -572,11 +591,7 @@ func fenceChanged(current *engine.Stack, d engine.Decision) bool {
 func fenceBody(d engine.Decision) (string, error) {
 	runs := []string{}
 	if d.Stack != nil && !d.Removed {
-		for _, t := range d.Stack.Tasks {
-			if t.Status == message.TaskPending && t.RunID != "" {
-				runs = append(runs, t.RunID)
-			}
-		}
+		runs = pendingRuns(d.Stack)
 	}
 	body, err := json.Marshal(map[string][]string{"runs": runs})
 	return string(body), err
