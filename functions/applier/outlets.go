@@ -55,7 +55,7 @@ func EventQueue(client *sqs.Client, url string, keys *signing.Source) Outlet {
 			if dedup == "" {
 				dedup = "outbox-" + strconv.FormatInt(r.ID, 10)
 			}
-			msgs[i] = queue.Outgoing{Body: r.Body, GroupID: r.StackID, DedupID: r.StackID + "-" + dedup}
+			msgs[i] = queue.Outgoing{Body: r.Body, GroupID: r.StackID, DedupID: key.DedupID(r.StackID + "-" + dedup)}
 			if key.Required() {
 				msgs[i].Attributes = map[string]string{signing.Attribute: key.Sign(r.Body)}
 			}

@@ -247,6 +247,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 			}
 			if k.Required() {
 				m.Attributes = map[string]string{signing.Attribute: k.Sign(m.Body)}
+				m.DedupID = k.DedupID(m.DedupID)
 			}
 			return queue.Send(ctx, sqsClient, cfg.eventQueueURL, []queue.Outgoing{m})
 		},

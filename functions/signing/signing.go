@@ -60,6 +60,17 @@ func (k Key) Verify(body, sig string) bool {
 	return hmac.Equal(got, mac.Sum(nil))
 }
 
+// DedupID returns the FIFO deduplication id to send a system message under: with a key, an
+// HMAC of id, which no publisher can compute (a predictable id — one derived from a run id that
+// `stackseam show` displays — could be sent first by a publisher, and SQS would then drop the real
+// message as a duplicate for five minutes); with the zero Key, id itself.
+func (k Key) DedupID(id string) string {
+	if !k.Required() {
+		return id
+	}
+	return k.Sign("dedup:" + id)
+}
+
 // NewKey returns a key of the given secret, which must be at least 32 bytes.
 func NewKey(secret string) (Key, error) {
 	if len(secret) < minKeyBytes {

@@ -25,7 +25,13 @@ func TestSignAndVerify(t *testing.T) {
 	require.ErrorContains(t, err, "at least 32 bytes")
 	require.NotContains(t, err.Error(), "short", "the key's text is never in an error")
 
+	dedup := k.DedupID("run-1")
+	require.Len(t, dedup, 64, "an SQS deduplication id (at most 128 characters)")
+	require.Equal(t, dedup, k.DedupID("run-1"), "stable, so a resend is still deduplicated")
+	require.NotEqual(t, dedup, other.DedupID("run-1"), "and not computable without the key")
+
 	var none Key
+	require.Equal(t, "run-1", none.DedupID("run-1"))
 	require.False(t, none.Required())
 	require.Empty(t, none.Sign(body))
 	require.False(t, none.Verify(body, sig))
