@@ -14,33 +14,35 @@ import (
 	"github.com/stackseam/stackseam/functions/metrics"
 )
 
-// The metrics the functions write in the embedded metric format (functions/applier and
-// functions/executor). Each record is aggregated by Function alone and by Function plus all of
-// its dimensions, so a breakdown is queried with exactly that dimension set. monitoring_test.go
-// checks these names against the functions' source.
+// The metrics the functions write in the embedded metric format, by their names in
+// functions/metrics (the one place they are spelt). Each record is aggregated by Function alone
+// and by Function plus all of its dimensions, so a breakdown is queried with exactly that
+// dimension set.
 const (
-	fnStateManager = "statemanager" // the Function dimension of functions/statemanager
-	fnSatisfier    = "satisfier"    // the Function dimension of functions/satisfier
+	fnStateManager = metrics.StateManager
+	fnSatisfier    = metrics.Satisfier
 
-	dimFunction    = "Function"
-	dimOutcome     = "Outcome"
-	dimEvent       = "Event"
-	dimExecutor    = "Executor"
-	dimResult      = "Result"
-	dimDestination = "Destination"
+	dimFunction    = metrics.DimFunction
+	dimOutcome     = metrics.DimOutcome
+	dimEvent       = metrics.DimEvent
+	dimExecutor    = metrics.DimExecutor
+	dimResult      = metrics.DimResult
+	dimDestination = metrics.DimDestination
 
-	metricEvents          = "Events"      // Outcome, Event
-	metricTransitions     = "Transitions" // Function only
-	metricExpired         = "Expired"     // Function only
-	metricTaskResults     = "TaskResults" // Executor, Result (state manager)
-	metricTaskDuration    = "TaskDuration"
-	metricTaskRuns        = "TaskRuns" // Executor, Result (satisfier)
-	metricTaskRunDuration = "TaskRunDuration"
-	metricOutboxLag       = "OutboxLag" // Destination
-	metricOutboxSent      = "OutboxSent"
+	metricEvents          = metrics.Events
+	metricTransitions     = metrics.Transitions
+	metricExpired         = metrics.Expired
+	metricTaskResults     = metrics.TaskResults
+	metricTaskDuration    = metrics.TaskDuration
+	metricTaskRuns        = metrics.TaskRuns
+	metricTaskRunDuration = metrics.TaskRunDuration
+	metricOutboxLag       = metrics.OutboxLag
+	metricOutboxSent      = metrics.OutboxSent
 
+	// outcomeRejected is engine.Rejected (metricnames_test.go checks it; the construct does not
+	// import the engine).
 	outcomeRejected = "rejected"
-	resultFailed    = "failed"
+	resultFailed    = metrics.ResultFailed
 )
 
 var fiveMinutes = awscdk.Duration_Minutes(jsii.Number(5))

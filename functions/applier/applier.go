@@ -234,8 +234,8 @@ func (a *Applier) rejectUnparsed(ctx context.Context, m queue.Message, perr erro
 		return err
 	}
 	log.Warn("event rejected", "outcome", string(engine.Rejected), "reason", reason)
-	a.Metrics.Record([]metrics.Dim{{Name: "Outcome", Value: string(engine.Rejected)}, {Name: "Event", Value: "INVALID"}},
-		metrics.Value{Name: "Events", Unit: metrics.Count, Value: 1})
+	a.Metrics.Record([]metrics.Dim{{Name: metrics.DimOutcome, Value: string(engine.Rejected)}, {Name: metrics.DimEvent, Value: "INVALID"}},
+		metrics.Value{Name: metrics.Events, Unit: metrics.Count, Value: 1})
 	return nil
 }
 
@@ -395,9 +395,9 @@ func (a *Applier) recordLag(dest string, batch []store.OutboxMessage) {
 			oldest = r.CreatedAt
 		}
 	}
-	a.Metrics.Record([]metrics.Dim{{Name: "Destination", Value: dest}},
-		metrics.Value{Name: "OutboxLag", Unit: metrics.Milliseconds, Value: float64(time.Since(oldest).Milliseconds())},
-		metrics.Value{Name: "OutboxSent", Unit: metrics.Count, Value: float64(len(batch))})
+	a.Metrics.Record([]metrics.Dim{{Name: metrics.DimDestination, Value: dest}},
+		metrics.Value{Name: metrics.OutboxLag, Unit: metrics.Milliseconds, Value: float64(time.Since(oldest).Milliseconds())},
+		metrics.Value{Name: metrics.OutboxSent, Unit: metrics.Count, Value: float64(len(batch))})
 }
 
 // SweepResult says what one sweep did.
@@ -471,7 +471,7 @@ func (a *Applier) Sweep(ctx context.Context, outboxAge time.Duration) (SweepResu
 	}
 	res.Expired = len(expired)
 	if len(expired) > 0 {
-		a.Metrics.Record(nil, metrics.Value{Name: "Expired", Unit: metrics.Count, Value: float64(len(expired))})
+		a.Metrics.Record(nil, metrics.Value{Name: metrics.Expired, Unit: metrics.Count, Value: float64(len(expired))})
 	}
 	if err := a.flush(ctx, expired); err != nil {
 		// They stay in the outbox; the stale-row pass below or the next
@@ -579,8 +579,8 @@ func (a *Applier) recordDecision(res store.ApplyResult) {
 	if !res.Duplicate {
 		outcome, event = string(res.Decision.Outcome), res.Decision.EventName
 	}
-	a.Metrics.Record([]metrics.Dim{{Name: "Outcome", Value: outcome}, {Name: "Event", Value: event}},
-		metrics.Value{Name: "Events", Unit: metrics.Count, Value: 1})
+	a.Metrics.Record([]metrics.Dim{{Name: metrics.DimOutcome, Value: outcome}, {Name: metrics.DimEvent, Value: event}},
+		metrics.Value{Name: metrics.Events, Unit: metrics.Count, Value: 1})
 	transitions := 0
 	for _, h := range res.Decision.History {
 		switch h.Kind {
@@ -588,17 +588,17 @@ func (a *Applier) recordDecision(res store.ApplyResult) {
 			transitions++
 		case engine.KindTaskDone, engine.KindTaskFailed:
 			executor, _ := h.Detail["executor"].(string)
-			result := "completed"
+			result := metrics.ResultCompleted
 			if h.Kind == engine.KindTaskFailed {
-				result = "failed"
+				result = metrics.ResultFailed
 			}
-			a.Metrics.Record([]metrics.Dim{{Name: "Executor", Value: executor}, {Name: "Result", Value: result}},
-				metrics.Value{Name: "TaskResults", Unit: metrics.Count, Value: 1},
-				metrics.Value{Name: "TaskDuration", Unit: metrics.Milliseconds, Value: float64(h.Duration.Milliseconds())})
+			a.Metrics.Record([]metrics.Dim{{Name: metrics.DimExecutor, Value: executor}, {Name: metrics.DimResult, Value: result}},
+				metrics.Value{Name: metrics.TaskResults, Unit: metrics.Count, Value: 1},
+				metrics.Value{Name: metrics.TaskDuration, Unit: metrics.Milliseconds, Value: float64(h.Duration.Milliseconds())})
 		}
 	}
 	if transitions > 0 {
-		a.Metrics.Record(nil, metrics.Value{Name: "Transitions", Unit: metrics.Count, Value: float64(transitions)})
+		a.Metrics.Record(nil, metrics.Value{Name: metrics.Transitions, Unit: metrics.Count, Value: float64(transitions)})
 	}
 }
 

@@ -171,9 +171,9 @@ func (d *Dispatcher) publish(ctx context.Context, log *slog.Logger, m queue.Mess
 	if executorName == "" {
 		executorName = "unknown"
 	}
-	d.Metrics.Record([]metrics.Dim{{Name: "Executor", Value: executorName}, {Name: "Result", Value: result}},
-		metrics.Value{Name: "TaskRuns", Unit: metrics.Count, Value: 1},
-		metrics.Value{Name: "TaskRunDuration", Unit: metrics.Milliseconds, Value: float64(took.Milliseconds())})
+	d.Metrics.Record([]metrics.Dim{{Name: metrics.DimExecutor, Value: executorName}, {Name: metrics.DimResult, Value: result}},
+		metrics.Value{Name: metrics.TaskRuns, Unit: metrics.Count, Value: 1},
+		metrics.Value{Name: metrics.TaskRunDuration, Unit: metrics.Milliseconds, Value: float64(took.Milliseconds())})
 	attrs := []any{"event", res.Event, "outcome", result, "duration_ms", took.Milliseconds()}
 	if res.Description != "" {
 		attrs = append(attrs, "description", Shorten(res.Description, 2048))

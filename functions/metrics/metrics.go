@@ -13,6 +13,42 @@ import (
 // Namespace is the CloudWatch namespace of every stackseam metric.
 const Namespace = "stackseam"
 
+// The Function dimension's values: which function wrote a record.
+const (
+	StateManager = "statemanager"
+	Satisfier    = "satisfier"
+)
+
+// Dimension names. Every record has Function; the others break a metric down.
+const (
+	DimFunction    = "Function"
+	DimOutcome     = "Outcome"     // Events: an engine outcome (applied, rejected, ignored) or duplicate
+	DimEvent       = "Event"       // Events: the event name
+	DimExecutor    = "Executor"    // TaskResults, TaskRuns
+	DimResult      = "Result"      // TaskResults, TaskRuns: ResultCompleted or ResultFailed
+	DimDestination = "Destination" // OutboxLag, OutboxSent
+)
+
+// The Result dimension's values.
+const (
+	ResultCompleted = "completed"
+	ResultFailed    = "failed"
+)
+
+// The metrics both functions write, and the construct's dashboard and alarms query: the one place
+// their names are spelt.
+const (
+	Events          = "Events"      // state manager: events handled, by Outcome and Event
+	Transitions     = "Transitions" // state manager
+	Expired         = "Expired"     // state manager: time-to-live events sent
+	TaskResults     = "TaskResults" // state manager: results applied, by Executor and Result
+	TaskDuration    = "TaskDuration"
+	TaskRuns        = "TaskRuns" // satisfier: runs, by Executor and Result
+	TaskRunDuration = "TaskRunDuration"
+	OutboxLag       = "OutboxLag" // state manager: by Destination
+	OutboxSent      = "OutboxSent"
+)
+
 // DatabaseUnavailable counts the state manager's failed database probes: one or more per minute
 // while the database cannot be reached and event consumption is paused. An alarm watches it.
 const DatabaseUnavailable = "DatabaseUnavailable"
@@ -72,13 +108,13 @@ func (r *Recorder) Record(dims []Dim, values ...Value) {
 	if r == nil || len(values) == 0 {
 		return
 	}
-	rec := map[string]any{"Function": r.function}
-	all := []string{"Function"}
+	rec := map[string]any{DimFunction: r.function}
+	all := []string{DimFunction}
 	for _, d := range dims {
 		rec[d.Name] = d.Value
 		all = append(all, d.Name)
 	}
-	sets := [][]string{{"Function"}}
+	sets := [][]string{{DimFunction}}
 	if len(all) > 1 {
 		sets = append(sets, all)
 	}

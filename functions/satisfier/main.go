@@ -255,7 +255,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		Redact:  redactor,
 		Timeout: cfg.taskTimeout,
 		Margin:  cfg.margin,
-		Metrics: metrics.New(os.Stdout, "satisfier"),
+		Metrics: metrics.New(os.Stdout, metrics.Satisfier),
 		Logger:  logger,
 	}
 	if err := d.Check(); err != nil {

@@ -199,7 +199,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if cfg.topicARN != "" {
 		outlets[store.DestinationNotification] = applier.NotificationTopic(sns.NewFromConfig(awsCfg), cfg.topicARN)
 	}
-	recorder := metrics.New(os.Stdout, "statemanager")
+	recorder := metrics.New(os.Stdout, metrics.StateManager)
 	app := &applier.Applier{
 		Store:     st,
 		Machines:  machines,
