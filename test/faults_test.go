@@ -432,7 +432,7 @@ func TestPoisonMessageHoldsUpOnlyItsStack(t *testing.T) {
 			return l["stackId"] == id && l["outcome"] == "dead-lettered"
 		})
 		require.GreaterOrEqual(t, movedAt, 0, "%s: the poison was moved by the state manager", id)
-		require.EqualValues(t, deployed.EventQueueMaxReceiveCount, logs[movedAt]["receive_count"])
+		require.EqualValues(t, deployed.EventQueueMaxReceiveCount, logs[movedAt]["receiveCount"])
 		firstResult := slices.IndexFunc(logs, func(l map[string]any) bool {
 			return l["stackId"] == id && l["event"] == message.EventTaskCompleted && l["outcome"] == "applied"
 		})

@@ -374,7 +374,7 @@ tasks:
 	st := ss.waitState("e2e-d", "RUN")
 	require.Contains(t, second.Output(), "removing a stale terraform state lock", "the dead run's lock was removed")
 	require.Equal(t, "e2e-d", st.Metadata["slept"])
-	require.Contains(t, second.Output(), `"receive_count":2`, "the same message, delivered again")
+	require.Contains(t, second.Output(), `"receiveCount":2`, "the same message, delivered again")
 	require.Equal(t, 1, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-d' AND kind = 'task-completed'"))
 
 	ss.sendEvent("e2e-d", "DESTROY", nil)

@@ -478,9 +478,8 @@ func requireStackLogLines(t *testing.T, output string) {
 			continue
 		}
 		_, hasStack := rec["stackId"]
-		_, hasMessage := rec["message_id"]
 		_, hasMessageID := rec["messageId"]
-		if !hasStack && !hasMessage && !hasMessageID {
+		if !hasStack && !hasMessageID {
 			continue
 		}
 		checked++

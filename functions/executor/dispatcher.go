@@ -68,14 +68,14 @@ type Dispatcher struct {
 // It returns an error — the message is delivered again — only when the result could not be
 // published, or when the function's time ran out before the task could start.
 func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
-	log := d.logger().With("message_id", m.ID)
+	log := d.logger().With("messageId", m.ID)
 	task, err := message.ParseTask([]byte(m.Body))
 	if err != nil && task.Stack.ID == "" {
 		log.ErrorContext(ctx, "malformed task message names no stack: acknowledged without a result",
 			"error", err.Error(), "body", Shorten(d.Redact.String(m.Body), 2048))
 		return nil
 	}
-	log = log.With("stackId", task.Stack.ID, "task", task.Task.Name, "task_run_id", task.TaskRunID)
+	log = log.With("stackId", task.Stack.ID, "task", task.Task.Name, "taskRunId", task.TaskRunID)
 	if err != nil {
 		return d.publish(ctx, log, m, failed(task, err.Error()), time.Now())
 	}
@@ -102,7 +102,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 			task.Task.Name, time.Until(deadline(ctx)).Round(time.Second), d.margin())
 	}
 	log.InfoContext(ctx, "task started", "event", "TASK_STARTED", "outcome", "started", "executor", task.Task.Executor, "state", task.Stack.State,
-		"time_limit", limit.String(), "receive_count", m.ReceiveCount)
+		"timeLimit", limit.String(), "receiveCount", m.ReceiveCount)
 	started := time.Now()
 	runCtx, cancel := context.WithTimeout(ctx, limit)
 	out, runErr := ex.Run(runCtx, task)
@@ -174,7 +174,7 @@ func (d *Dispatcher) publish(ctx context.Context, log *slog.Logger, m queue.Mess
 	d.Metrics.Record([]metrics.Dim{{Name: metrics.DimExecutor, Value: executorName}, {Name: metrics.DimResult, Value: result}},
 		metrics.Value{Name: metrics.TaskRuns, Unit: metrics.Count, Value: 1},
 		metrics.Value{Name: metrics.TaskRunDuration, Unit: metrics.Milliseconds, Value: float64(took.Milliseconds())})
-	attrs := []any{"event", res.Event, "outcome", result, "duration_ms", took.Milliseconds()}
+	attrs := []any{"event", res.Event, "outcome", result, "durationMs", took.Milliseconds()}
 	if res.Description != "" {
 		attrs = append(attrs, "description", Shorten(res.Description, 2048))
 	}

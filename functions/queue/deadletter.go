@@ -78,8 +78,8 @@ func (d *DeadLetter) Wrap(handle func(context.Context, Message) error) func(cont
 				append(m.logAttrs(), "outcome", "retry", "error", serr.Error())...)
 			return err
 		}
-		attrs := append(m.logAttrs(), "outcome", "dead-lettered", "receive_count", m.ReceiveCount,
-			"max_receive_count", policy.maxReceiveCount, "dead_letter_message_id", dlqID, "error", err.Error())
+		attrs := append(m.logAttrs(), "outcome", "dead-lettered", "receiveCount", m.ReceiveCount,
+			"maxReceiveCount", policy.maxReceiveCount, "deadLetterMessageId", dlqID, "error", err.Error())
 		if pe, ok := errors.AsType[*panicError](err); ok {
 			attrs = append(attrs, "stack", string(pe.stack))
 		}

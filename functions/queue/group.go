@@ -97,7 +97,7 @@ func handleInOrder(ctx context.Context, handle func(context.Context, Message) er
 		ids = append(ids, m.ID)
 		for _, later := range msgs[i+1:] {
 			slog.InfoContext(ctx, "message not handled: an earlier message of its stack failed",
-				append(later.logAttrs(), "outcome", "retry", "failed_message_id", m.ID)...)
+				append(later.logAttrs(), "outcome", "retry", "failedMessageId", m.ID)...)
 			ids = append(ids, later.ID)
 		}
 		return ids
@@ -129,7 +129,7 @@ func logFailure(ctx context.Context, m Message, err error) {
 	if !panicked && !slog.Default().Enabled(ctx, slog.LevelDebug) {
 		return // logAttrs decodes the body: only when the line is written
 	}
-	attrs := append(m.logAttrs(), "outcome", "retry", "receive_count", m.ReceiveCount, "error", err.Error())
+	attrs := append(m.logAttrs(), "outcome", "retry", "receiveCount", m.ReceiveCount, "error", err.Error())
 	if panicked {
 		slog.ErrorContext(ctx, "message handler panicked", append(attrs, "stack", string(pe.stack))...)
 		return

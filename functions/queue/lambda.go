@@ -31,7 +31,7 @@ func LambdaHandler(h BatchHandler) func(context.Context, events.SQSEvent) (event
 		resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 		for _, id := range h(ctx, batch) {
 			if !inBatch[id] {
-				slog.ErrorContext(ctx, "batch handler reported a failed message that is not in the batch", "message_id", id)
+				slog.ErrorContext(ctx, "batch handler reported a failed message that is not in the batch", "messageId", id)
 				continue
 			}
 			delete(inBatch, id) // report each ID once

@@ -79,7 +79,7 @@ func (p *Poller) logger() *slog.Logger {
 	if l == nil {
 		l = slog.Default()
 	}
-	return l.With("queue_url", p.QueueURL)
+	return l.With("queueUrl", p.QueueURL)
 }
 
 func (p *Poller) receiveInput() *sqs.ReceiveMessageInput {
@@ -119,7 +119,7 @@ func (p *Poller) receiveLoop(ctx context.Context, h BatchHandler) {
 			}
 			delay := backoff(failures)
 			failures++
-			log.WarnContext(ctx, "error receiving messages; retrying", "error", err.Error(), "retry_in", delay.String(), "failures", failures)
+			log.WarnContext(ctx, "error receiving messages; retrying", "error", err.Error(), "retryIn", delay.String(), "failures", failures)
 			select {
 			case <-ctx.Done():
 				return
@@ -128,7 +128,7 @@ func (p *Poller) receiveLoop(ctx context.Context, h BatchHandler) {
 			continue
 		}
 		if failures > 0 {
-			log.InfoContext(ctx, "receiving messages again", "after_failures", failures)
+			log.InfoContext(ctx, "receiving messages again", "afterFailures", failures)
 			failures = 0
 		}
 		if len(out.Messages) > 0 {
@@ -157,7 +157,7 @@ func (p *Poller) process(ctx context.Context, log *slog.Logger, h BatchHandler, 
 		batch[i].Attributes = stringAttributes(r.MessageAttributes, func(a types.MessageAttributeValue) *string { return a.StringValue })
 		receipts[id] = aws.ToString(r.ReceiptHandle)
 		if log.Enabled(ctx, slog.LevelDebug) { // logAttrs decodes the body: only when it is logged
-			log.DebugContext(ctx, "message received", append(batch[i].logAttrs(), "outcome", "received", "receive_count", batch[i].ReceiveCount)...)
+			log.DebugContext(ctx, "message received", append(batch[i].logAttrs(), "outcome", "received", "receiveCount", batch[i].ReceiveCount)...)
 		}
 	}
 
@@ -167,7 +167,7 @@ func (p *Poller) process(ctx context.Context, log *slog.Logger, h BatchHandler, 
 	isFailed := make(map[string]bool, len(failed))
 	for _, id := range failed {
 		if _, ok := receipts[id]; !ok {
-			log.ErrorContext(ctx, "batch handler reported a failed message that is not in the batch", "message_id", id)
+			log.ErrorContext(ctx, "batch handler reported a failed message that is not in the batch", "messageId", id)
 			continue
 		}
 		isFailed[id] = true
@@ -289,7 +289,7 @@ func batchAck(ctx context.Context, log *slog.Logger, what string, msgs []types.M
 				continue
 			}
 			for _, m := range msgs {
-				log.WarnContext(ctx, "could not "+what+" message", "message_id", aws.ToString(m.MessageId), "error", err.Error())
+				log.WarnContext(ctx, "could not "+what+" message", "messageId", aws.ToString(m.MessageId), "error", err.Error())
 			}
 			return
 		}
@@ -301,7 +301,7 @@ func batchAck(ctx context.Context, log *slog.Logger, what string, msgs []types.M
 			}
 			m := msgs[i]
 			if f.SenderFault || attempt >= ackAttempts {
-				log.WarnContext(ctx, "could not "+what+" message", "message_id", aws.ToString(m.MessageId),
+				log.WarnContext(ctx, "could not "+what+" message", "messageId", aws.ToString(m.MessageId),
 					"code", aws.ToString(f.Code), "error", aws.ToString(f.Message))
 				continue
 			}

@@ -57,7 +57,7 @@ func stringAttributes[V any](attrs map[string]V, value func(V) *string) map[stri
 // so that every line about a stack carries stackId and event; the body itself
 // is never logged (metadata may be sensitive).
 func (m Message) logAttrs() []any {
-	attrs := []any{"message_id", m.ID}
+	attrs := []any{"messageId", m.ID}
 	if m.GroupID != "" {
 		attrs = append(attrs, "stackId", m.GroupID)
 	}

@@ -263,10 +263,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	}
 	if cfg.margin <= cfg.stopGrace {
 		logger.Warn("TIMEOUT_MARGIN should exceed TERRAFORM_STOP_GRACE: a Terraform run stopped at the deadline "+
-			"may then be killed before its result is published", "margin", cfg.margin.String(), "stop_grace", cfg.stopGrace.String())
+			"may then be killed before its result is published", "margin", cfg.margin.String(), "stopGrace", cfg.stopGrace.String())
 	}
 	attrs := []any{"lambda", queue.InLambda(), "workers", cfg.workers, "parallelism", cfg.parallelism, "signedResults", key.Configured(),
-		"startupMs", time.Since(started).Milliseconds(), "redacted_variables", redactor.Names()}
+		"startupMs", time.Since(started).Milliseconds(), "redactedVariables", redactor.Names()}
 	if tf != nil {
 		attrs = append(attrs, "terraform", tf.Binary, "bucket", tf.Bucket)
 	}

@@ -272,7 +272,7 @@ func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, l
 		case age > r.lockLease():
 			fmt.Fprintf(log, "stackseam: removing a stale state lock %s (%s, %s, created %s, %s ago, more than the %s a run can hold it)\n",
 				info.ID, info.Operation, info.Info, info.Created.Format(time.RFC3339), age.Round(time.Second), r.lockLease())
-			r.logger().WarnContext(ctx, "removing a stale terraform state lock", "key", key, "lock_id", info.ID, "created", info.Created, "age", age.String())
+			r.logger().WarnContext(ctx, "removing a stale terraform state lock", "key", key, "lockId", info.ID, "created", info.Created, "age", age.String())
 			// Only that lock (If-Match): another waiter may have removed it and taken the lock meanwhile.
 			_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)})
 			if err != nil && !preconditionFailed(err) && !notFound(err) {
@@ -304,7 +304,7 @@ func (r *Runner) unlock(ctx context.Context, key, id, etag string, log *runLog) 
 		fmt.Fprintf(log, "stackseam: warning: the state lock %s was no longer held at the end of the run\n", id)
 	default:
 		fmt.Fprintf(log, "stackseam: warning: the state lock %s could not be released: %v\n", id, err)
-		r.logger().WarnContext(ctx, "could not release a terraform state lock", "key", key, "lock_id", id, "error", err.Error())
+		r.logger().WarnContext(ctx, "could not release a terraform state lock", "key", key, "lockId", id, "error", err.Error())
 	}
 }
 
