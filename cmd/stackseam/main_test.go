@@ -148,6 +148,18 @@ func TestValidateFolderReportsEveryFile(t *testing.T) {
 	require.Contains(t, stdout, "OK cloudseam-sample\n")
 }
 
+// validate judges the files the state manager loads: a dot-file an editor left beside a machine
+// is not a machine.
+func TestValidateSkipsDotFilesAsTheStateManagerDoes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yml"), []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true}}\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".a.yml.swp.yml"), []byte("not: [a machine"), 0o600))
+	code, stdout, stderr := runCLI(t, "validate", dir)
+	require.Equal(t, exitOK, code, stderr)
+	require.Equal(t, "OK a\n", stdout)
+}
+
 func TestValidatePathProblems(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

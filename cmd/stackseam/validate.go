@@ -138,7 +138,7 @@ func machineFiles(path string) ([]string, error) {
 	var files []string
 	byName := map[string]string{}
 	for _, e := range entries {
-		name, ok := machine.NameFromFile(e.Name())
+		name, ok := machine.IsMachineFile(e.Name()) // the state manager's rule: dot-files are not machines
 		if !ok || e.IsDir() {
 			continue
 		}

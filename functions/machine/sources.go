@@ -33,9 +33,10 @@ func NewS3Catalog(client *s3.Client, bucket, prefix string, opts CatalogOptions)
 	return newCatalog(&s3Source{client: client, bucket: bucket, prefix: prefix}, opts)
 }
 
-// isMachineFile reports the machine name of a file name the catalog loads.
-// Dot-files are skipped: editors and sync tools leave them next to real ones.
-func isMachineFile(base string) (string, bool) {
+// IsMachineFile reports the machine name of a file name the catalogs load (and `stackseam
+// validate` checks, so both judge the same files). Dot-files are skipped: editors and sync tools
+// leave them next to real ones.
+func IsMachineFile(base string) (string, bool) {
 	if strings.HasPrefix(base, ".") {
 		return "", false
 	}
@@ -55,7 +56,7 @@ func (d dirSource) list(_ context.Context) ([]object, error) {
 	}
 	var out []object
 	for _, e := range entries {
-		name, ok := isMachineFile(e.Name())
+		name, ok := IsMachineFile(e.Name())
 		if !ok {
 			continue
 		}
@@ -117,7 +118,7 @@ func (s *s3Source) list(ctx context.Context) ([]object, error) {
 			if strings.Contains(rest, "/") {
 				continue
 			}
-			name, ok := isMachineFile(rest)
+			name, ok := IsMachineFile(rest)
 			if !ok {
 				continue
 			}
