@@ -139,10 +139,13 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 	}
 	faults.AfterCommit(len(res.Decision.Dispatch)) // a crash before publishing, in fault-injection tests
 	if err := a.flush(ctx, res.Outbox); err != nil {
-		// The decision is committed; the retry finds the key processed and
-		// only flushes the outbox.
-		log.Warn("task messages not sent; will retry", "outcome", "retry", "error", err)
-		return err
+		// The decision is committed and its messages wait in the outbox: the stack's next event
+		// (which reads its outbox under the lock) or the sweep (rows older than OUTBOX_SWEEP_AGE)
+		// sends them, in order. Failing the event instead would only spend its receive count, and
+		// an event retried into the dead-letter queue for a queue outage it did not cause is lost
+		// to its publisher's view.
+		log.Warn("event applied; its messages are not sent yet: the stack's next event or the sweep sends them",
+			"outcome", "applied", "error", err)
 	}
 	a.logDecision(log, res, time.Since(started))
 	return nil
