@@ -26,6 +26,19 @@ var (
 	machineNameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 )
 
+// CutUTF8 returns s cut to at most max bytes on a character boundary: half a UTF-8 sequence is
+// not storable text.
+func CutUTF8(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
 // ValidStackID reports whether id is a stack id events may name.
 func ValidStackID(id string) bool { return stackIDPattern.MatchString(id) }
 
@@ -210,12 +223,7 @@ func ParseEvent(body []byte) (Event, error) {
 		return Event{}, invalid("%v", err)
 	}
 	if len(ev.Description) > maxDescriptionLen {
-		// Cut on a character boundary: half a UTF-8 sequence is not storable text.
-		cut := maxDescriptionLen
-		for cut > 0 && !utf8.RuneStart(ev.Description[cut]) {
-			cut--
-		}
-		ev.Description = ev.Description[:cut] + "…(truncated)"
+		ev.Description = CutUTF8(ev.Description, maxDescriptionLen) + "…(truncated)"
 	}
 	if ev.IsResult() {
 		if ev.TaskRunID == "" {

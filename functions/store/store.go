@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -45,15 +44,6 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
-
-// Ping reports whether the database answers a query: the state manager's probe that decides
-// whether to pause consuming events during an outage.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return s.noteErr(fmt.Errorf("database unavailable: %w", err))
-	}
-	return nil
-}
 
 // Outbox destinations: where a row's message goes.
 const (
@@ -421,14 +411,7 @@ func (s *Store) RecordRejection(ctx context.Context, r Rejection) error {
 // characters become U+FFFD, and a cut falls on a character boundary.
 func storableText(s string, max int) string {
 	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-	if len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
+	return message.CutUTF8(s, max)
 }
 
 // IsDataError reports whether PostgreSQL refused a value itself (SQLSTATE class 22, data

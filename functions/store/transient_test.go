@@ -45,7 +45,7 @@ func TestCheckWritableRefusesAReadOnlyDatabase(t *testing.T) {
 	ro, err := Open(b.ctx, Config{DatabaseURL: b.url})
 	require.NoError(t, err)
 	defer ro.Close()
-	require.NoError(t, ro.Ping(b.ctx), "it still answers a ping")
+	require.NoError(t, ro.Pool().Ping(b.ctx), "it still answers a ping")
 	require.ErrorContains(t, ro.CheckWritable(b.ctx), "it is read-only")
 }
 

@@ -311,7 +311,6 @@ type Schedule struct {
 	// invocations of one schedule never overlap).
 	Invoker Invoker
 
-	fired  atomic.Int64
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -337,12 +336,8 @@ func (s *Schedule) Start() {
 
 // Fire invokes the function once now, as the rule would.
 func (s *Schedule) Fire(ctx context.Context) (RIEResult, error) {
-	s.fired.Add(1)
 	return s.Invoker.Invoke(ctx, s.Payload)
 }
-
-// Fired is how many invocations the schedule made.
-func (s *Schedule) Fired() int64 { return s.fired.Load() }
 
 // Stop stops the clock and waits for an invocation in flight.
 func (s *Schedule) Stop() {
