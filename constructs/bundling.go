@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/jsii-runtime-go"
 
-	"github.com/stackseam/stackseam/functions/lambdabuild"
+	"github.com/stackseam/stackseam/internal/lambdabuild"
 )
 
 // The functions' build (package lambdabuild, shared with the tests that run the shipped binaries

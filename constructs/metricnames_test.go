@@ -5,10 +5,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/functions/engine"
+	"github.com/stackseam/stackseam/internal/engine"
 )
 
-// The dashboard and alarms query metrics by the names functions/metrics defines, which the
+// The dashboard and alarms query metrics by the names internal/metrics defines, which the
 // functions write with, so a rename changes both sides. The one value spelt here is the outcome the
 // rejected-events alarm filters on, which is the engine's.
 func TestRejectedOutcomeIsTheEngines(t *testing.T) {

@@ -11,11 +11,11 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/interfaces/interfacesawscloudwatch"
 	"github.com/aws/jsii-runtime-go"
 
-	"github.com/stackseam/stackseam/functions/metrics"
+	"github.com/stackseam/stackseam/internal/metrics"
 )
 
 // The metrics the functions write in the embedded metric format, by their names in
-// functions/metrics (the one place they are spelt). Each record is aggregated by Function alone
+// internal/metrics (the one place they are spelt). Each record is aggregated by Function alone
 // and by Function plus all of its dimensions, so a breakdown is queried with exactly that
 // dimension set.
 const (

@@ -170,7 +170,7 @@ const (
 	MachinesPrefix = "machines/"
 	// LogsPrefix is the key prefix of task logs in the bucket.
 	LogsPrefix = "logs/"
-	// FencesPrefix is the key prefix of the stacks' fences (functions/fence.Prefix): written by
+	// FencesPrefix is the key prefix of the stacks' fences (internal/fence.Prefix): written by
 	// the state manager only, read by the satisfier.
 	FencesPrefix = "fences/"
 	// StateLayout is the pattern of Terraform state keys, <machine>/<stackId>/<source key or

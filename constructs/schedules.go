@@ -18,7 +18,7 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
-	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/internal/message"
 )
 
 // Schedule is a fixed event sent to one stack on a clock, for example DESTROY of a preview

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	stackseam "github.com/stackseam/stackseam/constructs"
-	stackseammessage "github.com/stackseam/stackseam/functions/message"
+	stackseammessage "github.com/stackseam/stackseam/internal/message"
 )
 
 // transform does what an EventBridge input transformer does with an input template: each

@@ -6,7 +6,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
 
-// resultSigningKey creates the key task results are signed with (functions/signing): a random
+// resultSigningKey creates the key task results are signed with (internal/signing): a random
 // secret that only the two functions' roles may read. GrantPublishEvents gives no access to it, so
 // a publisher can send events but never a result the state manager accepts.
 func (s *Stackseam) resultSigningKey() {

@@ -7,11 +7,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/functions/settings"
+	"github.com/stackseam/stackseam/internal/settings"
 )
 
 // The variables the construct sets on each function are what the function declares it reads
-// (functions/settings): no unread, local-only or misnamed variable, and every one the deployed
+// (internal/settings): no unread, local-only or misnamed variable, and every one the deployed
 // function needs.
 func TestFunctionEnvironmentMatchesDeclaredVariables(t *testing.T) {
 	s := synth(t)

@@ -26,9 +26,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	stackseam "github.com/stackseam/stackseam/constructs"
-	"github.com/stackseam/stackseam/functions/engine"
-	"github.com/stackseam/stackseam/functions/settings"
-	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/settings"
+	"github.com/stackseam/stackseam/internal/store"
 	"github.com/stackseam/stackseam/test/harness"
 )
 

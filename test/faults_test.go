@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stackseam/stackseam/constructs/deployed"
-	"github.com/stackseam/stackseam/functions/faults"
-	"github.com/stackseam/stackseam/functions/message"
-	"github.com/stackseam/stackseam/functions/queue"
+	"github.com/stackseam/stackseam/internal/faults"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/test/harness"
 )
 

@@ -13,10 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/functions/executor/terraform"
-	"github.com/stackseam/stackseam/functions/fence"
-	"github.com/stackseam/stackseam/functions/message"
-	"github.com/stackseam/stackseam/functions/queue"
+	"github.com/stackseam/stackseam/internal/executor/terraform"
+	"github.com/stackseam/stackseam/internal/fence"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/test/harness"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/internal/message"
 )
 
 // fiveMachine has a state of five parallel tasks, and a PING event that does

@@ -9,8 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/functions/message"
-	"github.com/stackseam/stackseam/functions/metrics"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/metrics"
 	"github.com/stackseam/stackseam/test/harness"
 )
 

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stackseam/stackseam/constructs/deployed"
-	"github.com/stackseam/stackseam/functions/metrics"
+	"github.com/stackseam/stackseam/internal/metrics"
 	"github.com/stackseam/stackseam/test/harness"
 )
 

@@ -23,12 +23,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stackseam/stackseam/constructs/deployed"
-	"github.com/stackseam/stackseam/functions/engine"
-	"github.com/stackseam/stackseam/functions/message"
-	"github.com/stackseam/stackseam/functions/metrics"
-	"github.com/stackseam/stackseam/functions/queue"
-	"github.com/stackseam/stackseam/functions/signing"
-	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/metrics"
+	"github.com/stackseam/stackseam/internal/queue"
+	"github.com/stackseam/stackseam/internal/signing"
+	"github.com/stackseam/stackseam/internal/store"
 	"github.com/stackseam/stackseam/test/harness"
 )
 

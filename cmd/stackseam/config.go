@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/internal/store"
 )
 
 // errConfig marks a missing or invalid setting: the command exits with the

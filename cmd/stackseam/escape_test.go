@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/internal/message"
 )
 
 func TestPrintableEscapesControlsAndKeepsTheRest(t *testing.T) {

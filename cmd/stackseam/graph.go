@@ -13,7 +13,7 @@ import (
 
 	"github.com/goccy/go-graphviz"
 
-	"github.com/stackseam/stackseam/functions/machine"
+	"github.com/stackseam/stackseam/internal/machine"
 )
 
 var graphCommand = &command{

@@ -29,7 +29,7 @@ func TestGraphOfTheExampleMachines(t *testing.T) {
 
 func TestGraphDrawsEveryKindOfEdgeAndNode(t *testing.T) {
 	t.Parallel()
-	code, stdout, stderr := runCLI(t, "graph", "../../functions/machine/testdata/valid/additions.yml")
+	code, stdout, stderr := runCLI(t, "graph", "../../internal/machine/testdata/valid/additions.yml")
 	require.Equal(t, exitOK, code, stderr)
 	require.Equal(t, `flowchart LR
   %% stackseam machine additions: edges are events; dashed edges are NEXT (all tasks of the state done)
@@ -46,7 +46,7 @@ func TestGraphDrawsEveryKindOfEdgeAndNode(t *testing.T) {
 `, stdout)
 
 	// Several events taking the same way share one edge; quotes are escaped.
-	code, stdout, _ = runCLI(t, "graph", "--format", "dot", "../../functions/machine/testdata/valid/warnings.yml")
+	code, stdout, _ = runCLI(t, "graph", "--format", "dot", "../../internal/machine/testdata/valid/warnings.yml")
 	require.Equal(t, exitOK, code)
 	require.Contains(t, stdout, `"INIT" -> "END" [label="GO"];`)
 	require.Contains(t, stdout, `"A" [label="A\nno-op: GO"];`)
@@ -67,7 +67,7 @@ func TestGraphProblems(t *testing.T) {
 	require.Equal(t, exitFail, code)
 	require.Contains(t, stderr, "machine nope: no nope.yml or nope.yaml in ../../machines")
 
-	code, _, stderr = runCLI(t, "graph", "../../functions/machine/testdata/invalid/advance-target.yml")
+	code, _, stderr = runCLI(t, "graph", "../../internal/machine/testdata/invalid/advance-target.yml")
 	require.Equal(t, exitFail, code)
 	require.Contains(t, stderr, "is not a valid machine:")
 	require.Contains(t, stderr, "[advance-target]")

@@ -16,7 +16,7 @@ import (
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
-const fixtures = "../../functions/machine/testdata"
+const fixtures = "../../internal/machine/testdata"
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the current output")
 

@@ -13,8 +13,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/stackseam/stackseam/functions/message"
-	"github.com/stackseam/stackseam/functions/queue"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/queue"
 )
 
 var sendCommand = &command{

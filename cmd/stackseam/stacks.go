@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stackseam/stackseam/functions/engine"
-	"github.com/stackseam/stackseam/functions/message"
-	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/store"
 )
 
 var stacksCommand = &command{

@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/functions/engine"
-	"github.com/stackseam/stackseam/functions/message"
+	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/message"
 )
 
 // TestStacksStuckListsOverdueAndForceSettledRuns: a run past its deadline that no sweep settled

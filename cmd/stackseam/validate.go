@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/stackseam/stackseam/functions/machine"
+	"github.com/stackseam/stackseam/internal/machine"
 )
 
 var validateCommand = &command{

@@ -81,17 +81,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/stackseam/stackseam/functions/executor"
-	"github.com/stackseam/stackseam/functions/executor/lambdainvoke"
-	"github.com/stackseam/stackseam/functions/executor/redact"
-	"github.com/stackseam/stackseam/functions/executor/terraform"
-	"github.com/stackseam/stackseam/functions/faults"
-	"github.com/stackseam/stackseam/functions/fence"
-	"github.com/stackseam/stackseam/functions/message"
-	"github.com/stackseam/stackseam/functions/metrics"
-	"github.com/stackseam/stackseam/functions/queue"
-	"github.com/stackseam/stackseam/functions/settings"
-	"github.com/stackseam/stackseam/functions/signing"
+	"github.com/stackseam/stackseam/internal/executor"
+	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
+	"github.com/stackseam/stackseam/internal/executor/redact"
+	"github.com/stackseam/stackseam/internal/executor/terraform"
+	"github.com/stackseam/stackseam/internal/faults"
+	"github.com/stackseam/stackseam/internal/fence"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/metrics"
+	"github.com/stackseam/stackseam/internal/queue"
+	"github.com/stackseam/stackseam/internal/settings"
+	"github.com/stackseam/stackseam/internal/signing"
 )
 
 func main() {
@@ -221,7 +221,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	executors := map[string]executor.Executor{
 		"lambda": &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
 	}
-	// The stacks' fences (functions/fence), in the same bucket: a run that is no longer current
+	// The stacks' fences (internal/fence), in the same bucket: a run that is no longer current
 	// for its stack is not started, and Terraform checks again while holding the state lock.
 	var current func(context.Context, message.Task) (bool, error)
 	if cfg.bucket != "" {

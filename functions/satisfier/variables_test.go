@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The function reads its environment through its declared list (functions/settings), so the
+// The function reads its environment through its declared list (internal/settings), so the
 // construct's test can check the template against that list; this proves the list has nothing the
 // function does not read, and the panic on an undeclared name proves the converse.
 func TestReadsExactlyTheDeclaredVariables(t *testing.T) {

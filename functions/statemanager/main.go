@@ -23,14 +23,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/stackseam/stackseam/constructs/deployed"
-	"github.com/stackseam/stackseam/functions/applier"
-	"github.com/stackseam/stackseam/functions/engine"
-	"github.com/stackseam/stackseam/functions/machine"
-	"github.com/stackseam/stackseam/functions/metrics"
-	"github.com/stackseam/stackseam/functions/queue"
-	env "github.com/stackseam/stackseam/functions/settings"
-	"github.com/stackseam/stackseam/functions/signing"
-	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/internal/applier"
+	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/metrics"
+	"github.com/stackseam/stackseam/internal/queue"
+	env "github.com/stackseam/stackseam/internal/settings"
+	"github.com/stackseam/stackseam/internal/signing"
+	"github.com/stackseam/stackseam/internal/store"
 )
 
 func main() {

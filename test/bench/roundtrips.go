@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stackseam/stackseam/functions/machine"
+	"github.com/stackseam/stackseam/internal/machine"
 )
 
 // minimumTrips is the fewest round trips the design (docs/design.md §"Round trips") allows for

@@ -6,8 +6,8 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/stackseam/stackseam/functions/machine"
-	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/store"
 )
 
 // populate stores n stacks of the bench machine, idle in RUN, with the

@@ -17,8 +17,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/stackseam/stackseam/functions/machine"
-	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/store"
 	"github.com/stackseam/stackseam/test/localenv"
 )
 

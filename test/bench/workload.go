@@ -14,11 +14,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/stackseam/stackseam/functions/applier"
-	"github.com/stackseam/stackseam/functions/machine"
-	"github.com/stackseam/stackseam/functions/message"
-	"github.com/stackseam/stackseam/functions/queue"
-	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/internal/applier"
+	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/queue"
+	"github.com/stackseam/stackseam/internal/store"
 )
 
 // benchMachine is the machine of the in-process workload: the shape of a

@@ -15,7 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/stackseam/stackseam/functions/store"
+	"github.com/stackseam/stackseam/internal/store"
 	"github.com/stackseam/stackseam/test/localenv"
 )
 

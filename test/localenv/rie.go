@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/stackseam/stackseam/functions/lambdabuild"
+	"github.com/stackseam/stackseam/internal/lambdabuild"
 )
 
 // RIEVersion is the version of the AWS Lambda Runtime Interface Emulator the tests run. The

