@@ -13,6 +13,7 @@ import (
 
 	"github.com/goccy/go-graphviz"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -59,7 +60,7 @@ func runGraph(_ context.Context, c *cli, cmd *command, args []string) int {
 	if err != nil {
 		return fail(c, cmd, err)
 	}
-	m, err := machine.ParseFile(path)
+	m, err := catalog.ParseFile(path)
 	if err != nil {
 		var verr *machine.ValidationError
 		if errors.As(err, &verr) {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -160,7 +161,7 @@ func machineFiles(path string) ([]string, error) {
 func validateFile(path string) validateResult {
 	r := validateResult{File: path}
 	r.Machine, _ = machine.NameFromFile(path)
-	m, err := machine.ParseFile(path)
+	m, err := catalog.ParseFile(path)
 	if err != nil {
 		var verr *machine.ValidationError
 		if errors.As(err, &verr) {

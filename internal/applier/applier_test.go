@@ -13,7 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/internal/signing"
@@ -93,7 +93,7 @@ tasks:
 	// pair2, the same machine under another name (for tests that make one machine unavailable).
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "pair2.yml"), pair, 0o644))
 	b := &bundle{store: st, tasks: &outlet{}, events: &outlet{}}
-	b.app = &Applier{Store: st, Machines: machine.NewDirCatalog(dir, machine.CatalogOptions{}),
+	b.app = &Applier{Store: st, Machines: catalog.NewDir(dir, catalog.Options{}),
 		Outlets: map[string]Outlet{store.DestinationTask: b.tasks.send, store.DestinationEvent: b.events.send}}
 	return b
 }

@@ -39,7 +39,7 @@ func TestWorstCaseFilesCostWhatTheyWeigh(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			require.LessOrEqual(t, len(tc.data), maxFileSize, "the file must be within the catalog's limit")
+			require.LessOrEqual(t, len(tc.data), MaxFileSize, "the file must be within the catalog's limit")
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
@@ -133,7 +133,7 @@ func mergedMappings() string {
 func manyStates() string {
 	var b strings.Builder
 	b.WriteString(header + "states:\n  INIT: {on: {GO: [{action: advance, state: S0}]}}\n  DONE: {terminal: true}\n")
-	for i := 0; b.Len() < maxFileSize-200; i++ {
+	for i := 0; b.Len() < MaxFileSize-200; i++ {
 		fmt.Fprintf(&b, "  S%d: {on: {GO: [{action: advance, state: S%d}], STOP: [{action: advance, state: DONE}]}}\n", i, i+1)
 	}
 	b.WriteString("  LAST: {terminal: true}\n")
@@ -155,7 +155,7 @@ func undeclaredEvents() string {
 		fmt.Fprintf(&b, "  - %s%05d\n", long, i)
 	}
 	b.WriteString("states:\n  INIT:\n    terminal: true\n    on:\n")
-	for i := 0; b.Len() < maxFileSize-100; i++ {
+	for i := 0; b.Len() < MaxFileSize-100; i++ {
 		fmt.Fprintf(&b, "      %s%05dX: []\n", long, i)
 	}
 	return b.String()

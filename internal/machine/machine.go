@@ -1,5 +1,6 @@
-// Package machine reads and validates machine files (docs/design.md §"Machine files") and keeps
-// the machines a process uses loaded from a folder or an S3 prefix.
+// Package machine is the machine file format: it parses and validates machine files
+// (docs/design.md §"Machine files") from bytes, and does no I/O; internal/catalog loads them from
+// a folder or an S3 prefix.
 //
 // Parse reports every broken rule of a file at once, each with its line,
 // column and a stable rule id (see the Rule constants). Choices the design

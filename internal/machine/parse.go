@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -50,6 +49,10 @@ var (
 	yamlErrorPattern   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
+// MaxFileSize bounds a machine file: loaders read no more, and the parser's costs are measured
+// up to it. Real machines are a few KiB.
+const MaxFileSize = 1 << 20
+
 var topLevelKeys = []string{"version", "events", "states", "tasks"}
 
 // NameFromFile returns the machine name of a file name ("feature-env.yml" →
@@ -64,19 +67,14 @@ func NameFromFile(file string) (string, bool) {
 	return "", false
 }
 
-// ParseFile reads and validates the machine file at path; the machine is
-// named after the file. Errors reading the file are returned as they are; a
-// file that breaks the rules gives a *ValidationError.
-func ParseFile(path string) (*Machine, error) {
-	name, ok := NameFromFile(path)
-	if !ok {
-		return nil, fmt.Errorf("error reading machine file %s: the name must end in .yml or .yaml", path)
+// IsMachineFile reports the machine name of a file name the catalogs load (and `stackseam
+// validate` checks, so both judge the same files). Dot-files are skipped: editors and sync tools
+// leave them next to real ones.
+func IsMachineFile(base string) (string, bool) {
+	if strings.HasPrefix(base, ".") {
+		return "", false
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("error reading machine file: %w", err)
-	}
-	return Parse(name, path, data)
+	return NameFromFile(base)
 }
 
 // Parse validates a machine file's contents. name is the machine name (the

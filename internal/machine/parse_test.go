@@ -2,7 +2,6 @@ package machine
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,7 +55,7 @@ func TestValidFixtures(t *testing.T) {
 	for _, path := range fixtures(t, "valid") {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			t.Parallel()
-			m, err := ParseFile(path)
+			m, err := parseFile(path)
 			require.NoError(t, err)
 			require.Equal(t, expected(t, path, "warn"), summarize(m.Warnings))
 			for _, w := range m.Warnings {
@@ -84,7 +83,7 @@ func TestInvalidFixtures(t *testing.T) {
 		}
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			t.Parallel()
-			m, err := ParseFile(path)
+			m, err := parseFile(path)
 			require.Nil(t, m)
 			var verr *ValidationError
 			require.ErrorAs(t, err, &verr)
@@ -120,7 +119,7 @@ func TestParseEmptyFile(t *testing.T) {
 
 func TestValidationErrorPrintsEveryProblem(t *testing.T) {
 	t.Parallel()
-	_, err := ParseFile("testdata/invalid/all-at-once.yml")
+	_, err := parseFile("testdata/invalid/all-at-once.yml")
 	var verr *ValidationError
 	require.ErrorAs(t, err, &verr)
 	lines := strings.Split(err.Error(), "\n")
@@ -134,7 +133,7 @@ func TestValidationErrorPrintsEveryProblem(t *testing.T) {
 
 func TestParseCloudSeamSample(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/cloudseam-sample.yml")
+	m, err := parseFile("testdata/valid/cloudseam-sample.yml")
 	require.NoError(t, err)
 	require.Equal(t, "cloudseam-sample", m.Name)
 	require.Equal(t, "testdata/valid/cloudseam-sample.yml", m.Source)
@@ -167,7 +166,7 @@ func TestParseCloudSeamSample(t *testing.T) {
 
 func TestParseVersionOnePointZero(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/cloudseam-docs.yml")
+	m, err := parseFile("testdata/valid/cloudseam-docs.yml")
 	require.NoError(t, err)
 	require.Equal(t, "1.0", m.Version)
 	require.Equal(t, map[string]any{"desired_capacity": 0},
@@ -179,7 +178,7 @@ func TestParseVersionOnePointZero(t *testing.T) {
 
 func TestParseAnchorsAndMergeKeys(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/anchors.yml")
+	m, err := parseFile("testdata/valid/anchors.yml")
 	require.NoError(t, err)
 	require.Equal(t, "1", m.Version, "a quoted version is accepted as written")
 	require.Equal(t, []string{"GO", "STOP"}, m.Events, "an alias as a list item")
@@ -214,7 +213,7 @@ func TestParseAnchorsAndMergeKeys(t *testing.T) {
 
 func TestParseAliasKeys(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/alias-keys.yml")
+	m, err := parseFile("testdata/valid/alias-keys.yml")
 	require.NoError(t, err)
 	require.Equal(t, []string{"INIT", "DONE"}, m.StateOrder)
 	require.Equal(t, []Action{{Kind: ActionAdvance, State: "DONE"}}, m.States["INIT"].On["GO"])
@@ -222,7 +221,7 @@ func TestParseAliasKeys(t *testing.T) {
 
 func TestParseAdditions(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/additions.yml")
+	m, err := parseFile("testdata/valid/additions.yml")
 	require.NoError(t, err)
 	require.Equal(t, &TTL{AfterSeconds: 5400, Event: "EXPIRE"}, m.States["WORK"].TTL)
 	require.Nil(t, m.States["INIT"].TTL)
@@ -234,7 +233,7 @@ func TestParseAdditions(t *testing.T) {
 
 func TestParseConfigToJSONValues(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/config-values.yaml")
+	m, err := parseFile("testdata/valid/config-values.yaml")
 	require.NoError(t, err)
 	require.Equal(t, "config-values", m.Name, "the .yaml extension is accepted")
 	require.Equal(t, map[string]any{
@@ -287,26 +286,6 @@ func TestParseMachineName(t *testing.T) {
 	}
 }
 
-func TestParseFile(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	data := []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true}}\n")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), data, 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.json"), data, 0o600))
-
-	m, err := ParseFile(filepath.Join(dir, "a.yaml"))
-	require.NoError(t, err)
-	require.Equal(t, "a", m.Name)
-
-	_, err = ParseFile(filepath.Join(dir, "b.json"))
-	require.ErrorContains(t, err, ".yml or .yaml")
-
-	_, err = ParseFile(filepath.Join(dir, "missing.yml"))
-	require.ErrorIs(t, err, os.ErrNotExist)
-	var verr *ValidationError
-	require.False(t, errors.As(err, &verr), "a read error is not a validation error")
-}
-
 func TestNameFromFile(t *testing.T) {
 	t.Parallel()
 	for file, want := range map[string]string{
@@ -329,12 +308,12 @@ func TestNameFromFile(t *testing.T) {
 func TestExampleMachines(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"feature-env", "qa-env"} {
-		m, err := ParseFile(filepath.Join("..", "..", "machines", name+".yml"))
+		m, err := parseFile(filepath.Join("..", "..", "machines", name+".yml"))
 		require.NoError(t, err, name)
 		require.Empty(t, m.Warnings, name)
 	}
 
-	m, err := ParseFile("../../machines/feature-env.yml")
+	m, err := parseFile("../../machines/feature-env.yml")
 	require.NoError(t, err)
 	require.Equal(t, []string{"INIT", "PROVISION", "RUN", "DEPROVISION", "DESTROYED"}, m.StateOrder)
 	require.Equal(t, []Action{{Kind: ActionAdvance, State: "PROVISION"}}, m.States["INIT"].On["LAUNCH"])
@@ -353,4 +332,14 @@ func TestExampleMachines(t *testing.T) {
 	require.Equal(t, source, m.Tasks["destroy-infra"].Config["source"])
 	require.Equal(t, "destroy", m.Tasks["destroy-infra"].Config["action"])
 	require.Equal(t, ExecutorLambda, m.Tasks["seed-database"].Executor)
+}
+
+// parseFile parses the machine file at path, named after the file, as a loader would.
+func parseFile(path string) (*Machine, error) {
+	name, _ := NameFromFile(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(name, path, data)
 }

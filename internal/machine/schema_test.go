@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -201,7 +202,7 @@ func TestSchemaAcceptsEveryValidMachine(t *testing.T) {
 	s := compileSchema(t)
 	files := append(fixtureFiles(t, "testdata/valid"), fixtureFiles(t, "../../machines")...)
 	for _, path := range files {
-		_, err := machine.ParseFile(path)
+		_, err := catalog.ParseFile(path)
 		require.NoError(t, err, "%s is valid for the Go validator", path)
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
@@ -217,7 +218,7 @@ func TestSchemaRefusesInvalidMachinesItCanSee(t *testing.T) {
 	for _, path := range fixtureFiles(t, "testdata/invalid") {
 		base := filepath.Base(path)
 		seen[base] = true
-		_, err := machine.ParseFile(path)
+		_, err := catalog.ParseFile(path)
 		var verr *machine.ValidationError
 		require.ErrorAs(t, err, &verr, "%s is invalid for the Go validator", path)
 		data, err := os.ReadFile(path)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/catalog"
 )
 
 // minimumTrips is the fewest round trips the design (docs/design.md §"Round trips") allows for
@@ -42,7 +42,7 @@ func (b *bench) roundTrips(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w := newWorker(st, machine.NewDirCatalog(dir, machine.CatalogOptions{}), "rt")
+	w := newWorker(st, catalog.NewDir(dir, catalog.Options{}), "rt")
 	// Warm up first: the first use of a statement on a connection prepares
 	// it, one round trip more.
 	for range 20 {

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/store"
 )
 
@@ -49,7 +49,7 @@ func (b *bench) scale(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	catalog := machine.NewDirCatalog(dir, machine.CatalogOptions{})
+	catalog := catalog.NewDir(dir, catalog.Options{})
 	sizes := []int{100, b.o.stored}
 	stores := make([]*store.Store, len(sizes))
 	for i, n := range sizes {

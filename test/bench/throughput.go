@@ -17,7 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/store"
 	"github.com/stackseam/stackseam/test/localenv"
 )
@@ -106,7 +106,7 @@ func (b *bench) throughput(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	catalog := machine.NewDirCatalog(dir, machine.CatalogOptions{})
+	catalog := catalog.NewDir(dir, catalog.Options{})
 	// Warm up: connections, prepared statements, the machine cache.
 	if _, err := runFor(ctx, st, catalog, "warm", 8, time.Second, nil); err != nil {
 		return err
@@ -129,7 +129,7 @@ func (b *bench) throughput(ctx context.Context) error {
 // compare runs the state manager on st and pgbench -N on pgbenchURL in
 // alternating rounds at 1 and 8 clients and adds a row for each; shape, if
 // not empty, says how the server differs from the default one.
-func (b *bench) compare(ctx context.Context, st *store.Store, catalog *machine.Catalog, pgbenchURL, shape string) error {
+func (b *bench) compare(ctx context.Context, st *store.Store, catalog *catalog.Catalog, pgbenchURL, shape string) error {
 	for _, n := range []int{1, 8} {
 		var events, tps, ratios, p50s, p99s []float64
 		for round := range b.o.rounds {
@@ -202,7 +202,7 @@ func (b *bench) productionThroughput(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	catalog := machine.NewDirCatalog(dir, machine.CatalogOptions{})
+	catalog := catalog.NewDir(dir, catalog.Options{})
 	if _, err := runFor(ctx, st, catalog, "warm", 8, time.Second, nil); err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stackseam/stackseam/internal/applier"
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/internal/store"
@@ -132,7 +132,7 @@ type worker struct {
 	observe func(kind string, took time.Duration, trips int64)
 }
 
-func newWorker(st *store.Store, catalog *machine.Catalog, name string) *worker {
+func newWorker(st *store.Store, catalog *catalog.Catalog, name string) *worker {
 	w := &worker{name: name}
 	w.app = &applier.Applier{Store: st, Machines: catalog,
 		Outlets: map[string]applier.Outlet{store.DestinationTask: func(_ context.Context, rows []store.OutboxMessage) error {
@@ -225,7 +225,7 @@ func (r throughput) perSecond() float64 { return float64(r.events) / r.elapsed.S
 
 // runFor runs lifecycles on workers concurrent workers for about d and
 // reports events per second and the time of one event.
-func runFor(ctx context.Context, st *store.Store, catalog *machine.Catalog, name string, workers int, d time.Duration,
+func runFor(ctx context.Context, st *store.Store, catalog *catalog.Catalog, name string, workers int, d time.Duration,
 	stored func() string) (throughput, error) {
 	ws := make([]*worker, workers)
 	times := make([][]time.Duration, workers)

@@ -1,4 +1,4 @@
-package machine
+package catalog
 
 import (
 	"context"
@@ -12,35 +12,41 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stackseam/stackseam/internal/machine"
 )
 
-// NewDirCatalog returns a catalog of the machine files directly inside dir
+// NewDir returns a catalog of the machine files directly inside dir
 // (every <name>.yml or <name>.yaml; sub-folders and dot-files are skipped). A
 // file is read again when its modification time or size changes.
-func NewDirCatalog(dir string, opts CatalogOptions) *Catalog {
+func NewDir(dir string, opts Options) *Catalog {
 	return newCatalog(dirSource{dir: dir}, opts)
 }
 
-// NewS3Catalog returns a catalog of the machine files in bucket under prefix:
+// NewS3 returns a catalog of the machine files in bucket under prefix:
 // each object <prefix><name>.yml or <prefix><name>.yaml is a machine (objects
 // in deeper "folders" are not). prefix is a folder such as "machines/"; a
 // missing trailing slash is added, and "" means the bucket's top level. An
 // object is downloaded again when its ETag changes.
-func NewS3Catalog(client *s3.Client, bucket, prefix string, opts CatalogOptions) *Catalog {
+func NewS3(client *s3.Client, bucket, prefix string, opts Options) *Catalog {
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
 	return newCatalog(&s3Source{client: client, bucket: bucket, prefix: prefix}, opts)
 }
 
-// IsMachineFile reports the machine name of a file name the catalogs load (and `stackseam
-// validate` checks, so both judge the same files). Dot-files are skipped: editors and sync tools
-// leave them next to real ones.
-func IsMachineFile(base string) (string, bool) {
-	if strings.HasPrefix(base, ".") {
-		return "", false
+// ParseFile reads and validates the machine file at path; the machine is
+// named after the file. Errors reading the file are returned as they are; a
+// file that breaks the rules gives a *machine.ValidationError.
+func ParseFile(path string) (*machine.Machine, error) {
+	name, ok := machine.NameFromFile(path)
+	if !ok {
+		return nil, fmt.Errorf("error reading machine file %s: the name must end in .yml or .yaml", path)
 	}
-	return NameFromFile(base)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("error reading machine file: %w", err)
+	}
+	return machine.Parse(name, path, data)
 }
 
 type dirSource struct {
@@ -56,7 +62,7 @@ func (d dirSource) list(_ context.Context) ([]object, error) {
 	}
 	var out []object
 	for _, e := range entries {
-		name, ok := IsMachineFile(e.Name())
+		name, ok := machine.IsMachineFile(e.Name())
 		if !ok {
 			continue
 		}
@@ -118,7 +124,7 @@ func (s *s3Source) list(ctx context.Context) ([]object, error) {
 			if strings.Contains(rest, "/") {
 				continue
 			}
-			name, ok := IsMachineFile(rest)
+			name, ok := machine.IsMachineFile(rest)
 			if !ok {
 				continue
 			}
@@ -140,7 +146,7 @@ func (s *s3Source) read(ctx context.Context, o object) ([]byte, string, error) {
 	}
 	defer res.Body.Close()
 	// One byte more than allowed, so the caller can tell the file is too big.
-	data, err := io.ReadAll(io.LimitReader(res.Body, maxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(res.Body, machine.MaxFileSize+1))
 	if err != nil {
 		return nil, "", err
 	}
