@@ -81,6 +81,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/stackseam/stackseam/internal/dispatch"
 	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
 	"github.com/stackseam/stackseam/internal/executor/redact"
@@ -161,8 +162,8 @@ func readOptions() (options, error) {
 		dst  *time.Duration
 	}{
 		{"TERRAFORM_STOP_GRACE", terraform.DefaultStopGrace, &c.stopGrace},
-		{"TASK_TIMEOUT", executor.DefaultTimeout, &c.taskTimeout},
-		{"TIMEOUT_MARGIN", executor.DefaultMargin, &c.margin},
+		{"TASK_TIMEOUT", dispatch.DefaultTimeout, &c.taskTimeout},
+		{"TIMEOUT_MARGIN", dispatch.DefaultMargin, &c.margin},
 		{"POLL_WAIT", 20 * time.Second, &c.pollWait},
 		{"VISIBILITY_TIMEOUT", time.Minute, &c.visibility},
 		{"RETRY_DELAY", 0, &c.retry},
@@ -173,7 +174,7 @@ func readOptions() (options, error) {
 		}
 	}
 	if c.lockLease <= 0 {
-		c.lockLease = max(c.taskTimeout, executor.DefaultTimeout) + c.stopGrace
+		c.lockLease = max(c.taskTimeout, dispatch.DefaultTimeout) + c.stopGrace
 	}
 	if c.eventQueueURL == "" {
 		problems = append(problems, errors.New("EVENT_QUEUE_URL is required"))
@@ -237,7 +238,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		executors["terraform"] = unavailable{why}
 		logger.Warn("terraform tasks will fail", "reason", why)
 	}
-	d := &executor.Dispatcher{
+	d := &dispatch.Dispatcher{
 		Executors: executors,
 		Publish: func(ctx context.Context, m queue.Outgoing) error {
 			faults.BeforeResult() // a crash that loses the result, in fault-injection tests

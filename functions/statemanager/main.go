@@ -119,7 +119,7 @@ func readSettings() (settings, error) {
 		{"OUTBOX_SWEEP_AGE", 30 * time.Second, &s.sweepAge},
 		{"SWEEP_INTERVAL", time.Minute, &s.sweepEvery},
 		{"DATABASE_PROBE_INTERVAL", 5 * time.Second, &s.probeEvery},
-		// The construct's defaults: the satisfier's default run bound (executor.DefaultTimeout, its
+		// The construct's defaults: the satisfier's default run bound (dispatch.DefaultTimeout, its
 		// Lambda timeout) and a task queue visibility of six times that.
 		{"TASK_TIMEOUT", 15 * time.Minute, &s.deadlines.DefaultTimeout},
 		{"TASK_QUEUE_VISIBILITY_TIMEOUT", 90 * time.Minute, &s.deadlines.Visibility},

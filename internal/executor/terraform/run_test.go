@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/internal/dispatch"
 	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/executor/terraform"
 	"github.com/stackseam/stackseam/internal/message"
@@ -245,7 +246,7 @@ func TestTimeoutIsReportedAsTaskError(t *testing.T) {
 	t.Parallel()
 	r := newRunner(t)
 	var published []queue.Outgoing
-	d := &executor.Dispatcher{
+	d := &dispatch.Dispatcher{
 		Executors: map[string]executor.Executor{"terraform": r},
 		Publish: func(_ context.Context, m queue.Outgoing) error {
 			published = append(published, m)
