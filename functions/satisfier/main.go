@@ -83,6 +83,7 @@ import (
 
 	"github.com/stackseam/stackseam/internal/dispatch"
 	"github.com/stackseam/stackseam/internal/executor"
+	"github.com/stackseam/stackseam/internal/executor/kinds"
 	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
 	"github.com/stackseam/stackseam/internal/executor/redact"
 	"github.com/stackseam/stackseam/internal/executor/terraform"
@@ -220,7 +221,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	_ = os.Unsetenv("RESULT_SIGNING_KEY")
 
 	executors := map[string]executor.Executor{
-		"lambda": &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
+		lambdainvoke.Name: &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
 	}
 	// The stacks' fences (internal/fence), in the same bucket: a run that is no longer current
 	// for its stack is not started, and Terraform checks again while holding the state lock.
@@ -233,10 +234,16 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	tf, why := terraformRunner(cfg, awsCfg.Region, s3Endpoint, s3Client, redactor, logger)
 	if tf != nil {
 		tf.Current = current
-		executors["terraform"] = tf
+		executors[terraform.Name] = tf
 	} else {
-		executors["terraform"] = unavailable{why}
+		executors[terraform.Name] = unavailable{why}
 		logger.Warn("terraform tasks will fail", "reason", why)
+	}
+	// Every executor a machine may name (the kinds the state manager parses with) runs here.
+	for _, k := range kinds.All {
+		if executors[k.Name()] == nil {
+			return fmt.Errorf("the satisfier has no executor for %s tasks, which machines may name (internal/executor/kinds)", k.Name())
+		}
 	}
 	d := &dispatch.Dispatcher{
 		Executors: executors,

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stackseam/stackseam/internal/executor/kinds"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -43,6 +44,8 @@ type Options struct {
 	MissInterval time.Duration
 	// Now returns the current time; tests replace it. Defaults to time.Now.
 	Now func() time.Time
+	// Kinds are the executors a machine's tasks may name. Defaults to kinds.All.
+	Kinds machine.Kinds
 }
 
 // Stats counts the catalog's work since it was made.
@@ -124,6 +127,9 @@ func newCatalog(src source, opts Options) *Catalog {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Kinds == nil {
+		opts.Kinds = kinds.All
+	}
 	return &Catalog{src: src, opts: opts, sem: make(chan struct{}, 1), entries: map[string]*entry{}, versions: map[string]*machine.Machine{}}
 }
 
@@ -194,7 +200,7 @@ func (c *Catalog) Remember(name string, body []byte) (*machine.Machine, error) {
 	if len(body) > machine.MaxFileSize {
 		return nil, fmt.Errorf("stored machine %s@%s: %w: larger than %d bytes", name, hash[:12], ErrInvalidMachine, machine.MaxFileSize)
 	}
-	m, err := machine.Parse(name, "stored:"+name+"@"+hash[:12], body)
+	m, err := machine.Parse(name, "stored:"+name+"@"+hash[:12], body, c.opts.Kinds)
 	if err != nil {
 		return nil, fmt.Errorf("stored machine %s@%s: %w:\n%w", name, hash[:12], ErrInvalidMachine, err)
 	}
@@ -416,7 +422,7 @@ func (c *Catalog) load(ctx context.Context, o object) *entry {
 		e.err = fmt.Errorf("machine %s: %w: %s is larger than %d bytes", o.name, ErrInvalidMachine, o.location, machine.MaxFileSize)
 		return e
 	}
-	m, err := machine.Parse(o.name, o.location, data)
+	m, err := machine.Parse(o.name, o.location, data, c.opts.Kinds)
 	if err != nil {
 		// Both wrapped: errors.Is finds the sentinel, errors.As the problems.
 		e.err = fmt.Errorf("machine %s: %w:\n%w", o.name, ErrInvalidMachine, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stackseam/stackseam/internal/executor/kinds"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -46,7 +47,7 @@ func ParseFile(path string) (*machine.Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("error reading machine file: %w", err)
 	}
-	return machine.Parse(name, path, data)
+	return machine.Parse(name, path, data, kinds.All)
 }
 
 type dirSource struct {

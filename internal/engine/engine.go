@@ -546,12 +546,9 @@ func (a *applier) finish() Decision {
 		if !a.newRuns[t.RunID] {
 			continue
 		}
-		def := a.m.Tasks[t.Name]
 		spec := message.TaskSpec{Name: t.Name}
-		if def != nil {
-			spec.Executor = def.Executor
-			spec.Config = def.Config
-			spec.TimeoutSeconds = def.TimeoutSeconds
+		if def := a.m.Tasks[t.Name]; def != nil {
+			spec = def.Spec()
 		}
 		delay := a.delays[t.RunID]
 		a.d.Dispatch = append(a.d.Dispatch, Dispatch{Task: message.Task{Task: spec, Stack: view, TaskRunID: t.RunID}, Delay: delay})

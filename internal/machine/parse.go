@@ -79,10 +79,12 @@ func IsMachineFile(base string) (string, bool) {
 
 // Parse validates a machine file's contents. name is the machine name (the
 // file name without extension); file is the path problems are reported
-// against. A file that breaks any rule gives a *ValidationError listing every
-// problem; warnings (such as unreachable states) land in Machine.Warnings.
-func Parse(name, file string, data []byte) (*Machine, error) {
-	p := &parser{file: file}
+// against; kinds are the executors a task may name, which judge their tasks'
+// configs (internal/executor/kinds.All). A file that breaks any rule gives a
+// *ValidationError listing every problem; warnings (such as unreachable
+// states) land in Machine.Warnings.
+func Parse(name, file string, data []byte, kinds Kinds) (*Machine, error) {
+	p := &parser{file: file, kinds: kinds}
 	m := p.machine(name, data)
 	if len(p.problems) > 0 {
 		return nil, &ValidationError{File: file, Problems: sortProblems(p.problems), More: p.more}

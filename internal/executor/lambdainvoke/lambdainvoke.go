@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/stackseam/stackseam/internal/executor"
+	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
 )
 
@@ -44,21 +44,19 @@ type functionError struct {
 	ErrorMessage string `json:"errorMessage"`
 }
 
-// ParseConfig reads a lambda task's config.
+// ParseConfig reads a lambda task's config, checked by the rules the machine parser applies
+// (Kind's, through machine.CheckConfig): a task message may come from anywhere.
 func ParseConfig(raw map[string]any) (Config, error) {
 	var c Config
+	if err := machine.CheckConfig(Kind, raw); err != nil {
+		return c, err
+	}
 	data, err := json.Marshal(raw)
 	if err == nil {
 		err = json.Unmarshal(data, &c)
 	}
 	if err != nil {
 		return c, fmt.Errorf("the lambda task's config is malformed: %w", err)
-	}
-	if c.Name == "" {
-		return c, errors.New("the lambda task's config needs name: the function to invoke")
-	}
-	if len(c.Args) > 0 && !bytes.HasPrefix(bytes.TrimSpace(c.Args), []byte("{")) {
-		return c, fmt.Errorf("the lambda task's config.args must be an object, not %s", executor.DescribeJSON(c.Args))
 	}
 	return c, nil
 }

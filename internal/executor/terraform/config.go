@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
 )
 
@@ -47,9 +48,13 @@ func (s Source) String() string {
 }
 
 // ParseConfig reads a terraform task's config. The state manager validated the machine file, but
-// a task message is checked again: it may come from anywhere.
+// a task message is checked again, by the same rules (Kind's, through machine.CheckConfig): it may
+// come from anywhere.
 func ParseConfig(raw map[string]any) (Config, error) {
 	var c Config
+	if err := machine.CheckConfig(Kind, raw); err != nil {
+		return c, err
+	}
 	data, err := json.Marshal(raw)
 	if err == nil {
 		dec := json.NewDecoder(bytes.NewReader(data))
@@ -58,27 +63,6 @@ func ParseConfig(raw map[string]any) (Config, error) {
 	}
 	if err != nil {
 		return c, fmt.Errorf("the terraform task's config is malformed: %w", err)
-	}
-	var problems []string
-	switch c.Source.Type {
-	case SourceS3:
-		if c.Source.Bucket == "" || c.Source.Key == "" {
-			problems = append(problems, "a source of type s3 needs bucket and key")
-		}
-	case SourceLocal:
-		if c.Source.Location == "" {
-			problems = append(problems, "a source of type local needs location")
-		} else if err := CheckLocation(c.Source.Location); err != nil {
-			problems = append(problems, err.Error())
-		}
-	default:
-		problems = append(problems, fmt.Sprintf("config.source.type must be s3 or local, not %q", c.Source.Type))
-	}
-	if c.Action != ActionApply && c.Action != ActionDestroy {
-		problems = append(problems, fmt.Sprintf("config.action must be apply or destroy, not %q", c.Action))
-	}
-	if len(problems) > 0 {
-		return c, fmt.Errorf("the terraform task's config is invalid: %s", strings.Join(problems, "; "))
 	}
 	return c, nil
 }
@@ -89,10 +73,10 @@ func ParseConfig(raw map[string]any) (Config, error) {
 // copied.
 func CheckLocation(location string) error {
 	if filepath.IsAbs(location) || strings.HasPrefix(location, "/") {
-		return fmt.Errorf("config.source.location %q is absolute; a local source is a path relative to the sources dir (TERRAFORM_SOURCES_DIR)", location)
+		return fmt.Errorf("config.source.location %q is absolute; a local source is a path relative to the satisfier's TERRAFORM_SOURCES_DIR", location)
 	}
 	if slices.Contains(strings.Split(filepath.ToSlash(location), "/"), "..") {
-		return fmt.Errorf("config.source.location %q contains \"..\"; a local source stays inside the sources dir (TERRAFORM_SOURCES_DIR)", location)
+		return fmt.Errorf("config.source.location %q contains \"..\"; a local source stays inside the satisfier's TERRAFORM_SOURCES_DIR", location)
 	}
 	return nil
 }
