@@ -105,11 +105,8 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	if *stackID == "" || *event == "" {
 		return usageError(c, fs, "--stack and --event are required")
 	}
-	switch {
-	case *event == message.EventNext:
-		return usageError(c, fs, "NEXT is fired by the state manager when a state's tasks are done; it cannot be sent")
-	case *event == message.EventTaskCompleted || *event == message.EventTaskError:
-		return usageError(c, fs, "%s is a task result, which only the task satisfier sends", *event)
+	if why := message.Reserved(*event); why != "" {
+		return usageError(c, fs, "%s", why)
 	}
 	ev := message.Event{StackID: *stackID, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID,
 		IfVersion: ifVersion}

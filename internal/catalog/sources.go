@@ -57,17 +57,47 @@ type dirSource struct {
 func (d dirSource) String() string { return d.dir }
 
 func (d dirSource) list(_ context.Context) ([]object, error) {
-	entries, err := os.ReadDir(d.dir)
+	files, err := DirFiles(d.dir)
 	if err != nil {
 		return nil, err
 	}
-	var out []object
+	out := make([]object, len(files))
+	for i, f := range files {
+		out[i] = object{
+			name:     f.Name,
+			key:      f.Path,
+			location: f.Path,
+			version:  fmt.Sprintf("%d/%d", f.info.ModTime().UnixNano(), f.info.Size()),
+		}
+	}
+	return out, nil
+}
+
+// File is one machine file of a folder.
+type File struct {
+	// Name is the machine's name: the file name without .yml or .yaml.
+	Name string
+	// Path is the folder joined with the file name.
+	Path string
+	info fs.FileInfo
+}
+
+// DirFiles lists the machine files directly inside dir, sorted by path, as the catalog loads
+// them: every <name>.yml or <name>.yaml that is a regular file or a link to one (sub-folders and
+// dot-files are skipped, see machine.IsMachineFile). Two files that give one name (a.yml and
+// a.yaml) are both listed; the catalog refuses that machine as defined twice.
+func DirFiles(dir string) ([]File, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []File
 	for _, e := range entries {
 		name, ok := machine.IsMachineFile(e.Name())
 		if !ok {
 			continue
 		}
-		path := filepath.Join(d.dir, e.Name())
+		path := filepath.Join(dir, e.Name())
 		info, err := os.Stat(path) // follows symlinks, unlike e.Info
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed since ReadDir, or a dangling link
@@ -78,12 +108,7 @@ func (d dirSource) list(_ context.Context) ([]object, error) {
 		if !info.Mode().IsRegular() {
 			continue
 		}
-		out = append(out, object{
-			name:     name,
-			key:      path,
-			location: path,
-			version:  fmt.Sprintf("%d/%d", info.ModTime().UnixNano(), info.Size()),
-		})
+		out = append(out, File{Name: name, Path: path, info: info})
 	}
 	return out, nil
 }

@@ -222,7 +222,7 @@ type applier struct {
 func (a *applier) run() Decision {
 	ev := a.ev
 	if ev.Event == message.EventNext {
-		return a.reject("NEXT is fired by stackseam when a state's tasks are done; it cannot be published")
+		return a.reject(message.Reserved(ev.Event) + "; it cannot be published")
 	}
 	if a.in.Stack == nil {
 		return a.create()

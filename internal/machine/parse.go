@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stackseam/stackseam/internal/message"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -42,11 +43,8 @@ func (e *ValidationError) Error() string {
 
 var (
 	// namePattern is what event and state names look like (docs/design.md §"Machine files").
-	namePattern = regexp.MustCompile(`^[A-Z0-9-]+$`)
-	// machineNamePattern matches the names an event's `machine` field may
-	// carry, so every machine a file defines can actually be used.
-	machineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-	yamlErrorPattern   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	namePattern      = regexp.MustCompile(`^[A-Z0-9-]+$`)
+	yamlErrorPattern = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
 // MaxFileSize bounds a machine file: loaders read no more, and the parser's costs are measured
@@ -115,9 +113,9 @@ func (p *parser) machine(name string, data []byte) *Machine {
 		States: map[string]*State{},
 		Tasks:  map[string]*Task{},
 	}
-	if !machineNamePattern.MatchString(name) {
+	if !message.MachineNamePattern.MatchString(name) {
 		p.problem(nil, RuleMachineName, "the machine name %q (from the file name) cannot be used in events: it must match %s",
-			name, machineNamePattern)
+			name, message.MachineNamePattern)
 	}
 	root := p.document(data)
 	if root == nil || !p.chargeAliases(root) {

@@ -23,8 +23,11 @@ const (
 var (
 	stackIDPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	eventNamePattern = regexp.MustCompile(`^[A-Z0-9_-]+$`)
-	machineNameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 )
+
+// MachineNamePattern is what an event's `machine` may say; the machine parser refuses a file whose
+// name does not match it, so every machine a file defines can be named in events.
+var MachineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // CutUTF8 returns s cut to at most max bytes on a character boundary: half a UTF-8 sequence is
 // not storable text.
@@ -206,7 +209,7 @@ func ParseEvent(body []byte) (Event, error) {
 	if !eventNamePattern.MatchString(ev.Event) {
 		return Event{}, invalid("event %q must match %s", ev.Event, eventNamePattern)
 	}
-	if ev.Machine != "" && !machineNameRE.MatchString(ev.Machine) {
+	if ev.Machine != "" && !MachineNamePattern.MatchString(ev.Machine) {
 		return Event{}, invalid("machine %q is not a valid machine name", ev.Machine)
 	}
 	if ev.EventID != "" {
