@@ -59,6 +59,14 @@ func (o *outputFlag) register(fs *flag.FlagSet) {
 
 func (o *outputFlag) json() bool { return o.format == "json" }
 
+// printJSON prints v as indented JSON on stdout and returns cmd's exit code.
+func printJSON(c *cli, cmd *command, v any) int {
+	if err := writeJSON(c.stdout, v); err != nil {
+		return fail(c, cmd, err)
+	}
+	return exitOK
+}
+
 // writeJSON prints v as indented JSON.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -142,6 +150,37 @@ func (f *databaseFlags) register(fs *flag.FlagSet) {
 
 // open connects to the database: a URL wins over a secret, as in the
 // functions. The caller closes the store.
+// readFlags are the flags of the commands that read the database (stacks, show, history): where
+// it is, and the output format.
+type readFlags struct {
+	db  databaseFlags
+	out outputFlag
+}
+
+func (f *readFlags) register(fs *flag.FlagSet) {
+	f.db.register(fs)
+	f.out.register(fs)
+}
+
+// open opens the database for cmd. When it cannot, it says why and returns the exit code.
+func (f *readFlags) open(ctx context.Context, c *cli, cmd *command) (*store.Store, int) {
+	st, err := f.db.open(ctx, c)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
+		return nil, exitCode(err)
+	}
+	return st, exitOK
+}
+
+// oneStack returns the one stack id a command's arguments must name, or the usage error's exit
+// code.
+func oneStack(c *cli, fs *flag.FlagSet, pos []string) (string, int, bool) {
+	if len(pos) != 1 {
+		return "", usageError(c, fs, "name one stack"), false
+	}
+	return pos[0], exitOK, true
+}
+
 func (f *databaseFlags) open(ctx context.Context, c *cli) (*store.Store, error) {
 	// The same variables as the functions (DATABASE_SSLMODE and
 	// DATABASE_SSLROOTCERT included), read the same way.

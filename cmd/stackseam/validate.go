@@ -60,8 +60,8 @@ func runValidate(_ context.Context, c *cli, cmd *command, args []string) int {
 		}
 	}
 	if out.json() {
-		if err := writeJSON(c.stdout, results); err != nil {
-			return fail(c, cmd, err)
+		if printJSON(c, cmd, results) != exitOK {
+			return exitFail
 		}
 		return code
 	}
