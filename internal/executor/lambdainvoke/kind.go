@@ -3,6 +3,7 @@ package lambdainvoke
 import (
 	_ "embed"
 
+	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -12,23 +13,17 @@ const Name = "lambda"
 // Rule is the rule id of a problem in a lambda task's config (or of a missing config).
 const Rule = "lambda-config"
 
-// Kind is the lambda executor as machine files know it: its name, its config's rules and its JSON
-// Schema. internal/executor/kinds registers it.
-var Kind machine.Kind = kind{}
-
-type kind struct{}
-
 // schema is the JSON Schema of a lambda config (lambdaConfig).
 //
 //go:embed schema.json
 var schema []byte
 
-func (kind) Name() string   { return Name }
-func (kind) Rule() string   { return Rule }
-func (kind) Schema() []byte { return schema }
+// Kind is the lambda executor as machine files know it: its name, its config's rules and its JSON
+// Schema. internal/executor/kinds registers it.
+var Kind machine.Kind = executor.NewKind(Name, Rule, schema, checkConfig)
 
-// CheckConfig checks `config: {name, args?}`.
-func (kind) CheckConfig(config machine.Field) {
+// checkConfig checks `config: {name, args?}`.
+func checkConfig(config machine.Field) {
 	fields, ok := config.Value.Mapping("the config of a lambda task")
 	if !ok {
 		return

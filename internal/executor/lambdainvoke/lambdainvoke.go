@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/stackseam/stackseam/internal/executor"
-	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
 )
 
@@ -44,21 +43,9 @@ type functionError struct {
 	ErrorMessage string `json:"errorMessage"`
 }
 
-// ParseConfig reads a lambda task's config, checked by the rules the machine parser applies
-// (Kind's, through machine.CheckConfig): a task message may come from anywhere.
+// ParseConfig reads a lambda task's config from a task message (see executor.DecodeConfig).
 func ParseConfig(raw map[string]any) (Config, error) {
-	var c Config
-	if err := machine.CheckConfig(Kind, raw); err != nil {
-		return c, err
-	}
-	data, err := json.Marshal(raw)
-	if err == nil {
-		err = json.Unmarshal(data, &c)
-	}
-	if err != nil {
-		return c, fmt.Errorf("the lambda task's config is malformed: %w", err)
-	}
-	return c, nil
+	return executor.DecodeConfig[Config](Kind, raw)
 }
 
 // BuildPayload returns the JSON the function is invoked with.

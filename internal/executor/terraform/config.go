@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/message"
 )
 
@@ -47,24 +47,9 @@ func (s Source) String() string {
 	return s.Location
 }
 
-// ParseConfig reads a terraform task's config. The state manager validated the machine file, but
-// a task message is checked again, by the same rules (Kind's, through machine.CheckConfig): it may
-// come from anywhere.
+// ParseConfig reads a terraform task's config from a task message (see executor.DecodeConfig).
 func ParseConfig(raw map[string]any) (Config, error) {
-	var c Config
-	if err := machine.CheckConfig(Kind, raw); err != nil {
-		return c, err
-	}
-	data, err := json.Marshal(raw)
-	if err == nil {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber() // variables keep their exact numbers
-		err = dec.Decode(&c)
-	}
-	if err != nil {
-		return c, fmt.Errorf("the terraform task's config is malformed: %w", err)
-	}
-	return c, nil
+	return executor.DecodeConfig[Config](Kind, raw)
 }
 
 // CheckLocation checks a local source's location: a relative path inside the sources dir

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 
+	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -14,28 +15,22 @@ const Name = "terraform"
 // Rule is the rule id of a problem in a terraform task's config (or of a missing config).
 const Rule = "terraform-config"
 
-// Kind is the terraform executor as machine files know it: its name, its config's rules and its
-// JSON Schema. internal/executor/kinds registers it.
-var Kind machine.Kind = kind{}
-
-type kind struct{}
-
 // schema is the JSON Schema of a terraform config: terraformConfig, and the terraformSource it
 // refers to.
 //
 //go:embed schema.json
 var schema []byte
 
-func (kind) Name() string   { return Name }
-func (kind) Rule() string   { return Rule }
-func (kind) Schema() []byte { return schema }
+// Kind is the terraform executor as machine files know it: its name, its config's rules and its
+// JSON Schema. internal/executor/kinds registers it.
+var Kind machine.Kind = executor.NewKind(Name, Rule, schema, checkConfig)
 
 // variablePattern is what Terraform accepts as a variable name (hclsyntax.ValidIdentifier);
 // anything else would only fail later, inside a task run.
 var variablePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 
-// CheckConfig checks `config: {source, action, variables?}`.
-func (kind) CheckConfig(config machine.Field) {
+// checkConfig checks `config: {source, action, variables?}`.
+func checkConfig(config machine.Field) {
 	fields, ok := config.Value.Mapping("the config of a terraform task")
 	if !ok {
 		return
