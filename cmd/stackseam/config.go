@@ -148,8 +148,6 @@ func (f *databaseFlags) register(fs *flag.FlagSet) {
 	f.aws.register(fs)
 }
 
-// open connects to the database: a URL wins over a secret, as in the
-// functions. The caller closes the store.
 // readFlags are the flags of the commands that read the database (stacks, show, history): where
 // it is, and the output format.
 type readFlags struct {
@@ -157,30 +155,49 @@ type readFlags struct {
 	out outputFlag
 }
 
-func (f *readFlags) register(fs *flag.FlagSet) {
+// start registers f's flags on fs (which holds the command's own), parses args, checks that they
+// name one stack (with stack) or nothing, and opens the database. When the command cannot go on it
+// has said why, and st is nil and code the exit code.
+func (f *readFlags) start(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, args []string, stack bool) (st *store.Store, id string, code int) {
 	f.db.register(fs)
 	f.out.register(fs)
-}
-
-// open opens the database for cmd. When it cannot, it says why and returns the exit code.
-func (f *readFlags) open(ctx context.Context, c *cli, cmd *command) (*store.Store, int) {
+	if stack {
+		var ok bool
+		if id, code, ok = parseStack(c, fs, args); !ok {
+			return nil, "", code
+		}
+	} else {
+		pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+		if done {
+			return nil, "", code
+		}
+		if len(pos) > 0 {
+			return nil, "", usageError(c, fs, "unexpected argument %q", pos[0])
+		}
+	}
 	st, err := f.db.open(ctx, c)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return nil, exitCode(err)
+		return nil, "", exitCode(err)
 	}
-	return st, exitOK
+	return st, id, exitOK
 }
 
-// oneStack returns the one stack id a command's arguments must name, or the usage error's exit
-// code.
-func oneStack(c *cli, fs *flag.FlagSet, pos []string) (string, int, bool) {
+// parseStack parses args with fs and returns the one stack id they must name; when they do not
+// (or help was asked for), ok is false and code the exit code.
+func parseStack(c *cli, fs *flag.FlagSet, args []string) (id string, code int, ok bool) {
+	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+	if done {
+		return "", code, false
+	}
 	if len(pos) != 1 {
 		return "", usageError(c, fs, "name one stack"), false
 	}
 	return pos[0], exitOK, true
 }
 
+// open connects to the database: a URL wins over a secret, as in the
+// functions. The caller closes the store.
 func (f *databaseFlags) open(ctx context.Context, c *cli) (*store.Store, error) {
 	// The same variables as the functions (DATABASE_SSLMODE and
 	// DATABASE_SSLROOTCERT included), read the same way.

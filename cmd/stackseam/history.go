@@ -42,16 +42,7 @@ func runHistory(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
 	follow := fs.Bool("follow", false, "keep printing new entries until the stack is removed")
 	var rf readFlags
-	rf.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
-		return code
-	}
-	id, code, ok := oneStack(c, fs, pos)
-	if !ok {
-		return code
-	}
-	st, code := rf.open(ctx, c, cmd)
+	st, id, code := rf.start(ctx, c, cmd, fs, args, true)
 	if st == nil {
 		return code
 	}

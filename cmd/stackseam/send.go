@@ -117,11 +117,7 @@ func runRetry(ctx context.Context, c *cli, cmd *command, args []string) int {
 	eventID := fs.String("event-id", "", "an `ID` that makes the retry idempotent")
 	var sf sendFlags
 	sf.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
-		return code
-	}
-	id, code, ok := oneStack(c, fs, pos)
+	id, code, ok := parseStack(c, fs, args)
 	if !ok {
 		return code
 	}

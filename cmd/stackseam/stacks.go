@@ -56,15 +56,7 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 	stuck := fs.Bool("stuck", false, "list stacks with overdue or force-settled task runs instead")
 	since := fs.Duration("since", 24*time.Hour, "with --stuck: force-settled runs within this `DURATION`")
 	var rf readFlags
-	rf.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
-		return code
-	}
-	if len(pos) > 0 {
-		return usageError(c, fs, "unexpected argument %q", pos[0])
-	}
-	st, code := rf.open(ctx, c, cmd)
+	st, _, code := rf.start(ctx, c, cmd, fs, args, false)
 	if st == nil {
 		return code
 	}
@@ -214,16 +206,7 @@ func taskElapsed(t message.StackTask, now time.Time) time.Duration {
 func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
 	var rf readFlags
-	rf.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
-		return code
-	}
-	id, code, ok := oneStack(c, fs, pos)
-	if !ok {
-		return code
-	}
-	st, code := rf.open(ctx, c, cmd)
+	st, id, code := rf.start(ctx, c, cmd, fs, args, true)
 	if st == nil {
 		return code
 	}
