@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 
@@ -41,22 +40,9 @@ func summarize(ps []machine.Problem) []string {
 	return out
 }
 
-func fixtures(t *testing.T, dir string) []string {
-	t.Helper()
-	var files []string
-	for _, pattern := range []string{"*.yml", "*.yaml"} {
-		m, err := filepath.Glob(filepath.Join("testdata", dir, pattern))
-		require.NoError(t, err)
-		files = append(files, m...)
-	}
-	sort.Strings(files)
-	require.NotEmpty(t, files)
-	return files
-}
-
 func TestValidFixtures(t *testing.T) {
 	t.Parallel()
-	for _, path := range fixtures(t, "valid") {
+	for _, path := range fixtureFiles(t, "testdata/valid") {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			t.Parallel()
 			m, err := parseFile(path)
@@ -79,7 +65,7 @@ func TestValidFixtures(t *testing.T) {
 func TestInvalidFixtures(t *testing.T) {
 	t.Parallel()
 	rulesSeen := map[string]bool{}
-	for _, path := range fixtures(t, "invalid") {
+	for _, path := range fixtureFiles(t, "testdata/invalid") {
 		want := expected(t, path, "want")
 		require.NotEmpty(t, want, "%s announces no problems", path)
 		for _, w := range want {

@@ -21,7 +21,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/executor/kinds"
 	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
 	"github.com/stackseam/stackseam/internal/executor/terraform"
@@ -188,6 +187,7 @@ func wantedRules(t *testing.T, data []byte) []string {
 	return rules
 }
 
+// fixtureFiles lists the machine files in dir, sorted; there must be some.
 func fixtureFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var files []string
@@ -206,7 +206,7 @@ func TestSchemaAcceptsEveryValidMachine(t *testing.T) {
 	s := compileSchema(t)
 	files := append(fixtureFiles(t, "testdata/valid"), fixtureFiles(t, "../../machines")...)
 	for _, path := range files {
-		_, err := catalog.ParseFile(path)
+		_, err := parseFile(path)
 		require.NoError(t, err, "%s is valid for the Go validator", path)
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
@@ -222,7 +222,7 @@ func TestSchemaRefusesInvalidMachinesItCanSee(t *testing.T) {
 	for _, path := range fixtureFiles(t, "testdata/invalid") {
 		base := filepath.Base(path)
 		seen[base] = true
-		_, err := catalog.ParseFile(path)
+		_, err := parseFile(path)
 		var verr *machine.ValidationError
 		require.ErrorAs(t, err, &verr, "%s is invalid for the Go validator", path)
 		data, err := os.ReadFile(path)
