@@ -41,30 +41,10 @@ func FlatOutputs(values map[string]json.RawMessage) (outputs message.Metadata, n
 				return nil, nil, fmt.Errorf("output %s: %w", k, err)
 			}
 			outputs[k] = compact.String()
-			notes = append(notes, fmt.Sprintf("output %s is %s and was stored as its JSON text", k, jsonKind(v)))
+			notes = append(notes, fmt.Sprintf("output %s is %s and was stored as its JSON text", k, message.JSONKind(v)))
 		}
 	}
 	return outputs, notes, nil
-}
-
-// jsonKind names the kind of a decoded JSON value, as a person would.
-func jsonKind(v any) string {
-	switch v.(type) {
-	case map[string]any:
-		return "an object"
-	case []any:
-		return "a list"
-	case string:
-		return "a string"
-	case json.Number:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case nil:
-		return "null"
-	default:
-		return fmt.Sprintf("a %T", v)
-	}
 }
 
 // DescribeJSON names the kind of a JSON document ("an object", "a list", "a string", "null"…),
@@ -80,7 +60,7 @@ func DescribeJSON(raw []byte) string {
 	if err := dec.Decode(&v); err != nil || dec.More() {
 		return "not JSON"
 	}
-	return jsonKind(v)
+	return message.JSONKind(v)
 }
 
 // Shorten keeps the start and the end of s when it is longer than max bytes — the end of a

@@ -103,7 +103,7 @@ func (m Metadata) validate(field string, nullRemoves bool) error {
 			}
 			return fmt.Errorf("%s.%s is null; values must be strings, numbers or booleans", field, k)
 		default:
-			return fmt.Errorf("%s.%s is %s; metadata must be flat (strings, numbers or booleans)", field, k, jsonKind(v))
+			return fmt.Errorf("%s.%s is %s; metadata must be flat (strings, numbers or booleans)", field, k, JSONKind(v))
 		}
 	}
 	return nil
@@ -162,12 +162,22 @@ func valueBytes(v any) int {
 	}
 }
 
-func jsonKind(v any) string {
+// JSONKind names the kind of a decoded JSON value (UseNumber: numbers are json.Number), as a
+// person would: "an object", "a list", "a string", "a number", "a boolean", "null".
+func JSONKind(v any) string {
 	switch v.(type) {
 	case map[string]any:
 		return "an object"
 	case []any:
 		return "a list"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
 	default:
 		return fmt.Sprintf("a %T", v)
 	}
