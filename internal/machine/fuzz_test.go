@@ -18,7 +18,8 @@ import (
 // is reported as a hang (the fuzzer itself has no per-input time limit).
 const parseLimit = 5 * time.Second
 
-// knownRules are the rule ids of rules.go; every problem must carry one.
+// knownRules are the rule ids of rules.go and of the executors' configs; every problem must
+// carry one.
 var knownRules = map[string]bool{
 	machine.RuleYAML: true, machine.RuleAliases: true, machine.RuleNextCycle: true, machine.RuleEmpty: true, machine.RuleMachineName: true, machine.RuleType: true, machine.RuleUnknownKey: true,
 	machine.RuleDuplicateKey: true, machine.RuleRequired: true, machine.RuleVersion: true, machine.RuleEventName: true, machine.RuleDuplicateEvent: true,
