@@ -11,8 +11,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
+	"github.com/stackseam/stackseam/internal/query"
 	"github.com/stackseam/stackseam/internal/store"
 )
 
@@ -107,51 +110,113 @@ func (f *awsFlags) config(ctx context.Context, c *cli) (aws.Config, error) {
 	return cfg, nil
 }
 
-// queueFlags name the event queue, for the commands that publish.
+// errNoQueue is wrapped when nothing names the event queue: a wrong command line.
+var errNoQueue = errors.New("no event queue")
+
+// queueFlags name the event queue, for the commands that publish: its URL, or the deployed
+// stack whose outputs name it.
 type queueFlags struct {
-	aws awsFlags
-	url string
+	aws   awsFlags
+	url   string
+	stack stackNameFlag
 }
 
 func (f *queueFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "queue-url", "", "the event queue's `URL` (default $EVENT_QUEUE_URL)")
+	f.stack.register(fs)
 	f.aws.register(fs)
 }
 
-func (f *queueFlags) queueURL(c *cli) (string, error) {
-	u := first(f.url, c.getenv("EVENT_QUEUE_URL"))
-	if u == "" {
-		return "", configError("no event queue: set --queue-url or EVENT_QUEUE_URL")
+// resolve returns the event queue's URL and the AWS configuration to reach it. A flag beats a
+// variable; of two flags or two variables, the queue URL beats the stack name.
+func (f *queueFlags) resolve(ctx context.Context, c *cli) (string, aws.Config, error) {
+	url, stack := f.url, f.stack.name
+	if url == "" && stack == "" {
+		url, stack = c.getenv("EVENT_QUEUE_URL"), c.getenv(deployed.EnvStackName)
 	}
-	return u, nil
+	if url == "" && stack == "" {
+		return "", aws.Config{}, fmt.Errorf("%w: %w: set --queue-url or EVENT_QUEUE_URL, or --stack-name or %s", errConfig, errNoQueue, deployed.EnvStackName)
+	}
+	cfg, err := f.aws.config(ctx, c)
+	if err != nil {
+		return "", cfg, err
+	}
+	if url != "" {
+		return url, cfg, nil
+	}
+	d, err := lookupDeployment(ctx, cfg, stack)
+	if err != nil {
+		return "", cfg, err
+	}
+	url, err = d.need(d.queueURL, deployed.OutputEventQueueURL)
+	return url, cfg, err
 }
 
-// databaseFlags say how to reach the state manager's database, for the
-// commands that read stacks.
+// databaseFlags say where the commands that read stacks read them: the state manager's database
+// (local use, the demo), or a deployed stackseam's query function, invoked with the caller's
+// own AWS credentials.
 type databaseFlags struct {
 	aws      awsFlags
 	url      string
 	secretID string
+	stack    stackNameFlag
 }
 
 func (f *databaseFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "database-url", "", "PostgreSQL `URL` of the state manager's database (default $DATABASE_URL)")
 	fs.StringVar(&f.secretID, "database-secret-id", "", "or the Secrets Manager `SECRET` holding its credentials in the RDS format (default $DATABASE_SECRET_ID)")
+	f.stack.register(fs)
 	f.aws.register(fs)
 }
 
-// open connects to the database: a URL wins over a secret, as in the
-// functions. The caller closes the store.
+// api returns the read API: the query function of --stack-name, or a read-only reader on the
+// database. A flag beats a variable; of two flags or two variables, the database beats the stack
+// name. The caller calls done when finished.
+func (f *databaseFlags) api(ctx context.Context, c *cli) (api query.API, done func(), err error) {
+	stack := f.stack.name
+	direct := f.url != "" || f.secretID != ""
+	if !direct && stack == "" {
+		direct = c.getenv(store.EnvDatabaseURL) != "" || c.getenv(store.EnvSecretID) != ""
+		if !direct {
+			stack = c.getenv(deployed.EnvStackName)
+		}
+	}
+	if direct || stack == "" {
+		st, err := f.open(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		return query.NewReader(st), st.Close, nil
+	}
+	cfg, err := f.aws.config(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := lookupDeployment(ctx, cfg, stack)
+	if err != nil {
+		return nil, nil, err
+	}
+	fn, err := d.need(d.queryFunction, deployed.OutputQueryFunctionName)
+	if err != nil {
+		return nil, nil, err
+	}
+	return query.NewClient(lambda.NewFromConfig(cfg), fn), func() {}, nil
+}
+
+// open connects to the database, read-only: a URL wins over a secret, as in the functions. The
+// caller closes the store.
 func (f *databaseFlags) open(ctx context.Context, c *cli) (*store.Store, error) {
 	// The same variables as the functions (DATABASE_SSLMODE and
 	// DATABASE_SSLROOTCERT included), read the same way.
 	cfg := store.ConfigFromEnv(c.getenv)
 	cfg.MaxConns = 2
+	// The CLI only reads: its session cannot write, whatever it runs.
+	cfg.ReadOnly = true
 	cfg.DatabaseURL = first(f.url, cfg.DatabaseURL)
 	if cfg.DatabaseURL == "" {
 		cfg.SecretID = first(f.secretID, cfg.SecretID)
 		if cfg.SecretID == "" {
-			return nil, configError("no database: set --database-url or DATABASE_URL, or --database-secret-id or DATABASE_SECRET_ID")
+			return nil, configError("no database: set --database-url or DATABASE_URL, or --database-secret-id or DATABASE_SECRET_ID, or --stack-name or %s for a deployed stackseam", deployed.EnvStackName)
 		}
 		awsCfg, err := f.aws.config(ctx, c)
 		if err != nil {

@@ -156,12 +156,11 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *que
 	if _, err := message.ParseEvent(body); err != nil {
 		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), message.ErrInvalid.Error()+": "))
 	}
-	url, err := q.queueURL(c)
+	url, awsCfg, err := q.resolve(ctx, c)
 	if err != nil {
-		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
-	}
-	awsCfg, err := q.aws.config(ctx, c)
-	if err != nil {
+		if errors.Is(err, errNoQueue) {
+			return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
+		}
 		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
 		return exitCode(err)
 	}
