@@ -113,6 +113,20 @@ func (f *awsFlags) config(ctx context.Context, c *cli) (aws.Config, error) {
 // errNoQueue is wrapped when nothing names the event queue: a wrong command line.
 var errNoQueue = errors.New("no event queue")
 
+// serviceEndpoint returns the endpoint override of one AWS service: the SDK's
+// AWS_ENDPOINT_URL_<SERVICE> (read through c.getenv, so an in-process test can
+// point each service at its own fake), unless --endpoint-url names one for
+// every service. "" means the configuration's.
+func (f *awsFlags) serviceEndpoint(c *cli, service string) *string {
+	if f.endpoint != "" {
+		return nil
+	}
+	if e := c.getenv("AWS_ENDPOINT_URL_" + service); e != "" {
+		return &e
+	}
+	return nil
+}
+
 // queueFlags name the event queue, for the commands that publish: its URL, or the deployed
 // stack whose outputs name it.
 type queueFlags struct {
@@ -144,7 +158,7 @@ func (f *queueFlags) resolve(ctx context.Context, c *cli) (string, aws.Config, e
 	if url != "" {
 		return url, cfg, nil
 	}
-	d, err := lookupDeployment(ctx, cfg, stack)
+	d, err := lookupDeployment(ctx, cfg, f.aws.serviceEndpoint(c, "CLOUDFORMATION"), stack)
 	if err != nil {
 		return "", cfg, err
 	}
@@ -192,7 +206,7 @@ func (f *databaseFlags) api(ctx context.Context, c *cli) (api query.API, done fu
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := lookupDeployment(ctx, cfg, stack)
+	d, err := lookupDeployment(ctx, cfg, f.aws.serviceEndpoint(c, "CLOUDFORMATION"), stack)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -200,7 +214,12 @@ func (f *databaseFlags) api(ctx context.Context, c *cli) (api query.API, done fu
 	if err != nil {
 		return nil, nil, err
 	}
-	return query.NewClient(lambda.NewFromConfig(cfg), fn), func() {}, nil
+	lc := lambda.NewFromConfig(cfg, func(o *lambda.Options) {
+		if e := f.aws.serviceEndpoint(c, "LAMBDA"); e != nil {
+			o.BaseEndpoint = e
+		}
+	})
+	return query.NewClient(lc, fn), func() {}, nil
 }
 
 // open connects to the database, read-only: a URL wins over a secret, as in the functions. The

@@ -29,9 +29,15 @@ func (f *stackNameFlag) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.name, "stack-name", "", "the CloudFormation stack `NAME` of a deployed stackseam: its outputs name the queue, query function and bucket (default $"+deployed.EnvStackName+")")
 }
 
-// lookupDeployment reads the outputs of the stack name through DescribeStacks.
-func lookupDeployment(ctx context.Context, cfg aws.Config, name string) (*deployment, error) {
-	out, err := cloudformation.NewFromConfig(cfg).DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
+// lookupDeployment reads the outputs of the stack name through DescribeStacks (at endpoint, when
+// not nil).
+func lookupDeployment(ctx context.Context, cfg aws.Config, endpoint *string, name string) (*deployment, error) {
+	client := cloudformation.NewFromConfig(cfg, func(o *cloudformation.Options) {
+		if endpoint != nil {
+			o.BaseEndpoint = endpoint
+		}
+	})
+	out, err := client.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
 	if err != nil {
 		return nil, fmt.Errorf("error reading the outputs of stack %s: %w", name, err)
 	}

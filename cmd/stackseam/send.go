@@ -169,7 +169,12 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *que
 		dedup = newDedupID()
 	}
 	msg := queue.Outgoing{Body: string(body), GroupID: ev.StackID, DedupID: dedup}
-	if err := queue.Send(ctx, sqs.NewFromConfig(awsCfg), url, []queue.Outgoing{msg}); err != nil {
+	client := sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
+		if e := q.aws.serviceEndpoint(c, "SQS"); e != nil {
+			o.BaseEndpoint = e
+		}
+	})
+	if err := queue.Send(ctx, client, url, []queue.Outgoing{msg}); err != nil {
 		var se *queue.SendError
 		if errors.As(err, &se) && len(se.Failures) == 1 {
 			err = fmt.Errorf("error sending %s to %s: %w", ev.Event, url, se.Failures[0].Err)
