@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -77,15 +78,24 @@ func TestStackNameReadsThroughTheQueryFunction(t *testing.T) {
 	require.Equal(t, exitFail, code)
 	require.Contains(t, stderr, "stack feature-123 does not exist: it was removed at 2024-05-01 12:01:50 UTC")
 
+	// --follow polls the function with the last cursor; the stack was removed, so it prints the
+	// timeline the database gives and stops.
+	code, viaInvoke, stderr := runEnv(t, env, now, "history", "--follow", "--output", "json", "feature-123")
+	require.Equal(t, exitOK, code, stderr)
+	code, viaDatabase, stderr := runEnv(t, r.env(), now, "history", "--follow", "--output", "json", "feature-123")
+	require.Equal(t, exitOK, code, stderr)
+	require.Equal(t, viaDatabase, viaInvoke)
+	require.Greater(t, strings.Count(viaInvoke, "\n"), 15)
+
 	// Every read went through the function; the stack was described once per command.
 	invocations := lambdaFake.Invocations("stackseam-query-fn")
-	require.GreaterOrEqual(t, len(invocations), 9)
+	require.GreaterOrEqual(t, len(invocations), 10)
 	for _, call := range invocations {
 		require.Equal(t, "stackseam-query-fn", call.Function)
 		_, bad := query.ParseRequest(call.Payload)
 		require.Nil(t, bad, "the CLI sends strict requests: %s", call.Payload)
 	}
-	require.Len(t, cfn.Calls(), 9)
+	require.Len(t, cfn.Calls(), 10)
 
 	code, stdout, stderr := runEnv(t, env, now, "send", "--stack", "qa", "--event", "ACCESS", "--output", "json")
 	require.Equal(t, exitOK, code, stderr)
