@@ -97,13 +97,21 @@ func runHistory(ctx context.Context, c *cli, cmd *command, args []string) int {
 	return exitOK
 }
 
+// remotePollInterval is the shortest interval between polls of a deployed query function.
+const remotePollInterval = 2 * time.Second
+
 // followHistory prints the timeline as it grows, until the stack is removed
 // or ctx ends.
 func followHistory(ctx context.Context, c *cli, api query.API, id string, asJSON bool) error {
 	r := &historyReader{api: api, id: id}
 	tl := &timeline{w: c.stdout}
 	enc := json.NewEncoder(c.stdout)
-	tick := time.NewTicker(c.pollInterval)
+	every := c.pollInterval
+	if _, remote := api.(*query.Client); remote {
+		// Each poll is a Lambda invocation billed to the deployment and a query on its database.
+		every = max(every, remotePollInterval)
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		entries, err := r.next(ctx)
