@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,12 +56,13 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 	require.NoError(t, err)
 	qa, err := machine.ParseFile(filepath.Join(harness.RepoRoot(t), "machines", "qa-env.yml"))
 	require.NoError(t, err)
-	apply := func(key string, ev message.Event) {
-		_, err := rw.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: key, Event: ev},
+	apply := func(key string, ev message.Event) *engine.Stack {
+		res, err := rw.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: key, Event: ev},
 			func(cur *engine.Stack) (engine.Decision, error) {
 				return engine.Apply(engine.Input{Stack: cur, Machine: qa, Event: ev, Now: time.Now().UTC(), NewRunID: newID}), nil
 			})
 		require.NoError(t, err)
+		return res.Decision.Stack
 	}
 	apply("m1", message.Event{StackID: "qa-1", Event: "LAUNCH", Machine: "qa-env", Metadata: message.Metadata{"appVersion": "2.4.1"}})
 	apply("m2", message.Event{StackID: "qa-2", Event: "LAUNCH", Machine: "qa-env"})
@@ -143,6 +146,32 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "stack never-was does not exist")
 
+	// Following a live stack: the CLI polls the function with its cursor and stops when the
+	// stack is removed.
+	follow := exec.Command(cli, "history", "--follow", "qa-2")
+	follow.Env = cliEnv
+	var followed syncBuffer
+	follow.Stdout, follow.Stderr = &followed, &followed
+	require.NoError(t, follow.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- follow.Wait() }()
+	require.Eventually(t, func() bool { return strings.Contains(followed.String(), "task deploy dispatched") },
+		time.Minute, 50*time.Millisecond, "the follower printed the timeline so far: %s", followed.String())
+	teardown := apply("m4", message.Event{StackID: "qa-2", Event: "DESTROY"})
+	require.Len(t, teardown.Tasks, 1)
+	apply("m5", message.Event{StackID: "qa-2", Event: message.EventTaskCompleted, TaskRunID: teardown.Tasks[0].RunID,
+		Task: &message.TaskSpec{Name: teardown.Tasks[0].Name}})
+	select {
+	case err := <-exited:
+		require.NoError(t, err, followed.String())
+	case <-time.After(time.Minute):
+		_ = follow.Process.Kill()
+		t.Fatalf("history --follow did not stop after the removal: %s", followed.String())
+	}
+	require.Contains(t, followed.String(), "DESTROY: DEPLOY → TEARDOWN")
+	require.Contains(t, followed.String(), "removed in TEARDOWN")
+	require.Equal(t, 1, strings.Count(followed.String(), "created by LAUNCH"), "each entry printed once")
+
 	// A request the function refuses, sent as any Invoke caller could: strict parsing answers
 	// with the reason, and the invocation itself succeeds.
 	res, err := rie.Invoke(ctx, []byte(`{"stacks": {"limit": 1, "schema": "other"}}`))
@@ -155,8 +184,8 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 
 	// Every invocation went to the deployed name, in Lambda mode, over TLS.
 	calls := lambdaFake.Invocations("Deployed-Query-abc123")
-	require.Len(t, calls, 5, "stacks, show, history (a page, then the stack), show of a missing stack")
-	require.Equal(t, []string{"Deployed", "Deployed", "Deployed", "Deployed"}, cfn.Calls())
+	require.Greater(t, len(calls), 6, "stacks, show, history (a page, then the stack), show of a missing stack, and the follower's polls")
+	require.Equal(t, []string{"Deployed", "Deployed", "Deployed", "Deployed", "Deployed"}, cfn.Calls())
 	require.Regexp(t, `"msg":"query function ready".*"lambda":true`, rie.Output())
 	require.Contains(t, rie.Output(), fmt.Sprintf("Memory Size: %d MB", memory))
 	var encrypted, plain int
@@ -164,4 +193,22 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 		FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = $1`, db.User).Scan(&encrypted, &plain))
 	require.Zero(t, plain, "every connection of the database user is encrypted")
 	require.Positive(t, encrypted)
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

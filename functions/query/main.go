@@ -91,7 +91,11 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		}
 		return resp, nil
 	}
-	// The runtime never returns; SIGTERM (the environment shutting down) closes the pool.
-	lambda.StartWithOptions(handler, lambda.WithEnableSIGTERM(st.Close), lambda.WithContext(ctx))
+	// WithEnableSIGTERM makes Lambda send SIGTERM before it shuts the environment down; main's
+	// signal.NotifyContext turns it into ctx being done, and the pool is closed on the way out.
+	// The runtime loop exits the process itself if it fails.
+	go lambda.StartWithOptions(handler, lambda.WithEnableSIGTERM(), lambda.WithContext(ctx))
+	<-ctx.Done()
+	st.Close()
 	return nil
 }
