@@ -66,4 +66,13 @@ stuck-2  feature-env  PROVISION  seed-database    run-4  settled by dead-letter 
 	code, stdout, _ = runEnv(t, r.env(), now, "stacks", "--stuck", "--machine", "qa-env")
 	require.Equal(t, exitOK, code)
 	require.Equal(t, "no stuck stacks\n", stdout)
+
+	// Through a deployed query function (--stack-name), the same answers.
+	remote, _, _ := deployedEnv(t, r)
+	for _, args := range [][]string{{"stacks", "--stuck"}, {"stacks", "--stuck", "--since", "48h", "--output", "json"}} {
+		_, viaDatabase, _ := runEnv(t, r.env(), now, args...)
+		code, viaInvoke, stderr := runEnv(t, remote, now, args...)
+		require.Equal(t, exitOK, code, stderr)
+		require.Equal(t, viaDatabase, viaInvoke, "%v", args)
+	}
 }
