@@ -132,6 +132,13 @@ func TestStackNameFailuresAndPrecedence(t *testing.T) {
 	require.Equal(t, exitFail, code)
 	require.Contains(t, stderr, "stack Gone is DELETE_COMPLETE")
 
+	// A function that fails (its database is down) is a failure with the function's message.
+	lambdaFake.Fails("broken-fn", "errorString", "query failed: error listing stacks: connection refused")
+	cfn.Put("Broken", harness.FakeStack{Outputs: map[string]string{deployed.OutputQueryFunctionName: "broken-fn"}})
+	code, _, stderr = runEnv(t, env, now, "stacks", "--stack-name", "Broken")
+	require.Equal(t, exitFail, code)
+	require.Contains(t, stderr, "the query function broken-fn failed: query failed: error listing stacks: connection refused")
+
 	// A request the function refuses comes back as its reason.
 	code, _, stderr = runEnv(t, env, now, "show", "not a stack id")
 	require.Equal(t, exitFail, code)
