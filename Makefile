@@ -4,7 +4,7 @@
 GO ?= go
 # The Lambda functions built when their directory holds a main package, so
 # this file works before and after each function exists.
-FUNCTIONS := statemanager satisfier
+FUNCTIONS := statemanager satisfier query
 LAMBDA_ENV := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
 # The functions' Lambda build flags: internal/lambdabuild.Flags, which the construct's bundling
 # uses, must be the same (a test in internal/lambdabuild checks it).

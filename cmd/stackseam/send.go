@@ -159,12 +159,11 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, sf *se
 	if _, err := message.ParseEvent(body); err != nil {
 		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), message.ErrInvalid.Error()+": "))
 	}
-	url, err := q.queueURL(c)
+	url, awsCfg, err := q.resolve(ctx, c)
 	if err != nil {
-		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
-	}
-	awsCfg, err := q.aws.config(ctx, c)
-	if err != nil {
+		if errors.Is(err, errNoQueue) {
+			return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
+		}
 		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
 		return exitCode(err)
 	}
@@ -173,7 +172,12 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, sf *se
 		dedup = newDedupID()
 	}
 	msg := queue.Outgoing{Body: string(body), GroupID: ev.StackID, DedupID: dedup}
-	if err := queue.Send(ctx, sqs.NewFromConfig(awsCfg), url, []queue.Outgoing{msg}); err != nil {
+	client := sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
+		if e := q.aws.serviceEndpoint(c, "SQS"); e != nil {
+			o.BaseEndpoint = e
+		}
+	})
+	if err := queue.Send(ctx, client, url, []queue.Outgoing{msg}); err != nil {
 		var se *queue.SendError
 		if errors.As(err, &se) && len(se.Failures) == 1 {
 			err = fmt.Errorf("error sending %s to %s: %w", ev.Event, url, se.Failures[0].Err)
