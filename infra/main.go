@@ -36,7 +36,6 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	stackseam "github.com/stackseam/stackseam/constructs"
-	"github.com/stackseam/stackseam/constructs/deployed"
 )
 
 func main() {
@@ -222,14 +221,11 @@ func build(app awscdk.App, cfg config) (err error) {
 	output := func(id, description string, value *string) {
 		awscdk.NewCfnOutput(stack, jsii.String(id), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(description)})
 	}
-	// The CLI's --stack-name reads the outputs named by constructs/deployed.
-	output(deployed.OutputEventQueueURL, "Publish events here (FIFO: message group id = stack id)", seam.EventQueue.QueueUrl())
+	// The outputs the CLI's --stack-name reads.
+	seam.AddOperatorOutputs()
 	output("EventDeadLetterQueueUrl", "Events the state manager gave up on", seam.EventDeadLetterQueue.QueueUrl())
 	output("TaskQueueUrl", "Task messages for the satisfier", seam.TaskQueue.QueueUrl())
 	output("TaskDeadLetterQueueUrl", "Task messages the satisfier gave up on", seam.TaskDeadLetterQueue.QueueUrl())
-	output(deployed.OutputBucketName, "machines/, Terraform sources and state, logs/", seam.Bucket.BucketName())
-	output(deployed.OutputQueryFunctionName, "The query function: stackseam stacks|show|history --stack-name invoke it (GrantRead)", seam.QueryFunction.FunctionName())
-	output(deployed.OutputQueryFunctionArn, "The query function's ARN", seam.QueryFunction.FunctionArn())
 	output("DatabaseSecretArn", "The database connection (RDS format)", seam.DatabaseSecret.SecretArn())
 	output("StateManagerFunction", "The state manager function", seam.StateManager.FunctionName())
 	output("SatisfierFunction", "The satisfier function", seam.Satisfier.FunctionName())
