@@ -138,7 +138,7 @@ type entry struct {
 
 // historyReader reads a stack's history and rejections incrementally.
 type historyReader struct {
-	st            *store.Store
+	st            historySource
 	id            string
 	lastHistory   int64
 	lastRejection int64

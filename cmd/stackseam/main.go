@@ -67,6 +67,7 @@ var commands = []*command{
 	stacksCommand,
 	showCommand,
 	historyCommand,
+	consoleCommand,
 }
 
 func main() {
