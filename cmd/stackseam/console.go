@@ -106,11 +106,11 @@ func runConsole(ctx context.Context, c *cli, cmd *command, args []string) int {
 
 // consoleFlags are the console's settings once parsed.
 type consoleFlags struct {
-	db                                                             *databaseFlags
-	allow                                                          bool
+	db                                                               *databaseFlags
+	allow                                                            bool
 	operator, logBucket, machinesDir, machinesBucket, machinesPrefix string
-	queueURL                                                       string
-	loopback                                                       bool
+	queueURL                                                         string
+	loopback                                                         bool
 }
 
 // newConsoleFromFlags connects what the console reads and, with actions, what it writes. AWS is
