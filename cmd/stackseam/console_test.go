@@ -50,7 +50,10 @@ func setupConsole(t *testing.T, configure func(*consoleServer)) *consoleBundle {
 		configure(srv)
 	}
 	ts := httptest.NewServer(srv.handler())
-	t.Cleanup(ts.Close)
+	t.Cleanup(func() {
+		ts.CloseClientConnections() // a browser's live stream would otherwise hold Close up
+		ts.Close()
+	})
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &consoleBundle{rec: rec, srv: srv, ts: ts, client: client, dir: dir}
 }
