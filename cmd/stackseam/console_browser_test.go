@@ -106,13 +106,20 @@ func TestConsoleInABrowser(t *testing.T) {
 	evil := `<img src=x onerror="document.title='pwned'">`
 	b.rec.apply(3*time.Hour, message.Event{StackID: "qa", Event: "UPDATE", Metadata: message.Metadata{"note": evil}})
 
-	// The stacks page lists the stacks, then a stack launched now appears and reaches RUN live.
+	// A message parked for feature-9 makes it stuck.
+	_, err := b.rec.st.Pool().Exec(context.Background(), `INSERT INTO parked_outbox (id, stack_id, destination, body, created_at, parked_at, reason)
+		VALUES (999999, 'feature-9', 'task', '{}', now(), now(), 'the task message is larger than the queue accepts')`)
+	require.NoError(t, err)
+
+	// The stacks page lists the stacks, stuck ones marked, then a stack launched now appears and reaches RUN live.
 	do(t, ctx,
 		chromedp.Navigate(b.ts.URL+"/#/stacks"),
-		chromedp.WaitVisible(`tr[data-stack="feature-9"]`),
+		chromedp.WaitVisible(`tr.stuck[data-stack="feature-9"]`),
 		chromedp.WaitVisible(`#live.on`),
 	)
 	require.Equal(t, "read-only", value(t, ctx, chromedp.Text(`#mode`)))
+	require.Contains(t, value(t, ctx, chromedp.Text(`tr.stuck[data-stack="feature-9"]`)), "larger than the queue accepts")
+	require.Equal(t, 1, value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('tr.stuck').length`)))
 	s := b.rec.apply(3*time.Hour, message.Event{StackID: "browser-1", Event: "LAUNCH", Machine: "qa-env"})
 	do(t, ctx, chromedp.WaitVisible(`tr[data-stack="browser-1"][data-state="DEPLOY"]`))
 	s = completeTasks(b.rec, 3*time.Hour, s)
@@ -140,7 +147,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	invalid := "version: \"1\"\nevents: [GO]\nstates:\n  INIT:\n    on:\n      GO:\n        - action: advance\n          state: NOWHERE\n"
 	do(t, ctx,
 		chromedp.Navigate(b.ts.URL+"/#/machine/scratch"),
-		chromedp.WaitVisible(`#editor`),
+		chromedp.WaitVisible(`#editor[data-loaded]`),
 		chromedp.SendKeys(`#editor`, invalid),
 		chromedp.WaitVisible(`#problems li.problem[data-line="8"]`),
 	)

@@ -2,15 +2,18 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -442,4 +445,95 @@ func TestConsoleServesTaskLogsFromS3(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, res.StatusCode)
 	res = b.get(t, "/api/log?stack=feature-123&run="+url.QueryEscape(s.Runs[1].RunID), nil)
 	require.Equal(t, http.StatusNotFound, res.StatusCode, "no log stored for that run")
+}
+
+// lockedBuffer is a bytes.Buffer a running command writes while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startConsoleCommand runs `stackseam console ARGS` in-process until the test ends and returns
+// the URL it printed.
+func startConsoleCommand(t *testing.T, env map[string]string, args ...string) (url string, stdout *lockedBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errOut := &lockedBuffer{}, &lockedBuffer{}
+	c := &cli{stdout: out, stderr: errOut, getenv: func(k string) string { return env[k] }, now: time.Now, pollInterval: 20 * time.Millisecond}
+	done := make(chan int, 1)
+	go func() { done <- c.run(ctx, append([]string{"console"}, args...)) }()
+	t.Cleanup(func() {
+		cancel()
+		require.Equal(t, exitOK, <-done, errOut.String())
+	})
+	for {
+		if _, rest, ok := strings.Cut(out.String(), "open "); ok {
+			line, _, _ := strings.Cut(rest, "\n")
+			return line, out
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("stackseam console exited %d: %s", code, errOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func TestConsoleCommandBindsLoopbackAndAsksForATokenElsewhere(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder(t)
+	rec.record()
+	env := map[string]string{"DATABASE_URL": rec.url, "MACHINES_DIR": "../../machines", "STACKSEAM_OPERATOR": "ops-bot"}
+
+	u, out := startConsoleCommand(t, env, "--listen", "127.0.0.1:0")
+	require.Regexp(t, `^http://127\.0\.0\.1:\d+/$`, u)
+	require.Contains(t, out.String(), "read-only")
+	res, err := http.Get(u + "api/stacks")
+	require.NoError(t, err)
+	var list stacksJSON
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&list))
+	res.Body.Close()
+	require.Len(t, list.Stacks, 2)
+
+	u, out = startConsoleCommand(t, env, "--listen", "0.0.0.0:0", "--allow-actions", "--queue-url", "http://127.0.0.1:1/q", "--region", "us-east-1")
+	require.Regexp(t, `^http://localhost:\d+/\?token=[0-9a-f]{48}$`, u)
+	require.Contains(t, out.String(), "needs this token")
+	require.Contains(t, out.String(), "operator ops-bot")
+	base, _, _ := strings.Cut(u, "?")
+	res, err = http.Get(base + "api/session")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode)
+	// A browser opening the printed URL gets a cookie and keeps working without the token.
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	browserish := &http.Client{Jar: jar}
+	res, err = browserish.Get(u)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, base, res.Request.URL.String(), "the token left the address")
+	res, err = browserish.Get(base + "api/session")
+	require.NoError(t, err)
+	var sess sessionJSON
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&sess))
+	res.Body.Close()
+	require.True(t, sess.AllowActions)
+	require.Equal(t, "ops-bot", sess.Operator)
+
+	code, _, stderr := runEnv(t, env, now, "console", "--listen", "127.0.0.1:0", "--allow-actions")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "--allow-actions needs the event queue")
 }

@@ -355,11 +355,12 @@ function machinePage(view, name) {
   let seq = 0;
 
   view.append(el('p', {}, el('a', { href: '#/machines' }, '← all machines')), el('h1', {}, name),
-    el('div', { class: 'split' },
-      el('section', { 'aria-label': 'Graph' }, el('h2', {}, 'Graph'), graph, counts),
+    el('section', { 'aria-label': 'Graph' }, el('h2', {}, 'Graph'), graph),
+    el('div', { class: 'split wide-left' },
       el('section', { 'aria-label': 'Editor' }, el('h2', {}, el('label', { for: 'editor' }, 'Machine file')),
         el('div', { class: 'editor' }, gutter, text), verdict, problems,
-        session.allowActions ? [save, saveStatus] : el('p', { class: 'sub' }, 'Read-only console: start it with --allow-actions to save.'))));
+        session.allowActions ? [save, saveStatus] : el('p', { class: 'sub' }, 'Read-only console: start it with --allow-actions to save.')),
+      el('section', { 'aria-label': 'Stacks in each state' }, counts)));
 
   function drawGutter() {
     const n = text.value.split('\n').length;
@@ -410,7 +411,7 @@ function machinePage(view, name) {
     drawGutter();
   }
   const checkSoon = debounce(check, 300);
-  text.addEventListener('input', () => { drawGutter(); save.disabled = true; checkSoon(); });
+  text.addEventListener('input', () => { text.dataset.edited = '1'; drawGutter(); save.disabled = true; checkSoon(); });
   text.addEventListener('scroll', () => { gutter.scrollTop = text.scrollTop; });
   text.addEventListener('keydown', (e) => {
     // Tab indents (YAML wants spaces); Escape then Tab leaves the editor, so the keyboard is never trapped.
@@ -451,7 +452,9 @@ function machinePage(view, name) {
       states.map((s) => el('tr', {}, el('td', {}, s), el('td', { class: 'num' }, c[s] || 0))))));
     drawGraph();
     if (first) {
-      text.value = m.body;
+      // Typing before the file arrived wins over the file.
+      if (!text.dataset.edited) text.value = m.body;
+      text.dataset.loaded = '1';
       drawGutter();
       check();
     }
