@@ -142,7 +142,12 @@ func (d dirMachines) List(_ context.Context) ([]string, error) {
 	return names, nil
 }
 
+// path returns the file of machine name, or "" when there is none. A name that is not a machine
+// name never becomes a path (no "../").
 func (d dirMachines) path(name string) string {
+	if !validMachineName(name) {
+		return ""
+	}
 	for _, ext := range []string{".yml", ".yaml"} {
 		p := filepath.Join(d.dir, name+ext)
 		if _, err := os.Stat(p); err == nil {
@@ -165,6 +170,9 @@ func (d dirMachines) Read(_ context.Context, name string) (string, []byte, error
 }
 
 func (d dirMachines) Write(_ context.Context, name string, body []byte) error {
+	if !validMachineName(name) {
+		return fmt.Errorf("%q cannot name a machine file", name)
+	}
 	p := d.path(name)
 	if p == "" {
 		p = filepath.Join(d.dir, name+".yml")
@@ -261,6 +269,9 @@ func (m *s3Machines) Read(ctx context.Context, name string) (string, []byte, err
 }
 
 func (m *s3Machines) Write(ctx context.Context, name string, body []byte) error {
+	if !validMachineName(name) {
+		return fmt.Errorf("%q cannot name a machine file", name)
+	}
 	keys, err := m.keys(ctx)
 	if err != nil {
 		return err

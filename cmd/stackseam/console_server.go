@@ -401,19 +401,25 @@ func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
 	writeAPI(w, http.StatusOK, out)
 }
 
-// stackMachine returns the machine a stack runs on: the version it last ran on, else the file
-// as it is now.
+// stackMachine returns the machine the state manager applies a stack's next event with: the file
+// as it is now when it is valid and still has the stack's state, else the version the stack last
+// ran on (README.md, "When a machine file changes").
 func (s *consoleServer) stackMachine(ctx context.Context, st *engine.Stack) (*machine.Machine, error) {
+	loc, body, err := s.machines.Read(ctx, st.Machine)
+	if err == nil {
+		if m, perr := machine.Parse(st.Machine, loc, body); perr == nil && m.States[st.State] != nil {
+			return m, nil
+		}
+	}
 	if st.MachineHash != "" {
-		if name, body, err := s.data.MachineVersion(ctx, st.MachineHash); err == nil {
+		if name, body, verr := s.data.MachineVersion(ctx, st.MachineHash); verr == nil {
 			return machine.Parse(name, "", body)
 		}
 	}
-	loc, body, err := s.machines.Read(ctx, st.Machine)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = fmt.Errorf("machine %s has no valid version with state %s", st.Machine, st.State)
 	}
-	return machine.Parse(st.Machine, loc, body)
+	return nil, err
 }
 
 // accepts lists the events a stack's current state handles; none when its machine cannot be
@@ -461,7 +467,9 @@ func (s *consoleServer) log(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	bucket = first(bucket, s.logBucket)
+	// The configured bucket wins: a result names its log, but a forged result should not point
+	// the console at another bucket.
+	bucket = first(s.logBucket, bucket)
 	switch {
 	case key == "":
 		httpError(w, http.StatusNotFound, fmt.Sprintf("stack %s has no task run %s", id, runID))
@@ -665,6 +673,10 @@ func (s *consoleServer) machineFile(w http.ResponseWriter, r *http.Request) {
 func (s *consoleServer) machineGraph(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := r.URL.Query().Get("name")
+	if !validMachineName(name) {
+		httpError(w, http.StatusBadRequest, "name a machine: ?name=")
+		return
+	}
 	loc, body, err := s.machines.Read(ctx, name)
 	if errors.Is(err, os.ErrNotExist) {
 		httpError(w, http.StatusNotFound, err.Error())

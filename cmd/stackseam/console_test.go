@@ -392,6 +392,13 @@ func TestConsoleMachinesAndGraph(t *testing.T) {
 	require.Contains(t, string(svg), "<svg")
 	require.Contains(t, string(svg), "1 stack", "DEPROVISION shows its one stack")
 	require.Contains(t, string(svg), "0 stacks")
+
+	// Names that are no machine names never reach the file system.
+	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(b.dir), "outside.yml"), []byte("x"), 0o644))
+	for _, path := range []string{"/api/machine/graph.svg?name=../outside", "/api/machine?name=../outside", "/api/machine?name="} {
+		res := b.get(t, path, nil)
+		require.Equal(t, http.StatusBadRequest, res.StatusCode, path)
+	}
 }
 
 func TestConsoleLiveStreamAnnouncesChanges(t *testing.T) {

@@ -470,15 +470,11 @@ function connectLive() {
   const live = document.getElementById('live');
   const es = new EventSource('/api/live');
   const refreshSoon = debounce(() => { if (current && current.refresh) current.refresh(); }, 150);
-  let first = true;
   es.addEventListener('open', () => { live.textContent = 'live'; live.className = 'live on'; });
-  es.addEventListener('change', () => {
-    live.textContent = 'live'; live.className = 'live on';
-    if (first) { first = false; return; } // the page just loaded what this mark says
-    refreshSoon();
-  });
+  // Every mark refreshes, the first one too: the page may have loaded just before a change.
+  es.addEventListener('change', () => { live.textContent = 'live'; live.className = 'live on'; refreshSoon(); });
   es.addEventListener('trouble', (e) => { live.textContent = 'database trouble: ' + JSON.parse(e.data); live.className = 'live off'; });
-  es.addEventListener('error', () => { live.textContent = 'reconnecting…'; live.className = 'live off'; first = false; });
+  es.addEventListener('error', () => { live.textContent = 'reconnecting…'; live.className = 'live off'; });
 }
 
 async function start() {
