@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -35,7 +36,9 @@ type historySource interface {
 // a read API in front of the database can stand in for it without the handlers changing.
 type consoleData interface {
 	historySource
-	ListStacks(ctx context.Context, opts store.ListOptions) ([]*engine.Stack, error)
+	// StackSummaries returns the live stacks f selects, ordered by id, at most f.Limit of them,
+	// and how many f selects in all. Overdue names the pending tasks past their deadline at now.
+	StackSummaries(ctx context.Context, f stackFilter, now time.Time) (list []stackSummary, total int, err error)
 	GetStack(ctx context.Context, id string) (*engine.Stack, error)
 	SettledRuns(ctx context.Context, since time.Time) ([]store.SettledRun, error)
 	// Troubles returns, per stack id, what went wrong with it since since that its task list
@@ -50,8 +53,56 @@ type consoleData interface {
 	ChangeMark(ctx context.Context) (string, error)
 }
 
+// stackFilter narrows StackSummaries; zero fields select everything.
+type stackFilter struct {
+	Machine, State string
+	// IDContains keeps the stacks whose id contains it, ignoring case.
+	IDContains string
+	Limit      int
+}
+
+// stackSummary is what the stacks page shows of one stack: its row without metadata, and the task
+// counts.
+type stackSummary struct {
+	ID, Machine, State                        string
+	CreatedAt, StateEnteredAt, LastActivityAt time.Time
+	Pending, Failed                           int
+	// Overdue names the pending tasks past their deadline.
+	Overdue []string
+}
+
 // dbData is consoleData on the state manager's database.
 type dbData struct{ *store.Store }
+
+// StackSummaries counts tasks in SQL and leaves metadata in the database, so a page of thousands
+// of stacks decodes no JSON.
+func (d dbData) StackSummaries(ctx context.Context, f stackFilter, now time.Time) ([]stackSummary, int, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	rows, _ := d.Pool().Query(ctx, `
+		SELECT id, machine, state, created_at, state_entered_at, last_activity_at,
+			(SELECT count(*)::int FROM jsonb_array_elements(tasks) t WHERE t->>'status' = 'pending'),
+			(SELECT count(*)::int FROM jsonb_array_elements(tasks) t WHERE t->>'status' = 'failed'),
+			coalesce((SELECT array_agg(t->>'name') FROM jsonb_array_elements(tasks) t
+				WHERE t->>'status' = 'pending' AND (t->>'deadline')::timestamptz <= $5), '{}'),
+			count(*) OVER ()::int
+		FROM stacks
+		WHERE ($1 = '' OR machine = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR strpos(lower(id), lower($3)) > 0)
+		ORDER BY id LIMIT $4`, f.Machine, f.State, f.IDContains, limit, now)
+	total := 0
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (stackSummary, error) {
+		var s stackSummary
+		err := row.Scan(&s.ID, &s.Machine, &s.State, &s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt,
+			&s.Pending, &s.Failed, &s.Overdue, &total)
+		return s, err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("error listing stacks: %w", err)
+	}
+	return list, total, nil
+}
 
 func (d dbData) Troubles(ctx context.Context, since time.Time) (map[string][]string, error) {
 	rows, _ := d.Pool().Query(ctx, `

@@ -248,12 +248,13 @@ type stacksJSON struct {
 func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	list, err := s.data.ListStacks(ctx, store.ListOptions{Machine: q.Get("machine"), State: q.Get("state")})
+	now := s.now()
+	list, total, err := s.data.StackSummaries(ctx, stackFilter{Machine: q.Get("machine"), State: q.Get("state"),
+		IDContains: q.Get("q"), Limit: maxListed}, now)
 	if err != nil {
 		httpError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	now := s.now()
 	settled, err := s.data.SettledRuns(ctx, now.Add(-stuckWindow))
 	if err != nil {
 		httpError(w, http.StatusBadGateway, err.Error())
@@ -273,8 +274,7 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 	for _, r := range settled {
 		why[r.StackID] = append(why[r.StackID], fmt.Sprintf("task %s failed by the state manager (%s): %s", r.Task, r.SettledBy, oneLine(r.Reason, 200)))
 	}
-	search := strings.ToLower(q.Get("q"))
-	out := stacksJSON{Now: now.UTC(), Stacks: []stackRowJSON{}, Machines: map[string][]string{}}
+	out := stacksJSON{Now: now.UTC(), Stacks: []stackRowJSON{}, Total: total, Machines: map[string][]string{}}
 	for m, states := range counts {
 		for st := range states {
 			out.Machines[m] = append(out.Machines[m], st)
@@ -282,20 +282,10 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 		sort.Strings(out.Machines[m])
 	}
 	for _, st := range list {
-		if search != "" && !strings.Contains(strings.ToLower(st.ID), search) {
-			continue
-		}
-		out.Total++
-		if len(out.Stacks) >= maxListed {
-			continue
-		}
-		pending, failed := countTasks(st.Tasks)
-		row := stackRowJSON{ID: st.ID, Machine: st.Machine, State: st.State, Pending: pending, Failed: failed,
+		row := stackRowJSON{ID: st.ID, Machine: st.Machine, State: st.State, Pending: st.Pending, Failed: st.Failed,
 			CreatedAt: st.CreatedAt.UTC(), StateEnteredAt: st.StateEnteredAt.UTC(), LastActivityAt: st.LastActivityAt.UTC()}
-		for _, t := range st.Tasks {
-			if t.Status == message.TaskPending && t.Deadline != nil && !t.Deadline.After(now) {
-				row.Stuck = append(row.Stuck, fmt.Sprintf("task %s is overdue since %s and not settled yet", t.Name, formatTime(*t.Deadline)))
-			}
+		for _, task := range st.Overdue {
+			row.Stuck = append(row.Stuck, fmt.Sprintf("task %s is overdue and not settled yet", task))
 		}
 		row.Stuck = append(row.Stuck, why[st.ID]...)
 		row.Stuck = append(row.Stuck, troubles[st.ID]...)
