@@ -544,3 +544,47 @@ func TestConsoleCommandBindsLoopbackAndAsksForATokenElsewhere(t *testing.T) {
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, stderr, "--allow-actions needs the event queue")
 }
+
+func TestConsoleMachinesInABucket(t *testing.T) {
+	t.Parallel()
+	bucket := harness.CreateBucket(t, "console-machines")
+	harness.UploadDir(t, bucket, "machines/", "../../machines")
+	b := setupConsole(t, func(s *consoleServer) {
+		s.allowActions = true
+		s.machines = &s3Machines{client: harness.S3Client(t), bucket: bucket, prefix: "machines/"}
+	})
+	var list []machineSummaryJSON
+	b.get(t, "/api/machines", &list)
+	var names []string
+	for _, m := range list {
+		names = append(names, m.Name)
+		require.True(t, m.Valid, m.Name)
+	}
+	require.Equal(t, []string{"feature-env", "qa-env"}, names)
+
+	var file machineFileJSON
+	b.get(t, "/api/machine?name=qa-env", &file)
+	require.Equal(t, "s3://"+bucket+"/machines/qa-env.yml", file.Location)
+	changed := file.Body + "\n# saved from the console\n"
+	code, body := b.post(t, "/api/machine/save", machineBodyJSON{Name: "qa-env", Body: changed}, nil)
+	require.Equal(t, http.StatusOK, code, body)
+	got, ok := harness.ReadObject(t, bucket, "machines/qa-env.yml")
+	require.True(t, ok)
+	require.Equal(t, changed, got)
+}
+
+func TestTailBufferKeepsTheEnd(t *testing.T) {
+	t.Parallel()
+	tb := &tailBuffer{max: 10}
+	for i := 0; i < 7; i++ {
+		_, _ = tb.Write([]byte("abcd"))
+	}
+	text, cut := tb.tail()
+	require.Equal(t, "cdabcdabcd", string(text))
+	require.True(t, cut)
+	tb = &tailBuffer{max: 10}
+	_, _ = tb.Write([]byte("short"))
+	text, cut = tb.tail()
+	require.Equal(t, "short", string(text))
+	require.False(t, cut)
+}
