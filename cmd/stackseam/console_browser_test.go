@@ -162,6 +162,24 @@ func TestConsoleInABrowser(t *testing.T) {
 	screenshot(t, ctx, "machine")
 	do(t, ctx, chromedp.Navigate(b.ts.URL+"/#/machines"), chromedp.WaitVisible(`section[data-machine="qa-env"]`))
 	screenshot(t, ctx, "machines")
+
+	// Every page labels its controls, and on a phone's width none is wider than the screen
+	// (wide tables scroll inside their own box).
+	unlabelled := `[...document.querySelectorAll('#view input, #view select, #view textarea')].filter(e => !e.labels || !e.labels.length).length`
+	fits := `document.documentElement.scrollWidth <= window.innerWidth`
+	for _, page := range []struct{ hash, ready string }{
+		{"#/stacks", `tr[data-stack="browser-1"]`},
+		{"#/stack/feature-9", `#timeline`},
+		{"#/machines", `section[data-machine="qa-env"]`},
+		{"#/machine/qa-env", `#editor[data-loaded]`},
+	} {
+		do(t, ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(b.ts.URL+"/"+page.hash), chromedp.WaitVisible(page.ready))
+		require.Zero(t, value(t, ctx, chromedp.Evaluate[int](unlabelled)), page.hash)
+		do(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(b.ts.URL+"/"+page.hash), chromedp.WaitVisible(page.ready))
+		require.True(t, value(t, ctx, chromedp.Evaluate[bool](fits)), "%s is wider than a phone", page.hash)
+	}
+	do(t, ctx, chromedp.Navigate(b.ts.URL+"/#/stacks"), chromedp.WaitVisible(`tr[data-stack="browser-1"]`))
+	screenshot(t, ctx, "stacks-phone")
 }
 
 // do runs browser steps and fails the test at the first that fails.

@@ -174,16 +174,17 @@ function stacksPage(view, params) {
       (data.total > data.stacks.length ? ' (first ' + data.stacks.length + ' shown: narrow the filters)' : '');
     tbody.replaceChildren(...rows.map((s) => {
       const stuckNow = s.stuck && s.stuck.length;
+      // data-label names each cell where a phone shows rows as cards (app.css).
       return el('tr', { class: stuckNow ? 'stuck' : '', 'data-stack': s.id, 'data-state': s.state },
         el('td', { class: 'id' }, stackLink(s.id)),
-        el('td', {}, s.machine),
-        el('td', {}, s.state),
-        el('td', { class: 'num' }, s.pending),
-        el('td', { class: 'num' }, s.failed ? el('span', { class: 'badge bad' }, s.failed) : '0'),
-        el('td', {}, since(data.now, s.createdAt)),
-        el('td', {}, since(data.now, s.stateEnteredAt)),
-        el('td', {}, since(data.now, s.lastActivityAt)),
-        el('td', {}, stuckNow ? [el('span', { class: 'badge warn' }, 'stuck'), el('ul', { class: 'why' }, s.stuck.map((w) => el('li', {}, w)))] : ''));
+        el('td', { 'data-label': 'machine' }, s.machine),
+        el('td', { 'data-label': 'state' }, s.state),
+        el('td', { class: 'num', 'data-label': 'pending' }, s.pending),
+        el('td', { class: 'num', 'data-label': 'failed' }, s.failed ? el('span', { class: 'badge bad' }, s.failed) : '0'),
+        el('td', { 'data-label': 'age' }, since(data.now, s.createdAt)),
+        el('td', { 'data-label': 'in state' }, since(data.now, s.stateEnteredAt)),
+        el('td', { 'data-label': 'idle' }, since(data.now, s.lastActivityAt)),
+        el('td', { class: 'attention' }, stuckNow ? [el('span', { class: 'badge warn' }, 'stuck'), el('ul', { class: 'why' }, s.stuck.map((w) => el('li', {}, w)))] : ''));
     }));
     if (!rows.length) tbody.append(el('tr', {}, el('td', { colspan: 9 }, 'No stacks match.')));
   }
