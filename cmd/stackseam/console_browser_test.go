@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -224,6 +223,10 @@ func TestConsoleInABrowserActionsAndToken(t *testing.T) {
 		chromedp.Click(send),
 		chromedp.WaitVisible(`#confirm`),
 	)
+	do(t, ctx, chromedp.Click(`#confirm-cancel`), chromedp.WaitNotVisible(`#confirm`),
+		chromedp.SendKeys(`#send-meta`, "reason=replaced by 2.4.2"),
+		chromedp.Click(send), chromedp.WaitVisible(`#confirm`))
+	require.Contains(t, value(t, ctx, chromedp.Text(`#confirm-text`)), "Send DESTROY with reason=replaced by 2.4.2 to stack qa")
 	screenshot(t, ctx, "confirm")
 	do(t, ctx, chromedp.Click(`#confirm-ok`))
 	value(t, ctx, chromedp.Poll[bool](`document.querySelector('p.status').textContent.startsWith('Sent')`))
@@ -234,5 +237,9 @@ func TestConsoleInABrowserActionsAndToken(t *testing.T) {
 	out, err := sqsClient.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(queueURL), WaitTimeSeconds: 5, MaxNumberOfMessages: 10})
 	require.NoError(t, err)
 	require.Len(t, out.Messages, 1, "the cancelled confirmation sent nothing")
-	require.True(t, strings.Contains(aws.ToString(out.Messages[0].Body), `"operator":"tester"`), aws.ToString(out.Messages[0].Body))
+	ev, err := message.ParseEvent([]byte(aws.ToString(out.Messages[0].Body)))
+	require.NoError(t, err)
+	require.Equal(t, "DESTROY", ev.Event)
+	require.Equal(t, "tester", ev.Metadata["operator"])
+	require.Equal(t, "replaced by 2.4.2", ev.Metadata["reason"])
 }

@@ -764,6 +764,9 @@ type actionJSON struct {
 	Event   string `json:"event,omitempty"`
 	Pending bool   `json:"pending,omitempty"`
 	Version int64  `json:"version"`
+	// Metadata is merged into the stack's with the event (send only); "operator" is always the
+	// console's.
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 func (s *consoleServer) send(w http.ResponseWriter, r *http.Request) {
@@ -798,6 +801,7 @@ func (s *consoleServer) retry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pending, failed := countTasks(st.Tasks)
+	in.Metadata = nil
 	in.Event = message.EventRetryFailedTasks
 	if in.Pending {
 		in.Event = message.EventRetryPendingTasks
@@ -827,7 +831,19 @@ func (s *consoleServer) actionStack(ctx context.Context, in actionJSON) (*engine
 // an event's metadata, and the stack's metadata keeps the latest operator.
 func (s *consoleServer) publishAction(w http.ResponseWriter, r *http.Request, in actionJSON) {
 	version := in.Version
-	ev := message.Event{StackID: in.Stack, Event: in.Event, IfVersion: &version, Metadata: message.Metadata{"operator": s.operator}}
+	ev := message.Event{StackID: in.Stack, Event: in.Event, IfVersion: &version, Metadata: message.Metadata{}}
+	for k, v := range in.Metadata {
+		ev.Metadata[k] = v
+	}
+	ev.Metadata["operator"] = s.operator
+	body, err := json.Marshal(ev)
+	if err == nil {
+		_, err = message.ParseEvent(body) // what the state manager would reject is refused here
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if err := s.publish(r.Context(), ev); err != nil {
 		httpError(w, http.StatusBadGateway, err.Error())
 		return

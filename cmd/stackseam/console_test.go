@@ -317,6 +317,12 @@ func TestConsoleActionsNeedCSRFAndReachTheQueue(t *testing.T) {
 	require.Equal(t, http.StatusConflict, code, "qa has no failed tasks")
 	require.Contains(t, body["error"], "no failed tasks")
 
+	// Metadata the state manager would refuse is refused here.
+	code, body = b.post(t, "/api/send", map[string]any{"stack": "qa", "event": "DESTROY", "version": version,
+		"metadata": map[string]string{strings.Repeat("k", 200): "v"}}, nil)
+	require.Equal(t, http.StatusBadRequest, code, body)
+
+	send["metadata"] = map[string]string{"reason": "release 2.4.2 replaces it", "operator": "mallory"}
 	code, body = b.post(t, "/api/send", send, map[string]string{"Origin": b.ts.URL, "Sec-Fetch-Site": "same-origin"})
 	require.Equal(t, http.StatusOK, code, body)
 	require.Equal(t, "tester", body["operator"])
@@ -330,7 +336,8 @@ func TestConsoleActionsNeedCSRFAndReachTheQueue(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "DESTROY", ev.Event)
 	require.Equal(t, "qa", ev.StackID)
-	require.Equal(t, "tester", ev.Metadata["operator"])
+	require.Equal(t, "tester", ev.Metadata["operator"], "the operator is the console's, whatever the page sends")
+	require.Equal(t, "release 2.4.2 replaces it", ev.Metadata["reason"])
 	require.NotNil(t, ev.IfVersion)
 	require.Equal(t, version, *ev.IfVersion)
 }

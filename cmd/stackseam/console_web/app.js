@@ -207,8 +207,22 @@ function stacksPage(view, params) {
 
 // ---------- a stack's story ----------
 
+// parseMeta reads KEY=VALUE lines (blank lines skipped) into an object.
+function parseMeta(text) {
+  const out = {};
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const i = line.indexOf('=');
+    if (i <= 0) throw new Error('Metadata lines are KEY=VALUE, not "' + line + '"');
+    out[line.slice(0, i).trim()] = line.slice(i + 1);
+  }
+  return out;
+}
+
 function storyPage(view, id) {
   document.title = id + ' · stackseam console';
+  // One metadata field for the page's life: live refreshes redraw around it and give its focus back.
+  const meta = el('textarea', { id: 'send-meta', rows: 2, placeholder: 'appVersion=2.4.2', spellcheck: 'false' });
   const top = el('div', {});
   const status = el('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
   const logBox = el('section', { id: 'log', 'aria-label': 'Task log' });
@@ -259,16 +273,22 @@ function storyPage(view, id) {
         el('dt', {}, 'created'), el('dd', {}, utc(st.createdAt) + ' (' + since(s.now, st.createdAt) + ' ago)'),
         el('dt', {}, 'version'), el('dd', {}, st.version)));
       if (session.allowActions) {
-        const buttons = s.accepts.map((ev) => el('button', { type: 'button', class: 'danger', onclick: () =>
-          act('send', 'Send ' + ev, { stack: id, event: ev, version: st.version },
-            'Send ' + ev + ' to stack ' + id + ' (state ' + st.state + ', version ' + st.version + ') as ' + session.operator + '?') }, 'Send ' + ev + '…'));
+        const buttons = s.accepts.map((ev) => el('button', { type: 'button', class: 'danger', onclick: () => {
+          let metadata;
+          try { metadata = parseMeta(meta.value); } catch (e) { status.textContent = e.message; return; }
+          const extra = Object.keys(metadata).length ? ' with ' + Object.entries(metadata).map(([k, v]) => k + '=' + v).join(', ') : '';
+          act('send', 'Send ' + ev, { stack: id, event: ev, version: st.version, metadata },
+            'Send ' + ev + extra + ' to stack ' + id + ' (state ' + st.state + ', version ' + st.version + ') as ' + session.operator + '?');
+        } }, 'Send ' + ev + '…'));
         if (st.failedTasks) buttons.push(el('button', { type: 'button', class: 'danger', onclick: () =>
           act('retry', 'Retry', { stack: id, pending: false, version: st.version },
             'Dispatch the ' + st.failedTasks + ' failed task(s) of ' + id + ' again as ' + session.operator + '?') }, 'Retry failed tasks…'));
         if (st.pendingTasks) buttons.push(el('button', { type: 'button', class: 'danger', onclick: () =>
           act('retry', 'Retry', { stack: id, pending: true, version: st.version },
             'Dispatch the ' + st.pendingTasks + ' pending task(s) of ' + id + ' again (their current runs\' results will be ignored) as ' + session.operator + '?') }, 'Retry pending tasks…'));
-        parts.push(el('h2', {}, 'Actions'), buttons.length ? el('div', { class: 'actions' }, buttons) : el('p', { class: 'sub' }, 'The state accepts no event.'));
+        parts.push(el('h2', {}, 'Actions'),
+          s.accepts.length ? el('label', { class: 'meta-input' }, 'Metadata to send with an event (KEY=VALUE, one a line; optional)', meta) : '',
+          buttons.length ? el('div', { class: 'actions' }, buttons) : el('p', { class: 'sub' }, 'The state accepts no event.'));
       }
       const keys = Object.keys(st.metadata || {}).sort();
       parts.push(el('h2', {}, 'Metadata'), keys.length ? el('dl', { class: 'meta', id: 'metadata' },
@@ -304,7 +324,13 @@ function storyPage(view, id) {
       parts.push(el('h2', {}, 'Time in each state'), el('table', {},
         el('tbody', {}, s.states.map((v) => el('tr', {}, el('td', {}, v.state), el('td', {}, duration(v.durationMs) + (v.current ? ' so far (current)' : '')))))));
     }
+    const focused = document.activeElement === meta;
+    const [from, to] = [meta.selectionStart, meta.selectionEnd];
     top.replaceChildren(...parts);
+    if (focused && meta.isConnected) {
+      meta.focus();
+      meta.setSelectionRange(from, to);
+    }
   }
   refresh();
   return { refresh };
