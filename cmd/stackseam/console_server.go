@@ -52,6 +52,27 @@ type consoleServer struct {
 
 	svgMu    sync.Mutex
 	svgCache map[string][]byte
+
+	// markMu guards the change mark shared by every live stream, so the database is asked at
+	// most once per poll however many pages are open.
+	markMu   sync.Mutex
+	mark     string
+	markErr  error
+	markTime time.Time
+}
+
+// changeMark returns the data's change mark, read at most once per poll interval.
+func (s *consoleServer) changeMark(ctx context.Context) (string, error) {
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	if t := time.Now(); t.Sub(s.markTime) >= s.poll || s.markTime.IsZero() {
+		s.mark, s.markErr = s.data.ChangeMark(ctx)
+		s.markTime = t
+		if s.markErr != nil && ctx.Err() != nil {
+			s.markTime = time.Time{} // this page went away; its error is nobody else's
+		}
+	}
+	return s.mark, s.markErr
 }
 
 const (
@@ -511,7 +532,7 @@ func (s *consoleServer) live(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	last, idle := "", 0
 	for {
-		mark, err := s.data.ChangeMark(ctx)
+		mark, err := s.changeMark(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			fmt.Fprintf(w, "event: trouble\ndata: %s\n\n", jsonString(oneLine(err.Error(), 300)))
