@@ -122,6 +122,19 @@ func TestConsoleStacksListsStacksAndMarksStuckOnes(t *testing.T) {
 	require.Equal(t, 1, byID["feature-9"].Failed)
 	require.Len(t, byID["qa"].Stuck, 1)
 	require.Contains(t, byID["qa"].Stuck[0], "message too large for the queue")
+	require.Empty(t, byID["feature-9"].Stuck, "a failed task alone is not stuck: retry is the operator's call")
+
+	// A pending task past its deadline makes its stack stuck too (the page's now is 13:00).
+	_, err = b.rec.st.Pool().Exec(context.Background(),
+		`UPDATE stacks SET tasks = jsonb_set(tasks, '{0,deadline}', '"2024-05-01T12:00:00Z"') WHERE id = 'qa'`)
+	require.NoError(t, err)
+	b.get(t, "/api/stacks?machine=qa-env", &list)
+	require.Equal(t, []string{"task deploy is overdue and not settled yet", byID["qa"].Stuck[0]}, list.Stacks[0].Stuck)
+	_, err = b.rec.st.Pool().Exec(context.Background(),
+		`UPDATE stacks SET tasks = jsonb_set(tasks, '{0,deadline}', '"2024-05-01T14:00:00Z"') WHERE id = 'qa'`)
+	require.NoError(t, err)
+	b.get(t, "/api/stacks?machine=qa-env", &list)
+	require.Len(t, list.Stacks[0].Stuck, 1, "a deadline still ahead is not overdue")
 	require.Equal(t, []string{"DEPROVISION"}, list.Machines["feature-env"])
 
 	// Filters and search run on the server.
