@@ -293,7 +293,7 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 	}
 	why := map[string][]string{}
 	for _, r := range settled {
-		why[r.StackID] = append(why[r.StackID], fmt.Sprintf("task %s failed by the state manager (%s): %s", r.Task, r.SettledBy, oneLine(r.Reason, 200)))
+		why[r.StackID] = append(why[r.StackID], settledText(r))
 	}
 	out := stacksJSON{Now: now.UTC(), Stacks: []stackRowJSON{}, Total: total, Machines: map[string][]string{}}
 	for m, states := range counts {
@@ -313,6 +313,11 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 		out.Stacks = append(out.Stacks, row)
 	}
 	writeAPI(w, http.StatusOK, out)
+}
+
+// settledText says why a run the state manager failed itself makes its stack stuck.
+func settledText(r store.SettledRun) string {
+	return fmt.Sprintf("task %s failed by the state manager (%s): %s", r.Task, r.SettledBy, oneLine(r.Reason, 200))
 }
 
 // storyEntryJSON is one line of a stack's timeline.
@@ -404,8 +409,14 @@ func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
 				out.Troubles = append(out.Troubles, fmt.Sprintf("task %s is overdue since %s and not settled yet", t.Name, formatTime(*t.Deadline)))
 			}
 		}
-		troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow))
-		if err == nil {
+		if settled, err := s.data.SettledRuns(ctx, now.Add(-stuckWindow)); err == nil {
+			for _, r := range settled {
+				if r.StackID == id {
+					out.Troubles = append(out.Troubles, settledText(r))
+				}
+			}
+		}
+		if troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow)); err == nil {
 			out.Troubles = append(out.Troubles, troubles[id]...)
 		}
 	}
