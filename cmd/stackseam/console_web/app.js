@@ -222,6 +222,7 @@ function parseMeta(text) {
 function storyPage(view, id) {
   document.title = id + ' · stackseam console';
   // One metadata field for the page's life: live refreshes redraw around it and give its focus back.
+  let shownKey = null;
   const meta = el('textarea', { id: 'send-meta', rows: 2, placeholder: 'appVersion=2.4.2', spellcheck: 'false' });
   const top = el('div', {});
   const status = el('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
@@ -260,6 +261,11 @@ function storyPage(view, id) {
       top.replaceChildren(el('p', { class: 'error' }, e.message));
       return;
     }
+    // A change elsewhere (another stack's event) leaves this page as it is: redrawing would move
+    // buttons under the pointer and reset what the reader has scrolled to.
+    const key = JSON.stringify([s.entries.length, s.stack && s.stack.version, s.troubles, s.accepts]);
+    if (key === shownKey) return;
+    shownKey = key;
     const parts = [el('p', { class: 'sub', id: 'story-header' }, s.header)];
     if (s.troubles.length) {
       parts.push(el('div', { class: 'notice', role: 'note' }, el('strong', {}, 'Needs attention'),
