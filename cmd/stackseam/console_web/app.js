@@ -129,6 +129,7 @@ function stacksPage(view, params) {
   const tbody = el('tbody', { id: 'stacks-body' });
   const problem = el('div', { role: 'alert' });
   let wanted = { machine: params.get('machine') || '', state: params.get('state') || '' };
+  let shownRows = null;
 
   view.append(
     el('h1', {}, 'Stacks'),
@@ -145,6 +146,10 @@ function stacksPage(view, params) {
 
   function fillSelect(sel, values, chosen, allLabel) {
     const keep = chosen;
+    // Rebuilt only when the choices change: an open drop-down survives live updates.
+    const sig = JSON.stringify([values, keep]);
+    if (sel.dataset.sig === sig) return;
+    sel.dataset.sig = sig;
     sel.replaceChildren(el('option', { value: '' }, allLabel), ...values.map((v) => el('option', { value: v }, v)));
     if (keep && !values.includes(keep)) sel.append(el('option', { value: keep }, keep));
     sel.value = keep;
@@ -169,6 +174,9 @@ function stacksPage(view, params) {
     for (const m of machines) if (!wanted.machine || m === wanted.machine) for (const s of data.machines[m]) states.add(s);
     fillSelect(stateSel, [...states].sort(), wanted.state, 'all states');
     const rows = data.stacks.filter((s) => !stuckOnly.checked || (s.stuck && s.stuck.length));
+    const sig = JSON.stringify([rows, data.total]);
+    if (sig === shownRows) return; // nothing moved: keep the rows (and the pointer's target) as they are
+    shownRows = sig;
     const stuck = data.stacks.filter((s) => s.stuck && s.stuck.length).length;
     summary.textContent = data.total + ' stack' + (data.total === 1 ? '' : 's') + (stuck ? ', ' + stuck + ' stuck' : '') +
       (data.total > data.stacks.length ? ' (first ' + data.stacks.length + ' shown: narrow the filters)' : '');
