@@ -60,6 +60,7 @@ func TestDemoRunsAStackThroughItsLife(t *testing.T) {
 		"time in each state\n  INIT",
 		"task runs\n  provision-infra  PROVISION    attempt 1  completed",
 		"$ stackseam graph feature-env\nflowchart LR\n",
+		"    web console: open http://127.0.0.1:",
 		"==> stopped the functions, the fake Lambda, the emulator and PostgreSQL",
 		"demo finished in ",
 	} {

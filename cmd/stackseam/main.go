@@ -70,6 +70,7 @@ var commands = []*command{
 	stacksCommand,
 	showCommand,
 	historyCommand,
+	consoleCommand,
 }
 
 func main() {
