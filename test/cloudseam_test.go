@@ -1,0 +1,82 @@
+package test
+
+import (
+	"encoding/json"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/internal/fence"
+	"github.com/stackseam/stackseam/test/harness"
+)
+
+// The tests of this file hold what a team moving from CloudSeam relies on
+// (docs/migrating-from-cloudseam.md): its messages, its stack ids and its stored stacks.
+
+// TestCloudSeamShapedResultsSettleTasks: a stack named like a branch (feature/login), published
+// in CloudSeam's shape (action, not event), runs its life on results shaped as CloudSeam's
+// satisfier sends them — the task, no taskRunId — with no result signing key (as CloudSeam ran).
+// Its fence is the S3 object fences/feature/login; a null metadata value removes the key.
+func TestCloudSeamShapedResultsSettleTasks(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{})
+	bucket := harness.CreateBucket(t, "cs-"+t.Name())
+	s.startStateManager(1, "FENCE_BUCKET="+bucket)
+	const id = "feature/login"
+	s.send(id, `{"stackId":"feature/login","machine":"pair","action":"LAUNCH","metadata":{"branch":"feature/login","owner":"ana"}}`)
+	tasks := tasksByName(s.receiveTasks(2))
+	require.Equal(t, id, tasks["infra"].Stack.ID)
+
+	// The fence is one object under fences/, named by the whole stack id.
+	s3c := harness.S3Client(t)
+	obj, err := s3c.GetObject(s.ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(fence.Key(id))})
+	require.NoError(t, err)
+	raw, err := io.ReadAll(obj.Body)
+	require.NoError(t, err)
+	require.Contains(t, string(raw), tasks["infra"].TaskRunID)
+	require.Equal(t, "fences/feature/login", fence.Key(id))
+
+	cloudSeamResult := func(event, task string, extra string) string {
+		spec, err := json.Marshal(tasks[task].Task)
+		require.NoError(t, err)
+		return `{"action":"` + event + `","stackId":"feature/login","task":` + string(spec) + extra + `}`
+	}
+	s.send(id, cloudSeamResult("TASK_COMPLETED", "infra", ""))
+	s.send(id, cloudSeamResult("TASK_ERROR", "dns", `,"description":"dns zone busy"`))
+	require.Eventually(t, func() bool { return tasksOf(s.stack(id))["dns"].Status == "failed" }, 30*time.Second, 100*time.Millisecond)
+	st := s.stack(id)
+	require.Equal(t, "PROVISION", st.State)
+	require.Equal(t, "completed", string(tasksOf(st)["infra"].Status))
+	require.Equal(t, "dns zone busy", tasksOf(st)["dns"].Description)
+
+	// CloudSeam's way out: RETRY_FAILED_TASKS, then the retried run settled by name again.
+	s.sendEvent(id, "RETRY_FAILED_TASKS", nil)
+	retried := s.receiveTasks(1)[0]
+	require.Equal(t, "dns", retried.Task.Name)
+	s.send(id, cloudSeamResult("TASK_COMPLETED", "dns", ""))
+	s.waitState(id, "RUN")
+	require.Equal(t, 3, s.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind IN ('task-completed', 'task-failed')
+		AND (detail->>'byTaskName')::boolean`, id), "each by-name settling is recorded as such")
+	require.Equal(t, 1, s.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'task-completed' AND task = 'dns'
+		AND task_run_id = $2`, id, retried.TaskRunID), "the retried run is the one the by-name result settled")
+
+	// null removes a metadata key, as the README says.
+	s.send(id, `{"stackId":"feature/login","action":"ACCESS","metadata":{"owner":null}}`)
+	require.Eventually(t, func() bool { _, ok := s.stack(id).Metadata["owner"]; return !ok }, 30*time.Second, 100*time.Millisecond)
+	require.Equal(t, "feature/login", s.stack(id).Metadata["branch"])
+
+	s.sendEvent(id, "DESTROY", nil)
+	tasks = tasksByName(s.receiveTasks(1))
+	// A late by-name result for a task the state no longer has changes nothing.
+	s.send(id, `{"action":"TASK_COMPLETED","stackId":"feature/login","task":{"name":"infra"}}`)
+	s.send(id, cloudSeamResult("TASK_COMPLETED", "teardown", ""))
+	s.waitRemoved(id)
+	require.Equal(t, 1, s.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'ignored' AND task_run_id = ''
+		AND reason LIKE 'result for task infra, which is not a task of stack feature/login in state TEARDOWN%'`, id))
+	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, s.transitions(id))
+	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
+}
