@@ -3,6 +3,8 @@ package test
 import (
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stackseam/stackseam/internal/fence"
+	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/test/harness"
 )
 
@@ -78,5 +81,53 @@ func TestCloudSeamShapedResultsSettleTasks(t *testing.T) {
 	require.Equal(t, 1, s.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'ignored' AND task_run_id = ''
 		AND reason LIKE 'result for task infra, which is not a task of stack feature/login in state TEARDOWN%'`, id))
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, s.transitions(id))
+	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
+}
+
+// legacyMachine has no terminal state and a state with a task but no NEXT: CloudSeam's validator
+// accepted both; stackseam warns and runs it.
+const legacyMachine = `version: 1.0
+events: [LAUNCH, DESTROY]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: RUN}]
+  RUN:
+    on:
+      DESTROY: [{action: advance, state: GONE}]
+  GONE:
+    tasks: [teardown]
+tasks:
+  teardown: {executor: lambda, config: {name: teardown-fn}}
+`
+
+// TestMachineWithoutTerminalStateRuns: a machine CloudSeam accepted without a terminal state is
+// accepted with warnings; its stack launches, DESTROY runs the destroy task, and the stack then
+// rests in GONE with the task done and its row kept (it is never removed), as the README says.
+func TestMachineWithoutTerminalStateRuns(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{})
+	machines := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(machines, "legacy.yml"), []byte(legacyMachine), 0o644))
+	m, err := machine.ParseFile(filepath.Join(machines, "legacy.yml"))
+	require.NoError(t, err)
+	var warnings []string
+	for _, w := range m.Warnings {
+		warnings = append(warnings, w.Rule)
+	}
+	require.ElementsMatch(t, []string{machine.RuleNoTerminal, machine.RuleNextRequired}, warnings)
+
+	s.startStateManager(1, "MACHINES_DIR="+machines)
+	const id = "release/2.0"
+	s.send(id, `{"stackId":"release/2.0","machine":"legacy","action":"LAUNCH"}`)
+	s.waitState(id, "RUN")
+	s.send(id, `{"stackId":"release/2.0","action":"DESTROY"}`)
+	teardown := s.receiveTasks(1)[0]
+	require.Equal(t, "teardown", teardown.Task.Name)
+	s.send(id, `{"action":"TASK_COMPLETED","stackId":"release/2.0","task":{"name":"teardown"}}`)
+	require.Eventually(t, func() bool { return tasksOf(s.stack(id))["teardown"].Status == "completed" }, 30*time.Second, 100*time.Millisecond)
+	st := s.stack(id)
+	require.Equal(t, "GONE", st.State, "the stack rests where DESTROY led, its task done")
+	require.Equal(t, 0, s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'removed'", id), "and is never removed")
 	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
 }

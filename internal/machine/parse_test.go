@@ -100,8 +100,8 @@ func TestInvalidFixtures(t *testing.T) {
 	for _, rule := range []string{
 		RuleYAML, RuleEmpty, RuleMachineName, RuleType, RuleUnknownKey, RuleDuplicateKey,
 		RuleRequired, RuleVersion, RuleEventName, RuleDuplicateEvent, RuleStateName,
-		RuleDuplicateState, RuleMissingInit, RuleAliases, RuleNextCycle, RuleNoTerminal, RuleUndeclaredEvent, RuleAction,
-		RuleAdvanceTarget, RuleUnknownTask, RuleDuplicateTask, RuleNextRequired, RuleTaskName,
+		RuleDuplicateState, RuleMissingInit, RuleAliases, RuleNextCycle, RuleUndeclaredEvent, RuleAction,
+		RuleAdvanceTarget, RuleUnknownTask, RuleDuplicateTask, RuleTaskName,
 		RuleExecutor, RuleTerraformConfig, RuleLambdaConfig, RuleRetry, RuleTimeout, RuleTTL,
 	} {
 		require.True(t, rulesSeen[rule], "no invalid fixture covers rule %s", rule)
