@@ -36,6 +36,9 @@ type Config struct {
 	SSLRootCert string
 	// MaxConns bounds the pool. Defaults to 4.
 	MaxConns int32
+	// Schema is the PostgreSQL schema of stackseam's tables (DATABASE_SCHEMA); every connection
+	// of the pool has it, alone, as its search_path. Defaults to DefaultSchema.
+	Schema string
 }
 
 // The environment variables ConfigFromEnv reads; the functions and the CLI
@@ -47,8 +50,8 @@ const (
 	EnvSSLRootCert = "DATABASE_SSLROOTCERT"
 )
 
-// ConfigFromEnv reads DATABASE_URL, DATABASE_SECRET_ID, DATABASE_SSLMODE and
-// DATABASE_SSLROOTCERT through getenv (os.Getenv, or a test's map), so every
+// ConfigFromEnv reads DATABASE_URL, DATABASE_SECRET_ID, DATABASE_SSLMODE,
+// DATABASE_SSLROOTCERT and DATABASE_SCHEMA through getenv (os.Getenv, or a test's map), so every
 // binary reads the same names the same way.
 func ConfigFromEnv(getenv func(string) string) Config {
 	return Config{
@@ -56,6 +59,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		SecretID:    getenv(EnvSecretID),
 		SSLMode:     getenv(EnvSSLMode),
 		SSLRootCert: getenv(EnvSSLRootCert),
+		Schema:      getenv(EnvSchema),
 	}
 }
 
@@ -67,6 +71,12 @@ const defaultConnectTimeout = 10 * time.Second
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = DefaultSchema
+	}
+	if err := CheckSchema(cfg.Schema); err != nil {
+		return nil, err
 	}
 	var creds *secretCredentials
 	var poolCfg *pgxpool.Config
@@ -105,6 +115,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("no database configured: set DATABASE_URL or DATABASE_SECRET_ID")
 	}
 	poolCfg.MaxConns = cfg.MaxConns
+	// The schema alone: unqualified table names then never reach another application's tables
+	// in public (CloudSeam's stacks) whatever the database's or role's default search_path.
+	poolCfg.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
 	poolCfg.MaxConnIdleTime = 5 * time.Minute
 	if poolCfg.ConnConfig.ConnectTimeout == 0 {
 		// A server that drops packets must fail a connection attempt, not hang a handler until
@@ -116,6 +129,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("error creating the database pool: %w", err)
 	}
 	s := New(pool)
+	s.schema = cfg.Schema
 	if creds != nil {
 		s.onAuthFailure = creds.invalidate
 	}
