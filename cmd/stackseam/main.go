@@ -67,6 +67,7 @@ var commands = []*command{
 	stacksCommand,
 	showCommand,
 	historyCommand,
+	importCommand,
 }
 
 func main() {

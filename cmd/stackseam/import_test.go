@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/store"
+	"github.com/stackseam/stackseam/test/harness"
+)
+
+// TestImportCloudSeamDynamoDBScan: the JSON `aws dynamodb scan` prints of CloudSeam's Stacks table
+// (the shape its DynamoDB repository writes: the Stack object's own properties, _state included,
+// plus createdAt/updatedAt) imports with state, metadata and tasks; stacks stackseam cannot take
+// are refused with reasons (exit 1); --dry-run writes nothing; importing twice changes nothing.
+func TestImportCloudSeamDynamoDBScan(t *testing.T) {
+	t.Parallel()
+	url := harness.DatabaseURL(t)
+	env := map[string]string{"DATABASE_URL": url}
+	args := []string{"import", "cloudseam", "--dynamodb-scan", "testdata/cloudseam-dynamodb-scan.json", "--machines", "../../machines"}
+
+	code, out, stderr := runEnv(t, env, now, append(args, "--dry-run")...)
+	require.Equal(t, exitFail, code, "two stacks are refused: %s", stderr)
+	require.Contains(t, out, "would import  feature-42")
+	require.Contains(t, out, "refused       nested")
+	require.Contains(t, out, "metadata.deep is an object")
+	require.Contains(t, out, `refused       release 1.0`)
+	require.Contains(t, out, "4 stacks: 2 would be imported (dry run: nothing was written), 0 already in stackseam, 0 imported before and since removed, 2 refused")
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{DatabaseURL: url})
+	require.NoError(t, err)
+	defer st.Close()
+	stack, err := st.GetStack(ctx, "feature-42")
+	require.NoError(t, err)
+	require.Nil(t, stack, "a dry run writes nothing")
+
+	code, out, _ = runEnv(t, env, now, append(args, "--output", "json")...)
+	require.Equal(t, exitFail, code)
+	var report struct {
+		Stacks []importResult `json:"stacks"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &report))
+	outcomes := map[string]string{}
+	for _, r := range report.Stacks {
+		outcomes[r.StackID] = r.Outcome
+	}
+	require.Equal(t, map[string]string{"feature-42": "imported", "master": "imported", "nested": "refused", "release 1.0": "refused"}, outcomes)
+
+	stack, err = st.GetStack(ctx, "feature-42")
+	require.NoError(t, err)
+	require.Equal(t, "feature-env", stack.Machine)
+	require.Equal(t, "PROVISION", stack.State)
+	require.Equal(t, "INIT", stack.PreviousState)
+	require.Equal(t, message.Metadata{"branch": "feature-42", "replicas": json.Number("3"), "public": true}, stack.Metadata,
+		"a null CloudSeam kept is removed")
+	require.Equal(t, "2024-05-01T10:00:00Z", stack.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"))
+	require.Len(t, stack.Tasks, 2)
+	require.Equal(t, message.TaskCompleted, stack.Tasks[0].Status)
+	require.Equal(t, message.TaskFailed, stack.Tasks[1].Status)
+	require.Equal(t, "seed failed: timeout", stack.Tasks[1].Description)
+	require.NotEmpty(t, stack.Tasks[1].RunID)
+
+	code, out, _ = runEnv(t, env, now, args...)
+	require.Equal(t, exitFail, code)
+	require.Contains(t, out, "0 imported, 2 already in stackseam", "importing twice changes nothing")
+	again, err := st.GetStack(ctx, "feature-42")
+	require.NoError(t, err)
+	require.Equal(t, stack.Tasks, again.Tasks, "not even the run ids")
+}
+
+func TestImportNeedsItsSource(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := runCLI(t, "import")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "stackseam import cloudseam")
+	code, _, stderr = runCLI(t, "import", "cloudseam", "--cloudseam-table", "stacks; DROP TABLE x")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "--cloudseam-table")
+}
