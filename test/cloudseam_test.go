@@ -10,10 +10,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stackseam/stackseam/internal/fence"
 	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/test/harness"
 )
 
@@ -129,5 +131,85 @@ func TestMachineWithoutTerminalStateRuns(t *testing.T) {
 	st := s.stack(id)
 	require.Equal(t, "GONE", st.State, "the stack rests where DESTROY led, its task done")
 	require.Equal(t, 0, s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'removed'", id), "and is never removed")
+	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
+}
+
+// cloudSeamRows are stacks as CloudSeam's PostgreSQL repository stores them: (id, machine,
+// JSON.stringify(stack)), where a Stack's own properties are id, previousState, machine, _state
+// (its state, behind a getter), tasks and metadata. old-2 has the tasks of CloudSeam's first
+// versions ({name, satisfied}).
+var cloudSeamRows = [][3]string{
+	{"feature/login", "pair", `{"id":"feature/login","previousState":"PROVISION","machine":"pair","_state":"RUN","tasks":[],"metadata":{"branch":"feature/login","owner":null}}`},
+	{"qa-1", "pair", `{"id":"qa-1","previousState":"INIT","machine":"pair","_state":"PROVISION","tasks":[{"name":"infra","status":"SATISFIED"},{"name":"dns","status":"PENDING"}],"metadata":{"branch":"qa"}}`},
+	{"old-2", "pair", `{"id":"old-2","previousState":"INIT","machine":"pair","_state":"PROVISION","tasks":[{"name":"infra","satisfied":false},{"name":"dns","satisfied":true}],"metadata":{}}`},
+}
+
+// TestImportedCloudSeamStacksContinue: stackseam shares CloudSeam's database (its tables in their
+// own schema, CloudSeam's public.stacks untouched); `stackseam import cloudseam` brings the stacks
+// over (a dry run first, then twice), and each continues its life where CloudSeam left it through
+// the shipped binaries: a pending task settled by a CloudSeam-shaped result, a pending task
+// dispatched again, and a DESTROY that removes a stack, which a later import does not bring back.
+func TestImportedCloudSeamStacksContinue(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{})
+	_, err := s.db.Exec(s.ctx, `CREATE TABLE public.stacks ("id" VARCHAR(30) NOT NULL UNIQUE, "machine" VARCHAR(30) NOT NULL,
+		"data" TEXT NOT NULL, CONSTRAINT stacks_pk PRIMARY KEY ("id"))`)
+	require.NoError(t, err)
+	for _, r := range cloudSeamRows {
+		_, err := s.db.Exec(s.ctx, "INSERT INTO public.stacks (id, machine, data) VALUES ($1, $2, $3)", r[0], r[1], r[2])
+		require.NoError(t, err)
+	}
+	// CloudSeam's table belongs to CloudSeam's user; stackseam's may read it for the import.
+	_, err = s.db.Exec(s.ctx, "GRANT SELECT ON public.stacks TO "+pgx.Identifier{s.appDB.User}.Sanitize())
+	require.NoError(t, err)
+
+	s.startStateManager(1)
+	cli := harness.BuildBinary(t, "./cmd/stackseam")
+	env := append(harness.AWSEnv(t), s.databaseEnv()...)
+	importCloudSeam := func(args ...string) (int, string) {
+		t.Helper()
+		// The CLI's one AWS service here is Secrets Manager (--endpoint-url wins over the
+		// per-service variable, as the SDK's base endpoint does).
+		args = append([]string{"import", "cloudseam", "--endpoint-url", s.secrets.URL}, args...)
+		p := harness.StartProcess(t, cli, env, args...)
+		_ = p.Wait()
+		return p.ExitCode(), p.Output()
+	}
+
+	code, out := importCloudSeam("--dry-run")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "3 stacks: 3 would be imported (dry run: nothing was written)")
+	require.Equal(t, 0, s.count("SELECT count(*) FROM stackseam.stacks"))
+
+	code, out = importCloudSeam()
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "3 stacks: 3 imported, 0 already in stackseam")
+	code, out = importCloudSeam()
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "3 stacks: 0 imported, 3 already in stackseam")
+	require.Equal(t, 3, s.count("SELECT count(*) FROM public.stacks"), "CloudSeam's table is left as it was")
+	require.Equal(t, message.Metadata{"branch": "feature/login"}, s.stack("feature/login").Metadata)
+
+	// qa-1 waits for dns; CloudSeam's satisfier answers by name.
+	s.send("qa-1", `{"action":"TASK_COMPLETED","stackId":"qa-1","task":{"name":"dns","executor":"lambda","config":{"name":"dns-fn"}}}`)
+	s.waitState("qa-1", "RUN")
+
+	// old-2's infra never ran (CloudSeam was switched off): it is dispatched again.
+	s.sendEvent("old-2", message.EventRetryPendingTasks, nil)
+	infra := s.receiveTasks(1)[0]
+	require.Equal(t, "infra", infra.Task.Name)
+	s.send("old-2", s.result(infra, message.EventTaskCompleted, nil))
+	s.waitState("old-2", "RUN")
+
+	// feature/login is destroyed and removed; importing again does not bring it back.
+	s.sendEvent("feature/login", "DESTROY", nil)
+	teardown := s.receiveTasks(1)[0]
+	s.send("feature/login", s.result(teardown, message.EventTaskCompleted, nil))
+	s.waitRemoved("feature/login")
+	code, out = importCloudSeam()
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "0 imported, 2 already in stackseam, 1 imported before and since removed")
+	require.Equal(t, 2, s.count("SELECT count(*) FROM stackseam.stacks"))
+	require.Equal(t, []string{"RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, s.transitions("feature/login"))
 	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
 }
