@@ -92,4 +92,3 @@ func (s *Store) schemaName() string {
 	}
 	return s.schema
 }
-
