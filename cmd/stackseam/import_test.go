@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -79,4 +80,23 @@ func TestImportNeedsItsSource(t *testing.T) {
 	code, _, stderr = runCLI(t, "import", "cloudseam", "--cloudseam-table", "stacks; DROP TABLE x")
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, stderr, "--cloudseam-table")
+}
+
+// TestHistorySaysImportedAndByTaskName: the history of an imported stack starts with where it came
+// from, and a run settled by a result naming only its task says so.
+func TestHistorySaysImportedAndByTaskName(t *testing.T) {
+	t.Parallel()
+	url := harness.DatabaseURL(t)
+	env := map[string]string{"DATABASE_URL": url}
+	code, _, _ := runEnv(t, env, now, "import", "cloudseam", "--dynamodb-scan", "testdata/cloudseam-dynamodb-scan.json")
+	require.Equal(t, exitFail, code, "two stacks of the scan are refused")
+	r := newRecorderOn(t, url, store.Config{DatabaseURL: url})
+	st := r.apply(time.Minute, message.Event{StackID: "master", Event: "UPDATE", Metadata: message.Metadata{"appVersion": "2.4.0"}})
+	require.Equal(t, "DEPLOY", st.State)
+	r.apply(2*time.Minute, message.Event{StackID: "master", Event: message.EventTaskCompleted, Task: &message.TaskSpec{Name: "deploy"}})
+
+	code, out, stderr := runEnv(t, env, now, "history", "master")
+	require.Equal(t, exitOK, code, stderr)
+	require.Contains(t, out, "imported from cloudseam dynamodb scan cloudseam-dynamodb-scan.json in RUN")
+	require.Contains(t, out, "task deploy completed in 1m00s (result by task name)")
 }
