@@ -397,13 +397,13 @@ func TestHostileEventsAreRejectedNotRetried(t *testing.T) {
 	s.waitDrained()
 	require.Equal(t, 0, s.queueDepth(s.eventDLQ), "nothing is retried into the DLQ")
 	for reason, n := range map[string]int{
-		"malformed JSON":                   1,
-		"must match":                       1, // the 4,000-character stack id
-		"contains a NUL character":         1,
-		"eventId is 4000 characters":       1,
-		"number 1e131071 is out of range":  1,
-		"number 1e1000000 is out of range": 1,
-		`unknown field "StackID"`:          1,
+		"malformed JSON":                                                1,
+		"stackId is 4000 characters":                                    1, // the 4,000-character stack id
+		"contains a NUL character":                                      1,
+		"eventId is 4000 characters":                                    1,
+		"number 1e131071 is out of range":                               1,
+		"number 1e1000000 is out of range":                              1,
+		`unknown field "StackID"`:                                       1,
 		`the message group "not-h-group" is not the stack id "h-group"`: 1,
 	} {
 		require.Equal(t, n, s.count("SELECT count(*) FROM rejections WHERE strpos(reason, $1) > 0", reason), reason)
