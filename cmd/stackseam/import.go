@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -228,6 +230,13 @@ type cloudSeamTask struct {
 // statePattern is what a state name is in a machine file.
 var statePattern = regexp.MustCompile(`^[A-Z0-9-]+$`)
 
+// validTaskName bounds an imported task's name as a machine file can write one: not empty, valid
+// UTF-8 without control characters, at most 256 bytes.
+func validTaskName(name string) bool {
+	return name != "" && len(name) <= 256 && utf8.ValidString(name) &&
+		!strings.ContainsFunc(name, unicode.IsControl)
+}
+
 // stack turns the record into a stackseam stack, or says why it cannot be one. The id, machine
 // and metadata are judged by the state manager's own parser (message.ParseEvent), so an imported
 // stack never holds what an event could not bring.
@@ -282,13 +291,16 @@ func (r cloudSeamRecord) stack(now time.Time) (*engine.Stack, error) {
 	}
 	st := &engine.Stack{ID: cs.ID, Machine: cs.Machine, State: state, Metadata: metadata, Tasks: []message.StackTask{},
 		Version: 1, CreatedAt: created, StateEnteredAt: now, LastActivityAt: now}
-	if cs.PreviousState != nil {
+	if cs.PreviousState != nil && *cs.PreviousState != "" {
+		if !statePattern.MatchString(*cs.PreviousState) {
+			return nil, fmt.Errorf("previous state %q is not a state name", *cs.PreviousState)
+		}
 		st.PreviousState = *cs.PreviousState
 	}
 	seen := map[string]bool{}
 	for _, t := range cs.Tasks {
-		if t.Name == "" || seen[t.Name] {
-			return nil, fmt.Errorf("task %q is unnamed or listed twice", t.Name)
+		if !validTaskName(t.Name) || seen[t.Name] {
+			return nil, fmt.Errorf("task %q is not a task name, or is listed twice", t.Name)
 		}
 		seen[t.Name] = true
 		task := message.StackTask{Name: t.Name, RunID: newImportRunID(), Attempt: 1, DispatchedAt: now}
@@ -305,7 +317,8 @@ func (r cloudSeamRecord) stack(now time.Time) (*engine.Stack, error) {
 		case "ERROR":
 			task.Status = message.TaskFailed
 			task.FinishedAt = &now
-			task.Description = message.CutUTF8(t.ErrorMessage, 16384)
+			// Text PostgreSQL can store: valid UTF-8 without NUL.
+			task.Description = message.CutUTF8(strings.ReplaceAll(strings.ToValidUTF8(t.ErrorMessage, "\uFFFD"), "\x00", "\uFFFD"), 16384)
 			if task.Description == "" {
 				task.Description = "failed in CloudSeam without a message"
 			}

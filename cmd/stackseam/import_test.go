@@ -100,3 +100,42 @@ func TestHistorySaysImportedAndByTaskName(t *testing.T) {
 	require.Contains(t, out, "imported from cloudseam dynamodb scan cloudseam-dynamodb-scan.json in RUN")
 	require.Contains(t, out, "task deploy completed in 1m00s (result by task name)")
 }
+
+func TestCloudSeamRecordToStack(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	ok := func(data string) *cloudSeamRecord {
+		return &cloudSeamRecord{id: "s", machine: "m", data: json.RawMessage(data)}
+	}
+	st, err := ok(`{"id":"s","machine":"m","_state":"RUN","previousState":null,"tasks":[{"name":"a","satisfied":true},
+		{"name":"b","satisfied":false},{"name":"c","status":"ERROR","errorMessage":"bad\u0000byte"}],"metadata":{"k":1.5,"gone":null}}`).stack(at)
+	require.NoError(t, err)
+	require.Equal(t, "RUN", st.State)
+	require.Empty(t, st.PreviousState)
+	require.Equal(t, message.Metadata{"k": json.Number("1.5")}, st.Metadata)
+	require.Equal(t, []message.TaskStatus{message.TaskCompleted, message.TaskPending, message.TaskFailed},
+		[]message.TaskStatus{st.Tasks[0].Status, st.Tasks[1].Status, st.Tasks[2].Status})
+	require.Equal(t, "bad\uFFFDbyte", st.Tasks[2].Description, "text PostgreSQL can store")
+	require.NotEqual(t, st.Tasks[0].RunID, st.Tasks[1].RunID)
+
+	// The plain `state` of a hand-written export is read too.
+	st, err = ok(`{"state":"RUN","tasks":[],"metadata":{}}`).stack(at)
+	require.NoError(t, err)
+	require.Equal(t, "s", st.ID)
+	require.Equal(t, "m", st.Machine)
+
+	for data, reason := range map[string]string{
+		`{"id":"other","_state":"RUN"}`:                           `the row's id "s" and the stored stack's id "other" differ`,
+		`{"_state":"run"}`:                                        `state "run" is not a state name`,
+		`{"_state":"RUN","previousState":"../x"}`:                 `previous state "../x" is not a state name`,
+		`{"_state":"RUN","tasks":[{"name":"a","status":"DONE"}]}`: `task a has status "DONE"`,
+		`{"_state":"RUN","tasks":[{"name":"a","status":"PENDING"},{"name":"a","status":"PENDING"}]}`: `task "a" is not a task name, or is listed twice`,
+		`{"_state":"RUN","metadata":{"x":[1]}}`:                                                      "metadata.x is a list",
+		`[1]`:                                                                                        "not CloudSeam's JSON",
+	} {
+		_, err := ok(data).stack(at)
+		require.ErrorContains(t, err, reason, data)
+	}
+	_, err = (&cloudSeamRecord{id: "a//b", machine: "m", data: json.RawMessage(`{"_state":"RUN"}`)}).stack(at)
+	require.ErrorContains(t, err, "is not a valid stack id")
+}
