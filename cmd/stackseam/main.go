@@ -64,6 +64,7 @@ var commands = []*command{
 	graphCommand,
 	sendCommand,
 	retryCommand,
+	completeCommand,
 	stacksCommand,
 	showCommand,
 	historyCommand,

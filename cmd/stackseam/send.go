@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
+	"github.com/stackseam/stackseam/internal/signing"
 )
 
 var sendCommand = &command{
@@ -109,7 +111,7 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	case *event == message.EventNext:
 		return usageError(c, fs, "NEXT is fired by the state manager when a state's tasks are done; it cannot be sent")
 	case *event == message.EventTaskCompleted || *event == message.EventTaskError:
-		return usageError(c, fs, "%s is a task result, which only the task satisfier sends", *event)
+		return usageError(c, fs, "%s is a task result: the task satisfier sends those, an operator `stackseam complete`", *event)
 	}
 	ev := message.Event{StackID: *stackID, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID,
 		IfVersion: ifVersion}
@@ -149,6 +151,13 @@ type sent struct {
 // publish validates ev as the state manager will and sends it to the event
 // queue.
 func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *queueFlags, out *outputFlag, ev message.Event) int {
+	return publishSigned(ctx, c, cmd, fs, q, out, ev, nil)
+}
+
+// publishSigned is publish with the result signing key: when keyFor returns a key, the message
+// carries the body's signature (signing.Attribute), as the satisfier's results do.
+func publishSigned(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *queueFlags, out *outputFlag, ev message.Event,
+	keyFor func(context.Context, aws.Config) (signing.Key, error)) int {
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return fail(c, cmd, fmt.Errorf("error encoding the event: %w", err))
@@ -170,6 +179,15 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *que
 		dedup = newDedupID()
 	}
 	msg := queue.Outgoing{Body: string(body), GroupID: ev.StackID, DedupID: dedup}
+	if keyFor != nil {
+		key, err := keyFor(ctx, awsCfg)
+		if err != nil {
+			return fail(c, cmd, err)
+		}
+		if key.Required() {
+			msg.Attributes = map[string]string{signing.Attribute: key.Sign(string(body))}
+		}
+	}
 	if err := queue.Send(ctx, sqs.NewFromConfig(awsCfg), url, []queue.Outgoing{msg}); err != nil {
 		var se *queue.SendError
 		if errors.As(err, &se) && len(se.Failures) == 1 {
