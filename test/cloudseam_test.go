@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/fence"
 	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
@@ -111,7 +112,7 @@ func TestMachineWithoutTerminalStateRuns(t *testing.T) {
 	s := newSystem(t, systemOptions{})
 	machines := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(machines, "legacy.yml"), []byte(legacyMachine), 0o644))
-	m, err := machine.ParseFile(filepath.Join(machines, "legacy.yml"))
+	m, err := catalog.ParseFile(filepath.Join(machines, "legacy.yml"))
 	require.NoError(t, err)
 	var warnings []string
 	for _, w := range m.Warnings {

@@ -39,10 +39,8 @@ func runComplete(ctx context.Context, c *cli, cmd *command, args []string) int {
 	task := fs.String("task", "", "the `TASK` to settle (required)")
 	failed := fs.String("failed", "", "report the task failed, with this `DESCRIPTION`")
 	secretID := fs.String("signing-secret-id", "", "the Secrets Manager `SECRET` holding the result signing key (default $RESULT_SIGNING_SECRET_ID)")
-	var q queueFlags
-	q.register(fs)
-	var out outputFlag
-	out.register(fs)
+	var sf sendFlags
+	sf.register(fs)
 	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
 	if done {
 		return code
@@ -73,5 +71,5 @@ func runComplete(ctx context.Context, c *cli, cmd *command, args []string) int {
 		}
 		return key, nil
 	}
-	return publishSigned(ctx, c, cmd, fs, &q, &out, ev, keyFor)
+	return publishSigned(ctx, c, cmd, fs, &sf, ev, keyFor)
 }

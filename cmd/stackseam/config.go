@@ -59,6 +59,14 @@ func (o *outputFlag) register(fs *flag.FlagSet) {
 
 func (o *outputFlag) json() bool { return o.format == "json" }
 
+// printJSON prints v as indented JSON on stdout and returns cmd's exit code.
+func printJSON(c *cli, cmd *command, v any) int {
+	if err := writeJSON(c.stdout, v); err != nil {
+		return fail(c, cmd, err)
+	}
+	return exitOK
+}
+
 // writeJSON prints v as indented JSON.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -138,6 +146,54 @@ func (f *databaseFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "database-url", "", "PostgreSQL `URL` of the state manager's database (default $DATABASE_URL)")
 	fs.StringVar(&f.secretID, "database-secret-id", "", "or the Secrets Manager `SECRET` holding its credentials in the RDS format (default $DATABASE_SECRET_ID)")
 	f.aws.register(fs)
+}
+
+// readFlags are the flags of the commands that read the database (stacks, show, history): where
+// it is, and the output format.
+type readFlags struct {
+	db  databaseFlags
+	out outputFlag
+}
+
+// start registers f's flags on fs (which holds the command's own), parses args, checks that they
+// name one stack (with stack) or nothing, and opens the database. When the command cannot go on it
+// has said why, and st is nil and code the exit code.
+func (f *readFlags) start(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, args []string, stack bool) (st *store.Store, id string, code int) {
+	f.db.register(fs)
+	f.out.register(fs)
+	if stack {
+		var ok bool
+		if id, code, ok = parseStack(c, fs, args); !ok {
+			return nil, "", code
+		}
+	} else {
+		pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+		if done {
+			return nil, "", code
+		}
+		if len(pos) > 0 {
+			return nil, "", usageError(c, fs, "unexpected argument %q", pos[0])
+		}
+	}
+	st, err := f.db.open(ctx, c)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
+		return nil, "", exitCode(err)
+	}
+	return st, id, exitOK
+}
+
+// parseStack parses args with fs and returns the one stack id they must name; when they do not
+// (or help was asked for), ok is false and code the exit code.
+func parseStack(c *cli, fs *flag.FlagSet, args []string) (id string, code int, ok bool) {
+	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+	if done {
+		return "", code, false
+	}
+	if len(pos) != 1 {
+		return "", usageError(c, fs, "name one stack"), false
+	}
+	return pos[0], exitOK, true
 }
 
 // open connects to the database: a URL wins over a secret, as in the

@@ -41,24 +41,13 @@ examples:
 func runHistory(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
 	follow := fs.Bool("follow", false, "keep printing new entries until the stack is removed")
-	var db databaseFlags
-	db.register(fs)
-	var out outputFlag
-	out.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	var rf readFlags
+	st, id, code := rf.start(ctx, c, cmd, fs, args, true)
+	if st == nil {
 		return code
 	}
-	if len(pos) != 1 {
-		return usageError(c, fs, "name one stack")
-	}
-	id := pos[0]
-	st, err := db.open(ctx, c)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
-	}
 	defer st.Close()
+	out := rf.out
 	if *follow {
 		if err := followHistory(ctx, c, st, id, out.json()); err != nil && !errors.Is(err, context.Canceled) {
 			return fail(c, cmd, err)
@@ -80,11 +69,8 @@ func runHistory(ctx context.Context, c *cli, cmd *command, args []string) int {
 	now := c.now()
 	sum := summarize(entries, stack, now)
 	if out.json() {
-		if err := writeJSON(c.stdout, historyJSON{StackID: id, Exists: stack != nil, Entries: entriesJSON(entries),
-			States: sum.states, TaskRuns: sum.runs}); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+		return printJSON(c, cmd, historyJSON{StackID: id, Exists: stack != nil, Entries: entriesJSON(entries),
+			States: sum.states, TaskRuns: sum.runs})
 	}
 	w := c.stdout
 	fmt.Fprintln(w, historyHeader(id, entries, stack, now))

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
@@ -336,7 +337,7 @@ func checkAgainstMachine(dir string, st *engine.Stack, cache map[string]*machine
 	if !ok && errs[st.Machine] == nil {
 		var err error
 		for _, ext := range []string{".yml", ".yaml"} {
-			m, err = machine.ParseFile(filepath.Join(dir, st.Machine+ext))
+			m, err = catalog.ParseFile(filepath.Join(dir, st.Machine+ext))
 			if !errors.Is(err, os.ErrNotExist) {
 				break
 			}

@@ -55,23 +55,13 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 	limit := fs.Int("limit", 0, "list at most `N` stacks (default all)")
 	stuck := fs.Bool("stuck", false, "list stacks with overdue or force-settled task runs instead")
 	since := fs.Duration("since", 24*time.Hour, "with --stuck: force-settled runs within this `DURATION`")
-	var db databaseFlags
-	db.register(fs)
-	var out outputFlag
-	out.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	var rf readFlags
+	st, _, code := rf.start(ctx, c, cmd, fs, args, false)
+	if st == nil {
 		return code
 	}
-	if len(pos) > 0 {
-		return usageError(c, fs, "unexpected argument %q", pos[0])
-	}
-	st, err := db.open(ctx, c)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
-	}
 	defer st.Close()
+	out := rf.out
 	stacks, err := st.ListStacks(ctx, store.ListOptions{Machine: *machineName, State: *state, Limit: *limit})
 	if err != nil {
 		return fail(c, cmd, err)
@@ -86,26 +76,15 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 			list[i] = newStackJSON(s, now)
 			list[i].Metadata, list[i].Tasks = nil, nil
 		}
-		if err := writeJSON(c.stdout, list); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+		return printJSON(c, cmd, list)
 	}
-	if len(stacks) == 0 {
-		fmt.Fprintln(c.stdout, "no stacks")
-		return exitOK
-	}
-	tw := newTable(c.stdout)
-	fmt.Fprintln(tw, "STACK\tMACHINE\tSTATE\tPENDING\tFAILED\tAGE\tIN STATE\tIDLE")
-	for _, s := range stacks {
+	rows := make([]string, len(stacks))
+	for i, s := range stacks {
 		pending, failed := countTasks(s.Tasks)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.ID, s.Machine, s.State, pending, failed,
+		rows[i] = fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s", s.ID, s.Machine, s.State, pending, failed,
 			formatDuration(now.Sub(s.CreatedAt)), formatDuration(now.Sub(s.StateEnteredAt)), formatDuration(now.Sub(s.LastActivityAt)))
 	}
-	if err := tw.Flush(); err != nil {
-		return fail(c, cmd, err)
-	}
-	return exitOK
+	return printTable(c, cmd, "no stacks", "STACK\tMACHINE\tSTATE\tPENDING\tFAILED\tAGE\tIN STATE\tIDLE", rows)
 }
 
 // stuckRun is one line of `stacks --stuck`: a run past its deadline, or one the state manager
@@ -152,28 +131,17 @@ func listStuck(ctx context.Context, c *cli, cmd *command, st *store.Store, stack
 		if runs == nil {
 			runs = []stuckRun{}
 		}
-		if err := writeJSON(c.stdout, runs); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+		return printJSON(c, cmd, runs)
 	}
-	if len(runs) == 0 {
-		fmt.Fprintln(c.stdout, "no stuck stacks")
-		return exitOK
-	}
-	tw := newTable(c.stdout)
-	fmt.Fprintln(tw, "STACK\tMACHINE\tSTATE\tTASK\tRUN\tWHY\tSINCE")
-	for _, r := range runs {
+	rows := make([]string, len(runs))
+	for i, r := range runs {
 		why := "settled by " + r.Why
 		if r.Why == "overdue" {
 			why = "overdue, not settled yet"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.StackID, r.Machine, r.State, r.Task, r.RunID, why, formatDuration(now.Sub(r.At)))
+		rows[i] = fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", r.StackID, r.Machine, r.State, r.Task, r.RunID, why, formatDuration(now.Sub(r.At)))
 	}
-	if err := tw.Flush(); err != nil {
-		return fail(c, cmd, err)
-	}
-	return exitOK
+	return printTable(c, cmd, "no stuck stacks", "STACK\tMACHINE\tSTATE\tTASK\tRUN\tWHY\tSINCE", rows)
 }
 
 func countTasks(tasks []message.StackTask) (pending, failed int) {
@@ -237,22 +205,10 @@ func taskElapsed(t message.StackTask, now time.Time) time.Duration {
 
 func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
-	var db databaseFlags
-	db.register(fs)
-	var out outputFlag
-	out.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	var rf readFlags
+	st, id, code := rf.start(ctx, c, cmd, fs, args, true)
+	if st == nil {
 		return code
-	}
-	if len(pos) != 1 {
-		return usageError(c, fs, "name one stack")
-	}
-	id := pos[0]
-	st, err := db.open(ctx, c)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
 	}
 	defer st.Close()
 	s, err := st.GetStack(ctx, id)
@@ -263,11 +219,8 @@ func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
 		return fail(c, cmd, missingStack(ctx, st, id))
 	}
 	now := c.now()
-	if out.json() {
-		if err := writeJSON(c.stdout, newStackJSON(s, now)); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+	if rf.out.json() {
+		return printJSON(c, cmd, newStackJSON(s, now))
 	}
 	w := c.stdout
 	tw := newTable(w)
