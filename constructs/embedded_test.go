@@ -140,6 +140,10 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("", "sns:Publish", ref(tpl.id(t, "Embedded/Alarms/Resource"))), // AddTerraformPermissions
 		sourcesList, // GrantTerraformSources
 		allow("", "s3:GetObject", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources+"/terraform/*")),
+		// GrantTerraformState: what the role has in its own bucket's state layout, no more.
+		allow("", "s3:ListBucket", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedTeamState)),
+		allow("", []string{"s3:GetObject", "s3:PutObject"}, join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedTeamState+"/*/*/*")),
+		allow("", "s3:DeleteObject", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedTeamState+"/*.tflock")),
 		readSigningKey(tpl, t, emb),
 	}), tpl.statementsOf(t, emb+"SatisfierRole/Resource"))
 

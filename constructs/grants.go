@@ -86,6 +86,35 @@ func (s *Stackseam) GrantTerraformSources(bucket awss3.IBucket, prefix string) {
 	}}, jsii.Bool(true))
 }
 
+// GrantTerraformState lets Terraform tasks keep their state in another bucket: the bucket a
+// script's own `backend "s3"` block names (CloudSeam scripts do; the satisfier keeps it). The
+// role may list the bucket, read and write objects in the state layout <machine>/<stackId>/<key>
+// (StateLayout; the lock files <key>.tflock are in it too) and delete only lock files — what it has
+// in the construct's own bucket. A state bucket encrypted with a KMS key also gets encrypt and
+// decrypt on that key.
+func (s *Stackseam) GrantTerraformState(bucket awss3.IBucket) {
+	s.SatisfierRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("s3:ListBucket"),
+		Resources: &[]*string{bucket.BucketArn()},
+	}))
+	s.SatisfierRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("s3:GetObject", "s3:PutObject"),
+		Resources: &[]*string{bucket.ArnForObjects(jsii.String(StateLayout))},
+	}))
+	s.SatisfierRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("s3:DeleteObject"),
+		Resources: &[]*string{bucket.ArnForObjects(jsii.String("*.tflock"))},
+	}))
+	if key := bucket.EncryptionKey(); key != nil {
+		key.GrantEncryptDecrypt(s.SatisfierRole)
+	}
+	cdknag.NagSuppressions_AddResourceSuppressions(s.SatisfierRole, &[]*cdknag.NagPackSuppression{{
+		Id:        jsii.String("AwsSolutions-IAM5"),
+		Reason:    jsii.String("Terraform state in a bucket given to GrantTerraformState: keys follow the state layout <machine>/<stackId>/<key>, deletes only *.tflock lock files."),
+		AppliesTo: &[]interface{}{cdknag.RegexAppliesTo{Regex: jsii.String(`/^Resource::.*\/(\*\/\*\/\*|\*\.tflock)$/`)}},
+	}}, jsii.Bool(true))
+}
+
 // AllowLambdaTasks lets the Lambda executor invoke exactly these functions: names (in this
 // stack's account and region), name:qualifier, or function ARNs. Anything else (wildcards
 // included) panics with a *PropsError.

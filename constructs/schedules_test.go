@@ -163,7 +163,7 @@ func TestValidateSchedules(t *testing.T) {
 			[]string{`Schedules[0] (s-E): Expression "cron(0 2x ? * MON *)": cron hours field "2x" is not valid`}},
 		{stackseam.Schedule{Expression: "rate(1 day)", StackID: "bad id", Event: "destroy"},
 			[]string{`Schedules[0] (bad id-destroy): name "bad id-destroy" must be 1–128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
-				`Schedules[0] (bad id-destroy): stackId "bad id" must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`}},
+				`Schedules[0] (bad id-destroy): stackId "bad id" is not a valid stack id: a stack id is ` + stackseammessage.StackIDRule}},
 		{stackseam.Schedule{Name: "n", Expression: "rate(1 day)", StackID: "s", Event: "destroy"},
 			[]string{`Schedules[0] (n): event "destroy" must match ^[A-Z0-9_-]+$`}},
 		{stackseam.Schedule{Name: "n", Expression: "rate(1 day)", Event: "E"}, []string{`Schedules[0] (n): stackId is required`}},

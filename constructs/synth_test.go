@@ -201,7 +201,11 @@ func embeddedStack(app awscdk.App, stub string) {
 		Resources: &[]*string{topic.TopicArn()},
 	}))
 	seam.GrantTerraformSources(awss3.Bucket_FromBucketName(stack, jsii.String("Sources"), jsii.String(embeddedSources)), "terraform/")
+	seam.GrantTerraformState(awss3.Bucket_FromBucketName(stack, jsii.String("TeamState"), jsii.String(embeddedTeamState)))
 }
+
+// embeddedTeamState is a state bucket CloudSeam scripts name in their backend block.
+const embeddedTeamState = "team-terraform-state"
 
 // load reads the templates and the recorded messages from the cloud assembly.
 func (s *synthesized) load() error {

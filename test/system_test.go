@@ -397,13 +397,13 @@ func TestHostileEventsAreRejectedNotRetried(t *testing.T) {
 	s.waitDrained()
 	require.Equal(t, 0, s.queueDepth(s.eventDLQ), "nothing is retried into the DLQ")
 	for reason, n := range map[string]int{
-		"malformed JSON":                   1,
-		"must match":                       1, // the 4,000-character stack id
-		"contains a NUL character":         1,
-		"eventId is 4000 characters":       1,
-		"number 1e131071 is out of range":  1,
-		"number 1e1000000 is out of range": 1,
-		`unknown field "StackID"`:          1,
+		"malformed JSON":                                                1,
+		"stackId is 4000 characters":                                    1, // the 4,000-character stack id
+		"contains a NUL character":                                      1,
+		"eventId is 4000 characters":                                    1,
+		"number 1e131071 is out of range":                               1,
+		"number 1e1000000 is out of range":                              1,
+		`unknown field "StackID"`:                                       1,
 		`the message group "not-h-group" is not the stack id "h-group"`: 1,
 	} {
 		require.Equal(t, n, s.count("SELECT count(*) FROM rejections WHERE strpos(reason, $1) > 0", reason), reason)
@@ -672,10 +672,27 @@ func TestForgedResultsAreRejected(t *testing.T) {
 	require.Equal(t, message.TaskPending, tasksOf(st)["infra"].Status, "no forgery settled the task")
 	require.NotContains(t, st.Metadata, "admin")
 
+	// A result in CloudSeam's shape, naming the task without a run id, needs the signature just
+	// the same: it could settle the pending run as well.
+	byName := `{"event":"TASK_COMPLETED","stackId":"forged-1","task":{"name":"infra"},"outputs":{"admin":"attacker"}}`
+	sendResult(byName, nil)
+	require.Eventually(t, func() bool { return s.count("SELECT count(*) FROM rejections WHERE stack_id = 'forged-1'") == 4 },
+		30*time.Second, 100*time.Millisecond)
+	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'forged-1' AND kind = 'rejected' AND reason LIKE '%for task infra is not signed%'"))
+	require.Equal(t, message.TaskPending, tasksOf(s.stack("forged-1"))["infra"].Status)
+
 	// The satisfier's own signature settles it.
 	sendResult(body, map[string]string{signing.Attribute: own.Sign(body)})
 	require.Eventually(t, func() bool { return tasksOf(s.stack("forged-1"))["infra"].Status == message.TaskCompleted },
 		30*time.Second, 100*time.Millisecond)
+
+	// A signed by-name result (an operator holding the key, `stackseam complete`) settles the
+	// other task's pending run, and the history says it was settled by name.
+	seed := `{"event":"TASK_COMPLETED","stackId":"forged-1","task":{"name":"dns"}}`
+	sendResult(seed, map[string]string{signing.Attribute: own.Sign(seed)})
+	require.Eventually(t, func() bool {
+		return s.count("SELECT count(*) FROM history WHERE stack_id = 'forged-1' AND kind = 'task-completed' AND task = 'dns' AND (detail->>'byTaskName')::boolean") == 1
+	}, 30*time.Second, 100*time.Millisecond)
 }
 
 func tasksOf(st *engine.Stack) map[string]message.StackTask {

@@ -234,6 +234,9 @@ func describe(e entry) string {
 	switch e.Kind {
 	case engine.KindCreated:
 		s := "created by " + e.Event
+		if from, _ := e.Detail["importedFrom"].(string); from != "" {
+			s = "imported from " + printable(from) + " in " + e.ToState
+		}
 		if m, _ := e.Detail["machine"].(string); m != "" {
 			s += " (machine " + m + ")"
 		} else if e.Machine != "" {
@@ -278,9 +281,9 @@ func describe(e entry) string {
 			}
 			s += " · outputs " + strings.Join(names, ", ")
 		}
-		return s
+		return s + byTaskName(e)
 	case engine.KindTaskFailed:
-		return "  task " + e.Task + " FAILED after " + dur() + ": " + oneLine(e.Reason, 160)
+		return "  task " + e.Task + " FAILED after " + dur() + byTaskName(e) + ": " + oneLine(e.Reason, 160)
 	case engine.KindRejected:
 		s := e.Event + " rejected: " + oneLine(e.Reason, 200)
 		if e.rejectionOnly {
@@ -534,4 +537,12 @@ func entriesJSON(entries []entry) []entryJSON {
 		}
 	}
 	return out
+}
+
+// byTaskName notes a run settled by a result that named only its task (no taskRunId).
+func byTaskName(e entry) string {
+	if e.Detail["byTaskName"] == true {
+		return " (result by task name)"
+	}
+	return ""
 }

@@ -1,5 +1,6 @@
 // Command stackseam is the operator's tool for stackseam: it checks and
-// draws machine files, sends events, and shows stacks and their history.
+// draws machine files, sends events and operators' task results, shows stacks
+// and their history, and imports stacks from CloudSeam.
 //
 // Every command has the same shape — `stackseam COMMAND [flags] ARGS`, flags
 // before or after the arguments, `--output json` where a script may want the
@@ -67,10 +68,12 @@ var commands = []*command{
 	graphCommand,
 	sendCommand,
 	retryCommand,
+	completeCommand,
 	stacksCommand,
 	showCommand,
 	historyCommand,
 	consoleCommand,
+	importCommand,
 }
 
 func main() {

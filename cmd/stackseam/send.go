@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
+	"github.com/stackseam/stackseam/internal/signing"
 )
 
 var sendCommand = &command{
@@ -151,6 +153,13 @@ type sent struct {
 // publish validates ev as the state manager will and sends it to the event
 // queue.
 func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, sf *sendFlags, ev message.Event) int {
+	return publishSigned(ctx, c, cmd, fs, sf, ev, nil)
+}
+
+// publishSigned is publish with the result signing key: when keyFor returns a key, the message
+// carries the body's signature (signing.Attribute), as the satisfier's results do.
+func publishSigned(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, sf *sendFlags, ev message.Event,
+	keyFor func(context.Context, aws.Config) (signing.Key, error)) int {
 	q, out := &sf.q, &sf.out
 	body, err := json.Marshal(ev)
 	if err != nil {
@@ -172,6 +181,15 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, sf *se
 		dedup = newDedupID()
 	}
 	msg := queue.Outgoing{Body: string(body), GroupID: ev.StackID, DedupID: dedup}
+	if keyFor != nil {
+		key, err := keyFor(ctx, awsCfg)
+		if err != nil {
+			return fail(c, cmd, err)
+		}
+		if key.Required() {
+			msg.Attributes = map[string]string{signing.Attribute: key.Sign(string(body))}
+		}
+	}
 	client := sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
 		if e := q.aws.serviceEndpoint(c, "SQS"); e != nil {
 			o.BaseEndpoint = e

@@ -132,7 +132,7 @@ func TestSendRefusesBadEventsBeforeSending(t *testing.T) {
 		{[]string{"send", "--stack", "s"}, "--stack and --event are required"},
 		{[]string{"send", "--stack", "s", "--event", "NEXT"}, "NEXT is fired by the state manager"},
 		{[]string{"send", "--stack", "s", "--event", "TASK_COMPLETED"}, "TASK_COMPLETED is a task result"},
-		{[]string{"send", "--stack", "bad id!", "--event", "LAUNCH"}, `stackId "bad id!" must match`},
+		{[]string{"send", "--stack", "bad id!", "--event", "LAUNCH"}, `stackId "bad id!" is not a valid stack id`},
 		{[]string{"send", "--stack", "s", "--event", "launch"}, `event "launch" must match`},
 		{[]string{"send", "--stack", "s", "--event", "LAUNCH", "--machine", "no/such"}, `machine "no/such" is not a valid machine name`},
 		{[]string{"send", "--stack", "s", "--event", "LAUNCH", "--meta", "novalue"}, `want KEY=VALUE, not "novalue"`},
@@ -140,7 +140,8 @@ func TestSendRefusesBadEventsBeforeSending(t *testing.T) {
 		{[]string{"send", "--stack", "s", "--event", "LAUNCH", "--if-version", "-1"}, `want a stack version (a whole number), not "-1"`},
 		{[]string{"retry"}, "name one stack"},
 		{[]string{"retry", "a", "b"}, "name one stack"},
-		{[]string{"retry", "bad id!"}, `stackId "bad id!" must match`},
+		{[]string{"retry", "bad id!"}, `stackId "bad id!" is not a valid stack id`},
+		{[]string{"retry", "feature//login"}, `stackId "feature//login" is not a valid stack id`},
 	} {
 		code, stdout, stderr := runEnv(t, env, now, tc.args...)
 		require.Equal(t, exitUsage, code, "%v: %s", tc.args, stderr)

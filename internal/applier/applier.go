@@ -114,8 +114,14 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 				return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: eventId %q uses the prefix %q, reserved for the state manager's own events",
 					message.ErrInvalid, ev.EventID, store.SystemEventIDPrefix))
 			}
-			return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: %s for run %s is not signed by this deployment's satisfier; results are accepted only from it",
-				message.ErrInvalid, ev.Event, ev.TaskRunID))
+			// A result naming only its task (CloudSeam's shape) needs the signature too: it can
+			// settle a pending run just as well, so it is no easier to send.
+			what := "run " + ev.TaskRunID
+			if ev.TaskRunID == "" {
+				what = "task " + ev.Task.Name
+			}
+			return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: %s for %s is not signed by this deployment's satisfier; results are accepted only from it",
+				message.ErrInvalid, ev.Event, what))
 		}
 	}
 	if m.GroupID != "" && m.GroupID != ev.StackID {

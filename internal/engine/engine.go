@@ -319,9 +319,24 @@ func (a *applier) applyEvent() Decision {
 
 func (a *applier) applyResult() Decision {
 	ev := a.ev
-	i := a.taskByRun(ev.TaskRunID)
-	if i < 0 {
-		return a.ignore(fmt.Sprintf("stale result: run %s is not a current task run of stack %s in state %s", ev.TaskRunID, a.s.ID, a.s.State))
+	byName := ev.TaskRunID == ""
+	var i int
+	if byName {
+		// A result that names only its task (CloudSeam's satisfier, or an operator finishing a
+		// manual step) cannot be told from a stale one: it settles the task's current run, and
+		// only while that run is pending. The history row says it was settled by name.
+		i = a.taskByName(ev.Task.Name)
+		if i < 0 {
+			return a.ignore(fmt.Sprintf("result for task %s, which is not a task of stack %s in state %s", ev.Task.Name, a.s.ID, a.s.State))
+		}
+		if t := a.s.Tasks[i]; t.Status != message.TaskPending {
+			return a.ignore(fmt.Sprintf("result for task %s names no run, and the task's current run %s is already %s", t.Name, t.RunID, t.Status))
+		}
+	} else {
+		i = a.taskByRun(ev.TaskRunID)
+		if i < 0 {
+			return a.ignore(fmt.Sprintf("stale result: run %s is not a current task run of stack %s in state %s", ev.TaskRunID, a.s.ID, a.s.State))
+		}
 	}
 	t := &a.s.Tasks[i]
 	if t.Status != message.TaskPending {
@@ -340,6 +355,10 @@ func (a *applier) applyResult() Decision {
 	}
 	if ev.SettledBy != "" {
 		entry.Detail["settledBy"] = ev.SettledBy
+	}
+	if byName {
+		// Not settledBy, which marks the runs the state manager failed itself (stacks --stuck).
+		entry.Detail["byTaskName"] = true
 	}
 	// A result always settles its task: metadata or outputs that would grow the stack's metadata
 	// past its limit are not kept, and a completed task whose outputs cannot be kept fails.
@@ -572,6 +591,16 @@ func (a *applier) markNew(run string, delay time.Duration, why string) {
 	a.newRuns[run] = true
 	a.delays[run] = delay
 	a.why[run] = why
+}
+
+// taskByName is the index of the task of the current state named name, or -1.
+func (a *applier) taskByName(name string) int {
+	for i, t := range a.s.Tasks {
+		if t.Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 func (a *applier) taskByRun(run string) int {

@@ -526,3 +526,61 @@ func TestTransitionsPerMinuteAreBounded(t *testing.T) {
 	d = b.result(infra, true)
 	require.Equal(t, Applied, d.Outcome, "a result settles its task whatever the rate")
 }
+
+// byName is a result as CloudSeam's satisfier (or an operator, for a manual step) sends it: the
+// task's name, no taskRunId.
+func byName(event, task string) message.Event {
+	return message.Event{Event: event, Task: &message.TaskSpec{Name: task}}
+}
+
+func TestResultByTaskNameSettlesTheCurrentPendingRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	infra := b.runOf("infra")
+
+	d := b.apply(byName(message.EventTaskCompleted, "infra"))
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, []string{KindTaskDone}, kinds(d.History))
+	require.Equal(t, infra, d.History[0].TaskRunID, "the history names the run it settled")
+	require.Equal(t, true, d.History[0].Detail["byTaskName"], "and that a result without a run id settled it")
+	require.NotContains(t, d.History[0].Detail, "settledBy", "settledBy is for runs the state manager failed itself")
+
+	// The same by-name result again: the run is no longer pending, so nothing happens.
+	d = b.apply(byName(message.EventTaskCompleted, "infra"))
+	require.Equal(t, Ignored, d.Outcome)
+	require.Contains(t, d.Reason, "already completed")
+
+	// A task the state does not have.
+	d = b.apply(byName(message.EventTaskCompleted, "destroy"))
+	require.Equal(t, Ignored, d.Outcome)
+	require.Contains(t, d.Reason, "not a task of stack feature-1 in state PROVISION")
+
+	// A by-name failure of the other task: the machine's retry policy applies as for any failure,
+	// and the retried run is pending again, so a later by-name result settles the new run.
+	d = b.apply(message.Event{Event: message.EventTaskError, Task: &message.TaskSpec{Name: "dns"}, Description: "manual check failed"})
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, []string{KindTaskFailed, KindDispatched}, kinds(d.History))
+	retried := b.runOf("dns")
+	d = b.apply(byName(message.EventTaskCompleted, "dns"))
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, retried, d.History[0].TaskRunID)
+	require.Equal(t, "RUN", d.Stack.State, "both tasks done: NEXT fired")
+}
+
+func TestResultWithRunIDStaysStaleProof(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	infra := b.runOf("infra")
+	// A run id of another task (or of an earlier visit) never settles a task, even one the
+	// result names: the run id decides, not the name.
+	d := b.apply(message.Event{Event: message.EventTaskCompleted, TaskRunID: "run-from-last-week", Task: &message.TaskSpec{Name: "infra"}})
+	require.Equal(t, Ignored, d.Outcome)
+	require.Contains(t, d.Reason, "stale result")
+	require.Equal(t, message.TaskPending, b.stack.Tasks[0].Status)
+	d = b.apply(message.Event{Event: message.EventTaskCompleted, TaskRunID: infra, Task: &message.TaskSpec{Name: "dns"}})
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, "infra", d.History[0].Task, "the run id decides which task is settled")
+	require.NotContains(t, d.History[0].Detail, "byTaskName")
+}

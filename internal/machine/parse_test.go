@@ -89,8 +89,8 @@ func TestInvalidFixtures(t *testing.T) {
 	for _, rule := range []string{
 		machine.RuleYAML, machine.RuleEmpty, machine.RuleMachineName, machine.RuleType, machine.RuleUnknownKey, machine.RuleDuplicateKey,
 		machine.RuleRequired, machine.RuleVersion, machine.RuleEventName, machine.RuleDuplicateEvent, machine.RuleStateName,
-		machine.RuleDuplicateState, machine.RuleMissingInit, machine.RuleAliases, machine.RuleNextCycle, machine.RuleNoTerminal, machine.RuleUndeclaredEvent, machine.RuleAction,
-		machine.RuleAdvanceTarget, machine.RuleUnknownTask, machine.RuleDuplicateTask, machine.RuleNextRequired, machine.RuleTaskName,
+		machine.RuleDuplicateState, machine.RuleMissingInit, machine.RuleAliases, machine.RuleNextCycle, machine.RuleUndeclaredEvent, machine.RuleAction,
+		machine.RuleAdvanceTarget, machine.RuleUnknownTask, machine.RuleDuplicateTask, machine.RuleTaskName,
 		machine.RuleExecutor, terraform.Rule, lambdainvoke.Rule, machine.RuleRetry, machine.RuleTimeout, machine.RuleTTL,
 	} {
 		require.True(t, rulesSeen[rule], "no invalid fixture covers rule %s", rule)

@@ -35,8 +35,6 @@ const (
 	RuleDuplicateState = "duplicate-state"
 	// RuleMissingInit: there is no INIT state.
 	RuleMissingInit = "missing-init"
-	// RuleNoTerminal: no state is `terminal: true`.
-	RuleNoTerminal = "no-terminal"
 	// RuleUndeclaredEvent: `on` names an event that is neither declared nor NEXT.
 	RuleUndeclaredEvent = "undeclared-event"
 	// RuleAction: an action is missing its `action` or names an unknown kind.
@@ -48,9 +46,6 @@ const (
 	RuleUnknownTask = "unknown-task"
 	// RuleDuplicateTask: a state lists the same task twice.
 	RuleDuplicateTask = "duplicate-task"
-	// RuleNextRequired: a non-terminal state has tasks but no NEXT handler,
-	// so a stack would stay there for ever once its tasks are done.
-	RuleNextRequired = "next-required"
 	// RuleTaskName: a task name is empty.
 	RuleTaskName = "task-name"
 	// RuleExecutor: a task's `executor` is missing or names no executor
@@ -86,4 +81,12 @@ const (
 	// RuleMultipleAdvance: one event has several advances in the same state;
 	// only the last one decides where the stack goes.
 	RuleMultipleAdvance = "multiple-advance"
+	// RuleNoTerminal: no state is `terminal: true`, so no stack is ever removed.
+	// A warning because CloudSeam's validator accepted such machines and they run
+	// (it was an error before; the id is unchanged).
+	RuleNoTerminal = "no-terminal"
+	// RuleNextRequired: a non-terminal state has tasks but no NEXT handler, so
+	// a stack stays there once its tasks are done until an event moves it. A
+	// warning for the same reason as RuleNoTerminal.
+	RuleNextRequired = "next-required"
 )

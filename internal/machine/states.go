@@ -41,7 +41,11 @@ func (p *parser) states(kv *pair, m *Machine, sc *scope) {
 		p.problem(kv.Key, RuleMissingInit, "there is no INIT state; every stack starts in INIT")
 	}
 	if !terminal {
-		p.problem(kv.Key, RuleNoTerminal, "no state is `terminal: true`, so no stack can ever finish")
+		// CloudSeam's validator accepted this, and such a machine runs: its stacks are never
+		// removed, which is worth a warning rather than refusing every event of existing stacks.
+		p.warn(kv.Key, RuleNoTerminal, "no state is `terminal: true`, so stacks of this machine are never removed: "+
+			"they rest in the state their last event leads to (DESTROY included) and stay in `stacks`; "+
+			"mark the state DESTROY leads to `terminal: true` to remove them there")
 	}
 	if sc.states[StateInit] != nil {
 		p.reachable(m, sc)
@@ -132,8 +136,10 @@ func (p *parser) state(kv pair, sc *scope) *State {
 		st.TTL = p.ttl(ttl, st, sc)
 	}
 	if !st.Terminal && len(st.Tasks) > 0 && !st.Handles(EventNext) {
-		p.problem(tasksKey, RuleNextRequired,
-			"state %s has tasks but does not handle NEXT, so a stack would stay there once they are done; add on.NEXT or make the state terminal", st.Name)
+		// CloudSeam accepted this too, and it runs: the stack rests there with its tasks done
+		// until an event moves it.
+		p.warn(tasksKey, RuleNextRequired,
+			"state %s has tasks but does not handle NEXT, so a stack stays there once they are done, until an event moves it; add on.NEXT or make the state terminal", st.Name)
 	}
 	return st
 }

@@ -100,9 +100,23 @@ func FuzzParseEvent(f *testing.F) {
 	})
 }
 
+// safeKeySegments is what the S3 keys built from a stack id need, checked independently of
+// CheckStackID: 1 to 128 bytes of [A-Za-z0-9._/-], no empty, "." or ".." segment.
+func safeKeySegments(id string) bool {
+	if id == "" || len(id) > 128 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") != "" {
+		return false
+	}
+	for _, seg := range strings.Split(id, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
 func checkEvent(t *testing.T, ev Event) {
 	t.Helper()
-	if !stackIDPattern.MatchString(ev.StackID) || !eventNamePattern.MatchString(ev.Event) {
+	if !safeKeySegments(ev.StackID) || !eventNamePattern.MatchString(ev.Event) {
 		t.Fatalf("accepted an event with stackId %q and event %q", ev.StackID, ev.Event)
 	}
 	if ev.Machine != "" && !MachineNamePattern.MatchString(ev.Machine) {
@@ -112,8 +126,8 @@ func checkEvent(t *testing.T, ev Event) {
 		t.Fatalf("accepted metadata that is not flat: %v", err)
 	}
 	if ev.IsResult() {
-		if ev.TaskRunID == "" {
-			t.Fatal("accepted a result without taskRunId")
+		if ev.TaskRunID == "" && (ev.Task == nil || ev.Task.Name == "") {
+			t.Fatal("accepted a result that names neither a run nor a task")
 		}
 		if err := ev.Outputs.Validate("outputs"); err != nil {
 			t.Fatalf("accepted outputs that are not flat: %v", err)

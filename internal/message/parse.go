@@ -21,7 +21,6 @@ const (
 )
 
 var (
-	stackIDPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	eventNamePattern = regexp.MustCompile(`^[A-Z0-9_-]+$`)
 )
 
@@ -42,8 +41,54 @@ func CutUTF8(s string, max int) string {
 	return s[:cut]
 }
 
-// ValidStackID reports whether id is a stack id events may name.
-func ValidStackID(id string) bool { return stackIDPattern.MatchString(id) }
+// MaxStackIDLen is the longest stack id: the longest SQS FIFO message group id, which the stack id
+// is.
+const MaxStackIDLen = 128
+
+// StackIDRule says in words what CheckStackID accepts; errors and the CLI's help quote it.
+const StackIDRule = "1 to 128 characters: one or more segments of letters, digits, '.', '_' and '-', " +
+	"each starting with a letter or digit, separated by single '/' (e.g. feature/login)"
+
+// CheckStackID checks a stack id against the one rule every part of stackseam relies on. A stack
+// id becomes an S3 key segment (fences/<stackId>, logs/<machine>/<stackId>/…, the Terraform state
+// <machine>/<stackId>/<source>), a FIFO message group and a Terraform variable, so it may contain
+// '/' (CloudSeam's branch-named stacks, feature/login) but nothing that could make a key mean
+// another place: no empty segment (a leading or trailing '/', "//"), no "." or ".." segment (each
+// segment starts with a letter or digit), no control character, space or backslash.
+func CheckStackID(id string) error {
+	if id == "" {
+		return errors.New("stackId is required")
+	}
+	if len(id) > MaxStackIDLen {
+		return fmt.Errorf("stackId is %d characters; a stack id is %s", len(id), StackIDRule)
+	}
+	for seg := range strings.SplitSeq(id, "/") {
+		if !stackIDSegment(seg) {
+			return fmt.Errorf("stackId %q is not a valid stack id: a stack id is %s", id, StackIDRule)
+		}
+	}
+	return nil
+}
+
+// stackIDSegment reports whether seg is one segment of a stack id: [A-Za-z0-9][A-Za-z0-9._-]*.
+func stackIDSegment(seg string) bool {
+	if seg == "" || !isAlnum(seg[0]) {
+		return false
+	}
+	for i := 1; i < len(seg); i++ {
+		if c := seg[i]; !isAlnum(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// ValidStackID reports whether id is a stack id events may name (CheckStackID).
+func ValidStackID(id string) bool { return CheckStackID(id) == nil }
 
 // ErrInvalid is wrapped by every error ParseEvent returns: the message is
 // permanently bad and must be rejected, not retried.
@@ -207,11 +252,8 @@ func ParseEvent(body []byte) (Event, error) {
 	} else if w.Action != "" && w.Action != ev.Event {
 		return Event{}, invalid("both event %q and action %q are set and differ", ev.Event, w.Action)
 	}
-	if ev.StackID == "" {
-		return Event{}, invalid("stackId is required")
-	}
-	if !stackIDPattern.MatchString(ev.StackID) {
-		return Event{}, invalid("stackId %q must match %s", ev.StackID, stackIDPattern)
+	if err := CheckStackID(ev.StackID); err != nil {
+		return Event{}, invalid("%v", err)
 	}
 	if ev.Event == "" {
 		return Event{}, invalid("event is required")
@@ -239,8 +281,11 @@ func ParseEvent(body []byte) (Event, error) {
 		ev.Description = CutUTF8(ev.Description, maxDescriptionLen) + "…(truncated)"
 	}
 	if ev.IsResult() {
-		if ev.TaskRunID == "" {
-			return Event{}, invalid("%s needs taskRunId", ev.Event)
+		if ev.TaskRunID == "" && (ev.Task == nil || ev.Task.Name == "") {
+			// CloudSeam's results, and an operator's result for a manual step, name the task
+			// only: they settle the task's current run when it is pending (engine, settling by
+			// name). A result must say which task it is about one way or the other.
+			return Event{}, invalid("%s needs taskRunId, or task.name to settle the task's current run", ev.Event)
 		}
 		if err := ev.Outputs.Validate("outputs"); err != nil {
 			return Event{}, invalid("%v", err)

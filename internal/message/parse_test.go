@@ -39,6 +39,57 @@ func TestNullMetadataRemovesKeys(t *testing.T) {
 	require.NoError(t, Metadata{"x": nil}.ValidateChanges("metadata"))
 }
 
+func TestStackIDsMapToSafeKeys(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"a", "feature-123", "feature/login", "dependabot/npm_and_yarn/lodash-4.17.21",
+		"release/v1.2.3", "A.b_c-d/e", strings.Repeat("a", 128), strings.Repeat("ab/", 42) + "ab"} {
+		require.NoError(t, CheckStackID(id), id)
+		ev, err := ParseEvent([]byte(`{"stackId":"` + id + `","event":"LAUNCH"}`))
+		require.NoError(t, err, id)
+		require.Equal(t, id, ev.StackID)
+	}
+	for id, why := range map[string]string{
+		"":                        "required",
+		strings.Repeat("a", 129):  "129 characters",
+		"/feature":                "leading /",
+		"feature/":                "trailing /",
+		"feature//login":          "empty segment",
+		"feature/../master":       "dot-dot segment",
+		"..":                      "dot-dot",
+		"./x":                     "dot segment",
+		"feature/.hidden":         "segment starting with a dot",
+		"feature/-x":              "segment starting with a dash",
+		"feature/lo gin":          "space",
+		"feature\\\\login":        "backslash",
+		"feature/\\u0007":         "control character",
+		"feature/\\u00e9t\\u00e9": "non-ASCII",
+		"feature/login\\n":        "newline",
+		"a%2F..":                  "percent",
+	} {
+		body := `{"stackId":"` + id + `","event":"LAUNCH"}`
+		_, err := ParseEvent([]byte(body))
+		require.ErrorIs(t, err, ErrInvalid, "%s: %s", why, body)
+		require.Contains(t, err.Error(), "stackId", why)
+	}
+	require.False(t, ValidStackID("a//b"))
+	require.True(t, ValidStackID("a/b"))
+}
+
+func TestParseEventResultByTaskName(t *testing.T) {
+	t.Parallel()
+	// CloudSeam's satisfier sends no taskRunId; it names the task.
+	ev, err := ParseEvent([]byte(`{"event":"TASK_COMPLETED","stackId":"feature/login","task":{"name":"infra","executor":"terraform","config":{}}}`))
+	require.NoError(t, err)
+	require.True(t, ev.IsResult())
+	require.Empty(t, ev.TaskRunID)
+	require.Equal(t, "infra", ev.Task.Name)
+	// An operator's result for a manual step: the task's name is enough.
+	ev, err = ParseEvent([]byte(`{"action":"TASK_ERROR","stackId":"s","task":{"name":"approve"},"description":"rejected by QA"}`))
+	require.NoError(t, err)
+	require.Equal(t, "approve", ev.Task.Name)
+	require.Equal(t, "TASK_ERROR", ev.Event)
+}
+
 func TestParseEventResult(t *testing.T) {
 	t.Parallel()
 	ev, err := ParseEvent([]byte(`{"event":"TASK_COMPLETED","stackId":"s1","taskRunId":"r1","task":{"name":"infra","executor":"terraform","config":{}},"outputs":{"url":"x"}}`))
@@ -55,15 +106,16 @@ func TestParseEventRejectsWithReasons(t *testing.T) {
 		"not an object":       {`[1,2]`, "malformed JSON"},
 		"two values":          {`{"stackId":"a","event":"X"} {}`, "more than one value"},
 		"missing stackId":     {`{"event":"LAUNCH"}`, "stackId is required"},
-		"bad stackId":         {`{"stackId":"-x y","event":"LAUNCH"}`, "must match"},
-		"long stackId":        {`{"stackId":"a234567890123456789012345678901234567890123456789012345678901234","event":"LAUNCH"}`, "must match"},
+		"bad stackId":         {`{"stackId":"-x y","event":"LAUNCH"}`, "is not a valid stack id"},
+		"long stackId":        {`{"stackId":"` + strings.Repeat("a", 129) + `","event":"LAUNCH"}`, "stackId is 129 characters"},
 		"missing event":       {`{"stackId":"a"}`, "event is required"},
 		"lowercase event":     {`{"stackId":"a","event":"launch"}`, "must match"},
 		"event/action differ": {`{"stackId":"a","event":"LAUNCH","action":"DESTROY"}`, "differ"},
 		"nested metadata":     {`{"stackId":"a","event":"LAUNCH","metadata":{"x":{"y":1}}}`, "metadata.x is an object; metadata must be flat"},
 		"list metadata":       {`{"stackId":"a","event":"LAUNCH","metadata":{"x":[1]}}`, "metadata.x is a list"},
 		"null outputs":        {`{"stackId":"a","event":"TASK_COMPLETED","taskRunId":"r","outputs":{"x":null}}`, "outputs.x is null"},
-		"result without run":  {`{"stackId":"a","event":"TASK_ERROR"}`, "needs taskRunId"},
+		"result without run":  {`{"stackId":"a","event":"TASK_ERROR"}`, "needs taskRunId, or task.name"},
+		"result, empty task":  {`{"stackId":"a","event":"TASK_ERROR","task":{"name":""}}`, "needs taskRunId, or task.name"},
 		"outputs on LAUNCH":   {`{"stackId":"a","event":"LAUNCH","outputs":{"a":"b"}}`, "belong on TASK_COMPLETED"},
 		"nested outputs":      {`{"stackId":"a","event":"TASK_COMPLETED","taskRunId":"r","outputs":{"a":{}}}`, "outputs.a is an object"},
 		"bad machine":         {`{"stackId":"a","event":"LAUNCH","machine":"../x"}`, "not a valid machine name"},

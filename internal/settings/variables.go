@@ -73,6 +73,8 @@ var StateManager = &Declared{Function: "statemanager", Variables: []Variable{
 	{Name: "DATABASE_SSLMODE"},
 	// A PEM file of the CAs to trust instead of the embedded Amazon RDS bundle (internal/store).
 	{Name: "DATABASE_SSLROOTCERT"},
+	// The PostgreSQL schema of stackseam's tables (internal/store: store.DefaultSchema, "stackseam").
+	{Name: "DATABASE_SCHEMA"},
 	{Name: "BATCH_PARALLELISM"},
 	{Name: "OUTBOX_SWEEP_AGE"},
 	// How long the sweep keeps processed event keys and rejections (history is kept).
@@ -132,6 +134,8 @@ var Query = &Declared{Function: "query", Variables: []Variable{
 	// never depends on the default.
 	{Name: "DATABASE_SSLMODE", Deployed: true},
 	{Name: "DATABASE_SSLROOTCERT"},
+	// The schema of stackseam's tables, as the state manager has it (internal/store).
+	{Name: "DATABASE_SCHEMA"},
 	{Name: "LOG_LEVEL", Deployed: true},
 }}
 

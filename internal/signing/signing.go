@@ -63,13 +63,22 @@ func (k Key) Verify(body, sig string) bool {
 // DedupID returns the FIFO deduplication id to send a system message under: with a key, an
 // HMAC of id, which no publisher can compute (a predictable id — one derived from a run id that
 // `stackseam show` displays — could be sent first by a publisher, and SQS would then drop the real
-// message as a duplicate for five minutes); with the zero Key, id itself.
+// message as a duplicate for five minutes); with the zero Key, id itself, or its SHA-256 when it
+// is longer than the 128 characters SQS takes (a stack id may be 128 characters, and the id adds
+// an eventId to it).
 func (k Key) DedupID(id string) string {
 	if !k.Required() {
+		if len(id) > maxDedupIDLen {
+			sum := sha256.Sum256([]byte(id))
+			return hex.EncodeToString(sum[:])
+		}
 		return id
 	}
 	return k.Sign("dedup:" + id)
 }
+
+// maxDedupIDLen is the longest FIFO deduplication id SQS accepts.
+const maxDedupIDLen = 128
 
 // NewKey returns a key of the given secret, which must be at least 32 bytes.
 func NewKey(secret string) (Key, error) {

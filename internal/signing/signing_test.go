@@ -36,3 +36,15 @@ func TestSignAndVerify(t *testing.T) {
 	require.Empty(t, none.Sign(body))
 	require.False(t, none.Verify(body, sig))
 }
+
+func TestUnkeyedDedupIDsFitSQS(t *testing.T) {
+	t.Parallel()
+	var none Key
+	short := "feature/login-ttl-3"
+	require.Equal(t, short, none.DedupID(short), "a short id is kept as it is")
+	long := strings.Repeat("s", 128) + "-" + strings.Repeat("e", 128) // the longest stack id and eventId
+	got := none.DedupID(long)
+	require.LessOrEqual(t, len(got), 128)
+	require.Equal(t, got, none.DedupID(long), "the same message gets the same id")
+	require.NotEqual(t, got, none.DedupID(long+"x"))
+}

@@ -41,6 +41,9 @@ type Config struct {
 	// statement that writes fails with SQLSTATE 25006. The query function and
 	// the CLI's reads use it. Defaults to read-write.
 	ReadOnly bool
+	// Schema is the PostgreSQL schema of stackseam's tables (DATABASE_SCHEMA); every connection
+	// of the pool has it, alone, as its search_path. Defaults to DefaultSchema.
+	Schema string
 }
 
 // The environment variables ConfigFromEnv reads; the functions and the CLI
@@ -52,8 +55,8 @@ const (
 	EnvSSLRootCert = "DATABASE_SSLROOTCERT"
 )
 
-// ConfigFromEnv reads DATABASE_URL, DATABASE_SECRET_ID, DATABASE_SSLMODE and
-// DATABASE_SSLROOTCERT through getenv (os.Getenv, or a test's map), so every
+// ConfigFromEnv reads DATABASE_URL, DATABASE_SECRET_ID, DATABASE_SSLMODE,
+// DATABASE_SSLROOTCERT and DATABASE_SCHEMA through getenv (os.Getenv, or a test's map), so every
 // binary reads the same names the same way.
 func ConfigFromEnv(getenv func(string) string) Config {
 	return Config{
@@ -61,6 +64,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		SecretID:    getenv(EnvSecretID),
 		SSLMode:     getenv(EnvSSLMode),
 		SSLRootCert: getenv(EnvSSLRootCert),
+		Schema:      getenv(EnvSchema),
 	}
 }
 
@@ -72,6 +76,12 @@ const defaultConnectTimeout = 10 * time.Second
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = DefaultSchema
+	}
+	if err := CheckSchema(cfg.Schema); err != nil {
+		return nil, err
 	}
 	var creds *secretCredentials
 	var poolCfg *pgxpool.Config
@@ -110,14 +120,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("no database configured: set DATABASE_URL or DATABASE_SECRET_ID")
 	}
 	poolCfg.MaxConns = cfg.MaxConns
+	if poolCfg.ConnConfig.RuntimeParams == nil {
+		poolCfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
 	if cfg.ReadOnly {
 		// A startup parameter, so it holds from the connection's first statement, before any
 		// query of ours runs; the secret's BeforeConnect keeps RuntimeParams.
-		if poolCfg.ConnConfig.RuntimeParams == nil {
-			poolCfg.ConnConfig.RuntimeParams = map[string]string{}
-		}
 		poolCfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
+	// The schema alone: unqualified table names then never reach another application's tables
+	// in public (CloudSeam's stacks) whatever the database's or role's default search_path.
+	poolCfg.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
 	poolCfg.MaxConnIdleTime = 5 * time.Minute
 	if poolCfg.ConnConfig.ConnectTimeout == 0 {
 		// A server that drops packets must fail a connection attempt, not hang a handler until
@@ -129,6 +142,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("error creating the database pool: %w", err)
 	}
 	s := New(pool)
+	s.schema = cfg.Schema
 	if creds != nil {
 		s.onAuthFailure = creds.invalidate
 	}

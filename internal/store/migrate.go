@@ -72,6 +72,9 @@ func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 		// A session lock outlives errors; release it even if ctx is done.
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLockKey)
 	}()
+	if err := s.ensureSchema(ctx, conn.Conn()); err != nil {
+		return nil, s.noteErr(err)
+	}
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS stackseam_migrations (
 		version    integer PRIMARY KEY,
 		name       text        NOT NULL,

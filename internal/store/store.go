@@ -32,6 +32,8 @@ type Store struct {
 	// versions holds the machine versions (hashes) this process has seen
 	// stored in machine_versions.
 	versions sync.Map
+	// schema is the PostgreSQL schema of the tables (schema.go); "" is DefaultSchema.
+	schema string
 }
 
 // New returns a store on an existing pool.

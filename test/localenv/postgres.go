@@ -227,15 +227,29 @@ func (s *Postgres) CreateAppDatabase(name string) (AppDatabase, error) {
 	if err := s.adminExec("CREATE DATABASE " + role + " OWNER " + role); err != nil {
 		return AppDatabase{}, fmt.Errorf("creating database %s: %w", name, err)
 	}
+	if err := s.adminExec(testSearchPath(name)); err != nil {
+		return AppDatabase{}, err
+	}
 	u := s.baseURL
 	u.Path = "/" + name
 	return AppDatabase{Name: name, URL: u.String(), User: name, Password: password, Host: u.Hostname(), Port: u.Port()}, nil
+}
+
+// testSearchPath is the statement that lets the tests' own connections to database name read
+// stackseam's tables without naming their schema, as the state manager's connections do (store.Open
+// sets search_path to the schema itself; internal/store's schema test checks that without this).
+// public stays on the path for what tests create themselves.
+func testSearchPath(name string) string {
+	return "ALTER DATABASE " + pgx.Identifier{name}.Sanitize() + " SET search_path = stackseam, public"
 }
 
 // CreateDatabase creates an empty database and returns its URL.
 func (s *Postgres) CreateDatabase(name string) (string, error) {
 	if err := s.adminExec("CREATE DATABASE " + pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", fmt.Errorf("creating database %s: %w", name, err)
+	}
+	if err := s.adminExec(testSearchPath(name)); err != nil {
+		return "", err
 	}
 	u := s.baseURL
 	u.Path = "/" + name

@@ -1,6 +1,7 @@
 // Package terraform is the terraform executor: it runs a task's Terraform (or OpenTofu) files
 // through hashicorp/terraform-exec — never a shell — against the S3 backend in the stackseam
-// bucket, and keeps the full log there.
+// bucket (or the bucket the script's own backend block names), and keeps the full log in the
+// stackseam bucket.
 package terraform
 
 import (
@@ -51,7 +52,8 @@ type Runner struct {
 	Binary string
 	// S3 reads S3 sources and stores the logs. Required.
 	S3 *s3.Client
-	// Bucket holds the state (S3 backend) and the logs. Required.
+	// Bucket holds the logs, and the state (S3 backend) of every script whose backend block names
+	// no bucket of its own (DeclaredBackend). Required.
 	Bucket string
 	// Region is the bucket's region, given to the S3 backend. Required.
 	Region string
@@ -173,21 +175,24 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 	if err := os.WriteFile(varFile, varsJSON, 0o600); err != nil {
 		return executor.Outcome{}, fmt.Errorf("error writing the variable file: %w", err)
 	}
-	stateKey := StateKey(task.Stack.Machine, task.Stack.ID, cfg.Source)
-	fmt.Fprintf(log, "stackseam: state s3://%s/%s; variables: %s\n", r.Bucket, stateKey, strings.Join(sortedKeys(vars), ", "))
+	st := r.locate(src, task.Stack.Machine, task.Stack.ID, cfg.Source, log)
+	fmt.Fprintf(log, "stackseam: state s3://%s/%s (region %s); variables: %s\n", st.Bucket, st.Key, st.Region, strings.Join(sortedKeys(vars), ", "))
 
 	tf, err := r.terraform(src, log)
 	if err != nil {
 		return executor.Outcome{}, err
 	}
-	if err := r.init(ctx, tf, stateKey); err != nil {
+	if err := r.init(ctx, tf, st); err != nil {
 		return executor.Outcome{}, fmt.Errorf("terraform init failed: %w", err)
 	}
-	unlock, err := r.lock(ctx, stateKey, task, log)
+	unlock, err := r.lock(ctx, st, task, log)
 	if err != nil {
 		return executor.Outcome{}, err
 	}
 	defer unlock()
+	if err := r.adoptLegacyState(ctx, st, LegacyStateKey(task.Stack.Machine, task.Stack.ID, cfg.Source), log); err != nil {
+		return executor.Outcome{}, err
+	}
 	if r.Current != nil {
 		// Checked while holding the lock: see lock.
 		current, err := r.Current(ctx, task)
@@ -235,34 +240,34 @@ type lockInfo struct {
 // A lock held by another run is waited for until the run's time is up; a lock older than
 // LockLease was left by a run that was killed (a crash, an out-of-memory kill) and is removed,
 // since every later run of the stack would otherwise wait for it in vain.
-func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, log *runLog) (func(), error) {
-	key := LockKey(stateKey)
+func (r *Runner) lock(ctx context.Context, st stateLocation, task message.Task, log *runLog) (func(), error) {
+	key := LockKey(st.Key)
 	id, err := randomID()
 	if err != nil {
 		return nil, err
 	}
 	mine, err := json.Marshal(lockInfo{ID: id, Operation: "stackseam " + task.Task.Name,
 		Info: "task run " + task.TaskRunID, Who: "stackseam@" + task.Stack.ID,
-		Created: time.Now().UTC(), Path: r.Bucket + "/" + stateKey})
+		Created: time.Now().UTC(), Path: st.Bucket + "/" + st.Key})
 	if err != nil {
 		return nil, fmt.Errorf("error encoding the state lock: %w", err)
 	}
 	announced := ""
 	for {
-		put, err := r.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key),
-			Body: bytes.NewReader(mine), ContentType: aws.String("application/json"), IfNoneMatch: aws.String("*")})
+		put, err := r.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(st.Bucket), Key: aws.String(key),
+			Body: bytes.NewReader(mine), ContentType: aws.String("application/json"), IfNoneMatch: aws.String("*")}, st.in)
 		if err == nil {
-			fmt.Fprintf(log, "stackseam: state lock %s taken (s3://%s/%s)\n", id, r.Bucket, key)
+			fmt.Fprintf(log, "stackseam: state lock %s taken (s3://%s/%s)\n", id, st.Bucket, key)
 			etag := aws.ToString(put.ETag)
-			return func() { r.unlock(ctx, key, id, etag, log) }, nil
+			return func() { r.unlock(ctx, st, key, id, etag, log) }, nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("the state is locked (s3://%s/%s)%s and the run's time ran out waiting: %w", r.Bucket, key, announced, ctx.Err())
+			return nil, fmt.Errorf("the state is locked (s3://%s/%s)%s and the run's time ran out waiting: %w", st.Bucket, key, announced, ctx.Err())
 		}
 		if !preconditionFailed(err) {
-			return nil, fmt.Errorf("error taking the state lock s3://%s/%s: %w", r.Bucket, key, err)
+			return nil, fmt.Errorf("error taking the state lock s3://%s/%s: %w", st.Bucket, key, err)
 		}
-		info, etag, found, err := r.readLock(ctx, key)
+		info, etag, found, err := r.readLock(ctx, st, key)
 		if err != nil {
 			return nil, err
 		}
@@ -274,9 +279,9 @@ func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, l
 				info.ID, info.Operation, info.Info, info.Created.Format(time.RFC3339), age.Round(time.Second), r.lockLease())
 			r.logger().WarnContext(ctx, "removing a stale terraform state lock", "key", key, "lockId", info.ID, "created", info.Created, "age", age.String())
 			// Only that lock (If-Match): another waiter may have removed it and taken the lock meanwhile.
-			_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)})
+			_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(st.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)}, st.in)
 			if err != nil && !preconditionFailed(err) && !notFound(err) {
-				return nil, fmt.Errorf("error removing the stale state lock s3://%s/%s: %w", r.Bucket, key, err)
+				return nil, fmt.Errorf("error removing the stale state lock s3://%s/%s: %w", st.Bucket, key, err)
 			}
 			continue
 		case announced == "":
@@ -285,7 +290,7 @@ func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, l
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("the state is locked (s3://%s/%s)%s and the run's time ran out waiting: %w", r.Bucket, key, announced, ctx.Err())
+			return nil, fmt.Errorf("the state is locked (s3://%s/%s)%s and the run's time ran out waiting: %w", st.Bucket, key, announced, ctx.Err())
 		case <-time.After(lockPoll):
 		}
 	}
@@ -294,10 +299,10 @@ func (r *Runner) lock(ctx context.Context, stateKey string, task message.Task, l
 // unlock releases the lock id: a delete conditional on the ETag the lock was written with, so a
 // lock that was removed as stale and taken by another run meanwhile is left alone. It runs after
 // the run's time may be up.
-func (r *Runner) unlock(ctx context.Context, key, id, etag string, log *runLog) {
+func (r *Runner) unlock(ctx context.Context, st stateLocation, key, id, etag string, log *runLog) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)})
+	_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(st.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)}, st.in)
 	switch {
 	case err == nil:
 	case preconditionFailed(err) || notFound(err):
@@ -309,13 +314,13 @@ func (r *Runner) unlock(ctx context.Context, key, id, etag string, log *runLog) 
 }
 
 // readLock reads a lock file and its ETag; found is false when there is none.
-func (r *Runner) readLock(ctx context.Context, key string) (info lockInfo, etag string, found bool, err error) {
-	obj, err := r.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key)})
+func (r *Runner) readLock(ctx context.Context, st stateLocation, key string) (info lockInfo, etag string, found bool, err error) {
+	obj, err := r.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(st.Bucket), Key: aws.String(key)}, st.in)
 	if err != nil {
 		if notFound(err) {
 			return info, "", false, nil
 		}
-		return info, "", false, fmt.Errorf("error reading the state lock s3://%s/%s: %w", r.Bucket, key, err)
+		return info, "", false, fmt.Errorf("error reading the state lock s3://%s/%s: %w", st.Bucket, key, err)
 	}
 	defer obj.Body.Close()
 	etag = aws.ToString(obj.ETag)
@@ -367,12 +372,12 @@ func (r *Runner) terraform(src string, log *runLog) (*tfexec.Terraform, error) {
 	return tf, nil
 }
 
-func (r *Runner) init(ctx context.Context, tf *tfexec.Terraform, stateKey string) error {
+func (r *Runner) init(ctx context.Context, tf *tfexec.Terraform, st stateLocation) error {
 	if err := os.MkdirAll(r.pluginCacheDir(), 0o755); err != nil {
 		return fmt.Errorf("error creating the plugin cache %s: %w", r.pluginCacheDir(), err)
 	}
 	var opts []tfexec.InitOption
-	for _, c := range BackendConfig(r.Bucket, r.Region, stateKey, r.Endpoint) {
+	for _, c := range BackendConfig(st.Bucket, st.Region, st.Key, r.Endpoint) {
 		opts = append(opts, tfexec.BackendConfig(c))
 	}
 	r.initMu.Lock()
