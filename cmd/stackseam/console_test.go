@@ -25,6 +25,7 @@ import (
 
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/query"
 	"github.com/stackseam/stackseam/test/harness"
 )
 
@@ -49,7 +50,7 @@ func setupConsole(t *testing.T, configure func(*consoleServer)) *consoleBundle {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
 	}
-	srv := &consoleServer{data: dbData{rec.st}, machines: dirMachines{dir: dir}, operator: "tester", csrf: "csrf-value",
+	srv := &consoleServer{data: consoleData{api: query.NewReader(rec.st)}, machines: dirMachines{dir: dir}, operator: "tester", csrf: "csrf-value",
 		now: func() time.Time { return now }, poll: 20 * time.Millisecond, logsMissing: "no AWS in this test"}
 	if configure != nil {
 		configure(srv)
