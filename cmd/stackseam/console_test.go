@@ -502,9 +502,15 @@ func (b *lockedBuffer) String() string {
 // the URL it printed.
 func startConsoleCommand(t *testing.T, env map[string]string, args ...string) (url string, stdout *lockedBuffer) {
 	t.Helper()
+	return startConsoleCommandAt(t, env, time.Now, args...)
+}
+
+// startConsoleCommandAt is startConsoleCommand with the console's clock.
+func startConsoleCommandAt(t *testing.T, env map[string]string, clock func() time.Time, args ...string) (url string, stdout *lockedBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errOut := &lockedBuffer{}, &lockedBuffer{}
-	c := &cli{stdout: out, stderr: errOut, getenv: func(k string) string { return env[k] }, now: time.Now, pollInterval: 20 * time.Millisecond}
+	c := &cli{stdout: out, stderr: errOut, getenv: func(k string) string { return env[k] }, now: clock, pollInterval: 20 * time.Millisecond}
 	done := make(chan int, 1)
 	go func() { done <- c.run(ctx, append([]string{"console"}, args...)) }()
 	t.Cleanup(func() {
