@@ -31,11 +31,13 @@ stack's story (timeline, metadata, task logs from S3) and the machines (drawn
 with the number of stacks in each state, and an editor that validates as you
 type with the rules of ` + "`stackseam validate`" + `).
 
-It reads the database like ` + "`stackseam stacks`" + ` (same flags and
-variables), task logs from the satisfier's bucket (--bucket, $BUCKET, or the
-bucket a run's log URL names) and machine files from --machines-bucket
-($MACHINES_BUCKET, under --machines-prefix) or else --machines-dir
-($MACHINES_DIR, default machines).
+It reads stacks like ` + "`stackseam stacks`" + ` (same flags and variables:
+the database, or with --stack-name a deployed stackseam's query function),
+task logs from the satisfier's bucket (--bucket, $BUCKET, the stack's bucket
+with --stack-name, or the bucket a run's log URL names) and machine files from
+--machines-bucket ($MACHINES_BUCKET, under --machines-prefix) or else
+--machines-dir ($MACHINES_DIR); with --stack-name and neither, from machines/
+in the stack's bucket, else the folder machines.
 
 It is read-only unless started with --allow-actions: then a person can send
 an event the stack's state accepts, retry failed or pending tasks and save a
@@ -50,6 +52,7 @@ a cookie after the first visit.
 examples:
   stackseam console
   stackseam console --allow-actions --operator alice
+  stackseam console --stack-name Stackseam
   stackseam console --listen 0.0.0.0:8080`,
 	run: runConsole,
 }
@@ -63,7 +66,7 @@ func runConsole(ctx context.Context, c *cli, cmd *command, args []string) int {
 	machinesDir := fs.String("machines-dir", "", "the `FOLDER` of machine files (default $MACHINES_DIR, else machines)")
 	machinesBucket := fs.String("machines-bucket", "", "the `BUCKET` of machine files, instead of a folder (default $MACHINES_BUCKET)")
 	machinesPrefix := fs.String("machines-prefix", "", "the `PREFIX` of machine files in --machines-bucket (default $MACHINES_PREFIX, else machines/)")
-	queueURL := fs.String("queue-url", "", "the event queue's `URL`, for actions (default $EVENT_QUEUE_URL)")
+	queueURL := fs.String("queue-url", "", "the event queue's `URL`, for actions (default $EVENT_QUEUE_URL, else the one --stack-name outputs)")
 	var db databaseFlags
 	db.register(fs)
 	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
