@@ -22,6 +22,7 @@ import (
 	"github.com/stackseam/stackseam/internal/executor/kinds"
 	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/query"
 )
 
 // consoleAssets is the web app: plain HTML, CSS and JavaScript, no build step and nothing
@@ -217,6 +218,17 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 	writeAPI(w, code, apiError{Error: msg})
 }
 
+// readError answers a failed read: a request the read API refused (a filter too long, say) is the
+// page's mistake, anything else the database's or the query function's.
+func readError(w http.ResponseWriter, err error) {
+	var refused *query.Error
+	if errors.As(err, &refused) {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	httpError(w, http.StatusBadGateway, err.Error())
+}
+
 func writeAPI(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
@@ -273,7 +285,7 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 	list, total, err := s.data.StackSummaries(ctx, stackFilter{Machine: q.Get("machine"), State: q.Get("state"),
 		IDContains: q.Get("q"), Limit: maxListed}, now)
 	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
+		readError(w, err)
 		return
 	}
 	troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow), "")

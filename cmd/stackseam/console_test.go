@@ -150,6 +150,8 @@ func TestConsoleStacksListsStacksAndMarksStuckOnes(t *testing.T) {
 	b.get(t, "/api/stacks?q=FEATURE", &list)
 	require.Len(t, list.Stacks, 1)
 	require.Equal(t, "feature-9", list.Stacks[0].ID)
+	res := b.get(t, "/api/stacks?q="+strings.Repeat("x", 300), nil)
+	require.Equal(t, http.StatusBadRequest, res.StatusCode, "a search the read API refuses is the page's mistake")
 }
 
 func TestConsoleStoryTellsTheTimeline(t *testing.T) {
