@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
@@ -20,17 +21,43 @@ func (s *Stackseam) GrantPublishEvents(grantee awsiam.IGrantable) awsiam.Grant {
 }
 
 // GrantRead lets grantee ask the deployment read-only questions — list stacks, show one, its
-// history, stuck runs, machines — as `stackseam stacks|show|history --stack-name` and the web
-// console do: lambda:InvokeFunction on the query function only (whose database session cannot
-// write), and cloudformation:DescribeStacks on this stack, to find the function by the stack's
-// outputs. Nothing else: no queue, no bucket, no database secret.
+// history, stuck runs, machines — as `stackseam stacks|show|history|console --stack-name` do:
+// lambda:InvokeFunction on the query function only (whose database session cannot write), and
+// cloudformation:DescribeStacks on this stack, to find the function by the stack's outputs. The
+// web console also reads what the database does not hold, from the bucket: s3:GetObject on task
+// logs (logs/*) and machine files (machines/*), s3:ListBucket for the machines/ prefix only (and
+// kms:Decrypt when the bucket has its own key). Nothing else: no queue, no Terraform state, no
+// database secret, no write.
 func (s *Stackseam) GrantRead(grantee awsiam.IGrantable) awsiam.Grant {
 	invoke := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
 		Grantee:      grantee,
 		Actions:      jsii.Strings("lambda:InvokeFunction"),
 		ResourceArns: jsii.Strings(*s.QueryFunction.FunctionArn()),
 	})
-	return invoke.Combine(s.grantDescribeStack(grantee))
+	list := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("s3:ListBucket"),
+		ResourceArns: &[]*string{s.Bucket.BucketArn()},
+		Conditions:   &map[string]*map[string]any{"StringLike": {"s3:prefix": MachinesPrefix + "*"}},
+	})
+	get := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee: grantee,
+		Actions: jsii.Strings("s3:GetObject"),
+		ResourceArns: &[]*string{s.Bucket.ArnForObjects(jsii.String(LogsPrefix + "*")),
+			s.Bucket.ArnForObjects(jsii.String(MachinesPrefix + "*"))},
+	})
+	grant := invoke.Combine(s.grantDescribeStack(grantee)).Combine(list).Combine(get)
+	if key := s.Bucket.EncryptionKey(); key != nil {
+		grant = grant.Combine(key.GrantDecrypt(grantee))
+	}
+	if c, ok := grantee.(constructs.IConstruct); ok {
+		cdknag.NagSuppressions_AddResourceSuppressions(c, &[]*cdknag.NagPackSuppression{{
+			Id:        jsii.String("AwsSolutions-IAM5"),
+			Reason:    jsii.String("Task logs and machine files are every object under logs/ and machines/ (keys chosen at run time by stacks and operators); GrantRead reads them and nothing else in the bucket."),
+			AppliesTo: &[]interface{}{cdknag.RegexAppliesTo{Regex: jsii.String(`/^Resource::.*\/(logs|machines)\/\*$/`)}},
+		}}, jsii.Bool(true))
+	}
+	return grant
 }
 
 // GrantOperate lets grantee act on stacks as an operator — `stackseam send`, `retry` (and

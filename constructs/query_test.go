@@ -46,15 +46,22 @@ func TestQueryFunctionReadsTheDatabaseOnly(t *testing.T) {
 	}), tpl.statementsOf(t, emb+"QueryRole/Resource"))
 }
 
-// GrantRead is invoking the query function and reading the stack's outputs, nothing else;
+// GrantRead is invoking the query function, reading the stack's outputs, and reading task logs
+// and machine files (the console), nothing else;
 // GrantOperate is sending events and reading the outputs, nothing else; a principal given
 // neither has no statement at all.
 func TestGrantReadAndGrantOperateAreExactly(t *testing.T) {
 	tpl := synth(t).templates["Embedded"]
 	describe := allow("", "cloudformation:DescribeStacks", ref("AWS::StackId"))
+	objects := func(suffix string) any { return join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedBucket+suffix) }
+	listMachines := allow("", "s3:ListBucket", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedBucket))
+	listMachines["Condition"] = map[string]any{"StringLike": map[string]any{"s3:prefix": "machines/*"}}
 	require.ElementsMatch(t, normalize(t, []any{
 		allow("", "lambda:InvokeFunction", getAtt(tpl.id(t, emb+"Query/Resource"), "Arn")),
 		describe,
+		// The web console's task logs and machine files: read, never written, nothing else.
+		listMachines,
+		allow("", "s3:GetObject", []any{objects("/logs/*"), objects("/machines/*")}),
 	}), tpl.statementsOf(t, "Embedded/Reader/Resource"))
 	require.ElementsMatch(t, normalize(t, []any{
 		allow("", []string{"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}, getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),

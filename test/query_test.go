@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -172,6 +174,66 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 	require.Contains(t, followed.String(), "removed in TEARDOWN")
 	require.Equal(t, 1, strings.Count(followed.String(), "created by LAUNCH"), "each entry printed once")
 
+	// The web console with the stack name only: its pages read through the same function (the
+	// machine files from the repository's folder; the outputs' bucket is not a real one here).
+	console := exec.Command(cli, "console", "--listen", "127.0.0.1:0", "--machines-dir", filepath.Join(harness.RepoRoot(t), "machines"))
+	console.Env = cliEnv
+	var consoleOut syncBuffer
+	console.Stdout, console.Stderr = &consoleOut, &consoleOut
+	require.NoError(t, console.Start())
+	t.Cleanup(func() { _ = console.Process.Kill(); _ = console.Wait() })
+	var base string
+	require.Eventually(t, func() bool {
+		_, rest, ok := strings.Cut(consoleOut.String(), "open ")
+		base, _, _ = strings.Cut(rest, "\n")
+		return ok && strings.HasSuffix(base, "/")
+	}, time.Minute, 50*time.Millisecond, "the console printed its address: %s", consoleOut.String())
+	getJSON := func(path string, v any) {
+		t.Helper()
+		res, err := http.Get(base + path)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode, "%s: %s\nconsole: %s\nfunction: %s", path, body, consoleOut.String(), rie.Output())
+		require.NoError(t, json.Unmarshal(body, v))
+	}
+	var listed struct {
+		Total  int `json:"total"`
+		Stacks []struct {
+			ID    string   `json:"id"`
+			State string   `json:"state"`
+			Stuck []string `json:"stuck"`
+		} `json:"stacks"`
+	}
+	getJSON("api/stacks", &listed)
+	require.Equal(t, 1, listed.Total, "qa-2 was removed")
+	require.Equal(t, "qa-1", listed.Stacks[0].ID)
+	require.Equal(t, "DEPLOY", listed.Stacks[0].State)
+	require.Len(t, listed.Stacks[0].Stuck, 1)
+	require.Contains(t, listed.Stacks[0].Stuck[0], "rejected: 1 message(s)", "the rejected LAUNCH, asked as troubles")
+	var story struct {
+		Entries []struct {
+			Text string `json:"text"`
+		} `json:"entries"`
+	}
+	getJSON("api/stack?id=qa-1", &story)
+	var texts []string
+	for _, e := range story.Entries {
+		texts = append(texts, e.Text)
+	}
+	require.Contains(t, strings.Join(texts, "\n"), "LAUNCH rejected: event LAUNCH is not allowed in state DEPLOY")
+	var machines []struct {
+		Name   string         `json:"name"`
+		Counts map[string]int `json:"counts"`
+	}
+	getJSON("api/machines", &machines)
+	counted := map[string]map[string]int{}
+	for _, m := range machines {
+		counted[m.Name] = m.Counts
+	}
+	require.Equal(t, 1, counted["qa-env"]["DEPLOY"], "stacks per state, asked as stateCounts")
+
 	// A request the function refuses, sent as any Invoke caller could: strict parsing answers
 	// with the reason, and the invocation itself succeeds.
 	res, err := rie.Invoke(ctx, []byte(`{"stacks": {"limit": 1, "schema": "other"}}`))
@@ -185,7 +247,7 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 	// Every invocation went to the deployed name, in Lambda mode, over TLS.
 	calls := lambdaFake.Invocations("Deployed-Query-abc123")
 	require.Greater(t, len(calls), 6, "stacks, show, history (a page, then the stack), show of a missing stack, and the follower's polls")
-	require.Equal(t, []string{"Deployed", "Deployed", "Deployed", "Deployed", "Deployed"}, cfn.Calls())
+	require.Equal(t, []string{"Deployed", "Deployed", "Deployed", "Deployed", "Deployed", "Deployed"}, cfn.Calls(), "five commands and the console")
 	require.Regexp(t, `"msg":"query function ready".*"lambda":true`, rie.Output())
 	require.Contains(t, rie.Output(), fmt.Sprintf("Memory Size: %d MB", memory))
 	var encrypted, plain int

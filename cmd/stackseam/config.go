@@ -244,6 +244,13 @@ func parseStack(c *cli, fs *flag.FlagSet, args []string) (id string, code int, o
 // database. A flag beats a variable; of two flags or two variables, the database beats the stack
 // name. The caller calls done when finished.
 func (f *databaseFlags) api(ctx context.Context, c *cli) (api query.API, done func(), err error) {
+	api, _, done, err = f.connect(ctx, c)
+	return api, done, err
+}
+
+// connect is api, and also returns the deployment the stack name found (nil when the database
+// is read directly), for a command that needs more of its outputs.
+func (f *databaseFlags) connect(ctx context.Context, c *cli) (api query.API, d *deployment, done func(), err error) {
 	stack := f.stack.name
 	direct := f.url != "" || f.secretID != ""
 	if !direct && stack == "" {
@@ -255,28 +262,28 @@ func (f *databaseFlags) api(ctx context.Context, c *cli) (api query.API, done fu
 	if direct || stack == "" {
 		st, err := f.open(ctx, c)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return query.NewReader(st), st.Close, nil
+		return query.NewReader(st), nil, st.Close, nil
 	}
 	cfg, err := f.aws.config(ctx, c)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	d, err := lookupDeployment(ctx, cfg, f.aws.serviceEndpoint(c, "CLOUDFORMATION"), stack)
+	d, err = lookupDeployment(ctx, cfg, f.aws.serviceEndpoint(c, "CLOUDFORMATION"), stack)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	fn, err := d.need(d.queryFunction, deployed.OutputQueryFunctionName)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	lc := lambda.NewFromConfig(cfg, func(o *lambda.Options) {
 		if e := f.aws.serviceEndpoint(c, "LAMBDA"); e != nil {
 			o.BaseEndpoint = e
 		}
 	})
-	return query.NewClient(lc, fn), func() {}, nil
+	return query.NewClient(lc, fn), d, func() {}, nil
 }
 
 // open connects to the database, read-only: a URL wins over a secret, as in the functions. The

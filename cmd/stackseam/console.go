@@ -15,7 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/query"
 )
 
 var consoleCommand = &command{
@@ -29,11 +31,13 @@ stack's story (timeline, metadata, task logs from S3) and the machines (drawn
 with the number of stacks in each state, and an editor that validates as you
 type with the rules of ` + "`stackseam validate`" + `).
 
-It reads the database like ` + "`stackseam stacks`" + ` (same flags and
-variables), task logs from the satisfier's bucket (--bucket, $BUCKET, or the
-bucket a run's log URL names) and machine files from --machines-bucket
-($MACHINES_BUCKET, under --machines-prefix) or else --machines-dir
-($MACHINES_DIR, default machines).
+It reads stacks like ` + "`stackseam stacks`" + ` (same flags and variables:
+the database, or with --stack-name a deployed stackseam's query function),
+task logs from the satisfier's bucket (--bucket, $BUCKET, the stack's bucket
+with --stack-name, or the bucket a run's log URL names) and machine files from
+--machines-bucket ($MACHINES_BUCKET, under --machines-prefix) or else
+--machines-dir ($MACHINES_DIR); with --stack-name and neither, from machines/
+in the stack's bucket, else the folder machines.
 
 It is read-only unless started with --allow-actions: then a person can send
 an event the stack's state accepts, retry failed or pending tasks and save a
@@ -48,6 +52,7 @@ a cookie after the first visit.
 examples:
   stackseam console
   stackseam console --allow-actions --operator alice
+  stackseam console --stack-name Stackseam
   stackseam console --listen 0.0.0.0:8080`,
 	run: runConsole,
 }
@@ -61,7 +66,7 @@ func runConsole(ctx context.Context, c *cli, cmd *command, args []string) int {
 	machinesDir := fs.String("machines-dir", "", "the `FOLDER` of machine files (default $MACHINES_DIR, else machines)")
 	machinesBucket := fs.String("machines-bucket", "", "the `BUCKET` of machine files, instead of a folder (default $MACHINES_BUCKET)")
 	machinesPrefix := fs.String("machines-prefix", "", "the `PREFIX` of machine files in --machines-bucket (default $MACHINES_PREFIX, else machines/)")
-	queueURL := fs.String("queue-url", "", "the event queue's `URL`, for actions (default $EVENT_QUEUE_URL)")
+	queueURL := fs.String("queue-url", "", "the event queue's `URL`, for actions (default $EVENT_QUEUE_URL, else the one --stack-name outputs)")
 	var db databaseFlags
 	db.register(fs)
 	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
@@ -113,37 +118,51 @@ type consoleFlags struct {
 	loopback                                                         bool
 }
 
-// newConsoleFromFlags connects what the console reads and, with actions, what it writes. AWS is
-// needed for S3 (logs, machines in a bucket) and the queue; without an AWS configuration the
-// console still serves the database's view, and says what is missing.
+// newConsoleFromFlags connects what the console reads and, with actions, what it writes. Stacks
+// are read through the read API: a read-only reader on the database, or with --stack-name the
+// deployed query function, whose stack outputs also name the queue and the bucket (logs,
+// machines/) unless flags or variables do. AWS is needed for S3 (logs, machines in a bucket) and
+// the queue; without an AWS configuration the console still serves the database's view, and says
+// what is missing.
 func newConsoleFromFlags(ctx context.Context, c *cli, f consoleFlags) (*consoleServer, func(), error) {
-	st, err := f.db.open(ctx, c)
+	api, d, done, err := f.db.connect(ctx, c)
 	if err != nil {
 		return nil, nil, err
 	}
+	if d == nil {
+		d = &deployment{}
+	}
 	srv := &consoleServer{
-		data:         dbData{st},
+		data:         consoleData{api: api},
 		allowActions: f.allow,
 		operator:     first(f.operator, c.getenv("STACKSEAM_OPERATOR"), osUser()),
 		now:          c.now,
 		poll:         time.Second,
-		logBucket:    first(f.logBucket, c.getenv("BUCKET")),
+		logBucket:    first(f.logBucket, c.getenv("BUCKET"), d.bucket),
+	}
+	if _, remote := api.(*query.Client); remote {
+		// Each look for changes is a Lambda invocation billed to the deployment.
+		srv.poll = remotePollInterval
 	}
 	if !f.loopback {
 		srv.token = randomHex(24)
 	}
 	srv.csrf = randomHex(24)
 	awsCfg, awsErr := f.db.aws.config(ctx, c)
+	dir := first(f.machinesDir, c.getenv("MACHINES_DIR"))
 	bucket := first(f.machinesBucket, c.getenv("MACHINES_BUCKET"))
+	if bucket == "" && dir == "" {
+		bucket = d.bucket // the deployed state manager's machines/
+	}
 	switch {
 	case bucket != "" && awsErr != nil:
-		st.Close()
+		done()
 		return nil, nil, awsErr
 	case bucket != "":
 		srv.machines = &s3Machines{client: newS3Client(awsCfg), bucket: bucket,
 			prefix: folderPrefix(first(f.machinesPrefix, c.getenv("MACHINES_PREFIX"), "machines/"))}
 	default:
-		srv.machines = dirMachines{dir: first(f.machinesDir, c.getenv("MACHINES_DIR"), "machines")}
+		srv.machines = dirMachines{dir: first(dir, "machines")}
 	}
 	if awsErr == nil {
 		srv.logs = &s3Logs{client: newS3Client(awsCfg)}
@@ -151,18 +170,18 @@ func newConsoleFromFlags(ctx context.Context, c *cli, f consoleFlags) (*consoleS
 		srv.logsMissing = awsErr.Error()
 	}
 	if f.allow {
-		url := first(f.queueURL, c.getenv("EVENT_QUEUE_URL"))
+		url := first(f.queueURL, c.getenv("EVENT_QUEUE_URL"), d.queueURL)
 		if url == "" {
-			st.Close()
-			return nil, nil, configError("--allow-actions needs the event queue: set --queue-url or EVENT_QUEUE_URL")
+			done()
+			return nil, nil, configError("--allow-actions needs the event queue: set --queue-url or EVENT_QUEUE_URL, or --stack-name or %s", deployed.EnvStackName)
 		}
 		if awsErr != nil {
-			st.Close()
+			done()
 			return nil, nil, awsErr
 		}
 		srv.publish = sqsPublisher(sqs.NewFromConfig(awsCfg), url)
 	}
-	return srv, st.Close, nil
+	return srv, done, nil
 }
 
 // banner is what the console prints when it starts: where to open it and what it allows. The

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/machine"
@@ -27,29 +25,13 @@ import (
 	"github.com/stackseam/stackseam/internal/store"
 )
 
-// consoleData is everything the console reads about stacks. dbData reads the database directly;
-// a read API in front of the database can stand in for it without the handlers changing.
-type consoleData interface {
-	// Reads is the read API a stack's timeline is read through, as `stackseam history` reads it.
-	Reads() query.API
-	// History returns a stack's history rows (a task run's log key is found in them).
-	History(ctx context.Context, stackID string, opts store.HistoryOptions) ([]store.HistoryRecord, error)
-	// StackSummaries returns the live stacks f selects, ordered by id, at most f.Limit of them,
-	// and how many f selects in all. Overdue names the pending tasks past their deadline at now.
-	StackSummaries(ctx context.Context, f stackFilter, now time.Time) (list []stackSummary, total int, err error)
-	GetStack(ctx context.Context, id string) (*engine.Stack, error)
-	SettledRuns(ctx context.Context, since time.Time) ([]store.SettledRun, error)
-	// Troubles returns, per stack id, what went wrong with it since since that its task list
-	// does not show: messages rejected, outbox messages parked.
-	Troubles(ctx context.Context, since time.Time) (map[string][]string, error)
-	// StateCounts returns the number of live stacks per machine and state.
-	StateCounts(ctx context.Context) (map[string]map[string]int, error)
-	// MachineVersion returns a stored machine version by its hash (see engine.Stack.MachineHash).
-	MachineVersion(ctx context.Context, hash string) (name string, body []byte, err error)
-	// ChangeMark returns a value that changes whenever a stack's history or rejections grow, so
-	// the live pages know when to read again.
-	ChangeMark(ctx context.Context) (string, error)
-}
+// consoleData is everything the console reads about stacks, asked through the read API: a
+// read-only query.Reader on the database with the database flags, the deployed query function
+// (query.Client) with --stack-name. The handlers are written once for both.
+type consoleData struct{ api query.API }
+
+// Reads is the read API a stack's timeline is read through, as `stackseam history` reads it.
+func (d consoleData) Reads() query.API { return d.api }
 
 // stackFilter narrows StackSummaries; zero fields select everything.
 type stackFilter struct {
@@ -61,100 +43,143 @@ type stackFilter struct {
 
 // stackSummary is what the stacks page shows of one stack: its row without metadata, and the task
 // counts.
-type stackSummary struct {
-	ID, Machine, State                        string
-	CreatedAt, StateEnteredAt, LastActivityAt time.Time
-	Pending, Failed                           int
-	// Overdue names the pending tasks past their deadline.
-	Overdue []string
+type stackSummary = query.Summary
+
+// History returns a stack's whole timeline as history rows (a task run's log key is found in
+// them). A string that cannot be a stack id has none.
+func (d consoleData) History(ctx context.Context, stackID string) ([]store.HistoryRecord, error) {
+	if !message.ValidStackID(stackID) {
+		return nil, nil
+	}
+	entries, err := (&historyReader{api: d.api, id: stackID}).all(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]store.HistoryRecord, len(entries))
+	for i, e := range entries {
+		rows[i] = e.HistoryRecord
+	}
+	return rows, nil
 }
 
-// dbData is consoleData on the state manager's database.
-type dbData struct{ *store.Store }
-
-// Reads implements consoleData with a reader on the same database session.
-func (d dbData) Reads() query.API { return query.NewReader(d.Store) }
-
-// StackSummaries counts tasks in SQL and leaves metadata in the database, so a page of thousands
-// of stacks decodes no JSON.
-func (d dbData) StackSummaries(ctx context.Context, f stackFilter, now time.Time) ([]stackSummary, int, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = math.MaxInt32
+// StackSummaries returns the live stacks f selects, ordered by id, at most f.Limit of them (all
+// when it is 0), and how many f selects in all. Overdue names the pending tasks past their
+// deadline at now.
+func (d consoleData) StackSummaries(ctx context.Context, f stackFilter, now time.Time) ([]stackSummary, int, error) {
+	req := query.SummariesRequest{Machine: f.Machine, State: f.State, IDContains: f.IDContains, Now: &now}
+	var list []stackSummary
+	for {
+		req.Limit = query.MaxSummaryPageSize
+		if f.Limit > 0 {
+			req.Limit = min(f.Limit-len(list), query.MaxSummaryPageSize)
+		}
+		page, err := d.api.Summaries(ctx, req)
+		if err != nil {
+			return nil, 0, fmt.Errorf("error listing stacks: %w", err)
+		}
+		list = append(list, page.Summaries...)
+		if page.NextCursor == "" || (f.Limit > 0 && len(list) >= f.Limit) {
+			return list, page.Total, nil
+		}
+		req.Cursor = page.NextCursor
 	}
-	rows, _ := d.Pool().Query(ctx, `
-		SELECT id, machine, state, created_at, state_entered_at, last_activity_at,
-			(SELECT count(*)::int FROM jsonb_array_elements(tasks) t WHERE t->>'status' = 'pending'),
-			(SELECT count(*)::int FROM jsonb_array_elements(tasks) t WHERE t->>'status' = 'failed'),
-			coalesce((SELECT array_agg(t->>'name') FROM jsonb_array_elements(tasks) t
-				WHERE t->>'status' = 'pending' AND (t->>'deadline')::timestamptz <= $5), '{}'),
-			count(*) OVER ()::int
-		FROM stacks
-		WHERE ($1 = '' OR machine = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR strpos(lower(id), lower($3)) > 0)
-		ORDER BY id LIMIT $4`, f.Machine, f.State, f.IDContains, limit, now)
-	total := 0
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (stackSummary, error) {
-		var s stackSummary
-		err := row.Scan(&s.ID, &s.Machine, &s.State, &s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt,
-			&s.Pending, &s.Failed, &s.Overdue, &total)
-		return s, err
+}
+
+// GetStack returns a live stack, or nil when there is none by that id.
+func (d consoleData) GetStack(ctx context.Context, id string) (*engine.Stack, error) {
+	if !message.ValidStackID(id) {
+		return nil, nil
+	}
+	res, err := d.api.Stack(ctx, query.StackRequest{ID: id})
+	if err != nil {
+		return nil, fmt.Errorf("error reading stack %s: %w", id, err)
+	}
+	return toEngineStack(res.Stack), nil
+}
+
+// Troubles returns, per stack id (of stackID only, unless it is ""), what went wrong with it
+// since since that its task list does not show: runs the state manager failed itself, messages
+// rejected, outbox messages parked, in that order.
+func (d consoleData) Troubles(ctx context.Context, since time.Time, stackID string) (map[string][]string, error) {
+	req := query.TroublesRequest{StackID: stackID, Since: &since, Limit: query.MaxTroublePageSize}
+	var list []query.Trouble
+	for {
+		page, err := d.api.Troubles(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("error reading settled runs, rejected and parked messages: %w", err)
+		}
+		list = append(list, page.Troubles...)
+		if page.NextCursor == "" {
+			break
+		}
+		req.Cursor = page.NextCursor
+	}
+	order := map[string]int{query.TroubleSettled: 0, query.TroubleRejected: 1, query.TroubleParked: 2}
+	sort.SliceStable(list, func(i, j int) bool {
+		a, b := list[i], list[j]
+		if a.StackID != b.StackID {
+			return a.StackID < b.StackID
+		}
+		if a.Kind != b.Kind {
+			return order[a.Kind] < order[b.Kind]
+		}
+		return a.At.Before(b.At)
 	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("error listing stacks: %w", err)
-	}
-	return list, total, nil
-}
-
-func (d dbData) Troubles(ctx context.Context, since time.Time) (map[string][]string, error) {
-	rows, _ := d.Pool().Query(ctx, `
-		SELECT stack_id, 'rejected: ' || count(*) || ' message(s), the last: ' || (array_agg(reason ORDER BY id DESC))[1]
-			FROM rejections WHERE at > $1 AND stack_id <> '' GROUP BY stack_id
-		UNION ALL
-		SELECT stack_id, 'parked: ' || count(*) || ' message(s) that can never be sent, the last: ' || (array_agg(reason ORDER BY id DESC))[1]
-			FROM parked_outbox GROUP BY stack_id`, since)
-	type trouble struct {
-		StackID, What string
-	}
-	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[trouble])
-	if err != nil {
-		return nil, fmt.Errorf("error reading rejected and parked messages: %w", err)
-	}
 	out := map[string][]string{}
 	for _, t := range list {
-		out[t.StackID] = append(out[t.StackID], oneLine(t.What, 300))
+		out[t.StackID] = append(out[t.StackID], troubleText(t))
 	}
 	return out, nil
 }
 
-func (d dbData) StateCounts(ctx context.Context) (map[string]map[string]int, error) {
-	rows, _ := d.Pool().Query(ctx, `SELECT machine, state, count(*)::int FROM stacks GROUP BY machine, state`)
-	type count struct {
-		Machine, State string
-		N              int
+// troubleText says why a trouble makes its stack stuck.
+func troubleText(t query.Trouble) string {
+	switch t.Kind {
+	case query.TroubleSettled:
+		return fmt.Sprintf("task %s failed by the state manager (%s): %s", t.Task, t.SettledBy, oneLine(t.Reason, 200))
+	case query.TroubleParked:
+		return oneLine(fmt.Sprintf("parked: %d message(s) that can never be sent, the last: %s", t.Count, t.Reason), 300)
+	default:
+		return oneLine(fmt.Sprintf("%s: %d message(s), the last: %s", t.Kind, t.Count, t.Reason), 300)
 	}
-	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[count])
+}
+
+// StateCounts returns the number of live stacks per machine and state.
+func (d consoleData) StateCounts(ctx context.Context) (map[string]map[string]int, error) {
+	res, err := d.api.StateCounts(ctx, query.StateCountsRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("error counting stacks per state: %w", err)
 	}
 	out := map[string]map[string]int{}
-	for _, c := range list {
+	for _, c := range res.Counts {
 		if out[c.Machine] == nil {
 			out[c.Machine] = map[string]int{}
 		}
-		out[c.Machine][c.State] = c.N
+		out[c.Machine][c.State] = c.Stacks
 	}
 	return out, nil
 }
 
-func (d dbData) ChangeMark(ctx context.Context) (string, error) {
-	var h, r int64
-	// Every applied, ignored or removed event writes history; rejections of unknown stacks
-	// only the rejections table.
-	err := d.Pool().QueryRow(ctx, `SELECT (SELECT coalesce(max(id), 0) FROM history), (SELECT coalesce(max(id), 0) FROM rejections)`).Scan(&h, &r)
+// MachineVersion returns a stored machine version by its hash (see engine.Stack.MachineHash).
+func (d consoleData) MachineVersion(ctx context.Context, hash string) (name string, body []byte, err error) {
+	res, err := d.api.MachineVersion(ctx, query.MachineVersionRequest{Hash: hash})
 	if err != nil {
-		return "", fmt.Errorf("error reading the latest history row: %w", err)
+		return "", nil, fmt.Errorf("error loading machine version %s: %w", hash, err)
 	}
-	return fmt.Sprintf("%d.%d", h, r), nil
+	if res.Name == "" {
+		return "", nil, fmt.Errorf("machine version %s is not stored", hash)
+	}
+	return res.Name, []byte(res.Body), nil
+}
+
+// ChangeMark returns a value that changes whenever a stack's history or rejections grow, so
+// the live pages know when to read again.
+func (d consoleData) ChangeMark(ctx context.Context) (string, error) {
+	res, err := d.api.ChangeMark(ctx, query.ChangeMarkRequest{})
+	if err != nil {
+		return "", fmt.Errorf("error reading the change mark: %w", err)
+	}
+	return res.Mark, nil
 }
 
 // maxMachineFile bounds a machine file the console reads or accepts (the state manager's catalog

@@ -37,8 +37,7 @@ func TestConsoleScale(t *testing.T) {
 			_, _, err := b.srv.data.StackSummaries(ctx, stackFilter{Limit: maxListed}, now)
 			return err
 		},
-		"SettledRuns": func() error { _, err := b.srv.data.SettledRuns(ctx, now.Add(-stuckWindow)); return err },
-		"Troubles":    func() error { _, err := b.srv.data.Troubles(ctx, now.Add(-stuckWindow)); return err },
+		"Troubles":    func() error { _, err := b.srv.data.Troubles(ctx, now.Add(-stuckWindow), ""); return err },
 		"StateCounts": func() error { _, err := b.srv.data.StateCounts(ctx); return err },
 	} {
 		start := time.Now()

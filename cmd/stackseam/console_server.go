@@ -22,7 +22,7 @@ import (
 	"github.com/stackseam/stackseam/internal/executor/kinds"
 	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
-	"github.com/stackseam/stackseam/internal/store"
+	"github.com/stackseam/stackseam/internal/query"
 )
 
 // consoleAssets is the web app: plain HTML, CSS and JavaScript, no build step and nothing
@@ -218,6 +218,17 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 	writeAPI(w, code, apiError{Error: msg})
 }
 
+// readError answers a failed read: a request the read API refused (a filter too long, say) is the
+// page's mistake, anything else the database's or the query function's.
+func readError(w http.ResponseWriter, err error) {
+	var refused *query.Error
+	if errors.As(err, &refused) {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	httpError(w, http.StatusBadGateway, err.Error())
+}
+
 func writeAPI(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
@@ -274,15 +285,10 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 	list, total, err := s.data.StackSummaries(ctx, stackFilter{Machine: q.Get("machine"), State: q.Get("state"),
 		IDContains: q.Get("q"), Limit: maxListed}, now)
 	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
+		readError(w, err)
 		return
 	}
-	settled, err := s.data.SettledRuns(ctx, now.Add(-stuckWindow))
-	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
-	}
-	troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow))
+	troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow), "")
 	if err != nil {
 		httpError(w, http.StatusBadGateway, err.Error())
 		return
@@ -291,10 +297,6 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		httpError(w, http.StatusBadGateway, err.Error())
 		return
-	}
-	why := map[string][]string{}
-	for _, r := range settled {
-		why[r.StackID] = append(why[r.StackID], settledText(r))
 	}
 	out := stacksJSON{Now: now.UTC(), Stacks: []stackRowJSON{}, Total: total, Machines: map[string][]string{}}
 	for m, states := range counts {
@@ -309,16 +311,10 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 		for _, task := range st.Overdue {
 			row.Stuck = append(row.Stuck, fmt.Sprintf("task %s is overdue and not settled yet", task))
 		}
-		row.Stuck = append(row.Stuck, why[st.ID]...)
 		row.Stuck = append(row.Stuck, troubles[st.ID]...)
 		out.Stacks = append(out.Stacks, row)
 	}
 	writeAPI(w, http.StatusOK, out)
-}
-
-// settledText says why a run the state manager failed itself makes its stack stuck.
-func settledText(r store.SettledRun) string {
-	return fmt.Sprintf("task %s failed by the state manager (%s): %s", r.Task, r.SettledBy, oneLine(r.Reason, 200))
 }
 
 // storyEntryJSON is one line of a stack's timeline.
@@ -410,14 +406,7 @@ func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
 				out.Troubles = append(out.Troubles, fmt.Sprintf("task %s is overdue since %s and not settled yet", t.Name, formatTime(*t.Deadline)))
 			}
 		}
-		if settled, err := s.data.SettledRuns(ctx, now.Add(-stuckWindow)); err == nil {
-			for _, r := range settled {
-				if r.StackID == id {
-					out.Troubles = append(out.Troubles, settledText(r))
-				}
-			}
-		}
-		if troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow)); err == nil {
+		if troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow), id); err == nil {
 			out.Troubles = append(out.Troubles, troubles[id]...)
 		}
 	}
@@ -471,7 +460,7 @@ func (s *consoleServer) accepts(ctx context.Context, st *engine.Stack) []string 
 func (s *consoleServer) log(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id, runID := r.URL.Query().Get("stack"), r.URL.Query().Get("run")
-	rows, err := s.data.History(ctx, id, store.HistoryOptions{})
+	rows, err := s.data.History(ctx, id)
 	if err != nil {
 		httpError(w, http.StatusBadGateway, err.Error())
 		return
@@ -892,6 +881,3 @@ func contains(list []string, v string) bool {
 	}
 	return false
 }
-
-// dbData must stay a consoleData.
-var _ consoleData = dbData{}

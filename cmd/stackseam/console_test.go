@@ -25,6 +25,7 @@ import (
 
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/query"
 	"github.com/stackseam/stackseam/test/harness"
 )
 
@@ -49,7 +50,7 @@ func setupConsole(t *testing.T, configure func(*consoleServer)) *consoleBundle {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
 	}
-	srv := &consoleServer{data: dbData{rec.st}, machines: dirMachines{dir: dir}, operator: "tester", csrf: "csrf-value",
+	srv := &consoleServer{data: consoleData{api: query.NewReader(rec.st)}, machines: dirMachines{dir: dir}, operator: "tester", csrf: "csrf-value",
 		now: func() time.Time { return now }, poll: 20 * time.Millisecond, logsMissing: "no AWS in this test"}
 	if configure != nil {
 		configure(srv)
@@ -149,6 +150,8 @@ func TestConsoleStacksListsStacksAndMarksStuckOnes(t *testing.T) {
 	b.get(t, "/api/stacks?q=FEATURE", &list)
 	require.Len(t, list.Stacks, 1)
 	require.Equal(t, "feature-9", list.Stacks[0].ID)
+	res := b.get(t, "/api/stacks?q="+strings.Repeat("x", 300), nil)
+	require.Equal(t, http.StatusBadRequest, res.StatusCode, "a search the read API refuses is the page's mistake")
 }
 
 func TestConsoleStoryTellsTheTimeline(t *testing.T) {
@@ -501,9 +504,15 @@ func (b *lockedBuffer) String() string {
 // the URL it printed.
 func startConsoleCommand(t *testing.T, env map[string]string, args ...string) (url string, stdout *lockedBuffer) {
 	t.Helper()
+	return startConsoleCommandAt(t, env, time.Now, args...)
+}
+
+// startConsoleCommandAt is startConsoleCommand with the console's clock.
+func startConsoleCommandAt(t *testing.T, env map[string]string, clock func() time.Time, args ...string) (url string, stdout *lockedBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errOut := &lockedBuffer{}, &lockedBuffer{}
-	c := &cli{stdout: out, stderr: errOut, getenv: func(k string) string { return env[k] }, now: time.Now, pollInterval: 20 * time.Millisecond}
+	c := &cli{stdout: out, stderr: errOut, getenv: func(k string) string { return env[k] }, now: clock, pollInterval: 20 * time.Millisecond}
 	done := make(chan int, 1)
 	go func() { done <- c.run(ctx, append([]string{"console"}, args...)) }()
 	t.Cleanup(func() {

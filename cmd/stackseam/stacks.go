@@ -118,7 +118,8 @@ func toEngineStack(s *query.Stack) *engine.Stack {
 		return nil
 	}
 	return &engine.Stack{ID: s.ID, Machine: s.Machine, State: s.State, PreviousState: s.PreviousState, Metadata: s.Metadata,
-		Tasks: s.Tasks, Version: s.Version, CreatedAt: s.CreatedAt, StateEnteredAt: s.StateEnteredAt, LastActivityAt: s.LastActivityAt}
+		Tasks: s.Tasks, Version: s.Version, CreatedAt: s.CreatedAt, StateEnteredAt: s.StateEnteredAt, LastActivityAt: s.LastActivityAt,
+		MachineHash: s.MachineHash}
 }
 
 // listStuck prints the stuck runs of the stacks the filters keep: the overdue ones first, in

@@ -112,3 +112,33 @@ func (c *Client) Machines(ctx context.Context, req MachinesRequest) (*MachinesPa
 	resp, err := c.ask(ctx, Request{Machines: &req})
 	return answered(resp, err, func(r *Response) *MachinesPage { return r.Machines })
 }
+
+// Summaries implements API.
+func (c *Client) Summaries(ctx context.Context, req SummariesRequest) (*SummariesPage, error) {
+	resp, err := c.ask(ctx, Request{Summaries: &req})
+	return answered(resp, err, func(r *Response) *SummariesPage { return r.Summaries })
+}
+
+// Troubles implements API.
+func (c *Client) Troubles(ctx context.Context, req TroublesRequest) (*TroublesPage, error) {
+	resp, err := c.ask(ctx, Request{Troubles: &req})
+	return answered(resp, err, func(r *Response) *TroublesPage { return r.Troubles })
+}
+
+// StateCounts implements API.
+func (c *Client) StateCounts(ctx context.Context, req StateCountsRequest) (*StateCountsResult, error) {
+	resp, err := c.ask(ctx, Request{StateCounts: &req})
+	return answered(resp, err, func(r *Response) *StateCountsResult { return r.StateCounts })
+}
+
+// MachineVersion implements API.
+func (c *Client) MachineVersion(ctx context.Context, req MachineVersionRequest) (*MachineVersionResult, error) {
+	resp, err := c.ask(ctx, Request{MachineVersion: &req})
+	return answered(resp, err, func(r *Response) *MachineVersionResult { return r.MachineVersion })
+}
+
+// ChangeMark implements API.
+func (c *Client) ChangeMark(ctx context.Context, req ChangeMarkRequest) (*ChangeMarkResult, error) {
+	resp, err := c.ask(ctx, Request{ChangeMark: &req})
+	return answered(resp, err, func(r *Response) *ChangeMarkResult { return r.ChangeMark })
+}

@@ -35,6 +35,16 @@ const (
 	maxNameBytes = 256
 	// maxCursorBytes bounds a cursor.
 	maxCursorBytes = 1024
+	// DefaultSummaryPageSize and MaxSummaryPageSize bound a page of stack summaries: rows
+	// without metadata or tasks, so a page holds more of them than a page of stacks.
+	DefaultSummaryPageSize = 500
+	MaxSummaryPageSize     = 2000
+	// DefaultTroublePageSize and MaxTroublePageSize bound a page of troubles.
+	DefaultTroublePageSize = 500
+	MaxTroublePageSize     = 2000
+	// maxReasonBytes bounds a reason in an answer: reasons come from task results and messages
+	// the state manager refused, whose size only the queue bounds.
+	maxReasonBytes = 4096
 )
 
 // API is the read API. Reader (a database) and Client (a deployed query function) implement it.
@@ -51,6 +61,20 @@ type API interface {
 	History(ctx context.Context, req HistoryRequest) (*HistoryPage, error)
 	// Machines lists the machines the database knows, or one machine's latest stored file.
 	Machines(ctx context.Context, req MachinesRequest) (*MachinesPage, error)
+	// Summaries lists live stacks as a table shows them: no metadata, task counts, the
+	// overdue tasks, and how many stacks the filters select in all.
+	Summaries(ctx context.Context, req SummariesRequest) (*SummariesPage, error)
+	// Troubles lists what went wrong with stacks lately that their task lists do not show:
+	// runs the state manager failed itself, messages rejected, outbox messages parked.
+	Troubles(ctx context.Context, req TroublesRequest) (*TroublesPage, error)
+	// StateCounts counts the live stacks per machine and state.
+	StateCounts(ctx context.Context, req StateCountsRequest) (*StateCountsResult, error)
+	// MachineVersion returns a stored machine version by its hash (the machine a stack last
+	// ran on, Stack.MachineHash).
+	MachineVersion(ctx context.Context, req MachineVersionRequest) (*MachineVersionResult, error)
+	// ChangeMark returns a value that changes whenever history or rejections grow: a page
+	// following the stacks asks it often, and reads again only when it changed.
+	ChangeMark(ctx context.Context, req ChangeMarkRequest) (*ChangeMarkResult, error)
 }
 
 // Request is one question; exactly one field is set.
@@ -60,6 +84,12 @@ type Request struct {
 	Stack    *StackRequest    `json:"stack,omitempty"`
 	History  *HistoryRequest  `json:"history,omitempty"`
 	Machines *MachinesRequest `json:"machines,omitempty"`
+
+	Summaries      *SummariesRequest      `json:"summaries,omitempty"`
+	Troubles       *TroublesRequest       `json:"troubles,omitempty"`
+	StateCounts    *StateCountsRequest    `json:"stateCounts,omitempty"`
+	MachineVersion *MachineVersionRequest `json:"machineVersion,omitempty"`
+	ChangeMark     *ChangeMarkRequest     `json:"changeMark,omitempty"`
 }
 
 // Response is one answer: the field of the question asked, or Error.
@@ -69,7 +99,14 @@ type Response struct {
 	Stack    *StackResult  `json:"stack,omitempty"`
 	History  *HistoryPage  `json:"history,omitempty"`
 	Machines *MachinesPage `json:"machines,omitempty"`
-	Error    *Error        `json:"error,omitempty"`
+
+	Summaries      *SummariesPage        `json:"summaries,omitempty"`
+	Troubles       *TroublesPage         `json:"troubles,omitempty"`
+	StateCounts    *StateCountsResult    `json:"stateCounts,omitempty"`
+	MachineVersion *MachineVersionResult `json:"machineVersion,omitempty"`
+	ChangeMark     *ChangeMarkResult     `json:"changeMark,omitempty"`
+
+	Error *Error `json:"error,omitempty"`
 }
 
 // Error is a refused request. Failures of the function itself (the database is down) are not
@@ -117,6 +154,9 @@ type Stack struct {
 	CreatedAt      time.Time           `json:"createdAt"`
 	StateEnteredAt time.Time           `json:"stateEnteredAt"`
 	LastActivityAt time.Time           `json:"lastActivityAt"`
+	// MachineHash is the machine version the stack's last applied event ran on (ask
+	// MachineVersion for its file); empty for stacks stored before versions were kept.
+	MachineHash string `json:"machineHash,omitempty"`
 }
 
 // StuckRequest lists stuck task runs among the live stacks the filters keep, a page of stacks
@@ -236,4 +276,127 @@ type Machine struct {
 	// LatestVersion is the hash of the version a stack was most recently pinned to first.
 	LatestVersion  string     `json:"latestVersion,omitempty"`
 	LatestStoredAt *time.Time `json:"latestStoredAt,omitempty"`
+}
+
+// SummariesRequest lists summaries of live stacks, ordered by id. The zero value lists the first
+// page of all of them.
+type SummariesRequest struct {
+	Machine string `json:"machine,omitempty"`
+	State   string `json:"state,omitempty"`
+	// IDContains keeps the stacks whose id contains it, ignoring case.
+	IDContains string `json:"idContains,omitempty"`
+	// Now is the time deadlines are judged at (Summary.Overdue). Defaults to the answerer's
+	// clock.
+	Now *time.Time `json:"now,omitempty"`
+	// Limit is the page size, at most MaxSummaryPageSize. Defaults to DefaultSummaryPageSize.
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// SummariesPage is a page of stack summaries.
+type SummariesPage struct {
+	Summaries []Summary `json:"summaries"`
+	// Total is how many live stacks the filters select, on every page.
+	Total      int    `json:"total"`
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+// Summary is what a table of stacks shows of one: its row without metadata, and its tasks
+// counted.
+type Summary struct {
+	ID             string    `json:"id"`
+	Machine        string    `json:"machine"`
+	State          string    `json:"state"`
+	CreatedAt      time.Time `json:"createdAt"`
+	StateEnteredAt time.Time `json:"stateEnteredAt"`
+	LastActivityAt time.Time `json:"lastActivityAt"`
+	Pending        int       `json:"pending"`
+	Failed         int       `json:"failed"`
+	// Overdue names the pending tasks past their deadline at the request's Now.
+	Overdue []string `json:"overdue,omitempty"`
+}
+
+// TroublesRequest lists troubles, ordered by stack id. The zero value lists those of the last
+// 24 hours of every stack.
+type TroublesRequest struct {
+	// StackID keeps one stack's troubles.
+	StackID string `json:"stackId,omitempty"`
+	// Since: runs settled and messages rejected at or after it are listed (parked messages
+	// stay until someone deals with them, and are always listed). Defaults to 24 hours before
+	// the answerer's clock.
+	Since *time.Time `json:"since,omitempty"`
+	// Limit is the page size, at most MaxTroublePageSize. Defaults to DefaultTroublePageSize.
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// TroublesPage is a page of troubles.
+type TroublesPage struct {
+	Troubles   []Trouble `json:"troubles"`
+	NextCursor string    `json:"nextCursor,omitempty"`
+}
+
+// Trouble is one thing that went wrong with a stack: a run the state manager failed itself
+// (one Trouble per run), or its rejected or parked messages (one Trouble per stack, counted).
+type Trouble struct {
+	StackID string `json:"stackId"`
+	// Kind is TroubleSettled, TroubleRejected or TroubleParked.
+	Kind string `json:"kind"`
+	// At is when the run was settled, or when the latest message was rejected or parked.
+	At time.Time `json:"at"`
+	// Task, RunID and SettledBy (message.SettledByDeadline or message.SettledByDeadLetter)
+	// name a settled run.
+	Task      string `json:"task,omitempty"`
+	RunID     string `json:"taskRunId,omitempty"`
+	SettledBy string `json:"settledBy,omitempty"`
+	// Count is how many messages were rejected or parked.
+	Count int `json:"count,omitempty"`
+	// Reason is the settled run's, or the latest message's.
+	Reason string `json:"reason,omitempty"`
+}
+
+// The kinds of Trouble.
+const (
+	TroubleSettled  = "settled"
+	TroubleRejected = "rejected"
+	TroubleParked   = "parked"
+)
+
+// StateCountsRequest counts live stacks per machine and state.
+type StateCountsRequest struct{}
+
+// StateCountsResult is the count of live stacks per machine and state.
+type StateCountsResult struct {
+	// Counts are ordered by machine and state.
+	Counts []StateCount `json:"counts"`
+	// Cut says the answer stopped at its byte budget (tens of thousands of machine states: not
+	// a shape stackseam is used in).
+	Cut bool `json:"cut,omitempty"`
+}
+
+// StateCount is how many live stacks are in one state of a machine.
+type StateCount struct {
+	Machine string `json:"machine"`
+	State   string `json:"state"`
+	Stacks  int    `json:"stacks"`
+}
+
+// MachineVersionRequest asks for a stored machine version.
+type MachineVersionRequest struct {
+	Hash string `json:"hash"`
+}
+
+// MachineVersionResult is a stored machine version; Name is empty when none is stored under
+// the hash.
+type MachineVersionResult struct {
+	Name string `json:"name,omitempty"`
+	Body string `json:"body,omitempty"`
+}
+
+// ChangeMarkRequest asks for the change mark.
+type ChangeMarkRequest struct{}
+
+// ChangeMarkResult holds the change mark: compare it for equality only.
+type ChangeMarkResult struct {
+	Mark string `json:"mark"`
 }

@@ -62,6 +62,9 @@ type cursor struct {
 	// History and Rejection are the last history row and stray rejection returned.
 	History   int64 `json:"h,omitempty"`
 	Rejection int64 `json:"r,omitempty"`
+	// Trouble is the kind of the last trouble returned (with After its stack and History the
+	// history row of a settled run).
+	Trouble string `json:"t,omitempty"`
 }
 
 func (c cursor) encode() string {
@@ -125,7 +128,7 @@ func (b *budget) fits(item any) bool {
 func newStack(s *engine.Stack) Stack {
 	out := Stack{ID: s.ID, Machine: s.Machine, State: s.State, PreviousState: s.PreviousState, Metadata: s.Metadata,
 		Tasks: s.Tasks, Version: s.Version, CreatedAt: s.CreatedAt.UTC(), StateEnteredAt: s.StateEnteredAt.UTC(),
-		LastActivityAt: s.LastActivityAt.UTC()}
+		LastActivityAt: s.LastActivityAt.UTC(), MachineHash: s.MachineHash}
 	if out.Metadata == nil {
 		out.Metadata = message.Metadata{}
 	}
@@ -388,13 +391,14 @@ func ParseRequest(payload []byte) (Request, *Error) {
 		return req, invalid("the request is not a query: %v", err)
 	}
 	n := 0
-	for _, set := range []bool{req.Stacks != nil, req.Stuck != nil, req.Stack != nil, req.History != nil, req.Machines != nil} {
+	for _, set := range []bool{req.Stacks != nil, req.Stuck != nil, req.Stack != nil, req.History != nil, req.Machines != nil,
+		req.Summaries != nil, req.Troubles != nil, req.StateCounts != nil, req.MachineVersion != nil, req.ChangeMark != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return req, invalid("ask exactly one of stacks, stuck, stack, history, machines (got %d)", n)
+		return req, invalid("ask exactly one of stacks, stuck, stack, history, machines, summaries, troubles, stateCounts, machineVersion, changeMark (got %d)", n)
 	}
 	return req, nil
 }
@@ -414,6 +418,16 @@ func Answer(ctx context.Context, api API, req Request) (*Response, error) {
 		resp.History, err = api.History(ctx, *req.History)
 	case req.Machines != nil:
 		resp.Machines, err = api.Machines(ctx, *req.Machines)
+	case req.Summaries != nil:
+		resp.Summaries, err = api.Summaries(ctx, *req.Summaries)
+	case req.Troubles != nil:
+		resp.Troubles, err = api.Troubles(ctx, *req.Troubles)
+	case req.StateCounts != nil:
+		resp.StateCounts, err = api.StateCounts(ctx, *req.StateCounts)
+	case req.MachineVersion != nil:
+		resp.MachineVersion, err = api.MachineVersion(ctx, *req.MachineVersion)
+	case req.ChangeMark != nil:
+		resp.ChangeMark, err = api.ChangeMark(ctx, *req.ChangeMark)
 	default:
 		err = invalid("no question asked")
 	}
