@@ -42,6 +42,9 @@ type Outcome struct {
 	Log string
 	// Notes tell a person about a successful run what the outputs left out or changed.
 	Notes []string
+	// Outcome says what a successful run found (message.OutcomeChanges…), "" for nothing to
+	// report; the machine may map it to an event.
+	Outcome string
 }
 
 // FlatOutputs turns the values of a JSON object (Terraform outputs, the object a Lambda returned)

@@ -68,6 +68,10 @@ type Event struct {
 	Outputs Metadata `json:"outputs,omitempty"`
 	// Log points at the stored task log.
 	Log string `json:"log,omitempty"`
+	// Outcome, on TASK_COMPLETED only, says what the task found, in the executor's words
+	// (OutcomeChanges, OutcomeNoChanges, OutcomeDrift, OutcomeNoDrift); a task whose machine
+	// definition maps that outcome to an event raises it (README.md, "Machine files").
+	Outcome string `json:"outcome,omitempty"`
 
 	// SettledBy is set only on a TASK_ERROR the state manager applies itself because no result
 	// came (SettledByDeadline, SettledByDeadLetter). It is never read from a message: the parser
@@ -162,6 +166,25 @@ type Result struct {
 	Description string   `json:"description,omitempty"`
 	Outputs     Metadata `json:"outputs,omitempty"`
 	Log         string   `json:"log,omitempty"`
+	Outcome     string   `json:"outcome,omitempty"`
+}
+
+// Outcomes a task may report on TASK_COMPLETED (Event.Outcome): what a terraform plan or drift
+// check found. A machine maps them to events in a task's `events`.
+const (
+	OutcomeChanges   = "changes"
+	OutcomeNoChanges = "noChanges"
+	OutcomeDrift     = "drift"
+	OutcomeNoDrift   = "noDrift"
+)
+
+// IsOutcome reports whether s is one of the outcomes a task may report.
+func IsOutcome(s string) bool {
+	switch s {
+	case OutcomeChanges, OutcomeNoChanges, OutcomeDrift, OutcomeNoDrift:
+		return true
+	}
+	return false
 }
 
 // Notification kinds, published to the notification topic.

@@ -232,8 +232,11 @@ func ParseEvent(body []byte) (Event, error) {
 		if err := ev.Outputs.Validate("outputs"); err != nil {
 			return Event{}, invalid("%v", err)
 		}
-	} else if ev.TaskRunID != "" || len(ev.Outputs) > 0 {
-		return Event{}, invalid("taskRunId and outputs belong on TASK_COMPLETED and TASK_ERROR only")
+		if ev.Outcome != "" && (ev.Event != EventTaskCompleted || !IsOutcome(ev.Outcome)) {
+			return Event{}, invalid("outcome %q: a TASK_COMPLETED may report changes, noChanges, drift or noDrift; a TASK_ERROR none", ev.Outcome)
+		}
+	} else if ev.TaskRunID != "" || len(ev.Outputs) > 0 || ev.Outcome != "" {
+		return Event{}, invalid("taskRunId, outputs and outcome belong on TASK_COMPLETED and TASK_ERROR only")
 	}
 	return ev, nil
 }

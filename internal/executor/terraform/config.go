@@ -22,11 +22,22 @@ const (
 	SourceLocal   = "local"
 )
 
-// Config is a terraform task's config: `{source, action, variables?}`.
+// The plan actions (README.md, "Plan, approve, apply"): plan saves a plan for a later
+// `apply` with `plan: <task>`; drift plans without saving and reports whether the real
+// infrastructure and the state differ from the configuration.
+const (
+	ActionPlan  = "plan"
+	ActionDrift = "drift"
+)
+
+// Config is a terraform task's config: `{source, action, variables?, plan?}`.
 type Config struct {
 	Source    Source         `json:"source"`
 	Action    string         `json:"action"`
 	Variables map[string]any `json:"variables,omitempty"`
+	// Plan, with action apply only, names the plan task of the same machine whose saved plan
+	// the apply runs, exactly as planned; "" applies the configuration as it is.
+	Plan string `json:"plan,omitempty"`
 }
 
 // Source says where a task's Terraform files are: every object under an S3 prefix (Bucket, Key)
@@ -74,8 +85,13 @@ func ParseConfig(raw map[string]any) (Config, error) {
 	default:
 		problems = append(problems, fmt.Sprintf("config.source.type must be s3 or local, not %q", c.Source.Type))
 	}
-	if c.Action != ActionApply && c.Action != ActionDestroy {
-		problems = append(problems, fmt.Sprintf("config.action must be apply or destroy, not %q", c.Action))
+	switch c.Action {
+	case ActionApply, ActionDestroy, ActionPlan, ActionDrift:
+	default:
+		problems = append(problems, fmt.Sprintf("config.action must be apply, destroy, plan or drift, not %q", c.Action))
+	}
+	if c.Plan != "" && c.Action != ActionApply {
+		problems = append(problems, fmt.Sprintf("config.plan belongs on action apply only, not %s", c.Action))
 	}
 	if len(problems) > 0 {
 		return c, fmt.Errorf("the terraform task's config is invalid: %s", strings.Join(problems, "; "))

@@ -34,9 +34,9 @@ func TestParseConfig(t *testing.T) {
 		config map[string]any
 		want   string
 	}{
-		{map[string]any{}, `config.source.type must be s3 or local, not ""; config.action must be apply or destroy, not ""`},
+		{map[string]any{}, `config.source.type must be s3 or local, not ""; config.action must be apply, destroy, plan or drift, not ""`},
 		{map[string]any{"source": map[string]any{"type": "s3", "bucket": "b"}, "action": "apply"}, "a source of type s3 needs bucket and key"},
-		{map[string]any{"source": map[string]any{"type": "local"}, "action": "plan"}, "a source of type local needs location; config.action must be apply or destroy, not \"plan\""},
+		{map[string]any{"source": map[string]any{"type": "local"}, "action": "show"}, "a source of type local needs location; config.action must be apply, destroy, plan or drift, not \"show\""},
 		{map[string]any{"source": "s3://b/k", "action": "apply"}, "the terraform task's config is malformed"},
 		{map[string]any{"source": map[string]any{"type": "local", "location": "/var/task/infra"}, "action": "apply"},
 			`config.source.location "/var/task/infra" is absolute`},

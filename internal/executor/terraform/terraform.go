@@ -175,6 +175,13 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 	}
 	stateKey := StateKey(task.Stack.Machine, task.Stack.ID, cfg.Source)
 	fmt.Fprintf(log, "stackseam: state s3://%s/%s; variables: %s\n", r.Bucket, stateKey, strings.Join(sortedKeys(vars), ", "))
+	var inputs string
+	if cfg.Action == ActionPlan || cfg.Plan != "" {
+		// Before init, which adds its own files to the source folder.
+		if inputs, err = InputsDigest(stateKey, varsJSON, src); err != nil {
+			return executor.Outcome{}, err
+		}
+	}
 
 	tf, err := r.terraform(src, log)
 	if err != nil {
@@ -200,6 +207,14 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 		}
 	}
 	// The satisfier holds the lock itself (lock), so Terraform must not try to take it again.
+	switch {
+	case cfg.Action == ActionPlan:
+		return r.plan(ctx, tf, task, varFile, work, inputs, log)
+	case cfg.Action == ActionDrift:
+		return r.drift(ctx, tf, task, varFile, work, log)
+	case cfg.Plan != "":
+		return r.applyPlan(ctx, tf, task, cfg.Plan, work, inputs, log)
+	}
 	if cfg.Action == ActionDestroy {
 		if err := tf.Destroy(ctx, tfexec.VarFile(varFile), tfexec.Lock(false)); err != nil {
 			return executor.Outcome{}, fmt.Errorf("terraform destroy failed: %w", err)
