@@ -50,7 +50,7 @@ var (
 	yamlErrorPattern   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
-var topLevelKeys = []string{"version", "events", "states", "tasks"}
+var topLevelKeys = []string{"version", "events", "states", "tasks", "approvals"}
 
 // NameFromFile returns the machine name of a file name ("feature-env.yml" →
 // "feature-env") and whether the name ends in .yml or .yaml at all.
@@ -127,7 +127,7 @@ func (p *parser) machine(name string, data []byte) *Machine {
 	if !ok {
 		return m
 	}
-	var version, events, states, tasks *pair
+	var version, events, states, tasks, approvals *pair
 	for i := range top {
 		kv := &top[i]
 		switch kv.Key.Value {
@@ -139,6 +139,8 @@ func (p *parser) machine(name string, data []byte) *Machine {
 			states = kv
 		case "tasks":
 			tasks = kv
+		case "approvals":
+			approvals = kv
 		default:
 			if !strings.HasPrefix(kv.Key.Value, "x-") {
 				p.unknownKey(kv.Key, "the machine (extension keys start with x-)", topLevelKeys...)
@@ -164,6 +166,9 @@ func (p *parser) machine(name string, data []byte) *Machine {
 	} else {
 		m.Events = p.events(events.Value, sc)
 	}
+	if approvals != nil {
+		p.approvals(approvals.Value, m, sc)
+	}
 	if tasks != nil {
 		p.tasks(tasks.Value, m, sc)
 	}
@@ -172,6 +177,7 @@ func (p *parser) machine(name string, data []byte) *Machine {
 	} else {
 		p.states(states, m, sc)
 	}
+	p.checkReview(m, sc)
 	p.unused(m, sc)
 	return m
 }

@@ -103,6 +103,7 @@ func TestInvalidFixtures(t *testing.T) {
 		RuleDuplicateState, RuleMissingInit, RuleAliases, RuleNextCycle, RuleNoTerminal, RuleUndeclaredEvent, RuleAction,
 		RuleAdvanceTarget, RuleUnknownTask, RuleDuplicateTask, RuleNextRequired, RuleTaskName,
 		RuleExecutor, RuleTerraformConfig, RuleLambdaConfig, RuleRetry, RuleTimeout, RuleTTL,
+		RuleTaskEvents, RuleApprovals,
 	} {
 		require.True(t, rulesSeen[rule], "no invalid fixture covers rule %s", rule)
 	}

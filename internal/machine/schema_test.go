@@ -39,6 +39,8 @@ var beyondSchema = map[string]string{
 	machine.RuleUndeclaredEvent: "a cross-reference: an event handled in `on` or sent by a ttl must be declared under events",
 	machine.RuleTTL:             "partly: the state must handle its ttl event, and after must be at least 1s in whole seconds",
 	machine.RuleNextCycle:       "a cross-reference: which states the NEXT advances of states with tasks lead to",
+	machine.RuleTaskEvents:      "partly: every state that runs the task must handle the event it raises",
+	machine.RuleTerraformConfig: "partly: plan: must name a terraform plan task of the machine with the same source",
 }
 
 // schemaAccepts lists the invalid fixtures the schema accepts by design:
@@ -292,13 +294,20 @@ tasks:
 		{machine.RuleLambdaConfig, [2]string{"config: {name: fn}", "config: {name: \"\"}"}, false},
 		{machine.RuleLambdaConfig, [2]string{"config: {name: fn}", "config: {args: {a: 1}}"}, false},
 		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: s3, bucket: b}, action: apply}"}, false},
-		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: plan}"}, false},
+		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: show}"}, false},
 		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: apply, variables: {a: [1]}}"}, false},
 		{machine.RuleRetry, [2]string{"config: {name: fn}", "config: {name: fn}\n    retry: {attempts: 0}"}, false},
 		{machine.RuleTimeout, [2]string{"config: {name: fn}", "config: {name: fn}\n    timeoutSeconds: 0"}, false},
 		{machine.RuleTTL, [2]string{"  INIT:\n", "  INIT:\n    ttl: {after: 3d, event: GO}\n"}, false},
 		{machine.RuleTTL, [2]string{"  INIT:\n", "  INIT:\n    ttl: {after: 1h, event: NEXT}\n"}, false},
+		{machine.RuleTaskEvents, [2]string{"config: {name: fn}", "config: {name: fn}\n    events: {changes: GO}"}, false},
+		{machine.RuleTaskEvents, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: plan}\n    events: {drift: GO}"}, false},
+		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: destroy, plan: job}"}, false},
+		{machine.RuleApprovals, [2]string{"version: 1", "version: 1\napprovals: [NEXT]"}, false},
+		{machine.RuleApprovals, [2]string{"version: 1", "version: 1\napprovals: [GO, GO]"}, false},
 		// What a schema cannot see: cross-references, and sums of durations.
+		{machine.RuleTaskEvents, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: plan}\n    events: {changes: GO}"}, true},
+		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: apply, plan: job}"}, true},
 		{machine.RuleAdvanceTarget, [2]string{"state: DONE}", "state: DONNE}"}, true},
 		{machine.RuleUnknownTask, [2]string{"tasks: [job]", "tasks: [jobb]"}, true},
 		{machine.RuleUndeclaredEvent, [2]string{"GO: [{action: advance, state: WORK}]", "GO: [{action: advance, state: WORK}]\n      STOP: [{action: no-op}]"}, true},

@@ -31,7 +31,7 @@ const (
 // would only fail later, inside a task run.
 var variablePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 
-var taskKeys = []string{"executor", "config", "retry", "timeoutSeconds"}
+var taskKeys = []string{"executor", "config", "retry", "timeoutSeconds", "events"}
 
 // tasks reads the top-level `tasks` mapping into m.
 func (p *parser) tasks(raw *yaml.Node, m *Machine, sc *scope) {
@@ -43,12 +43,12 @@ func (p *parser) tasks(raw *yaml.Node, m *Machine, sc *scope) {
 	}
 	for _, e := range p.pairs(n, RuleDuplicateKey, "task") {
 		sc.tasks[e.Key.Value] = e.Key
-		t := p.task(e)
+		t := p.task(e, sc)
 		m.Tasks[t.Name] = t
 	}
 }
 
-func (p *parser) task(kv pair) *Task {
+func (p *parser) task(kv pair, sc *scope) *Task {
 	t := &Task{Name: kv.Key.Value}
 	if strings.TrimSpace(t.Name) == "" {
 		p.problem(kv.Key, RuleTaskName, "a task name must not be empty")
@@ -57,7 +57,7 @@ func (p *parser) task(kv pair) *Task {
 	if !ok {
 		return t
 	}
-	var config *pair
+	var config, events *pair
 	hasExecutor := false
 	for i, f := range fields {
 		switch f.Key.Value {
@@ -75,6 +75,8 @@ func (p *parser) task(kv pair) *Task {
 				}
 				t.TimeoutSeconds = v
 			}
+		case "events":
+			events = &fields[i]
 		default:
 			p.unknownKey(f.Key, "task "+t.Name, taskKeys...)
 		}
@@ -94,16 +96,19 @@ func (p *parser) task(kv pair) *Task {
 		if t.Executor != "" {
 			p.problem(kv.Key, rule, "task %s needs a config for its %s executor", t.Name, t.Executor)
 		}
-		return t
+	} else {
+		switch t.Executor {
+		case ExecutorTerraform:
+			p.terraformConfig(config, t.Name)
+		case ExecutorLambda:
+			p.lambdaConfig(config)
+		}
+		if c, ok := p.toJSON(config.Value, rule).(map[string]any); ok {
+			t.Config = c
+		}
 	}
-	switch t.Executor {
-	case ExecutorTerraform:
-		p.terraformConfig(config)
-	case ExecutorLambda:
-		p.lambdaConfig(config)
-	}
-	if c, ok := p.toJSON(config.Value, rule).(map[string]any); ok {
-		t.Config = c
+	if events != nil {
+		p.taskEvents(events, t, sc)
 	}
 	return t
 }
@@ -154,35 +159,51 @@ func (p *parser) retry(kv pair) *Retry {
 	return r
 }
 
-// terraformConfig checks `config: {source, action, variables?}`.
-func (p *parser) terraformConfig(kv *pair) {
+// terraformConfig checks `config: {source, action, variables?, plan?}`.
+func (p *parser) terraformConfig(kv *pair, task string) {
 	const rule = RuleTerraformConfig
 	fields, ok := p.mapping(kv.Value, "the config of a terraform task", rule)
 	if !ok {
 		return
 	}
 	var hasSource, hasAction bool
-	for _, f := range fields {
+	var action string
+	var plan *pair
+	for i, f := range fields {
 		switch f.Key.Value {
 		case "source":
 			hasSource = true
 			p.terraformSource(f)
 		case "action":
 			hasAction = true
-			if a, ok := p.str(f.Value, "config.action", rule); ok && a != TerraformApply && a != TerraformDestroy {
-				p.problem(f.Value, rule, "config.action must be apply or destroy, not %q", a)
+			if a, ok := p.str(f.Value, "config.action", rule); ok {
+				action = a
+				switch a {
+				case TerraformApply, TerraformDestroy, TerraformPlan, TerraformDrift:
+				default:
+					p.problem(f.Value, rule, "config.action must be apply, destroy, plan or drift, not %q", a)
+				}
 			}
 		case "variables":
 			p.variables(f.Value)
+		case "plan":
+			plan = &fields[i]
 		default:
-			p.unknownKey(f.Key, "a terraform config", "source", "action", "variables")
+			p.unknownKey(f.Key, "a terraform config", "source", "action", "variables", "plan")
+		}
+	}
+	if plan != nil {
+		if action != TerraformApply && action != "" {
+			p.problem(plan.Key, rule, "config.plan belongs on action apply only (it names the plan task whose saved plan is applied), not %s", action)
+		} else {
+			p.planReference(*plan, task)
 		}
 	}
 	if !hasSource {
 		p.problem(kv.Key, rule, "a terraform config needs a source: {type: s3, bucket, key} or {type: local, location}")
 	}
 	if !hasAction {
-		p.problem(kv.Key, rule, "a terraform config needs an action: apply or destroy")
+		p.problem(kv.Key, rule, "a terraform config needs an action: apply, destroy, plan or drift")
 	}
 }
 

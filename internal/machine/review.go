@@ -1,0 +1,179 @@
+package machine
+
+// Plan, approve, apply (README.md, "Plan, approve, apply"): everything the format gained for it
+// is read and checked here — a terraform task's `action: plan | drift` and `plan: <task>`, a
+// task's `events` (what it found → the event to raise), and the machine's `approvals` (events
+// only an approver may send). All of it is optional: a file without these keys means what it
+// always meant.
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The terraform actions that plan.
+const (
+	TerraformPlan  = "plan"
+	TerraformDrift = "drift"
+)
+
+// Outcomes a task may report, and so name under its `events` (message.Outcome…).
+const (
+	OutcomeChanges   = "changes"
+	OutcomeNoChanges = "noChanges"
+	OutcomeDrift     = "drift"
+	OutcomeNoDrift   = "noDrift"
+)
+
+// outcomesOf lists the outcomes a task of this executor and terraform action can report.
+func outcomesOf(executor, action string) []string {
+	if executor != ExecutorTerraform {
+		return nil
+	}
+	switch action {
+	case TerraformPlan:
+		return []string{OutcomeChanges, OutcomeNoChanges}
+	case TerraformDrift:
+		return []string{OutcomeDrift, OutcomeNoDrift}
+	}
+	return nil
+}
+
+// reviewRefs are the references the plan additions make to other parts of the file, checked once
+// everything is read (checkReview).
+type reviewRefs struct {
+	// raised are a task's `events` entries: task → outcome → the event's node.
+	raised []raisedEvent
+	// plans are `plan: <task>` references of apply tasks.
+	plans []planRef
+}
+
+type raisedEvent struct {
+	task, outcome, event string
+	node                 *yaml.Node
+}
+
+type planRef struct {
+	task, target string
+	node         *yaml.Node
+}
+
+// taskEvents reads a task's `events: {changes: EVENT, noChanges: EVENT, drift: EVENT, noDrift:
+// EVENT}`: the event the task raises when it reports that outcome.
+func (p *parser) taskEvents(kv *pair, t *Task, sc *scope) {
+	fields, ok := p.mapping(kv.Value, "events of task "+t.Name, RuleTaskEvents)
+	if !ok {
+		return
+	}
+	action, _ := t.Config["action"].(string)
+	can := outcomesOf(t.Executor, action)
+	t.Events = map[string]string{}
+	for _, f := range fields {
+		outcome := f.Key.Value
+		if !slices.Contains(can, outcome) {
+			if len(can) == 0 {
+				p.problem(f.Key, RuleTaskEvents, "task %s reports no outcome to raise an event on; a terraform task with action plan reports changes or noChanges, with action drift drift or noDrift", t.Name)
+			} else {
+				p.problem(f.Key, RuleTaskEvents, "task %s (action %s) reports %s, not %q", t.Name, action, strings.Join(can, " or "), outcome)
+			}
+			continue
+		}
+		ev, ok := p.name(f.Value, "events."+outcome, RuleTaskEvents)
+		if !ok {
+			continue
+		}
+		switch {
+		case ev == EventNext:
+			p.problem(f.Value, RuleTaskEvents, "a task cannot raise NEXT; NEXT is fired when a state's tasks are done")
+			continue
+		case !sc.eventsOK:
+		case sc.events[ev] == nil:
+			p.problem(f.Value, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, p.suggest(ev, sc.events))
+			continue
+		}
+		t.Events[outcome] = ev
+		p.review.raised = append(p.review.raised, raisedEvent{task: t.Name, outcome: outcome, event: ev, node: f.Value})
+	}
+}
+
+// planReference reads a terraform config's `plan: <task>`.
+func (p *parser) planReference(f pair, task string) {
+	target, ok := p.str(f.Value, "config.plan", RuleTerraformConfig)
+	if !ok {
+		return
+	}
+	if target == "" {
+		p.problem(f.Value, RuleTerraformConfig, "config.plan must name the plan task whose saved plan this task applies")
+		return
+	}
+	p.review.plans = append(p.review.plans, planRef{task: task, target: target, node: f.Value})
+}
+
+// checkReview checks what the plan additions refer to, once the whole file is read: a raised
+// event must be handled by every state that runs the task (otherwise it would only be rejected),
+// and `plan:` must name a terraform task with action plan and the same source.
+func (p *parser) checkReview(m *Machine, sc *scope) {
+	for _, r := range p.review.raised {
+		for _, name := range m.StateOrder {
+			st := m.States[name]
+			if st == nil || !slices.Contains(st.Tasks, r.task) || st.Handles(r.event) {
+				continue
+			}
+			p.problem(r.node, RuleTaskEvents, "state %s runs task %s but does not handle %s, which the task raises on %s", name, r.task, r.event, r.outcome)
+		}
+	}
+	if !sc.tasksOK {
+		return
+	}
+	for _, r := range p.review.plans {
+		target := m.Tasks[r.target]
+		if target == nil {
+			p.problem(r.node, RuleTerraformConfig, "config.plan names task %q, which is not defined under tasks%s", r.target, p.suggest(r.target, sc.tasks))
+			continue
+		}
+		if action, _ := target.Config["action"].(string); target.Executor != ExecutorTerraform || action != TerraformPlan {
+			p.problem(r.node, RuleTerraformConfig, "config.plan names task %s, which is not a terraform task with action plan", r.target)
+			continue
+		}
+		self := m.Tasks[r.task]
+		if self != nil && !sameJSON(self.Config["source"], target.Config["source"]) {
+			p.problem(r.node, RuleTerraformConfig, "task %s applies the plan of task %s but has another source; a saved plan applies only to the state it was made for", r.task, r.target)
+		}
+	}
+}
+
+// approvals reads the machine's `approvals: [EVENT, ...]`: the events only a principal with
+// approval rights may send (through the approvals queue; a publisher's copy is rejected).
+func (p *parser) approvals(raw *yaml.Node, m *Machine, sc *scope) {
+	n := resolve(raw)
+	if n == nil || n.Kind != yaml.SequenceNode {
+		p.problem(raw, RuleApprovals, "approvals must be a list of event names, not %s", kindName(raw))
+		return
+	}
+	for _, it := range n.Content {
+		ev, ok := p.name(it, "an approval event", RuleApprovals)
+		if !ok {
+			continue
+		}
+		switch {
+		case ev == EventNext:
+			p.problem(it, RuleApprovals, "NEXT cannot be an approval event; it is fired by stackseam")
+		case slices.Contains(m.Approvals, ev):
+			p.problem(it, RuleApprovals, "event %s is listed twice", ev)
+		case sc.eventsOK && sc.events[ev] == nil:
+			p.problem(it, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, p.suggest(ev, sc.events))
+		default:
+			m.Approvals = append(m.Approvals, ev)
+		}
+	}
+}
+
+// NeedsApproval reports whether event may only come from a principal with approval rights.
+func (m *Machine) NeedsApproval(event string) bool {
+	return slices.Contains(m.Approvals, event)
+}
+
+func sameJSON(a, b any) bool { return a != nil && reflect.DeepEqual(a, b) }
