@@ -7,6 +7,7 @@ package machine
 // always meant.
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -117,6 +118,10 @@ func (p *parser) planReference(f pair, task string) {
 // and `plan:` must name a terraform task with action plan and the same source.
 func (p *parser) checkReview(m *Machine, sc *scope) {
 	for _, r := range p.review.raised {
+		if m.NeedsApproval(r.event) {
+			p.problem(r.node, RuleTaskEvents, "a task cannot raise %s: it is an approval event, which only an approver may send", r.event)
+			continue
+		}
 		for _, name := range m.StateOrder {
 			st := m.States[name]
 			if st == nil || !slices.Contains(st.Tasks, r.task) || st.Handles(r.event) {
@@ -169,6 +174,20 @@ func (p *parser) approvals(raw *yaml.Node, m *Machine, sc *scope) {
 			m.Approvals = append(m.Approvals, ev)
 		}
 	}
+}
+
+// RaisedBy names the task that raises event by its outcome, "" when no task does. Such an event
+// comes only from its task: a publisher's copy is rejected, so nobody can claim that a plan
+// found changes (or none) or that a drift check found drift.
+func (m *Machine) RaisedBy(event string) string {
+	for _, name := range slices.Sorted(maps.Keys(m.Tasks)) {
+		for _, ev := range m.Tasks[name].Events {
+			if ev == event {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // NeedsApproval reports whether event may only come from a principal with approval rights.

@@ -225,6 +225,12 @@ func ParseEvent(body []byte) (Event, error) {
 	if len(ev.Description) > maxDescriptionLen {
 		ev.Description = CutUTF8(ev.Description, maxDescriptionLen) + "…(truncated)"
 	}
+	if len(ev.By) > 256 || len(ev.Comment) > MaxCommentLen {
+		return Event{}, invalid("by is at most 256 bytes and comment at most %d", MaxCommentLen)
+	}
+	if (ev.By != "" || ev.Comment != "") && (ev.IsResult() || IsSystemEvent(ev.Event)) {
+		return Event{}, invalid("by and comment belong on approvals only")
+	}
 	if ev.IsResult() {
 		if ev.TaskRunID == "" {
 			return Event{}, invalid("%s needs taskRunId", ev.Event)
