@@ -39,7 +39,7 @@ func TestDemoRunsAStackThroughItsLife(t *testing.T) {
 	out := p.Output()
 	require.Equal(t, 0, p.ExitCode(), out)
 	for _, want := range []string{
-		"$ stackseam validate machines/\nOK feature-env\nOK qa-env\n",
+		"$ stackseam validate machines/\nOK feature-env\nOK qa-env\nOK reviewed-env\n",
 		"sent LAUNCH to stack feature-123 (machine feature-env, metadata branch=feature/123 owner=alice)",
 		"sent LAUNCH to stack qa (machine qa-env, metadata appVersion=2.4.1)",
 		// The live timeline.

@@ -25,6 +25,7 @@ func LambdaHandler(h BatchHandler) func(context.Context, events.SQSEvent) (event
 		inBatch := make(map[string]bool, len(ev.Records))
 		for i, r := range ev.Records {
 			batch[i] = messageFromAttributes(r.MessageId, r.Body, r.Attributes)
+			batch[i].Source = r.EventSourceARN
 			batch[i].Attributes = stringAttributes(r.MessageAttributes, func(a events.SQSMessageAttribute) *string { return a.StringValue })
 			inBatch[r.MessageId] = true
 		}
