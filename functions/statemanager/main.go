@@ -58,8 +58,6 @@ type settings struct {
 	fenceBucket    string
 	s3Endpoint     string // an S3 endpoint override (an emulator)
 	machinesPrefix string
-	// The approvals queue: its URL (local mode polls it) and ARN (Lambda).
-	approvalURL, approvalARN string
 	machinesEvery  time.Duration
 	database       store.Config
 	workers        int
@@ -70,6 +68,8 @@ type settings struct {
 	sweepAge       time.Duration
 	sweepEvery     time.Duration
 	probeEvery     time.Duration
+	// The approvals queue: its URL (local mode polls it) and ARN (Lambda).
+	approvalURL, approvalARN string
 	// The result signing key: a secret, or (local mode) the key itself.
 	signingSecretID, signingKey string
 }
