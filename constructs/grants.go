@@ -19,6 +19,14 @@ func (s *Stackseam) GrantPublishEvents(grantee awsiam.IGrantable) awsiam.Grant {
 	return s.EventQueue.GrantSendMessages(grantee)
 }
 
+// GrantApprove lets grantee approve and reject plans: sqs:SendMessage on the approvals queue
+// (plus GetQueueUrl and GetQueueAttributes), which `stackseam approve` and `reject` send to. It is
+// separate from GrantPublishEvents on purpose: the events a machine lists under approvals are
+// accepted from the approvals queue only, so a publisher cannot approve.
+func (s *Stackseam) GrantApprove(grantee awsiam.IGrantable) awsiam.Grant {
+	return s.ApprovalQueue.GrantSendMessages(grantee)
+}
+
 // AddTerraformPermissions adds statements to the satisfier's role, which Terraform tasks run
 // with: whatever the tasks' scripts create, change and destroy. Writes to machines/ stay denied.
 func (s *Stackseam) AddTerraformPermissions(statements ...awsiam.PolicyStatement) {

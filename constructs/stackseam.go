@@ -44,6 +44,12 @@ type Stackseam struct {
 	EventQueue awssqs.Queue
 	// EventDeadLetterQueue receives events that failed EventQueueMaxReceiveCount times.
 	EventDeadLetterQueue awssqs.Queue
+	// ApprovalQueue (FIFO, one message group per stack) feeds the state manager approvals:
+	// only principals given GrantApprove may send to it, and the events a machine lists under
+	// approvals are accepted from it only.
+	ApprovalQueue awssqs.Queue
+	// ApprovalDeadLetterQueue receives approvals that failed EventQueueMaxReceiveCount times.
+	ApprovalDeadLetterQueue awssqs.Queue
 	// TaskQueue (standard) feeds the satisfier.
 	TaskQueue awssqs.Queue
 	// TaskDeadLetterQueue receives task messages that failed TaskQueueMaxReceiveCount times.

@@ -192,6 +192,10 @@ func embeddedStack(app awscdk.App, stub string) {
 		AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount)),
 	})
 	seam.GrantPublishEvents(ci)
+	approver := awsiam.NewRole(stack, jsii.String("Approver"), &awsiam.RoleProps{
+		AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount)),
+	})
+	seam.GrantApprove(approver)
 	seam.AddTerraformPermissions(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("sns:Publish"),
 		Resources: &[]*string{topic.TopicArn()},
