@@ -62,8 +62,8 @@ const (
 	queueRetentionDays           = 14 // the SQS maximum: time to notice and redrive
 	// planRetentionDays is how long a saved plan nobody applied is kept: an approval that waits
 	// longer must be planned again.
-	planRetentionDays = 7
-	accessLogExpiryDays          = 90 // the created access-log bucket's lifecycle
+	planRetentionDays   = 7
+	accessLogExpiryDays = 90 // the created access-log bucket's lifecycle
 )
 
 // defaultPostgresVersion is the engine of the created database.
