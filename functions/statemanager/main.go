@@ -26,6 +26,7 @@ import (
 	"github.com/stackseam/stackseam/internal/applier"
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/metrics"
 	"github.com/stackseam/stackseam/internal/queue"
 	env "github.com/stackseam/stackseam/internal/settings"
@@ -291,7 +292,16 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	return queue.ServeWithTick(ctx, handle, &queue.Poller{
 		Client: sqsClient, QueueURL: cfg.eventQueueURL, Workers: cfg.workers,
 		WaitTime: cfg.pollWait, RetryDelay: cfg.retryDelay, Logger: logger, Gate: gate,
-	}, queue.Tick{Every: cfg.sweepEvery, Run: sweep})
+	}, queue.Tick{Every: cfg.sweepEvery, Run: sweep, Broadcast: func(ctx context.Context, payload []byte) error {
+		b, err := message.ParseBroadcast(payload)
+		if err != nil {
+			// Not worth a retry: the payload is the schedule's, fixed at deployment.
+			logger.Error("broadcast refused", "error", err.Error())
+			return nil
+		}
+		_, err = app.Broadcast(ctx, b)
+		return err
+	}})
 }
 
 // readRetention reads PROCESSED_EVENTS_RETENTION and REJECTIONS_RETENTION: unset takes the
