@@ -60,6 +60,17 @@ func TestDemoRunsAStackThroughItsLife(t *testing.T) {
 		"time in each state\n  INIT",
 		"task runs\n  provision-infra  PROVISION    attempt 1  completed",
 		"$ stackseam graph feature-env\nflowchart LR\n",
+		// The reviewed environment: a plan, an approval with a name on it, the approved plan applied.
+		"sent LAUNCH to stack prod (machine reviewed-env, metadata release=2.0.0)",
+		"$ stackseam plan prod\nstack prod · machine reviewed-env · state AWAITING-APPROVAL",
+		"  2 to add, 0 to change, 0 to destroy, 0 to replace\n  create terraform_data.app\n  create terraform_data.deployment\n",
+		"sent APPROVE to stack prod as ",
+		"CHANGES: PLAN → AWAITING-APPROVAL after",
+		"raised by task plan (changes)",
+		`APPROVE: AWAITING-APPROVAL → APPLY after`,
+		`: "first deployment, reviewed"`,
+		"task apply completed in",
+		"NEXT: APPLY → RUN after",
 		"==> stopped the functions, the fake Lambda, the emulator and PostgreSQL",
 		"demo finished in ",
 	} {
