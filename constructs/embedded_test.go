@@ -24,7 +24,7 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::SQS::Queue":                 6, // events, approvals and tasks, each with a dead-letter queue
 		"AWS::Lambda::EventSourceMapping": 3,
 		"Custom::CDKBucketDeployment":     1, // MachinesDir
-		"AWS::CloudWatch::Alarm":          12,
+		"AWS::CloudWatch::Alarm":          13,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::SNS::Topic":                 2, // the application's alarm and notification topics
 		"AWS::KMS::Key":                   1, // the application's notification topic key

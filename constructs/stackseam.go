@@ -78,7 +78,7 @@ type Stackseam struct {
 	SweepRule awsevents.Rule
 	// ScheduleRules send the Schedules' events to the event queue, in the order of Schedules.
 	ScheduleRules []awsevents.Rule
-	// Alarms fire on messages in either dead-letter queue, errors of either function, failed
+	// Alarms fire on messages in any dead-letter queue, errors of either function, failed
 	// tasks, rejected events, and old messages in either queue.
 	Alarms []awscloudwatch.Alarm
 	// Dashboard graphs events by outcome, transitions, task results and durations by executor,

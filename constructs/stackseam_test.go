@@ -32,7 +32,7 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::Lambda::Function":           2, // no custom resources without MachinesDir
 		"AWS::Lambda::EventSourceMapping": 3,
 		"AWS::IAM::Role":                  3, // two functions and the flow log
-		"AWS::CloudWatch::Alarm":          12,
+		"AWS::CloudWatch::Alarm":          13,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::Logs::LogGroup":             3,
 		"AWS::SNS::Topic":                 1, // notifications
@@ -296,6 +296,8 @@ func TestDefaultAlarms(t *testing.T) {
 	for alarm, want := range map[string]map[string]any{
 		"EventDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
 			"Dimensions": queueName("EventDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
+		"ApprovalDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+			"Dimensions": queueName("ApprovalDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
 		"TaskDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
 			"Dimensions": queueName("TaskDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
 		"StateManagerErrorsAlarm": {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum", "Threshold": 1.0,
