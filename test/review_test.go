@@ -74,7 +74,11 @@ func TestPlanApproveApplyAndDriftEndToEnd(t *testing.T) {
 	ss := newSatisfierSystem(t)
 	ss.machine("reviewed-env", reviewedMachine(t))
 	approvalURL, _ := harness.CreateQueue(t, "approvals", true, 5)
-	ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines, "FENCE_BUCKET="+ss.bucket, "APPROVAL_QUEUE_URL="+approvalURL)
+	topic := ss.topic()
+	// Subscribers who want to hear about drift only.
+	driftNews := ss.subscribe(topic, `{"outcome": ["drift"]}`)
+	ss.system.startStateManager(1, "MACHINES_DIR="+ss.machines, "FENCE_BUCKET="+ss.bucket, "APPROVAL_QUEUE_URL="+approvalURL,
+		"NOTIFICATION_TOPIC_ARN="+topic)
 	ss.startSatisfier()
 	cliBin := harness.BuildBinary(t, "./cmd/stackseam")
 	cliEnv := []string{"DATABASE_URL=" + ss.dbURL, "APPROVAL_QUEUE_URL=" + approvalURL, "EVENT_QUEUE_URL=" + ss.eventURL}
@@ -183,4 +187,12 @@ func TestPlanApproveApplyAndDriftEndToEnd(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &summary))
 	require.Equal(t, true, summary["drift-check.drift"])
 	require.Equal(t, `["update terraform_data.app"]`, summary["drift-check.addresses"])
+
+	// SNS carries the drift summary, filterable by outcome: exactly one notification matched.
+	notes := ss.notifications(driftNews, 1)
+	require.Equal(t, "DRIFTED", notes[0].ToState)
+	require.Equal(t, "drift-check", notes[0].Task)
+	require.Equal(t, "drift", notes[0].Outcome)
+	require.Equal(t, `["update terraform_data.app"]`, notes[0].Summary["drift-check.addresses"])
+	require.Equal(t, "1", fmt.Sprint(notes[0].Summary["drift-check.change"]))
 }
