@@ -50,6 +50,8 @@ type reviewRefs struct {
 	raised []raisedEvent
 	// plans are `plan: <task>` references of apply tasks.
 	plans []planRef
+	// approvals are the machine's approval events.
+	approvals []string
 }
 
 type raisedEvent struct {
@@ -172,6 +174,7 @@ func (p *parser) approvals(raw *yaml.Node, m *Machine, sc *scope) {
 			p.problem(it, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, p.suggest(ev, sc.events))
 		default:
 			m.Approvals = append(m.Approvals, ev)
+			p.review.approvals = append(p.review.approvals, ev)
 		}
 	}
 }
@@ -188,6 +191,20 @@ func (m *Machine) RaisedBy(event string) string {
 		}
 	}
 	return ""
+}
+
+// ttlNotReserved refuses a ttl event that only an approver or a task may send: the sweep's
+// event would always be rejected. approvals and tasks are read before states.
+func (p *parser) ttlNotReserved(node *yaml.Node, ev string) {
+	if slices.Contains(p.review.approvals, ev) {
+		p.problem(node, RuleTTL, "a ttl cannot send %s: it is an approval event, which only an approver may send", ev)
+	}
+	for _, r := range p.review.raised {
+		if r.event == ev {
+			p.problem(node, RuleTTL, "a ttl cannot send %s: task %s raises it, and only the task may", ev, r.task)
+			return
+		}
+	}
 }
 
 // NeedsApproval reports whether event may only come from a principal with approval rights.

@@ -37,7 +37,7 @@ var beyondSchema = map[string]string{
 	machine.RuleUnknownTask:     "a cross-reference: a listed task must be defined under tasks",
 	machine.RuleAdvanceTarget:   "a cross-reference: an advance must name an existing state (a missing `state:` the schema does see)",
 	machine.RuleUndeclaredEvent: "a cross-reference: an event handled in `on` or sent by a ttl must be declared under events",
-	machine.RuleTTL:             "partly: the state must handle its ttl event, and after must be at least 1s in whole seconds",
+	machine.RuleTTL:             "partly: the state must handle its ttl event, which must be neither an approval event nor one a task raises, and after must be at least 1s in whole seconds",
 	machine.RuleNextCycle:       "a cross-reference: which states the NEXT advances of states with tasks lead to",
 	machine.RuleTaskEvents:      "partly: every state that runs the task must handle the event it raises",
 	machine.RuleTerraformConfig: "partly: plan: must name a terraform plan task of the machine with the same source",
@@ -49,6 +49,7 @@ var schemaAccepts = []string{
 	"_machine-name.yml", // machine-name
 	"unknown-task.yml",  // unknown-task
 	"next-cycle.yml",    // next-cycle
+	"ttl-reserved.yml",  // ttl (the event is an approval or a raised one)
 }
 
 // yamlRefuses lists the invalid fixtures that are not YAML data at all
