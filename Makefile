@@ -4,7 +4,7 @@
 GO ?= go
 # The Lambda functions built when their directory holds a main package, so
 # this file works before and after each function exists.
-FUNCTIONS := statemanager satisfier
+FUNCTIONS := statemanager satisfier query
 LAMBDA_ENV := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
 # The functions' Lambda build flags: internal/lambdabuild.Flags, which the construct's bundling
 # uses, must be the same (a test in internal/lambdabuild checks it).
@@ -135,8 +135,9 @@ lint: ## Check formatting (gofmt) and run go vet
 
 # One table: every figure next to its reference and target, measured in the
 # same run (throwaway PostgreSQL and emulator, like the tests); see test/bench.
-bench: deps ## Run the benchmark suite and print its table (~5 min)
+bench: deps ## Run the benchmark suite and print its table (~5 min), then the web console's answer times with 10,000 stacks
 	$(GO) run ./test/bench
+	STACKSEAM_CONSOLE_SCALE=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(GO) test -count=1 -run '^TestConsoleScale$$' -v ./cmd/stackseam | grep ' ms$$'
 
 # Each fuzz target as package:Function; go test fuzzes one target at a time.
 FUZZ_TARGETS := ./internal/machine:FuzzParse ./internal/message:FuzzParseEvent \

@@ -14,11 +14,13 @@ func (s *Stackseam) database(p resolved) {
 		s.DatabaseSecurityGroup = p.ExistingDatabaseSecurityGroup
 		s.DatabaseSecurityGroup.AddIngressRule(s.StateManagerSecurityGroup, awsec2.Port_Tcp(jsii.Number(float64(p.ExistingDatabasePort))),
 			jsii.String("PostgreSQL from the stackseam state manager"), jsii.Bool(false))
+		s.DatabaseSecurityGroup.AddIngressRule(s.QuerySecurityGroup, awsec2.Port_Tcp(jsii.Number(float64(p.ExistingDatabasePort))),
+			jsii.String("PostgreSQL from the stackseam query function (read-only sessions)"), jsii.Bool(false))
 		return
 	}
 	sg := awsec2.NewSecurityGroup(s.Construct, jsii.String("DatabaseSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              s.Vpc,
-		Description:      jsii.String("stackseam database: PostgreSQL from the state manager only"),
+		Description:      jsii.String("stackseam database: PostgreSQL from the state manager and the query function only"),
 		AllowAllOutbound: jsii.Bool(false),
 	})
 	s.DatabaseSecurityGroup = sg
@@ -63,6 +65,7 @@ func (s *Stackseam) database(p resolved) {
 		}),
 	})
 	db.Connections().AllowDefaultPortFrom(s.StateManagerSecurityGroup, jsii.String("PostgreSQL from the stackseam state manager"))
+	db.Connections().AllowDefaultPortFrom(s.QuerySecurityGroup, jsii.String("PostgreSQL from the stackseam query function (read-only sessions)"))
 	suppressions := []*cdknag.NagPackSuppression{
 		{Id: jsii.String("AwsSolutions-RDS6"), Reason: jsii.String("The functions authenticate with the password in the Secrets Manager secret (the format CloudSeam uses); IAM database authentication is not used.")},
 		{Id: jsii.String("AwsSolutions-RDS11"), Reason: jsii.String("The standard PostgreSQL port is kept: the database sits in private subnets and its security group lets in the state manager only, so another port would hide nothing.")},

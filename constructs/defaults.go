@@ -66,6 +66,13 @@ const (
 	accessLogExpiryDays = 90 // the created access-log bucket's lifecycle
 )
 
+// The query function answers one bounded page per invocation (internal/query): a few database
+// round trips, well under a second; the timeout covers a cold start's connect.
+const (
+	defaultQueryTimeout = 30 * time.Second
+	defaultQueryMemory  = 256
+)
+
 // defaultPostgresVersion is the engine of the created database.
 func defaultPostgresVersion() awsrds.PostgresEngineVersion {
 	return awsrds.PostgresEngineVersion_VER_17()

@@ -20,7 +20,7 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::RDS::DBInstance":            0,
 		"AWS::SecretsManager::Secret":     1, // the result signing key, always the construct's own
 		"AWS::S3::Bucket":                 0,
-		"AWS::EC2::SecurityGroup":         2, // the functions' own
+		"AWS::EC2::SecurityGroup":         3, // the functions' own
 		"AWS::SQS::Queue":                 6, // events, approvals and tasks, each with a dead-letter queue
 		"AWS::Lambda::EventSourceMapping": 3,
 		"Custom::CDKBucketDeployment":     1, // MachinesDir
@@ -57,19 +57,21 @@ func TestEmbeddedWiring(t *testing.T) {
 	require.Equal(t, 180.0, tpl.res(t, emb+"EventQueue/Resource").Properties["VisibilityTimeout"])
 	require.Equal(t, 3600.0, tpl.res(t, emb+"TaskQueue/Resource").Properties["VisibilityTimeout"])
 
-	// The existing database's security group lets the state manager in, on the port given.
-	ingress := tpl.ofType("AWS::EC2::SecurityGroupIngress")
-	require.Len(t, ingress, 1)
-	for _, r := range ingress {
-		require.Equal(t, map[string]any{
-			"Description":           "PostgreSQL from the stackseam state manager",
-			"GroupId":               embeddedDBGroup,
-			"SourceSecurityGroupId": getAtt(tpl.id(t, emb+"StateManagerSecurityGroup/Resource"), "GroupId"),
-			"IpProtocol":            "tcp",
-			"FromPort":              6432.0,
-			"ToPort":                6432.0,
-		}, r.Properties)
+	// The existing database's security group lets the state manager and the query function in,
+	// on the port given.
+	var ingress []any
+	for _, r := range tpl.ofType("AWS::EC2::SecurityGroupIngress") {
+		ingress = append(ingress, r.Properties)
 	}
+	rule := func(description, sg string) any {
+		return map[string]any{"Description": description, "GroupId": embeddedDBGroup,
+			"SourceSecurityGroupId": getAtt(tpl.id(t, emb+sg+"/Resource"), "GroupId"),
+			"IpProtocol":            "tcp", "FromPort": 6432.0, "ToPort": 6432.0}
+	}
+	require.ElementsMatch(t, []any{
+		rule("PostgreSQL from the stackseam state manager", "StateManagerSecurityGroup"),
+		rule("PostgreSQL from the stackseam query function (read-only sessions)", "QuerySecurityGroup"),
+	}, ingress)
 
 	// machines/ is uploaded from the folder, pruned, into the existing bucket.
 	for _, r := range tpl.ofType("Custom::CDKBucketDeployment") {

@@ -112,6 +112,13 @@ func (s *Stackseam) functions(p resolved) {
 		MaxConcurrency:          jsii.Number(float64(p.SatisfierMaxConcurrency)),
 	}
 	s.Satisfier.AddEventSourceMapping(jsii.String("TaskQueue"), opts)
+
+	// The read path: invoked by operators (GrantRead), never by a queue or a schedule.
+	queryEnv := env("DATABASE_SSLMODE", "verify-full", "LOG_LEVEL", p.LogLevel)
+	queryEnv["DATABASE_SECRET_ID"] = s.DatabaseSecret.SecretArn()
+	s.QueryFunction = common("Query", "stackseam query function: answers operators' read-only queries (stackseam --stack-name, the console)",
+		s.QueryRole, s.QuerySecurityGroup, s.QueryLogGroup,
+		s.functionCode(p, "./functions/query", nil), defaultQueryTimeout, defaultQueryMemory, queryEnv)
 }
 
 // functionCode is the asset of one function, bundled locally (see functionBundler). The hash is

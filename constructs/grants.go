@@ -27,6 +27,39 @@ func (s *Stackseam) GrantApprove(grantee awsiam.IGrantable) awsiam.Grant {
 	return s.ApprovalQueue.GrantSendMessages(grantee)
 }
 
+// GrantRead lets grantee ask the deployment read-only questions — list stacks, show one, its
+// history, stuck runs, machines — as `stackseam stacks|show|history --stack-name` and the web
+// console do: lambda:InvokeFunction on the query function only (whose database session cannot
+// write), and cloudformation:DescribeStacks on this stack, to find the function by the stack's
+// outputs. Nothing else: no queue, no bucket, no database secret.
+func (s *Stackseam) GrantRead(grantee awsiam.IGrantable) awsiam.Grant {
+	invoke := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("lambda:InvokeFunction"),
+		ResourceArns: jsii.Strings(*s.QueryFunction.FunctionArn()),
+	})
+	return invoke.Combine(s.grantDescribeStack(grantee))
+}
+
+// GrantOperate lets grantee act on stacks as an operator — `stackseam send`, `retry` (and
+// approvals) with --stack-name: send events to the event queue (sqs:SendMessage with
+// GetQueueUrl and GetQueueAttributes, and the queue's KMS key when it has one), and
+// cloudformation:DescribeStacks on this stack to find the queue. It grants no reads: add
+// GrantRead for that. GrantPublishEvents stays the grant for machine publishers (CI jobs,
+// schedulers), which know the queue and need no stack lookup.
+func (s *Stackseam) GrantOperate(grantee awsiam.IGrantable) awsiam.Grant {
+	return s.EventQueue.GrantSendMessages(grantee).Combine(s.grantDescribeStack(grantee))
+}
+
+// grantDescribeStack lets grantee read this stack's outputs (DescribeStacks on the stack only).
+func (s *Stackseam) grantDescribeStack(grantee awsiam.IGrantable) awsiam.Grant {
+	return awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("cloudformation:DescribeStacks"),
+		ResourceArns: jsii.Strings(*awscdk.Stack_Of(s.Construct).StackId()),
+	})
+}
+
 // AddTerraformPermissions adds statements to the satisfier's role, which Terraform tasks run
 // with: whatever the tasks' scripts create, change and destroy. Writes to machines/ stay denied.
 func (s *Stackseam) AddTerraformPermissions(statements ...awsiam.PolicyStatement) {

@@ -88,6 +88,21 @@ func (s *Stackseam) stateManagerPolicy() {
 	}}, jsii.Bool(true))
 }
 
+// queryPolicy is all the query function may do: write its logs, attach to the VPC, and read the
+// database secret. It consumes no queue and touches no bucket; its database session is
+// read-only (functions/query).
+func (s *Stackseam) queryPolicy() {
+	r := s.QueryRole
+	r.AddToPrincipalPolicy(statement("WriteLogs", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, s.QueryLogGroup.LogGroupArn()))
+	r.AddToPrincipalPolicy(statement("ConnectToVpc", vpcActions, jsii.String("*")))
+	s.DatabaseSecret.GrantRead(r, nil)
+	cdknag.NagSuppressions_AddResourceSuppressions(r, &[]*cdknag.NagPackSuppression{{
+		Id:        jsii.String("AwsSolutions-IAM5"),
+		Reason:    jsii.String("Lambda's VPC networking actions (ENI management, the AWSLambdaVPCAccessExecutionRole actions) do not support resource-level scoping."),
+		AppliesTo: &[]interface{}{"Resource::*"},
+	}}, jsii.Bool(true))
+}
+
 // pauseOwnMapping lets the state manager disable and enable its own event-source mapping, which
 // it does while the database is unavailable so that an outage spends no receive counts (docs/design.md
 // §"Guarantees"). The statements sit in a policy of their own: the role's default policy is a

@@ -173,12 +173,8 @@ func validateSchedules(schedules []Schedule) []string {
 		} else if err := validateExpression(sc.Expression); err != nil {
 			add("Expression %q: %v", sc.Expression, err)
 		}
-		switch sc.Event {
-		case message.EventNext:
-			add("NEXT is fired by the state manager when a state's tasks are done; it cannot be scheduled")
-			continue
-		case message.EventTaskCompleted, message.EventTaskError:
-			add("%s is a task result, which only the task satisfier sends", sc.Event)
+		if why := message.Reserved(sc.Event); why != "" {
+			add("%s", why)
 			continue
 		}
 		if len(sc.States) > 0 {

@@ -199,7 +199,7 @@ func TestValidateSchedules(t *testing.T) {
 		{stackseam.Schedule{Name: "n", Expression: "rate(1 day)", StackID: "s", Event: "E", Machine: "-m"},
 			[]string{`Schedules[0] (n): machine "-m" is not a valid machine name`}},
 		{stackseam.Schedule{Name: "n", Expression: "rate(1 day)", StackID: "s", Event: "NEXT"},
-			[]string{`Schedules[0] (n): NEXT is fired by the state manager when a state's tasks are done; it cannot be scheduled`}},
+			[]string{`Schedules[0] (n): NEXT is fired by the state manager when a state's tasks are done`}},
 		{stackseam.Schedule{Name: "n", Expression: "rate(1 day)", StackID: "s", Event: "TASK_ERROR"},
 			[]string{`Schedules[0] (n): TASK_ERROR is a task result, which only the task satisfier sends`}},
 		{stackseam.Schedule{Name: "n", Expression: "rate(1 day)", StackID: "s", Event: "E", Metadata: map[string]any{"nested": map[string]any{"a": 1}}},

@@ -71,6 +71,17 @@ type Stackseam struct {
 	SatisfierSecurityGroup awsec2.SecurityGroup
 	// SatisfierLogGroup receives the satisfier's logs.
 	SatisfierLogGroup awslogs.LogGroup
+	// QueryFunction answers operators' read-only questions (stacks, one stack, history,
+	// machines) through the Lambda Invoke API; GrantRead lets a principal invoke it. Its database
+	// session is read-only.
+	QueryFunction awslambda.Function
+	// QueryRole is the query function's execution role: logs, VPC networking and the database
+	// secret, nothing else (no queue, no bucket).
+	QueryRole awsiam.Role
+	// QuerySecurityGroup is the query function's own security group; the database lets it in.
+	QuerySecurityGroup awsec2.SecurityGroup
+	// QueryLogGroup receives the query function's logs.
+	QueryLogGroup awslogs.LogGroup
 	// NotificationTopic receives the state manager's notifications: transitions, task failures
 	// and stack removals, with the message attributes stackId, machine, state and kind.
 	NotificationTopic awssns.ITopic
@@ -118,15 +129,19 @@ func NewStackseam(scope constructs.Construct, id string, props *StackseamProps) 
 	s.Vpc = s.vpc(p)
 	s.StateManagerSecurityGroup = s.functionSecurityGroup("StateManagerSecurityGroup", "stackseam state manager")
 	s.SatisfierSecurityGroup = s.functionSecurityGroup("SatisfierSecurityGroup", "stackseam satisfier")
+	s.QuerySecurityGroup = s.functionSecurityGroup("QuerySecurityGroup", "stackseam query function")
 	s.bucket(p)
 	s.queues(p)
 	s.notificationTopic(p)
 	s.database(p)
 	s.StateManagerLogGroup = s.logGroup("StateManagerLogs", p)
 	s.SatisfierLogGroup = s.logGroup("SatisfierLogs", p)
+	s.QueryLogGroup = s.logGroup("QueryLogs", p)
 	s.StateManagerRole = s.role("StateManagerRole", "stackseam state manager: consumes the event queue, sends tasks, reads machines/ and the database secret")
 	s.SatisfierRole = s.role("SatisfierRole", "stackseam satisfier: consumes the task queue, runs tasks, sends results, keeps Terraform state and logs/")
+	s.QueryRole = s.role("QueryRole", "stackseam query function: reads the database secret, answers operators' read-only queries")
 	s.stateManagerPolicy()
+	s.queryPolicy()
 	s.satisfierPolicy()
 	s.resultSigningKey()
 	s.functions(p)

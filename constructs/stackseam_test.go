@@ -29,12 +29,12 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::SecretsManager::Secret":     2, // the database's, and the result signing key
 		"AWS::S3::Bucket":                 2, // the bucket and its access-log bucket
 		"AWS::SQS::Queue":                 6, // events, approvals and tasks, each with a dead-letter queue
-		"AWS::Lambda::Function":           2, // no custom resources without MachinesDir
+		"AWS::Lambda::Function":           3, // state manager, satisfier, query; no custom resources without MachinesDir
 		"AWS::Lambda::EventSourceMapping": 3,
-		"AWS::IAM::Role":                  3, // two functions and the flow log
+		"AWS::IAM::Role":                  4, // three functions and the flow log
 		"AWS::CloudWatch::Alarm":          13,
 		"AWS::CloudWatch::Dashboard":      1,
-		"AWS::Logs::LogGroup":             3,
+		"AWS::Logs::LogGroup":             4, // three functions and the flow log
 		"AWS::SNS::Topic":                 1, // notifications
 		"AWS::Events::Rule":               1, // the sweep; no schedules
 		"AWS::Lambda::Permission":         1, // the sweep's rule invokes the state manager
@@ -103,7 +103,7 @@ func TestDefaultFunctions(t *testing.T) {
 	require.Equal(t, map[string]any{"Size": 4096.0}, tpl.res(t, def+"Satisfier/Resource").Properties["EphemeralStorage"])
 
 	// Each function has its own security group, open outbound only.
-	for _, sg := range []string{"StateManagerSecurityGroup", "SatisfierSecurityGroup"} {
+	for _, sg := range []string{"StateManagerSecurityGroup", "SatisfierSecurityGroup", "QuerySecurityGroup"} {
 		p := tpl.res(t, def+sg+"/Resource").Properties
 		require.Nil(t, p["SecurityGroupIngress"], sg)
 		require.Equal(t, []any{map[string]any{"CidrIp": "0.0.0.0/0", "Description": "Allow all outbound traffic by default", "IpProtocol": "-1"}}, p["SecurityGroupEgress"], sg)
@@ -266,19 +266,26 @@ func TestDefaultDatabase(t *testing.T) {
 	subnets := tpl.Resources[p["DBSubnetGroupName"].(map[string]any)["Ref"].(string)].Properties["SubnetIds"]
 	require.Equal(t, []any{ref(tpl.id(t, def+"Vpc/PrivateSubnet1/Subnet")), ref(tpl.id(t, def+"Vpc/PrivateSubnet2/Subnet"))}, subnets)
 
-	// Reachable from the state manager's security group only: one ingress rule, nothing else.
+	// Reachable from the state manager's and the query function's security groups only: two
+	// ingress rules, nothing else.
 	var ingress []map[string]any
 	for _, r := range tpl.ofType("AWS::EC2::SecurityGroupIngress") {
 		ingress = append(ingress, r.Properties)
 	}
-	require.Equal(t, []map[string]any{{
-		"Description":           "PostgreSQL from the stackseam state manager",
-		"GroupId":               getAtt(dbSG, "GroupId"),
-		"SourceSecurityGroupId": getAtt(tpl.id(t, def+"StateManagerSecurityGroup/Resource"), "GroupId"),
-		"IpProtocol":            "tcp",
-		"FromPort":              getAtt(tpl.id(t, def+"Database/Resource"), "Endpoint.Port"),
-		"ToPort":                getAtt(tpl.id(t, def+"Database/Resource"), "Endpoint.Port"),
-	}}, ingress)
+	from := func(description, sg string) map[string]any {
+		return map[string]any{
+			"Description":           description,
+			"GroupId":               getAtt(dbSG, "GroupId"),
+			"SourceSecurityGroupId": getAtt(tpl.id(t, def+sg+"/Resource"), "GroupId"),
+			"IpProtocol":            "tcp",
+			"FromPort":              getAtt(tpl.id(t, def+"Database/Resource"), "Endpoint.Port"),
+			"ToPort":                getAtt(tpl.id(t, def+"Database/Resource"), "Endpoint.Port"),
+		}
+	}
+	require.ElementsMatch(t, []map[string]any{
+		from("PostgreSQL from the stackseam state manager", "StateManagerSecurityGroup"),
+		from("PostgreSQL from the stackseam query function (read-only sessions)", "QuerySecurityGroup"),
+	}, ingress)
 	require.Nil(t, tpl.res(t, def+"DatabaseSecurityGroup/Resource").Properties["SecurityGroupIngress"])
 
 	// The secret carries dbname and outlives a snapshot-deleted instance.

@@ -198,6 +198,10 @@ func embeddedStack(app awscdk.App, stub string) {
 		AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount)),
 	})
 	seam.GrantApprove(approver)
+	// People and CI jobs that operate the deployment: one may read, one may act, one neither.
+	seam.GrantRead(awsiam.NewRole(stack, jsii.String("Reader"), &awsiam.RoleProps{AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount))}))
+	seam.GrantOperate(awsiam.NewRole(stack, jsii.String("Operator"), &awsiam.RoleProps{AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount))}))
+	awsiam.NewRole(stack, jsii.String("Bystander"), &awsiam.RoleProps{AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount))})
 	seam.AddTerraformPermissions(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("sns:Publish"),
 		Resources: &[]*string{topic.TopicArn()},

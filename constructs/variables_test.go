@@ -20,7 +20,7 @@ func TestFunctionEnvironmentMatchesDeclaredVariables(t *testing.T) {
 		for _, fn := range []struct {
 			path string
 			vars *settings.Declared
-		}{{"StateManager", settings.StateManager}, {"Satisfier", settings.Satisfier}} {
+		}{{"StateManager", settings.StateManager}, {"Satisfier", settings.Satisfier}, {"Query", settings.Query}} {
 			env := tpl.res(t, stack.prefix+fn.path+"/Resource").Properties["Environment"].(map[string]any)["Variables"].(map[string]any)
 			require.Empty(t, fn.vars.CheckDeployed(slices.Collect(maps.Keys(env))), "%s %s", stack.name, fn.path)
 		}

@@ -222,11 +222,11 @@ func build(app awscdk.App, cfg config) (err error) {
 	output := func(id, description string, value *string) {
 		awscdk.NewCfnOutput(stack, jsii.String(id), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(description)})
 	}
-	output("EventQueueUrl", "Publish events here (FIFO: message group id = stack id)", seam.EventQueue.QueueUrl())
+	// The outputs the CLI's --stack-name reads.
+	seam.AddOperatorOutputs()
 	output("EventDeadLetterQueueUrl", "Events the state manager gave up on", seam.EventDeadLetterQueue.QueueUrl())
 	output("TaskQueueUrl", "Task messages for the satisfier", seam.TaskQueue.QueueUrl())
 	output("TaskDeadLetterQueueUrl", "Task messages the satisfier gave up on", seam.TaskDeadLetterQueue.QueueUrl())
-	output("BucketName", "machines/, Terraform sources and state, logs/", seam.Bucket.BucketName())
 	output("DatabaseSecretArn", "The database connection (RDS format)", seam.DatabaseSecret.SecretArn())
 	output("StateManagerFunction", "The state manager function", seam.StateManager.FunctionName())
 	output("SatisfierFunction", "The satisfier function", seam.Satisfier.FunctionName())

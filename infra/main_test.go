@@ -233,13 +233,14 @@ func TestDefaultsStack(t *testing.T) {
 	tpl := readTemplate(t, synthesize(t), "Defaults")
 	require.Equal(t, 1, count(tpl, "AWS::EC2::VPC"))
 	require.Equal(t, 1, count(tpl, "AWS::RDS::DBInstance"))
-	require.Equal(t, 2, count(tpl, "AWS::Lambda::Function"))
+	require.Equal(t, 3, count(tpl, "AWS::Lambda::Function"), "state manager, satisfier, query")
 	outputs := make([]string, 0, len(tpl.Outputs))
 	for k := range tpl.Outputs {
 		outputs = append(outputs, k)
 	}
 	require.ElementsMatch(t, []string{"EventQueueUrl", "EventDeadLetterQueueUrl", "TaskQueueUrl", "TaskDeadLetterQueueUrl",
-		"BucketName", "DatabaseSecretArn", "StateManagerFunction", "SatisfierFunction", "NotificationTopicArn", "DashboardName"}, outputs)
+		"BucketName", "DatabaseSecretArn", "StateManagerFunction", "SatisfierFunction", "NotificationTopicArn", "DashboardName",
+		"QueryFunctionName", "QueryFunctionArn"}, outputs)
 	require.Equal(t, 1, count(tpl, "AWS::Events::Rule"), "the sweep only")
 }
 

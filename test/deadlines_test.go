@@ -23,28 +23,9 @@ import (
 // fragileMachine's work task is retried once; a stack whose provisioning failed for good is torn
 // down by DESTROY (its failure handling). Only a task message carrying the stack's metadata
 // `fault` marker is hit by the satisfier's fault, so DESTROY removes the marker first.
-const fragileMachine = `
-version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [work]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  TEARDOWN:
-    tasks: [cleanup]
-    on:
-      NEXT: [{action: advance, state: DESTROYED}]
-  DESTROYED:
-    terminal: true
-tasks:
+var fragileMachine = harness.Lifecycle{
+	Up: []string{"work"}, Down: []string{"cleanup"}, DestroyWhileProvisioning: true,
+	Tasks: `
   work:
     executor: lambda
     config: {name: work-fn}
@@ -53,7 +34,8 @@ tasks:
   cleanup:
     executor: lambda
     config: {name: cleanup-fn}
-`
+`,
+}.YAML()
 
 // deadlineSettings are the state manager's settings scaled down: a 1-second satisfier and a task
 // queue visibility of six times that, maxReceiveCount as deployed, a sweep every second.

@@ -71,6 +71,7 @@ func TestDemoRunsAStackThroughItsLife(t *testing.T) {
 		`: "first deployment, reviewed"`,
 		"task apply completed in",
 		"NEXT: APPLY → RUN after",
+		"    web console: open http://127.0.0.1:",
 		"==> stopped the functions, the fake Lambda, the emulator and PostgreSQL",
 		"demo finished in ",
 	} {

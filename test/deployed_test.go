@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,14 +64,34 @@ type deployedTemplate struct {
 // synthesizeDeployed synthesizes the construct with zero props, as `make synth` would, except
 // that bundling is skipped (aws:cdk:bundling-stacks is empty): the assets would be linux/arm64
 // builds this machine cannot run, so the test builds the functions itself from the same flags.
+// It synthesizes once per test process and every caller reads that template: the jsii runtime
+// is one Node process per Go process, and two parallel tests calling into it at once have been
+// seen to corrupt its replies ("invalid character '\x00'").
 func synthesizeDeployed(t *testing.T) *deployedTemplate {
 	t.Helper()
+	deployedSynth.Do(func() { deployedSynth.tpl, deployedSynth.err = synthesize() })
+	require.NoError(t, deployedSynth.err)
+	return deployedSynth.tpl
+}
+
+var deployedSynth struct {
+	sync.Once
+	tpl *deployedTemplate
+	err error
+}
+
+func synthesize() (*deployedTemplate, error) {
 	// jsii prints a banner about Node 20 when it starts; these machines run Node 20 on purpose.
 	// (os.Setenv: t.Setenv refuses parallel tests, and jsii starts once per process anyway.)
 	os.Setenv("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 	os.Setenv("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+	out, err := os.MkdirTemp("", "stackseam-deployed-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(out)
 	app := awscdk.NewApp(&awscdk.AppProps{
-		Outdir: jsii.String(t.TempDir()),
+		Outdir: jsii.String(out),
 		Context: &map[string]any{
 			"aws:cdk:enable-path-metadata": true,
 			"aws:cdk:bundling-stacks":      []string{},
@@ -79,18 +100,22 @@ func synthesizeDeployed(t *testing.T) *deployedTemplate {
 	stack := awscdk.NewStack(app, jsii.String("Deployed"), nil)
 	stackseam.NewStackseam(stack, "Stackseam", nil)
 	raw, err := json.Marshal(assertions.Template_FromStack(stack, nil).ToJSON())
-	require.NoError(t, err)
+	if err != nil {
+		return nil, fmt.Errorf("reading the synthesized template: %w", err)
+	}
 	var tpl struct {
 		Resources map[string]cfnResource `json:"Resources"`
 	}
-	require.NoError(t, json.Unmarshal(raw, &tpl))
+	if err := json.Unmarshal(raw, &tpl); err != nil {
+		return nil, fmt.Errorf("reading the synthesized template: %w", err)
+	}
 	d := &deployedTemplate{resources: tpl.Resources, byPath: map[string]string{}}
 	for id, r := range tpl.Resources {
 		if p, ok := r.Metadata["aws:cdk:path"].(string); ok {
 			d.byPath[strings.TrimPrefix(p, deployedPrefix)] = id
 		}
 	}
-	return d
+	return d, nil
 }
 
 // id returns the logical id of the resource at path.

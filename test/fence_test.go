@@ -23,28 +23,9 @@ import (
 // marksMachine provisions with the marks fixture (MARKS is the test's marks dir) and allows
 // DESTROY during PROVISION, as the example machines do: the running apply is abandoned and the
 // teardown destroys whatever it built.
-const marksMachine = `
-version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [infra]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  TEARDOWN:
-    tasks: [teardown]
-    on:
-      NEXT: [{action: advance, state: GONE}]
-  GONE:
-    terminal: true
-tasks:
+var marksMachine = harness.Lifecycle{
+	Up: []string{"infra"}, Down: []string{"teardown"}, DestroyWhileProvisioning: true, Terminal: "GONE",
+	Tasks: `
   infra:
     executor: terraform
     config:
@@ -57,7 +38,8 @@ tasks:
       source: {type: local, location: marks}
       action: destroy
       variables: {marks_dir: "MARKS"}
-`
+`,
+}.YAML()
 
 // marked writes the marks machine with the test's marks dir and the apply's sleep.
 func (ss *satisfierSystem) marked(sleep string) string {

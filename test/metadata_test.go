@@ -15,28 +15,9 @@ import (
 
 // metadataMachine applies and destroys the basic fixture, a local source, and lets ACCESS change
 // metadata in RUN.
-const metadataMachine = `
-version: 1
-events: [LAUNCH, ACCESS, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [infra]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-  RUN:
-    on:
-      ACCESS: [{action: no-op}]
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  TEARDOWN:
-    tasks: [teardown]
-    on:
-      NEXT: [{action: advance, state: DESTROYED}]
-  DESTROYED:
-    terminal: true
-tasks:
+var metadataMachine = harness.Lifecycle{
+	Up: []string{"infra"}, Down: []string{"teardown"}, NoOps: []string{"ACCESS"},
+	Tasks: `
   infra:
     executor: terraform
     config:
@@ -47,7 +28,8 @@ tasks:
     config:
       source: {type: local, location: basic}
       action: destroy
-`
+`,
+}.YAML()
 
 // TestMetadataCannotBreakTerraform: metadata keys the configuration does not declare — one no
 // Terraform variable can be named after among them — reach neither apply nor destroy, and are

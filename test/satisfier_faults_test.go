@@ -16,27 +16,9 @@ import (
 // sturdyMachine runs a Terraform apply (two seconds of provisioner, so it can
 // be killed in the middle) and a Lambda invocation on the way up, and a
 // Terraform destroy of the same state on the way down.
-const sturdyMachine = `
-version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [infra, notify]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  TEARDOWN:
-    tasks: [teardown]
-    on:
-      NEXT: [{action: advance, state: DESTROYED}]
-  DESTROYED:
-    terminal: true
-tasks:
+var sturdyMachine = harness.Lifecycle{
+	Up: []string{"infra", "notify"}, Down: []string{"teardown"},
+	Tasks: `
   infra:
     executor: terraform
     config:
@@ -51,7 +33,8 @@ tasks:
     config:
       source: {type: local, location: slow}
       action: destroy
-`
+`,
+}.YAML()
 
 // TestSatisfierFaultsConverge extends the satisfier's kill test to several
 // stacks and more faults, with the faultinject build of the satisfier: the

@@ -109,27 +109,9 @@ func (ss *satisfierSystem) object(urlOrKey string) (string, bool) {
 
 // provisionMachine has a terraform task and a lambda task on the way up and a terraform destroy
 // on the way down, sharing one source and so one state.
-const provisionMachine = `
-version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [infra, notify]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  TEARDOWN:
-    tasks: [teardown]
-    on:
-      NEXT: [{action: advance, state: DESTROYED}]
-  DESTROYED:
-    terminal: true
-tasks:
+var provisionMachine = harness.Lifecycle{
+	Up: []string{"infra", "notify"}, Down: []string{"teardown"},
+	Tasks: `
   infra:
     executor: terraform
     config:
@@ -144,7 +126,8 @@ tasks:
     config:
       source: {type: s3, bucket: BUCKET, key: terraform/infra}
       action: destroy
-`
+`,
+}.YAML()
 
 // TestTerraformAndLambdaTasksLaunchAndDestroy is scenario (a): LAUNCH runs a Terraform apply and
 // a Lambda invocation and ends in RUN with their outputs in the metadata; DESTROY runs destroy
@@ -225,29 +208,16 @@ func TestTerraformAndLambdaTasksLaunchAndDestroy(t *testing.T) {
 func TestFailingTerraformThenFixedScriptConverges(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
-	ss.machine("fragile", `
-version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [infra]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: DESTROYED}]
-  DESTROYED:
-    terminal: true
-tasks:
+	ss.machine("fragile", harness.Lifecycle{
+		Up: []string{"infra"},
+		Tasks: `
   infra:
     executor: terraform
     config:
       source: {type: s3, bucket: BUCKET, key: terraform/app/}
       action: apply
-`)
+`,
+	}.YAML())
 	fixtures := filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform")
 	harness.UploadDir(t, ss.bucket, "terraform/app", filepath.Join(fixtures, "broken"))
 	ss.startStateManager()
@@ -280,27 +250,14 @@ tasks:
 func TestLambdaFunctionErrorFailsTheTask(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
-	ss.machine("notifier", `
-version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [notify]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: DESTROYED}]
-  DESTROYED:
-    terminal: true
-tasks:
+	ss.machine("notifier", harness.Lifecycle{
+		Up: []string{"notify"},
+		Tasks: `
   notify:
     executor: lambda
     config: {name: notify-fn}
-`)
+`,
+	}.YAML())
 	ss.lambda.Fails("notify-fn", "ChannelArchived", "channel #deploys is archived")
 	ss.startStateManager()
 	ss.startSatisfier()
@@ -323,27 +280,9 @@ tasks:
 func TestKilledSatisfierTaskIsRedelivered(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
-	ss.machine("sleepy", `
-version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [infra]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  TEARDOWN:
-    tasks: [teardown]
-    on:
-      NEXT: [{action: advance, state: DESTROYED}]
-  DESTROYED:
-    terminal: true
-tasks:
+	ss.machine("sleepy", harness.Lifecycle{
+		Up: []string{"infra"}, Down: []string{"teardown"},
+		Tasks: `
   infra:
     executor: terraform
     config:
@@ -355,7 +294,8 @@ tasks:
     config:
       source: {type: local, location: slow}
       action: destroy
-`)
+`,
+	}.YAML())
 	ss.startStateManager()
 	// A short visibility timeout brings the killed worker's message back quickly; it is renewed
 	// while a run lasts, so the run that completes is not interrupted by a redelivery.

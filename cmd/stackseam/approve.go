@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/query"
 	"github.com/stackseam/stackseam/internal/queue"
 )
 
@@ -217,30 +218,21 @@ func planSummaries(md message.Metadata) []planSummary {
 
 func runPlan(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
-	var db databaseFlags
-	db.register(fs)
-	var out outputFlag
-	out.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	var rf readFlags
+	api, done, id, code := rf.start(ctx, c, cmd, fs, args, true)
+	if api == nil {
 		return code
 	}
-	if len(pos) != 1 {
-		return usageError(c, fs, "name one stack")
-	}
-	st, err := db.open(ctx, c)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
-	}
-	defer st.Close()
-	s, err := st.GetStack(ctx, pos[0])
+	defer done()
+	res, err := api.Stack(ctx, query.StackRequest{ID: id})
 	if err != nil {
 		return fail(c, cmd, err)
 	}
+	s := toEngineStack(res.Stack)
 	if s == nil {
-		return fail(c, cmd, missingStack(ctx, st, pos[0]))
+		return fail(c, cmd, missingStack(id, res))
 	}
+	out := rf.out
 	plans := planSummaries(s.Metadata)
 	if out.json() {
 		if err := writeJSON(c.stdout, struct {

@@ -11,8 +11,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
+	"github.com/stackseam/stackseam/internal/query"
 	"github.com/stackseam/stackseam/internal/store"
 )
 
@@ -58,6 +61,14 @@ func (o *outputFlag) register(fs *flag.FlagSet) {
 }
 
 func (o *outputFlag) json() bool { return o.format == "json" }
+
+// printJSON prints v as indented JSON on stdout and returns cmd's exit code.
+func printJSON(c *cli, cmd *command, v any) int {
+	if err := writeJSON(c.stdout, v); err != nil {
+		return fail(c, cmd, err)
+	}
+	return exitOK
+}
 
 // writeJSON prints v as indented JSON.
 func writeJSON(w io.Writer, v any) error {
@@ -107,51 +118,181 @@ func (f *awsFlags) config(ctx context.Context, c *cli) (aws.Config, error) {
 	return cfg, nil
 }
 
-// queueFlags name the event queue, for the commands that publish.
+// errNoQueue is wrapped when nothing names the event queue: a wrong command line.
+var errNoQueue = errors.New("no event queue")
+
+// serviceEndpoint returns the endpoint override of one AWS service: the SDK's
+// AWS_ENDPOINT_URL_<SERVICE> (read through c.getenv, so an in-process test can
+// point each service at its own fake), unless --endpoint-url names one for
+// every service. "" means the configuration's.
+func (f *awsFlags) serviceEndpoint(c *cli, service string) *string {
+	if f.endpoint != "" {
+		return nil
+	}
+	if e := c.getenv("AWS_ENDPOINT_URL_" + service); e != "" {
+		return &e
+	}
+	return nil
+}
+
+// queueFlags name the event queue, for the commands that publish: its URL, or the deployed
+// stack whose outputs name it.
 type queueFlags struct {
-	aws awsFlags
-	url string
+	aws   awsFlags
+	url   string
+	stack stackNameFlag
 }
 
 func (f *queueFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "queue-url", "", "the event queue's `URL` (default $EVENT_QUEUE_URL)")
+	f.stack.register(fs)
 	f.aws.register(fs)
 }
 
-func (f *queueFlags) queueURL(c *cli) (string, error) {
-	u := first(f.url, c.getenv("EVENT_QUEUE_URL"))
-	if u == "" {
-		return "", configError("no event queue: set --queue-url or EVENT_QUEUE_URL")
+// resolve returns the event queue's URL and the AWS configuration to reach it. A flag beats a
+// variable; of two flags or two variables, the queue URL beats the stack name.
+func (f *queueFlags) resolve(ctx context.Context, c *cli) (string, aws.Config, error) {
+	url, stack := f.url, f.stack.name
+	if url == "" && stack == "" {
+		url, stack = c.getenv("EVENT_QUEUE_URL"), c.getenv(deployed.EnvStackName)
 	}
-	return u, nil
+	if url == "" && stack == "" {
+		return "", aws.Config{}, fmt.Errorf("%w: %w: set --queue-url or EVENT_QUEUE_URL, or --stack-name or %s", errConfig, errNoQueue, deployed.EnvStackName)
+	}
+	cfg, err := f.aws.config(ctx, c)
+	if err != nil {
+		return "", cfg, err
+	}
+	if url != "" {
+		return url, cfg, nil
+	}
+	d, err := lookupDeployment(ctx, cfg, f.aws.serviceEndpoint(c, "CLOUDFORMATION"), stack)
+	if err != nil {
+		return "", cfg, err
+	}
+	url, err = d.need(d.queueURL, deployed.OutputEventQueueURL)
+	return url, cfg, err
 }
 
-// databaseFlags say how to reach the state manager's database, for the
-// commands that read stacks.
+// databaseFlags say where the commands that read stacks read them: the state manager's database
+// (local use, the demo), or a deployed stackseam's query function, invoked with the caller's
+// own AWS credentials.
 type databaseFlags struct {
 	aws      awsFlags
 	url      string
 	secretID string
+	stack    stackNameFlag
 }
 
 func (f *databaseFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "database-url", "", "PostgreSQL `URL` of the state manager's database (default $DATABASE_URL)")
 	fs.StringVar(&f.secretID, "database-secret-id", "", "or the Secrets Manager `SECRET` holding its credentials in the RDS format (default $DATABASE_SECRET_ID)")
+	f.stack.register(fs)
 	f.aws.register(fs)
 }
 
-// open connects to the database: a URL wins over a secret, as in the
-// functions. The caller closes the store.
+// readFlags are the flags of the commands that read the database (stacks, show, history): where
+// it is, and the output format.
+type readFlags struct {
+	db  databaseFlags
+	out outputFlag
+}
+
+// start registers f's flags on fs (which holds the command's own), parses args, checks that they
+// name one stack (with stack) or nothing, and opens the read API (databaseFlags.api). When the
+// command cannot go on it has said why, and api is nil and code the exit code; otherwise the
+// caller calls done when finished.
+func (f *readFlags) start(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, args []string, stack bool) (api query.API, done func(), id string, code int) {
+	f.db.register(fs)
+	f.out.register(fs)
+	if stack {
+		var ok bool
+		if id, code, ok = parseStack(c, fs, args); !ok {
+			return nil, nil, "", code
+		}
+	} else {
+		pos, code, stop := parseFlags(fs, args, c.stdout, c.stderr)
+		if stop {
+			return nil, nil, "", code
+		}
+		if len(pos) > 0 {
+			return nil, nil, "", usageError(c, fs, "unexpected argument %q", pos[0])
+		}
+	}
+	api, done, err := f.db.api(ctx, c)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
+		return nil, nil, "", exitCode(err)
+	}
+	return api, done, id, exitOK
+}
+
+// parseStack parses args with fs and returns the one stack id they must name; when they do not
+// (or help was asked for), ok is false and code the exit code.
+func parseStack(c *cli, fs *flag.FlagSet, args []string) (id string, code int, ok bool) {
+	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+	if done {
+		return "", code, false
+	}
+	if len(pos) != 1 {
+		return "", usageError(c, fs, "name one stack"), false
+	}
+	return pos[0], exitOK, true
+}
+
+// api returns the read API: the query function of --stack-name, or a read-only reader on the
+// database. A flag beats a variable; of two flags or two variables, the database beats the stack
+// name. The caller calls done when finished.
+func (f *databaseFlags) api(ctx context.Context, c *cli) (api query.API, done func(), err error) {
+	stack := f.stack.name
+	direct := f.url != "" || f.secretID != ""
+	if !direct && stack == "" {
+		direct = c.getenv(store.EnvDatabaseURL) != "" || c.getenv(store.EnvSecretID) != ""
+		if !direct {
+			stack = c.getenv(deployed.EnvStackName)
+		}
+	}
+	if direct || stack == "" {
+		st, err := f.open(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		return query.NewReader(st), st.Close, nil
+	}
+	cfg, err := f.aws.config(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := lookupDeployment(ctx, cfg, f.aws.serviceEndpoint(c, "CLOUDFORMATION"), stack)
+	if err != nil {
+		return nil, nil, err
+	}
+	fn, err := d.need(d.queryFunction, deployed.OutputQueryFunctionName)
+	if err != nil {
+		return nil, nil, err
+	}
+	lc := lambda.NewFromConfig(cfg, func(o *lambda.Options) {
+		if e := f.aws.serviceEndpoint(c, "LAMBDA"); e != nil {
+			o.BaseEndpoint = e
+		}
+	})
+	return query.NewClient(lc, fn), func() {}, nil
+}
+
+// open connects to the database, read-only: a URL wins over a secret, as in the functions. The
+// caller closes the store.
 func (f *databaseFlags) open(ctx context.Context, c *cli) (*store.Store, error) {
 	// The same variables as the functions (DATABASE_SSLMODE and
 	// DATABASE_SSLROOTCERT included), read the same way.
 	cfg := store.ConfigFromEnv(c.getenv)
 	cfg.MaxConns = 2
+	// The CLI only reads: its session cannot write, whatever it runs.
+	cfg.ReadOnly = true
 	cfg.DatabaseURL = first(f.url, cfg.DatabaseURL)
 	if cfg.DatabaseURL == "" {
 		cfg.SecretID = first(f.secretID, cfg.SecretID)
 		if cfg.SecretID == "" {
-			return nil, configError("no database: set --database-url or DATABASE_URL, or --database-secret-id or DATABASE_SECRET_ID")
+			return nil, configError("no database: set --database-url or DATABASE_URL, or --database-secret-id or DATABASE_SECRET_ID, or --stack-name or %s for a deployed stackseam", deployed.EnvStackName)
 		}
 		awsCfg, err := f.aws.config(ctx, c)
 		if err != nil {

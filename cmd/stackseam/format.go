@@ -46,6 +46,24 @@ func ago(now, t time.Time) string {
 // newTable returns a tabwriter for aligned columns separated by two spaces.
 // Lines lose the padding of empty last columns, which would otherwise
 // leave trailing spaces.
+// printTable prints rows (tab-separated cells, one string each) under header as an aligned
+// table on stdout, or the line none when there are no rows; it returns cmd's exit code.
+func printTable(c *cli, cmd *command, none, header string, rows []string) int {
+	if len(rows) == 0 {
+		fmt.Fprintln(c.stdout, none)
+		return exitOK
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, r)
+	}
+	if err := tw.Flush(); err != nil {
+		return fail(c, cmd, err)
+	}
+	return exitOK
+}
+
 func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(&trimWriter{w: w}, 0, 0, 2, ' ', 0)
 }

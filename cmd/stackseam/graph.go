@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/goccy/go-graphviz"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -59,7 +59,7 @@ func runGraph(_ context.Context, c *cli, cmd *command, args []string) int {
 	if err != nil {
 		return fail(c, cmd, err)
 	}
-	m, err := machine.ParseFile(path)
+	m, err := catalog.ParseFile(path)
 	if err != nil {
 		var verr *machine.ValidationError
 		if errors.As(err, &verr) {
@@ -83,18 +83,27 @@ func runGraph(_ context.Context, c *cli, cmd *command, args []string) int {
 	return exitOK
 }
 
-// machinePath finds the file of a machine given as a path or as a name.
+// machinePath finds the file of a machine given as a path or as a name; a name is looked up
+// among the files of dir the state manager would load.
 func machinePath(arg, dir string) (string, error) {
 	if _, ok := machine.NameFromFile(arg); ok || strings.ContainsRune(arg, filepath.Separator) {
 		return arg, nil
 	}
-	for _, ext := range []string{".yml", ".yaml"} {
-		p := filepath.Join(dir, arg+ext)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
+	files, _ := catalog.DirFiles(dir) // a folder that cannot be read holds no machine: said below
+	var found []string
+	for _, f := range files {
+		if f.Name == arg {
+			found = append(found, f.Path)
 		}
 	}
-	return "", fmt.Errorf("machine %s: no %s.yml or %s.yaml in %s (set --dir or MACHINES_DIR, or give the file's path)", arg, arg, arg, dir)
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("machine %s: no %s.yml or %s.yaml in %s (set --dir or MACHINES_DIR, or give the file's path)", arg, arg, arg, dir)
+	case 1:
+		return found[0], nil
+	default:
+		return "", fmt.Errorf("machine %s is defined twice, by %s and %s: give the file's path", arg, found[0], found[1])
+	}
 }
 
 // graph is a machine reduced to what a drawing shows.

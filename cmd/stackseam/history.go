@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/query"
 	"github.com/stackseam/stackseam/internal/store"
 )
 
@@ -21,7 +21,8 @@ var historyCommand = &command{
 	args:    "STACK",
 	summary: "print a stack's timeline, with the time spent in each state and by each task",
 	help: `
-Reads the state manager's database, where history outlives the stack. Each
+Reads the state manager's database (or, with --stack-name, asks the deployed
+query function), where history outlives the stack. Each
 line is one thing that happened: events applied, rejected or ignored, state
 changes (with the time spent in the state left), tasks dispatched and their
 results (with the run's duration), the stack's removal. The time column is
@@ -42,50 +43,37 @@ examples:
 func runHistory(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
 	follow := fs.Bool("follow", false, "keep printing new entries until the stack is removed")
-	var db databaseFlags
-	db.register(fs)
-	var out outputFlag
-	out.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	var rf readFlags
+	api, done, id, code := rf.start(ctx, c, cmd, fs, args, true)
+	if api == nil {
 		return code
 	}
-	if len(pos) != 1 {
-		return usageError(c, fs, "name one stack")
-	}
-	id := pos[0]
-	st, err := db.open(ctx, c)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
-	}
-	defer st.Close()
+	defer done()
+	out := rf.out
 	if *follow {
-		if err := followHistory(ctx, c, st, id, out.json()); err != nil && !errors.Is(err, context.Canceled) {
+		if err := followHistory(ctx, c, api, id, out.json()); err != nil && !errors.Is(err, context.Canceled) {
 			return fail(c, cmd, err)
 		}
 		return exitOK
 	}
-	r := &historyReader{st: st, id: id}
-	entries, err := r.next(ctx)
+	r := &historyReader{api: api, id: id}
+	entries, err := r.all(ctx)
 	if err != nil {
 		return fail(c, cmd, err)
 	}
 	if len(entries) == 0 {
 		return fail(c, cmd, fmt.Errorf("stack %s has no history: no event ever named it", id))
 	}
-	stack, err := st.GetStack(ctx, id)
+	res, err := api.Stack(ctx, query.StackRequest{ID: id})
 	if err != nil {
 		return fail(c, cmd, err)
 	}
+	stack := toEngineStack(res.Stack)
 	now := c.now()
 	sum := summarize(entries, stack, now)
 	if out.json() {
-		if err := writeJSON(c.stdout, historyJSON{StackID: id, Exists: stack != nil, Entries: entriesJSON(entries),
-			States: sum.states, TaskRuns: sum.runs}); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+		return printJSON(c, cmd, historyJSON{StackID: id, Exists: stack != nil, Entries: entriesJSON(entries),
+			States: sum.states, TaskRuns: sum.runs})
 	}
 	w := c.stdout
 	fmt.Fprintln(w, historyHeader(id, entries, stack, now))
@@ -96,13 +84,21 @@ func runHistory(ctx context.Context, c *cli, cmd *command, args []string) int {
 	return exitOK
 }
 
+// remotePollInterval is the shortest interval between polls of a deployed query function.
+const remotePollInterval = 2 * time.Second
+
 // followHistory prints the timeline as it grows, until the stack is removed
 // or ctx ends.
-func followHistory(ctx context.Context, c *cli, st *store.Store, id string, asJSON bool) error {
-	r := &historyReader{st: st, id: id}
+func followHistory(ctx context.Context, c *cli, api query.API, id string, asJSON bool) error {
+	r := &historyReader{api: api, id: id}
 	tl := &timeline{w: c.stdout}
 	enc := json.NewEncoder(c.stdout)
-	tick := time.NewTicker(c.pollInterval)
+	every := c.pollInterval
+	if _, remote := api.(*query.Client); remote {
+		// Each poll is a Lambda invocation billed to the deployment and a query on its database.
+		every = max(every, remotePollInterval)
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		entries, err := r.next(ctx)
@@ -137,59 +133,65 @@ type entry struct {
 	rejectionOnly bool
 }
 
-// historyReader reads a stack's history and rejections incrementally.
+// historyReader reads a stack's timeline page by page through the read API, and on from where
+// it stopped: following is calling next again.
 type historyReader struct {
-	st            *store.Store
-	id            string
-	lastHistory   int64
-	lastRejection int64
-	// seen holds the message ids of rejections already in the history, so
-	// the rejections table does not show them twice.
-	seen map[string]bool
+	api    query.API
+	id     string
+	cursor string
 	// removed is set when the latest entry removed the stack.
 	removed bool
 }
 
-// next returns the entries recorded since the last call, oldest first.
+// next returns the entries recorded since the last call, oldest first: every page there is now.
 func (r *historyReader) next(ctx context.Context) ([]entry, error) {
-	rows, err := r.st.History(ctx, r.id, store.HistoryOptions{AfterID: r.lastHistory})
-	if err != nil {
-		return nil, err
-	}
-	rejected, err := r.st.Rejections(ctx, r.id, r.lastRejection)
-	if err != nil {
-		return nil, err
-	}
-	if r.seen == nil {
-		r.seen = map[string]bool{}
-	}
 	var out []entry
-	for _, row := range rows {
-		r.lastHistory = row.ID
-		if row.Kind == engine.KindRejected && row.MessageID != "" {
-			r.seen[row.MessageID] = true
+	for {
+		page, err := r.api.History(ctx, query.HistoryRequest{StackID: r.id, Cursor: r.cursor})
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, entry{HistoryRecord: row})
-	}
-	for _, rej := range rejected {
-		r.lastRejection = rej.ID
-		if rej.MessageID != "" && r.seen[rej.MessageID] {
-			continue
+		r.cursor = page.Cursor
+		for _, e := range page.Entries {
+			out = append(out, toEntry(e))
+			switch e.Kind {
+			case engine.KindRemoved:
+				r.removed = true
+			case engine.KindCreated:
+				r.removed = false
+			}
 		}
-		out = append(out, entry{rejectionOnly: true, HistoryRecord: store.HistoryRecord{
-			StackID: rej.StackID, At: rej.At, Kind: engine.KindRejected, Event: rej.Event, Reason: rej.Reason, MessageID: rej.MessageID}})
-	}
-	// Stable, so rows written together keep their order.
-	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
-	for _, e := range out {
-		switch e.Kind {
-		case engine.KindRemoved:
-			r.removed = true
-		case engine.KindCreated:
-			r.removed = false
+		if !page.More {
+			return out, nil
 		}
 	}
-	return out, nil
+}
+
+// all returns the whole timeline.
+func (r *historyReader) all(ctx context.Context) ([]entry, error) { return r.next(ctx) }
+
+// toEntry is an answer's entry as the timeline prints it.
+func toEntry(e query.Entry) entry {
+	rec := store.HistoryRecord{StackID: "", Machine: e.Machine, At: e.At, Kind: e.Kind, Event: e.Event, FromState: e.FromState,
+		ToState: e.ToState, Task: e.Task, TaskRunID: e.TaskRunID, Reason: e.Reason, Detail: e.Detail, MessageID: e.MessageID}
+	if e.DurationMS != nil {
+		d := time.Duration(*e.DurationMS) * time.Millisecond
+		rec.Duration = &d
+	}
+	return entry{HistoryRecord: rec, rejectionOnly: e.StackAbsent}
+}
+
+// detailNumber reads a number of a history entry's detail: a float64 as encoding/json decodes
+// it, or a json.Number from a reader that keeps numbers exact.
+func detailNumber(detail map[string]any, key string) (float64, bool) {
+	switch v := detail[key].(type) {
+	case float64:
+		return v, true
+	case json.Number:
+		f, err := v.Float64()
+		return f, err == nil
+	}
+	return 0, false
 }
 
 // timeline prints entries as lines: "TIME  +T  WHAT". A line with the date
@@ -255,13 +257,13 @@ func describe(e entry) string {
 	case engine.KindDispatched:
 		s := "  task " + e.Task + " dispatched"
 		var why []string
-		if n, ok := e.Detail["attempt"].(float64); ok && n > 1 {
+		if n, ok := detailNumber(e.Detail, "attempt"); ok && n > 1 {
 			why = append(why, fmt.Sprintf("attempt %d", int(n)))
 		}
 		if e.Reason != "" {
 			why = append(why, e.Reason)
 		}
-		if n, ok := e.Detail["delaySeconds"].(float64); ok && n > 0 {
+		if n, ok := detailNumber(e.Detail, "delaySeconds"); ok && n > 0 {
 			why = append(why, fmt.Sprintf("runs in %s", formatDuration(time.Duration(n)*time.Second)))
 		}
 		if len(why) > 0 {
@@ -421,11 +423,11 @@ func summarize(entries []entry, stack *engine.Stack, now time.Time) summary {
 			closeVisit(e.At)
 		case engine.KindDispatched:
 			attempt := 1
-			if n, ok := e.Detail["attempt"].(float64); ok {
+			if n, ok := detailNumber(e.Detail, "attempt"); ok {
 				attempt = int(n)
 			}
 			at := e.At
-			if n, ok := e.Detail["delaySeconds"].(float64); ok {
+			if n, ok := detailNumber(e.Detail, "delaySeconds"); ok {
 				at = at.Add(time.Duration(n) * time.Second)
 			}
 			runs[e.TaskRunID] = len(sum.runs)

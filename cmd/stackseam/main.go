@@ -8,7 +8,10 @@
 // command line or configuration is wrong. Configuration comes from flags and,
 // when a flag is not given, from the environment variables the functions use
 // (EVENT_QUEUE_URL, DATABASE_URL, DATABASE_SECRET_ID, AWS_PROFILE,
-// AWS_REGION, AWS_ENDPOINT_URL). The standard library's flag package is
+// AWS_REGION, AWS_ENDPOINT_URL), or from a deployed stackseam's CloudFormation
+// stack (--stack-name, STACKSEAM_STACK_NAME): its outputs name the event queue
+// and the query function, which stacks, show and history invoke instead of
+// reading the database. The standard library's flag package is
 // enough for this: one FlagSet per command, parsed by parseFlags.
 package main
 
@@ -70,6 +73,7 @@ var commands = []*command{
 	stacksCommand,
 	showCommand,
 	historyCommand,
+	consoleCommand,
 }
 
 func main() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/test/harness"
 )
 
@@ -148,16 +149,27 @@ func TestValidateFolderReportsEveryFile(t *testing.T) {
 	require.Contains(t, stdout, "OK cloudseam-sample\n")
 }
 
-// validate judges the files the state manager loads: a dot-file an editor left beside a machine
-// is not a machine.
+// validate and graph judge the files the state manager loads (catalog.DirFiles): a dot-file an
+// editor left beside a machine, a folder or a link to one named like a machine are not machines.
 func TestValidateSkipsDotFilesAsTheStateManagerDoes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yml"), []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true}}\n"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, ".a.yml.swp.yml"), []byte("not: [a machine"), 0o600))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "folder.yml"), 0o755))
+	require.NoError(t, os.Symlink(filepath.Join(dir, "folder.yml"), filepath.Join(dir, "link.yaml")))
 	code, stdout, stderr := runCLI(t, "validate", dir)
 	require.Equal(t, exitOK, code, stderr)
 	require.Equal(t, "OK a\n", stdout)
+
+	files, err := catalog.DirFiles(dir)
+	require.NoError(t, err)
+	require.Len(t, files, 1, "the catalog loads the same one file")
+	require.Equal(t, "a", files[0].Name)
+
+	code, _, stderr = runCLI(t, "graph", "--dir", dir, "link")
+	require.Equal(t, exitFail, code)
+	require.Contains(t, stderr, "machine link: no link.yml or link.yaml in "+dir)
 }
 
 func TestValidatePathProblems(t *testing.T) {

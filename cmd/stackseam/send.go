@@ -91,10 +91,8 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 		})
 	var meta metaFlag
 	fs.Var(&meta, "meta", "metadata `KEY=VALUE` to merge into the stack's (repeatable)")
-	var q queueFlags
-	q.register(fs)
-	var out outputFlag
-	out.register(fs)
+	var sf sendFlags
+	sf.register(fs)
 	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
 	if done {
 		return code
@@ -105,37 +103,41 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	if *stackID == "" || *event == "" {
 		return usageError(c, fs, "--stack and --event are required")
 	}
-	switch {
-	case *event == message.EventNext:
-		return usageError(c, fs, "NEXT is fired by the state manager when a state's tasks are done; it cannot be sent")
-	case *event == message.EventTaskCompleted || *event == message.EventTaskError:
-		return usageError(c, fs, "%s is a task result, which only the task satisfier sends", *event)
+	if why := message.Reserved(*event); why != "" {
+		return usageError(c, fs, "%s", why)
 	}
 	ev := message.Event{StackID: *stackID, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID,
 		IfVersion: ifVersion}
-	return publish(ctx, c, cmd, fs, &q, &out, ev)
+	return publish(ctx, c, cmd, fs, &sf, ev)
 }
 
 func runRetry(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
 	pending := fs.Bool("pending", false, "retry the tasks still waiting for a result instead of the failed ones")
 	eventID := fs.String("event-id", "", "an `ID` that makes the retry idempotent")
-	var q queueFlags
-	q.register(fs)
-	var out outputFlag
-	out.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	var sf sendFlags
+	sf.register(fs)
+	id, code, ok := parseStack(c, fs, args)
+	if !ok {
 		return code
 	}
-	if len(pos) != 1 {
-		return usageError(c, fs, "name one stack")
-	}
-	ev := message.Event{StackID: pos[0], Event: message.EventRetryFailedTasks, EventID: *eventID}
+	ev := message.Event{StackID: id, Event: message.EventRetryFailedTasks, EventID: *eventID}
 	if *pending {
 		ev.Event = message.EventRetryPendingTasks
 	}
-	return publish(ctx, c, cmd, fs, &q, &out, ev)
+	return publish(ctx, c, cmd, fs, &sf, ev)
+}
+
+// sendFlags are the flags of the commands that send an event (send, retry): the queue, and the
+// output format.
+type sendFlags struct {
+	q   queueFlags
+	out outputFlag
+}
+
+func (f *sendFlags) register(fs *flag.FlagSet) {
+	f.q.register(fs)
+	f.out.register(fs)
 }
 
 // sent is what send and retry print with --output json.
@@ -148,7 +150,8 @@ type sent struct {
 
 // publish validates ev as the state manager will and sends it to the event
 // queue.
-func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *queueFlags, out *outputFlag, ev message.Event) int {
+func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, sf *sendFlags, ev message.Event) int {
+	q, out := &sf.q, &sf.out
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return fail(c, cmd, fmt.Errorf("error encoding the event: %w", err))
@@ -156,12 +159,11 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *que
 	if _, err := message.ParseEvent(body); err != nil {
 		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), message.ErrInvalid.Error()+": "))
 	}
-	url, err := q.queueURL(c)
+	url, awsCfg, err := q.resolve(ctx, c)
 	if err != nil {
-		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
-	}
-	awsCfg, err := q.aws.config(ctx, c)
-	if err != nil {
+		if errors.Is(err, errNoQueue) {
+			return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
+		}
 		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
 		return exitCode(err)
 	}
@@ -170,7 +172,12 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *que
 		dedup = newDedupID()
 	}
 	msg := queue.Outgoing{Body: string(body), GroupID: ev.StackID, DedupID: dedup}
-	if err := queue.Send(ctx, sqs.NewFromConfig(awsCfg), url, []queue.Outgoing{msg}); err != nil {
+	client := sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
+		if e := q.aws.serviceEndpoint(c, "SQS"); e != nil {
+			o.BaseEndpoint = e
+		}
+	})
+	if err := queue.Send(ctx, client, url, []queue.Outgoing{msg}); err != nil {
 		var se *queue.SendError
 		if errors.As(err, &se) && len(se.Failures) == 1 {
 			err = fmt.Errorf("error sending %s to %s: %w", ev.Event, url, se.Failures[0].Err)
@@ -178,10 +185,7 @@ func publish(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, q *que
 		return fail(c, cmd, err)
 	}
 	if out.json() {
-		if err := writeJSON(c.stdout, sent{QueueURL: url, GroupID: ev.StackID, DedupID: dedup, Body: body}); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+		return printJSON(c, cmd, sent{QueueURL: url, GroupID: ev.StackID, DedupID: dedup, Body: body})
 	}
 	line := fmt.Sprintf("sent %s to stack %s", ev.Event, ev.StackID)
 	var extras []string

@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/message"
-	"github.com/stackseam/stackseam/internal/store"
+	"github.com/stackseam/stackseam/internal/query"
 )
 
 var stacksCommand = &command{
@@ -16,7 +17,8 @@ var stacksCommand = &command{
 	args:    "",
 	summary: "list the live stacks with their state, task counts and age",
 	help: `
-Reads the state manager's database. AGE is the time since the stack was
+Reads the state manager's database, or with --stack-name asks the deployed
+query function. AGE is the time since the stack was
 created, IN STATE the time since it entered its current state, IDLE the time
 since the last event was applied to it (the time-to-live clock). Removed
 stacks are not listed; ` + "`stackseam history ID`" + ` still shows them.
@@ -39,7 +41,8 @@ var showCommand = &command{
 	args:    "STACK",
 	summary: "show one stack: state, metadata, and its tasks with status and error text",
 	help: `
-Reads the state manager's database. Exits 1 when the stack does not exist
+Reads the state manager's database, or with --stack-name asks the deployed
+query function. Exits 1 when the stack does not exist
 (saying when it was removed, if it was).
 
 examples:
@@ -55,30 +58,20 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 	limit := fs.Int("limit", 0, "list at most `N` stacks (default all)")
 	stuck := fs.Bool("stuck", false, "list stacks with overdue or force-settled task runs instead")
 	since := fs.Duration("since", 24*time.Hour, "with --stuck: force-settled runs within this `DURATION`")
-	var db databaseFlags
-	db.register(fs)
-	var out outputFlag
-	out.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	var rf readFlags
+	api, done, _, code := rf.start(ctx, c, cmd, fs, args, false)
+	if api == nil {
 		return code
 	}
-	if len(pos) > 0 {
-		return usageError(c, fs, "unexpected argument %q", pos[0])
-	}
-	st, err := db.open(ctx, c)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
-	}
-	defer st.Close()
-	stacks, err := st.ListStacks(ctx, store.ListOptions{Machine: *machineName, State: *state, Limit: *limit})
-	if err != nil {
-		return fail(c, cmd, err)
-	}
+	defer done()
+	out := rf.out
 	now := c.now()
 	if *stuck {
-		return listStuck(ctx, c, cmd, st, stacks, now, now.Add(-*since), out.json())
+		return listStuck(ctx, c, cmd, api, query.StuckRequest{Machine: *machineName, State: *state}, *limit, now, now.Add(-*since), out.json())
+	}
+	stacks, err := listStacks(ctx, api, query.StacksRequest{Machine: *machineName, State: *state}, *limit)
+	if err != nil {
+		return fail(c, cmd, err)
 	}
 	if out.json() {
 		list := make([]stackJSON, len(stacks))
@@ -86,94 +79,91 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 			list[i] = newStackJSON(s, now)
 			list[i].Metadata, list[i].Tasks = nil, nil
 		}
-		if err := writeJSON(c.stdout, list); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+		return printJSON(c, cmd, list)
 	}
-	if len(stacks) == 0 {
-		fmt.Fprintln(c.stdout, "no stacks")
-		return exitOK
-	}
-	tw := newTable(c.stdout)
-	fmt.Fprintln(tw, "STACK\tMACHINE\tSTATE\tPENDING\tFAILED\tAGE\tIN STATE\tIDLE")
-	for _, s := range stacks {
+	rows := make([]string, len(stacks))
+	for i, s := range stacks {
 		pending, failed := countTasks(s.Tasks)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.ID, s.Machine, s.State, pending, failed,
+		rows[i] = fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s", s.ID, s.Machine, s.State, pending, failed,
 			formatDuration(now.Sub(s.CreatedAt)), formatDuration(now.Sub(s.StateEnteredAt)), formatDuration(now.Sub(s.LastActivityAt)))
 	}
-	if err := tw.Flush(); err != nil {
-		return fail(c, cmd, err)
-	}
-	return exitOK
+	return printTable(c, cmd, "no stacks", "STACK\tMACHINE\tSTATE\tPENDING\tFAILED\tAGE\tIN STATE\tIDLE", rows)
 }
 
-// stuckRun is one line of `stacks --stuck`: a run past its deadline, or one the state manager
-// settled itself.
-type stuckRun struct {
-	StackID string `json:"stackId"`
-	Machine string `json:"machine"`
-	State   string `json:"state"`
-	Task    string `json:"task"`
-	RunID   string `json:"taskRunId"`
-	// Why is "overdue" (pending past its deadline), or how the state manager settled it:
-	// message.SettledByDeadline or message.SettledByDeadLetter.
-	Why string `json:"why"`
-	// At is the deadline of an overdue run, or when the run was settled.
-	At     time.Time `json:"at"`
-	Reason string    `json:"reason,omitempty"`
+// listStacks reads every page of stacks, or the first limit stacks when limit > 0.
+func listStacks(ctx context.Context, api query.API, req query.StacksRequest, limit int) ([]*engine.Stack, error) {
+	var stacks []*engine.Stack
+	for {
+		req.Limit = query.MaxPageSize
+		if limit > 0 {
+			req.Limit = min(limit-len(stacks), query.MaxPageSize)
+		}
+		page, err := api.Stacks(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		for i := range page.Stacks {
+			stacks = append(stacks, toEngineStack(&page.Stacks[i]))
+		}
+		if page.NextCursor == "" || (limit > 0 && len(stacks) >= limit) {
+			return stacks, nil
+		}
+		req.Cursor = page.NextCursor
+	}
 }
 
-func listStuck(ctx context.Context, c *cli, cmd *command, st *store.Store, stacks []*engine.Stack, now, since time.Time, asJSON bool) int {
-	settled, err := st.SettledRuns(ctx, since)
-	if err != nil {
-		return fail(c, cmd, err)
+// toEngineStack is an answer's stack as the formatting code takes it (nil for nil).
+func toEngineStack(s *query.Stack) *engine.Stack {
+	if s == nil {
+		return nil
 	}
-	byID := map[string]*engine.Stack{}
-	var runs []stuckRun
-	for _, s := range stacks {
-		byID[s.ID] = s
-		for _, t := range s.Tasks {
-			if t.Status == message.TaskPending && t.Deadline != nil && !t.Deadline.After(now) {
-				runs = append(runs, stuckRun{StackID: s.ID, Machine: s.Machine, State: s.State, Task: t.Name, RunID: t.RunID,
-					Why: "overdue", At: t.Deadline.UTC()})
-			}
-		}
+	return &engine.Stack{ID: s.ID, Machine: s.Machine, State: s.State, PreviousState: s.PreviousState, Metadata: s.Metadata,
+		Tasks: s.Tasks, Version: s.Version, CreatedAt: s.CreatedAt, StateEnteredAt: s.StateEnteredAt, LastActivityAt: s.LastActivityAt}
+}
+
+// listStuck prints the stuck runs of the stacks the filters keep: the overdue ones first, in
+// stack order, then the force-settled ones by when they were settled.
+func listStuck(ctx context.Context, c *cli, cmd *command, api query.API, req query.StuckRequest, limit int, now, since time.Time, asJSON bool) int {
+	req.Now, req.Since = &now, &since
+	req.Limit = query.MaxPageSize
+	if limit > 0 {
+		req.Limit = min(limit, query.MaxPageSize)
 	}
-	for _, r := range settled {
-		s := byID[r.StackID] // only the stacks the filters kept
-		if s == nil {
-			continue
-		}
-		runs = append(runs, stuckRun{StackID: s.ID, Machine: s.Machine, State: s.State, Task: r.Task, RunID: r.RunID,
-			Why: r.SettledBy, At: r.At.UTC(), Reason: r.Reason})
-	}
-	if asJSON {
-		if runs == nil {
-			runs = []stuckRun{}
-		}
-		if err := writeJSON(c.stdout, runs); err != nil {
+	var overdue, settled []query.StuckRun
+	for {
+		page, err := api.Stuck(ctx, req)
+		if err != nil {
 			return fail(c, cmd, err)
 		}
-		return exitOK
+		for _, r := range page.Runs {
+			if r.Why == query.WhyOverdue {
+				overdue = append(overdue, r)
+			} else {
+				settled = append(settled, r)
+			}
+		}
+		if page.NextCursor == "" || limit > 0 {
+			break
+		}
+		req.Cursor = page.NextCursor
 	}
-	if len(runs) == 0 {
-		fmt.Fprintln(c.stdout, "no stuck stacks")
-		return exitOK
+	sort.SliceStable(settled, func(i, j int) bool { return settled[i].At.Before(settled[j].At) })
+	runs := append(overdue, settled...)
+	if asJSON {
+		if runs == nil {
+			runs = []query.StuckRun{}
+		}
+		return printJSON(c, cmd, runs)
 	}
-	tw := newTable(c.stdout)
-	fmt.Fprintln(tw, "STACK\tMACHINE\tSTATE\tTASK\tRUN\tWHY\tSINCE")
-	for _, r := range runs {
+	rows := make([]string, len(runs))
+	for i, r := range runs {
 		why := "settled by " + r.Why
-		if r.Why == "overdue" {
+		if r.Why == query.WhyOverdue {
 			why = "overdue, not settled yet"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.StackID, r.Machine, r.State, r.Task, r.RunID, why, formatDuration(now.Sub(r.At)))
+		rows[i] = fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", r.StackID, r.Machine, r.State, r.Task, r.RunID, why, formatDuration(now.Sub(r.At)))
 	}
-	if err := tw.Flush(); err != nil {
-		return fail(c, cmd, err)
-	}
-	return exitOK
+	return printTable(c, cmd, "no stuck stacks", "STACK\tMACHINE\tSTATE\tTASK\tRUN\tWHY\tSINCE", rows)
 }
 
 func countTasks(tasks []message.StackTask) (pending, failed int) {
@@ -237,37 +227,23 @@ func taskElapsed(t message.StackTask, now time.Time) time.Duration {
 
 func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
-	var db databaseFlags
-	db.register(fs)
-	var out outputFlag
-	out.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	var rf readFlags
+	api, done, id, code := rf.start(ctx, c, cmd, fs, args, true)
+	if api == nil {
 		return code
 	}
-	if len(pos) != 1 {
-		return usageError(c, fs, "name one stack")
-	}
-	id := pos[0]
-	st, err := db.open(ctx, c)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
-	}
-	defer st.Close()
-	s, err := st.GetStack(ctx, id)
+	defer done()
+	res, err := api.Stack(ctx, query.StackRequest{ID: id})
 	if err != nil {
 		return fail(c, cmd, err)
 	}
+	s := toEngineStack(res.Stack)
 	if s == nil {
-		return fail(c, cmd, missingStack(ctx, st, id))
+		return fail(c, cmd, missingStack(id, res))
 	}
 	now := c.now()
-	if out.json() {
-		if err := writeJSON(c.stdout, newStackJSON(s, now)); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+	if rf.out.json() {
+		return printJSON(c, cmd, newStackJSON(s, now))
 	}
 	w := c.stdout
 	tw := newTable(w)
@@ -363,25 +339,14 @@ func taskTiming(t message.StackTask, now time.Time) string {
 
 // missingStack explains why a stack is not there: it was removed, only
 // rejected events named it, or nothing is known about it.
-func missingStack(ctx context.Context, st *store.Store, id string) error {
-	rows, err := st.History(ctx, id, store.HistoryOptions{})
-	if err != nil {
-		return err
+func missingStack(id string, res *query.StackResult) error {
+	if res.RemovedAt != nil {
+		return fmt.Errorf("stack %s does not exist: it was removed at %s (`stackseam history %s` shows what happened)",
+			id, formatTime(*res.RemovedAt), id)
 	}
-	for i := len(rows) - 1; i >= 0; i-- {
-		if rows[i].Kind == engine.KindRemoved {
-			return fmt.Errorf("stack %s does not exist: it was removed at %s (`stackseam history %s` shows what happened)",
-				id, formatTime(rows[i].At), id)
-		}
-	}
-	rejected, err := st.Rejections(ctx, id, 0)
-	if err != nil {
-		return err
-	}
-	if len(rejected) > 0 {
-		last := rejected[len(rejected)-1]
+	if res.Rejected > 0 && res.LastRejectedAt != nil {
 		return fmt.Errorf("stack %s does not exist; %d event(s) naming it were rejected, the last one at %s: %s",
-			id, len(rejected), formatTime(last.At), last.Reason)
+			id, res.Rejected, formatTime(*res.LastRejectedAt), res.LastReason)
 	}
 	return fmt.Errorf("stack %s does not exist", id)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
@@ -55,7 +56,7 @@ func newRecorderOn(t *testing.T, url string, cfg store.Config) *recorder {
 	require.NoError(t, err)
 	r := &recorder{t: t, ctx: ctx, url: url, st: st, machines: map[string]*machine.Machine{}}
 	for _, name := range []string{"feature-env", "qa-env"} {
-		m, err := machine.ParseFile("../../machines/" + name + ".yml")
+		m, err := catalog.ParseFile("../../machines/" + name + ".yml")
 		require.NoError(t, err)
 		r.machines[name] = m
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/query"
 )
 
 // TestStacksStuckListsOverdueAndForceSettledRuns: a run past its deadline that no sweep settled
@@ -49,7 +50,7 @@ stuck-2  feature-env  PROVISION  seed-database    run-4  settled by dead-letter 
 
 	code, stdout, stderr = runEnv(t, r.env(), now, "stacks", "--stuck", "--since", "48h", "--output", "json")
 	require.Equal(t, exitOK, code, stderr)
-	var runs []stuckRun
+	var runs []query.StuckRun
 	require.NoError(t, json.Unmarshal([]byte(stdout), &runs))
 	require.Len(t, runs, 5, "the older forced failure is within 48 hours")
 	require.Equal(t, "old", runs[2].StackID, "force-settled runs follow the overdue ones, oldest first")
@@ -65,4 +66,13 @@ stuck-2  feature-env  PROVISION  seed-database    run-4  settled by dead-letter 
 	code, stdout, _ = runEnv(t, r.env(), now, "stacks", "--stuck", "--machine", "qa-env")
 	require.Equal(t, exitOK, code)
 	require.Equal(t, "no stuck stacks\n", stdout)
+
+	// Through a deployed query function (--stack-name), the same answers.
+	remote, _, _ := deployedEnv(t, r)
+	for _, args := range [][]string{{"stacks", "--stuck"}, {"stacks", "--stuck", "--since", "48h", "--output", "json"}} {
+		_, viaDatabase, _ := runEnv(t, r.env(), now, args...)
+		code, viaInvoke, stderr := runEnv(t, remote, now, args...)
+		require.Equal(t, exitOK, code, stderr)
+		require.Equal(t, viaDatabase, viaInvoke, "%v", args)
+	}
 }

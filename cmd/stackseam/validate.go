@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -60,8 +60,8 @@ func runValidate(_ context.Context, c *cli, cmd *command, args []string) int {
 		}
 	}
 	if out.json() {
-		if err := writeJSON(c.stdout, results); err != nil {
-			return fail(c, cmd, err)
+		if printJSON(c, cmd, results) != exitOK {
+			return exitFail
 		}
 		return code
 	}
@@ -131,23 +131,18 @@ func machineFiles(path string) ([]string, error) {
 		}
 		return []string{path}, nil
 	}
-	entries, err := os.ReadDir(path)
+	found, err := catalog.DirFiles(path) // the files the state manager would load
 	if err != nil {
 		return nil, fmt.Errorf("error reading folder %s: %w", path, err)
 	}
 	var files []string
 	byName := map[string]string{}
-	for _, e := range entries {
-		name, ok := machine.IsMachineFile(e.Name()) // the state manager's rule: dot-files are not machines
-		if !ok || e.IsDir() {
-			continue
+	for _, f := range found {
+		if other, dup := byName[f.Name]; dup {
+			return nil, fmt.Errorf("%s: machine %s is also defined by %s", f.Path, f.Name, other)
 		}
-		f := filepath.Join(path, e.Name())
-		if other, dup := byName[name]; dup {
-			return nil, fmt.Errorf("%s: machine %s is also defined by %s", f, name, other)
-		}
-		byName[name] = f
-		files = append(files, f)
+		byName[f.Name] = f.Path
+		files = append(files, f.Path)
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("%s: no .yml or .yaml files in this folder", path)
@@ -160,7 +155,7 @@ func machineFiles(path string) ([]string, error) {
 func validateFile(path string) validateResult {
 	r := validateResult{File: path}
 	r.Machine, _ = machine.NameFromFile(path)
-	m, err := machine.ParseFile(path)
+	m, err := catalog.ParseFile(path)
 	if err != nil {
 		var verr *machine.ValidationError
 		if errors.As(err, &verr) {

@@ -10,3 +10,19 @@ const (
 	// TaskQueueMaxReceiveCount is the task queue's default maxReceiveCount.
 	TaskQueueMaxReceiveCount = 3
 )
+
+// The stack outputs the operator CLI reads (`stackseam --stack-name NAME`, DescribeStacks) to
+// find a deployment's parts without copying URLs around; the CDK app in infra/ defines them.
+const (
+	// OutputEventQueueURL is the event queue's URL (send, retry).
+	OutputEventQueueURL = "EventQueueUrl"
+	// OutputQueryFunctionName is the query function's name (stacks, show, history, the console).
+	OutputQueryFunctionName = "QueryFunctionName"
+	// OutputQueryFunctionArn is the query function's ARN.
+	OutputQueryFunctionArn = "QueryFunctionArn"
+	// OutputBucketName is the bucket (machines/, Terraform sources and state, logs/).
+	OutputBucketName = "BucketName"
+)
+
+// EnvStackName is the variable the CLI reads when --stack-name is not given.
+const EnvStackName = "STACKSEAM_STACK_NAME"

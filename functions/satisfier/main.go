@@ -81,7 +81,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/stackseam/stackseam/internal/dispatch"
 	"github.com/stackseam/stackseam/internal/executor"
+	"github.com/stackseam/stackseam/internal/executor/kinds"
 	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
 	"github.com/stackseam/stackseam/internal/executor/redact"
 	"github.com/stackseam/stackseam/internal/executor/terraform"
@@ -161,8 +163,8 @@ func readOptions() (options, error) {
 		dst  *time.Duration
 	}{
 		{"TERRAFORM_STOP_GRACE", terraform.DefaultStopGrace, &c.stopGrace},
-		{"TASK_TIMEOUT", executor.DefaultTimeout, &c.taskTimeout},
-		{"TIMEOUT_MARGIN", executor.DefaultMargin, &c.margin},
+		{"TASK_TIMEOUT", dispatch.DefaultTimeout, &c.taskTimeout},
+		{"TIMEOUT_MARGIN", dispatch.DefaultMargin, &c.margin},
 		{"POLL_WAIT", 20 * time.Second, &c.pollWait},
 		{"VISIBILITY_TIMEOUT", time.Minute, &c.visibility},
 		{"RETRY_DELAY", 0, &c.retry},
@@ -173,7 +175,7 @@ func readOptions() (options, error) {
 		}
 	}
 	if c.lockLease <= 0 {
-		c.lockLease = max(c.taskTimeout, executor.DefaultTimeout) + c.stopGrace
+		c.lockLease = max(c.taskTimeout, dispatch.DefaultTimeout) + c.stopGrace
 	}
 	if c.eventQueueURL == "" {
 		problems = append(problems, errors.New("EVENT_QUEUE_URL is required"))
@@ -219,7 +221,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	_ = os.Unsetenv("RESULT_SIGNING_KEY")
 
 	executors := map[string]executor.Executor{
-		"lambda": &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
+		lambdainvoke.Name: &lambdainvoke.Invoker{Client: lambda.NewFromConfig(awsCfg)},
 	}
 	// The stacks' fences (internal/fence), in the same bucket: a run that is no longer current
 	// for its stack is not started, and Terraform checks again while holding the state lock.
@@ -232,12 +234,18 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	tf, why := terraformRunner(cfg, awsCfg.Region, s3Endpoint, s3Client, redactor, logger)
 	if tf != nil {
 		tf.Current = current
-		executors["terraform"] = tf
+		executors[terraform.Name] = tf
 	} else {
-		executors["terraform"] = unavailable{why}
+		executors[terraform.Name] = unavailable{why}
 		logger.Warn("terraform tasks will fail", "reason", why)
 	}
-	d := &executor.Dispatcher{
+	// Every executor a machine may name (the kinds the state manager parses with) runs here.
+	for _, k := range kinds.All {
+		if executors[k.Name()] == nil {
+			return fmt.Errorf("the satisfier has no executor for %s tasks, which machines may name (internal/executor/kinds)", k.Name())
+		}
+	}
+	d := &dispatch.Dispatcher{
 		Executors: executors,
 		Publish: func(ctx context.Context, m queue.Outgoing) error {
 			faults.BeforeResult() // a crash that loses the result, in fault-injection tests

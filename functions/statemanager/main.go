@@ -24,8 +24,8 @@ import (
 
 	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/internal/applier"
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/engine"
-	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/metrics"
 	"github.com/stackseam/stackseam/internal/queue"
@@ -124,7 +124,7 @@ func readSettings() (settings, error) {
 		{"OUTBOX_SWEEP_AGE", 30 * time.Second, &s.sweepAge},
 		{"SWEEP_INTERVAL", time.Minute, &s.sweepEvery},
 		{"DATABASE_PROBE_INTERVAL", 5 * time.Second, &s.probeEvery},
-		// The construct's defaults: the satisfier's default run bound (executor.DefaultTimeout, its
+		// The construct's defaults: the satisfier's default run bound (dispatch.DefaultTimeout, its
 		// Lambda timeout) and a task queue visibility of six times that.
 		{"TASK_TIMEOUT", 15 * time.Minute, &s.deadlines.DefaultTimeout},
 		{"TASK_QUEUE_VISIBILITY_TIMEOUT", 90 * time.Minute, &s.deadlines.Visibility},
@@ -174,12 +174,12 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	}
 	defer st.Close()
 
-	var machines *machine.Catalog
-	opts := machine.CatalogOptions{RefreshInterval: cfg.machinesEvery}
+	var machines *catalog.Catalog
+	opts := catalog.Options{RefreshInterval: cfg.machinesEvery}
 	if cfg.machinesDir != "" {
-		machines = machine.NewDirCatalog(cfg.machinesDir, opts)
+		machines = catalog.NewDir(cfg.machinesDir, opts)
 	} else {
-		machines = machine.NewS3Catalog(s3.NewFromConfig(awsCfg), cfg.machinesBucket, cfg.machinesPrefix, opts)
+		machines = catalog.NewS3(s3.NewFromConfig(awsCfg), cfg.machinesBucket, cfg.machinesPrefix, opts)
 	}
 	sqsClient := sqs.NewFromConfig(awsCfg)
 	// Results are accepted only with the satisfier's signature; the state manager signs the

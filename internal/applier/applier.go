@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/faults"
 	"github.com/stackseam/stackseam/internal/machine"
@@ -25,9 +26,9 @@ import (
 	"github.com/stackseam/stackseam/internal/store"
 )
 
-// Machines gives the machine with a name, and lists them. *machine.Catalog
-// is one. Errors wrapping machine.ErrUnknownMachine or
-// machine.ErrInvalidMachine are permanent (the event is rejected); any other
+// Machines gives the machine with a name, and lists them. *catalog.Catalog
+// is one. Errors wrapping catalog.ErrUnknownMachine or
+// catalog.ErrInvalidMachine are permanent (the event is rejected); any other
 // error is retried.
 //
 // Get and Names may list, read and parse (I/O, CPU): the applier calls them
@@ -685,7 +686,7 @@ func (a *Applier) loadVersion(ctx context.Context, hash string) error {
 }
 
 func permanent(err error) bool {
-	return errors.Is(err, machine.ErrUnknownMachine) || errors.Is(err, machine.ErrInvalidMachine)
+	return errors.Is(err, catalog.ErrUnknownMachine) || errors.Is(err, catalog.ErrInvalidMachine)
 }
 
 // newRunID returns a random 128-bit id; a run id must never repeat, or a

@@ -13,7 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/internal/signing"
@@ -70,30 +70,18 @@ func setup(t *testing.T) *bundle {
 	_, err = st.Migrate(t.Context())
 	require.NoError(t, err)
 	dir := t.TempDir()
-	pair := []byte(`version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [infra, dns]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: GONE}]
-  GONE:
-    terminal: true
-tasks:
+	pair := []byte(harness.Lifecycle{
+		Up: []string{"infra", "dns"}, Terminal: "GONE",
+		Tasks: `
   infra: {executor: lambda, config: {name: infra-fn}}
   dns: {executor: lambda, config: {name: dns-fn}}
-`)
+`,
+	}.YAML())
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "pair.yml"), pair, 0o644))
 	// pair2, the same machine under another name (for tests that make one machine unavailable).
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "pair2.yml"), pair, 0o644))
 	b := &bundle{store: st, tasks: &outlet{}, events: &outlet{}}
-	b.app = &Applier{Store: st, Machines: machine.NewDirCatalog(dir, machine.CatalogOptions{}),
+	b.app = &Applier{Store: st, Machines: catalog.NewDir(dir, catalog.Options{}),
 		Outlets: map[string]Outlet{store.DestinationTask: b.tasks.send, store.DestinationEvent: b.events.send}}
 	return b
 }

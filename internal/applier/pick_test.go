@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
@@ -39,7 +40,7 @@ func (m *machinesSnapshot) Loaded(name string) (*machine.Machine, error) {
 	if c := m.current[name]; c != nil {
 		return c, nil
 	}
-	return nil, fmt.Errorf("machine %s: %w", name, machine.ErrUnknownMachine)
+	return nil, fmt.Errorf("machine %s: %w", name, catalog.ErrUnknownMachine)
 }
 
 func (m *machinesSnapshot) Version(hash string) *machine.Machine { return m.versions[hash] }
@@ -61,7 +62,7 @@ func TestPickMachine(t *testing.T) {
 	t.Parallel()
 	v1 := version("h1", "INIT", "RUN")
 	v2 := version("h2", "INIT", "LIVE") // RUN renamed
-	invalid := fmt.Errorf("machine env: %w: line 3: unknown key", machine.ErrInvalidMachine)
+	invalid := fmt.Errorf("machine env: %w: line 3: unknown key", catalog.ErrInvalidMachine)
 	unavailable := errors.New("S3 is down")
 	result := message.Event{Event: message.EventTaskCompleted, StackID: "s"}
 	inRun := &engine.Stack{ID: "s", Machine: "env", State: "RUN", MachineHash: "h1"}
@@ -86,9 +87,9 @@ func TestPickMachine(t *testing.T) {
 		{name: "a deleted file: the stack's version", versions: []*machine.Machine{v1}, stack: inRun, want: v1, fellBack: true},
 		{name: "the stack's version not parsed here: load it outside", err: invalid, stack: inRun, needsLoad: true},
 		{name: "a stack from before versions: rejected with the reason", err: invalid,
-			stack: &engine.Stack{ID: "s", Machine: "env", State: "RUN"}, wantErr: machine.ErrInvalidMachine},
+			stack: &engine.Stack{ID: "s", Machine: "env", State: "RUN"}, wantErr: catalog.ErrInvalidMachine},
 		{name: "the stack's version cannot be loaded for good: rejected with the reason", err: invalid, stack: inRun,
-			unusable: "h1", wantErr: machine.ErrInvalidMachine},
+			unusable: "h1", wantErr: catalog.ErrInvalidMachine},
 		{name: "a source outage with nothing to fall back to: retried", err: unavailable,
 			stack: &engine.Stack{ID: "s", Machine: "env", State: "RUN"}, retry: true},
 		{name: "a source outage: the stack's version", err: unavailable, versions: []*machine.Machine{v1}, stack: inRun, want: v1},

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stackseam/stackseam/internal/applier"
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/store"
 	"github.com/stackseam/stackseam/test/harness"
 )
@@ -54,7 +54,7 @@ func TestSweepPrunesPastRetentionInBoundedBatches(t *testing.T) {
 	}
 	exec(`INSERT INTO history (stack_id, at, kind, event, machine) VALUES ('s', $1, 'rejected', 'X', 'm')`, now.Add(-400*24*time.Hour))
 
-	app := &applier.Applier{Store: st, Machines: machine.NewDirCatalog(t.TempDir(), machine.CatalogOptions{}),
+	app := &applier.Applier{Store: st, Machines: catalog.NewDir(t.TempDir(), catalog.Options{}),
 		Now: func() time.Time { return now }}
 
 	kept := *app

@@ -222,7 +222,7 @@ type applier struct {
 func (a *applier) run() Decision {
 	ev := a.ev
 	if ev.Event == message.EventNext {
-		return a.reject("NEXT is fired by stackseam when a state's tasks are done; it cannot be published")
+		return a.reject(message.Reserved(ev.Event) + "; it cannot be published")
 	}
 	if a.in.Stack == nil {
 		return a.create()
@@ -604,12 +604,9 @@ func (a *applier) finish() Decision {
 		if !a.newRuns[t.RunID] {
 			continue
 		}
-		def := a.m.Tasks[t.Name]
 		spec := message.TaskSpec{Name: t.Name}
-		if def != nil {
-			spec.Executor = def.Executor
-			spec.Config = def.Config
-			spec.TimeoutSeconds = def.TimeoutSeconds
+		if def := a.m.Tasks[t.Name]; def != nil {
+			spec = def.Spec()
 		}
 		delay := a.delays[t.RunID]
 		a.d.Dispatch = append(a.d.Dispatch, Dispatch{Task: message.Task{Task: spec, Stack: view, TaskRunID: t.RunID}, Delay: delay})

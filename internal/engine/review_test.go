@@ -2,10 +2,12 @@ package engine
 
 import (
 	"encoding/json"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	executorkinds "github.com/stackseam/stackseam/internal/executor/kinds"
 	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
 )
@@ -13,7 +15,9 @@ import (
 // reviewed is the example machine machines/reviewed-env.yml, as the state manager loads it.
 func reviewed(t *testing.T) *bundle {
 	t.Helper()
-	m, err := machine.ParseFile("../../machines/reviewed-env.yml")
+	data, err := os.ReadFile("../../machines/reviewed-env.yml")
+	require.NoError(t, err)
+	m, err := machine.Parse("reviewed-env", "reviewed-env.yml", data, executorkinds.All)
 	require.NoError(t, err)
 	b := setup(t)
 	b.m = m

@@ -1,4 +1,4 @@
-package machine
+package machine_test
 
 import (
 	"errors"
@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stackseam/stackseam/internal/executor/kinds"
+	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stretchr/testify/require"
 )
 
-// TestWorstCaseFilesCostWhatTheyWeigh builds files up to the catalog's size
+// machine.TestWorstCaseFilesCostWhatTheyWeigh builds files up to the catalog's size
 // limit that try to make the parser work or allocate far beyond their size
 // (aliases and merges expanding many times, quadratic "did you mean" searches,
 // problem lists quoting huge names) and checks each gets its answer with the
@@ -26,25 +28,25 @@ func TestWorstCaseFilesCostWhatTheyWeigh(t *testing.T) {
 		// more is set when the report must say it left problems out.
 		more bool
 	}{
-		{name: "billion laughs", data: billionLaughs(), rule: RuleAliases},
-		{name: "one big state aliased under every state", data: aliasedStates(5000, 20000), rule: RuleAliases},
-		{name: "a big on list aliased under every event", data: aliasedOnLists(), rule: RuleAliases},
-		{name: "merges of merges", data: mergedMappings(), rule: RuleAliases},
+		{name: "billion laughs", data: billionLaughs(), rule: machine.RuleAliases},
+		{name: "one big state aliased under every state", data: aliasedStates(5000, 20000), rule: machine.RuleAliases},
+		{name: "a big on list aliased under every event", data: aliasedOnLists(), rule: machine.RuleAliases},
+		{name: "merges of merges", data: mergedMappings(), rule: machine.RuleAliases},
 		{name: "aliased states within the budget", data: aliasedStates(20, 900), rule: ""},
 		{name: "no aliases, many states", data: manyStates(), rule: ""},
-		{name: "undeclared events with long names", data: undeclaredEvents(), rule: RuleUndeclaredEvent, more: true},
-		{name: "one huge unknown key aliased everywhere", data: hugeUnknownKey(5000), rule: RuleAliases},
-		{name: "one huge unknown key", data: hugeUnknownKey(1), rule: RuleUnknownKey},
-		{name: "deep nesting", data: "version: 1\nevents: []\nstates: " + strings.Repeat("[", 200_000), rule: RuleYAML},
+		{name: "undeclared events with long names", data: undeclaredEvents(), rule: machine.RuleUndeclaredEvent, more: true},
+		{name: "one huge unknown key aliased everywhere", data: hugeUnknownKey(5000), rule: machine.RuleAliases},
+		{name: "one huge unknown key", data: hugeUnknownKey(1), rule: machine.RuleUnknownKey},
+		{name: "deep nesting", data: "version: 1\nevents: []\nstates: " + strings.Repeat("[", 200_000), rule: machine.RuleYAML},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			require.LessOrEqual(t, len(tc.data), maxFileSize, "the file must be within the catalog's limit")
+			require.LessOrEqual(t, len(tc.data), machine.MaxFileSize, "the file must be within the catalog's limit")
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
 			start := time.Now()
-			m, err := Parse("worst", "worst.yml", []byte(tc.data))
+			m, err := machine.Parse("worst", "worst.yml", []byte(tc.data), kinds.All)
 			took := time.Since(start)
 			runtime.ReadMemStats(&after)
 			t.Logf("%d bytes: parsed in %v, allocated %.1f MB, heap grew to %.1f MB",
@@ -54,13 +56,13 @@ func TestWorstCaseFilesCostWhatTheyWeigh(t *testing.T) {
 				require.NotNil(t, m)
 				return
 			}
-			var verr *ValidationError
-			require.True(t, errors.As(err, &verr), "want a *ValidationError, got %v", err)
+			var verr *machine.ValidationError
+			require.True(t, errors.As(err, &verr), "want a *machine.ValidationError, got %v", err)
 			require.Equal(t, tc.rule, verr.Problems[0].Rule, verr.Problems[0].String())
 			require.Greater(t, verr.Problems[0].Line, 0)
-			require.LessOrEqual(t, len(verr.Problems), maxProblems)
+			require.LessOrEqual(t, len(verr.Problems), machine.MaxProblems)
 			for _, p := range verr.Problems {
-				require.LessOrEqual(t, len(p.Message), maxMessage+len("…"))
+				require.LessOrEqual(t, len(p.Message), machine.MaxMessage+len("…"))
 			}
 			if tc.more {
 				require.Positive(t, verr.More)
@@ -133,7 +135,7 @@ func mergedMappings() string {
 func manyStates() string {
 	var b strings.Builder
 	b.WriteString(header + "states:\n  INIT: {on: {GO: [{action: advance, state: S0}]}}\n  DONE: {terminal: true}\n")
-	for i := 0; b.Len() < maxFileSize-200; i++ {
+	for i := 0; b.Len() < machine.MaxFileSize-200; i++ {
 		fmt.Fprintf(&b, "  S%d: {on: {GO: [{action: advance, state: S%d}], STOP: [{action: advance, state: DONE}]}}\n", i, i+1)
 	}
 	b.WriteString("  LAST: {terminal: true}\n")
@@ -155,7 +157,7 @@ func undeclaredEvents() string {
 		fmt.Fprintf(&b, "  - %s%05d\n", long, i)
 	}
 	b.WriteString("states:\n  INIT:\n    terminal: true\n    on:\n")
-	for i := 0; b.Len() < maxFileSize-100; i++ {
+	for i := 0; b.Len() < machine.MaxFileSize-100; i++ {
 		fmt.Fprintf(&b, "      %s%05dX: []\n", long, i)
 	}
 	return b.String()

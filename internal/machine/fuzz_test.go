@@ -1,4 +1,4 @@
-package machine
+package machine_test
 
 import (
 	"errors"
@@ -7,29 +7,36 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/stackseam/stackseam/internal/executor/kinds"
+	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
+	"github.com/stackseam/stackseam/internal/executor/terraform"
+	"github.com/stackseam/stackseam/internal/machine"
 )
 
-// parseLimit bounds one Parse in the fuzz target; a file that takes longer
+// parseLimit bounds one machine.Parse in the fuzz target; a file that takes longer
 // is reported as a hang (the fuzzer itself has no per-input time limit).
 const parseLimit = 5 * time.Second
 
-// knownRules are the rule ids of rules.go; every problem must carry one.
+// knownRules are the rule ids of rules.go and of the executors' configs; every problem must
+// carry one.
 var knownRules = map[string]bool{
-	RuleYAML: true, RuleAliases: true, RuleNextCycle: true, RuleEmpty: true, RuleMachineName: true, RuleType: true, RuleUnknownKey: true,
-	RuleDuplicateKey: true, RuleRequired: true, RuleVersion: true, RuleEventName: true, RuleDuplicateEvent: true,
-	RuleStateName: true, RuleDuplicateState: true, RuleMissingInit: true, RuleNoTerminal: true,
-	RuleUndeclaredEvent: true, RuleAction: true, RuleAdvanceTarget: true, RuleUnknownTask: true,
-	RuleDuplicateTask: true, RuleNextRequired: true, RuleTaskName: true, RuleExecutor: true,
-	RuleTerraformConfig: true, RuleLambdaConfig: true, RuleRetry: true, RuleTimeout: true, RuleTTL: true, RuleTaskEvents: true, RuleApprovals: true,
-	RuleUnreachable: true, RuleImplicitNext: true, RuleUnusedTask: true, RuleUnusedEvent: true, RuleMultipleAdvance: true,
+	machine.RuleYAML: true, machine.RuleAliases: true, machine.RuleNextCycle: true, machine.RuleEmpty: true, machine.RuleMachineName: true, machine.RuleType: true, machine.RuleUnknownKey: true,
+	machine.RuleDuplicateKey: true, machine.RuleRequired: true, machine.RuleVersion: true, machine.RuleEventName: true, machine.RuleDuplicateEvent: true,
+	machine.RuleStateName: true, machine.RuleDuplicateState: true, machine.RuleMissingInit: true, machine.RuleNoTerminal: true,
+	machine.RuleUndeclaredEvent: true, machine.RuleAction: true, machine.RuleAdvanceTarget: true, machine.RuleUnknownTask: true,
+	machine.RuleDuplicateTask: true, machine.RuleNextRequired: true, machine.RuleTaskName: true, machine.RuleExecutor: true,
+	terraform.Rule: true, lambdainvoke.Rule: true, machine.RuleRetry: true, machine.RuleTimeout: true, machine.RuleTTL: true,
+	machine.RuleTaskEvents: true, machine.RuleApprovals: true,
+	machine.RuleUnreachable: true, machine.RuleImplicitNext: true, machine.RuleUnusedTask: true, machine.RuleUnusedEvent: true, machine.RuleMultipleAdvance: true,
 }
 
 var fuzzNamePattern = regexp.MustCompile(`^[A-Z0-9-]+$`)
 
-// FuzzParse feeds arbitrary files to the parser and validator, seeded with
+// machine.FuzzParse feeds arbitrary files to the parser and validator, seeded with
 // every fixture and example machine. Whatever the input: no panic, no hang;
-// a refusal is a *ValidationError whose every problem names a known rule and
-// says what is wrong; an accepted machine keeps the promises Parse makes
+// a refusal is a *machine.ValidationError whose every problem names a known rule and
+// says what is wrong; an accepted machine keeps the promises machine.Parse makes
 // (an INIT state, a terminal state, advances to existing states, defined
 // tasks); and parsing is deterministic.
 func FuzzParse(f *testing.F) {
@@ -59,7 +66,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := parseWithin(t, data)
 		if err != nil {
-			var verr *ValidationError
+			var verr *machine.ValidationError
 			if !errors.As(err, &verr) {
 				t.Fatalf("refusal is a %T, not a *ValidationError: %v", err, err)
 			}
@@ -86,15 +93,15 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func parseWithin(t *testing.T, data []byte) (*Machine, error) {
+func parseWithin(t *testing.T, data []byte) (*machine.Machine, error) {
 	t.Helper()
 	type result struct {
-		m   *Machine
+		m   *machine.Machine
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		m, err := Parse("fuzz", "fuzz.yml", data)
+		m, err := machine.Parse("fuzz", "fuzz.yml", data, kinds.All)
 		done <- result{m, err}
 	}()
 	select {
@@ -107,12 +114,12 @@ func parseWithin(t *testing.T, data []byte) (*Machine, error) {
 }
 
 // checkMachine checks the promises an accepted machine makes to the engine.
-func checkMachine(t *testing.T, m *Machine) {
+func checkMachine(t *testing.T, m *machine.Machine) {
 	t.Helper()
 	if m == nil || m.Name != "fuzz" {
 		t.Fatalf("accepted without a machine: %#v", m)
 	}
-	if m.States[StateInit] == nil {
+	if m.States[machine.StateInit] == nil {
 		t.Fatal("accepted without an INIT state")
 	}
 	terminal := false
@@ -127,11 +134,11 @@ func checkMachine(t *testing.T, m *Machine) {
 			}
 			for _, a := range actions {
 				switch a.Kind {
-				case ActionAdvance:
+				case machine.ActionAdvance:
 					if m.States[a.State] == nil {
 						t.Fatalf("state %s advances to missing state %q", name, a.State)
 					}
-				case ActionNoop:
+				case machine.ActionNoop:
 				default:
 					t.Fatalf("state %s has action kind %q", name, a.Kind)
 				}
@@ -142,7 +149,7 @@ func checkMachine(t *testing.T, m *Machine) {
 				t.Fatalf("state %s lists undefined task %q", name, task)
 			}
 		}
-		if len(st.Tasks) > 0 && !st.Terminal && !st.Handles(EventNext) {
+		if len(st.Tasks) > 0 && !st.Terminal && !st.Handles(machine.EventNext) {
 			t.Fatalf("state %s has tasks and no NEXT", name)
 		}
 	}
@@ -165,8 +172,8 @@ func checkMachine(t *testing.T, m *Machine) {
 			st := m.States[cur]
 			next := ""
 			if st != nil && !st.Terminal && len(st.Tasks) > 0 {
-				for _, a := range st.On[EventNext] {
-					if a.Kind == ActionAdvance {
+				for _, a := range st.On[machine.EventNext] {
+					if a.Kind == machine.ActionAdvance {
 						next = a.State
 					}
 				}

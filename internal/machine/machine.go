@@ -1,5 +1,6 @@
-// Package machine reads and validates machine files (docs/design.md §"Machine files") and keeps
-// the machines a process uses loaded from a folder or an S3 prefix.
+// Package machine is the machine file format: it parses and validates machine files
+// (docs/design.md §"Machine files") from bytes, and does no I/O; internal/catalog loads them from
+// a folder or an S3 prefix.
 //
 // Parse reports every broken rule of a file at once, each with its line,
 // column and a stable rule id (see the Rule constants). Choices the design
@@ -15,7 +16,11 @@
 //     asks for (`bucket: 2024` must be quoted).
 package machine
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/stackseam/stackseam/internal/message"
+)
 
 // Action kinds an `on` entry may hold.
 const (
@@ -93,7 +98,7 @@ type TTL struct {
 // Task is one entry under the machine's top-level `tasks`.
 type Task struct {
 	Name string
-	// Executor is "terraform" or "lambda".
+	// Executor names the task's Kind ("terraform", "lambda").
 	Executor string
 	// Config is the task's `config` converted to JSON-compatible values
 	// (map[string]any, []any, string, float64/int, bool). It is sent to the
@@ -106,6 +111,12 @@ type Task struct {
 	// Events maps an outcome the task may report (OutcomeChanges…) to the
 	// event it then raises in its state (`events`, optional).
 	Events map[string]string
+}
+
+// Spec is what a task message carries of the task: everything the satisfier needs to run it.
+// A field added to Task that the satisfier reads is added here, and only here.
+func (t *Task) Spec() message.TaskSpec {
+	return message.TaskSpec{Name: t.Name, Executor: t.Executor, Config: t.Config, TimeoutSeconds: t.TimeoutSeconds}
 }
 
 // Retry says how a failed task is retried automatically.

@@ -35,6 +35,7 @@ const maxMessage = 512
 // parser collects the problems of one file while walking its yaml.Node tree.
 type parser struct {
 	file     string
+	kinds    Kinds
 	problems []Problem
 	warnings []Problem
 	// seen drops exact repeats, which appear when one anchored mapping is

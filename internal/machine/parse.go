@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/stackseam/stackseam/internal/message"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -43,12 +43,13 @@ func (e *ValidationError) Error() string {
 
 var (
 	// namePattern is what event and state names look like (docs/design.md §"Machine files").
-	namePattern = regexp.MustCompile(`^[A-Z0-9-]+$`)
-	// machineNamePattern matches the names an event's `machine` field may
-	// carry, so every machine a file defines can actually be used.
-	machineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-	yamlErrorPattern   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	namePattern      = regexp.MustCompile(`^[A-Z0-9-]+$`)
+	yamlErrorPattern = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
+
+// MaxFileSize bounds a machine file: loaders read no more, and the parser's costs are measured
+// up to it. Real machines are a few KiB.
+const MaxFileSize = 1 << 20
 
 var topLevelKeys = []string{"version", "events", "states", "tasks", "approvals"}
 
@@ -64,27 +65,24 @@ func NameFromFile(file string) (string, bool) {
 	return "", false
 }
 
-// ParseFile reads and validates the machine file at path; the machine is
-// named after the file. Errors reading the file are returned as they are; a
-// file that breaks the rules gives a *ValidationError.
-func ParseFile(path string) (*Machine, error) {
-	name, ok := NameFromFile(path)
-	if !ok {
-		return nil, fmt.Errorf("error reading machine file %s: the name must end in .yml or .yaml", path)
+// IsMachineFile reports the machine name of a file name the catalogs load (and `stackseam
+// validate` checks, so both judge the same files). Dot-files are skipped: editors and sync tools
+// leave them next to real ones.
+func IsMachineFile(base string) (string, bool) {
+	if strings.HasPrefix(base, ".") {
+		return "", false
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("error reading machine file: %w", err)
-	}
-	return Parse(name, path, data)
+	return NameFromFile(base)
 }
 
 // Parse validates a machine file's contents. name is the machine name (the
 // file name without extension); file is the path problems are reported
-// against. A file that breaks any rule gives a *ValidationError listing every
-// problem; warnings (such as unreachable states) land in Machine.Warnings.
-func Parse(name, file string, data []byte) (*Machine, error) {
-	p := &parser{file: file}
+// against; kinds are the executors a task may name, which judge their tasks'
+// configs (internal/executor/kinds.All). A file that breaks any rule gives a
+// *ValidationError listing every problem; warnings (such as unreachable
+// states) land in Machine.Warnings.
+func Parse(name, file string, data []byte, kinds Kinds) (*Machine, error) {
+	p := &parser{file: file, kinds: kinds}
 	m := p.machine(name, data)
 	if len(p.problems) > 0 {
 		return nil, &ValidationError{File: file, Problems: sortProblems(p.problems), More: p.more}
@@ -115,9 +113,9 @@ func (p *parser) machine(name string, data []byte) *Machine {
 		States: map[string]*State{},
 		Tasks:  map[string]*Task{},
 	}
-	if !machineNamePattern.MatchString(name) {
+	if !message.MachineNamePattern.MatchString(name) {
 		p.problem(nil, RuleMachineName, "the machine name %q (from the file name) cannot be used in events: it must match %s",
-			name, machineNamePattern)
+			name, message.MachineNamePattern)
 	}
 	root := p.document(data)
 	if root == nil || !p.chargeAliases(root) {

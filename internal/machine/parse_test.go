@@ -1,16 +1,18 @@
-package machine
+package machine_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 
+	"github.com/stackseam/stackseam/internal/executor/kinds"
+	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
+	"github.com/stackseam/stackseam/internal/executor/terraform"
+	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -30,7 +32,7 @@ func expected(t *testing.T, path, kind string) []string {
 	return out
 }
 
-func summarize(ps []Problem) []string {
+func summarize(ps []machine.Problem) []string {
 	out := []string{}
 	for _, p := range ps {
 		out = append(out, fmt.Sprintf("%d:%d %s", p.Line, p.Column, p.Rule))
@@ -38,25 +40,12 @@ func summarize(ps []Problem) []string {
 	return out
 }
 
-func fixtures(t *testing.T, dir string) []string {
-	t.Helper()
-	var files []string
-	for _, pattern := range []string{"*.yml", "*.yaml"} {
-		m, err := filepath.Glob(filepath.Join("testdata", dir, pattern))
-		require.NoError(t, err)
-		files = append(files, m...)
-	}
-	sort.Strings(files)
-	require.NotEmpty(t, files)
-	return files
-}
-
 func TestValidFixtures(t *testing.T) {
 	t.Parallel()
-	for _, path := range fixtures(t, "valid") {
+	for _, path := range fixtureFiles(t, "testdata/valid") {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			t.Parallel()
-			m, err := ParseFile(path)
+			m, err := parseFile(path)
 			require.NoError(t, err)
 			require.Equal(t, expected(t, path, "warn"), summarize(m.Warnings))
 			for _, w := range m.Warnings {
@@ -76,7 +65,7 @@ func TestValidFixtures(t *testing.T) {
 func TestInvalidFixtures(t *testing.T) {
 	t.Parallel()
 	rulesSeen := map[string]bool{}
-	for _, path := range fixtures(t, "invalid") {
+	for _, path := range fixtureFiles(t, "testdata/invalid") {
 		want := expected(t, path, "want")
 		require.NotEmpty(t, want, "%s announces no problems", path)
 		for _, w := range want {
@@ -84,9 +73,9 @@ func TestInvalidFixtures(t *testing.T) {
 		}
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			t.Parallel()
-			m, err := ParseFile(path)
+			m, err := parseFile(path)
 			require.Nil(t, m)
-			var verr *ValidationError
+			var verr *machine.ValidationError
 			require.ErrorAs(t, err, &verr)
 			require.Equal(t, path, verr.File)
 			require.Equal(t, want, summarize(verr.Problems))
@@ -98,12 +87,12 @@ func TestInvalidFixtures(t *testing.T) {
 	}
 	// Every error rule has at least one fixture.
 	for _, rule := range []string{
-		RuleYAML, RuleEmpty, RuleMachineName, RuleType, RuleUnknownKey, RuleDuplicateKey,
-		RuleRequired, RuleVersion, RuleEventName, RuleDuplicateEvent, RuleStateName,
-		RuleDuplicateState, RuleMissingInit, RuleAliases, RuleNextCycle, RuleNoTerminal, RuleUndeclaredEvent, RuleAction,
-		RuleAdvanceTarget, RuleUnknownTask, RuleDuplicateTask, RuleNextRequired, RuleTaskName,
-		RuleExecutor, RuleTerraformConfig, RuleLambdaConfig, RuleRetry, RuleTimeout, RuleTTL,
-		RuleTaskEvents, RuleApprovals,
+		machine.RuleYAML, machine.RuleEmpty, machine.RuleMachineName, machine.RuleType, machine.RuleUnknownKey, machine.RuleDuplicateKey,
+		machine.RuleRequired, machine.RuleVersion, machine.RuleEventName, machine.RuleDuplicateEvent, machine.RuleStateName,
+		machine.RuleDuplicateState, machine.RuleMissingInit, machine.RuleAliases, machine.RuleNextCycle, machine.RuleNoTerminal, machine.RuleUndeclaredEvent, machine.RuleAction,
+		machine.RuleAdvanceTarget, machine.RuleUnknownTask, machine.RuleDuplicateTask, machine.RuleNextRequired, machine.RuleTaskName,
+		machine.RuleExecutor, terraform.Rule, lambdainvoke.Rule, machine.RuleRetry, machine.RuleTimeout, machine.RuleTTL,
+		machine.RuleTaskEvents, machine.RuleApprovals,
 	} {
 		require.True(t, rulesSeen[rule], "no invalid fixture covers rule %s", rule)
 	}
@@ -112,8 +101,8 @@ func TestInvalidFixtures(t *testing.T) {
 func TestParseEmptyFile(t *testing.T) {
 	t.Parallel()
 	for _, data := range []string{"", "  \n\n\t\n"} {
-		_, err := Parse("empty", "empty.yml", []byte(data))
-		var verr *ValidationError
+		_, err := machine.Parse("empty", "empty.yml", []byte(data), kinds.All)
+		var verr *machine.ValidationError
 		require.ErrorAs(t, err, &verr)
 		require.Equal(t, []string{"1:1 empty"}, summarize(verr.Problems))
 	}
@@ -121,8 +110,8 @@ func TestParseEmptyFile(t *testing.T) {
 
 func TestValidationErrorPrintsEveryProblem(t *testing.T) {
 	t.Parallel()
-	_, err := ParseFile("testdata/invalid/all-at-once.yml")
-	var verr *ValidationError
+	_, err := parseFile("testdata/invalid/all-at-once.yml")
+	var verr *machine.ValidationError
 	require.ErrorAs(t, err, &verr)
 	lines := strings.Split(err.Error(), "\n")
 	require.Len(t, lines, len(verr.Problems))
@@ -135,7 +124,7 @@ func TestValidationErrorPrintsEveryProblem(t *testing.T) {
 
 func TestParseCloudSeamSample(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/cloudseam-sample.yml")
+	m, err := parseFile("testdata/valid/cloudseam-sample.yml")
 	require.NoError(t, err)
 	require.Equal(t, "cloudseam-sample", m.Name)
 	require.Equal(t, "testdata/valid/cloudseam-sample.yml", m.Source)
@@ -145,10 +134,10 @@ func TestParseCloudSeamSample(t *testing.T) {
 	// The merged listeners sit where the << key was, after NEXT.
 	prov := m.States["PROVISION"]
 	require.Equal(t, []string{"create-files"}, prov.Tasks)
-	require.Equal(t, map[string][]Action{
-		"NEXT":    {{Kind: ActionAdvance, State: "RUN"}},
-		"ACCESS":  {{Kind: ActionNoop}},
-		"DESTROY": {{Kind: ActionAdvance, State: "DESTROY"}},
+	require.Equal(t, map[string][]machine.Action{
+		"NEXT":    {{Kind: machine.ActionAdvance, State: "RUN"}},
+		"ACCESS":  {{Kind: machine.ActionNoop}},
+		"DESTROY": {{Kind: machine.ActionAdvance, State: "DESTROY"}},
 	}, prov.On)
 	require.Equal(t, prov.On["DESTROY"], m.States["RUN"].On["DESTROY"])
 	require.True(t, m.States["DESTROY"].Terminal)
@@ -156,9 +145,9 @@ func TestParseCloudSeamSample(t *testing.T) {
 	require.True(t, m.Declares("NEXT"))
 	require.True(t, m.Declares("ACCESS"))
 	require.False(t, m.Declares("LAUNCHED"))
-	require.Equal(t, &Task{
+	require.Equal(t, &machine.Task{
 		Name:     "create-files",
-		Executor: ExecutorTerraform,
+		Executor: terraform.Name,
 		Config: map[string]any{
 			"source": map[string]any{"type": "local", "location": "samples/tf/files.tf"},
 			"action": "apply",
@@ -168,37 +157,37 @@ func TestParseCloudSeamSample(t *testing.T) {
 
 func TestParseVersionOnePointZero(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/cloudseam-docs.yml")
+	m, err := parseFile("testdata/valid/cloudseam-docs.yml")
 	require.NoError(t, err)
 	require.Equal(t, "1.0", m.Version)
 	require.Equal(t, map[string]any{"desired_capacity": 0},
 		m.Tasks["teardown-machines"].Config["variables"])
 	// A terminal state with tasks needs no NEXT.
 	require.True(t, m.States["TEARDOWN"].Terminal)
-	require.False(t, m.States["TEARDOWN"].Handles(EventNext))
+	require.False(t, m.States["TEARDOWN"].Handles(machine.EventNext))
 }
 
 func TestParseAnchorsAndMergeKeys(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/anchors.yml")
+	m, err := parseFile("testdata/valid/anchors.yml")
 	require.NoError(t, err)
 	require.Equal(t, "1", m.Version, "a quoted version is accepted as written")
 	require.Equal(t, []string{"GO", "STOP"}, m.Events, "an alias as a list item")
-	require.Equal(t, []Action{{Kind: ActionAdvance, State: "RUN"}}, m.States["INIT"].On["GO"], "an alias as an action list")
+	require.Equal(t, []machine.Action{{Kind: machine.ActionAdvance, State: "RUN"}}, m.States["INIT"].On["GO"], "an alias as an action list")
 
 	run := m.States["RUN"]
 	require.Equal(t, []string{"work", "other"}, run.Tasks)
 	// The explicit `on` replaces the merged one as a whole; its own merge
 	// key brings STOP.
-	require.Equal(t, map[string][]Action{
-		"NEXT": {{Kind: ActionAdvance, State: "IDLE"}},
-		"STOP": {{Kind: ActionAdvance, State: "DONE"}},
+	require.Equal(t, map[string][]machine.Action{
+		"NEXT": {{Kind: machine.ActionAdvance, State: "IDLE"}},
+		"STOP": {{Kind: machine.ActionAdvance, State: "DONE"}},
 	}, run.On)
-	require.Equal(t, map[string][]Action{"STOP": {{Kind: ActionAdvance, State: "DONE"}}}, m.States["IDLE"].On,
+	require.Equal(t, map[string][]machine.Action{"STOP": {{Kind: machine.ActionAdvance, State: "DONE"}}}, m.States["IDLE"].On,
 		"an alias as a whole state")
 
 	work := m.Tasks["work"]
-	require.Equal(t, ExecutorLambda, work.Executor)
+	require.Equal(t, lambdainvoke.Name, work.Executor)
 	require.Equal(t, 60, work.TimeoutSeconds)
 	require.Equal(t, map[string]any{
 		"name": "base-fn", // earlier mappings of a merge list win
@@ -215,27 +204,27 @@ func TestParseAnchorsAndMergeKeys(t *testing.T) {
 
 func TestParseAliasKeys(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/alias-keys.yml")
+	m, err := parseFile("testdata/valid/alias-keys.yml")
 	require.NoError(t, err)
 	require.Equal(t, []string{"INIT", "DONE"}, m.StateOrder)
-	require.Equal(t, []Action{{Kind: ActionAdvance, State: "DONE"}}, m.States["INIT"].On["GO"])
+	require.Equal(t, []machine.Action{{Kind: machine.ActionAdvance, State: "DONE"}}, m.States["INIT"].On["GO"])
 }
 
 func TestParseAdditions(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/additions.yml")
+	m, err := parseFile("testdata/valid/additions.yml")
 	require.NoError(t, err)
-	require.Equal(t, &TTL{AfterSeconds: 5400, Event: "EXPIRE"}, m.States["WORK"].TTL)
+	require.Equal(t, &machine.TTL{AfterSeconds: 5400, Event: "EXPIRE"}, m.States["WORK"].TTL)
 	require.Nil(t, m.States["INIT"].TTL)
 	job := m.Tasks["job"]
-	require.Equal(t, &Retry{Attempts: 3, BackoffSeconds: 0}, job.Retry)
+	require.Equal(t, &machine.Retry{Attempts: 3, BackoffSeconds: 0}, job.Retry)
 	require.Equal(t, 900, job.TimeoutSeconds)
 	require.Nil(t, m.Tasks["job"].Config["args"])
 }
 
 func TestParseConfigToJSONValues(t *testing.T) {
 	t.Parallel()
-	m, err := ParseFile("testdata/valid/config-values.yaml")
+	m, err := parseFile("testdata/valid/config-values.yaml")
 	require.NoError(t, err)
 	require.Equal(t, "config-values", m.Name, "the .yaml extension is accepted")
 	require.Equal(t, map[string]any{
@@ -266,10 +255,10 @@ func TestParseAliasExpansionIsBounded(t *testing.T) {
 	}
 	b.WriteString("states:\n  INIT: {terminal: true, tasks: [t]}\n")
 	b.WriteString("tasks:\n  t:\n    executor: lambda\n    config: {name: f, args: {bomb: *a30}}\n")
-	_, err := Parse("bomb", "bomb.yml", []byte(b.String()))
-	var verr *ValidationError
+	_, err := machine.Parse("bomb", "bomb.yml", []byte(b.String()), kinds.All)
+	var verr *machine.ValidationError
 	require.ErrorAs(t, err, &verr)
-	require.Equal(t, RuleAliases, verr.Problems[0].Rule)
+	require.Equal(t, machine.RuleAliases, verr.Problems[0].Rule)
 	require.Contains(t, verr.Problems[0].Message, "expands to more than")
 }
 
@@ -277,35 +266,15 @@ func TestParseMachineName(t *testing.T) {
 	t.Parallel()
 	data := []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true}}\n")
 	for _, name := range []string{"feature-env", "a", "A.b_c-9"} {
-		_, err := Parse(name, name+".yml", data)
+		_, err := machine.Parse(name, name+".yml", data, kinds.All)
 		require.NoError(t, err, name)
 	}
 	for _, name := range []string{"", "has space", "-dash", strings.Repeat("x", 129)} {
-		_, err := Parse(name, "x.yml", data)
-		var verr *ValidationError
+		_, err := machine.Parse(name, "x.yml", data, kinds.All)
+		var verr *machine.ValidationError
 		require.ErrorAs(t, err, &verr, name)
 		require.Equal(t, []string{"1:1 machine-name"}, summarize(verr.Problems))
 	}
-}
-
-func TestParseFile(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	data := []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true}}\n")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), data, 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.json"), data, 0o600))
-
-	m, err := ParseFile(filepath.Join(dir, "a.yaml"))
-	require.NoError(t, err)
-	require.Equal(t, "a", m.Name)
-
-	_, err = ParseFile(filepath.Join(dir, "b.json"))
-	require.ErrorContains(t, err, ".yml or .yaml")
-
-	_, err = ParseFile(filepath.Join(dir, "missing.yml"))
-	require.ErrorIs(t, err, os.ErrNotExist)
-	var verr *ValidationError
-	require.False(t, errors.As(err, &verr), "a read error is not a validation error")
 }
 
 func TestNameFromFile(t *testing.T) {
@@ -321,7 +290,7 @@ func TestNameFromFile(t *testing.T) {
 		"feature-env.YML":       "",
 		"deep/feature-env.json": "",
 	} {
-		got, ok := NameFromFile(file)
+		got, ok := machine.NameFromFile(file)
 		require.Equal(t, want, got, file)
 		require.Equal(t, want != "", ok, file)
 	}
@@ -330,28 +299,38 @@ func TestNameFromFile(t *testing.T) {
 func TestExampleMachines(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"feature-env", "qa-env"} {
-		m, err := ParseFile(filepath.Join("..", "..", "machines", name+".yml"))
+		m, err := parseFile(filepath.Join("..", "..", "machines", name+".yml"))
 		require.NoError(t, err, name)
 		require.Empty(t, m.Warnings, name)
 	}
 
-	m, err := ParseFile("../../machines/feature-env.yml")
+	m, err := parseFile("../../machines/feature-env.yml")
 	require.NoError(t, err)
 	require.Equal(t, []string{"INIT", "PROVISION", "RUN", "DEPROVISION", "DESTROYED"}, m.StateOrder)
-	require.Equal(t, []Action{{Kind: ActionAdvance, State: "PROVISION"}}, m.States["INIT"].On["LAUNCH"])
+	require.Equal(t, []machine.Action{{Kind: machine.ActionAdvance, State: "PROVISION"}}, m.States["INIT"].On["LAUNCH"])
 	require.Equal(t, []string{"provision-infra", "seed-database"}, m.States["PROVISION"].Tasks)
-	require.Equal(t, []Action{{Kind: ActionAdvance, State: "RUN"}}, m.States["PROVISION"].On["NEXT"])
-	require.Equal(t, []Action{{Kind: ActionNoop}}, m.States["RUN"].On["ACCESS"])
-	require.Equal(t, []Action{{Kind: ActionAdvance, State: "DEPROVISION"}}, m.States["RUN"].On["DESTROY"])
+	require.Equal(t, []machine.Action{{Kind: machine.ActionAdvance, State: "RUN"}}, m.States["PROVISION"].On["NEXT"])
+	require.Equal(t, []machine.Action{{Kind: machine.ActionNoop}}, m.States["RUN"].On["ACCESS"])
+	require.Equal(t, []machine.Action{{Kind: machine.ActionAdvance, State: "DEPROVISION"}}, m.States["RUN"].On["DESTROY"])
 	require.Equal(t, []string{"destroy-infra"}, m.States["DEPROVISION"].Tasks)
-	require.Equal(t, []Action{{Kind: ActionAdvance, State: "DESTROYED"}}, m.States["DEPROVISION"].On["NEXT"])
+	require.Equal(t, []machine.Action{{Kind: machine.ActionAdvance, State: "DESTROYED"}}, m.States["DEPROVISION"].On["NEXT"])
 	require.True(t, m.States["DESTROYED"].Terminal)
 
 	source := map[string]any{"type": "s3", "bucket": "my-company-terraform-sources", "key": "feature-env/"}
-	require.Equal(t, ExecutorTerraform, m.Tasks["provision-infra"].Executor)
+	require.Equal(t, terraform.Name, m.Tasks["provision-infra"].Executor)
 	require.Equal(t, source, m.Tasks["provision-infra"].Config["source"])
 	require.Equal(t, "apply", m.Tasks["provision-infra"].Config["action"])
 	require.Equal(t, source, m.Tasks["destroy-infra"].Config["source"])
 	require.Equal(t, "destroy", m.Tasks["destroy-infra"].Config["action"])
-	require.Equal(t, ExecutorLambda, m.Tasks["seed-database"].Executor)
+	require.Equal(t, lambdainvoke.Name, m.Tasks["seed-database"].Executor)
+}
+
+// parseFile parses the machine file at path, named after the file, as a loader would.
+func parseFile(path string) (*machine.Machine, error) {
+	name, _ := machine.NameFromFile(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return machine.Parse(name, path, data, kinds.All)
 }

@@ -1,24 +1,18 @@
 package machine
 
-// Plan, approve, apply (README.md, "Plan, approve, apply"): everything the format gained for it
-// is read and checked here — a terraform task's `action: plan | drift` and `plan: <task>`, a
-// task's `events` (what it found → the event to raise), and the machine's `approvals` (events
-// only an approver may send). All of it is optional: a file without these keys means what it
-// always meant.
+// Plan, approve, apply (README.md, "Plan, approve, apply"): what the format gained for it beyond
+// an executor's own config — a task's `events` (what it found → the event to raise), the
+// machine's `approvals` (events only an approver may send), and the cross-reference of a config
+// that names another task (a terraform apply's `plan: <task>`; the executor's Kind says which
+// key, and what the named task must be, through Linker). All of it is optional: a file without
+// these keys means what it always meant.
 
 import (
 	"maps"
-	"reflect"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-)
-
-// The terraform actions that plan.
-const (
-	TerraformPlan  = "plan"
-	TerraformDrift = "drift"
 )
 
 // Outcomes a task may report, and so name under its `events` (message.Outcome…).
@@ -29,16 +23,28 @@ const (
 	OutcomeNoDrift   = "noDrift"
 )
 
-// outcomesOf lists the outcomes a task of this executor and terraform action can report.
-func outcomesOf(executor, action string) []string {
-	if executor != ExecutorTerraform {
-		return nil
-	}
-	switch action {
-	case TerraformPlan:
-		return []string{OutcomeChanges, OutcomeNoChanges}
-	case TerraformDrift:
-		return []string{OutcomeDrift, OutcomeNoDrift}
+// Outcomer is a Kind whose tasks report outcomes (OutcomeChanges…) with their results: a task's
+// `events` may map those to events.
+type Outcomer interface {
+	// Outcomes lists the outcomes a task with this config reports; none for most.
+	Outcomes(config map[string]any) []string
+}
+
+// Linker is a Kind whose task configs may name another task of the machine (a terraform apply
+// names the plan task whose saved plan it applies).
+type Linker interface {
+	// Link returns the config key that names another task, and the task it names; "" when the
+	// config names none.
+	Link(config map[string]any) (key, task string)
+	// CheckLink says what is wrong with target as the task self's config names it, "" when
+	// nothing is.
+	CheckLink(self, target *Task) string
+}
+
+// outcomesOf lists the outcomes a task of this kind and config can report.
+func outcomesOf(kind Kind, config map[string]any) []string {
+	if o, ok := kind.(Outcomer); ok {
+		return o.Outcomes(config)
 	}
 	return nil
 }
@@ -60,8 +66,9 @@ type raisedEvent struct {
 }
 
 type planRef struct {
-	task, target string
-	node         *yaml.Node
+	task, target, rule string
+	node               *yaml.Node
+	linker             Linker
 }
 
 // taskEvents reads a task's `events: {changes: EVENT, noChanges: EVENT, drift: EVENT, noDrift:
@@ -71,8 +78,10 @@ func (p *parser) taskEvents(kv *pair, t *Task, sc *scope) {
 	if !ok {
 		return
 	}
-	action, _ := t.Config["action"].(string)
-	can := outcomesOf(t.Executor, action)
+	var can []string
+	if kind := p.kinds.Lookup(t.Executor); kind != nil {
+		can = outcomesOf(kind, t.Config)
+	}
 	t.Events = map[string]string{}
 	for _, f := range fields {
 		outcome := f.Key.Value
@@ -80,7 +89,7 @@ func (p *parser) taskEvents(kv *pair, t *Task, sc *scope) {
 			if len(can) == 0 {
 				p.problem(f.Key, RuleTaskEvents, "task %s reports no outcome to raise an event on; a terraform task with action plan reports changes or noChanges, with action drift drift or noDrift", t.Name)
 			} else {
-				p.problem(f.Key, RuleTaskEvents, "task %s (action %s) reports %s, not %q", t.Name, action, strings.Join(can, " or "), outcome)
+				p.problem(f.Key, RuleTaskEvents, "task %s reports %s, not %q", t.Name, strings.Join(can, " or "), outcome)
 			}
 			continue
 		}
@@ -102,17 +111,26 @@ func (p *parser) taskEvents(kv *pair, t *Task, sc *scope) {
 	}
 }
 
-// planReference reads a terraform config's `plan: <task>`.
-func (p *parser) planReference(f pair, task string) {
-	target, ok := p.str(f.Value, "config.plan", RuleTerraformConfig)
-	if !ok {
+// planReference records the task a config names (Linker), with where the name is written, to be
+// checked once every task is read.
+func (p *parser) planReference(config *pair, t *Task, rule string) {
+	linker, ok := p.kinds.Lookup(t.Executor).(Linker)
+	if !ok || t.Config == nil {
 		return
 	}
-	if target == "" {
-		p.problem(f.Value, RuleTerraformConfig, "config.plan must name the plan task whose saved plan this task applies")
+	key, target := linker.Link(t.Config)
+	if key == "" {
 		return
 	}
-	p.review.plans = append(p.review.plans, planRef{task: task, target: target, node: f.Value})
+	node := config.Value
+	if n := resolve(config.Value); n != nil && n.Kind == yaml.MappingNode {
+		for _, f := range p.pairs(n, RuleDuplicateKey, "key") {
+			if f.Key.Value == key {
+				node = f.Value
+			}
+		}
+	}
+	p.review.plans = append(p.review.plans, planRef{task: t.Name, target: target, rule: rule, node: node, linker: linker})
 }
 
 // checkReview checks what the plan additions refer to, once the whole file is read: a raised
@@ -138,16 +156,13 @@ func (p *parser) checkReview(m *Machine, sc *scope) {
 	for _, r := range p.review.plans {
 		target := m.Tasks[r.target]
 		if target == nil {
-			p.problem(r.node, RuleTerraformConfig, "config.plan names task %q, which is not defined under tasks%s", r.target, p.suggest(r.target, sc.tasks))
+			p.problem(r.node, r.rule, "task %s names task %q, which is not defined under tasks%s", r.task, r.target, p.suggest(r.target, sc.tasks))
 			continue
 		}
-		if action, _ := target.Config["action"].(string); target.Executor != ExecutorTerraform || action != TerraformPlan {
-			p.problem(r.node, RuleTerraformConfig, "config.plan names task %s, which is not a terraform task with action plan", r.target)
-			continue
-		}
-		self := m.Tasks[r.task]
-		if self != nil && !sameJSON(self.Config["source"], target.Config["source"]) {
-			p.problem(r.node, RuleTerraformConfig, "task %s applies the plan of task %s but has another source; a saved plan applies only to the state it was made for", r.task, r.target)
+		if self := m.Tasks[r.task]; self != nil {
+			if msg := r.linker.CheckLink(self, target); msg != "" {
+				p.problem(r.node, r.rule, "%s", msg)
+			}
 		}
 	}
 }
@@ -211,5 +226,3 @@ func (p *parser) ttlNotReserved(node *yaml.Node, ev string) {
 func (m *Machine) NeedsApproval(event string) bool {
 	return slices.Contains(m.Approvals, event)
 }
-
-func sameJSON(a, b any) bool { return a != nil && reflect.DeepEqual(a, b) }

@@ -53,12 +53,11 @@ const (
 	RuleNextRequired = "next-required"
 	// RuleTaskName: a task name is empty.
 	RuleTaskName = "task-name"
-	// RuleExecutor: a task's `executor` is missing or not terraform / lambda.
+	// RuleExecutor: a task's `executor` is missing or names no executor
+	// the parse knows (Kinds). A task's `config` is judged by its
+	// executor's Kind, under the Kind's own rule id (Kind.Rule:
+	// terraform-config, lambda-config).
 	RuleExecutor = "executor"
-	// RuleTerraformConfig: a terraform task's `config` is missing or wrong.
-	RuleTerraformConfig = "terraform-config"
-	// RuleLambdaConfig: a lambda task's `config` is missing or wrong.
-	RuleLambdaConfig = "lambda-config"
 	// RuleRetry: a task's `retry` is wrong (stackseam addition).
 	RuleRetry = "retry"
 	// RuleTimeout: a task's `timeoutSeconds` is not a positive integer

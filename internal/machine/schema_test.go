@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -20,6 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/stackseam/stackseam/internal/executor/kinds"
+	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
+	"github.com/stackseam/stackseam/internal/executor/terraform"
 	"github.com/stackseam/stackseam/internal/machine"
 )
 
@@ -40,7 +44,7 @@ var beyondSchema = map[string]string{
 	machine.RuleTTL:             "partly: the state must handle its ttl event, which must be neither an approval event nor one a task raises, and after must be at least 1s in whole seconds",
 	machine.RuleNextCycle:       "a cross-reference: which states the NEXT advances of states with tasks lead to",
 	machine.RuleTaskEvents:      "partly: every state that runs the task must handle the event it raises",
-	machine.RuleTerraformConfig: "partly: plan: must name a terraform plan task of the machine with the same source",
+	terraform.Rule:              "partly: plan: must name a terraform plan task of the machine with the same source",
 }
 
 // schemaAccepts lists the invalid fixtures the schema accepts by design:
@@ -186,6 +190,7 @@ func wantedRules(t *testing.T, data []byte) []string {
 	return rules
 }
 
+// fixtureFiles lists the machine files in dir, sorted; there must be some.
 func fixtureFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var files []string
@@ -204,7 +209,7 @@ func TestSchemaAcceptsEveryValidMachine(t *testing.T) {
 	s := compileSchema(t)
 	files := append(fixtureFiles(t, "testdata/valid"), fixtureFiles(t, "../../machines")...)
 	for _, path := range files {
-		_, err := machine.ParseFile(path)
+		_, err := parseFile(path)
 		require.NoError(t, err, "%s is valid for the Go validator", path)
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
@@ -220,7 +225,7 @@ func TestSchemaRefusesInvalidMachinesItCanSee(t *testing.T) {
 	for _, path := range fixtureFiles(t, "testdata/invalid") {
 		base := filepath.Base(path)
 		seen[base] = true
-		_, err := machine.ParseFile(path)
+		_, err := parseFile(path)
 		var verr *machine.ValidationError
 		require.ErrorAs(t, err, &verr, "%s is invalid for the Go validator", path)
 		data, err := os.ReadFile(path)
@@ -292,36 +297,36 @@ tasks:
 		{machine.RuleTaskName, [2]string{"  job:\n", "  job:\n    executor: lambda\n    config: {name: fn}\n  \"\":\n"}, false},
 		{machine.RuleExecutor, [2]string{"executor: lambda", "executor: docker"}, false},
 		{machine.RuleUnknownKey, [2]string{"config: {name: fn}", "config: {name: fn, payload: {}}"}, false},
-		{machine.RuleLambdaConfig, [2]string{"config: {name: fn}", "config: {name: \"\"}"}, false},
-		{machine.RuleLambdaConfig, [2]string{"config: {name: fn}", "config: {args: {a: 1}}"}, false},
-		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: s3, bucket: b}, action: apply}"}, false},
-		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: show}"}, false},
-		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: apply, variables: {a: [1]}}"}, false},
+		{lambdainvoke.Rule, [2]string{"config: {name: fn}", "config: {name: \"\"}"}, false},
+		{lambdainvoke.Rule, [2]string{"config: {name: fn}", "config: {args: {a: 1}}"}, false},
+		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: s3, bucket: b}, action: apply}"}, false},
+		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: show}"}, false},
+		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: apply, variables: {a: [1]}}"}, false},
 		{machine.RuleRetry, [2]string{"config: {name: fn}", "config: {name: fn}\n    retry: {attempts: 0}"}, false},
 		{machine.RuleTimeout, [2]string{"config: {name: fn}", "config: {name: fn}\n    timeoutSeconds: 0"}, false},
 		{machine.RuleTTL, [2]string{"  INIT:\n", "  INIT:\n    ttl: {after: 3d, event: GO}\n"}, false},
 		{machine.RuleTTL, [2]string{"  INIT:\n", "  INIT:\n    ttl: {after: 1h, event: NEXT}\n"}, false},
 		{machine.RuleTaskEvents, [2]string{"config: {name: fn}", "config: {name: fn}\n    events: {changes: GO}"}, false},
 		{machine.RuleTaskEvents, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: plan}\n    events: {drift: GO}"}, false},
-		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: destroy, plan: job}"}, false},
+		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: destroy, plan: job}"}, false},
 		{machine.RuleApprovals, [2]string{"version: 1", "version: 1\napprovals: [NEXT]"}, false},
 		{machine.RuleApprovals, [2]string{"version: 1", "version: 1\napprovals: [GO, GO]"}, false},
 		// What a schema cannot see: cross-references, and sums of durations.
 		{machine.RuleTaskEvents, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: plan}\n    events: {changes: GO}"}, true},
-		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: apply, plan: job}"}, true},
+		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: apply, plan: job}"}, true},
 		{machine.RuleAdvanceTarget, [2]string{"state: DONE}", "state: DONNE}"}, true},
 		{machine.RuleUnknownTask, [2]string{"tasks: [job]", "tasks: [jobb]"}, true},
 		{machine.RuleUndeclaredEvent, [2]string{"GO: [{action: advance, state: WORK}]", "GO: [{action: advance, state: WORK}]\n      STOP: [{action: no-op}]"}, true},
 		{machine.RuleTTL, [2]string{"  INIT:\n", "  INIT:\n    ttl: {after: 500ms, event: GO}\n"}, true},
 	}
-	_, err := machine.Parse("base", "base.yml", []byte(base))
+	_, err := machine.Parse("base", "base.yml", []byte(base), kinds.All)
 	require.NoError(t, err)
 	v, err := judge(s, []byte(base))
 	require.Equal(t, schemaValid, v, "%v", err)
 	for _, tc := range cases {
 		src := strings.Replace(base, tc.replace[0], tc.replace[1], 1)
 		require.NotEqual(t, base, src, "case %s %q does not apply", tc.rule, tc.replace[1])
-		_, err := machine.Parse("case", "case.yml", []byte(src))
+		_, err := machine.Parse("case", "case.yml", []byte(src), kinds.All)
 		var verr *machine.ValidationError
 		require.ErrorAs(t, err, &verr, "case %s %q", tc.rule, tc.replace[1])
 		var rules []string
@@ -348,5 +353,46 @@ func TestExampleMachinesNameTheSchema(t *testing.T) {
 		first, _, _ := strings.Cut(string(data), "\n")
 		require.Equal(t, "# yaml-language-server: $schema=./machine.schema.json", first,
 			"%s starts with the modeline that points editors at the schema", path)
+	}
+}
+
+// TestSchemaHoldsEachExecutorsFragment keeps the editors' schema in step with the executors: each
+// registered kind's config definitions (its package's schema.json) stand in the file as they are,
+// `executor` lists exactly the registered kinds, and a task of each kind must have a config that
+// matches its definition. An executor added to internal/executor/kinds fails here until its
+// fragment is copied into machines/machine.schema.json.
+func TestSchemaHoldsEachExecutorsFragment(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(schemaPath)
+	require.NoError(t, err)
+	var doc struct {
+		Definitions map[string]json.RawMessage `json:"definitions"`
+	}
+	require.NoError(t, json.Unmarshal(data, &doc))
+	var task struct {
+		Properties struct {
+			Executor struct {
+				Enum []string `json:"enum"`
+			} `json:"executor"`
+		} `json:"properties"`
+		AllOf []json.RawMessage `json:"allOf"`
+	}
+	require.NoError(t, json.Unmarshal(doc.Definitions["task"], &task))
+	require.Equal(t, kinds.All.Names(), task.Properties.Executor.Enum, "`executor` lists the registered kinds, in order")
+	require.Len(t, task.AllOf, len(kinds.All), "one config rule per kind")
+
+	for i, k := range kinds.All {
+		var fragment map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(k.Schema(), &fragment), "%s: its schema fragment is a JSON object", k.Name())
+		config := k.Name() + "Config"
+		require.Contains(t, fragment, config, "%s: the fragment defines %s", k.Name(), config)
+		for name, def := range fragment {
+			require.Contains(t, doc.Definitions, name, "%s: machine.schema.json defines %s", k.Name(), name)
+			require.JSONEq(t, string(def), string(doc.Definitions[name]),
+				"%s: definitions.%s in machine.schema.json is the fragment of its package, as it is", k.Name(), name)
+		}
+		want := fmt.Sprintf(`{"if": {"required": ["executor"], "properties": {"executor": {"const": %q}}},
+			"then": {"required": ["config"], "properties": {"config": {"$ref": "#/definitions/%s"}}}}`, k.Name(), config)
+		require.JSONEq(t, want, string(task.AllOf[i]), "%s: a task of this kind needs a config matching %s", k.Name(), config)
 	}
 }

@@ -1,35 +1,10 @@
 package machine
 
 import (
-	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
-
-// Executors a task may name.
-const (
-	ExecutorTerraform = "terraform"
-	ExecutorLambda    = "lambda"
-)
-
-// Terraform actions a terraform task may name.
-const (
-	TerraformApply   = "apply"
-	TerraformDestroy = "destroy"
-)
-
-// Kinds of terraform source.
-const (
-	SourceS3    = "s3"
-	SourceLocal = "local"
-)
-
-// variablePattern is what Terraform accepts as a variable name; anything else
-// would only fail later, inside a task run.
-var variablePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 
 var taskKeys = []string{"executor", "config", "retry", "timeoutSeconds", "events"}
 
@@ -82,30 +57,27 @@ func (p *parser) task(kv pair, sc *scope) *Task {
 		}
 	}
 	if !hasExecutor {
-		p.problem(kv.Key, RuleExecutor, "task %s needs an executor: terraform or lambda", t.Name)
+		p.problem(kv.Key, RuleExecutor, "task %s needs an executor: %s", t.Name, p.kinds.or())
 	}
 
+	kind := p.kinds.Lookup(t.Executor)
 	rule := RuleType
-	switch t.Executor {
-	case ExecutorTerraform:
-		rule = RuleTerraformConfig
-	case ExecutorLambda:
-		rule = RuleLambdaConfig
+	if kind != nil {
+		rule = kind.Rule()
 	}
 	if config == nil {
 		if t.Executor != "" {
 			p.problem(kv.Key, rule, "task %s needs a config for its %s executor", t.Name, t.Executor)
 		}
 	} else {
-		switch t.Executor {
-		case ExecutorTerraform:
-			p.terraformConfig(config, t.Name)
-		case ExecutorLambda:
-			p.lambdaConfig(config)
+		if kind != nil {
+			kind.CheckConfig(Field{Name: config.Key.Value,
+				Key: Node{p: p, n: config.Key, rule: rule}, Value: Node{p: p, n: config.Value, rule: rule}})
 		}
 		if c, ok := p.toJSON(config.Value, rule).(map[string]any); ok {
 			t.Config = c
 		}
+		p.planReference(config, t, rule)
 	}
 	if events != nil {
 		p.taskEvents(events, t, sc)
@@ -118,8 +90,8 @@ func (p *parser) executor(raw *yaml.Node) string {
 	if !ok {
 		return ""
 	}
-	if e != ExecutorTerraform && e != ExecutorLambda {
-		p.problem(raw, RuleExecutor, "unknown executor %q: use terraform or lambda", e)
+	if p.kinds.Lookup(e) == nil {
+		p.problem(raw, RuleExecutor, "unknown executor %q: use %s", e, p.kinds.or())
 		return ""
 	}
 	return e
@@ -157,178 +129,4 @@ func (p *parser) retry(kv pair) *Retry {
 		p.problem(kv.Key, RuleRetry, "retry needs attempts: how many times to retry a failed run")
 	}
 	return r
-}
-
-// terraformConfig checks `config: {source, action, variables?, plan?}`.
-func (p *parser) terraformConfig(kv *pair, task string) {
-	const rule = RuleTerraformConfig
-	fields, ok := p.mapping(kv.Value, "the config of a terraform task", rule)
-	if !ok {
-		return
-	}
-	var hasSource, hasAction bool
-	var action string
-	var plan *pair
-	for i, f := range fields {
-		switch f.Key.Value {
-		case "source":
-			hasSource = true
-			p.terraformSource(f)
-		case "action":
-			hasAction = true
-			if a, ok := p.str(f.Value, "config.action", rule); ok {
-				action = a
-				switch a {
-				case TerraformApply, TerraformDestroy, TerraformPlan, TerraformDrift:
-				default:
-					p.problem(f.Value, rule, "config.action must be apply, destroy, plan or drift, not %q", a)
-				}
-			}
-		case "variables":
-			p.variables(f.Value)
-		case "plan":
-			plan = &fields[i]
-		default:
-			p.unknownKey(f.Key, "a terraform config", "source", "action", "variables", "plan")
-		}
-	}
-	if plan != nil {
-		if action != TerraformApply && action != "" {
-			p.problem(plan.Key, rule, "config.plan belongs on action apply only (it names the plan task whose saved plan is applied), not %s", action)
-		} else {
-			p.planReference(*plan, task)
-		}
-	}
-	if !hasSource {
-		p.problem(kv.Key, rule, "a terraform config needs a source: {type: s3, bucket, key} or {type: local, location}")
-	}
-	if !hasAction {
-		p.problem(kv.Key, rule, "a terraform config needs an action: apply, destroy, plan or drift")
-	}
-}
-
-func (p *parser) terraformSource(kv pair) {
-	const rule = RuleTerraformConfig
-	fields, ok := p.mapping(kv.Value, "config.source", rule)
-	if !ok {
-		return
-	}
-	typ := ""
-	for _, f := range fields {
-		if f.Key.Value == "type" {
-			if s, ok := p.str(f.Value, "config.source.type", rule); ok {
-				if s == SourceS3 || s == SourceLocal {
-					typ = s
-				} else {
-					p.problem(f.Value, rule, "config.source.type must be s3 or local, not %q", s)
-				}
-			}
-		}
-	}
-	hasType := false
-	var allowed []string
-	switch typ {
-	case SourceS3:
-		allowed = []string{"type", "bucket", "key"}
-	case SourceLocal:
-		allowed = []string{"type", "location"}
-	default:
-		// Unknown type: judge no other key, the type problem says it all.
-		allowed = []string{"type", "bucket", "key", "location"}
-	}
-	present := map[string]bool{}
-	for _, f := range fields {
-		k := f.Key.Value
-		if k == "type" {
-			hasType = true
-			continue
-		}
-		if !slices.Contains(allowed, k) {
-			where := "a terraform source"
-			if typ != "" {
-				where = "a source of type " + typ
-			}
-			p.unknownKey(f.Key, where, allowed...)
-			continue
-		}
-		present[k] = true
-		if s, ok := p.str(f.Value, "config.source."+k, rule); ok && s == "" {
-			p.problem(f.Value, rule, "config.source.%s must not be empty", k)
-		} else if ok && k == "location" && typ == SourceLocal {
-			p.localLocation(f.Value, s)
-		}
-	}
-	if !hasType {
-		p.problem(kv.Key, rule, "config.source needs a type: s3 or local")
-		return
-	}
-	for _, k := range allowed {
-		if k != "type" && typ != "" && !present[k] {
-			p.problem(kv.Key, rule, "a source of type %s needs %s", typ, k)
-		}
-	}
-}
-
-// localLocation checks a local source's location as the terraform executor will: a path relative
-// to the satisfier's TERRAFORM_SOURCES_DIR, never absolute and without "..", so that it stays inside.
-func (p *parser) localLocation(node *yaml.Node, location string) {
-	if strings.HasPrefix(location, "/") || filepath.IsAbs(location) {
-		p.problem(node, RuleTerraformConfig, "config.source.location %q is absolute; a local source is a path relative to the satisfier's TERRAFORM_SOURCES_DIR", location)
-	} else if slices.Contains(strings.Split(filepath.ToSlash(location), "/"), "..") {
-		p.problem(node, RuleTerraformConfig, "config.source.location %q contains \"..\"; a local source stays inside the satisfier's TERRAFORM_SOURCES_DIR", location)
-	}
-}
-
-// variables checks the flat map of Terraform variables.
-func (p *parser) variables(raw *yaml.Node) {
-	const rule = RuleTerraformConfig
-	fields, ok := p.mapping(raw, "config.variables", rule)
-	if !ok {
-		return
-	}
-	for _, f := range fields {
-		if !variablePattern.MatchString(f.Key.Value) {
-			p.problem(f.Key, rule, "variable name %q is not a Terraform identifier (letters, digits, _ and -, not starting with a digit)", f.Key.Value)
-		}
-		v := resolve(f.Value)
-		ok := v != nil && v.Kind == yaml.ScalarNode
-		if ok {
-			switch v.ShortTag() {
-			case "!!str", "!!int", "!!float", "!!bool":
-			default:
-				ok = false
-			}
-		}
-		if !ok {
-			p.problem(f.Value, rule, "variable %s must be a string, number or boolean (variables are flat), not %s", f.Key.Value, kindName(f.Value))
-		}
-	}
-}
-
-// lambdaConfig checks `config: {name, args?}`.
-func (p *parser) lambdaConfig(kv *pair) {
-	const rule = RuleLambdaConfig
-	fields, ok := p.mapping(kv.Value, "the config of a lambda task", rule)
-	if !ok {
-		return
-	}
-	hasName := false
-	for _, f := range fields {
-		switch f.Key.Value {
-		case "name":
-			hasName = true
-			if s, ok := p.str(f.Value, "config.name", rule); ok && s == "" {
-				p.problem(f.Value, rule, "config.name must not be empty")
-			}
-		case "args":
-			if n := resolve(f.Value); n == nil || n.Kind != yaml.MappingNode {
-				p.problem(f.Value, rule, "config.args must be a mapping (it becomes the JSON object sent to the function), not %s", kindName(f.Value))
-			}
-		default:
-			p.unknownKey(f.Key, "a lambda config", "name", "args")
-		}
-	}
-	if !hasName {
-		p.problem(kv.Key, rule, "a lambda config needs name: the function to invoke")
-	}
 }

@@ -41,7 +41,7 @@ func ParseBroadcast(raw []byte) (Broadcast, error) {
 	switch {
 	case b.Stackseam != BroadcastKind:
 		return b, fmt.Errorf("not a broadcast: stackseam is %q", b.Stackseam)
-	case !machineNameRE.MatchString(b.Machine):
+	case !MachineNamePattern.MatchString(b.Machine):
 		return b, fmt.Errorf("the broadcast's machine %q is not a machine name", b.Machine)
 	case !eventNamePattern.MatchString(b.Event) || b.Event == EventNext || IsSystemEvent(b.Event):
 		return b, fmt.Errorf("the broadcast's event %q cannot be sent (a machine's own event, not NEXT or a system event)", b.Event)

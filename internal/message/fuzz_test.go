@@ -105,7 +105,7 @@ func checkEvent(t *testing.T, ev Event) {
 	if !stackIDPattern.MatchString(ev.StackID) || !eventNamePattern.MatchString(ev.Event) {
 		t.Fatalf("accepted an event with stackId %q and event %q", ev.StackID, ev.Event)
 	}
-	if ev.Machine != "" && !machineNameRE.MatchString(ev.Machine) {
+	if ev.Machine != "" && !MachineNamePattern.MatchString(ev.Machine) {
 		t.Fatalf("accepted machine name %q", ev.Machine)
 	}
 	if err := ev.Metadata.ValidateChanges("metadata"); err != nil {

@@ -106,6 +106,20 @@ func (e *Event) IsResult() bool {
 	return e.Event == EventTaskCompleted || e.Event == EventTaskError
 }
 
+// Reserved says why event is not one a publisher — a person with the CLI, CI, a schedule — may
+// send, or returns "" when it is: NEXT is fired by the state manager itself, and task results come
+// only from the task satisfier. The state manager refuses a published NEXT with these words, and
+// the CLI and the construct's schedules refuse both before anything is sent.
+func Reserved(event string) string {
+	switch event {
+	case EventNext:
+		return "NEXT is fired by the state manager when a state's tasks are done"
+	case EventTaskCompleted, EventTaskError:
+		return event + " is a task result, which only the task satisfier sends"
+	}
+	return ""
+}
+
 // TaskSpec is a task as its machine defines it.
 type TaskSpec struct {
 	Name     string         `json:"name"`

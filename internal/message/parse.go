@@ -23,8 +23,11 @@ const (
 var (
 	stackIDPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	eventNamePattern = regexp.MustCompile(`^[A-Z0-9_-]+$`)
-	machineNameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 )
+
+// MachineNamePattern is what an event's `machine` may say; the machine parser refuses a file whose
+// name does not match it, so every machine a file defines can be named in events.
+var MachineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // CutUTF8 returns s cut to at most max bytes on a character boundary: half a UTF-8 sequence is
 // not storable text.
@@ -100,7 +103,7 @@ func (m Metadata) validate(field string, nullRemoves bool) error {
 			}
 			return fmt.Errorf("%s.%s is null; values must be strings, numbers or booleans", field, k)
 		default:
-			return fmt.Errorf("%s.%s is %s; metadata must be flat (strings, numbers or booleans)", field, k, jsonKind(v))
+			return fmt.Errorf("%s.%s is %s; metadata must be flat (strings, numbers or booleans)", field, k, JSONKind(v))
 		}
 	}
 	return nil
@@ -159,12 +162,22 @@ func valueBytes(v any) int {
 	}
 }
 
-func jsonKind(v any) string {
+// JSONKind names the kind of a decoded JSON value (UseNumber: numbers are json.Number), as a
+// person would: "an object", "a list", "a string", "a number", "a boolean", "null".
+func JSONKind(v any) string {
 	switch v.(type) {
 	case map[string]any:
 		return "an object"
 	case []any:
 		return "a list"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
 	default:
 		return fmt.Sprintf("a %T", v)
 	}
@@ -206,7 +219,7 @@ func ParseEvent(body []byte) (Event, error) {
 	if !eventNamePattern.MatchString(ev.Event) {
 		return Event{}, invalid("event %q must match %s", ev.Event, eventNamePattern)
 	}
-	if ev.Machine != "" && !machineNameRE.MatchString(ev.Machine) {
+	if ev.Machine != "" && !MachineNamePattern.MatchString(ev.Machine) {
 		return Event{}, invalid("machine %q is not a valid machine name", ev.Machine)
 	}
 	if ev.EventID != "" {

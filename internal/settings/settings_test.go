@@ -75,7 +75,7 @@ func TestDeclaredRefusesUndeclaredNames(t *testing.T) {
 }
 
 func TestDeclaredListsAreConsistent(t *testing.T) {
-	for _, d := range []*settings.Declared{settings.StateManager, settings.Satisfier} {
+	for _, d := range []*settings.Declared{settings.StateManager, settings.Satisfier, settings.Query} {
 		seen := map[string]bool{}
 		for _, v := range d.Variables {
 			require.False(t, seen[v.Name], "%s declares %s twice", d.Function, v.Name)

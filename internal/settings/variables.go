@@ -128,6 +128,18 @@ var Satisfier = &Declared{Function: "satisfier", Variables: []Variable{
 	{Name: "RETRY_DELAY", LocalOnly: true},
 }}
 
+// Query is what the query function reads (see functions/query's package documentation): only how
+// to reach the database, which it opens read-only.
+var Query = &Declared{Function: "query", Variables: []Variable{
+	{Name: "DATABASE_SECRET_ID", Deployed: true},
+	{Name: "DATABASE_URL"},
+	// verify-full, as for the state manager: the construct sets it so the deployed function
+	// never depends on the default.
+	{Name: "DATABASE_SSLMODE", Deployed: true},
+	{Name: "DATABASE_SSLROOTCERT"},
+	{Name: "LOG_LEVEL", Deployed: true},
+}}
+
 // Lookup returns the declaration of name.
 func (d *Declared) Lookup(name string) (Variable, bool) {
 	i := slices.IndexFunc(d.Variables, func(v Variable) bool { return v.Name == name })

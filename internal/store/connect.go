@@ -36,6 +36,11 @@ type Config struct {
 	SSLRootCert string
 	// MaxConns bounds the pool. Defaults to 4.
 	MaxConns int32
+	// ReadOnly makes every transaction of every connection read-only
+	// (default_transaction_read_only, set when the connection starts): a
+	// statement that writes fails with SQLSTATE 25006. The query function and
+	// the CLI's reads use it. Defaults to read-write.
+	ReadOnly bool
 }
 
 // The environment variables ConfigFromEnv reads; the functions and the CLI
@@ -105,6 +110,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("no database configured: set DATABASE_URL or DATABASE_SECRET_ID")
 	}
 	poolCfg.MaxConns = cfg.MaxConns
+	if cfg.ReadOnly {
+		// A startup parameter, so it holds from the connection's first statement, before any
+		// query of ours runs; the secret's BeforeConnect keeps RuntimeParams.
+		if poolCfg.ConnConfig.RuntimeParams == nil {
+			poolCfg.ConnConfig.RuntimeParams = map[string]string{}
+		}
+		poolCfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	poolCfg.MaxConnIdleTime = 5 * time.Minute
 	if poolCfg.ConnConfig.ConnectTimeout == 0 {
 		// A server that drops packets must fail a connection attempt, not hang a handler until

@@ -24,6 +24,9 @@ type ListOptions struct {
 	State string
 	// Limit caps the number of stacks returned. Defaults to no limit.
 	Limit int
+	// After keeps only stacks whose id sorts after it, so a caller pages
+	// through the list by passing the last id it saw. Defaults to the start.
+	After string
 }
 
 // ListStacks returns the live stacks, ordered by id.
@@ -37,6 +40,10 @@ func (s *Store) ListStacks(ctx context.Context, opts ListOptions) ([]*engine.Sta
 	if opts.State != "" {
 		args = append(args, opts.State)
 		where = append(where, fmt.Sprintf("state = $%d", len(args)))
+	}
+	if opts.After != "" {
+		args = append(args, opts.After)
+		where = append(where, fmt.Sprintf("id > $%d", len(args)))
 	}
 	q := `SELECT ` + stackColumns + ` FROM stacks`
 	if len(where) > 0 {
@@ -157,4 +164,126 @@ func (s *Store) Rejections(ctx context.Context, stackID string, afterID int64) (
 		return nil, s.noteErr(fmt.Errorf("error reading rejections of stack %s: %w", stackID, err))
 	}
 	return records, nil
+}
+
+// StrayRejections returns, oldest first, up to limit (all when limit ≤ 0) of
+// the rejected messages that named a stack and have no row in its history —
+// those that arrived when the stack did not exist — with IDs above afterID.
+// A rejection of an existing stack is in both tables (same message id); a
+// caller reading History and StrayRejections sees each once, however it pages.
+func (s *Store) StrayRejections(ctx context.Context, stackID string, afterID int64, limit int) ([]RejectionRecord, error) {
+	q := `SELECT r.id, r.at, r.message_id, r.stack_id, r.event, r.reason, r.body
+		FROM rejections r WHERE r.stack_id = $1 AND r.id > $2
+		AND NOT (r.message_id <> '' AND EXISTS (SELECT 1 FROM history h
+			WHERE h.stack_id = r.stack_id AND h.kind = 'rejected' AND h.message_id = r.message_id))
+		ORDER BY r.id`
+	args := []any{stackID, afterID}
+	if limit > 0 {
+		q += " LIMIT $3"
+		args = append(args, limit)
+	}
+	rows, _ := s.pool.Query(ctx, q, args...)
+	records, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RejectionRecord, error) {
+		var r RejectionRecord
+		err := row.Scan(&r.ID, &r.At, &r.MessageID, &r.StackID, &r.Event, &r.Reason, &r.Body)
+		r.At = r.At.UTC()
+		return r, err
+	})
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error reading rejections of stack %s: %w", stackID, err))
+	}
+	return records, nil
+}
+
+// Absence says what is known about a stack that does not exist.
+type Absence struct {
+	// RemovedAt is when its latest life ended; nil when it never existed.
+	RemovedAt *time.Time
+	// Rejected counts the rejected messages that named it.
+	Rejected int
+	// LastRejectedAt and LastReason describe the latest of them.
+	LastRejectedAt *time.Time
+	LastReason     string
+}
+
+// Absent reads what explains that a stack is not there, in two bounded
+// index reads however long its history.
+func (s *Store) Absent(ctx context.Context, stackID string) (Absence, error) {
+	var a Absence
+	err := s.pool.QueryRow(ctx, `SELECT max(at) FROM history WHERE stack_id = $1 AND kind = 'removed'`, stackID).Scan(&a.RemovedAt)
+	if err != nil {
+		return a, s.noteErr(fmt.Errorf("error reading the removal of stack %s: %w", stackID, err))
+	}
+	err = s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM rejections WHERE stack_id = $1),
+		r.at, coalesce(r.reason, '') FROM (SELECT 1) one
+		LEFT JOIN LATERAL (SELECT at, reason FROM rejections WHERE stack_id = $1 ORDER BY id DESC LIMIT 1) r ON true`,
+		stackID).Scan(&a.Rejected, &a.LastRejectedAt, &a.LastReason)
+	if err != nil {
+		return a, s.noteErr(fmt.Errorf("error reading the rejections of stack %s: %w", stackID, err))
+	}
+	if a.RemovedAt != nil {
+		t := a.RemovedAt.UTC()
+		a.RemovedAt = &t
+	}
+	if a.LastRejectedAt != nil {
+		t := a.LastRejectedAt.UTC()
+		a.LastRejectedAt = &t
+	}
+	return a, nil
+}
+
+// SettledRunsOf is SettledRuns for the given live stacks only.
+func (s *Store) SettledRunsOf(ctx context.Context, stackIDs []string, since time.Time) ([]SettledRun, error) {
+	rows, _ := s.pool.Query(ctx, `
+		SELECT h.stack_id, h.task, h.task_run_id, h.at, h.detail->>'settledBy', coalesce(h.reason, '')
+		FROM history h JOIN stacks s ON s.id = h.stack_id
+		WHERE h.stack_id = ANY($2) AND h.kind = 'task-failed' AND h.detail ? 'settledBy' AND h.at >= $1
+		ORDER BY h.at, h.id`, since, stackIDs)
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SettledRun, error) {
+		var r SettledRun
+		err := row.Scan(&r.StackID, &r.Task, &r.RunID, &r.At, &r.SettledBy, &r.Reason)
+		r.At = r.At.UTC()
+		return r, err
+	})
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error reading force-settled task runs: %w", err))
+	}
+	return runs, nil
+}
+
+// MachineSummary is one machine the database knows: live stacks run on it,
+// or a stack once ran on one of its versions.
+type MachineSummary struct {
+	Name string
+	// LiveStacks counts the live stacks on it.
+	LiveStacks int
+	// LatestVersion is the hash of the version a stack was most recently
+	// pinned to first, and LatestStoredAt when; empty and nil when none is
+	// stored.
+	LatestVersion  string
+	LatestStoredAt *time.Time
+}
+
+// Machines lists the machines of live stacks and of stored versions, by name.
+func (s *Store) Machines(ctx context.Context) ([]MachineSummary, error) {
+	rows, _ := s.pool.Query(ctx, `
+		SELECT n.name, coalesce(c.live, 0), coalesce(v.hash, ''), v.stored_at
+		FROM (SELECT machine AS name FROM stacks UNION SELECT name FROM machine_versions) n
+		LEFT JOIN (SELECT machine, count(*) AS live FROM stacks GROUP BY machine) c ON c.machine = n.name
+		LEFT JOIN LATERAL (SELECT hash, stored_at FROM machine_versions WHERE name = n.name
+			ORDER BY stored_at DESC, hash LIMIT 1) v ON true
+		ORDER BY n.name`)
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MachineSummary, error) {
+		var m MachineSummary
+		err := row.Scan(&m.Name, &m.LiveStacks, &m.LatestVersion, &m.LatestStoredAt)
+		if m.LatestStoredAt != nil {
+			t := m.LatestStoredAt.UTC()
+			m.LatestStoredAt = &t
+		}
+		return m, err
+	})
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error listing machines: %w", err))
+	}
+	return list, nil
 }

@@ -92,4 +92,19 @@ func TestHistoryAndRejectionsOfAStack(t *testing.T) {
 	later, err := b.store.Rejections(b.ctx, "s", rejected[0].ID)
 	require.NoError(t, err)
 	require.Len(t, later, 1)
+
+	// Both rejections of s are in its history too; only other's, which never existed, is stray.
+	stray, err := b.store.StrayRejections(b.ctx, "s", 0, 0)
+	require.NoError(t, err)
+	require.Empty(t, stray)
+	stray, err = b.store.StrayRejections(b.ctx, "other", 0, 10)
+	require.NoError(t, err)
+	require.Len(t, stray, 1)
+	require.Equal(t, "no machine", stray[0].Reason)
+	absent, err := b.store.Absent(b.ctx, "other")
+	require.NoError(t, err)
+	require.Nil(t, absent.RemovedAt)
+	require.Equal(t, 1, absent.Rejected)
+	require.Equal(t, "no machine", absent.LastReason)
+	require.NotNil(t, absent.LastRejectedAt)
 }

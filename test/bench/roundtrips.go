@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/stackseam/stackseam/internal/machine"
 )
 
 // minimumTrips is the fewest round trips the design (docs/design.md §"Round trips") allows for
@@ -38,11 +36,11 @@ func (b *bench) roundTrips(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
-	dir, err := machineDir(b.work)
+	machines, err := benchMachines(b.work)
 	if err != nil {
 		return err
 	}
-	w := newWorker(st, machine.NewDirCatalog(dir, machine.CatalogOptions{}), "rt")
+	w := newWorker(st, machines, "rt")
 	// Warm up first: the first use of a statement on a connection prepares
 	// it, one round trip more.
 	for range 20 {

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/store"
 )
 
@@ -45,11 +44,10 @@ func populate(ctx context.Context, st *store.Store, n int) error {
 // with one holding many, in alternating rounds of the same workload (one
 // worker; each lifecycle also sends an ACCESS to a random stored stack).
 func (b *bench) scale(ctx context.Context) error {
-	dir, err := machineDir(b.work)
+	machines, err := benchMachines(b.work)
 	if err != nil {
 		return err
 	}
-	catalog := machine.NewDirCatalog(dir, machine.CatalogOptions{})
 	sizes := []int{100, b.o.stored}
 	stores := make([]*store.Store, len(sizes))
 	for i, n := range sizes {
@@ -66,7 +64,7 @@ func (b *bench) scale(ctx context.Context) error {
 			return err
 		}
 		progress("  stored %d stacks in %s", n, time.Since(started).Round(time.Millisecond))
-		if _, err := runFor(ctx, stores[i], catalog, "warm", 1, time.Second, storedIDs(n)); err != nil {
+		if _, err := runFor(ctx, stores[i], machines, "warm", 1, time.Second, storedIDs(n)); err != nil {
 			return err
 		}
 	}
@@ -75,7 +73,7 @@ func (b *bench) scale(ctx context.Context) error {
 	for round := range b.o.rounds {
 		for j := range sizes {
 			i := (round + j) % len(sizes) // alternate which goes first
-			r, err := runFor(ctx, stores[i], catalog, fmt.Sprintf("s%d", round), 1, time.Duration(b.o.seconds)*time.Second/2, storedIDs(sizes[i]))
+			r, err := runFor(ctx, stores[i], machines, fmt.Sprintf("s%d", round), 1, time.Duration(b.o.seconds)*time.Second/2, storedIDs(sizes[i]))
 			if err != nil {
 				return err
 			}

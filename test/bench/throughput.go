@@ -17,7 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/store"
 	"github.com/stackseam/stackseam/test/localenv"
 )
@@ -102,13 +102,12 @@ func (b *bench) throughput(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
-	dir, err := machineDir(b.work)
+	machines, err := benchMachines(b.work)
 	if err != nil {
 		return err
 	}
-	catalog := machine.NewDirCatalog(dir, machine.CatalogOptions{})
 	// Warm up: connections, prepared statements, the machine cache.
-	if _, err := runFor(ctx, st, catalog, "warm", 8, time.Second, nil); err != nil {
+	if _, err := runFor(ctx, st, machines, "warm", 8, time.Second, nil); err != nil {
 		return err
 	}
 
@@ -123,17 +122,17 @@ func (b *bench) throughput(ctx context.Context) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return b.compare(ctx, st, catalog, pgbenchURL, "")
+	return b.compare(ctx, st, machines, pgbenchURL, "")
 }
 
 // compare runs the state manager on st and pgbench -N on pgbenchURL in
 // alternating rounds at 1 and 8 clients and adds a row for each; shape, if
 // not empty, says how the server differs from the default one.
-func (b *bench) compare(ctx context.Context, st *store.Store, catalog *machine.Catalog, pgbenchURL, shape string) error {
+func (b *bench) compare(ctx context.Context, st *store.Store, machines *catalog.Catalog, pgbenchURL, shape string) error {
 	for _, n := range []int{1, 8} {
 		var events, tps, ratios, p50s, p99s []float64
 		for round := range b.o.rounds {
-			r, err := runFor(ctx, st, catalog, fmt.Sprintf("r%d-c%d", round, n), n, time.Duration(b.o.seconds)*time.Second, nil)
+			r, err := runFor(ctx, st, machines, fmt.Sprintf("r%d-c%d", round, n), n, time.Duration(b.o.seconds)*time.Second, nil)
 			if err != nil {
 				return err
 			}
@@ -198,15 +197,14 @@ func (b *bench) productionThroughput(ctx context.Context) error {
 	if _, err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	dir, err := machineDir(b.work)
+	machines, err := benchMachines(b.work)
 	if err != nil {
 		return err
 	}
-	catalog := machine.NewDirCatalog(dir, machine.CatalogOptions{})
-	if _, err := runFor(ctx, st, catalog, "warm", 8, time.Second, nil); err != nil {
+	if _, err := runFor(ctx, st, machines, "warm", 8, time.Second, nil); err != nil {
 		return err
 	}
-	return b.compare(ctx, st, catalog, pgbenchURL, ", TLS-only server (verify-full), fsync + synchronous_commit on")
+	return b.compare(ctx, st, machines, pgbenchURL, ", TLS-only server (verify-full), fsync + synchronous_commit on")
 }
 
 func plural(n int) string {

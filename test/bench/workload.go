@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stackseam/stackseam/internal/applier"
-	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/internal/store"
@@ -107,13 +107,16 @@ func openStore(ctx context.Context, url string, maxConns int32) (*store.Store, e
 	return st, nil
 }
 
-// machineDir writes benchMachine into a new folder under work.
-func machineDir(work string) (string, error) {
+// benchMachines writes benchMachine into a new folder under work and returns the catalog of it.
+func benchMachines(work string) (*catalog.Catalog, error) {
 	dir, err := os.MkdirTemp(work, "machines-")
-	if err != nil {
-		return "", err
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "bench.yml"), []byte(benchMachine), 0o644)
 	}
-	return dir, os.WriteFile(filepath.Join(dir, "bench.yml"), []byte(benchMachine), 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("error writing the bench machine: %w", err)
+	}
+	return catalog.NewDir(dir, catalog.Options{}), nil
 }
 
 // worker drives whole stack lifecycles through applier.Handle, in process.
@@ -132,9 +135,9 @@ type worker struct {
 	observe func(kind string, took time.Duration, trips int64)
 }
 
-func newWorker(st *store.Store, catalog *machine.Catalog, name string) *worker {
+func newWorker(st *store.Store, machines *catalog.Catalog, name string) *worker {
 	w := &worker{name: name}
-	w.app = &applier.Applier{Store: st, Machines: catalog,
+	w.app = &applier.Applier{Store: st, Machines: machines,
 		Outlets: map[string]applier.Outlet{store.DestinationTask: func(_ context.Context, rows []store.OutboxMessage) error {
 			w.sent = append(w.sent, rows...)
 			return nil
@@ -225,12 +228,12 @@ func (r throughput) perSecond() float64 { return float64(r.events) / r.elapsed.S
 
 // runFor runs lifecycles on workers concurrent workers for about d and
 // reports events per second and the time of one event.
-func runFor(ctx context.Context, st *store.Store, catalog *machine.Catalog, name string, workers int, d time.Duration,
+func runFor(ctx context.Context, st *store.Store, machines *catalog.Catalog, name string, workers int, d time.Duration,
 	stored func() string) (throughput, error) {
 	ws := make([]*worker, workers)
 	times := make([][]time.Duration, workers)
 	for i := range ws {
-		ws[i] = newWorker(st, catalog, fmt.Sprintf("%s-w%d", name, i))
+		ws[i] = newWorker(st, machines, fmt.Sprintf("%s-w%d", name, i))
 		ws[i].stored = stored
 		ws[i].observe = func(_ string, took time.Duration, _ int64) { times[i] = append(times[i], took) }
 	}

@@ -113,6 +113,9 @@ func (d *demo) run(ctx context.Context) (err error) {
 	if err := d.setUp(ctx); err != nil {
 		return err
 	}
+	if err := d.startWebConsole(ctx); err != nil {
+		return err
+	}
 	return d.scenario(ctx)
 }
 

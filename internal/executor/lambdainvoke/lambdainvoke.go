@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -44,23 +43,9 @@ type functionError struct {
 	ErrorMessage string `json:"errorMessage"`
 }
 
-// ParseConfig reads a lambda task's config.
+// ParseConfig reads a lambda task's config from a task message (see executor.DecodeConfig).
 func ParseConfig(raw map[string]any) (Config, error) {
-	var c Config
-	data, err := json.Marshal(raw)
-	if err == nil {
-		err = json.Unmarshal(data, &c)
-	}
-	if err != nil {
-		return c, fmt.Errorf("the lambda task's config is malformed: %w", err)
-	}
-	if c.Name == "" {
-		return c, errors.New("the lambda task's config needs name: the function to invoke")
-	}
-	if len(c.Args) > 0 && !bytes.HasPrefix(bytes.TrimSpace(c.Args), []byte("{")) {
-		return c, fmt.Errorf("the lambda task's config.args must be an object, not %s", executor.DescribeJSON(c.Args))
-	}
-	return c, nil
+	return executor.DecodeConfig[Config](Kind, raw)
 }
 
 // BuildPayload returns the JSON the function is invoked with.

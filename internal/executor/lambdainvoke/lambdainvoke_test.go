@@ -140,11 +140,13 @@ func TestInvokeStopsWithContext(t *testing.T) {
 func TestParseConfig(t *testing.T) {
 	t.Parallel()
 	_, err := lambdainvoke.ParseConfig(map[string]any{})
-	require.EqualError(t, err, "the lambda task's config needs name: the function to invoke")
-	_, err = lambdainvoke.ParseConfig(map[string]any{"name": "f", "args": []any{"x"}})
-	require.EqualError(t, err, "the lambda task's config.args must be an object, not a list")
+	// A task message is judged by the rules the machine parser applies, in the same words.
+	require.EqualError(t, err, "the lambda task's config is invalid: a lambda config needs name: the function to invoke")
+	_, err = lambdainvoke.ParseConfig(map[string]any{"name": "f", "args": []any{"x"}, "extra": true})
+	require.EqualError(t, err, "the lambda task's config is invalid: config.args must be a mapping "+
+		"(it becomes the JSON object sent to the function), not a list; unknown key \"extra\" in a lambda config (allowed: name, args)")
 	_, err = lambdainvoke.ParseConfig(map[string]any{"name": 3})
-	require.ErrorContains(t, err, "the lambda task's config is malformed")
+	require.EqualError(t, err, "the lambda task's config is invalid: config.name must be a string, not an integer")
 	c, err := lambdainvoke.ParseConfig(map[string]any{"name": "f", "args": map[string]any{"a": "b"}})
 	require.NoError(t, err)
 	require.Equal(t, "f", c.Name)

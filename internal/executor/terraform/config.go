@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/message"
 )
 
@@ -57,46 +58,9 @@ func (s Source) String() string {
 	return s.Location
 }
 
-// ParseConfig reads a terraform task's config. The state manager validated the machine file, but
-// a task message is checked again: it may come from anywhere.
+// ParseConfig reads a terraform task's config from a task message (see executor.DecodeConfig).
 func ParseConfig(raw map[string]any) (Config, error) {
-	var c Config
-	data, err := json.Marshal(raw)
-	if err == nil {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber() // variables keep their exact numbers
-		err = dec.Decode(&c)
-	}
-	if err != nil {
-		return c, fmt.Errorf("the terraform task's config is malformed: %w", err)
-	}
-	var problems []string
-	switch c.Source.Type {
-	case SourceS3:
-		if c.Source.Bucket == "" || c.Source.Key == "" {
-			problems = append(problems, "a source of type s3 needs bucket and key")
-		}
-	case SourceLocal:
-		if c.Source.Location == "" {
-			problems = append(problems, "a source of type local needs location")
-		} else if err := CheckLocation(c.Source.Location); err != nil {
-			problems = append(problems, err.Error())
-		}
-	default:
-		problems = append(problems, fmt.Sprintf("config.source.type must be s3 or local, not %q", c.Source.Type))
-	}
-	switch c.Action {
-	case ActionApply, ActionDestroy, ActionPlan, ActionDrift:
-	default:
-		problems = append(problems, fmt.Sprintf("config.action must be apply, destroy, plan or drift, not %q", c.Action))
-	}
-	if c.Plan != "" && c.Action != ActionApply {
-		problems = append(problems, fmt.Sprintf("config.plan belongs on action apply only, not %s", c.Action))
-	}
-	if len(problems) > 0 {
-		return c, fmt.Errorf("the terraform task's config is invalid: %s", strings.Join(problems, "; "))
-	}
-	return c, nil
+	return executor.DecodeConfig[Config](Kind, raw)
 }
 
 // CheckLocation checks a local source's location: a relative path inside the sources dir
@@ -105,10 +69,10 @@ func ParseConfig(raw map[string]any) (Config, error) {
 // copied.
 func CheckLocation(location string) error {
 	if filepath.IsAbs(location) || strings.HasPrefix(location, "/") {
-		return fmt.Errorf("config.source.location %q is absolute; a local source is a path relative to the sources dir (TERRAFORM_SOURCES_DIR)", location)
+		return fmt.Errorf("config.source.location %q is absolute; a local source is a path relative to the satisfier's TERRAFORM_SOURCES_DIR", location)
 	}
 	if slices.Contains(strings.Split(filepath.ToSlash(location), "/"), "..") {
-		return fmt.Errorf("config.source.location %q contains \"..\"; a local source stays inside the sources dir (TERRAFORM_SOURCES_DIR)", location)
+		return fmt.Errorf("config.source.location %q contains \"..\"; a local source stays inside the satisfier's TERRAFORM_SOURCES_DIR", location)
 	}
 	return nil
 }

@@ -34,10 +34,13 @@ func TestParseConfig(t *testing.T) {
 		config map[string]any
 		want   string
 	}{
-		{map[string]any{}, `config.source.type must be s3 or local, not ""; config.action must be apply, destroy, plan or drift, not ""`},
-		{map[string]any{"source": map[string]any{"type": "s3", "bucket": "b"}, "action": "apply"}, "a source of type s3 needs bucket and key"},
-		{map[string]any{"source": map[string]any{"type": "local"}, "action": "show"}, "a source of type local needs location; config.action must be apply, destroy, plan or drift, not \"show\""},
-		{map[string]any{"source": "s3://b/k", "action": "apply"}, "the terraform task's config is malformed"},
+		// A task message is judged by the rules the machine parser applies, in the same words.
+		{map[string]any{}, "the terraform task's config is invalid: a terraform config needs a source: {type: s3, bucket, key} or {type: local, location}; " +
+			"a terraform config needs an action: apply, destroy, plan or drift"},
+		{map[string]any{"source": map[string]any{"type": "s3", "bucket": "b"}, "action": "apply"}, "a source of type s3 needs key"},
+		{map[string]any{"source": map[string]any{"type": "local"}, "action": "show"}, "config.action must be apply, destroy, plan or drift, not \"show\"; a source of type local needs location"},
+		{map[string]any{"source": map[string]any{"type": "local", "location": "tf"}, "action": "destroy", "plan": "review"}, "config.plan belongs on action apply only"},
+		{map[string]any{"source": "s3://b/k", "action": "apply"}, "config.source must be a mapping, not a string"},
 		{map[string]any{"source": map[string]any{"type": "local", "location": "/var/task/infra"}, "action": "apply"},
 			`config.source.location "/var/task/infra" is absolute`},
 		{map[string]any{"source": map[string]any{"type": "local", "location": "infra/../../etc"}, "action": "apply"},

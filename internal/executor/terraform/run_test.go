@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/internal/dispatch"
 	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/executor/terraform"
 	"github.com/stackseam/stackseam/internal/message"
@@ -212,13 +213,13 @@ func TestProblemsBeforeTerraformRunsAreReported(t *testing.T) {
 		{tfTask("b", map[string]any{"source": localSource("no-such-folder"), "action": "apply"}, nil),
 			"error copying the local source no-such-folder"},
 		{tfTask("c", map[string]any{"source": localSource("basic"), "action": "apply", "variables": map[string]any{"api.image": "v1"}}, nil),
-			`variable key "api.image" is not a valid Terraform variable name`},
+			`variable name "api.image" is not a Terraform identifier`},
 		{tfTask("d", map[string]any{"source": localSource("basic"), "action": "show"}, nil),
 			`config.action must be apply, destroy, plan or drift, not "show"`},
 		{tfTask("e", map[string]any{"source": localSource(filepath.Join(fixtures(t), "basic")), "action": "apply"}, nil),
-			"is absolute; a local source is a path relative to the sources dir (TERRAFORM_SOURCES_DIR)"},
+			"is absolute; a local source is a path relative to the satisfier's TERRAFORM_SOURCES_DIR"},
 		{tfTask("f", map[string]any{"source": localSource("../terraform/basic"), "action": "destroy"}, nil),
-			`contains ".."; a local source stays inside the sources dir (TERRAFORM_SOURCES_DIR)`},
+			`contains ".."; a local source stays inside the satisfier's TERRAFORM_SOURCES_DIR`},
 	} {
 		out, err := r.Run(context.Background(), tc.task)
 		require.ErrorContains(t, err, tc.want)
@@ -245,7 +246,7 @@ func TestTimeoutIsReportedAsTaskError(t *testing.T) {
 	t.Parallel()
 	r := newRunner(t)
 	var published []queue.Outgoing
-	d := &executor.Dispatcher{
+	d := &dispatch.Dispatcher{
 		Executors: map[string]executor.Executor{"terraform": r},
 		Publish: func(_ context.Context, m queue.Outgoing) error {
 			published = append(published, m)

@@ -1,4 +1,4 @@
-package machine
+package catalog
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stretchr/testify/require"
 )
 
@@ -51,7 +52,7 @@ func setupDir(t *testing.T, files map[string]string) *dirBundle {
 	for name, content := range files {
 		b.write(t, name, content)
 	}
-	b.catalog = NewDirCatalog(b.dir, CatalogOptions{Now: b.clock.Now})
+	b.catalog = NewDir(b.dir, Options{Now: b.clock.Now})
 	return b
 }
 
@@ -86,7 +87,7 @@ func TestDirCatalogGet(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "a", m.Name)
 	require.Equal(t, filepath.Join(b.dir, "a.yml"), m.Source)
-	require.Equal(t, CatalogStats{Lists: 1, Reads: 2}, b.catalog.Stats())
+	require.Equal(t, Stats{Lists: 1, Reads: 2}, b.catalog.Stats())
 
 	// Loaded once: more calls neither list nor read.
 	for range 10 {
@@ -94,15 +95,15 @@ func TestDirCatalogGet(t *testing.T) {
 		require.NoError(t, err)
 		require.Same(t, m, again)
 	}
-	require.Equal(t, CatalogStats{Lists: 1, Reads: 2}, b.catalog.Stats())
+	require.Equal(t, Stats{Lists: 1, Reads: 2}, b.catalog.Stats())
 
 	_, err = b.catalog.Get(ctx, "b")
 	require.ErrorIs(t, err, ErrInvalidMachine)
 	require.NotErrorIs(t, err, ErrUnknownMachine)
 	require.ErrorContains(t, err, filepath.Join(b.dir, "b.yaml")+":3:1: there is no INIT state; every stack starts in INIT [missing-init]")
-	var verr *ValidationError
+	var verr *machine.ValidationError
 	require.ErrorAs(t, err, &verr)
-	require.Equal(t, RuleMissingInit, verr.Problems[0].Rule)
+	require.Equal(t, machine.RuleMissingInit, verr.Problems[0].Rule)
 
 	for _, name := range []string{"c", "sub", ".hidden", "hidden", "notes"} {
 		_, err = b.catalog.Get(ctx, name)
@@ -123,7 +124,7 @@ func TestDirCatalogRefreshesOnlyChangedFiles(t *testing.T) {
 	before, err := b.catalog.Get(ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, "1", before.Version)
-	require.Equal(t, CatalogStats{Lists: 1, Reads: 2}, b.catalog.Stats())
+	require.Equal(t, Stats{Lists: 1, Reads: 2}, b.catalog.Stats())
 
 	b.write(t, "a.yml", otherMachine)
 
@@ -132,7 +133,7 @@ func TestDirCatalogRefreshesOnlyChangedFiles(t *testing.T) {
 	m, err := b.catalog.Get(ctx, "a")
 	require.NoError(t, err)
 	require.Same(t, before, m)
-	require.Equal(t, CatalogStats{Lists: 1, Reads: 2}, b.catalog.Stats())
+	require.Equal(t, Stats{Lists: 1, Reads: 2}, b.catalog.Stats())
 
 	// After it, it lists again and reads only the changed file.
 	b.clock.Add(time.Second)
@@ -140,18 +141,18 @@ func TestDirCatalogRefreshesOnlyChangedFiles(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "1.0", m.Version)
 	require.Equal(t, []string{"GO"}, m.Events)
-	require.Equal(t, CatalogStats{Lists: 2, Reads: 3}, b.catalog.Stats())
+	require.Equal(t, Stats{Lists: 2, Reads: 3}, b.catalog.Stats())
 
 	// Nothing changed: the next listing reads nothing.
 	b.clock.Add(30 * time.Second)
 	unchanged, err := b.catalog.Get(ctx, "b")
 	require.NoError(t, err)
-	require.Equal(t, CatalogStats{Lists: 3, Reads: 3}, b.catalog.Stats())
+	require.Equal(t, Stats{Lists: 3, Reads: 3}, b.catalog.Stats())
 	b.clock.Add(30 * time.Second)
 	again, err := b.catalog.Get(ctx, "b")
 	require.NoError(t, err)
 	require.Same(t, unchanged, again)
-	require.Equal(t, CatalogStats{Lists: 4, Reads: 3}, b.catalog.Stats())
+	require.Equal(t, Stats{Lists: 4, Reads: 3}, b.catalog.Stats())
 }
 
 func TestDirCatalogValidityFollowsTheFile(t *testing.T) {
@@ -202,7 +203,7 @@ func TestDirCatalogUnknownNameForcesARateLimitedListing(t *testing.T) {
 	m, err := b.catalog.Get(ctx, "new")
 	require.NoError(t, err)
 	require.Equal(t, "new", m.Name)
-	require.Equal(t, CatalogStats{Lists: 2, Reads: 2}, b.catalog.Stats())
+	require.Equal(t, Stats{Lists: 2, Reads: 2}, b.catalog.Stats())
 
 	// Known names never force a listing.
 	b.clock.Add(5 * time.Second)
@@ -254,7 +255,7 @@ func TestDirCatalogSourceErrorsAreTransient(t *testing.T) {
 
 func TestDirCatalogMissingFolder(t *testing.T) {
 	t.Parallel()
-	c := NewDirCatalog(filepath.Join(t.TempDir(), "nope"), CatalogOptions{})
+	c := NewDir(filepath.Join(t.TempDir(), "nope"), Options{})
 	_, err := c.Get(context.Background(), "a")
 	require.ErrorIs(t, err, os.ErrNotExist)
 	require.NotErrorIs(t, err, ErrUnknownMachine)
@@ -299,7 +300,7 @@ func TestCatalogRefreshIgnoresIntervals(t *testing.T) {
 	b := setupDir(t, map[string]string{"a.yml": validMachine})
 	require.NoError(t, b.catalog.Refresh(ctx))
 	require.NoError(t, b.catalog.Refresh(ctx))
-	require.Equal(t, CatalogStats{Lists: 2, Reads: 1}, b.catalog.Stats())
+	require.Equal(t, Stats{Lists: 2, Reads: 1}, b.catalog.Stats())
 	_, err := b.catalog.Get(ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, int64(2), b.catalog.Stats().Lists, "Get uses the listing Refresh made")
@@ -358,7 +359,7 @@ func TestCatalogReadErrors(t *testing.T) {
 	src.set("a", validMachine)
 	src.set("b", validMachine)
 	clk := &clock{now: time.Unix(0, 0)}
-	c := newCatalog(src, CatalogOptions{Now: clk.Now})
+	c := newCatalog(src, Options{Now: clk.Now})
 
 	src.failRead["b"] = true
 	_, err := c.Get(ctx, "a")
@@ -394,8 +395,8 @@ func TestCatalogReadErrors(t *testing.T) {
 func TestCatalogRejectsHugeFiles(t *testing.T) {
 	t.Parallel()
 	src := &fakeSource{files: map[string]string{}, versions: map[string]int{}, failRead: map[string]bool{}}
-	src.set("big", validMachine+"# "+string(make([]byte, maxFileSize)))
-	c := newCatalog(src, CatalogOptions{})
+	src.set("big", validMachine+"# "+string(make([]byte, machine.MaxFileSize)))
+	c := newCatalog(src, Options{})
 	_, err := c.Get(context.Background(), "big")
 	require.ErrorIs(t, err, ErrInvalidMachine)
 	require.ErrorContains(t, err, "larger than")
@@ -431,7 +432,7 @@ func TestCatalogLoadedNeverReadsTheSource(t *testing.T) {
 	ctx := context.Background()
 	src := &fakeSource{files: map[string]string{}, versions: map[string]int{}}
 	src.set("a", validMachine)
-	c := newCatalog(src, CatalogOptions{})
+	c := newCatalog(src, Options{})
 	_, err := c.Loaded("a")
 	require.ErrorIs(t, err, ErrUnknownMachine, "nothing loaded yet, and Loaded does not load")
 	require.Zero(t, c.Stats().Lists)
@@ -442,12 +443,12 @@ func TestCatalogLoadedNeverReadsTheSource(t *testing.T) {
 	m, err := c.Loaded("a")
 	require.NoError(t, err)
 	require.Equal(t, validMachine, string(m.Body), "the parsed snapshot, not the changed source")
-	require.Equal(t, CatalogStats{Lists: 1, Reads: 1}, c.Stats())
+	require.Equal(t, Stats{Lists: 1, Reads: 1}, c.Stats())
 }
 
 func TestCatalogRememberParsesStoredVersions(t *testing.T) {
 	t.Parallel()
-	c := newCatalog(&fakeSource{files: map[string]string{}, versions: map[string]int{}}, CatalogOptions{})
+	c := newCatalog(&fakeSource{files: map[string]string{}, versions: map[string]int{}}, Options{})
 	m, err := c.Remember("gone", []byte(otherMachine))
 	require.NoError(t, err)
 	require.Equal(t, "gone", m.Name)
@@ -479,7 +480,7 @@ func TestCatalogGetDoesNotWaitForARefreshInProgress(t *testing.T) {
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	src := &slowSource{fakeSource: &fakeSource{files: map[string]string{}, versions: map[string]int{}}}
 	src.set("a", validMachine)
-	c := newCatalog(src, CatalogOptions{Now: clk.Now})
+	c := newCatalog(src, Options{Now: clk.Now})
 	first, err := c.Get(ctx, "a")
 	require.NoError(t, err)
 
@@ -499,4 +500,24 @@ func TestCatalogGetDoesNotWaitForARefreshInProgress(t *testing.T) {
 	require.Same(t, first, m)
 	close(src.held)
 	<-refreshing
+}
+
+func TestParseFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true}}\n")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), data, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.json"), data, 0o600))
+
+	m, err := ParseFile(filepath.Join(dir, "a.yaml"))
+	require.NoError(t, err)
+	require.Equal(t, "a", m.Name)
+
+	_, err = ParseFile(filepath.Join(dir, "b.json"))
+	require.ErrorContains(t, err, ".yml or .yaml")
+
+	_, err = ParseFile(filepath.Join(dir, "missing.yml"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	var verr *machine.ValidationError
+	require.False(t, errors.As(err, &verr), "a read error is not a validation error")
 }

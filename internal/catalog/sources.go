@@ -1,4 +1,4 @@
-package machine
+package catalog
 
 import (
 	"context"
@@ -12,35 +12,42 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stackseam/stackseam/internal/executor/kinds"
+	"github.com/stackseam/stackseam/internal/machine"
 )
 
-// NewDirCatalog returns a catalog of the machine files directly inside dir
+// NewDir returns a catalog of the machine files directly inside dir
 // (every <name>.yml or <name>.yaml; sub-folders and dot-files are skipped). A
 // file is read again when its modification time or size changes.
-func NewDirCatalog(dir string, opts CatalogOptions) *Catalog {
+func NewDir(dir string, opts Options) *Catalog {
 	return newCatalog(dirSource{dir: dir}, opts)
 }
 
-// NewS3Catalog returns a catalog of the machine files in bucket under prefix:
+// NewS3 returns a catalog of the machine files in bucket under prefix:
 // each object <prefix><name>.yml or <prefix><name>.yaml is a machine (objects
 // in deeper "folders" are not). prefix is a folder such as "machines/"; a
 // missing trailing slash is added, and "" means the bucket's top level. An
 // object is downloaded again when its ETag changes.
-func NewS3Catalog(client *s3.Client, bucket, prefix string, opts CatalogOptions) *Catalog {
+func NewS3(client *s3.Client, bucket, prefix string, opts Options) *Catalog {
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
 	return newCatalog(&s3Source{client: client, bucket: bucket, prefix: prefix}, opts)
 }
 
-// IsMachineFile reports the machine name of a file name the catalogs load (and `stackseam
-// validate` checks, so both judge the same files). Dot-files are skipped: editors and sync tools
-// leave them next to real ones.
-func IsMachineFile(base string) (string, bool) {
-	if strings.HasPrefix(base, ".") {
-		return "", false
+// ParseFile reads and validates the machine file at path; the machine is
+// named after the file. Errors reading the file are returned as they are; a
+// file that breaks the rules gives a *machine.ValidationError.
+func ParseFile(path string) (*machine.Machine, error) {
+	name, ok := machine.NameFromFile(path)
+	if !ok {
+		return nil, fmt.Errorf("error reading machine file %s: the name must end in .yml or .yaml", path)
 	}
-	return NameFromFile(base)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("error reading machine file: %w", err)
+	}
+	return machine.Parse(name, path, data, kinds.All)
 }
 
 type dirSource struct {
@@ -50,17 +57,47 @@ type dirSource struct {
 func (d dirSource) String() string { return d.dir }
 
 func (d dirSource) list(_ context.Context) ([]object, error) {
-	entries, err := os.ReadDir(d.dir)
+	files, err := DirFiles(d.dir)
 	if err != nil {
 		return nil, err
 	}
-	var out []object
+	out := make([]object, len(files))
+	for i, f := range files {
+		out[i] = object{
+			name:     f.Name,
+			key:      f.Path,
+			location: f.Path,
+			version:  fmt.Sprintf("%d/%d", f.info.ModTime().UnixNano(), f.info.Size()),
+		}
+	}
+	return out, nil
+}
+
+// File is one machine file of a folder.
+type File struct {
+	// Name is the machine's name: the file name without .yml or .yaml.
+	Name string
+	// Path is the folder joined with the file name.
+	Path string
+	info fs.FileInfo
+}
+
+// DirFiles lists the machine files directly inside dir, sorted by path, as the catalog loads
+// them: every <name>.yml or <name>.yaml that is a regular file or a link to one (sub-folders and
+// dot-files are skipped, see machine.IsMachineFile). Two files that give one name (a.yml and
+// a.yaml) are both listed; the catalog refuses that machine as defined twice.
+func DirFiles(dir string) ([]File, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []File
 	for _, e := range entries {
-		name, ok := IsMachineFile(e.Name())
+		name, ok := machine.IsMachineFile(e.Name())
 		if !ok {
 			continue
 		}
-		path := filepath.Join(d.dir, e.Name())
+		path := filepath.Join(dir, e.Name())
 		info, err := os.Stat(path) // follows symlinks, unlike e.Info
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed since ReadDir, or a dangling link
@@ -71,12 +108,7 @@ func (d dirSource) list(_ context.Context) ([]object, error) {
 		if !info.Mode().IsRegular() {
 			continue
 		}
-		out = append(out, object{
-			name:     name,
-			key:      path,
-			location: path,
-			version:  fmt.Sprintf("%d/%d", info.ModTime().UnixNano(), info.Size()),
-		})
+		out = append(out, File{Name: name, Path: path, info: info})
 	}
 	return out, nil
 }
@@ -118,7 +150,7 @@ func (s *s3Source) list(ctx context.Context) ([]object, error) {
 			if strings.Contains(rest, "/") {
 				continue
 			}
-			name, ok := IsMachineFile(rest)
+			name, ok := machine.IsMachineFile(rest)
 			if !ok {
 				continue
 			}
@@ -140,7 +172,7 @@ func (s *s3Source) read(ctx context.Context, o object) ([]byte, string, error) {
 	}
 	defer res.Body.Close()
 	// One byte more than allowed, so the caller can tell the file is too big.
-	data, err := io.ReadAll(io.LimitReader(res.Body, maxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(res.Body, machine.MaxFileSize+1))
 	if err != nil {
 		return nil, "", err
 	}

@@ -1,4 +1,4 @@
-package executor_test
+package dispatch_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/internal/dispatch"
 	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
 	"github.com/stackseam/stackseam/internal/executor/redact"
@@ -26,7 +27,7 @@ import (
 // published.
 type bundle struct {
 	fake *harness.LambdaFake
-	d    *executor.Dispatcher
+	d    *dispatch.Dispatcher
 
 	mu        sync.Mutex
 	published []queue.Outgoing
@@ -42,7 +43,7 @@ func setup(t *testing.T) *bundle {
 		}),
 		BaseEndpoint: aws.String(b.fake.URL),
 	})
-	b.d = &executor.Dispatcher{
+	b.d = &dispatch.Dispatcher{
 		Executors: map[string]executor.Executor{"lambda": &lambdainvoke.Invoker{Client: client}},
 		Publish: func(_ context.Context, m queue.Outgoing) error {
 			b.mu.Lock()
@@ -87,7 +88,7 @@ func TestDispatcherPublishesCompletedResult(t *testing.T) {
 	out, ev := b.handle(t, context.Background(), taskBody(t, "notify", "lambda", map[string]any{"name": "fn"}, 0))
 
 	require.Equal(t, "stack-1", out.GroupID, "the stack's FIFO group")
-	require.Equal(t, executor.DedupID("run-notify"), out.DedupID)
+	require.Equal(t, dispatch.DedupID("run-notify"), out.DedupID)
 	require.Equal(t, message.EventTaskCompleted, ev.Event)
 	require.Equal(t, "stack-1", ev.StackID)
 	require.Equal(t, "run-notify", ev.TaskRunID)
@@ -125,7 +126,7 @@ func TestDispatcherMalformedTask(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, b.d.Handle(context.Background(), queue.Message{ID: "msg-9", Body: string(out)}))
 	require.Len(t, b.published, 1)
-	require.Equal(t, executor.DedupID("message:msg-9"), b.published[0].DedupID)
+	require.Equal(t, dispatch.DedupID("message:msg-9"), b.published[0].DedupID)
 	var res message.Result
 	require.NoError(t, json.Unmarshal([]byte(b.published[0].Body), &res))
 	require.Equal(t, message.EventTaskError, res.Event)
@@ -231,15 +232,15 @@ func TestDispatcherRedactsSecrets(t *testing.T) {
 
 func TestDedupIDFitsSQS(t *testing.T) {
 	t.Parallel()
-	id := executor.DedupID(strings.Repeat("é", 200))
+	id := dispatch.DedupID(strings.Repeat("é", 200))
 	require.Len(t, id, 64)
-	require.NotEqual(t, id, executor.DedupID("other"))
-	require.Equal(t, id, executor.DedupID(strings.Repeat("é", 200)), "stable across redeliveries")
+	require.NotEqual(t, id, dispatch.DedupID("other"))
+	require.Equal(t, id, dispatch.DedupID(strings.Repeat("é", 200)), "stable across redeliveries")
 }
 
 func TestDispatcherCheck(t *testing.T) {
 	t.Parallel()
-	require.Error(t, (&executor.Dispatcher{}).Check())
+	require.Error(t, (&dispatch.Dispatcher{}).Check())
 	require.NoError(t, setup(t).d.Check())
 }
 

@@ -1,4 +1,7 @@
-package executor
+// Package dispatch is the task satisfier's per-message handler: it hands each task message to the
+// executor its task names and publishes the one result — TASK_COMPLETED or TASK_ERROR — that the
+// state manager waits for, within the run's time limit and the result's size limits.
+package dispatch
 
 import (
 	"context"
@@ -12,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/executor/redact"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/metrics"
@@ -39,7 +43,7 @@ const (
 // per-message handler of the task queue.
 type Dispatcher struct {
 	// Executors by the name a machine's task gives (terraform, lambda).
-	Executors map[string]Executor
+	Executors map[string]executor.Executor
 	// Publish sends one result to the event queue. Required.
 	Publish func(ctx context.Context, msg queue.Outgoing) error
 	// Redact masks secrets in descriptions and outputs. Defaults to a nil Redactor, which masks
@@ -72,7 +76,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 	task, err := message.ParseTask([]byte(m.Body))
 	if err != nil && task.Stack.ID == "" {
 		log.ErrorContext(ctx, "malformed task message names no stack: acknowledged without a result",
-			"error", err.Error(), "body", Shorten(d.Redact.String(m.Body), 2048))
+			"error", err.Error(), "body", executor.Shorten(d.Redact.String(m.Body), 2048))
 		return nil
 	}
 	log = log.With("stackId", task.Stack.ID, "task", task.Task.Name, "taskRunId", task.TaskRunID)
@@ -92,7 +96,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 		}
 		if !current {
 			log.InfoContext(ctx, "stale task run not started", "event", "TASK_STALE", "outcome", "stale")
-			return d.publish(ctx, log, m, failed(task, Stale(task).Error()), time.Now())
+			return d.publish(ctx, log, m, failed(task, executor.Stale(task).Error()), time.Now())
 		}
 	}
 	limit, why := d.limit(ctx, task)
@@ -140,7 +144,7 @@ func failed(task message.Task, description string) message.Result {
 // publish sends res to the stack's FIFO group with a deduplication id derived from the task run,
 // so a run redelivered after its result was sent does not report twice within SQS's window.
 func (d *Dispatcher) publish(ctx context.Context, log *slog.Logger, m queue.Message, res message.Result, started time.Time) error {
-	res.Description = Shorten(d.Redact.String(res.Description), maxDescriptionBytes)
+	res.Description = executor.Shorten(d.Redact.String(res.Description), maxDescriptionBytes)
 	body, err := json.Marshal(res)
 	if err == nil && len(body) > maxResultBytes {
 		size := len(body)
@@ -177,7 +181,7 @@ func (d *Dispatcher) publish(ctx context.Context, log *slog.Logger, m queue.Mess
 		metrics.Value{Name: metrics.TaskRunDuration, Unit: metrics.Milliseconds, Value: float64(took.Milliseconds())})
 	attrs := []any{"event", res.Event, "outcome", result, "durationMs", took.Milliseconds()}
 	if res.Description != "" {
-		attrs = append(attrs, "description", Shorten(res.Description, 2048))
+		attrs = append(attrs, "description", executor.Shorten(res.Description, 2048))
 	}
 	if res.Log != "" {
 		attrs = append(attrs, "log", res.Log)
@@ -262,7 +266,7 @@ func (d *Dispatcher) redactOutputs(outputs message.Metadata) message.Metadata {
 }
 
 // errNoExecutors keeps a misconfigured satisfier from starting: it could only fail every task.
-var errNoExecutors = errors.New("executor: a Dispatcher needs at least one executor and a Publish function")
+var errNoExecutors = errors.New("dispatch: a Dispatcher needs at least one executor and a Publish function")
 
 // Check reports a Dispatcher that cannot work, so main can refuse to start.
 func (d *Dispatcher) Check() error {

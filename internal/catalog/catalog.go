@@ -1,4 +1,8 @@
-package machine
+// Package catalog loads machines: it reads machine files from a folder or an S3 prefix, parses
+// them with package machine and keeps them, with the earlier versions stacks still run on, for a
+// long-running process. Package machine stays the pure format (no I/O, no AWS SDK), so the engine
+// that decides on a machine imports neither.
+package catalog
 
 import (
 	"context"
@@ -6,10 +10,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stackseam/stackseam/internal/executor/kinds"
+	"github.com/stackseam/stackseam/internal/machine"
 )
 
 // ErrUnknownMachine is wrapped by Catalog.Get when no file defines the
@@ -21,12 +30,8 @@ var ErrUnknownMachine = errors.New("unknown machine")
 // file is fixed.
 var ErrInvalidMachine = errors.New("invalid machine")
 
-// maxFileSize bounds what the catalog reads for one machine; real machines
-// are a few KiB.
-const maxFileSize = 1 << 20
-
-// CatalogOptions configures a Catalog. The zero value is ready to use.
-type CatalogOptions struct {
+// Options configures a Catalog. The zero value is ready to use.
+type Options struct {
 	// RefreshInterval is how long the catalog trusts its last listing of the
 	// source before listing it again on the next Get. Only files whose ETag
 	// (S3) or modification time and size (folder) changed are read again.
@@ -39,10 +44,12 @@ type CatalogOptions struct {
 	MissInterval time.Duration
 	// Now returns the current time; tests replace it. Defaults to time.Now.
 	Now func() time.Time
+	// Kinds are the executors a machine's tasks may name. Defaults to kinds.All.
+	Kinds machine.Kinds
 }
 
-// CatalogStats counts the catalog's work since it was made.
-type CatalogStats struct {
+// Stats counts the catalog's work since it was made.
+type Stats struct {
 	// Lists is how many times the source was listed.
 	Lists int64
 	// Reads is how many machine files were read (downloaded).
@@ -55,7 +62,7 @@ type CatalogStats struct {
 // changed. It is safe for concurrent use.
 type Catalog struct {
 	src  source
-	opts CatalogOptions
+	opts Options
 
 	// sem lets one goroutine refresh at a time; the others wait for its
 	// result instead of listing the source again. A channel rather than a
@@ -70,7 +77,7 @@ type Catalog struct {
 
 	// versions holds every valid version parsed, by hash: the current ones
 	// and earlier ones stacks still run on (see Version, Remember).
-	versions map[string]*Machine
+	versions map[string]*machine.Machine
 
 	lists, reads atomic.Int64
 }
@@ -87,7 +94,7 @@ type entry struct {
 	version string
 	// machine is set when the file is valid, or when a re-read failed
 	// transiently and the previous valid machine is kept.
-	machine *Machine
+	machine *machine.Machine
 	// err is set when machine is nil: ErrInvalidMachine, or a transient
 	// read error.
 	err error
@@ -110,7 +117,7 @@ type source interface {
 	String() string
 }
 
-func newCatalog(src source, opts CatalogOptions) *Catalog {
+func newCatalog(src source, opts Options) *Catalog {
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = 30 * time.Second
 	}
@@ -120,7 +127,10 @@ func newCatalog(src source, opts CatalogOptions) *Catalog {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Catalog{src: src, opts: opts, sem: make(chan struct{}, 1), entries: map[string]*entry{}, versions: map[string]*Machine{}}
+	if opts.Kinds == nil {
+		opts.Kinds = kinds.All
+	}
+	return &Catalog{src: src, opts: opts, sem: make(chan struct{}, 1), entries: map[string]*entry{}, versions: map[string]*machine.Machine{}}
 }
 
 // Get returns the machine called name.
@@ -129,7 +139,7 @@ func newCatalog(src source, opts CatalogOptions) *Catalog {
 // Any other error is transient (the source could not be listed or read) and
 // worth retrying. When a refresh fails but the machine was loaded before,
 // the loaded machine is returned: a short S3 outage does not stop stacks.
-func (c *Catalog) Get(ctx context.Context, name string) (*Machine, error) {
+func (c *Catalog) Get(ctx context.Context, name string) (*machine.Machine, error) {
 	refreshErr := c.refreshIfDue(ctx, false)
 	e := c.lookup(name)
 	if e == nil && refreshErr == nil {
@@ -155,7 +165,7 @@ func (c *Catalog) Get(ctx context.Context, name string) (*Machine, error) {
 // store's apply transaction); Get, called before taking the lock, keeps
 // the catalog fresh. A name the catalog holds nothing for gives an error
 // wrapping ErrUnknownMachine.
-func (c *Catalog) Loaded(name string) (*Machine, error) {
+func (c *Catalog) Loaded(name string) (*machine.Machine, error) {
 	e := c.lookup(name)
 	switch {
 	case e != nil && e.machine != nil:
@@ -171,7 +181,7 @@ func (c *Catalog) Loaded(name string) (*Machine, error) {
 // catalog has parsed it: from the source, now or before (so the last valid
 // version of a file since broken or deleted is still here), or through
 // Remember. Like Loaded, it never parses.
-func (c *Catalog) Version(hash string) *Machine {
+func (c *Catalog) Version(hash string) *machine.Machine {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.versions[hash]
@@ -181,16 +191,16 @@ func (c *Catalog) Version(hash string) *Machine {
 // from its file) and keeps it for Version. It is how a process that never
 // saw the file valid (a cold start after the file broke) gets the version a
 // stack runs on back from the database. Call it outside any lock.
-func (c *Catalog) Remember(name string, body []byte) (*Machine, error) {
+func (c *Catalog) Remember(name string, body []byte) (*machine.Machine, error) {
 	sum := sha256.Sum256(body)
 	hash := hex.EncodeToString(sum[:])
 	if m := c.Version(hash); m != nil && m.Name == name {
 		return m, nil
 	}
-	if len(body) > maxFileSize {
-		return nil, fmt.Errorf("stored machine %s@%s: %w: larger than %d bytes", name, hash[:12], ErrInvalidMachine, maxFileSize)
+	if len(body) > machine.MaxFileSize {
+		return nil, fmt.Errorf("stored machine %s@%s: %w: larger than %d bytes", name, hash[:12], ErrInvalidMachine, machine.MaxFileSize)
 	}
-	m, err := Parse(name, "stored:"+name+"@"+hash[:12], body)
+	m, err := machine.Parse(name, "stored:"+name+"@"+hash[:12], body, c.opts.Kinds)
 	if err != nil {
 		return nil, fmt.Errorf("stored machine %s@%s: %w:\n%w", name, hash[:12], ErrInvalidMachine, err)
 	}
@@ -201,7 +211,7 @@ func (c *Catalog) Remember(name string, body []byte) (*Machine, error) {
 }
 
 // keepVersion adds m to versions; the caller holds mu.
-func (c *Catalog) keepVersion(m *Machine) {
+func (c *Catalog) keepVersion(m *machine.Machine) {
 	if len(c.versions) >= maxVersions {
 		current := map[string]bool{}
 		for _, e := range c.entries {
@@ -226,7 +236,7 @@ func (c *Catalog) Names(ctx context.Context) ([]string, error) {
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return keys(c.entries), nil
+	return slices.Sorted(maps.Keys(c.entries)), nil
 }
 
 // Refresh lists the source now, whatever the intervals say, and re-reads the
@@ -241,8 +251,8 @@ func (c *Catalog) Refresh(ctx context.Context) error {
 }
 
 // Stats reports how often the source was listed and files were read.
-func (c *Catalog) Stats() CatalogStats {
-	return CatalogStats{Lists: c.lists.Load(), Reads: c.reads.Load()}
+func (c *Catalog) Stats() Stats {
+	return Stats{Lists: c.lists.Load(), Reads: c.reads.Load()}
 }
 
 func (c *Catalog) lookup(name string) *entry {
@@ -408,11 +418,11 @@ func (c *Catalog) load(ctx context.Context, o object) *entry {
 		version = o.version
 	}
 	e := &entry{location: o.location, version: version}
-	if len(data) > maxFileSize {
-		e.err = fmt.Errorf("machine %s: %w: %s is larger than %d bytes", o.name, ErrInvalidMachine, o.location, maxFileSize)
+	if len(data) > machine.MaxFileSize {
+		e.err = fmt.Errorf("machine %s: %w: %s is larger than %d bytes", o.name, ErrInvalidMachine, o.location, machine.MaxFileSize)
 		return e
 	}
-	m, err := Parse(o.name, o.location, data)
+	m, err := machine.Parse(o.name, o.location, data, c.opts.Kinds)
 	if err != nil {
 		// Both wrapped: errors.Is finds the sentinel, errors.As the problems.
 		e.err = fmt.Errorf("machine %s: %w:\n%w", o.name, ErrInvalidMachine, err)

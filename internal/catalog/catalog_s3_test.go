@@ -1,4 +1,4 @@
-package machine
+package catalog
 
 import (
 	"context"
@@ -35,13 +35,13 @@ func TestS3Catalog(t *testing.T) {
 
 	clk := &clock{now: time.Unix(0, 0)}
 	// No trailing slash: the prefix is a folder either way.
-	c := NewS3Catalog(client, bucket, "machines", CatalogOptions{Now: clk.Now})
+	c := NewS3(client, bucket, "machines", Options{Now: clk.Now})
 
 	a, err := c.Get(ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, "a", a.Name)
 	require.Equal(t, "s3://"+bucket+"/machines/a.yml", a.Source)
-	require.Equal(t, CatalogStats{Lists: 1, Reads: 2}, c.Stats())
+	require.Equal(t, Stats{Lists: 1, Reads: 2}, c.Stats())
 
 	_, err = c.Get(ctx, "b")
 	require.ErrorIs(t, err, ErrInvalidMachine)
@@ -56,7 +56,7 @@ func TestS3Catalog(t *testing.T) {
 	again, err := c.Get(ctx, "a")
 	require.NoError(t, err)
 	require.Same(t, a, again)
-	require.Equal(t, CatalogStats{Lists: 2, Reads: 2}, c.Stats())
+	require.Equal(t, Stats{Lists: 2, Reads: 2}, c.Stats())
 
 	// A changed object (new ETag) is downloaded again, and only it.
 	put("machines/a.yml", otherMachine)
@@ -64,7 +64,7 @@ func TestS3Catalog(t *testing.T) {
 	changed, err := c.Get(ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, "1.0", changed.Version)
-	require.Equal(t, CatalogStats{Lists: 3, Reads: 3}, c.Stats())
+	require.Equal(t, Stats{Lists: 3, Reads: 3}, c.Stats())
 
 	// A just-uploaded machine works without waiting for RefreshInterval.
 	put("machines/e.yml", validMachine)
@@ -87,7 +87,7 @@ func TestS3Catalog(t *testing.T) {
 
 func TestS3CatalogErrorsAreTransient(t *testing.T) {
 	t.Parallel()
-	c := NewS3Catalog(harness.S3Client(t), "stackseam-no-such-bucket-4b1d", "machines/", CatalogOptions{})
+	c := NewS3(harness.S3Client(t), "stackseam-no-such-bucket-4b1d", "machines/", Options{})
 	_, err := c.Get(context.Background(), "a")
 	require.Error(t, err)
 	require.NotErrorIs(t, err, ErrUnknownMachine)

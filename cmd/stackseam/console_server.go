@@ -1,0 +1,897 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/executor/kinds"
+	"github.com/stackseam/stackseam/internal/machine"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/store"
+)
+
+// consoleAssets is the web app: plain HTML, CSS and JavaScript, no build step and nothing
+// fetched from elsewhere (console_web/NOTICE lists what is vendored: nothing yet).
+//
+//go:embed console_web
+var consoleAssets embed.FS
+
+// consoleServer serves `stackseam console`.
+type consoleServer struct {
+	data     consoleData
+	machines machineStore
+	logs     logReader // nil without an AWS configuration
+	// logsMissing says why logs cannot be read when logs is nil.
+	logsMissing string
+	logBucket   string
+	publish     publisher // nil unless actions are allowed
+	// allowActions lets POSTs that change something through.
+	allowActions bool
+	operator     string
+	// token is required on every request when set (bound beyond loopback).
+	token string
+	// csrf must come back in the X-Stackseam-Csrf header of every POST.
+	csrf string
+	now  func() time.Time
+	// poll is how often the live stream looks for changes.
+	poll time.Duration
+
+	svgMu    sync.Mutex
+	svgCache map[string][]byte
+
+	// markMu guards the change mark shared by every live stream, so the database is asked at
+	// most once per poll however many pages are open.
+	markMu   sync.Mutex
+	mark     string
+	markErr  error
+	markTime time.Time
+}
+
+// changeMark returns the data's change mark, read at most once per poll interval.
+func (s *consoleServer) changeMark(ctx context.Context) (string, error) {
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	if t := time.Now(); t.Sub(s.markTime) >= s.poll || s.markTime.IsZero() {
+		s.mark, s.markErr = s.data.ChangeMark(ctx)
+		s.markTime = t
+		if s.markErr != nil && ctx.Err() != nil {
+			s.markTime = time.Time{} // this page went away; its error is nobody else's
+		}
+	}
+	return s.mark, s.markErr
+}
+
+const (
+	tokenCookie = "stackseam_console"
+	csrfHeader  = "X-Stackseam-Csrf"
+	// stuckWindow is how far back rejections and force-settled runs mark a stack as stuck, as
+	// `stackseam stacks --stuck` does by default.
+	stuckWindow = 24 * time.Hour
+	// maxListed bounds the stacks page's rows: filters narrow a larger set.
+	maxListed = 2000
+)
+
+// contentSecurityPolicy allows the console's own files only: no inline script or style, no
+// other origin, no framing. Values from stacks can only ever become text.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+func (s *consoleServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	web, _ := fs.Sub(consoleAssets, "console_web")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(web)))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, web, "index.html")
+	})
+	mux.HandleFunc("GET /api/session", s.session)
+	mux.HandleFunc("GET /api/stacks", s.stacks)
+	mux.HandleFunc("GET /api/stack", s.story)
+	mux.HandleFunc("GET /api/log", s.log)
+	mux.HandleFunc("GET /api/live", s.live)
+	mux.HandleFunc("GET /api/machines", s.machineList)
+	mux.HandleFunc("GET /api/machine", s.machineFile)
+	mux.HandleFunc("GET /api/machine/graph.svg", s.machineGraph)
+	mux.HandleFunc("POST /api/validate", s.validate)
+	mux.HandleFunc("POST /api/send", s.action(s.send))
+	mux.HandleFunc("POST /api/retry", s.action(s.retry))
+	mux.HandleFunc("POST /api/machine/save", s.action(s.saveMachine))
+	return s.guard(mux)
+}
+
+// guard applies what every request needs: security headers, the token (when bound beyond
+// loopback) or a loopback Host (so a DNS-rebinding page cannot reach a local console), and the
+// CSRF checks on anything but GET.
+func (s *consoleServer) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer") // the token may be in the URL
+		h.Set("Cache-Control", "no-store")
+		if s.token == "" {
+			if !loopbackHost(r.Host) {
+				http.Error(w, "this console answers to localhost only (bound to loopback)", http.StatusMisdirectedRequest)
+				return
+			}
+		} else if !s.authorized(w, r) {
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if err := s.checkCSRF(r); err != nil {
+				httpError(w, http.StatusForbidden, err.Error())
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, 2*maxMachineFile)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authorized checks the token: a cookie set on a first visit, or ?token= on that visit (then
+// set as a cookie and removed from the address bar), or an Authorization: Bearer header.
+func (s *consoleServer) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if c, err := r.Cookie(tokenCookie); err == nil && s.tokenOK(c.Value) {
+		return true
+	}
+	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.tokenOK(b) {
+		return true
+	}
+	q := r.URL.Query()
+	if t := q.Get("token"); t != "" && s.tokenOK(t) && r.Method == http.MethodGet {
+		http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: s.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		q.Del("token")
+		u := *r.URL
+		u.RawQuery = q.Encode()
+		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+		return false
+	}
+	httpError(w, http.StatusUnauthorized, "this console needs its token: open the URL `stackseam console` printed when it started")
+	return false
+}
+
+func (s *consoleServer) tokenOK(t string) bool {
+	return subtle.ConstantTimeCompare([]byte(t), []byte(s.token)) == 1
+}
+
+// checkCSRF refuses a request another site could have made: the CSRF header must carry this
+// server's value (which only a page of this origin can read), and Origin and Sec-Fetch-Site, when
+// the browser sends them, must name this origin.
+func (s *consoleServer) checkCSRF(r *http.Request) error {
+	if subtle.ConstantTimeCompare([]byte(r.Header.Get(csrfHeader)), []byte(s.csrf)) != 1 {
+		return errors.New("missing or wrong " + csrfHeader + " header: reload the page")
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
+		return fmt.Errorf("cross-origin request from %s refused", o)
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+		return fmt.Errorf("request from a %s page refused", site)
+	}
+	return nil
+}
+
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// action wraps a handler that changes something: refused unless actions are allowed.
+func (s *consoleServer) action(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.allowActions {
+			httpError(w, http.StatusForbidden, "the console is read-only: start it with --allow-actions to send events, retry tasks and save machines")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// apiError is every error's JSON body.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	writeAPI(w, code, apiError{Error: msg})
+}
+
+func writeAPI(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	// HTML escaping on: a value that ends up in a page by mistake is still inert.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("error reading the request: %w", err)
+	}
+	return nil
+}
+
+// sessionJSON tells the page what this console allows.
+type sessionJSON struct {
+	AllowActions bool   `json:"allowActions"`
+	Operator     string `json:"operator"`
+	CSRF         string `json:"csrf"`
+	Machines     string `json:"machines"`
+}
+
+func (s *consoleServer) session(w http.ResponseWriter, _ *http.Request) {
+	writeAPI(w, http.StatusOK, sessionJSON{AllowActions: s.allowActions, Operator: s.operator, CSRF: s.csrf, Machines: s.machines.String()})
+}
+
+// stackRowJSON is one line of the stacks page.
+type stackRowJSON struct {
+	ID             string    `json:"id"`
+	Machine        string    `json:"machine"`
+	State          string    `json:"state"`
+	Pending        int       `json:"pending"`
+	Failed         int       `json:"failed"`
+	CreatedAt      time.Time `json:"createdAt"`
+	StateEnteredAt time.Time `json:"stateEnteredAt"`
+	LastActivityAt time.Time `json:"lastActivityAt"`
+	// Stuck says why the stack needs a look; empty when it does not.
+	Stuck []string `json:"stuck,omitempty"`
+}
+
+type stacksJSON struct {
+	Now      time.Time           `json:"now"`
+	Stacks   []stackRowJSON      `json:"stacks"`
+	Total    int                 `json:"total"`
+	Machines map[string][]string `json:"machines"` // machine → its states with stacks, for the filters
+}
+
+func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	now := s.now()
+	list, total, err := s.data.StackSummaries(ctx, stackFilter{Machine: q.Get("machine"), State: q.Get("state"),
+		IDContains: q.Get("q"), Limit: maxListed}, now)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	settled, err := s.data.SettledRuns(ctx, now.Add(-stuckWindow))
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow))
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	counts, err := s.data.StateCounts(ctx)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	why := map[string][]string{}
+	for _, r := range settled {
+		why[r.StackID] = append(why[r.StackID], settledText(r))
+	}
+	out := stacksJSON{Now: now.UTC(), Stacks: []stackRowJSON{}, Total: total, Machines: map[string][]string{}}
+	for m, states := range counts {
+		for st := range states {
+			out.Machines[m] = append(out.Machines[m], st)
+		}
+		sort.Strings(out.Machines[m])
+	}
+	for _, st := range list {
+		row := stackRowJSON{ID: st.ID, Machine: st.Machine, State: st.State, Pending: st.Pending, Failed: st.Failed,
+			CreatedAt: st.CreatedAt.UTC(), StateEnteredAt: st.StateEnteredAt.UTC(), LastActivityAt: st.LastActivityAt.UTC()}
+		for _, task := range st.Overdue {
+			row.Stuck = append(row.Stuck, fmt.Sprintf("task %s is overdue and not settled yet", task))
+		}
+		row.Stuck = append(row.Stuck, why[st.ID]...)
+		row.Stuck = append(row.Stuck, troubles[st.ID]...)
+		out.Stacks = append(out.Stacks, row)
+	}
+	writeAPI(w, http.StatusOK, out)
+}
+
+// settledText says why a run the state manager failed itself makes its stack stuck.
+func settledText(r store.SettledRun) string {
+	return fmt.Sprintf("task %s failed by the state manager (%s): %s", r.Task, r.SettledBy, oneLine(r.Reason, 200))
+}
+
+// storyEntryJSON is one line of a stack's timeline.
+type storyEntryJSON struct {
+	At         time.Time `json:"at"`
+	Kind       string    `json:"kind"`
+	Text       string    `json:"text"`
+	Task       string    `json:"task,omitempty"`
+	TaskRunID  string    `json:"taskRunId,omitempty"`
+	DurationMS *int64    `json:"durationMs,omitempty"`
+}
+
+// storyRunJSON is a task run with where its log is.
+type storyRunJSON struct {
+	taskRunJSON
+	HasLog bool `json:"hasLog"`
+}
+
+type storyJSON struct {
+	StackID string     `json:"stackId"`
+	Now     time.Time  `json:"now"`
+	Stack   *stackJSON `json:"stack"`
+	// Header is the history's first line (state, or when the stack was removed).
+	Header   string           `json:"header"`
+	Entries  []storyEntryJSON `json:"entries"`
+	States   []stateVisitJSON `json:"states"`
+	Runs     []storyRunJSON   `json:"runs"`
+	Troubles []string         `json:"troubles"`
+	// Accepts lists the events the current state handles (what may be sent).
+	Accepts []string `json:"accepts"`
+}
+
+func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		httpError(w, http.StatusBadRequest, "name a stack: ?id=")
+		return
+	}
+	hr := &historyReader{api: s.data.Reads(), id: id}
+	entries, err := hr.next(ctx)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	stack, err := s.data.GetStack(ctx, id)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	if stack == nil && len(entries) == 0 {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("stack %s has no history: no event ever named it", id))
+		return
+	}
+	now := s.now()
+	sum := summarize(entries, stack, now)
+	out := storyJSON{StackID: id, Now: now.UTC(), Header: printable(historyHeader(id, entries, stack, now)),
+		Entries: []storyEntryJSON{}, States: sum.states, Runs: []storyRunJSON{}, Troubles: []string{}, Accepts: []string{}}
+	if out.States == nil {
+		out.States = []stateVisitJSON{}
+	}
+	for i := 0; i < len(entries); i++ {
+		e := entries[i]
+		text := describe(e)
+		// An event and the state change it caused are one line, as in `stackseam history`.
+		if e.Kind == engine.KindEvent && i+1 < len(entries) {
+			if t := entries[i+1]; t.Kind == engine.KindTransition && t.Event == e.Event && t.FromState == e.FromState {
+				text = describe(t) + eventExtras(e)
+				e = t
+				i++
+			}
+		}
+		je := storyEntryJSON{At: e.At, Kind: e.Kind, Text: printable(strings.TrimSpace(text)), Task: e.Task, TaskRunID: e.TaskRunID}
+		if e.Duration != nil {
+			ms := e.Duration.Milliseconds()
+			je.DurationMS = &ms
+		}
+		out.Entries = append(out.Entries, je)
+	}
+	for _, run := range sum.runs {
+		out.Runs = append(out.Runs, storyRunJSON{taskRunJSON: run, HasLog: run.Status == string(message.TaskCompleted) || run.Status == string(message.TaskFailed)})
+	}
+	if stack != nil {
+		j := newStackJSON(stack, now)
+		out.Stack = &j
+		out.Accepts = s.accepts(ctx, stack)
+		for _, t := range stack.Tasks {
+			if t.Status == message.TaskPending && t.Deadline != nil && !t.Deadline.After(now) {
+				out.Troubles = append(out.Troubles, fmt.Sprintf("task %s is overdue since %s and not settled yet", t.Name, formatTime(*t.Deadline)))
+			}
+		}
+		if settled, err := s.data.SettledRuns(ctx, now.Add(-stuckWindow)); err == nil {
+			for _, r := range settled {
+				if r.StackID == id {
+					out.Troubles = append(out.Troubles, settledText(r))
+				}
+			}
+		}
+		if troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow)); err == nil {
+			out.Troubles = append(out.Troubles, troubles[id]...)
+		}
+	}
+	writeAPI(w, http.StatusOK, out)
+}
+
+// stackMachine returns the machine the state manager applies a stack's next event with: the file
+// as it is now when it is valid and still has the stack's state, else the version the stack last
+// ran on (README.md, "When a machine file changes").
+func (s *consoleServer) stackMachine(ctx context.Context, st *engine.Stack) (*machine.Machine, error) {
+	loc, body, err := s.machines.Read(ctx, st.Machine)
+	if err == nil {
+		if m, perr := machine.Parse(st.Machine, loc, body, kinds.All); perr == nil && m.States[st.State] != nil {
+			return m, nil
+		}
+	}
+	if st.MachineHash != "" {
+		if name, body, verr := s.data.MachineVersion(ctx, st.MachineHash); verr == nil {
+			return machine.Parse(name, "", body, kinds.All)
+		}
+	}
+	if err == nil {
+		err = fmt.Errorf("machine %s has no valid version with state %s", st.Machine, st.State)
+	}
+	return nil, err
+}
+
+// accepts lists the events a stack's current state handles; none when its machine cannot be
+// read.
+func (s *consoleServer) accepts(ctx context.Context, st *engine.Stack) []string {
+	out := []string{}
+	m, err := s.stackMachine(ctx, st)
+	if err != nil {
+		return out
+	}
+	state := m.States[st.State]
+	if state == nil {
+		return out
+	}
+	for ev := range state.On {
+		if ev != machine.EventNext {
+			out = append(out, ev)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// log serves a task run's log as plain text. Only the key the satisfier writes for a run of this
+// stack is read (logs/MACHINE/STACK/TASK/RUN.log), so the endpoint cannot be pointed elsewhere.
+func (s *consoleServer) log(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id, runID := r.URL.Query().Get("stack"), r.URL.Query().Get("run")
+	rows, err := s.data.History(ctx, id, store.HistoryOptions{})
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	var key, bucket string
+	for _, row := range rows {
+		if row.TaskRunID != runID || runID == "" {
+			continue
+		}
+		if row.Kind == engine.KindDispatched {
+			key = message.TaskLogKey(row.Machine, id, row.Task, runID)
+		}
+		if u, ok := row.Detail["log"].(string); ok && key != "" {
+			if b, k, ok := parseS3URL(u); ok && k == key {
+				bucket = b
+			}
+		}
+	}
+	// The configured bucket wins: a result names its log, but a forged result should not point
+	// the console at another bucket.
+	bucket = first(s.logBucket, bucket)
+	switch {
+	case key == "":
+		httpError(w, http.StatusNotFound, fmt.Sprintf("stack %s has no task run %s", id, runID))
+		return
+	case bucket == "":
+		httpError(w, http.StatusNotFound, "the run's result named no log, and no log bucket is set (--bucket or BUCKET)")
+		return
+	case s.logs == nil:
+		httpError(w, http.StatusServiceUnavailable, "cannot read logs: "+s.logsMissing)
+		return
+	}
+	text, cut, err := s.logs.ReadLog(ctx, bucket, key)
+	if errors.Is(err, os.ErrNotExist) {
+		httpError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeAPI(w, http.StatusOK, map[string]any{"location": "s3://" + bucket + "/" + key, "text": text, "cut": cut})
+}
+
+func parseS3URL(u string) (bucket, key string, ok bool) {
+	rest, ok := strings.CutPrefix(u, "s3://")
+	if !ok {
+		return "", "", false
+	}
+	bucket, key, ok = strings.Cut(rest, "/")
+	return bucket, key, ok && bucket != ""
+}
+
+// live streams server-sent events: "change" whenever any stack's history grows, so the open
+// page reads what it shows again. The data is the change mark only: nothing from a stack.
+func (s *consoleServer) live(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		httpError(w, http.StatusInternalServerError, "streaming is not supported")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 2000\n\n")
+	flusher.Flush()
+	ctx := r.Context()
+	tick := time.NewTicker(s.poll)
+	defer tick.Stop()
+	last, idle := "", 0
+	for {
+		mark, err := s.changeMark(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			fmt.Fprintf(w, "event: trouble\ndata: %s\n\n", jsonString(oneLine(err.Error(), 300)))
+		case err == nil && mark != last:
+			fmt.Fprintf(w, "event: change\ndata: %s\n\n", jsonString(mark))
+			last, idle = mark, 0
+		default:
+			idle++
+			if time.Duration(idle)*s.poll >= 15*time.Second {
+				fmt.Fprint(w, ": still here\n\n") // keeps proxies from closing an idle stream
+				idle = 0
+			}
+		}
+		flusher.Flush()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// machineSummaryJSON is one machine on the machines page.
+type machineSummaryJSON struct {
+	Name string `json:"name"`
+	// File is false for a machine only stacks name (its file is gone).
+	File     bool           `json:"file"`
+	Valid    bool           `json:"valid"`
+	Problems int            `json:"problems"`
+	States   []string       `json:"states"`
+	Counts   map[string]int `json:"counts"`
+}
+
+func (s *consoleServer) machineList(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	names, err := s.machines.List(ctx)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	counts, err := s.data.StateCounts(ctx)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	out := []machineSummaryJSON{}
+	seen := map[string]bool{}
+	for _, n := range names {
+		seen[n] = true
+		m := machineSummaryJSON{Name: n, File: true, Counts: counts[n], States: []string{}}
+		loc, body, err := s.machines.Read(ctx, n)
+		if err == nil {
+			parsed, perr := machine.Parse(n, loc, body, kinds.All)
+			var verr *machine.ValidationError
+			switch {
+			case perr == nil:
+				m.Valid, m.States = true, parsed.StateOrder
+			case errors.As(perr, &verr):
+				m.Problems = len(verr.Problems)
+			default:
+				m.Problems = 1
+			}
+		}
+		out = append(out, m)
+	}
+	for n, c := range counts {
+		if !seen[n] {
+			out = append(out, machineSummaryJSON{Name: n, Counts: c, States: []string{}})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeAPI(w, http.StatusOK, out)
+}
+
+// validationJSON is the verdict on a machine file, as `stackseam validate --output json` gives it.
+type validationJSON struct {
+	Name     string        `json:"name"`
+	Valid    bool          `json:"valid"`
+	Problems []problemJSON `json:"problems"`
+	Warnings []problemJSON `json:"warnings"`
+}
+
+// judge validates body as the file of machine name, with the validator of `stackseam validate`.
+func judge(name, file string, body []byte) (validationJSON, *machine.Machine) {
+	v := validationJSON{Name: name, Problems: []problemJSON{}, Warnings: []problemJSON{}}
+	if !validMachineName(name) {
+		v.Problems = append(v.Problems, problemJSON{File: file, Line: 1, Column: 1, Rule: "file-name",
+			Message: fmt.Sprintf("%q cannot name a machine file", name)})
+		return v, nil
+	}
+	m, err := machine.Parse(name, file, body, kinds.All)
+	if err != nil {
+		var verr *machine.ValidationError
+		if errors.As(err, &verr) {
+			v.Problems = problemsJSON(verr.Problems)
+		} else {
+			v.Problems = append(v.Problems, problemJSON{File: file, Line: 1, Column: 1, Rule: "unreadable", Message: err.Error()})
+		}
+		return v, nil
+	}
+	v.Valid = true
+	v.Warnings = problemsJSON(m.Warnings)
+	return v, m
+}
+
+type machineFileJSON struct {
+	validationJSON
+	Location string         `json:"location"`
+	Body     string         `json:"body"`
+	Counts   map[string]int `json:"counts"`
+	States   []string       `json:"states"`
+}
+
+func (s *consoleServer) machineFile(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.URL.Query().Get("name")
+	if !validMachineName(name) {
+		httpError(w, http.StatusBadRequest, "name a machine: ?name=")
+		return
+	}
+	counts, err := s.data.StateCounts(ctx)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	loc, body, err := s.machines.Read(ctx, name)
+	if errors.Is(err, os.ErrNotExist) {
+		// A new file, or one only stacks remember: start from nothing.
+		loc, body = name+".yml", nil
+	} else if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	v, m := judge(name, loc, body)
+	out := machineFileJSON{validationJSON: v, Location: loc, Body: string(body), Counts: counts[name], States: []string{}}
+	if m != nil {
+		out.States = m.StateOrder
+	}
+	writeAPI(w, http.StatusOK, out)
+}
+
+// machineGraph draws a machine file with the graph of `stackseam graph --format svg`, each state
+// with its number of stacks.
+func (s *consoleServer) machineGraph(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.URL.Query().Get("name")
+	if !validMachineName(name) {
+		httpError(w, http.StatusBadRequest, "name a machine: ?name=")
+		return
+	}
+	loc, body, err := s.machines.Read(ctx, name)
+	if errors.Is(err, os.ErrNotExist) {
+		httpError(w, http.StatusNotFound, err.Error())
+		return
+	} else if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	m, err := machine.Parse(name, loc, body, kinds.All)
+	if err != nil {
+		httpError(w, http.StatusUnprocessableEntity, "the file is not a valid machine: "+err.Error())
+		return
+	}
+	counts, err := s.data.StateCounts(ctx)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	g := buildGraph(m)
+	for i := range g.nodes {
+		n := counts[name][g.nodes[i].state]
+		word := "stacks"
+		if n == 1 {
+			word = "stack"
+		}
+		g.nodes[i].details = append(g.nodes[i].details, fmt.Sprintf("● %d %s", n, word))
+	}
+	src := g.dot()
+	sum := sha256.Sum256([]byte(src))
+	key := hex.EncodeToString(sum[:])
+	s.svgMu.Lock()
+	svg, ok := s.svgCache[key]
+	s.svgMu.Unlock()
+	if !ok {
+		var buf strings.Builder
+		if err := renderSVG(&buf, src); err != nil {
+			httpError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		svg = []byte(buf.String())
+		s.svgMu.Lock()
+		if s.svgCache == nil || len(s.svgCache) > 64 {
+			s.svgCache = map[string][]byte{}
+		}
+		s.svgCache[key] = svg
+		s.svgMu.Unlock()
+	}
+	// Shown through <img>, where an SVG runs no script; the policy says so again if opened alone.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	w.Header().Set("Content-Type", "image/svg+xml")
+	_, _ = w.Write(svg)
+}
+
+type machineBodyJSON struct {
+	Name string `json:"name"`
+	Body string `json:"body"`
+}
+
+func (s *consoleServer) validate(w http.ResponseWriter, r *http.Request) {
+	var in machineBodyJSON
+	if err := readJSON(r, &in); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, _ := judge(in.Name, in.Name+".yml", []byte(in.Body))
+	writeAPI(w, http.StatusOK, v)
+}
+
+func (s *consoleServer) saveMachine(w http.ResponseWriter, r *http.Request) {
+	var in machineBodyJSON
+	if err := readJSON(r, &in); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, _ := judge(in.Name, in.Name+".yml", []byte(in.Body))
+	if !v.Valid {
+		writeAPI(w, http.StatusUnprocessableEntity, struct {
+			apiError
+			validationJSON
+		}{apiError{fmt.Sprintf("not saved: the file has %d problem(s)", len(v.Problems))}, v})
+		return
+	}
+	if err := s.machines.Write(r.Context(), in.Name, []byte(in.Body)); err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeAPI(w, http.StatusOK, map[string]any{"saved": in.Name, "where": s.machines.String(), "operator": s.operator})
+}
+
+// actionJSON is a request to send an event to a stack. Version is the stack's version the person
+// saw when confirming: the event is conditional on it (message.Event.IfVersion), so it is ignored
+// if the stack moved meanwhile.
+type actionJSON struct {
+	Stack   string `json:"stack"`
+	Event   string `json:"event,omitempty"`
+	Pending bool   `json:"pending,omitempty"`
+	Version int64  `json:"version"`
+	// Metadata is merged into the stack's with the event (send only); "operator" is always the
+	// console's.
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+func (s *consoleServer) send(w http.ResponseWriter, r *http.Request) {
+	var in actionJSON
+	if err := readJSON(r, &in); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	st, code, err := s.actionStack(r.Context(), in)
+	if err != nil {
+		httpError(w, code, err.Error())
+		return
+	}
+	accepted := s.accepts(r.Context(), st)
+	if !contains(accepted, in.Event) {
+		httpError(w, http.StatusConflict, fmt.Sprintf("state %s of stack %s does not accept %s (it accepts: %s)",
+			st.State, st.ID, in.Event, strings.Join(accepted, ", ")))
+		return
+	}
+	s.publishAction(w, r, in)
+}
+
+func (s *consoleServer) retry(w http.ResponseWriter, r *http.Request) {
+	var in actionJSON
+	if err := readJSON(r, &in); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	st, code, err := s.actionStack(r.Context(), in)
+	if err != nil {
+		httpError(w, code, err.Error())
+		return
+	}
+	pending, failed := countTasks(st.Tasks)
+	in.Metadata = nil
+	in.Event = message.EventRetryFailedTasks
+	if in.Pending {
+		in.Event = message.EventRetryPendingTasks
+	}
+	if (in.Pending && pending == 0) || (!in.Pending && failed == 0) {
+		httpError(w, http.StatusConflict, fmt.Sprintf("stack %s has no %s tasks to retry", st.ID, map[bool]string{true: "pending", false: "failed"}[in.Pending]))
+		return
+	}
+	s.publishAction(w, r, in)
+}
+
+func (s *consoleServer) actionStack(ctx context.Context, in actionJSON) (*engine.Stack, int, error) {
+	st, err := s.data.GetStack(ctx, in.Stack)
+	if err != nil {
+		return nil, http.StatusBadGateway, err
+	}
+	if st == nil {
+		return nil, http.StatusNotFound, fmt.Errorf("stack %s does not exist", in.Stack)
+	}
+	if st.Version != in.Version {
+		return nil, http.StatusConflict, fmt.Errorf("stack %s changed since the page showed it (version %d, now %d): look again", st.ID, in.Version, st.Version)
+	}
+	return st, 0, nil
+}
+
+// publishAction sends the event with the operator's name in its metadata: the history records
+// an event's metadata, and the stack's metadata keeps the latest operator.
+func (s *consoleServer) publishAction(w http.ResponseWriter, r *http.Request, in actionJSON) {
+	version := in.Version
+	ev := message.Event{StackID: in.Stack, Event: in.Event, IfVersion: &version, Metadata: message.Metadata{}}
+	for k, v := range in.Metadata {
+		ev.Metadata[k] = v
+	}
+	ev.Metadata["operator"] = s.operator
+	body, err := json.Marshal(ev)
+	if err == nil {
+		_, err = message.ParseEvent(body) // what the state manager would reject is refused here
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.publish(r.Context(), ev); err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeAPI(w, http.StatusOK, map[string]any{"sent": in.Event, "stack": in.Stack, "operator": s.operator})
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// dbData must stay a consoleData.
+var _ consoleData = dbData{}

@@ -1,0 +1,424 @@
+package query
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/message"
+	"github.com/stackseam/stackseam/internal/store"
+)
+
+// Reader answers the read API from the state manager's database. Give it a store opened with
+// store.Config.ReadOnly: then no statement it runs can write, whatever it is asked.
+type Reader struct {
+	st *store.Store
+	// now is the clock Stuck judges deadlines by when the request names no time.
+	now func() time.Time
+}
+
+// NewReader returns a Reader on st.
+func NewReader(st *store.Store) *Reader { return &Reader{st: st, now: time.Now} }
+
+var _ API = (*Reader)(nil)
+
+func invalid(format string, args ...any) *Error {
+	return &Error{Code: ErrInvalidRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+// checkName bounds a filter value.
+func checkName(field, v string) error {
+	if len(v) > maxNameBytes || !utf8.ValidString(v) {
+		return invalid("%s: want valid UTF-8 of at most %d bytes", field, maxNameBytes)
+	}
+	return nil
+}
+
+func pageSize(field string, n, def, most int) (int, error) {
+	switch {
+	case n == 0:
+		return def, nil
+	case n < 0 || n > most:
+		return 0, invalid("%s: want 1 to %d, not %d", field, most, n)
+	}
+	return n, nil
+}
+
+// cursor is what a cursor string carries: the question it continues (so one cannot be passed to
+// another) and the position. Opaque to callers: base64url of this JSON.
+type cursor struct {
+	Kind string `json:"k"`
+	// After is the last stack id of a page of stacks.
+	After string `json:"a,omitempty"`
+	// History and Rejection are the last history row and stray rejection returned.
+	History   int64 `json:"h,omitempty"`
+	Rejection int64 `json:"r,omitempty"`
+}
+
+func (c cursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(kind, s string) (cursor, error) {
+	var c cursor
+	if s == "" {
+		return cursor{Kind: kind}, nil
+	}
+	if len(s) > maxCursorBytes {
+		return c, invalid("cursor: longer than %d bytes", maxCursorBytes)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = strictDecode(raw, &c)
+	}
+	if err != nil || c.Kind != kind || c.History < 0 || c.Rejection < 0 {
+		return c, invalid("cursor: not a cursor of a %s answer", kind)
+	}
+	return c, nil
+}
+
+// strictDecode decodes exactly one JSON value into v, refusing unknown fields and trailing data.
+func strictDecode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+// budget counts the bytes of a page's items so the page stops before the answer would exceed
+// MaxResponseBytes; the first item always fits, so paging makes progress.
+type budget struct {
+	used, items int
+}
+
+// envelope is room left for the answer's fields around the items.
+const envelope = 4 << 10
+
+func (b *budget) fits(item any) bool {
+	raw, err := json.Marshal(item)
+	if err != nil {
+		return false
+	}
+	if b.items > 0 && b.used+len(raw)+1 > MaxResponseBytes-envelope {
+		return false
+	}
+	b.used += len(raw) + 1
+	b.items++
+	return true
+}
+
+func newStack(s *engine.Stack) Stack {
+	out := Stack{ID: s.ID, Machine: s.Machine, State: s.State, PreviousState: s.PreviousState, Metadata: s.Metadata,
+		Tasks: s.Tasks, Version: s.Version, CreatedAt: s.CreatedAt.UTC(), StateEnteredAt: s.StateEnteredAt.UTC(),
+		LastActivityAt: s.LastActivityAt.UTC()}
+	if out.Metadata == nil {
+		out.Metadata = message.Metadata{}
+	}
+	if out.Tasks == nil {
+		out.Tasks = []message.StackTask{}
+	}
+	return out
+}
+
+// Stacks implements API.
+func (r *Reader) Stacks(ctx context.Context, req StacksRequest) (*StacksPage, error) {
+	limit, err := pageSize("limit", req.Limit, DefaultPageSize, MaxPageSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(checkName("machine", req.Machine), checkName("state", req.State)); err != nil {
+		return nil, firstError(err)
+	}
+	c, err := decodeCursor("stacks", req.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	// One more than the page, to know whether another follows.
+	stacks, err := r.st.ListStacks(ctx, store.ListOptions{Machine: req.Machine, State: req.State, After: c.After, Limit: limit + 1})
+	if err != nil {
+		return nil, err
+	}
+	page := &StacksPage{Stacks: []Stack{}}
+	var b budget
+	for i, s := range stacks {
+		item := newStack(s)
+		if i == limit || !b.fits(item) {
+			page.NextCursor = cursor{Kind: "stacks", After: page.Stacks[len(page.Stacks)-1].ID}.encode()
+			break
+		}
+		page.Stacks = append(page.Stacks, item)
+	}
+	return page, nil
+}
+
+// firstError returns the first *Error joined in err, so a caller gets one typed error.
+func firstError(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()[0]
+	}
+	return err
+}
+
+// Stuck implements API.
+func (r *Reader) Stuck(ctx context.Context, req StuckRequest) (*StuckPage, error) {
+	limit, err := pageSize("limit", req.Limit, DefaultPageSize, MaxPageSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(checkName("machine", req.Machine), checkName("state", req.State)); err != nil {
+		return nil, firstError(err)
+	}
+	c, err := decodeCursor("stuck", req.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	now := r.now()
+	if req.Now != nil {
+		now = *req.Now
+	}
+	since := now.Add(-24 * time.Hour)
+	if req.Since != nil {
+		since = *req.Since
+	}
+	stacks, err := r.st.ListStacks(ctx, store.ListOptions{Machine: req.Machine, State: req.State, After: c.After, Limit: limit + 1})
+	if err != nil {
+		return nil, err
+	}
+	page := &StuckPage{Runs: []StuckRun{}}
+	if len(stacks) > limit {
+		stacks = stacks[:limit]
+		page.NextCursor = cursor{Kind: "stuck", After: stacks[limit-1].ID}.encode()
+	}
+	if len(stacks) == 0 {
+		return page, nil
+	}
+	byID := map[string]*engine.Stack{}
+	ids := make([]string, len(stacks))
+	for i, s := range stacks {
+		byID[s.ID], ids[i] = s, s.ID
+		for _, t := range s.Tasks {
+			if t.Status == message.TaskPending && t.Deadline != nil && !t.Deadline.After(now) {
+				page.Runs = append(page.Runs, StuckRun{StackID: s.ID, Machine: s.Machine, State: s.State, Task: t.Name,
+					RunID: t.RunID, Why: WhyOverdue, At: t.Deadline.UTC()})
+			}
+		}
+	}
+	settled, err := r.st.SettledRunsOf(ctx, ids, since)
+	if err != nil {
+		return nil, err
+	}
+	for _, run := range settled {
+		s := byID[run.StackID]
+		page.Runs = append(page.Runs, StuckRun{StackID: s.ID, Machine: s.Machine, State: s.State, Task: run.Task,
+			RunID: run.RunID, Why: run.SettledBy, At: run.At, Reason: message.CutUTF8(run.Reason, 4096)})
+	}
+	return page, nil
+}
+
+// Stack implements API.
+func (r *Reader) Stack(ctx context.Context, req StackRequest) (*StackResult, error) {
+	if !message.ValidStackID(req.ID) {
+		return nil, invalid("id: %q is not a valid stack id", cutForMessage(req.ID))
+	}
+	s, err := r.st.GetStack(ctx, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	if s != nil {
+		item := newStack(s)
+		return &StackResult{Stack: &item}, nil
+	}
+	a, err := r.st.Absent(ctx, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &StackResult{RemovedAt: a.RemovedAt, Rejected: a.Rejected, LastRejectedAt: a.LastRejectedAt,
+		LastReason: a.LastReason}, nil
+}
+
+// cutForMessage keeps an echoed request value short.
+func cutForMessage(s string) string { return message.CutUTF8(s, 80) }
+
+// History implements API.
+func (r *Reader) History(ctx context.Context, req HistoryRequest) (*HistoryPage, error) {
+	if !message.ValidStackID(req.StackID) {
+		return nil, invalid("stackId: %q is not a valid stack id", cutForMessage(req.StackID))
+	}
+	limit, err := pageSize("limit", req.Limit, DefaultHistoryPageSize, MaxHistoryPageSize)
+	if err != nil {
+		return nil, err
+	}
+	c, err := decodeCursor("history", req.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := r.st.History(ctx, req.StackID, store.HistoryOptions{AfterID: c.History, Limit: limit + 1})
+	if err != nil {
+		return nil, err
+	}
+	stray, err := r.st.StrayRejections(ctx, req.StackID, c.Rejection, limit+1)
+	if err != nil {
+		return nil, err
+	}
+	// Merge the two id-ordered lists by time (history first on a tie, as rows written together
+	// keep their order); every prefix of the merge is a prefix of each list, so the cursor is
+	// the last id taken from each.
+	type item struct {
+		entry     Entry
+		history   int64
+		rejection int64
+	}
+	var merged []item
+	for _, h := range rows {
+		e := Entry{At: h.At, Kind: h.Kind, Machine: h.Machine, Event: h.Event, FromState: h.FromState, ToState: h.ToState,
+			Task: h.Task, TaskRunID: h.TaskRunID, Reason: h.Reason, Detail: h.Detail, MessageID: h.MessageID}
+		if h.Duration != nil {
+			ms := h.Duration.Milliseconds()
+			e.DurationMS = &ms
+		}
+		merged = append(merged, item{entry: e, history: h.ID})
+	}
+	for _, rej := range stray {
+		merged = append(merged, item{rejection: rej.ID, entry: Entry{At: rej.At, Kind: engine.KindRejected, Event: rej.Event,
+			Reason: rej.Reason, MessageID: rej.MessageID, StackAbsent: true}})
+	}
+	sort.SliceStable(merged, func(i, j int) bool { return merged[i].entry.At.Before(merged[j].entry.At) })
+	// Rows past the end of the shorter list may come before unread rows of the longer one: only
+	// items up to the earliest last item of a full list are certain to be in order.
+	cut := len(merged)
+	if len(rows) > limit {
+		cut = min(cut, slices.IndexFunc(merged, func(it item) bool { return it.history == rows[limit].ID }))
+	}
+	if len(stray) > limit {
+		cut = min(cut, slices.IndexFunc(merged, func(it item) bool { return it.rejection == stray[limit].ID }))
+	}
+	page := &HistoryPage{Entries: []Entry{}, More: cut < len(merged)}
+	var b budget
+	for _, it := range merged[:cut] {
+		if len(page.Entries) == limit || !b.fits(it.entry) {
+			page.More = true
+			break
+		}
+		page.Entries = append(page.Entries, it.entry)
+		if it.history != 0 {
+			c.History = it.history
+		} else {
+			c.Rejection = it.rejection
+		}
+	}
+	page.Cursor = c.encode()
+	return page, nil
+}
+
+// Machines implements API.
+func (r *Reader) Machines(ctx context.Context, req MachinesRequest) (*MachinesPage, error) {
+	if err := checkName("name", req.Name); err != nil {
+		return nil, err
+	}
+	list, err := r.st.Machines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	page := &MachinesPage{Machines: []Machine{}}
+	var b budget
+	for _, m := range list {
+		if req.Name != "" && m.Name != req.Name {
+			continue
+		}
+		item := Machine{Name: m.Name, LiveStacks: m.LiveStacks, LatestVersion: m.LatestVersion, LatestStoredAt: m.LatestStoredAt}
+		if !b.fits(item) {
+			break // thousands of machine names: not a shape stackseam is used in
+		}
+		page.Machines = append(page.Machines, item)
+	}
+	if req.Name != "" {
+		body, err := r.st.LatestMachineVersion(ctx, req.Name)
+		switch {
+		case errors.Is(err, store.ErrNoMachineVersion):
+		case err != nil:
+			return nil, err
+		case len(body) > MaxResponseBytes-envelope:
+			return nil, fmt.Errorf("machine %s: its latest stored file is %d bytes, more than an answer may hold", req.Name, len(body))
+		default:
+			page.Body = string(body)
+		}
+	}
+	return page, nil
+}
+
+// Handle answers one request in the wire format: the query function's handler. A refused
+// request is a Response with Error; an error return is a failure of the answerer (the database
+// is unreachable), for Lambda to count as a failed invocation.
+func (r *Reader) Handle(ctx context.Context, payload []byte) (*Response, error) {
+	req, bad := ParseRequest(payload)
+	if bad != nil {
+		return &Response{Error: bad}, nil
+	}
+	resp, err := Answer(ctx, r, req)
+	var refused *Error
+	if errors.As(err, &refused) {
+		return &Response{Error: refused}, nil
+	}
+	return resp, err
+}
+
+// ParseRequest reads a request strictly: at most MaxRequestBytes, one JSON object, no unknown
+// fields, exactly one question.
+func ParseRequest(payload []byte) (Request, *Error) {
+	var req Request
+	if len(payload) > MaxRequestBytes {
+		return req, invalid("the request is %d bytes; at most %d", len(payload), MaxRequestBytes)
+	}
+	if err := strictDecode(payload, &req); err != nil {
+		return req, invalid("the request is not a query: %v", err)
+	}
+	n := 0
+	for _, set := range []bool{req.Stacks != nil, req.Stuck != nil, req.Stack != nil, req.History != nil, req.Machines != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return req, invalid("ask exactly one of stacks, stuck, stack, history, machines (got %d)", n)
+	}
+	return req, nil
+}
+
+// Answer asks api the question req holds and wraps the answer in a Response.
+func Answer(ctx context.Context, api API, req Request) (*Response, error) {
+	var resp Response
+	var err error
+	switch {
+	case req.Stacks != nil:
+		resp.Stacks, err = api.Stacks(ctx, *req.Stacks)
+	case req.Stuck != nil:
+		resp.Stuck, err = api.Stuck(ctx, *req.Stuck)
+	case req.Stack != nil:
+		resp.Stack, err = api.Stack(ctx, *req.Stack)
+	case req.History != nil:
+		resp.History, err = api.History(ctx, *req.History)
+	case req.Machines != nil:
+		resp.Machines, err = api.Machines(ctx, *req.Machines)
+	default:
+		err = invalid("no question asked")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
