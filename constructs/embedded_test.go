@@ -154,9 +154,11 @@ func TestEmbeddedPolicies(t *testing.T) {
 			getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
 	}), tpl.statementsOf(t, "Embedded/Publisher/Resource"))
 
-	// GrantApprove: the approvals queue only, and a publisher cannot send to it.
+	// GrantApprove: the approvals queue only (and the stack's outputs), and a publisher cannot
+	// send to it.
 	require.ElementsMatch(t, normalize(t, []any{
 		allow("", []string{"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
 			getAtt(tpl.id(t, emb+"ApprovalQueue/Resource"), "Arn")),
+		allow("", "cloudformation:DescribeStacks", ref("AWS::StackId")),
 	}), tpl.statementsOf(t, "Embedded/Approver/Resource"))
 }

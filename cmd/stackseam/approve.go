@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/query"
 	"github.com/stackseam/stackseam/internal/queue"
@@ -77,6 +78,8 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 	fs.StringVar(&event, "event", event, "the approval `EVENT` the machine lists under approvals")
 	eventID := fs.String("event-id", "", "an `ID` that makes the approval idempotent")
 	queueURL := fs.String("approval-queue-url", "", "the approvals queue's `URL` (default $APPROVAL_QUEUE_URL)")
+	var stack stackNameFlag
+	stack.register(fs)
 	var a awsFlags
 	a.register(fs)
 	var out outputFlag
@@ -88,14 +91,27 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 	if len(pos) != 1 {
 		return usageError(c, fs, "name one stack")
 	}
-	url := first(*queueURL, c.getenv("APPROVAL_QUEUE_URL"))
-	if url == "" {
-		return usageError(c, fs, "no approvals queue: set --approval-queue-url or APPROVAL_QUEUE_URL")
+	// As for send: a flag beats a variable; of two flags or two variables, the URL beats the stack.
+	url, stackName := *queueURL, stack.name
+	if url == "" && stackName == "" {
+		url, stackName = c.getenv("APPROVAL_QUEUE_URL"), c.getenv(deployed.EnvStackName)
+	}
+	if url == "" && stackName == "" {
+		return usageError(c, fs, "no approvals queue: set --approval-queue-url or APPROVAL_QUEUE_URL, or --stack-name or %s", deployed.EnvStackName)
 	}
 	awsCfg, err := a.config(ctx, c)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
 		return exitCode(err)
+	}
+	if url == "" {
+		d, err := lookupDeployment(ctx, awsCfg, a.serviceEndpoint(c, "CLOUDFORMATION"), stackName)
+		if err == nil {
+			url, err = d.need(d.approvalURL, deployed.OutputApprovalQueueURL)
+		}
+		if err != nil {
+			return fail(c, cmd, err)
+		}
 	}
 	by, identity := approver(ctx, awsCfg, *as)
 	ev := message.Event{StackID: pos[0], Event: event, EventID: *eventID, By: by, Comment: *comment}

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/test/harness"
 )
@@ -39,6 +40,18 @@ func TestApproveAndRejectSendToTheApprovalsQueueWithAName(t *testing.T) {
 	by, identity = approver(t.Context(), noSTS, "")
 	require.NotEmpty(t, by)
 	require.Equal(t, "OS user; no AWS identity could be read", identity)
+
+	// With only the deployed stack's name, the approvals queue comes from its outputs.
+	cfn := harness.NewCloudFormationFake(t)
+	cfn.Put("Stackseam", harness.FakeStack{Outputs: map[string]string{deployed.OutputApprovalQueueURL: url}})
+	byName := awsEnv(t, map[string]string{"AWS_ENDPOINT_URL_CLOUDFORMATION": cfn.URL, deployed.EnvStackName: "Stackseam"})
+	code, _, stderr = runEnv(t, byName, now, "approve", "prod", "--comment", "by stack name")
+	require.Equal(t, exitOK, code, stderr)
+	require.Equal(t, "by stack name", receiveOne(t, url).body["comment"])
+	cfn.Put("Old", harness.FakeStack{Outputs: map[string]string{deployed.OutputEventQueueURL: url}})
+	code, _, stderr = runEnv(t, byName, now, "reject", "prod", "--stack-name", "Old")
+	require.Equal(t, exitFail, code)
+	require.Contains(t, stderr, "stack Old has no output ApprovalQueueUrl")
 
 	code, _, stderr = runEnv(t, awsEnv(t, nil), now, "approve", "prod")
 	require.Equal(t, exitUsage, code)
