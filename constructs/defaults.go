@@ -24,6 +24,9 @@ const (
 	// FencesPrefix is the key prefix of the stacks' fences (internal/fence.Prefix): written by
 	// the state manager only, read by the satisfier.
 	FencesPrefix = "fences/"
+	// PlansPrefix is the key prefix of saved Terraform plans (terraform.PlansPrefix):
+	// plans/<machine>/<stackId>/<plan task>.tfplan, written and deleted by the satisfier only.
+	PlansPrefix = "plans/"
 	// StateLayout is the pattern of Terraform state keys, <machine>/<stackId>/<source key or
 	// location> (at least two slashes), the only keys besides logs/ the satisfier may write.
 	StateLayout = "*/*/*"
@@ -57,7 +60,10 @@ const (
 	defaultDatabaseMaxStorageGiB = 100 // storage autoscaling's ceiling
 	defaultDatabaseBackupDays    = 7
 	queueRetentionDays           = 14 // the SQS maximum: time to notice and redrive
-	accessLogExpiryDays          = 90 // the created access-log bucket's lifecycle
+	// planRetentionDays is how long a saved plan nobody applied is kept: an approval that waits
+	// longer must be planned again.
+	planRetentionDays   = 7
+	accessLogExpiryDays = 90 // the created access-log bucket's lifecycle
 )
 
 // The query function answers one bounded page per invocation (internal/query): a few database

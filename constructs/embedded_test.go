@@ -21,14 +21,14 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::SecretsManager::Secret":     1, // the result signing key, always the construct's own
 		"AWS::S3::Bucket":                 0,
 		"AWS::EC2::SecurityGroup":         3, // the functions' own
-		"AWS::SQS::Queue":                 4,
-		"AWS::Lambda::EventSourceMapping": 2,
+		"AWS::SQS::Queue":                 6, // events, approvals and tasks, each with a dead-letter queue
+		"AWS::Lambda::EventSourceMapping": 3,
 		"Custom::CDKBucketDeployment":     1, // MachinesDir
-		"AWS::CloudWatch::Alarm":          12,
+		"AWS::CloudWatch::Alarm":          13,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::SNS::Topic":                 2, // the application's alarm and notification topics
 		"AWS::KMS::Key":                   1, // the application's notification topic key
-		"AWS::Events::Rule":               4, // the sweep and three schedules
+		"AWS::Events::Rule":               5, // the sweep and four schedules
 	} {
 		require.Len(t, tpl.ofType(typ), n, typ)
 	}
@@ -101,11 +101,13 @@ func TestEmbeddedPolicies(t *testing.T) {
 	list["Condition"] = map[string]any{"StringLike": map[string]any{"s3:prefix": "machines/*"}}
 	require.ElementsMatch(t, normalize(t, []any{
 		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
+		allow("ConsumeApprovals", consumeActions, getAtt(tpl.id(t, emb+"ApprovalQueue/Resource"), "Arn")),
 		allow("WriteLogs", logActions, getAtt(tpl.id(t, emb+"StateManagerLogs/Resource"), "Arn")),
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, emb+"TaskQueue/Resource"), "Arn")),
 		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
-		allow("DeadLetterEvents", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventDeadLetterQueue/Resource"), "Arn")),
+		allow("DeadLetterEvents", "sqs:SendMessage", []any{getAtt(tpl.id(t, emb+"EventDeadLetterQueue/Resource"), "Arn"),
+			getAtt(tpl.id(t, emb+"ApprovalDeadLetterQueue/Resource"), "Arn")}),
 		allow("PeekTaskDeadLetters", "sqs:ReceiveMessage", getAtt(tpl.id(t, emb+"TaskDeadLetterQueue/Resource"), "Arn")),
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, "Embedded/Notifications/Resource"))),
 		// The topic is encrypted with the application's key.
@@ -115,7 +117,9 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("WriteFences", []string{"s3:GetObject", "s3:PutObject"}, objects("/fences/*")),
 		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}, embeddedSecretArn),
 		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
-		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/EventQueue/Resource")))),
+		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", []any{
+			join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/EventQueue/Resource"))),
+			join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/ApprovalQueue/Resource")))}),
 		readSigningKey(tpl, t, emb),
 	}), tpl.statementsOf(t, emb+"StateManagerRole/Resource"))
 
@@ -130,6 +134,7 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("ReadSourcesStateAndFences", "s3:GetObject", objects("/*")),
 		allow("WriteStateAndLogs", "s3:PutObject", []any{objects("/*/*/*"), objects("/logs/*")}),
 		allow("ReleaseStateLocks", "s3:DeleteObject", objects("/*.tflock")),
+		allow("RemoveUsedPlans", "s3:DeleteObject", objects("/plans/*")),
 		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
 			"Resource": []any{objects("/machines/*"), objects("/fences/*")}},
 		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
@@ -152,4 +157,12 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("", []string{"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
 			getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
 	}), tpl.statementsOf(t, "Embedded/Publisher/Resource"))
+
+	// GrantApprove: the approvals queue only (and the stack's outputs), and a publisher cannot
+	// send to it.
+	require.ElementsMatch(t, normalize(t, []any{
+		allow("", []string{"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
+			getAtt(tpl.id(t, emb+"ApprovalQueue/Resource"), "Arn")),
+		allow("", "cloudformation:DescribeStacks", ref("AWS::StackId")),
+	}), tpl.statementsOf(t, "Embedded/Approver/Resource"))
 }

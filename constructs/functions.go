@@ -53,6 +53,8 @@ func (s *Stackseam) functions(p resolved) {
 	smEnv := env("MACHINES_PREFIX", MachinesPrefix, "DATABASE_SSLMODE", "verify-full", "LOG_LEVEL", p.LogLevel)
 	smEnv["EVENT_QUEUE_URL"] = s.EventQueue.QueueUrl()
 	smEnv["EVENT_QUEUE_ARN"] = s.EventQueue.QueueArn()
+	smEnv["APPROVAL_QUEUE_URL"] = s.ApprovalQueue.QueueUrl()
+	smEnv["APPROVAL_QUEUE_ARN"] = s.ApprovalQueue.QueueArn()
 	smEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()
 	// What a task run's deadline is derived from (README.md, "Every dispatched task ends"): the
 	// satisfier's timeout bounds a run without timeoutSeconds, and the task queue as made above.
@@ -74,7 +76,13 @@ func (s *Stackseam) functions(p resolved) {
 		ReportBatchItemFailures: jsii.Bool(true),
 		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
 	})
-	s.pauseOwnMapping(mapping)
+	approvals := s.StateManager.AddEventSourceMapping(jsii.String("ApprovalQueue"), &awslambda.EventSourceMappingOptions{
+		EventSourceArn:          s.ApprovalQueue.QueueArn(),
+		BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
+		ReportBatchItemFailures: jsii.Bool(true),
+		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
+	})
+	s.pauseOwnMapping(mapping, approvals)
 
 	tf := &terraformBinary{path: p.TerraformBinary, cacheDir: p.dirs.cache}
 	if tf.path != "" {

@@ -20,6 +20,15 @@ func (s *Stackseam) GrantPublishEvents(grantee awsiam.IGrantable) awsiam.Grant {
 	return s.EventQueue.GrantSendMessages(grantee)
 }
 
+// GrantApprove lets grantee approve and reject plans: sqs:SendMessage on the approvals queue
+// (plus GetQueueUrl and GetQueueAttributes), which `stackseam approve` and `reject` send to, and
+// cloudformation:DescribeStacks on this stack, to find the queue with --stack-name. It is
+// separate from GrantPublishEvents and GrantOperate on purpose: the events a machine lists under
+// approvals are accepted from the approvals queue only, so a publisher cannot approve.
+func (s *Stackseam) GrantApprove(grantee awsiam.IGrantable) awsiam.Grant {
+	return s.ApprovalQueue.GrantSendMessages(grantee).Combine(s.grantDescribeStack(grantee))
+}
+
 // GrantRead lets grantee ask the deployment read-only questions — list stacks, show one, its
 // history, stuck runs, machines — as `stackseam stacks|show|history|console --stack-name` do:
 // lambda:InvokeFunction on the query function only (whose database session cannot write), and
@@ -60,8 +69,8 @@ func (s *Stackseam) GrantRead(grantee awsiam.IGrantable) awsiam.Grant {
 	return grant
 }
 
-// GrantOperate lets grantee act on stacks as an operator — `stackseam send`, `retry` (and
-// approvals) with --stack-name: send events to the event queue (sqs:SendMessage with
+// GrantOperate lets grantee act on stacks as an operator — `stackseam send`, `retry` with
+// --stack-name (approving is GrantApprove's): send events to the event queue (sqs:SendMessage with
 // GetQueueUrl and GetQueueAttributes, and the queue's KMS key when it has one), and
 // cloudformation:DescribeStacks on this stack to find the queue. It grants no reads: add
 // GrantRead for that. GrantPublishEvents stays the grant for machine publishers (CI jobs,

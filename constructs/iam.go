@@ -60,7 +60,8 @@ func (s *Stackseam) stateManagerPolicy() {
 	r.AddToPrincipalPolicy(statement("SendEvents", []string{"sqs:SendMessage"}, s.EventQueue.QueueArn()))
 	// An event that fails on its last receive is moved to the dead-letter queue by the state
 	// manager (queue.DeadLetter), which reads the event queue's RedrivePolicy (ConsumeQueue).
-	r.AddToPrincipalPolicy(statement("DeadLetterEvents", []string{"sqs:SendMessage"}, s.EventDeadLetterQueue.QueueArn()))
+	r.AddToPrincipalPolicy(statement("DeadLetterEvents", []string{"sqs:SendMessage"}, s.EventDeadLetterQueue.QueueArn(), s.ApprovalDeadLetterQueue.QueueArn()))
+	r.AddToPrincipalPolicy(statement("ConsumeApprovals", consumeActions, s.ApprovalQueue.QueueArn()))
 	// The sweep peeks the task dead-letter queue to fail the runs of the messages in it; it
 	// never deletes them (kept for inspection), so receiving is all it may do.
 	r.AddToPrincipalPolicy(statement("PeekTaskDeadLetters", []string{"sqs:ReceiveMessage"}, s.TaskDeadLetterQueue.QueueArn()))
@@ -107,13 +108,17 @@ func (s *Stackseam) queryPolicy() {
 // §"Guarantees"). The statements sit in a policy of their own: the role's default policy is a
 // dependency of the function, and the mapping depends on the function, so naming the mapping there
 // would be a cycle.
-func (s *Stackseam) pauseOwnMapping(mapping awslambda.EventSourceMapping) {
+func (s *Stackseam) pauseOwnMapping(mappings ...awslambda.EventSourceMapping) {
+	arns := make([]*string, len(mappings))
+	for i, m := range mappings {
+		arns[i] = m.EventSourceMappingArn()
+	}
 	policy := awsiam.NewPolicy(s.Construct, jsii.String("StateManagerPausePolicy"), &awsiam.PolicyProps{
 		Roles: &[]awsiam.IRole{s.StateManagerRole},
 		Statements: &[]awsiam.PolicyStatement{
 			// The function finds its mapping by function name and queue ARN at run time.
 			statement("FindOwnEventSourceMapping", []string{"lambda:ListEventSourceMappings"}, jsii.String("*")),
-			statement("PauseOwnEventSourceMapping", []string{"lambda:UpdateEventSourceMapping"}, mapping.EventSourceMappingArn()),
+			statement("PauseOwnEventSourceMapping", []string{"lambda:UpdateEventSourceMapping"}, arns...),
 		},
 	})
 	cdknag.NagSuppressions_AddResourceSuppressions(policy, &[]*cdknag.NagPackSuppression{{
@@ -138,6 +143,9 @@ func (s *Stackseam) satisfierPolicy() {
 	r.AddToPrincipalPolicy(statement("WriteStateAndLogs", []string{"s3:PutObject"},
 		s.Bucket.ArnForObjects(jsii.String(StateLayout)), s.Bucket.ArnForObjects(jsii.String(LogsPrefix+"*"))))
 	r.AddToPrincipalPolicy(statement("ReleaseStateLocks", []string{"s3:DeleteObject"}, s.Bucket.ArnForObjects(jsii.String("*.tflock"))))
+	// Saved plans (plans/<machine>/<stackId>/<task>.tfplan; writing them is covered by the state
+	// layout): a plan is deleted once applied or refused, and when a plan finds no changes.
+	r.AddToPrincipalPolicy(statement("RemoveUsedPlans", []string{"s3:DeleteObject"}, s.Bucket.ArnForObjects(jsii.String(PlansPrefix+"*"))))
 	// Terraform tasks run with this role: explicit denies keep them (and whatever
 	// AddTerraformPermissions grants) from rewriting the machines the state manager trusts or
 	// the fences it writes, by any object write (versions and ACLs included), and from changing
@@ -160,7 +168,7 @@ func (s *Stackseam) satisfierPolicy() {
 	cdknag.NagSuppressions_AddResourceSuppressions(r, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-IAM5"),
 		Reason: jsii.String("Lambda's VPC networking actions (ENI management) do not support resource-level scoping. " +
-			"Terraform sources (chosen by the machine files) live under keys only known at run time, so reading spans the bucket; writes are limited to the state layout <machine>/<stackId>/<key> and logs/, deletes to *.tflock lock files, and machines/ and fences/ are explicitly denied."),
-		AppliesTo: &[]interface{}{"Resource::*", cdknag.RegexAppliesTo{Regex: jsii.String("/^Resource::.*\\/(\\*|\\*\\/\\*\\/\\*|\\*\\.tflock|logs\\/\\*|machines\\/\\*|fences\\/\\*)$/")}},
+			"Terraform sources (chosen by the machine files) live under keys only known at run time, so reading spans the bucket; writes are limited to the state layout <machine>/<stackId>/<key> and logs/, deletes to *.tflock lock files and used plans under plans/, and machines/ and fences/ are explicitly denied."),
+		AppliesTo: &[]interface{}{"Resource::*", cdknag.RegexAppliesTo{Regex: jsii.String("/^Resource::.*\\/(\\*|\\*\\/\\*\\/\\*|\\*\\.tflock|logs\\/\\*|plans\\/\\*|machines\\/\\*|fences\\/\\*)$/")}},
 	}}, jsii.Bool(true))
 }

@@ -28,6 +28,16 @@ func (s *Stackseam) queues(p resolved) {
 		VisibilityTimeout:   seconds(visibilityTimeoutPerFuncTimeout * p.StateManagerTimeout),
 		DeadLetterQueue:     &awssqs.DeadLetterQueue{Queue: s.EventDeadLetterQueue, MaxReceiveCount: jsii.Number(float64(p.EventQueueMaxReceiveCount))},
 	}))
+	// Approvals have a queue of their own: SendMessage on the event queue lets a publisher send
+	// any event, so only the queue a message came from can tell an approver's APPROVE from a
+	// publisher's (README.md, "Plan, approve, apply").
+	s.ApprovalDeadLetterQueue = awssqs.NewQueue(s.Construct, jsii.String("ApprovalDeadLetterQueue"), secure(&awssqs.QueueProps{Fifo: jsii.Bool(true)}))
+	s.ApprovalQueue = awssqs.NewQueue(s.Construct, jsii.String("ApprovalQueue"), secure(&awssqs.QueueProps{
+		Fifo:                      jsii.Bool(true),
+		ContentBasedDeduplication: jsii.Bool(true),
+		VisibilityTimeout:         seconds(visibilityTimeoutPerFuncTimeout * p.StateManagerTimeout),
+		DeadLetterQueue:           &awssqs.DeadLetterQueue{Queue: s.ApprovalDeadLetterQueue, MaxReceiveCount: jsii.Number(float64(p.EventQueueMaxReceiveCount))},
+	}))
 	s.TaskDeadLetterQueue = awssqs.NewQueue(s.Construct, jsii.String("TaskDeadLetterQueue"), secure(&awssqs.QueueProps{}))
 	s.TaskQueue = awssqs.NewQueue(s.Construct, jsii.String("TaskQueue"), secure(&awssqs.QueueProps{
 		VisibilityTimeout: seconds(visibilityTimeoutPerFuncTimeout * p.SatisfierTimeout),

@@ -35,8 +35,14 @@ type Schedule struct {
 	// Day-of-month Month Day-of-week Year)" with exactly one of the day fields "?", or
 	// "rate(N minute|minutes|hour|hours|day|days)". Required.
 	Expression string
-	// StackID is the stack the event is sent to (and the FIFO message group). Required.
+	// StackID is the stack the event is sent to (and the FIFO message group). Required unless
+	// States is given.
 	StackID string
+	// States, with Machine and no StackID, makes the schedule a broadcast: the event goes to
+	// every stack of Machine that is in one of States when the schedule fires (a nightly drift
+	// check of every running stack). The rule invokes the state manager, which sends each stack
+	// the event as its own, conditional on the stack's version. Defaults to none.
+	States []string
 	// Event is the event's name, e.g. DESTROY; NEXT and task results cannot be scheduled.
 	// Required.
 	Event string
@@ -55,7 +61,17 @@ func (sc Schedule) name() string {
 	if sc.Name != "" {
 		return sc.Name
 	}
+	if len(sc.States) > 0 {
+		return sc.Machine + "-" + sc.Event
+	}
 	return sc.StackID + "-" + sc.Event
+}
+
+// broadcastBody is the invocation payload of a broadcast schedule (message.Broadcast), with id in
+// place of the firing's id.
+func broadcastBody(sc Schedule, id string) map[string]any {
+	return map[string]any{"stackseam": message.BroadcastKind, "name": sc.name(), "machine": sc.Machine,
+		"states": sc.States, "event": sc.Event, "id": id}
 }
 
 // scheduleEventIDPrefix starts the eventId of every scheduled event; EventBridge's event id
@@ -161,6 +177,19 @@ func validateSchedules(schedules []Schedule) []string {
 			add("%s", why)
 			continue
 		}
+		if len(sc.States) > 0 {
+			if sc.StackID != "" || len(sc.Metadata) > 0 {
+				add("a broadcast (States) goes to every stack of Machine in those states: StackID and Metadata cannot be given")
+			}
+			raw, err := marshalTemplate(broadcastBody(sc, "00000000-0000-0000-0000-000000000000"))
+			if err == nil {
+				_, err = message.ParseBroadcast(raw)
+			}
+			if err != nil {
+				add("%v", err)
+			}
+			continue
+		}
 		// EventBridge reads <name> in an input template as a placeholder.
 		for _, k := range slices.Sorted(maps.Keys(sc.Metadata)) {
 			if s, ok := sc.Metadata[k].(string); strings.ContainsAny(k, "<>") || (ok && strings.ContainsAny(s, "<>")) {
@@ -223,6 +252,18 @@ func (s *Stackseam) schedules(p resolved) {
 	parent := constructs.NewConstruct(s.Construct, jsii.String("Schedules"))
 	for _, sc := range p.Schedules {
 		name := sc.name()
+		if len(sc.States) > 0 {
+			rule := awsevents.NewRule(parent, jsii.String(name), &awsevents.RuleProps{
+				Description: jsii.String(fmt.Sprintf("stackseam schedule %s: %s to every stack of %s in %s", name, sc.Event, sc.Machine, strings.Join(sc.States, ", "))),
+				Schedule:    awsevents.Schedule_Expression(jsii.String(sc.Expression)),
+				Enabled:     jsii.Bool(!sc.Disabled),
+			})
+			rule.AddTarget(awseventstargets.NewLambdaFunction(s.StateManager, &awseventstargets.LambdaFunctionProps{
+				Event: awsevents.RuleTargetInput_FromObject(broadcastBody(sc, *awsevents.EventField_EventId())),
+			}))
+			s.ScheduleRules = append(s.ScheduleRules, rule)
+			continue
+		}
 		rule := awsevents.NewRule(parent, jsii.String(name), &awsevents.RuleProps{
 			Description: jsii.String(fmt.Sprintf("stackseam schedule %s: %s to stack %s", name, sc.Event, sc.StackID)),
 			Schedule:    awsevents.Schedule_Expression(jsii.String(sc.Expression)),

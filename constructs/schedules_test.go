@@ -3,6 +3,7 @@ package stackseam_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -64,6 +65,9 @@ func TestEmbeddedSchedules(t *testing.T) {
 	queue := tpl.id(t, emb+"EventQueue/Resource")
 	firings := []string{"7bf73129-1428-4cd3-a780-95db273d1602", "0b4b5d1e-55a8-4c6f-9d7e-2f1c0a9e8b31"}
 	for _, sc := range embeddedSchedules {
+		if len(sc.States) > 0 {
+			continue // TestEmbeddedBroadcastSchedule
+		}
 		name := sc.Name
 		if name == "" {
 			name = sc.StackID + "-" + sc.Event
@@ -111,6 +115,31 @@ func TestEmbeddedSchedules(t *testing.T) {
 				})
 		})
 	}
+}
+
+// A broadcast schedule invokes the state manager with a payload message.ParseBroadcast accepts,
+// carrying the firing's id.
+func TestEmbeddedBroadcastSchedule(t *testing.T) {
+	tpl := synth(t).templates["Embedded"]
+	p := tpl.res(t, emb+"Schedules/nightly-drift/Resource").Properties
+	require.Equal(t, "cron(0 2 * * ? *)", p["ScheduleExpression"])
+	require.Equal(t, "stackseam schedule nightly-drift: CHECK-DRIFT to every stack of reviewed-env in RUN", p["Description"])
+	target := p["Targets"].([]any)[0].(map[string]any)
+	require.Equal(t, getAtt(tpl.id(t, emb+"StateManager/Resource"), "Arn"), target["Arn"])
+	transformer := target["InputTransformer"].(map[string]any)
+	body := transform(t, transformer["InputTemplate"].(string), map[string]string{"id": "7bf73129-1428-4cd3-a780-95db273d1602"})
+	b, err := stackseammessage.ParseBroadcast([]byte(body))
+	require.NoError(t, err, body)
+	require.Equal(t, stackseammessage.Broadcast{Stackseam: "broadcast", Name: "nightly-drift", Machine: "reviewed-env",
+		States: []string{"RUN"}, Event: "CHECK-DRIFT", ID: "7bf73129-1428-4cd3-a780-95db273d1602"}, b)
+	rule := tpl.id(t, emb+"Schedules/nightly-drift/Resource")
+	found := false
+	for _, perm := range tpl.ofType("AWS::Lambda::Permission") {
+		if perm.Properties["SourceArn"] != nil && fmt.Sprint(perm.Properties["SourceArn"]) == fmt.Sprint(getAtt(rule, "Arn")) {
+			found = true
+		}
+	}
+	require.True(t, found, "the rule may invoke the state manager")
 }
 
 // normalizeMetadata is metadata as ParseEvent returns it (numbers as json.Number).
@@ -178,6 +207,12 @@ func TestValidateSchedules(t *testing.T) {
 		{stackseam.Schedule{Name: "n", Expression: "rate(1 day)", StackID: "s", Event: "E", Metadata: map[string]any{"b": "<id>", "<a>": 1}},
 			[]string{`Schedules[0] (n): metadata "<a>": '<' and '>' cannot be used (EventBridge input templates read <name> as a placeholder)`,
 				`Schedules[0] (n): metadata "b": '<' and '>' cannot be used (EventBridge input templates read <name> as a placeholder)`}},
+		{stackseam.Schedule{Expression: "rate(1 day)", Machine: "m", States: []string{"RUN", "DRIFTED"}, Event: "CHECK-DRIFT"}, nil},
+		{stackseam.Schedule{Expression: "rate(1 day)", Machine: "m", States: []string{"RUN"}, Event: "E", StackID: "s"},
+			[]string{"Schedules[0] (m-E): a broadcast (States) goes to every stack of Machine in those states: StackID and Metadata cannot be given"}},
+		{stackseam.Schedule{Expression: "rate(1 day)", States: []string{"RUN"}, Event: "E"},
+			[]string{`Schedules[0] (-E): name "-E" must be 1–128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+				`Schedules[0] (-E): the broadcast's machine "" is not a machine name`}},
 		{stackseam.Schedule{Name: "n", Expression: "rate(1 day)", StackID: "s", Event: "E", Metadata: map[string]any{"a": long[:8000], "b": long[:1000]}},
 			[]string{`Schedules[0] (n): the event is 9114 bytes; EventBridge input templates hold at most 8192`}},
 	} {

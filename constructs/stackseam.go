@@ -44,6 +44,12 @@ type Stackseam struct {
 	EventQueue awssqs.Queue
 	// EventDeadLetterQueue receives events that failed EventQueueMaxReceiveCount times.
 	EventDeadLetterQueue awssqs.Queue
+	// ApprovalQueue (FIFO, one message group per stack) feeds the state manager approvals:
+	// only principals given GrantApprove may send to it, and the events a machine lists under
+	// approvals are accepted from it only.
+	ApprovalQueue awssqs.Queue
+	// ApprovalDeadLetterQueue receives approvals that failed EventQueueMaxReceiveCount times.
+	ApprovalDeadLetterQueue awssqs.Queue
 	// TaskQueue (standard) feeds the satisfier.
 	TaskQueue awssqs.Queue
 	// TaskDeadLetterQueue receives task messages that failed TaskQueueMaxReceiveCount times.
@@ -83,7 +89,7 @@ type Stackseam struct {
 	SweepRule awsevents.Rule
 	// ScheduleRules send the Schedules' events to the event queue, in the order of Schedules.
 	ScheduleRules []awsevents.Rule
-	// Alarms fire on messages in either dead-letter queue, errors of either function, failed
+	// Alarms fire on messages in any dead-letter queue, errors of either function, failed
 	// tasks, rejected events, and old messages in either queue.
 	Alarms []awscloudwatch.Alarm
 	// Dashboard graphs events by outcome, transitions, task results and durations by executor,

@@ -28,11 +28,11 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::RDS::DBInstance":            1,
 		"AWS::SecretsManager::Secret":     2, // the database's, and the result signing key
 		"AWS::S3::Bucket":                 2, // the bucket and its access-log bucket
-		"AWS::SQS::Queue":                 4,
+		"AWS::SQS::Queue":                 6, // events, approvals and tasks, each with a dead-letter queue
 		"AWS::Lambda::Function":           3, // state manager, satisfier, query; no custom resources without MachinesDir
-		"AWS::Lambda::EventSourceMapping": 2,
+		"AWS::Lambda::EventSourceMapping": 3,
 		"AWS::IAM::Role":                  4, // three functions and the flow log
-		"AWS::CloudWatch::Alarm":          12,
+		"AWS::CloudWatch::Alarm":          13,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::Logs::LogGroup":             4, // three functions and the flow log
 		"AWS::SNS::Topic":                 1, // notifications
@@ -56,6 +56,8 @@ func TestDefaultFunctions(t *testing.T) {
 		{"StateManager", "StateManagerSecurityGroup", "StateManagerLogs", "StateManagerRole", 60, 512, map[string]any{
 			"EVENT_QUEUE_URL":          ref(tpl.id(t, def+"EventQueue/Resource")),
 			"EVENT_QUEUE_ARN":          getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn"),
+			"APPROVAL_QUEUE_URL":       ref(tpl.id(t, def+"ApprovalQueue/Resource")),
+			"APPROVAL_QUEUE_ARN":       getAtt(tpl.id(t, def+"ApprovalQueue/Resource"), "Arn"),
 			"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
 			"TASK_QUEUE_URL":           ref(tpl.id(t, def+"TaskQueue/Resource")),
 			// A task run's deadline: 3 × (15 min + 90 min) after its dispatch.
@@ -144,6 +146,13 @@ func TestDefaultEventSourceMappings(t *testing.T) {
 		"ScalingConfig":         map[string]any{"MaximumConcurrency": 10.0},
 	}, tpl.res(t, def+"StateManager/EventQueue/Resource").Properties)
 	require.Equal(t, map[string]any{
+		"FunctionName":          ref(tpl.id(t, def+"StateManager/Resource")),
+		"EventSourceArn":        getAtt(tpl.id(t, def+"ApprovalQueue/Resource"), "Arn"),
+		"BatchSize":             10.0,
+		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+		"ScalingConfig":         map[string]any{"MaximumConcurrency": 10.0},
+	}, tpl.res(t, def+"StateManager/ApprovalQueue/Resource").Properties)
+	require.Equal(t, map[string]any{
 		"FunctionName":          ref(tpl.id(t, def+"Satisfier/Resource")),
 		"EventSourceArn":        getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn"),
 		"BatchSize":             1.0,
@@ -213,6 +222,9 @@ func TestDefaultBucket(t *testing.T) {
 		map[string]any{"AbortIncompleteMultipartUpload": map[string]any{"DaysAfterInitiation": 7.0}, "Status": "Enabled"},
 		// Fences untouched for 30 days (longer than any task message lives) and their old versions go.
 		map[string]any{"Id": "ExpireFences", "Prefix": "fences/", "ExpirationInDays": 30.0,
+			"NoncurrentVersionExpiration": map[string]any{"NoncurrentDays": 1.0}, "Status": "Enabled"},
+		// Saved plans nobody applied go after a week, the versions a delete leaves the next day.
+		map[string]any{"Id": "ExpirePlans", "Prefix": "plans/", "ExpirationInDays": 7.0,
 			"NoncurrentVersionExpiration": map[string]any{"NoncurrentDays": 1.0}, "Status": "Enabled"},
 		map[string]any{"Id": "RemoveExpiredFenceMarkers", "Prefix": "fences/", "ExpiredObjectDeleteMarker": true, "Status": "Enabled"},
 	}}, p["LifecycleConfiguration"])
@@ -291,6 +303,8 @@ func TestDefaultAlarms(t *testing.T) {
 	for alarm, want := range map[string]map[string]any{
 		"EventDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
 			"Dimensions": queueName("EventDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
+		"ApprovalDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+			"Dimensions": queueName("ApprovalDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
 		"TaskDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
 			"Dimensions": queueName("TaskDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
 		"StateManagerErrorsAlarm": {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum", "Threshold": 1.0,
@@ -386,11 +400,13 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 	list["Condition"] = map[string]any{"StringLike": map[string]any{"s3:prefix": "machines/*"}}
 	require.ElementsMatch(t, normalize(t, []any{
 		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
+		allow("ConsumeApprovals", consumeActions, getAtt(tpl.id(t, def+"ApprovalQueue/Resource"), "Arn")),
 		allow("WriteLogs", logActions, getAtt(tpl.id(t, def+"StateManagerLogs/Resource"), "Arn")),
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn")),
 		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
-		allow("DeadLetterEvents", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventDeadLetterQueue/Resource"), "Arn")),
+		allow("DeadLetterEvents", "sqs:SendMessage", []any{getAtt(tpl.id(t, def+"EventDeadLetterQueue/Resource"), "Arn"),
+			getAtt(tpl.id(t, def+"ApprovalDeadLetterQueue/Resource"), "Arn")}),
 		allow("PeekTaskDeadLetters", "sqs:ReceiveMessage", getAtt(tpl.id(t, def+"TaskDeadLetterQueue/Resource"), "Arn")),
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, def+"NotificationTopic/Resource"))),
 		list,
@@ -399,7 +415,8 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 		allow("", []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
 			ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource"))),
 		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
-		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", mappingArn(tpl.id(t, def+"StateManager/EventQueue/Resource"))),
+		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", []any{mappingArn(tpl.id(t, def+"StateManager/EventQueue/Resource")),
+			mappingArn(tpl.id(t, def+"StateManager/ApprovalQueue/Resource"))}),
 		readSigningKey(tpl, t, def),
 	}), tpl.statementsOf(t, def+"StateManagerRole/Resource"))
 }
@@ -421,6 +438,7 @@ func TestDefaultSatisfierPolicy(t *testing.T) {
 		allow("ReadSourcesStateAndFences", "s3:GetObject", join(bucket, "/*")),
 		allow("WriteStateAndLogs", "s3:PutObject", []any{join(bucket, "/*/*/*"), join(bucket, "/logs/*")}),
 		allow("ReleaseStateLocks", "s3:DeleteObject", join(bucket, "/*.tflock")),
+		allow("RemoveUsedPlans", "s3:DeleteObject", join(bucket, "/plans/*")),
 		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
 			"Resource": []any{join(bucket, "/machines/*"), join(bucket, "/fences/*")}},
 		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},

@@ -55,6 +55,14 @@ func (s *Stackseam) bucket(p resolved) {
 			Expiration:                  awscdk.Duration_Days(jsii.Number(30)),
 			NoncurrentVersionExpiration: awscdk.Duration_Days(jsii.Number(1)),
 		}, {
+			// Saved plans hold the variables' values and the state: one nobody applied within a
+			// week is stale in practice and is removed, and the versions a delete leaves behind go
+			// the next day.
+			Id:                          jsii.String("ExpirePlans"),
+			Prefix:                      jsii.String(PlansPrefix),
+			Expiration:                  awscdk.Duration_Days(jsii.Number(planRetentionDays)),
+			NoncurrentVersionExpiration: awscdk.Duration_Days(jsii.Number(1)),
+		}, {
 			Id:                        jsii.String("RemoveExpiredFenceMarkers"),
 			Prefix:                    jsii.String(FencesPrefix),
 			ExpiredObjectDeleteMarker: jsii.Bool(true),

@@ -51,12 +51,14 @@ const (
 var embeddedSubnets = []string{"subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"}
 
 // embeddedSchedules: a named cron schedule, an unnamed rate schedule that may create its stack
-// (with metadata that needs escaping in JSON), and a disabled one.
+// (with metadata that needs escaping in JSON), a disabled one and a broadcast.
 var embeddedSchedules = []stackseam.Schedule{
 	{Name: "nightly-destroy", Expression: "cron(0 22 ? * MON-FRI *)", StackID: "preview-42", Event: "DESTROY"},
 	{Expression: "rate(1 day)", StackID: "qa", Event: "LAUNCH", Machine: "qa-env",
 		Metadata: map[string]any{"branch": "main", "size": 3, "warm": true, "note": `say "hi" \ & bye ✓`}},
 	{Name: "paused", Expression: "rate(5 minutes)", StackID: "qa", Event: "RETRY_FAILED_TASKS", Disabled: true},
+	// A broadcast: every running stack of reviewed-env checks for drift at 02:00.
+	{Name: "nightly-drift", Expression: "cron(0 2 * * ? *)", Machine: "reviewed-env", States: []string{"RUN"}, Event: "CHECK-DRIFT"},
 }
 
 // synthesized is the shared output: the cloud assembly directory and each stack's template.
@@ -192,6 +194,10 @@ func embeddedStack(app awscdk.App, stub string) {
 		AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount)),
 	})
 	seam.GrantPublishEvents(ci)
+	approver := awsiam.NewRole(stack, jsii.String("Approver"), &awsiam.RoleProps{
+		AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount)),
+	})
+	seam.GrantApprove(approver)
 	// People and CI jobs that operate the deployment: one may read, one may act, one neither.
 	seam.GrantRead(awsiam.NewRole(stack, jsii.String("Reader"), &awsiam.RoleProps{AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount))}))
 	seam.GrantOperate(awsiam.NewRole(stack, jsii.String("Operator"), &awsiam.RoleProps{AssumedBy: awsiam.NewAccountPrincipal(jsii.String(embeddedAccount))}))

@@ -11,7 +11,7 @@
 //	terraformBinary          a linux/arm64 terraform or tofu binary. Defaults to OpenTofu built from source.
 //	machinesDir              a folder uploaded to machines/ in the bucket on deploy.
 //	schedules                events sent on a clock: a JSON list in cdk.json, or the same JSON as a string,
-//	                         of {"name","expression","stackId","event","machine","metadata","disabled"}
+//	                         of {"name","expression","stackId","states","event","machine","metadata","disabled"}
 //	                         (see stackseam.Schedule; expression and stackId and event are required).
 //
 // For example: cdk deploy -c vpcId=vpc-0123456789abcdef0 -c machinesDir=machines
@@ -69,6 +69,7 @@ type scheduleJSON struct {
 	Name       string         `json:"name"`
 	Expression string         `json:"expression"`
 	StackID    string         `json:"stackId"`
+	States     []string       `json:"states"`
 	Event      string         `json:"event"`
 	Machine    string         `json:"machine"`
 	Metadata   map[string]any `json:"metadata"`

@@ -39,7 +39,7 @@ func TestDemoRunsAStackThroughItsLife(t *testing.T) {
 	out := p.Output()
 	require.Equal(t, 0, p.ExitCode(), out)
 	for _, want := range []string{
-		"$ stackseam validate machines/\nOK feature-env\nOK qa-env\n",
+		"$ stackseam validate machines/\nOK feature-env\nOK qa-env\nOK reviewed-env\n",
 		"sent LAUNCH to stack feature-123 (machine feature-env, metadata branch=feature/123 owner=alice)",
 		"sent LAUNCH to stack qa (machine qa-env, metadata appVersion=2.4.1)",
 		// The live timeline.
@@ -60,6 +60,17 @@ func TestDemoRunsAStackThroughItsLife(t *testing.T) {
 		"time in each state\n  INIT",
 		"task runs\n  provision-infra  PROVISION    attempt 1  completed",
 		"$ stackseam graph feature-env\nflowchart LR\n",
+		// The reviewed environment: a plan, an approval with a name on it, the approved plan applied.
+		"sent LAUNCH to stack prod (machine reviewed-env, metadata release=2.0.0)",
+		"$ stackseam plan prod\nstack prod · machine reviewed-env · state AWAITING-APPROVAL",
+		"  2 to add, 0 to change, 0 to destroy, 0 to replace\n  create terraform_data.app\n  create terraform_data.deployment\n",
+		"sent APPROVE to stack prod as ",
+		"CHANGES: PLAN → AWAITING-APPROVAL after",
+		"raised by task plan (changes)",
+		`APPROVE: AWAITING-APPROVAL → APPLY after`,
+		`: "first deployment, reviewed"`,
+		"task apply completed in",
+		"NEXT: APPLY → RUN after",
 		"    web console: open http://127.0.0.1:",
 		"==> stopped the functions, the fake Lambda, the emulator and PostgreSQL",
 		"demo finished in ",

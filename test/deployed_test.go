@@ -28,6 +28,7 @@ import (
 
 	stackseam "github.com/stackseam/stackseam/constructs"
 	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/internal/settings"
 	"github.com/stackseam/stackseam/internal/store"
 	"github.com/stackseam/stackseam/test/harness"
@@ -136,7 +137,10 @@ type deployedFunction struct {
 	env      map[string]any // Environment.Variables, values still unresolved
 	timeout  time.Duration
 	memoryMB int
-	mapping  deployedMapping
+	mapping  deployedMapping // the mapping of its main queue (event or task queue)
+	// mappings are all its event-source mappings, by queue logical id (the state manager has
+	// the approvals queue's too).
+	mappings map[string]deployedMapping
 }
 
 // deployedMapping is a function's SQS event-source mapping.
@@ -162,7 +166,7 @@ func number(t *testing.T, v any, what string) int {
 	return int(f)
 }
 
-func (d *deployedTemplate) function(t *testing.T, name string) deployedFunction {
+func (d *deployedTemplate) function(t *testing.T, name, mainQueue string) deployedFunction {
 	t.Helper()
 	p := d.props(t, name+"/Resource")
 	fn := deployedFunction{
@@ -170,14 +174,13 @@ func (d *deployedTemplate) function(t *testing.T, name string) deployedFunction 
 		env:      p["Environment"].(map[string]any)["Variables"].(map[string]any),
 		timeout:  time.Duration(number(t, p["Timeout"], name+" Timeout")) * time.Second,
 		memoryMB: number(t, p["MemorySize"], name+" MemorySize"),
+		mappings: map[string]deployedMapping{},
 	}
-	var found int
 	for _, r := range d.resources {
 		if r.Type != "AWS::Lambda::EventSourceMapping" || !equalJSON(r.Properties["FunctionName"], map[string]any{"Ref": fn.id}) {
 			continue
 		}
-		found++
-		m := &fn.mapping
+		m := &deployedMapping{}
 		arn := r.Properties["EventSourceArn"].(map[string]any)["Fn::GetAtt"].([]any)
 		require.Equal(t, "Arn", arn[1])
 		m.queueID = arn[0].(string)
@@ -189,8 +192,11 @@ func (d *deployedTemplate) function(t *testing.T, name string) deployedFunction 
 		if sc, ok := r.Properties["ScalingConfig"].(map[string]any); ok {
 			m.maxConcurrency = number(t, sc["MaximumConcurrency"], "MaximumConcurrency")
 		}
+		fn.mappings[m.queueID] = *m
 	}
-	require.Equal(t, 1, found, "%s has one event-source mapping", name)
+	main, ok := fn.mappings[d.id(t, mainQueue)]
+	require.True(t, ok, "%s has an event-source mapping of %s", name, mainQueue)
+	fn.mapping = main
 	return fn
 }
 
@@ -301,12 +307,16 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	tpl := synthesizeDeployed(t)
 	ctx := context.Background()
 
-	sm := tpl.function(t, "StateManager")
-	sat := tpl.function(t, "Satisfier")
+	eventQueueID, taskQueueID := tpl.id(t, "EventQueue/Resource"), tpl.id(t, "TaskQueue/Resource")
+	approvalQueueID := tpl.id(t, "ApprovalQueue/Resource")
+	sm := tpl.function(t, "StateManager", "EventQueue/Resource")
+	sat := tpl.function(t, "Satisfier", "TaskQueue/Resource")
+	require.Len(t, sm.mappings, 2, "the state manager consumes the event and approvals queues")
+	require.Equal(t, sm.mapping, sm.mappings[approvalQueueID].withQueue(eventQueueID), "both with the same settings")
+	require.Len(t, sat.mappings, 1)
 	// The check the construct's own test makes, here on the template this test runs.
 	require.Empty(t, settings.StateManager.CheckDeployed(slices.Collect(maps.Keys(sm.env))))
 	require.Empty(t, settings.Satisfier.CheckDeployed(slices.Collect(maps.Keys(sat.env))))
-	eventQueueID, taskQueueID := tpl.id(t, "EventQueue/Resource"), tpl.id(t, "TaskQueue/Resource")
 	require.Equal(t, eventQueueID, sm.mapping.queueID, "the state manager consumes the event queue")
 	require.Equal(t, taskQueueID, sat.mapping.queueID, "the satisfier consumes the task queue")
 
@@ -335,14 +345,17 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	}
 	s.eventURL, s.eventDLQ = createQueue("deployed-events", eventQueueID)
 	s.taskURL, s.taskDLQ = createQueue("deployed-tasks", taskQueueID)
+	approvalURL, approvalDLQ := createQueue("deployed-approvals", approvalQueueID)
 	ds := &deployedSystem{system: s, bucket: harness.CreateBucket(t, "deployed"), lambda: harness.NewLambdaFake(t),
 		mappings: map[string]*harness.EventSourceMapping{}, rie: map[string][]*harness.RIE{}}
 
 	// The stand-ins, by the logical id the template refers to.
 	swaps := map[string]string{
-		eventQueueID:          s.eventURL,
-		eventQueueID + ".Arn": queueArn(t, s.eventURL),
-		taskQueueID:           s.taskURL,
+		eventQueueID:             s.eventURL,
+		eventQueueID + ".Arn":    queueArn(t, s.eventURL),
+		taskQueueID:              s.taskURL,
+		approvalQueueID:          approvalURL,
+		approvalQueueID + ".Arn": queueArn(t, approvalURL),
 		tpl.id(t, "TaskDeadLetterQueue/Resource"):       s.taskDLQ,
 		tpl.id(t, "Bucket/Resource"):                    ds.bucket,
 		tpl.id(t, "NotificationTopic/Resource"):         s.topic(),
@@ -421,6 +434,17 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		}
 		ds.lambda.AddEventSourceMapping(m)
 		ds.mappings[fn.name] = harness.StartEventSourceMapping(t, m)
+		if fn.name == "StateManager" {
+			// The approvals queue's mapping, into the same execution environments.
+			a := &harness.EventSourceMapping{
+				FunctionName: m.FunctionName, QueueURL: approvalURL, EventSourceARN: queueArn(t, approvalURL),
+				BatchSize: m.BatchSize, MaximumBatchingWindow: m.MaximumBatchingWindow,
+				ReportBatchItemFailures: m.ReportBatchItemFailures, MaximumConcurrency: m.MaximumConcurrency,
+				Invokers: invokers,
+			}
+			ds.lambda.AddEventSourceMapping(a)
+			ds.mappings["StateManager/approvals"] = harness.StartEventSourceMapping(t, a)
+		}
 		t.Logf("%s: timeout %s, memory %d MB, batch %d, window %s, ReportBatchItemFailures %t, %d environments, env %v",
 			fn.name, fn.d.timeout, fn.d.memoryMB, m.BatchSize, m.MaximumBatchingWindow, m.ReportBatchItemFailures, n, slices.Sorted(maps.Keys(env)))
 	}
@@ -445,6 +469,17 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	state, ok := harness.ReadObject(t, ds.bucket, "provision/deployed-a/terraform/infra")
 	require.True(t, ok, "the state is in the bucket")
 	require.Contains(t, state, `"terraform_data"`)
+
+	// A message from the approvals queue is told apart by the record's eventSourceARN: this
+	// machine lists no approvals, so the approvals queue may carry none of its events.
+	require.NoError(t, queue.Send(ctx, s.sqs, approvalURL, []queue.Outgoing{{GroupID: "deployed-a", DedupID: newID(),
+		Body: `{"stackId":"deployed-a","event":"DESTROY","by":"someone"}`}}))
+	require.Eventually(t, func() bool {
+		return s.count(`SELECT count(*) FROM history WHERE stack_id = 'deployed-a' AND kind = 'rejected'
+			AND reason LIKE 'the approvals queue carries only the events machine provision lists under approvals%'`) == 1
+	}, time.Minute, 100*time.Millisecond, "the approval was recognised as one, and refused")
+	require.Equal(t, "RUN", s.stack("deployed-a").State)
+	require.Equal(t, 0, s.queueDepth(approvalDLQ))
 
 	s.sendEvent("deployed-a", "DESTROY", nil)
 	require.Eventually(t, func() bool { return s.stack("deployed-a") == nil }, 3*time.Minute, 100*time.Millisecond,
@@ -475,6 +510,12 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		memory := map[string]int{"StateManager": sm.memoryMB, "Satisfier": sat.memoryMB}[name]
 		require.Contains(t, out, fmt.Sprintf("Memory Size: %d MB", memory))
 	}
+}
+
+// withQueue is m for another queue, to compare the other settings.
+func (m deployedMapping) withQueue(id string) deployedMapping {
+	m.queueID = id
+	return m
 }
 
 // waitFor waits until the stack is in state; Terraform under the emulator on a loaded machine

@@ -594,7 +594,7 @@ func TestConsoleMachinesInABucket(t *testing.T) {
 		names = append(names, m.Name)
 		require.True(t, m.Valid, m.Name)
 	}
-	require.Equal(t, []string{"feature-env", "qa-env"}, names)
+	require.Equal(t, []string{"feature-env", "qa-env", "reviewed-env"}, names)
 
 	var file machineFileJSON
 	b.get(t, "/api/machine?name=qa-env", &file)

@@ -19,6 +19,8 @@ type deployment struct {
 	// queueURL is the event queue, queryFunction the query function (its ARN when the stack
 	// outputs one, else its name), bucket the bucket. Empty when the stack does not output it.
 	queueURL, queryFunction, bucket string
+	// approvalURL is the approvals queue (approve, reject).
+	approvalURL string
 }
 
 // stackNameFlag is --stack-name: the CloudFormation stack of a deployed stackseam, whose outputs
@@ -57,6 +59,8 @@ func lookupDeployment(ctx context.Context, cfg aws.Config, endpoint *string, nam
 		switch aws.ToString(o.OutputKey) {
 		case deployed.OutputEventQueueURL:
 			d.queueURL = v
+		case deployed.OutputApprovalQueueURL:
+			d.approvalURL = v
 		case deployed.OutputQueryFunctionName:
 			fnName = v
 		case deployed.OutputQueryFunctionArn:

@@ -10,7 +10,7 @@ import (
 
 func TestGraphOfTheExampleMachines(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"feature-env", "qa-env"} {
+	for _, name := range []string{"feature-env", "qa-env", "reviewed-env"} {
 		code, stdout, stderr := runCLI(t, "graph", "--dir", "../../machines", name)
 		require.Equal(t, exitOK, code, stderr)
 		golden(t, "graph/"+name+".mmd", stdout)
@@ -79,7 +79,7 @@ func TestReadmeShowsTheCurrentGraphs(t *testing.T) {
 	t.Parallel()
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
-	for _, name := range []string{"feature-env", "qa-env"} {
+	for _, name := range []string{"feature-env", "qa-env", "reviewed-env"} {
 		code, stdout, stderr := runCLI(t, "graph", "--dir", "../../machines", name)
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, string(readme), "```mermaid\n"+stdout+"```\n",

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -306,12 +307,31 @@ func describe(e entry) string {
 	}
 }
 
-// eventExtras adds the metadata an event carried.
+// eventExtras adds the metadata an event carried, who approved it and why, or the task that
+// raised it.
 func eventExtras(e entry) string {
+	var s string
 	if md, ok := e.Detail["metadata"].(map[string]any); ok && len(md) > 0 {
-		return " · " + formatMetadata(md)
+		s += " · " + formatMetadata(md)
 	}
-	return ""
+	if e.Detail["approval"] == true {
+		by, _ := e.Detail["by"].(string)
+		s += " · by " + printable(by)
+		if sender, _ := e.Detail["senderId"].(string); sender != "" {
+			s += " (SQS sender " + printable(sender) + ")"
+		}
+		if comment, _ := e.Detail["comment"].(string); comment != "" {
+			s += ": " + strconv.Quote(comment)
+		}
+	}
+	if task, _ := e.Detail["raisedBy"].(string); task != "" {
+		outcome, _ := e.Detail["outcome"].(string)
+		s += " · raised by task " + printable(task) + " (" + printable(outcome) + ")"
+	}
+	if e.Kind == engine.KindEvent && e.Reason != "" {
+		s += " · " + oneLine(e.Reason, 200)
+	}
+	return s
 }
 
 // historyHeader is the first line: the stack, its machine, and where it is

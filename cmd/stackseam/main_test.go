@@ -101,7 +101,7 @@ func TestValidateExampleMachines(t *testing.T) {
 	t.Parallel()
 	code, stdout, stderr := runCLI(t, "validate", "../../machines")
 	require.Equal(t, exitOK, code, stderr)
-	require.Equal(t, "OK feature-env\nOK qa-env\n", stdout)
+	require.Equal(t, "OK feature-env\nOK qa-env\nOK reviewed-env\n", stdout)
 	require.Empty(t, stderr)
 }
 

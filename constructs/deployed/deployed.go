@@ -16,6 +16,8 @@ const (
 const (
 	// OutputEventQueueURL is the event queue's URL (send, retry).
 	OutputEventQueueURL = "EventQueueUrl"
+	// OutputApprovalQueueURL is the approvals queue's URL (approve, reject).
+	OutputApprovalQueueURL = "ApprovalQueueUrl"
 	// OutputQueryFunctionName is the query function's name (stacks, show, history, the console).
 	OutputQueryFunctionName = "QueryFunctionName"
 	// OutputQueryFunctionArn is the query function's ARN.

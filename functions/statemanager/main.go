@@ -26,6 +26,7 @@ import (
 	"github.com/stackseam/stackseam/internal/applier"
 	"github.com/stackseam/stackseam/internal/catalog"
 	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/metrics"
 	"github.com/stackseam/stackseam/internal/queue"
 	env "github.com/stackseam/stackseam/internal/settings"
@@ -68,6 +69,8 @@ type settings struct {
 	sweepAge       time.Duration
 	sweepEvery     time.Duration
 	probeEvery     time.Duration
+	// The approvals queue: its URL (local mode polls it) and ARN (Lambda).
+	approvalURL, approvalARN string
 	// The result signing key: a secret, or (local mode) the key itself.
 	signingSecretID, signingKey string
 }
@@ -80,6 +83,8 @@ func readSettings() (settings, error) {
 	s := settings{
 		eventQueueURL:  vars.Get("EVENT_QUEUE_URL"),
 		eventQueueARN:  vars.Get("EVENT_QUEUE_ARN"),
+		approvalURL:    vars.Get("APPROVAL_QUEUE_URL"),
+		approvalARN:    vars.Get("APPROVAL_QUEUE_ARN"),
 		functionName:   vars.Get("AWS_LAMBDA_FUNCTION_NAME"),
 		taskQueueURL:   vars.Get("TASK_QUEUE_URL"),
 		taskDLQURL:     vars.Get("TASK_DEAD_LETTER_QUEUE_URL"),
@@ -220,10 +225,16 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		},
 	}
 	if queue.InLambda() {
-		gate.Pauser = &queue.EventSourceMapping{
-			Client:       lambda.NewFromConfig(awsCfg),
-			FunctionName: cfg.functionName,
-			QueueARN:     cfg.eventQueueARN,
+		lambdaClient := lambda.NewFromConfig(awsCfg)
+		pausers := queue.Pausers{&queue.EventSourceMapping{Client: lambdaClient, FunctionName: cfg.functionName, QueueARN: cfg.eventQueueARN}}
+		if cfg.approvalARN != "" {
+			pausers = append(pausers, &queue.EventSourceMapping{Client: lambdaClient, FunctionName: cfg.functionName, QueueARN: cfg.approvalARN})
+		}
+		gate.Pauser = pausers
+	}
+	for _, src := range []string{cfg.approvalARN, cfg.approvalURL} {
+		if src != "" {
+			app.ApprovalSources = append(app.ApprovalSources, src)
 		}
 	}
 	app.Retention = cfg.retention
@@ -256,10 +267,41 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	// the later events of its stack, received and counted with it, are not dead-lettered too.
 	// Outside the gate: a failure the gate marks as an outage (queue.ErrPaused) is never moved.
 	deadLetter := &queue.DeadLetter{Client: sqsClient, QueueURL: cfg.eventQueueURL, Logger: logger}
-	return queue.ServeWithTick(ctx, queue.InOrderByGroup(deadLetter.Wrap(gate.Guard(app.Handle)), cfg.parallelism), &queue.Poller{
+	events := queue.InOrderByGroup(deadLetter.Wrap(gate.Guard(app.Handle)), cfg.parallelism)
+	handle := events
+	var approvalsDone sync.WaitGroup
+	if cfg.approvalURL != "" || cfg.approvalARN != "" {
+		// Approvals take the same path as events, with the approvals queue's own dead-letter queue.
+		approvalDeadLetter := &queue.DeadLetter{Client: sqsClient, QueueURL: cfg.approvalURL, Logger: logger}
+		approvals := queue.InOrderByGroup(approvalDeadLetter.Wrap(gate.Guard(app.Handle)), cfg.parallelism)
+		// Lambda hands one event source's records per invocation, so a batch is routed by its first.
+		handle = func(ctx context.Context, batch []queue.Message) []string {
+			if len(batch) > 0 && batch[0].Source != "" && batch[0].Source == cfg.approvalARN {
+				return approvals(ctx, batch)
+			}
+			return events(ctx, batch)
+		}
+		if !queue.InLambda() && cfg.approvalURL != "" {
+			approvalsDone.Go(func() {
+				_ = (&queue.Poller{Client: sqsClient, QueueURL: cfg.approvalURL, WaitTime: cfg.pollWait,
+					RetryDelay: cfg.retryDelay, Logger: logger, Gate: gate}).Run(ctx, approvals)
+			})
+		}
+	}
+	defer approvalsDone.Wait()
+	return queue.ServeWithTick(ctx, handle, &queue.Poller{
 		Client: sqsClient, QueueURL: cfg.eventQueueURL, Workers: cfg.workers,
 		WaitTime: cfg.pollWait, RetryDelay: cfg.retryDelay, Logger: logger, Gate: gate,
-	}, queue.Tick{Every: cfg.sweepEvery, Run: sweep})
+	}, queue.Tick{Every: cfg.sweepEvery, Run: sweep, Broadcast: func(ctx context.Context, payload []byte) error {
+		b, err := message.ParseBroadcast(payload)
+		if err != nil {
+			// Not worth a retry: the payload is the schedule's, fixed at deployment.
+			logger.Error("broadcast refused", "error", err.Error())
+			return nil
+		}
+		_, err = app.Broadcast(ctx, b)
+		return err
+	}})
 }
 
 // readRetention reads PROCESSED_EVENTS_RETENTION and REJECTIONS_RETENTION: unset takes the

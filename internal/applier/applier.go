@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,6 +71,11 @@ type Applier struct {
 	// TaskDeadLetters, when set, is peeked by the sweep: the run of every task message in it is
 	// settled as failed at once (deadline.go).
 	TaskDeadLetters *TaskDeadLetterQueue
+	// ApprovalSources are the queues approvals come from (queue.Message.Source: the approvals
+	// queue's ARN in Lambda, its URL in local mode). Only principals with approval rights can
+	// send to it, so a message from it is an approval (message.Event.Approval), the only way an
+	// event a machine lists under approvals is applied. Empty: no approvals are accepted.
+	ApprovalSources []string
 }
 
 func (a *Applier) logger() *slog.Logger {
@@ -124,6 +130,12 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 				message.ErrInvalid, ev.Event, what))
 		}
 	}
+	if slices.Contains(a.ApprovalSources, m.Source) && m.Source != "" {
+		if ev.IsResult() || message.IsSystemEvent(ev.Event) || system {
+			return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: the approvals queue carries approvals only, not %s", message.ErrInvalid, ev.Event))
+		}
+		ev.Approval, ev.SenderID = true, m.SenderID
+	}
 	if m.GroupID != "" && m.GroupID != ev.StackID {
 		// The FIFO group is what keeps a stack's events in order; an event sent in another
 		// group could overtake or be overtaken by its stack's other events.
@@ -133,6 +145,11 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 	key := "sqs:" + m.ID
 	if ev.EventID != "" {
 		key = "event:" + ev.StackID + ":" + ev.EventID
+		if ev.Approval {
+			// Apart from the event queue's ids: a publisher must not be able to take an
+			// approval's key first and so have the approval dropped as a duplicate.
+			key = "approval:" + ev.StackID + ":" + ev.EventID
+		}
 	}
 	log := a.logger().With("stackId", ev.StackID, "event", ev.Event, "messageId", m.ID)
 	res, err := a.apply(ctx, ev, key, m.ID, log)

@@ -69,7 +69,8 @@ const snsBatch = 10
 
 // NotificationTopic is the outlet of the notification topic (SNS). Each
 // notification carries the message attributes stackId, machine, state and
-// kind, so subscriptions can filter without reading the body.
+// kind (and outcome, when a task's outcome caused it: drift, changes…), so
+// subscriptions can filter without reading the body.
 func NotificationTopic(client *sns.Client, topicARN string) Outlet {
 	return func(ctx context.Context, rows []store.OutboxMessage) error {
 		for start := 0; start < len(rows); start += snsBatch {
@@ -81,7 +82,7 @@ func NotificationTopic(client *sns.Client, topicARN string) Outlet {
 					return fmt.Errorf("error reading notification %d: %w", r.ID, err)
 				}
 				attrs := map[string]snstypes.MessageAttributeValue{}
-				for k, v := range map[string]string{"stackId": n.StackID, "machine": n.Machine, "state": n.State, "kind": n.Kind} {
+				for k, v := range map[string]string{"stackId": n.StackID, "machine": n.Machine, "state": n.State, "kind": n.Kind, "outcome": n.Outcome} {
 					if v != "" {
 						attrs[k] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 					}

@@ -129,6 +129,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 			res.Log = out.Log
 		} else {
 			res.Description = strings.Join(out.Notes, "; ")
+			res.Outcome = out.Outcome
 		}
 	}
 	return d.publish(ctx, log, m, res, started)

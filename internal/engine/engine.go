@@ -299,6 +299,12 @@ func (a *applier) applyEvent() Decision {
 	if !ok {
 		return a.reject(fmt.Sprintf("state %s no longer exists in machine %s", a.s.State, a.m.Name))
 	}
+	if task := a.m.RaisedBy(a.ev.Event); task != "" {
+		return a.reject(fmt.Sprintf("event %s is raised by task %s from what it found; it cannot be sent", a.ev.Event, task))
+	}
+	if reason := approvalRefusal(a.m, a.ev); reason != "" {
+		return a.reject(reason)
+	}
 	actions, ok := st.On[a.ev.Event]
 	if !ok {
 		return a.reject(fmt.Sprintf("event %s is not allowed in state %s (allowed: %s)", a.ev.Event, a.s.State, allowedEvents(st)))
@@ -315,6 +321,54 @@ func (a *applier) applyEvent() Decision {
 	a.runActions(actions, a.ev.Event)
 	a.settle()
 	return a.finish()
+}
+
+// approvalRefusal says why ev cannot be applied because of who may send it, "" when it can: an
+// event the machine lists under approvals comes only from the approvals queue, and the approvals
+// queue carries only such events (README.md, "Plan, approve, apply").
+func approvalRefusal(m *machine.Machine, ev message.Event) string {
+	needs := m.NeedsApproval(ev.Event)
+	switch {
+	case needs && !ev.Approval:
+		return fmt.Sprintf("event %s needs approval rights: it is accepted only from the approvals queue (stackseam approve / reject), not from the event queue", ev.Event)
+	case !needs && ev.Approval:
+		return fmt.Sprintf("the approvals queue carries only the events machine %s lists under approvals (%s), not %s",
+			m.Name, strings.Join(m.Approvals, ", "), ev.Event)
+	case !ev.Approval && (ev.By != "" || ev.Comment != ""):
+		return "by and comment belong on approvals only (stackseam approve / reject)"
+	}
+	return ""
+}
+
+// raise applies the event a completed task raised by its outcome (the task's `events`), in the
+// state the task ran in, before NEXT is considered: so `changes` can lead a stack to wait for an
+// approval instead of going straight on. The transitions it causes carry the task's outputs (a
+// plan's or a drift check's summary) to the notifications.
+func (a *applier) raise(task, outcome string, outputs message.Metadata) {
+	def := a.m.Tasks[task]
+	if def == nil || def.Events[outcome] == "" {
+		return
+	}
+	event := def.Events[outcome]
+	st := a.m.States[a.s.State]
+	detail := map[string]any{"raisedBy": task, "outcome": outcome}
+	actions, ok := st.On[event]
+	if !ok {
+		// Validation requires every state running the task to handle it; a state a newer
+		// version of the file changed may not.
+		a.record(HistoryEntry{Kind: KindEvent, Event: event, FromState: a.s.State, Detail: detail,
+			Reason: fmt.Sprintf("state %s does not handle %s; it was not applied", a.s.State, event)})
+		return
+	}
+	a.record(HistoryEntry{Kind: KindEvent, Event: event, FromState: a.s.State, Detail: detail})
+	from := len(a.d.History)
+	a.runActions(actions, event)
+	for i := from; i < len(a.d.History); i++ {
+		if h := &a.d.History[i]; h.Kind == KindTransition && h.Event == event {
+			h.Task = task
+			h.Detail = map[string]any{"raisedBy": task, "outcome": outcome, "summary": map[string]any(outputs)}
+		}
+	}
 }
 
 func (a *applier) applyResult() Decision {
@@ -377,7 +431,11 @@ func (a *applier) applyResult() Decision {
 		if len(ev.Outputs) > 0 {
 			entry.Detail["outputs"] = sortedKeys(ev.Outputs)
 		}
+		if ev.Outcome != "" {
+			entry.Detail["outcome"] = ev.Outcome
+		}
 		a.record(entry)
+		a.raise(t.Name, ev.Outcome, ev.Outputs)
 		a.settle()
 		return a.finish()
 	}
@@ -675,6 +733,14 @@ func eventDetail(ev message.Event, actions []machine.Action) map[string]any {
 	if len(ev.Metadata) > 0 {
 		d["metadata"] = map[string]any(ev.Metadata)
 	}
+	if ev.Approval {
+		d["approval"] = true
+		for k, v := range map[string]string{"by": ev.By, "comment": ev.Comment, "senderId": ev.SenderID} {
+			if v != "" {
+				d[k] = v
+			}
+		}
+	}
 	if len(actions) == 1 && actions[0].Kind == machine.ActionNoop {
 		d["action"] = machine.ActionNoop
 	}
@@ -702,6 +768,10 @@ func notifications(s *Stack, history []HistoryEntry) []message.Notification {
 		switch h.Kind {
 		case KindTransition:
 			n.Kind, n.State, n.FromState, n.ToState = message.NotifyTransition, h.ToState, h.FromState, h.ToState
+			n.Outcome, _ = h.Detail["outcome"].(string)
+			if summary, ok := h.Detail["summary"].(map[string]any); ok {
+				n.Summary = summary
+			}
 		case KindTaskFailed:
 			n.Kind, n.State, n.Description = message.NotifyTaskFailed, h.FromState, h.Reason
 			n.SettledBy, _ = h.Detail["settledBy"].(string)

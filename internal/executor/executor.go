@@ -39,4 +39,7 @@ type Outcome struct {
 	Log string
 	// Notes tell a person about a successful run what the outputs left out or changed.
 	Notes []string
+	// Outcome says what a successful run found (message.OutcomeChanges…), "" for nothing to
+	// report; the machine may map it to an event.
+	Outcome string
 }

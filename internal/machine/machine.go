@@ -62,6 +62,10 @@ type Machine struct {
 	// Body is the file as read, kept so the version can be stored and
 	// parsed again when the file changes or disappears.
 	Body []byte
+	// Approvals lists the events only a principal with approval rights may
+	// send (`approvals`, optional): they are accepted from the approvals
+	// queue only.
+	Approvals []string
 }
 
 // State is one state of a machine.
@@ -104,6 +108,9 @@ type Task struct {
 	Retry *Retry
 	// TimeoutSeconds bounds one run; zero means the executor's default.
 	TimeoutSeconds int
+	// Events maps an outcome the task may report (OutcomeChanges…) to the
+	// event it then raises in its state (`events`, optional).
+	Events map[string]string
 }
 
 // Spec is what a task message carries of the task: everything the satisfier needs to run it.

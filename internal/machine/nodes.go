@@ -48,6 +48,8 @@ type parser struct {
 	// suggestions counts the "did you mean" searches done; they compare
 	// names pairwise, so only the first few problems get one.
 	suggestions int
+	// review collects the references of the plan additions (review.go).
+	review reviewRefs
 }
 
 func (p *parser) problem(n *yaml.Node, rule, format string, args ...any) {

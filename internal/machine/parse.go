@@ -51,7 +51,7 @@ var (
 // up to it. Real machines are a few KiB.
 const MaxFileSize = 1 << 20
 
-var topLevelKeys = []string{"version", "events", "states", "tasks"}
+var topLevelKeys = []string{"version", "events", "states", "tasks", "approvals"}
 
 // NameFromFile returns the machine name of a file name ("feature-env.yml" →
 // "feature-env") and whether the name ends in .yml or .yaml at all.
@@ -125,7 +125,7 @@ func (p *parser) machine(name string, data []byte) *Machine {
 	if !ok {
 		return m
 	}
-	var version, events, states, tasks *pair
+	var version, events, states, tasks, approvals *pair
 	for i := range top {
 		kv := &top[i]
 		switch kv.Key.Value {
@@ -137,6 +137,8 @@ func (p *parser) machine(name string, data []byte) *Machine {
 			states = kv
 		case "tasks":
 			tasks = kv
+		case "approvals":
+			approvals = kv
 		default:
 			if !strings.HasPrefix(kv.Key.Value, "x-") {
 				p.unknownKey(kv.Key, "the machine (extension keys start with x-)", topLevelKeys...)
@@ -162,6 +164,9 @@ func (p *parser) machine(name string, data []byte) *Machine {
 	} else {
 		m.Events = p.events(events.Value, sc)
 	}
+	if approvals != nil {
+		p.approvals(approvals.Value, m, sc)
+	}
 	if tasks != nil {
 		p.tasks(tasks.Value, m, sc)
 	}
@@ -170,6 +175,7 @@ func (p *parser) machine(name string, data []byte) *Machine {
 	} else {
 		p.states(states, m, sc)
 	}
+	p.checkReview(m, sc)
 	p.unused(m, sc)
 	return m
 }

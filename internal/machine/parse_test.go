@@ -92,6 +92,7 @@ func TestInvalidFixtures(t *testing.T) {
 		machine.RuleDuplicateState, machine.RuleMissingInit, machine.RuleAliases, machine.RuleNextCycle, machine.RuleUndeclaredEvent, machine.RuleAction,
 		machine.RuleAdvanceTarget, machine.RuleUnknownTask, machine.RuleDuplicateTask, machine.RuleTaskName,
 		machine.RuleExecutor, terraform.Rule, lambdainvoke.Rule, machine.RuleRetry, machine.RuleTimeout, machine.RuleTTL,
+		machine.RuleTaskEvents, machine.RuleApprovals,
 	} {
 		require.True(t, rulesSeen[rule], "no invalid fixture covers rule %s", rule)
 	}

@@ -60,6 +60,13 @@ const (
 	RuleTimeout = "timeout"
 	// RuleTTL: a state's `ttl` is wrong (stackseam addition).
 	RuleTTL = "ttl"
+	// RuleTaskEvents: a task's `events` names an outcome its executor and
+	// action do not report, or an event that is NEXT or that a state running
+	// the task does not handle (stackseam addition).
+	RuleTaskEvents = "task-events"
+	// RuleApprovals: `approvals` is not a list of declared events (stackseam
+	// addition).
+	RuleApprovals = "approvals"
 	// RuleNextCycle: states with tasks whose NEXT advances lead back round
 	// to themselves, so a stack would run their tasks for ever without any
 	// event from outside.

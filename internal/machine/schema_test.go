@@ -41,8 +41,10 @@ var beyondSchema = map[string]string{
 	machine.RuleUnknownTask:     "a cross-reference: a listed task must be defined under tasks",
 	machine.RuleAdvanceTarget:   "a cross-reference: an advance must name an existing state (a missing `state:` the schema does see)",
 	machine.RuleUndeclaredEvent: "a cross-reference: an event handled in `on` or sent by a ttl must be declared under events",
-	machine.RuleTTL:             "partly: the state must handle its ttl event, and after must be at least 1s in whole seconds",
+	machine.RuleTTL:             "partly: the state must handle its ttl event, which must be neither an approval event nor one a task raises, and after must be at least 1s in whole seconds",
 	machine.RuleNextCycle:       "a cross-reference: which states the NEXT advances of states with tasks lead to",
+	machine.RuleTaskEvents:      "partly: every state that runs the task must handle the event it raises",
+	terraform.Rule:              "partly: plan: must name a terraform plan task of the machine with the same source",
 }
 
 // schemaAccepts lists the invalid fixtures the schema accepts by design:
@@ -51,6 +53,7 @@ var schemaAccepts = []string{
 	"_machine-name.yml", // machine-name
 	"unknown-task.yml",  // unknown-task
 	"next-cycle.yml",    // next-cycle
+	"ttl-reserved.yml",  // ttl (the event is an approval or a raised one)
 }
 
 // yamlRefuses lists the invalid fixtures that are not YAML data at all
@@ -295,13 +298,20 @@ tasks:
 		{lambdainvoke.Rule, [2]string{"config: {name: fn}", "config: {name: \"\"}"}, false},
 		{lambdainvoke.Rule, [2]string{"config: {name: fn}", "config: {args: {a: 1}}"}, false},
 		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: s3, bucket: b}, action: apply}"}, false},
-		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: plan}"}, false},
+		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: show}"}, false},
 		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: apply, variables: {a: [1]}}"}, false},
 		{machine.RuleRetry, [2]string{"config: {name: fn}", "config: {name: fn}\n    retry: {attempts: 0}"}, false},
 		{machine.RuleTimeout, [2]string{"config: {name: fn}", "config: {name: fn}\n    timeoutSeconds: 0"}, false},
 		{machine.RuleTTL, [2]string{"  INIT:\n", "  INIT:\n    ttl: {after: 3d, event: GO}\n"}, false},
 		{machine.RuleTTL, [2]string{"  INIT:\n", "  INIT:\n    ttl: {after: 1h, event: NEXT}\n"}, false},
+		{machine.RuleTaskEvents, [2]string{"config: {name: fn}", "config: {name: fn}\n    events: {changes: GO}"}, false},
+		{machine.RuleTaskEvents, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: plan}\n    events: {drift: GO}"}, false},
+		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: destroy, plan: job}"}, false},
+		{machine.RuleApprovals, [2]string{"version: 1", "version: 1\napprovals: [NEXT]"}, false},
+		{machine.RuleApprovals, [2]string{"version: 1", "version: 1\napprovals: [GO, GO]"}, false},
 		// What a schema cannot see: cross-references, and sums of durations.
+		{machine.RuleTaskEvents, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: plan}\n    events: {changes: GO}"}, true},
+		{terraform.Rule, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: apply, plan: job}"}, true},
 		{machine.RuleAdvanceTarget, [2]string{"state: DONE}", "state: DONNE}"}, true},
 		{machine.RuleUnknownTask, [2]string{"tasks: [job]", "tasks: [jobb]"}, true},
 		{machine.RuleUndeclaredEvent, [2]string{"GO: [{action: advance, state: WORK}]", "GO: [{action: advance, state: WORK}]\n      STOP: [{action: no-op}]"}, true},

@@ -283,6 +283,8 @@ func (p *parser) ttl(kv *pair, st *State, sc *scope) *TTL {
 				p.problem(f.Value, RuleUndeclaredEvent, "event %s is not declared under events%s", ev, p.suggest(ev, sc.events))
 			case !st.Handles(ev):
 				p.problem(f.Value, RuleTTL, "state %s does not handle %s, so the ttl would only send an event that is rejected", st.Name, ev)
+			default:
+				p.ttlNotReserved(f.Value, ev)
 			}
 		default:
 			p.unknownKey(f.Key, "ttl", "after", "event")

@@ -6,7 +6,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-var taskKeys = []string{"executor", "config", "retry", "timeoutSeconds"}
+var taskKeys = []string{"executor", "config", "retry", "timeoutSeconds", "events"}
 
 // tasks reads the top-level `tasks` mapping into m.
 func (p *parser) tasks(raw *yaml.Node, m *Machine, sc *scope) {
@@ -18,12 +18,12 @@ func (p *parser) tasks(raw *yaml.Node, m *Machine, sc *scope) {
 	}
 	for _, e := range p.pairs(n, RuleDuplicateKey, "task") {
 		sc.tasks[e.Key.Value] = e.Key
-		t := p.task(e)
+		t := p.task(e, sc)
 		m.Tasks[t.Name] = t
 	}
 }
 
-func (p *parser) task(kv pair) *Task {
+func (p *parser) task(kv pair, sc *scope) *Task {
 	t := &Task{Name: kv.Key.Value}
 	if strings.TrimSpace(t.Name) == "" {
 		p.problem(kv.Key, RuleTaskName, "a task name must not be empty")
@@ -32,7 +32,7 @@ func (p *parser) task(kv pair) *Task {
 	if !ok {
 		return t
 	}
-	var config *pair
+	var config, events *pair
 	hasExecutor := false
 	for i, f := range fields {
 		switch f.Key.Value {
@@ -50,6 +50,8 @@ func (p *parser) task(kv pair) *Task {
 				}
 				t.TimeoutSeconds = v
 			}
+		case "events":
+			events = &fields[i]
 		default:
 			p.unknownKey(f.Key, "task "+t.Name, taskKeys...)
 		}
@@ -67,14 +69,18 @@ func (p *parser) task(kv pair) *Task {
 		if t.Executor != "" {
 			p.problem(kv.Key, rule, "task %s needs a config for its %s executor", t.Name, t.Executor)
 		}
-		return t
+	} else {
+		if kind != nil {
+			kind.CheckConfig(Field{Name: config.Key.Value,
+				Key: Node{p: p, n: config.Key, rule: rule}, Value: Node{p: p, n: config.Value, rule: rule}})
+		}
+		if c, ok := p.toJSON(config.Value, rule).(map[string]any); ok {
+			t.Config = c
+		}
+		p.planReference(config, t, rule)
 	}
-	if kind != nil {
-		kind.CheckConfig(Field{Name: config.Key.Value,
-			Key: Node{p: p, n: config.Key, rule: rule}, Value: Node{p: p, n: config.Value, rule: rule}})
-	}
-	if c, ok := p.toJSON(config.Value, rule).(map[string]any); ok {
-		t.Config = c
+	if events != nil {
+		p.taskEvents(events, t, sc)
 	}
 	return t
 }

@@ -56,6 +56,12 @@ type Event struct {
 	// they were issued cancels them.
 	IfVersion *int64 `json:"ifVersion,omitempty"`
 
+	// By and Comment are set on approvals only (`stackseam approve` / `reject`): who approved, as
+	// the approver's AWS identity names it, and why. They are accepted only from the approvals
+	// queue (Approval), never from the event queue.
+	By      string `json:"by,omitempty"`
+	Comment string `json:"comment,omitempty"`
+
 	// The remaining fields are set on task results only.
 
 	// TaskRunID identifies the dispatch this result answers.
@@ -68,12 +74,24 @@ type Event struct {
 	Outputs Metadata `json:"outputs,omitempty"`
 	// Log points at the stored task log.
 	Log string `json:"log,omitempty"`
+	// Outcome, on TASK_COMPLETED only, says what the task found, in the executor's words
+	// (OutcomeChanges, OutcomeNoChanges, OutcomeDrift, OutcomeNoDrift); a task whose machine
+	// definition maps that outcome to an event raises it (README.md, "Machine files").
+	Outcome string `json:"outcome,omitempty"`
 
 	// SettledBy is set only on a TASK_ERROR the state manager applies itself because no result
 	// came (SettledByDeadline, SettledByDeadLetter). It is never read from a message: the parser
 	// refuses the field, so no publisher can claim it.
 	SettledBy string `json:"-"`
+	// Approval is set when the event came from the approvals queue, which only principals with
+	// approval rights can send to; it is never read from a message. SenderID is the sender SQS
+	// recorded for it (the IAM user or role session id), when known.
+	Approval bool   `json:"-"`
+	SenderID string `json:"-"`
 }
+
+// MaxCommentLen bounds an approval's comment, in bytes.
+const MaxCommentLen = 1024
 
 // Why the state manager settled a task run itself (Event.SettledBy).
 const (
@@ -176,6 +194,25 @@ type Result struct {
 	Description string   `json:"description,omitempty"`
 	Outputs     Metadata `json:"outputs,omitempty"`
 	Log         string   `json:"log,omitempty"`
+	Outcome     string   `json:"outcome,omitempty"`
+}
+
+// Outcomes a task may report on TASK_COMPLETED (Event.Outcome): what a terraform plan or drift
+// check found. A machine maps them to events in a task's `events`.
+const (
+	OutcomeChanges   = "changes"
+	OutcomeNoChanges = "noChanges"
+	OutcomeDrift     = "drift"
+	OutcomeNoDrift   = "noDrift"
+)
+
+// IsOutcome reports whether s is one of the outcomes a task may report.
+func IsOutcome(s string) bool {
+	switch s {
+	case OutcomeChanges, OutcomeNoChanges, OutcomeDrift, OutcomeNoDrift:
+		return true
+	}
+	return false
 }
 
 // Notification kinds, published to the notification topic.
@@ -205,6 +242,11 @@ type Notification struct {
 	// SettledBy says, on a task-failed notification, that the state manager failed the run itself
 	// because no result came (Event.SettledBy); empty for a result the satisfier sent.
 	SettledBy string `json:"settledBy,omitempty"`
+	// Outcome and Summary are set on a transition caused by an event a task raised (a plan
+	// found changes, a drift check found drift): what the task reported and its outputs —
+	// the counts and addresses, never values. Task names the task.
+	Outcome string         `json:"outcome,omitempty"`
+	Summary map[string]any `json:"summary,omitempty"`
 	// DurationMs is the time spent in FromState (transition), the task run's
 	// time (task-failed) or the stack's life (removed).
 	DurationMs int64     `json:"durationMs"`

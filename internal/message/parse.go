@@ -280,6 +280,12 @@ func ParseEvent(body []byte) (Event, error) {
 	if len(ev.Description) > maxDescriptionLen {
 		ev.Description = CutUTF8(ev.Description, maxDescriptionLen) + "…(truncated)"
 	}
+	if len(ev.By) > 256 || len(ev.Comment) > MaxCommentLen {
+		return Event{}, invalid("by is at most 256 bytes and comment at most %d", MaxCommentLen)
+	}
+	if (ev.By != "" || ev.Comment != "") && (ev.IsResult() || IsSystemEvent(ev.Event)) {
+		return Event{}, invalid("by and comment belong on approvals only")
+	}
 	if ev.IsResult() {
 		if ev.TaskRunID == "" && (ev.Task == nil || ev.Task.Name == "") {
 			// CloudSeam's results, and an operator's result for a manual step, name the task
@@ -290,8 +296,11 @@ func ParseEvent(body []byte) (Event, error) {
 		if err := ev.Outputs.Validate("outputs"); err != nil {
 			return Event{}, invalid("%v", err)
 		}
-	} else if ev.TaskRunID != "" || len(ev.Outputs) > 0 {
-		return Event{}, invalid("taskRunId and outputs belong on TASK_COMPLETED and TASK_ERROR only")
+		if ev.Outcome != "" && (ev.Event != EventTaskCompleted || !IsOutcome(ev.Outcome)) {
+			return Event{}, invalid("outcome %q: a TASK_COMPLETED may report changes, noChanges, drift or noDrift; a TASK_ERROR none", ev.Outcome)
+		}
+	} else if ev.TaskRunID != "" || len(ev.Outputs) > 0 || ev.Outcome != "" {
+		return Event{}, invalid("taskRunId, outputs and outcome belong on TASK_COMPLETED and TASK_ERROR only")
 	}
 	return ev, nil
 }

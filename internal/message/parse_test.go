@@ -97,6 +97,10 @@ func TestParseEventResult(t *testing.T) {
 	require.True(t, ev.IsResult())
 	require.Equal(t, "infra", ev.Task.Name)
 	require.Equal(t, "x", ev.Outputs["url"])
+
+	ev, err = ParseEvent([]byte(`{"event":"TASK_COMPLETED","stackId":"s1","taskRunId":"r1","outcome":"changes"}`))
+	require.NoError(t, err)
+	require.Equal(t, OutcomeChanges, ev.Outcome)
 }
 
 func TestParseEventRejectsWithReasons(t *testing.T) {
@@ -117,6 +121,9 @@ func TestParseEventRejectsWithReasons(t *testing.T) {
 		"result without run":  {`{"stackId":"a","event":"TASK_ERROR"}`, "needs taskRunId, or task.name"},
 		"result, empty task":  {`{"stackId":"a","event":"TASK_ERROR","task":{"name":""}}`, "needs taskRunId, or task.name"},
 		"outputs on LAUNCH":   {`{"stackId":"a","event":"LAUNCH","outputs":{"a":"b"}}`, "belong on TASK_COMPLETED"},
+		"outcome on LAUNCH":   {`{"stackId":"a","event":"LAUNCH","outcome":"changes"}`, "belong on TASK_COMPLETED"},
+		"outcome on an error": {`{"stackId":"a","event":"TASK_ERROR","taskRunId":"r","outcome":"changes"}`, "a TASK_ERROR none"},
+		"unknown outcome":     {`{"stackId":"a","event":"TASK_COMPLETED","taskRunId":"r","outcome":"maybe"}`, `outcome "maybe"`},
 		"nested outputs":      {`{"stackId":"a","event":"TASK_COMPLETED","taskRunId":"r","outputs":{"a":{}}}`, "outputs.a is an object"},
 		"bad machine":         {`{"stackId":"a","event":"LAUNCH","machine":"../x"}`, "not a valid machine name"},
 		// What encoding/json lets pass and PostgreSQL or SQS would refuse on every retry.

@@ -71,6 +71,28 @@ type Pauser interface {
 	Resume(ctx context.Context) error
 }
 
+// Pausers pauses and resumes several deliveries together (the event queue's and the approvals
+// queue's event-source mappings): each is tried, and the errors are joined.
+type Pausers []Pauser
+
+// Pause pauses every delivery.
+func (ps Pausers) Pause(ctx context.Context) error {
+	var errs []error
+	for _, p := range ps {
+		errs = append(errs, p.Pause(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Resume resumes every delivery.
+func (ps Pausers) Resume(ctx context.Context) error {
+	var errs []error
+	for _, p := range ps {
+		errs = append(errs, p.Resume(ctx))
+	}
+	return errors.Join(errs...)
+}
+
 // pauserTimeout bounds one Pause or Resume call, made with a context of its own: the message's
 // may be at its deadline.
 const pauserTimeout = 10 * time.Second

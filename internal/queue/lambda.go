@@ -25,6 +25,7 @@ func LambdaHandler(h BatchHandler) func(context.Context, events.SQSEvent) (event
 		inBatch := make(map[string]bool, len(ev.Records))
 		for i, r := range ev.Records {
 			batch[i] = messageFromAttributes(r.MessageId, r.Body, r.Attributes)
+			batch[i].Source = r.EventSourceARN
 			batch[i].Attributes = stringAttributes(r.MessageAttributes, func(a events.SQSMessageAttribute) *string { return a.StringValue })
 			inBatch[r.MessageId] = true
 		}
@@ -72,6 +73,9 @@ func Serve(ctx context.Context, h BatchHandler, p *Poller) error {
 type Tick struct {
 	Every time.Duration
 	Run   func(ctx context.Context) error
+	// Broadcast, when set, handles an invocation with the payload {"stackseam":"broadcast", …}
+	// (message.Broadcast, sent by a schedule's rule) in Lambda.
+	Broadcast func(ctx context.Context, payload []byte) error
 }
 
 // ServeWithTick is Serve plus tick: local mode runs tick.Run on a ticker next
@@ -101,6 +105,11 @@ func ServeWithTick(ctx context.Context, h BatchHandler, p *Poller, tick Tick) er
 				return nil, fmt.Errorf("invocation payload is not an SQS event: %w", err)
 			}
 			return sqsHandler(ctx, ev)
+		case peek.Stackseam == "broadcast" && tick.Broadcast != nil:
+			if err := tick.Broadcast(ctx, raw); err != nil {
+				return nil, err
+			}
+			return map[string]bool{"ok": true}, nil
 		case peek.Source == "aws.events" || peek.Stackseam == "tick":
 			if err := tick.Run(ctx); err != nil {
 				return nil, err

@@ -36,10 +36,13 @@ func TestLambdaHandlerReportsFailedItems(t *testing.T) {
 
 	require.NoError(t, err)
 	require.Equal(t, []events.SQSBatchItemFailure{{ItemIdentifier: "2e1424d4-f796-459a-8184-9c92662be6da"}}, resp.BatchItemFailures)
+	// Source is the queue Lambda read the record from, and SenderID the sender SQS recorded:
+	// neither can be set by whoever sent the message.
+	const source, sender = "arn:aws:sqs:eu-west-1:123456789012:stackseam-events.fifo", "AIDAIENQZJOLO23YVJ4VO"
 	require.Equal(t, []queue.Message{
-		{ID: "059f36b4-87a3-44ab-83d2-661975830a7d", Body: `{"stackId":"master","event":"DEPLOY","machine":"app"}`, GroupID: "master", ReceiveCount: 1},
-		{ID: "2e1424d4-f796-459a-8184-9c92662be6da", Body: `{"stackId":"master","event":"DESTROY"}`, GroupID: "master", ReceiveCount: 3},
-		{ID: "b1a2c3d4-0000-4000-8000-000000000003", Body: `{"stackId":"feature-123","event":"DEPLOY","machine":"app"}`, GroupID: "feature-123", ReceiveCount: 1},
+		{ID: "059f36b4-87a3-44ab-83d2-661975830a7d", Body: `{"stackId":"master","event":"DEPLOY","machine":"app"}`, GroupID: "master", ReceiveCount: 1, Source: source, SenderID: sender},
+		{ID: "2e1424d4-f796-459a-8184-9c92662be6da", Body: `{"stackId":"master","event":"DESTROY"}`, GroupID: "master", ReceiveCount: 3, Source: source, SenderID: sender},
+		{ID: "b1a2c3d4-0000-4000-8000-000000000003", Body: `{"stackId":"feature-123","event":"DEPLOY","machine":"app"}`, GroupID: "feature-123", ReceiveCount: 1, Source: source, SenderID: sender},
 	}, got)
 }
 

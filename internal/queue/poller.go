@@ -99,6 +99,7 @@ func (p *Poller) receiveInput() *sqs.ReceiveMessageInput {
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 			types.MessageSystemAttributeNameApproximateReceiveCount,
 			types.MessageSystemAttributeNameMessageGroupId,
+			types.MessageSystemAttributeNameSenderId,
 		},
 		MessageAttributeNames: []string{"All"},
 	}
@@ -154,6 +155,7 @@ func (p *Poller) process(ctx context.Context, log *slog.Logger, h BatchHandler, 
 	for i, r := range received {
 		id := aws.ToString(r.MessageId)
 		batch[i] = messageFromAttributes(id, aws.ToString(r.Body), r.Attributes)
+		batch[i].Source = p.QueueURL
 		batch[i].Attributes = stringAttributes(r.MessageAttributes, func(a types.MessageAttributeValue) *string { return a.StringValue })
 		receipts[id] = aws.ToString(r.ReceiptHandle)
 		if log.Enabled(ctx, slog.LevelDebug) { // logAttrs decodes the body: only when it is logged

@@ -16,6 +16,12 @@ type Message struct {
 	ReceiveCount int    // ApproximateReceiveCount (1 on first delivery; 0 if SQS did not report it)
 	// Attributes are the message's string message attributes (a result's signature).
 	Attributes map[string]string
+	// Source is the queue the message came from: its ARN in Lambda (the record's
+	// eventSourceARN, set by Lambda, not by the sender), the poller's QueueURL in local mode.
+	Source string
+	// SenderID is the sender SQS recorded (the SenderId system attribute: an IAM user id, or a
+	// role id and session name), "" when SQS did not report it.
+	SenderID string
 }
 
 // BatchHandler processes one batch and returns the IDs of the messages that failed and must be
@@ -26,11 +32,12 @@ type BatchHandler func(ctx context.Context, batch []Message) (failed []string)
 const (
 	attrGroupID      = "MessageGroupId"
 	attrReceiveCount = "ApproximateReceiveCount"
+	attrSenderID     = "SenderId"
 )
 
 // messageFromAttributes builds a Message from the fields both sources share.
 func messageFromAttributes(id, body string, attrs map[string]string) Message {
-	m := Message{ID: id, Body: body, GroupID: attrs[attrGroupID]}
+	m := Message{ID: id, Body: body, GroupID: attrs[attrGroupID], SenderID: attrs[attrSenderID]}
 	if n, err := strconv.Atoi(attrs[attrReceiveCount]); err == nil {
 		m.ReceiveCount = n
 	}

@@ -46,6 +46,11 @@ var StateManager = &Declared{Function: "statemanager", Variables: []Variable{
 	// database is unavailable, and finds it by this queue and its function name.
 	{Name: "EVENT_QUEUE_ARN", Deployed: true},
 	{Name: "AWS_LAMBDA_FUNCTION_NAME", Runtime: true},
+	// The approvals queue (README.md, "Plan, approve, apply"): only principals with approval
+	// rights can send to it, so its messages are approvals. Local mode polls the URL; in Lambda
+	// the ARN recognises its records and pauses its mapping with the event queue's.
+	{Name: "APPROVAL_QUEUE_URL", Deployed: true},
+	{Name: "APPROVAL_QUEUE_ARN", Deployed: true},
 	{Name: "TASK_QUEUE_URL", Required: true, Deployed: true},
 	// A dispatched task run's deadline is TASK_QUEUE_MAX_RECEIVE_COUNT × (its timeout, or
 	// TASK_TIMEOUT, + TASK_QUEUE_VISIBILITY_TIMEOUT) after its dispatch (engine.Deadlines): the

@@ -622,6 +622,24 @@ func outboxJSON(stackID string, d engine.Decision, fence bool, now time.Time) ([
 // accepted only with the key's signature, so a publisher cannot claim such a key first.
 const SystemEventIDPrefix = "ttl-"
 
+// EnqueueBroadcast writes event to the outbox for every stack of machineName in one of states (a
+// broadcast, such as a nightly drift check of every running stack), each with eventID — the
+// same for every stack of one firing, so a repeated firing is applied once per stack — and the
+// stack's version as ifVersion, so a stack that moves on before it is applied ignores it. It
+// returns the rows, to be sent.
+func (s *Store) EnqueueBroadcast(ctx context.Context, machineName string, states []string, event, eventID string) ([]OutboxMessage, error) {
+	rows, _ := s.pool.Query(ctx, `INSERT INTO outbox (stack_id, destination, body, delay_seconds, created_at)
+		SELECT id, 'event', json_build_object('stackId', id, 'event', $3::text,
+			'eventId', $4::text, 'ifVersion', version)::text, 0, now()
+		FROM stacks WHERE machine = $1 AND state = ANY($2)
+		RETURNING `+outboxColumns, machineName, states, event, eventID)
+	msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error enqueueing %s to the stacks of %s in %v: %w", event, machineName, states, err))
+	}
+	return msgs, nil
+}
+
 // EnqueueExpired finds stacks of machine that have been idle in state since
 // before idleSince and writes, in one statement, an event-queue message per
 // stack to the outbox: event, conditional on the stack's current version so

@@ -50,8 +50,10 @@ type demo struct {
 	st       *store.Store
 	emulator string // the emulator's URL
 	eventURL string
-	cliBin   string
-	cliEnv   []string
+	// approvalURL is the approvals queue: stackseam approve sends there.
+	approvalURL string
+	cliBin      string
+	cliEnv      []string
 }
 
 type processLog struct {
@@ -196,6 +198,10 @@ func (d *demo) setUp(ctx context.Context) error {
 			return err
 		}
 		d.out.printf("    task queue   %s (dead letters: %s)\n", taskURL, dlq)
+		if d.approvalURL, dlq, err = localenv.CreateQueue(ctx, sqsClient, "stackseam-approvals", true, 5, nil); err != nil {
+			return err
+		}
+		d.out.printf("    approvals    %s (dead letters: %s)\n", d.approvalURL, dlq)
 		s3 := localenv.NewS3Client(d.emulator)
 		for _, b := range []string{systemBucket, sourcesBucket} {
 			if err := localenv.CreateBucket(ctx, s3, b); err != nil {
@@ -215,6 +221,7 @@ func (d *demo) setUp(ctx context.Context) error {
 			{"machines", systemBucket, "machines"},
 			{"test/demo/terraform/feature-env", sourcesBucket, "feature-env"},
 			{"test/demo/terraform/qa-env", sourcesBucket, "qa-env"},
+			{"test/demo/terraform/reviewed-env", sourcesBucket, "reviewed-env"},
 		}
 		for _, u := range uploads {
 			n, err := localenv.UploadDir(ctx, s3, u.bucket, u.prefix, filepath.Join(d.root, u.dir))
@@ -241,7 +248,7 @@ func (d *demo) setUp(ctx context.Context) error {
 	}
 
 	aws := localenv.AWSEnv(d.emulator)
-	d.cliEnv = append(aws, "DATABASE_URL="+d.dbURL, "EVENT_QUEUE_URL="+d.eventURL)
+	d.cliEnv = append(aws, "DATABASE_URL="+d.dbURL, "EVENT_QUEUE_URL="+d.eventURL, "APPROVAL_QUEUE_URL="+d.approvalURL)
 	return d.step("starting the state manager and the task satisfier in local mode", func() error {
 		common := append(aws, "EVENT_QUEUE_URL="+d.eventURL, "TASK_QUEUE_URL="+taskURL, "POLL_WAIT=1s", "RETRY_DELAY=2s")
 		sm, err := d.start(ctx, bins["statemanager"], "state manager ready", append(common,
@@ -250,6 +257,7 @@ func (d *demo) setUp(ctx context.Context) error {
 			"MACHINES_PREFIX=machines/",
 			"MACHINES_REFRESH=2s",
 			"FENCE_BUCKET="+systemBucket, // as deployed: stale runs are refused
+			"APPROVAL_QUEUE_URL="+d.approvalURL,
 		))
 		if err != nil {
 			return err
@@ -473,6 +481,9 @@ func (d *demo) scenario(ctx context.Context) error {
 	if err := d.removed(ctx, "qa"); err != nil {
 		return err
 	}
+	if err := d.review(ctx); err != nil {
+		return err
+	}
 	d.narrate("Both stacks are gone; their history stays.")
 	if err := d.cli(ctx, "stacks"); err != nil {
 		return err
@@ -482,6 +493,36 @@ func (d *demo) scenario(ctx context.Context) error {
 	}
 	d.narrate("The machine feature-123 ran (Mermaid; --format dot or svg for Graphviz):")
 	return d.cli(ctx, "graph", "feature-env")
+}
+
+// review takes the reviewed environment prod through a plan, an approval with a name on it, and
+// the apply of exactly the approved plan (machines/reviewed-env.yml).
+func (d *demo) review(ctx context.Context) error {
+	d.narrate("prod is reviewed: every change is planned, and applied only once a person approves the plan.")
+	if err := d.cli(ctx, "send", "--stack", "prod", "--machine", "reviewed-env", "--event", "LAUNCH", "--meta", "release=2.0.0"); err != nil {
+		return err
+	}
+	if err := d.inState(ctx, "AWAITING-APPROVAL", "prod"); err != nil {
+		return err
+	}
+	d.narrate("The plan found changes, so prod waits for an approval. What would change:")
+	if err := d.cli(ctx, "plan", "prod"); err != nil {
+		return err
+	}
+	if err := d.cli(ctx, "approve", "prod", "--comment", "first deployment, reviewed"); err != nil {
+		return err
+	}
+	if err := d.inState(ctx, "RUN", "prod"); err != nil {
+		return err
+	}
+	d.narrate("Exactly the approved plan was applied; the history says who approved it, and why.")
+	if err := d.cli(ctx, "history", "prod"); err != nil {
+		return err
+	}
+	if err := d.cli(ctx, "send", "--stack", "prod", "--event", "DESTROY"); err != nil {
+		return err
+	}
+	return d.removed(ctx, "prod")
 }
 
 func sqsClient(endpoint string) *sqs.Client { return sqs.NewFromConfig(localenv.AWSConfig(endpoint)) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,4 +48,16 @@ func ReadObject(t testing.TB, bucket, key string) (string, bool) {
 		t.Fatalf("harness: reading s3://%s/%s: %v", bucket, key, err)
 	}
 	return string(data), true
+}
+
+// PutObject writes body at key in the emulator's S3, replacing what is there: a change made
+// outside stackseam (an operator editing a state, say).
+func PutObject(t testing.TB, bucket, key, body string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := S3Client(t).PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		Body: strings.NewReader(body)}); err != nil {
+		t.Fatalf("harness: writing s3://%s/%s: %v", bucket, key, err)
+	}
 }

@@ -23,11 +23,22 @@ const (
 	SourceLocal   = "local"
 )
 
-// Config is a terraform task's config: `{source, action, variables?}`.
+// The plan actions (README.md, "Plan, approve, apply"): plan saves a plan for a later
+// `apply` with `plan: <task>`; drift plans without saving and reports whether the real
+// infrastructure and the state differ from the configuration.
+const (
+	ActionPlan  = "plan"
+	ActionDrift = "drift"
+)
+
+// Config is a terraform task's config: `{source, action, variables?, plan?}`.
 type Config struct {
 	Source    Source         `json:"source"`
 	Action    string         `json:"action"`
 	Variables map[string]any `json:"variables,omitempty"`
+	// Plan, with action apply only, names the plan task of the same machine whose saved plan
+	// the apply runs, exactly as planned; "" applies the configuration as it is.
+	Plan string `json:"plan,omitempty"`
 }
 
 // Source says where a task's Terraform files are: every object under an S3 prefix (Bucket, Key)

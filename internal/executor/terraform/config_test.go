@@ -36,9 +36,10 @@ func TestParseConfig(t *testing.T) {
 	}{
 		// A task message is judged by the rules the machine parser applies, in the same words.
 		{map[string]any{}, "the terraform task's config is invalid: a terraform config needs a source: {type: s3, bucket, key} or {type: local, location}; " +
-			"a terraform config needs an action: apply or destroy"},
+			"a terraform config needs an action: apply, destroy, plan or drift"},
 		{map[string]any{"source": map[string]any{"type": "s3", "bucket": "b"}, "action": "apply"}, "a source of type s3 needs key"},
-		{map[string]any{"source": map[string]any{"type": "local"}, "action": "plan"}, "config.action must be apply or destroy, not \"plan\"; a source of type local needs location"},
+		{map[string]any{"source": map[string]any{"type": "local"}, "action": "show"}, "config.action must be apply, destroy, plan or drift, not \"show\"; a source of type local needs location"},
+		{map[string]any{"source": map[string]any{"type": "local", "location": "tf"}, "action": "destroy", "plan": "review"}, "config.plan belongs on action apply only"},
 		{map[string]any{"source": "s3://b/k", "action": "apply"}, "config.source must be a mapping, not a string"},
 		{map[string]any{"source": map[string]any{"type": "local", "location": "/var/task/infra"}, "action": "apply"},
 			`config.source.location "/var/task/infra" is absolute`},

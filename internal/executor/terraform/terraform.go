@@ -177,6 +177,14 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 	}
 	st := r.locate(src, task.Stack.Machine, task.Stack.ID, cfg.Source, log)
 	fmt.Fprintf(log, "stackseam: state s3://%s/%s (region %s); variables: %s\n", st.Bucket, st.Key, st.Region, strings.Join(sortedKeys(vars), ", "))
+	var inputs string
+	if cfg.Action == ActionPlan || cfg.Plan != "" {
+		// Before init, which adds its own files to the source folder. The state's whole location
+		// (bucket and key: a script may name its own bucket) is part of what the plan was made from.
+		if inputs, err = InputsDigest(st.Bucket+"/"+st.Key, varsJSON, src); err != nil {
+			return executor.Outcome{}, err
+		}
+	}
 
 	tf, err := r.terraform(src, log)
 	if err != nil {
@@ -205,6 +213,14 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 		}
 	}
 	// The satisfier holds the lock itself (lock), so Terraform must not try to take it again.
+	switch {
+	case cfg.Action == ActionPlan:
+		return r.plan(ctx, tf, task, varFile, work, inputs, log)
+	case cfg.Action == ActionDrift:
+		return r.drift(ctx, tf, task, varFile, work, log)
+	case cfg.Plan != "":
+		return r.applyPlan(ctx, tf, task, cfg.Plan, work, inputs, log)
+	}
 	if cfg.Action == ActionDestroy {
 		if err := tf.Destroy(ctx, tfexec.VarFile(varFile), tfexec.Lock(false)); err != nil {
 			return executor.Outcome{}, fmt.Errorf("terraform destroy failed: %w", err)
