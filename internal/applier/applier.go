@@ -69,6 +69,9 @@ type Applier struct {
 	// TaskDeadLetters, when set, is peeked by the sweep: the run of every task message in it is
 	// settled as failed at once (deadline.go).
 	TaskDeadLetters *TaskDeadLetterQueue
+
+	// combineWait replaces combineWait when set (tests).
+	combineWait time.Duration
 }
 
 func (a *Applier) logger() *slog.Logger {

@@ -90,7 +90,11 @@ func (c *combiner) next() {
 		if c.timer == nil {
 			c.gen++
 			gen := c.gen
-			c.timer = time.AfterFunc(combineWait, func() {
+			wait := combineWait
+			if c.a.combineWait > 0 {
+				wait = c.a.combineWait
+			}
+			c.timer = time.AfterFunc(wait, func() {
 				c.mu.Lock()
 				defer c.mu.Unlock()
 				if gen == c.gen {
