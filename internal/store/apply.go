@@ -68,12 +68,11 @@ func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res Ap
 	if err != nil {
 		return res, err
 	}
-	b = &pgx.Batch{}
-	var done int
+	b = &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(w.stmts)+2)}
 	if w.version != nil {
-		queueVersions(b, []*machineVersion{w.version}, &done)
+		queueVersions(b, []*machineVersion{w.version}, nil)
 	}
-	queueStatements(b, w.stmts, &done)
+	queueStatements(b, w.stmts, nil)
 	b.Queue("COMMIT")
 	if err = conn.SendBatch(ctx, b).Close(); err != nil {
 		return res, s.noteErr(fmt.Errorf("error saving stack %s: %w", in.StackID, err))
@@ -312,14 +311,15 @@ type loaded struct {
 // where a statement stands in the batch. With try, the lock is only tried (pg_try_advisory_xact_lock)
 // and locked says whether it was taken; the reads run either way and are ignored when it was not.
 func (e *loaded) queue(b *pgx.Batch, try bool) {
+	id := any(e.in.StackID) // boxed once, not once per statement
 	if try {
-		b.Queue("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", e.in.StackID).
+		b.Queue("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", id).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&e.locked) })
 	} else {
-		b.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", e.in.StackID).
+		b.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", id).
 			Exec(func(pgconn.CommandTag) error { e.locked = true; return nil })
 	}
-	b.Queue(selectStack, e.in.StackID).Query(func(rows pgx.Rows) error {
+	b.Queue(selectStack, id).Query(func(rows pgx.Rows) error {
 		stacks, err := pgx.CollectRows(rows, scanStack)
 		if len(stacks) == 1 {
 			e.current = stacks[0]
@@ -328,11 +328,11 @@ func (e *loaded) queue(b *pgx.Batch, try bool) {
 	})
 	b.Queue("SELECT EXISTS (SELECT 1 FROM processed_events WHERE key = $1)", e.in.Key).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&e.processed) })
-	b.Queue("SELECT "+outboxColumns+" FROM outbox WHERE stack_id = $1 ORDER BY id", e.in.StackID).Query(func(rows pgx.Rows) (err error) {
+	b.Queue(selectOutbox, id).Query(func(rows pgx.Rows) (err error) {
 		e.pending, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
 		return err
 	})
-	b.Queue(recentTransitions, e.in.StackID, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition).
+	b.Queue(recentTransitions, id, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition).
 		QueryRow(func(row pgx.Row) error {
 			var recent int
 			err := row.Scan(&recent)
@@ -342,6 +342,9 @@ func (e *loaded) queue(b *pgx.Batch, try bool) {
 			return err
 		})
 }
+
+// selectOutbox reads a stack's unsent outbox rows, oldest first.
+const selectOutbox = "SELECT " + outboxColumns + " FROM outbox WHERE stack_id = $1 ORDER BY id"
 
 // statement is one statement of a transaction, kept as text and arguments so that it can be
 // sent again after a rollback to its event's savepoint.
@@ -373,13 +376,14 @@ type writes struct {
 // statement each).
 func (s *Store) writes(e *loaded, d engine.Decision, now time.Time) (*writes, error) {
 	in, current := e.in, e.current
-	w := &writes{}
+	w := &writes{stmts: make([]statement, 0, 5)}
 	add := func(sql string, args ...any) { w.stmts = append(w.stmts, statement{sql: sql, args: args}) }
-	add("INSERT INTO processed_events (key, stack_id, processed_at) VALUES ($1, $2, $3)", in.Key, in.StackID, now)
+	id, at := any(in.StackID), any(now) // boxed once, not once per statement
+	add("INSERT INTO processed_events (key, stack_id, processed_at) VALUES ($1, $2, $3)", in.Key, id, at)
 	if d.Outcome == engine.Applied {
 		switch {
 		case d.Removed && !d.Created:
-			add("DELETE FROM stacks WHERE id = $1", in.StackID)
+			add("DELETE FROM stacks WHERE id = $1", id)
 		case d.Removed:
 			// Created and removed by the same event: nothing to store.
 		default:
@@ -402,7 +406,7 @@ func (s *Store) writes(e *loaded, d engine.Decision, now time.Time) (*writes, er
 	}
 	if d.Outcome == engine.Rejected {
 		add(`INSERT INTO rejections (at, message_id, stack_id, event, reason) VALUES ($1, $2, $3, $4, $5)`,
-			now, in.MessageID, in.StackID, in.Event.Event, d.Reason)
+			at, in.MessageID, id, in.Event.Event, d.Reason)
 	}
 	machineName := in.Event.Machine
 	if current != nil {
@@ -429,22 +433,26 @@ func (s *Store) writes(e *loaded, d engine.Decision, now time.Time) (*writes, er
 	return w, nil
 }
 
-// queueStatements queues stmts on b; done counts those that succeeded, so after an error it
-// names the statement that failed.
+// queueStatements queues stmts on b; done, when set, counts those that succeeded, so after an
+// error it names the statement that failed.
 func queueStatements(b *pgx.Batch, stmts []statement, done *int) {
 	for _, st := range stmts {
 		q := b.Queue(st.sql, st.args...)
-		if st.rows == nil {
+		switch {
+		case st.rows == nil && done == nil:
+		case st.rows == nil:
 			q.Exec(func(pgconn.CommandTag) error { *done++; return nil })
-			continue
+		default:
+			q.Query(func(rows pgx.Rows) error {
+				if err := st.rows(rows); err != nil {
+					return err
+				}
+				if done != nil {
+					*done++
+				}
+				return nil
+			})
 		}
-		q.Query(func(rows pgx.Rows) error {
-			if err := st.rows(rows); err != nil {
-				return err
-			}
-			*done++
-			return nil
-		})
 	}
 }
 
