@@ -67,8 +67,13 @@ func (c *combiner) apply(ctx context.Context, p store.Pending) *request {
 	r := &request{ctx: ctx, p: p, done: make(chan struct{})}
 	c.mu.Lock()
 	c.waiting = append(c.waiting, r)
-	c.next()
+	wave := c.next()
 	c.mu.Unlock()
+	if wave != nil {
+		// The last to arrive runs the wave itself: with one stack in a batch, its event is
+		// applied in its own goroutine, with no handoff.
+		c.run(wave)
+	}
 	<-r.done // every request taken into a wave is answered, whatever ctx says
 	return r
 }
@@ -76,15 +81,19 @@ func (c *combiner) apply(ctx context.Context, p store.Pending) *request {
 // poke looks again whether a wave can start (a handler left the batch).
 func (c *combiner) poke() {
 	c.mu.Lock()
-	c.next()
+	wave := c.next()
 	c.mu.Unlock()
+	if wave != nil {
+		go c.run(wave)
+	}
 }
 
-// next starts a wave when none is running and every handler of the batch waits, or combineWait
-// passed; otherwise it makes sure a timer will look again. Called with mu held.
-func (c *combiner) next() {
+// next takes the next wave when none is running and every handler of the batch waits, or
+// combineWait passed; otherwise it makes sure a timer will look again. The caller runs the wave
+// it returns. Called with mu held.
+func (c *combiner) next() []*request {
 	if c.running || len(c.waiting) == 0 {
-		return
+		return nil
 	}
 	if len(c.waiting) < c.cohort.Running() && !c.expired {
 		if c.timer == nil {
@@ -96,14 +105,18 @@ func (c *combiner) next() {
 			}
 			c.timer = time.AfterFunc(wait, func() {
 				c.mu.Lock()
-				defer c.mu.Unlock()
+				var wave []*request
 				if gen == c.gen {
 					c.timer, c.expired = nil, true
-					c.next()
+					wave = c.next()
+				}
+				c.mu.Unlock()
+				if wave != nil {
+					c.run(wave)
 				}
 			})
 		}
-		return
+		return nil
 	}
 	if c.timer != nil {
 		c.timer.Stop()
@@ -123,7 +136,7 @@ func (c *combiner) next() {
 	}
 	c.waiting = rest
 	c.running = true
-	go c.run(wave)
+	return wave
 }
 
 // run applies one wave, publishes its outbox rows, answers its requests and starts the next.
@@ -131,8 +144,11 @@ func (c *combiner) run(wave []*request) {
 	defer func() {
 		c.mu.Lock()
 		c.running = false
-		c.next()
+		next := c.next()
 		c.mu.Unlock()
+		if next != nil {
+			go c.run(next) // its own waiters are woken by it; this goroutine has its own event to finish
+		}
 	}()
 	answered := 0
 	defer func() {
