@@ -135,8 +135,12 @@ lint: ## Check formatting (gofmt) and run go vet
 
 # One table: every figure next to its reference and target, measured in the
 # same run (throwaway PostgreSQL and emulator, like the tests); see test/bench.
-bench: deps ## Run the benchmark suite and print its table (~5 min)
-	$(GO) run ./test/bench
+# BENCH_FLAGS passes flags on, e.g. BENCH_FLAGS='-only throughput,production'
+# for the throughput rows alone, or '-baseline DIR' to measure another
+# revision's functions beside this one's.
+BENCH_FLAGS ?=
+bench: deps ## Run the benchmark suite and print its table (~9 min; BENCH_FLAGS='-only throughput,production' for throughput only)
+	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 # Each fuzz target as package:Function; go test fuzzes one target at a time.
 FUZZ_TARGETS := ./internal/machine:FuzzParse ./internal/message:FuzzParseEvent \
