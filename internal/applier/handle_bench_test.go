@@ -3,6 +3,7 @@ package applier
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime"
 	"syscall"
@@ -22,16 +23,28 @@ import (
 //	go test -run '^$' -bench Handle -benchtime 2000x -cpuprofile cpu.prof ./internal/applier
 //
 // "one-at-a-time" hands events to Handle one after another, "batches-of-10" hands ten stacks'
-// events at a time to the batch handler the state manager runs (queue.InOrderByGroup).
+// events at a time to the batch handler the state manager runs (queue.InOrderByGroup); the
+// "-json-log" variant writes the state manager's JSON log lines (to io.Discard) instead of none.
 func BenchmarkHandle(b *testing.B) {
-	for _, lanes := range []int{1, 10} {
+	for _, c := range []struct {
+		lanes int
+		log   bool
+	}{{1, false}, {10, false}, {10, true}} {
+		lanes := c.lanes
 		name := "one-at-a-time"
 		if lanes > 1 {
 			name = fmt.Sprintf("batches-of-%d", lanes)
 		}
+		if c.log {
+			// The state manager's JSON log lines, written nowhere: what logging costs.
+			name += "-json-log"
+		}
 		b.Run(name, func(b *testing.B) {
 			bu := setup(b)
 			bu.app.Logger = slog.New(slog.DiscardHandler)
+			if c.log {
+				bu.app.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+			}
 			handler := queue.InOrderByGroup(bu.app.Handle, lanes)
 			ctx := b.Context()
 			seq := 0
