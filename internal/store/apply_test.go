@@ -32,7 +32,7 @@ func pending(key string, ev message.Event, decide Decide) Pending {
 	return Pending{In: ApplyInput{Key: key, StackID: ev.StackID, MessageID: key, Event: ev}, Decide: decide}
 }
 
-// TestApplyManyCommitsTogetherAndIsolatesEachEvent applies events of eight stacks in one
+// TestApplyManyCommitsTogetherAndIsolatesEachEvent applies events of nine stacks in one
 // transaction: each ends exactly as it would alone — applied, a duplicate, left out because
 // another transaction holds its stack, or failed (a decision error, a panic, a value PostgreSQL
 // refuses) — and a failure costs no other event anything.
@@ -65,6 +65,10 @@ func TestApplyManyCommitsTogetherAndIsolatesEachEvent(t *testing.T) {
 		pending("launch-s6", launch("s6"), b.decideWith(launch("s6"), nil)), // applied before: a duplicate
 		pending("launch-s7", launch("s7"), func(*engine.Stack) (engine.Decision, error) { panic("engine bug") }),
 		pending("launch-s2", launch("s2"), b.decideWith(launch("s2"), nil)),
+		// Refused too, last in lock order: a second rollback to a savepoint, with nothing after it.
+		pending("launch-s9", launch("s9"), b.decideWith(launch("s9"), func(d *engine.Decision) {
+			d.Stack.Metadata = message.Metadata{"bad": "\x00"}
+		})),
 	}
 	commits := &commitCounter{}
 	cfg, err := pgxpool.ParseConfig(b.url)
@@ -93,13 +97,14 @@ func TestApplyManyCommitsTogetherAndIsolatesEachEvent(t *testing.T) {
 
 	// Failed: nothing of them stored, each with its own reason.
 	require.True(t, IsDataError(out[2].Err), "s3: %v", out[2].Err)
+	require.True(t, IsDataError(out[8].Err), "s9: %v", out[8].Err)
 	require.ErrorIs(t, out[3].Err, boom)
 	var p *DecidePanic
 	require.ErrorAs(t, out[6].Err, &p)
 	require.Equal(t, "engine bug", p.Value)
 	require.True(t, out[4].Busy, "s5's lock is held elsewhere: left out, not waited for")
 	require.True(t, out[5].Duplicate)
-	for _, id := range []string{"s3", "s4", "s5", "s7"} {
+	for _, id := range []string{"s3", "s4", "s5", "s7", "s9"} {
 		require.Zero(t, b.count(t, "SELECT count(*) FROM stacks WHERE id = $1", id), id)
 		require.Zero(t, b.count(t, "SELECT count(*) FROM processed_events WHERE stack_id = $1", id), id)
 		require.Zero(t, b.count(t, "SELECT count(*) FROM history WHERE stack_id = $1", id), id)
