@@ -289,8 +289,15 @@ func (a *Applier) rejectUnparsed(ctx context.Context, m queue.Message, perr erro
 // Fences go first, and a stack's task messages are held back while its fence could not be
 // written: a task message must never be received before the fence that makes its run current.
 func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
+	_, err := a.publish(ctx, rows)
+	return err
+}
+
+// publish is flush, and also says which rows are done with: sent and deleted, or parked.
+func (a *Applier) publish(ctx context.Context, rows []store.OutboxMessage) (done map[int64]bool, _ error) {
+	done = map[int64]bool{}
 	if len(rows) == 0 {
-		return nil
+		return done, nil
 	}
 	unfenced := map[string]bool{}
 	var firstErr error
@@ -379,18 +386,27 @@ func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 			a.recordLag(dest, delivered)
 		}
 	}
-	if err := a.Store.DeleteOutbox(ctx, sent); err != nil && firstErr == nil {
-		firstErr = err
+	if err := a.Store.DeleteOutbox(ctx, sent); err != nil {
+		if firstErr == nil {
+			firstErr = err
+		}
+	} else {
+		for _, id := range sent {
+			done[id] = true
+		}
 	}
 	if len(parked) == 0 {
-		return firstErr
+		return done, firstErr
 	}
 	results, err := a.Store.ParkOutbox(ctx, parked)
 	if err != nil {
 		if firstErr == nil {
 			firstErr = err
 		}
-		return firstErr
+		return done, firstErr
+	}
+	for _, p := range parked {
+		done[p.ID] = true
 	}
 	for _, p := range parked {
 		a.logger().Error("outbox message parked: it can never be sent", "outcome", "parked", "outboxId", p.ID, "reason", p.Reason)
@@ -401,7 +417,7 @@ func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 	if err := a.flush(ctx, results); err != nil && firstErr == nil {
 		firstErr = err
 	}
-	return firstErr
+	return done, firstErr
 }
 
 // parkedRow is the parked form of an outbox row that can never be sent. A task message comes with

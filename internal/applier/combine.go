@@ -175,12 +175,15 @@ func (c *combiner) run(wave []*request) {
 			rows = append(rows, o.Outbox...)
 		}
 	}
-	flushErr := c.a.flush(ctx, rows)
+	done, flushErr := c.a.publish(ctx, rows)
 	for i, r := range wave {
 		r.applied = outs[i]
 		r.flushed = outs[i].Err == nil && !outs[i].Busy
-		if len(outs[i].Outbox) > 0 {
-			r.flushErr = flushErr
+		for _, row := range outs[i].Outbox {
+			if !done[row.ID] {
+				r.flushErr = flushErr // its rows wait in the outbox; another stack's failure is not its own
+				break
+			}
 		}
 		answered++
 		close(r.done)
