@@ -319,28 +319,24 @@ func (e *loaded) queue(b *pgx.Batch, try bool) {
 		b.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", id).
 			Exec(func(pgconn.CommandTag) error { e.locked = true; return nil })
 	}
-	b.Queue(selectStack, id).Query(func(rows pgx.Rows) error {
-		stacks, err := pgx.CollectRows(rows, scanStack)
-		if len(stacks) == 1 {
-			e.current = stacks[0]
-		}
-		return err
-	})
+	b.Queue(selectStackAndRecent, id, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition).
+		Query(func(rows pgx.Rows) error {
+			var recent int
+			stacks, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*engine.Stack, error) {
+				return scanStackAnd(row, &recent)
+			})
+			if len(stacks) == 1 {
+				e.current = stacks[0]
+				e.current.RecentTransitions = recent
+			}
+			return err
+		})
 	b.Queue("SELECT EXISTS (SELECT 1 FROM processed_events WHERE key = $1)", e.in.Key).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&e.processed) })
 	b.Queue(selectOutbox, id).Query(func(rows pgx.Rows) (err error) {
 		e.pending, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
 		return err
 	})
-	b.Queue(recentTransitions, id, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition).
-		QueryRow(func(row pgx.Row) error {
-			var recent int
-			err := row.Scan(&recent)
-			if e.current != nil {
-				e.current.RecentTransitions = recent
-			}
-			return err
-		})
 }
 
 // selectOutbox reads a stack's unsent outbox rows, oldest first.

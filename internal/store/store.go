@@ -154,6 +154,10 @@ func (s *Store) MachineVersion(ctx context.Context, hash string) (name string, b
 const recentTransitions = `SELECT count(*) FROM (SELECT kind, at FROM history WHERE stack_id = $1 ORDER BY id DESC LIMIT $3) h
 	WHERE kind = $4 AND at > $2`
 
+// selectStackAndRecent reads a stack with its recent transitions (recentTransitions' $2 to $4) in
+// one statement: a stack that does not exist has none to count.
+const selectStackAndRecent = `SELECT ` + stackColumns + `, (` + recentTransitions + `) FROM stacks WHERE id = $1`
+
 // recentHistoryScan is how many of a stack's latest history rows recentTransitions reads.
 const recentHistoryScan = 4 * engine.MaxTransitionsPerMinute
 
@@ -344,11 +348,14 @@ const insertOutbox = `INSERT INTO outbox (stack_id, destination, body, delay_sec
 	FROM jsonb_to_recordset($1::jsonb) AS x(stack_id text, destination text, body text, delay_seconds integer, created_at timestamptz)
 	RETURNING ` + outboxColumns
 
-func scanStack(row pgx.CollectableRow) (*engine.Stack, error) {
+func scanStack(row pgx.CollectableRow) (*engine.Stack, error) { return scanStackAnd(row) }
+
+// scanStackAnd scans a stack row followed by the columns extra points to.
+func scanStackAnd(row pgx.CollectableRow, extra ...any) (*engine.Stack, error) {
 	var s engine.Stack
 	var metadata, tasks []byte
-	err := row.Scan(&s.ID, &s.Machine, &s.State, &s.PreviousState, &metadata, &tasks, &s.Version,
-		&s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt, &s.MachineHash)
+	err := row.Scan(append([]any{&s.ID, &s.Machine, &s.State, &s.PreviousState, &metadata, &tasks, &s.Version,
+		&s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt, &s.MachineHash}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
