@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -151,3 +152,29 @@ func (c *commitCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.Tr
 	}
 }
 func (c *commitCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// TestDeleteOutboxLeavesTheSessionDurable: the outbox delete commits without waiting for the WAL
+// flush, for its own transaction only; the connection's next transactions are durable again.
+func TestDeleteOutboxLeavesTheSessionDurable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// The session starts durable whatever the test server's default (a runtime parameter).
+	sep := "?"
+	if strings.Contains(b.url, "?") {
+		sep = "&"
+	}
+	st, err := Open(b.ctx, Config{DatabaseURL: b.url + sep + "synchronous_commit=on", MaxConns: 1})
+	require.NoError(t, err)
+	defer st.Close()
+	res := b.apply(t, "launch", message.Event{StackID: "s1", Event: "LAUNCH", Machine: "env"})
+	require.NotEmpty(t, res.Outbox)
+	ids := make([]int64, len(res.Outbox))
+	for i, r := range res.Outbox {
+		ids[i] = r.ID
+	}
+	require.NoError(t, st.DeleteOutbox(b.ctx, ids))
+	require.Zero(t, b.count(t, "SELECT count(*) FROM outbox"))
+	var setting string
+	require.NoError(t, st.Pool().QueryRow(b.ctx, "SHOW synchronous_commit").Scan(&setting))
+	require.Equal(t, "on", setting, "the same (only) connection, after the delete")
+}

@@ -182,12 +182,11 @@ func (s *Store) DeleteOutbox(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue("SET LOCAL synchronous_commit TO off")
-	b.Queue("DELETE FROM outbox WHERE id = ANY($1)", ids)
-	b.Queue("COMMIT")
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	// One simple-protocol query holding the whole transaction: a multi-statement query cannot take
+	// parameters, so pgx writes the ids (integers) into it.
+	_, err := s.pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit TO off; DELETE FROM outbox WHERE id = ANY($1); COMMIT",
+		pgx.QueryExecModeSimpleProtocol, ids)
+	if err != nil {
 		return s.noteErr(fmt.Errorf("error deleting %d sent outbox rows: %w", len(ids), err))
 	}
 	return nil
