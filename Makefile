@@ -135,8 +135,12 @@ lint: ## Check formatting (gofmt) and run go vet
 
 # One table: every figure next to its reference and target, measured in the
 # same run (throwaway PostgreSQL and emulator, like the tests); see test/bench.
-bench: deps ## Run the benchmark suite and print its table (~5 min), then the web console's answer times with 10,000 stacks
-	$(GO) run ./test/bench
+# BENCH_FLAGS passes flags on, e.g. BENCH_FLAGS='-only throughput,production'
+# for the throughput rows alone, or '-baseline DIR' to measure another
+# revision's functions beside this one's.
+BENCH_FLAGS ?=
+bench: deps ## Run the benchmark suite and print its table (~9 min; BENCH_FLAGS='-only throughput,production' for throughput only), then the web console's answer times with 10,000 stacks
+	$(GO) run ./test/bench $(BENCH_FLAGS)
 	STACKSEAM_CONSOLE_SCALE=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(GO) test -count=1 -run '^TestConsoleScale$$' -v ./cmd/stackseam | grep ' ms$$'
 
 # Each fuzz target as package:Function; go test fuzzes one target at a time.

@@ -106,7 +106,7 @@ func readSettings() (settings, error) {
 		name string
 		def  int
 		dst  *int
-	}{{"WORKERS", 1, &s.workers}, {"BATCH_PARALLELISM", 4, &s.parallelism},
+	}{{"WORKERS", 1, &s.workers}, {"BATCH_PARALLELISM", 10, &s.parallelism},
 		{"TASK_QUEUE_MAX_RECEIVE_COUNT", deployed.TaskQueueMaxReceiveCount, &s.deadlines.Receives}}
 	for _, v := range ints {
 		if *v.dst, err = vars.Int(v.name, v.def); err != nil {

@@ -76,6 +76,9 @@ type Applier struct {
 	// send to it, so a message from it is an approval (message.Event.Approval), the only way an
 	// event a machine lists under approvals is applied. Empty: no approvals are accepted.
 	ApprovalSources []string
+
+	// combineWait replaces combineWait when set (tests).
+	combineWait time.Duration
 }
 
 func (a *Applier) logger() *slog.Logger {
@@ -152,7 +155,7 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		}
 	}
 	log := a.logger().With("stackId", ev.StackID, "event", ev.Event, "messageId", m.ID)
-	res, err := a.apply(ctx, ev, key, m.ID, log)
+	out, err := a.apply(ctx, ev, key, m.ID, log)
 	if store.IsDataError(err) {
 		// PostgreSQL refuses the values themselves: every retry would fail the same way.
 		return a.rejectUnparsed(ctx, m, fmt.Errorf("%w: the database cannot store this event: %v", message.ErrInvalid, err))
@@ -161,8 +164,12 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 		log.Warn("event not applied; will retry", "outcome", "retry", "error", err)
 		return err
 	}
-	faults.AfterCommit(len(res.Decision.Dispatch)) // a crash before publishing, in fault-injection tests
-	if err := a.flush(ctx, res.Outbox); err != nil {
+	res, flushErr := out.ApplyResult, out.flushErr
+	if !out.flushed {
+		faults.AfterCommit(len(res.Decision.Dispatch)) // a crash before publishing, in fault-injection tests
+		flushErr = a.flush(ctx, res.Outbox)
+	}
+	if err := flushErr; err != nil {
 		// The decision is committed and its messages wait in the outbox: the stack's next event
 		// (which reads its outbox under the lock) or the sweep (rows older than OUTBOX_SWEEP_AGE)
 		// sends them, in order. Failing the event instead would only spend its receive count, and
@@ -178,7 +185,12 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 // apply decides ev under its stack's lock and commits the decision, with key as its idempotency
 // key; it is the one path of every event, whether it came from the queue (Handle) or the state
 // manager settles a run itself (settleRun). Errors are transient unless store.IsDataError.
-func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID string, log *slog.Logger) (store.ApplyResult, error) {
+//
+// Inside a batch (queue.InOrderByGroup) the event is committed together with the events of the
+// batch's other stacks that are applied at the same moment, and its outbox rows are published
+// with theirs (combine.go); outside one, alone. Either way it is decided and committed exactly as
+// the same event alone would be.
+func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID string, log *slog.Logger) (applied, error) {
 	// Load the machine the event names before taking the lock (Names
 	// refreshes the catalog when due, for events that name none); under the
 	// lock the applier only reads what is already parsed (pickMachine).
@@ -188,17 +200,18 @@ func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID st
 		named, namedErr = a.Machines.Get(ctx, ev.Machine)
 		if namedErr != nil && !permanent(namedErr) {
 			log.Warn("machine source unavailable; will retry", "machine", ev.Machine, "outcome", "retry", "error", namedErr)
-			return store.ApplyResult{}, fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
+			return applied{}, fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
 		}
 	} else if _, err := a.Machines.Names(ctx); err != nil {
 		log.Warn("machine source unavailable; going on with the machines loaded", "error", err)
 	}
-	var res store.ApplyResult
+	var res applied
 	var err error
 	var fellBack, unusable string
+	combined := a.combinerFor(ctx)
 	for attempt := 0; ; attempt++ {
 		fellBack = ""
-		res, err = a.Store.Apply(ctx, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: messageID, Event: ev,
+		res, err = a.storeApply(ctx, combined, store.ApplyInput{Key: key, StackID: ev.StackID, MessageID: messageID, Event: ev,
 			Fence: a.Outlets[store.DestinationFence] != nil},
 			func(current *engine.Stack) (engine.Decision, error) {
 				in := engine.Input{Stack: current, Event: ev, Now: a.now(), NewRunID: newRunID, Deadlines: a.Deadlines}
@@ -234,6 +247,31 @@ func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID st
 		a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
 	}
 	return res, err
+}
+
+// applied is what apply did: the store's result, and whether its outbox rows were already
+// published (with the other events of its transaction) and how that went.
+type applied struct {
+	store.ApplyResult
+	flushed  bool
+	flushErr error
+}
+
+// storeApply commits one event: in the batch's shared transaction when c is set, alone otherwise
+// (and when another transaction holds the stack's lock: the shared transaction never waits for a
+// lock, so this event waits for it alone, beside the batch's next waves).
+func (a *Applier) storeApply(ctx context.Context, c *combiner, in store.ApplyInput, decide store.Decide) (applied, error) {
+	if c != nil {
+		r := c.apply(ctx, store.Pending{In: in, Decide: decide})
+		if p, ok := errors.AsType[*store.DecidePanic](r.applied.Err); ok {
+			rethrow(p)
+		}
+		if !r.applied.Busy {
+			return applied{ApplyResult: r.applied.ApplyResult, flushed: r.flushed, flushErr: r.flushErr}, r.applied.Err
+		}
+	}
+	res, err := a.Store.Apply(ctx, in, decide)
+	return applied{ApplyResult: res}, err
 }
 
 // rejectUnparsed records a message that is not a valid event at all.
@@ -275,8 +313,15 @@ func (a *Applier) rejectUnparsed(ctx context.Context, m queue.Message, perr erro
 // Fences go first, and a stack's task messages are held back while its fence could not be
 // written: a task message must never be received before the fence that makes its run current.
 func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
+	_, err := a.publish(ctx, rows)
+	return err
+}
+
+// publish is flush, and also says which rows are done with: sent and deleted, or parked.
+func (a *Applier) publish(ctx context.Context, rows []store.OutboxMessage) (done map[int64]bool, _ error) {
+	done = map[int64]bool{}
 	if len(rows) == 0 {
-		return nil
+		return done, nil
 	}
 	unfenced := map[string]bool{}
 	var firstErr error
@@ -365,18 +410,27 @@ func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 			a.recordLag(dest, delivered)
 		}
 	}
-	if err := a.Store.DeleteOutbox(ctx, sent); err != nil && firstErr == nil {
-		firstErr = err
+	if err := a.Store.DeleteOutbox(ctx, sent); err != nil {
+		if firstErr == nil {
+			firstErr = err
+		}
+	} else {
+		for _, id := range sent {
+			done[id] = true
+		}
 	}
 	if len(parked) == 0 {
-		return firstErr
+		return done, firstErr
 	}
 	results, err := a.Store.ParkOutbox(ctx, parked)
 	if err != nil {
 		if firstErr == nil {
 			firstErr = err
 		}
-		return firstErr
+		return done, firstErr
+	}
+	for _, p := range parked {
+		done[p.ID] = true
 	}
 	for _, p := range parked {
 		a.logger().Error("outbox message parked: it can never be sent", "outcome", "parked", "outboxId", p.ID, "reason", p.Reason)
@@ -387,7 +441,7 @@ func (a *Applier) flush(ctx context.Context, rows []store.OutboxMessage) error {
 	if err := a.flush(ctx, results); err != nil && firstErr == nil {
 		firstErr = err
 	}
-	return firstErr
+	return done, firstErr
 }
 
 // parkedRow is the parked form of an outbox row that can never be sent. A task message comes with

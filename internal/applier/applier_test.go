@@ -62,7 +62,7 @@ type bundle struct {
 	events *outlet
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	st, err := store.Open(t.Context(), store.Config{DatabaseURL: harness.DatabaseURL(t)})
 	require.NoError(t, err)

@@ -64,11 +64,15 @@ func (a *Applier) settleRun(ctx context.Context, stackID, task, runID, reason, b
 	if err != nil {
 		return false, fmt.Errorf("error settling run %s of stack %s (%s): %w", runID, stackID, by, err)
 	}
-	if err := a.flush(ctx, res.Outbox); err != nil {
+	flushErr := res.flushErr
+	if !res.flushed {
+		flushErr = a.flush(ctx, res.Outbox)
+	}
+	if err := flushErr; err != nil {
 		// Committed: the stale-outbox pass of a later sweep sends what is left.
 		log.Warn("messages of a settled run not sent yet", "error", err.Error())
 	}
-	a.logDecision(log, res, 0)
+	a.logDecision(log, res.ApplyResult, 0)
 	settled := !res.Duplicate && res.Decision.Outcome == engine.Applied
 	if settled {
 		log.Warn("task run settled as failed: no result will come", "task", task, "reason", reason)

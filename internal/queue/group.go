@@ -27,8 +27,12 @@ func InOrderByGroup(handle func(ctx context.Context, m Message) error, paralleli
 		failed := make([][]string, len(units))
 		work := make(chan int)
 		var wg sync.WaitGroup
-		for range min(parallelism, len(units)) {
+		workers := min(parallelism, len(units))
+		cohort := &Cohort{running: workers}
+		ctx = context.WithValue(ctx, cohortKey{}, cohort)
+		for range workers {
 			wg.Go(func() {
+				defer cohort.leave()
 				for i := range work {
 					failed[i] = handleInOrder(ctx, handle, units[i])
 				}
@@ -135,4 +139,68 @@ func logFailure(ctx context.Context, m Message, err error) {
 		return
 	}
 	slog.DebugContext(ctx, "message failed", attrs...)
+}
+
+// Cohort is the set of workers InOrderByGroup runs for one batch, each going through the messages
+// of one stack (group) at a time. A message handler finds it in its context (CohortOf) and may use
+// it to combine the work the handlers of a batch do at the same time: the state manager commits
+// the events of different stacks in one transaction. Running says how many workers are still going
+// through the batch, so a combiner knows when every one of them waits for it; it must not wait
+// for them longer than briefly, since a worker may be busy with something else.
+type Cohort struct {
+	mu     sync.Mutex
+	values map[any]any
+
+	wmu     sync.Mutex
+	running int
+	watch   []func()
+}
+
+type cohortKey struct{}
+
+// CohortOf returns the cohort of the batch a handler runs in, or nil outside InOrderByGroup.
+func CohortOf(ctx context.Context) *Cohort {
+	c, _ := ctx.Value(cohortKey{}).(*Cohort)
+	return c
+}
+
+// Running is the number of workers still going through the batch: each holds a stack's messages
+// until they are done, then takes the next stack or leaves.
+func (c *Cohort) Running() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.running
+}
+
+// Shared returns the value kept under key for this batch, made by make the first time it is asked
+// for (make may call OnChange).
+func (c *Cohort) Shared(key any, make func() any) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.values[key]
+	if !ok {
+		if c.values == nil {
+			c.values = map[any]any{}
+		}
+		v = make()
+		c.values[key] = v
+	}
+	return v
+}
+
+// OnChange registers f to be called, with no lock of the cohort held, whenever a worker leaves.
+func (c *Cohort) OnChange(f func()) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.watch = append(c.watch, f)
+}
+
+func (c *Cohort) leave() {
+	c.wmu.Lock()
+	c.running--
+	watch := c.watch
+	c.wmu.Unlock()
+	for _, f := range watch {
+		f()
+	}
 }

@@ -183,3 +183,65 @@ func TestInOrderByGroupEmptyBatch(t *testing.T) {
 	h := queue.InOrderByGroup(newRecorder().handle, 3)
 	require.Empty(t, h(context.Background(), nil))
 }
+
+// TestCohortCountsTheWorkersOfABatch: every handler of a batch sees the same cohort, which counts
+// the workers still going through the batch and tells its watchers when one leaves; outside a
+// batch there is none.
+func TestCohortCountsTheWorkersOfABatch(t *testing.T) {
+	t.Parallel()
+	require.Nil(t, queue.CohortOf(context.Background()))
+	var mu sync.Mutex
+	cohorts := map[*queue.Cohort]bool{}
+	var running []int
+	lastOne := -1
+	left := make(chan struct{}, 10)
+	release := make(chan struct{})
+	h := queue.InOrderByGroup(func(ctx context.Context, m queue.Message) error {
+		c := queue.CohortOf(ctx)
+		c.Shared("watch", func() any {
+			c.OnChange(func() { left <- struct{}{} })
+			return true
+		})
+		mu.Lock()
+		cohorts[c] = true
+		running = append(running, c.Running())
+		mu.Unlock()
+		if m.GroupID == "slow" {
+			<-release
+			mu.Lock()
+			lastOne = c.Running()
+			mu.Unlock()
+		}
+		return nil
+	}, 3)
+	done := make(chan []string, 1)
+	go func() {
+		done <- h(context.Background(), []queue.Message{{ID: "1", GroupID: "a"}, {ID: "2", GroupID: "slow"},
+			{ID: "3", GroupID: "b"}, {ID: "4", GroupID: "c"}, {ID: "5", GroupID: "a"}})
+	}()
+	// Four stacks on three workers: a worker that finishes a stack takes the next; once the stacks
+	// run out, the two not holding "slow" leave.
+	for range 2 {
+		select {
+		case <-left:
+		case <-time.After(waitLimit):
+			t.Fatal("no worker left")
+		}
+	}
+	close(release)
+	select {
+	case failed := <-done:
+		require.Empty(t, failed)
+	case <-time.After(waitLimit):
+		t.Fatal("the batch did not end")
+	}
+	require.Len(t, cohorts, 1, "one cohort per batch")
+	for c := range cohorts {
+		require.Zero(t, c.Running(), "every worker left")
+	}
+	require.Len(t, running, 5)
+	for _, n := range running {
+		require.True(t, n >= 1 && n <= 3, "at most three workers, and this one: %d", n)
+	}
+	require.Equal(t, 1, lastOne, "once the others left, only the worker holding \"slow\" runs")
+}

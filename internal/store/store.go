@@ -100,146 +100,6 @@ type ApplyInput struct {
 	Fence bool
 }
 
-// Decide is called by Apply with the locked stack (nil if it does not exist)
-// and returns the decision to commit. An error aborts the transaction.
-type Decide func(current *engine.Stack) (engine.Decision, error)
-
-// Apply runs one event for one stack in one transaction:
-//
-//	round trip 1: BEGIN; lock the stack id; read the stack, whether the key was
-//	              processed, and the stack's unsent outbox
-//	decide (no I/O in the engine)
-//	round trip 2: record the key, write the stack, history, rejection and
-//	              outbox rows; COMMIT
-//
-// The lock is a transaction-scoped advisory lock on the stack id, so it also
-// covers stacks that do not exist yet.
-func (s *Store) Apply(ctx context.Context, in ApplyInput, decide Decide) (res ApplyResult, err error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return res, s.noteErr(fmt.Errorf("error connecting to the database: %w", err))
-	}
-	defer conn.Release()
-	inTx := false
-	defer func() {
-		if err != nil && inTx {
-			rollback(conn)
-		}
-	}()
-
-	// Each result is read by the callback queued with its statement, so the code never depends
-	// on where a statement stands in the batch.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", in.StackID)
-	var current *engine.Stack
-	b.Queue(selectStack, in.StackID).Query(func(rows pgx.Rows) error {
-		stacks, err := pgx.CollectRows(rows, scanStack)
-		if len(stacks) == 1 {
-			current = stacks[0]
-		}
-		return err
-	})
-	var processed bool
-	b.Queue("SELECT EXISTS (SELECT 1 FROM processed_events WHERE key = $1)", in.Key).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&processed)
-	})
-	var pending []OutboxMessage
-	b.Queue("SELECT "+outboxColumns+" FROM outbox WHERE stack_id = $1 ORDER BY id", in.StackID).Query(func(rows pgx.Rows) (err error) {
-		pending, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-		return err
-	})
-	var recent int
-	b.Queue(recentTransitions, in.StackID, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&recent) })
-	inTx = true
-	if err = conn.SendBatch(ctx, b).Close(); err != nil {
-		return res, s.noteErr(fmt.Errorf("error loading stack %s: %w", in.StackID, err))
-	}
-	if current != nil {
-		current.RecentTransitions = recent
-	}
-
-	if processed {
-		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
-			return res, s.noteErr(fmt.Errorf("error ending transaction for stack %s: %w", in.StackID, err))
-		}
-		inTx = false
-		return ApplyResult{Duplicate: true, Outbox: pending}, nil
-	}
-
-	d, err := decide(current)
-	if err != nil {
-		return res, err
-	}
-	now := time.Now().UTC()
-	b = &pgx.Batch{}
-	b.Queue("INSERT INTO processed_events (key, stack_id, processed_at) VALUES ($1, $2, $3)", in.Key, in.StackID, now)
-	if d.Outcome == engine.Applied {
-		switch {
-		case d.Removed && !d.Created:
-			b.Queue("DELETE FROM stacks WHERE id = $1", in.StackID)
-		case d.Removed:
-			// Created and removed by the same event: nothing to store.
-		default:
-			args, err := stackArgs(d.Stack, now)
-			if err != nil {
-				return res, err
-			}
-			if d.Created {
-				b.Queue(insertStack, args...)
-			} else {
-				b.Queue(updateStack, args...)
-			}
-		}
-	}
-	var newVersion string
-	if d.Outcome == engine.Applied && d.Stack != nil && !d.Removed && d.Machine != nil && d.Machine.Hash != "" &&
-		(current == nil || current.MachineHash != d.Machine.Hash) && !s.storedVersion(d.Machine.Hash) {
-		// First time this stack runs on this version: keep its body, so the stack can run on it
-		// again whatever becomes of the file. ON CONFLICT: another stack may have stored it.
-		newVersion = d.Machine.Hash
-		b.Queue(`INSERT INTO machine_versions (hash, name, body, stored_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING`,
-			d.Machine.Hash, d.Machine.Name, d.Machine.Body, now)
-	}
-	if d.Outcome == engine.Rejected {
-		b.Queue(`INSERT INTO rejections (at, message_id, stack_id, event, reason) VALUES ($1, $2, $3, $4, $5)`,
-			now, in.MessageID, in.StackID, in.Event.Event, d.Reason)
-	}
-	machineName := in.Event.Machine
-	if current != nil {
-		machineName = current.Machine
-	}
-	if len(d.History) > 0 {
-		rows, err := historyJSON(in.StackID, machineName, in.MessageID, d.History)
-		if err != nil {
-			return res, err
-		}
-		b.Queue(insertHistory, rows)
-	}
-	var inserted []OutboxMessage
-	fence := in.Fence && fenceChanged(current, d)
-	if d.Outcome == engine.Applied && (fence || len(d.Dispatch)+len(d.Notifications) > 0) {
-		newRows, err := outboxJSON(in.StackID, d, fence, now)
-		if err != nil {
-			return res, err
-		}
-		b.Queue(insertOutbox, newRows).Query(func(rows pgx.Rows) (err error) {
-			inserted, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-			return err
-		})
-	}
-	b.Queue("COMMIT")
-	if err = conn.SendBatch(ctx, b).Close(); err != nil {
-		return res, s.noteErr(fmt.Errorf("error saving stack %s: %w", in.StackID, err))
-	}
-	inTx = false
-	if newVersion != "" {
-		s.versions.Store(newVersion, true)
-	}
-	return ApplyResult{Decision: d, Outbox: append(pending, inserted...)}, nil
-}
-
 // StackMachines returns the names of the machines live stacks run on, sorted.
 func (s *Store) StackMachines(ctx context.Context) ([]string, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT DISTINCT machine FROM stacks ORDER BY machine`)
@@ -296,6 +156,10 @@ func (s *Store) MachineVersion(ctx context.Context, hash string) (name string, b
 const recentTransitions = `SELECT count(*) FROM (SELECT kind, at FROM history WHERE stack_id = $1 ORDER BY id DESC LIMIT $3) h
 	WHERE kind = $4 AND at > $2`
 
+// selectStackAndRecent reads a stack with its recent transitions (recentTransitions' $2 to $4) in
+// one statement: a stack that does not exist has none to count.
+const selectStackAndRecent = `SELECT ` + stackColumns + `, (` + recentTransitions + `) FROM stacks WHERE id = $1`
+
 // recentHistoryScan is how many of a stack's latest history rows recentTransitions reads.
 const recentHistoryScan = 4 * engine.MaxTransitionsPerMinute
 
@@ -310,11 +174,21 @@ func rollback(conn *pgxpool.Conn) {
 }
 
 // DeleteOutbox removes messages that are now on the queue.
+//
+// Its commit does not wait for the WAL flush (synchronous_commit off, for this transaction only):
+// what a database crash could lose of it is only the deletion, and rows not deleted are sent
+// again (by the stack's next event or the sweep), which at-least-once delivery allows — exactly
+// what a process crash between sending and deleting already does. A durable server so spends one
+// flush per applied event, not two for the events that send messages. It is still one round trip.
 func (s *Store) DeleteOutbox(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, "DELETE FROM outbox WHERE id = ANY($1)", ids); err != nil {
+	// One simple-protocol query holding the whole transaction: a multi-statement query cannot take
+	// parameters, so pgx writes the ids (integers) into it.
+	_, err := s.pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit TO off; DELETE FROM outbox WHERE id = ANY($1); COMMIT",
+		pgx.QueryExecModeSimpleProtocol, ids)
+	if err != nil {
 		return s.noteErr(fmt.Errorf("error deleting %d sent outbox rows: %w", len(ids), err))
 	}
 	return nil
@@ -475,11 +349,14 @@ const insertOutbox = `INSERT INTO outbox (stack_id, destination, body, delay_sec
 	FROM jsonb_to_recordset($1::jsonb) AS x(stack_id text, destination text, body text, delay_seconds integer, created_at timestamptz)
 	RETURNING ` + outboxColumns
 
-func scanStack(row pgx.CollectableRow) (*engine.Stack, error) {
+func scanStack(row pgx.CollectableRow) (*engine.Stack, error) { return scanStackAnd(row) }
+
+// scanStackAnd scans a stack row followed by the columns extra points to.
+func scanStackAnd(row pgx.CollectableRow, extra ...any) (*engine.Stack, error) {
 	var s engine.Stack
 	var metadata, tasks []byte
-	err := row.Scan(&s.ID, &s.Machine, &s.State, &s.PreviousState, &metadata, &tasks, &s.Version,
-		&s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt, &s.MachineHash)
+	err := row.Scan(append([]any{&s.ID, &s.Machine, &s.State, &s.PreviousState, &metadata, &tasks, &s.Version,
+		&s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt, &s.MachineHash}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,8 @@ type options struct {
 	stored     int
 	starts     int
 	cpuProfile string
+	only       string
+	baseline   string
 }
 
 func main() {
@@ -44,6 +46,8 @@ func main() {
 	flag.IntVar(&o.stored, "stored", 100000, "stacks stored in the large database of the scale figure")
 	flag.IntVar(&o.starts, "starts", 7, "starts of each binary for the cold-start figure")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the in-process state manager's throughput rounds to this file")
+	flag.StringVar(&o.only, "only", "", "run only these steps, comma-separated: throughput, production, roundtrips, scale, latency, coldstart, zips (default: all)")
+	flag.StringVar(&o.baseline, "baseline", "", "a checkout of another revision (git archive REV | tar -x -C DIR): the latency, cold start and zip rows also measure its functions, in the same run, as the reference")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -105,23 +109,39 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		b.bins[fn] = out
+		if o.baseline != "" {
+			out := filepath.Join(b.work, "bin-baseline", fn)
+			if err := localenv.Build(o.baseline, out, "./functions/"+fn); err != nil {
+				return fmt.Errorf("building the baseline: %w", err)
+			}
+			b.bins[fn+baselineSuffix] = out
+		}
 	}
 
 	steps := []struct {
-		name string
-		fn   func(context.Context) error
+		id, name string
+		fn       func(context.Context) error
 	}{
-		{"throughput against pgbench", b.throughput},
-		{"throughput against pgbench on the production shape (TLS-only, durable)", b.productionThroughput},
-		{"database round trips per event", b.roundTrips},
-		{"per-event time with 100 and many stacks stored", b.scale},
-		{"LAUNCH → RUN latency through both binaries", b.latency},
-		{"cold start", b.coldStart},
-		{"function zip sizes", b.zipSizes},
+		{"throughput", "throughput against pgbench", b.throughput},
+		{"production", "throughput against pgbench on the production shape (TLS-only, durable)", b.productionThroughput},
+		{"roundtrips", "database round trips per event", b.roundTrips},
+		{"scale", "per-event time with 100 and many stacks stored", b.scale},
+		{"latency", "LAUNCH → RUN latency through both binaries", b.latency},
+		{"coldstart", "cold start", b.coldStart},
+		{"zips", "function zip sizes", b.zipSizes},
+	}
+	only := map[string]bool{}
+	for _, id := range strings.Split(o.only, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			only[id] = true
+		}
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if len(only) > 0 && !only[s.id] {
+			continue
 		}
 		progress("%s", s.name)
 		if err := s.fn(ctx); err != nil {
@@ -133,6 +153,18 @@ func run(ctx context.Context, o options) error {
 }
 
 func (b *bench) add(r row) { b.rows = append(b.rows, r) }
+
+// baselineSuffix marks the binaries built from -baseline in bench.bins.
+const baselineSuffix = "@baseline"
+
+// variants are the builds the latency, cold start and zip rows measure: this tree's, and the
+// baseline's when one is given (suffix baselineSuffix).
+func (b *bench) variants() []string {
+	if b.o.baseline == "" {
+		return []string{""}
+	}
+	return []string{"", baselineSuffix}
+}
 
 // print writes the table, and a line saying how it was measured.
 func (b *bench) print(w io.Writer) {

@@ -64,7 +64,7 @@ func (b *bench) scale(ctx context.Context) error {
 			return err
 		}
 		progress("  stored %d stacks in %s", n, time.Since(started).Round(time.Millisecond))
-		if _, err := runFor(ctx, stores[i], machines, "warm", 1, time.Second, storedIDs(n)); err != nil {
+		if _, err := runFor(ctx, stores[i], machines, "warm", 1, time.Second, storedIDs(n), 1); err != nil {
 			return err
 		}
 	}
@@ -73,7 +73,7 @@ func (b *bench) scale(ctx context.Context) error {
 	for round := range b.o.rounds {
 		for j := range sizes {
 			i := (round + j) % len(sizes) // alternate which goes first
-			r, err := runFor(ctx, stores[i], machines, fmt.Sprintf("s%d", round), 1, time.Duration(b.o.seconds)*time.Second/2, storedIDs(sizes[i]))
+			r, err := runFor(ctx, stores[i], machines, fmt.Sprintf("s%d", round), 1, time.Duration(b.o.seconds)*time.Second/2, storedIDs(sizes[i]), 1)
 			if err != nil {
 				return err
 			}

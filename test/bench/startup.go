@@ -28,31 +28,37 @@ func (b *bench) coldStart(ctx context.Context) error {
 		if fn.name == "satisfier" {
 			env = s.satEnv
 		}
-		var walls, reported []float64
+		walls, reported := map[string][]float64{}, map[string][]float64{}
 		for i := range b.o.starts + 1 {
-			p, err := start(b.bins[fn.name], env, fn.ready, nil)
-			if err != nil {
-				return err
+			for _, v := range b.variants() { // alternating, with -baseline
+				p, err := start(b.bins[fn.name+v], env, fn.ready, nil)
+				if err != nil {
+					return err
+				}
+				p.stop()
+				if i == 0 {
+					continue // the first start migrates the database and warms the page cache
+				}
+				var line struct {
+					StartupMs float64 `json:"startupMs"`
+				}
+				if err := json.Unmarshal([]byte(p.readyLine), &line); err != nil {
+					return fmt.Errorf("reading %q: %w", p.readyLine, err)
+				}
+				walls[v] = append(walls[v], float64(p.readyAt.Sub(p.startedAt).Microseconds())/1000)
+				reported[v] = append(reported[v], line.StartupMs)
 			}
-			p.stop()
-			if i == 0 {
-				continue // the first start migrates the database and warms the page cache
-			}
-			var line struct {
-				StartupMs float64 `json:"startupMs"`
-			}
-			if err := json.Unmarshal([]byte(p.readyLine), &line); err != nil {
-				return fmt.Errorf("reading %q: %w", p.readyLine, err)
-			}
-			walls = append(walls, float64(p.readyAt.Sub(p.startedAt).Microseconds())/1000)
-			reported = append(reported, line.StartupMs)
 		}
-		wall := median(walls)
-		progress("  %s: %.1f ms to ready (startupMs %.0f), median of %d", fn.name, wall, median(reported), len(walls))
+		wall := median(walls[""])
+		progress("  %s: %.1f ms to ready (startupMs %.0f), median of %d", fn.name, wall, median(reported[""]), len(walls[""]))
+		reference := "—"
+		if b.o.baseline != "" {
+			reference = fmt.Sprintf("baseline: %.0f ms (startupMs %.0f)", median(walls[baselineSuffix]), median(reported[baselineSuffix]))
+		}
 		b.add(row{
-			measure:   fmt.Sprintf("cold start, %s: process start → ready (median of %d)", fn.name, len(walls)),
-			result:    fmt.Sprintf("%.0f ms (startupMs %.0f)", wall, median(reported)),
-			reference: "—",
+			measure:   fmt.Sprintf("cold start, %s: process start → ready (median of %d)", fn.name, len(walls[""])),
+			result:    fmt.Sprintf("%.0f ms (startupMs %.0f)", wall, median(reported[""])),
+			reference: reference,
 			target:    "—",
 			met:       "—",
 		})
@@ -68,24 +74,37 @@ var lambdaBuildFlags = []string{"-tags", "lambda.norpc", "-trimpath", "-buildvcs
 // asset also carries is left out.
 func (b *bench) zipSizes(ctx context.Context) error {
 	for _, fn := range []string{"statemanager", "satisfier"} {
-		dir := filepath.Join(b.work, "lambda", fn)
-		bootstrap := filepath.Join(dir, "bootstrap")
-		args := append(append([]string{"build"}, lambdaBuildFlags...), "-o", bootstrap, "./functions/"+fn)
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = b.root
-		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go %v: %w\n%s", args, err, out)
+		sizes := map[string][2]int64{}
+		for _, v := range b.variants() {
+			root := b.root
+			if v != "" {
+				root = b.o.baseline
+			}
+			dir := filepath.Join(b.work, "lambda"+v, fn)
+			bootstrap := filepath.Join(dir, "bootstrap")
+			args := append(append([]string{"build"}, lambdaBuildFlags...), "-o", bootstrap, "./functions/"+fn)
+			cmd := exec.CommandContext(ctx, "go", args...)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("go %v: %w\n%s", args, err, out)
+			}
+			size, zipped, err := zipFile(bootstrap, filepath.Join(dir, "function.zip"))
+			if err != nil {
+				return err
+			}
+			progress("  %s%s: bootstrap %.1f MB, zip %.1f MB", label(v), fn, mb(size), mb(zipped))
+			sizes[v] = [2]int64{size, zipped}
 		}
-		size, zipped, err := zipFile(bootstrap, filepath.Join(dir, "function.zip"))
-		if err != nil {
-			return err
+		size, zipped := sizes[""][0], sizes[""][1]
+		reference := "—"
+		if b.o.baseline != "" {
+			reference = fmt.Sprintf("baseline: %.1f MB (%.1f MB unzipped)", mb(sizes[baselineSuffix][1]), mb(sizes[baselineSuffix][0]))
 		}
-		progress("  %s: bootstrap %.1f MB, zip %.1f MB", fn, mb(size), mb(zipped))
 		b.add(row{
 			measure:   fmt.Sprintf("function zip, %s (linux/arm64 bootstrap)", fn),
 			result:    fmt.Sprintf("%.1f MB (%.1f MB unzipped)", mb(zipped), mb(size)),
-			reference: "—",
+			reference: reference,
 			target:    "≤ 10 MB",
 			met:       verdict(mb(zipped) <= 10),
 		})
