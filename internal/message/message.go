@@ -95,6 +95,34 @@ type TaskSpec struct {
 	Config   map[string]any `json:"config"`
 	// TimeoutSeconds bounds one run; zero means the executor's default.
 	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+	// Runner is where the machine says the task runs: RunnerSatisfier, RunnerCodeBuild, or ""
+	// when it says nothing (then TimeoutSeconds decides, see OnCodeBuild).
+	Runner string `json:"runner,omitempty"`
+}
+
+// Where a task runs (TaskSpec.Runner).
+const (
+	// RunnerSatisfier runs the task inside the satisfier function, within Lambda's 15 minutes.
+	RunnerSatisfier = "satisfier"
+	// RunnerCodeBuild hands the task over to a CodeBuild build that runs the satisfier binary in
+	// its one-task mode, for up to MaxTimeoutSeconds.
+	RunnerCodeBuild = "codebuild"
+)
+
+// Time limits of a task run, in seconds.
+const (
+	// LambdaTimeoutSeconds is the longest a Lambda function runs: a task that may take longer
+	// runs on CodeBuild unless its machine says otherwise.
+	LambdaTimeoutSeconds = 15 * 60
+	// MaxTimeoutSeconds is the longest timeoutSeconds a task may have: CodeBuild's longest build
+	// (8 hours).
+	MaxTimeoutSeconds = 8 * 60 * 60
+)
+
+// OnCodeBuild reports whether a run of the task is handed over to CodeBuild: the machine says
+// runner: codebuild, or says no runner and gives the task more time than Lambda has.
+func (s TaskSpec) OnCodeBuild() bool {
+	return s.Runner == RunnerCodeBuild || (s.Runner == "" && s.TimeoutSeconds > LambdaTimeoutSeconds)
 }
 
 // TaskStatus is where one task of the current state stands.
