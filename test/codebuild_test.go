@@ -72,7 +72,7 @@ func newCodebuildSystem(t *testing.T, sleep string) *codebuildSystem {
 	t.Helper()
 	cs := &codebuildSystem{satisfierSystem: newSatisfierSystem(t), fake: harness.NewCodeBuildFake(t)}
 	cs.marks = t.TempDir()
-	cs.machine("longrun", strings.NewReplacer("MARKS", cs.marks, "SLEEP", sleep, "RUNNER", "timeoutSeconds: 1800").Replace(codebuildMachine))
+	cs.machine("longrun", strings.NewReplacer("MARKS", cs.marks, "SLEEP", sleep, "RUNNER", "runner: codebuild").Replace(codebuildMachine))
 	// The build's environment is the satisfier's own (the construct gives the project the same
 	// settings), with no task queue: a build runs the one task it is handed.
 	env := append(harness.AWSEnv(t),

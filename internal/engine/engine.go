@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stackseam/stackseam/internal/executor/codebuild"
 	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
 )
@@ -119,17 +120,33 @@ type Deadlines struct {
 	Receives int
 }
 
-// After is how long after its dispatch (the end of its delay) a run of a task with timeoutSeconds
-// (0: the default) is overdue; zero when d gives no deadlines.
-func (d Deadlines) After(timeoutSeconds int) time.Duration {
+// buildMarginAllowance is the most of the satisfier's TIMEOUT_MARGIN a CodeBuild run's deadline
+// allows for (the satisfier's default is 30s).
+const buildMarginAllowance = 5 * time.Minute
+
+// After is how long after its dispatch (the end of its delay) a run of task is overdue; zero when
+// d gives no deadlines.
+//
+// A run handed over to CodeBuild (task.OnCodeBuild) leaves the task queue once its build has
+// started: the hand-over is bounded like any run of the default timeout, then the build may wait
+// for capacity (codebuild.QueuedTimeout) and runs for at most its build timeout
+// (codebuild.BuildTimeout: the task's limit, up to 8 hours, and the allowances). Should the
+// satisfier have no CodeBuild project, it runs such a task itself, so the deadline is the larger
+// of the two.
+func (d Deadlines) After(task message.TaskSpec) time.Duration {
 	if d.Receives <= 0 {
 		return 0
 	}
 	timeout := d.DefaultTimeout
-	if timeoutSeconds > 0 {
-		timeout = time.Duration(timeoutSeconds) * time.Second
+	if task.TimeoutSeconds > 0 {
+		timeout = time.Duration(task.TimeoutSeconds) * time.Second
 	}
-	return time.Duration(d.Receives) * (timeout + d.Visibility)
+	inQueue := time.Duration(d.Receives) * (timeout + d.Visibility)
+	if !task.OnCodeBuild() {
+		return inQueue
+	}
+	handOver := time.Duration(d.Receives) * (d.DefaultTimeout + d.Visibility)
+	return max(inQueue, handOver+codebuild.QueuedTimeout+codebuild.BuildTimeout(timeout, buildMarginAllowance))
 }
 
 // Dispatch is one task message to send, after Delay.
@@ -531,11 +548,11 @@ func (a *applier) finish() Decision {
 		if !a.newRuns[t.RunID] {
 			continue
 		}
-		timeout := 0
+		var spec message.TaskSpec
 		if def := a.m.Tasks[t.Name]; def != nil {
-			timeout = def.TimeoutSeconds
+			spec = message.TaskSpec{Executor: def.Executor, TimeoutSeconds: def.TimeoutSeconds, Runner: def.Runner}
 		}
-		if after := a.in.Deadlines.After(timeout); after > 0 {
+		if after := a.in.Deadlines.After(spec); after > 0 {
 			deadline := t.DispatchedAt.Add(after) // DispatchedAt already includes a retry's delay
 			t.Deadline = &deadline
 		}
@@ -552,6 +569,7 @@ func (a *applier) finish() Decision {
 			spec.Executor = def.Executor
 			spec.Config = def.Config
 			spec.TimeoutSeconds = def.TimeoutSeconds
+			spec.Runner = def.Runner
 		}
 		delay := a.delays[t.RunID]
 		a.d.Dispatch = append(a.d.Dispatch, Dispatch{Task: message.Task{Task: spec, Stack: view, TaskRunID: t.RunID}, Delay: delay})

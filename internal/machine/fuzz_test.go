@@ -20,7 +20,7 @@ var knownRules = map[string]bool{
 	RuleStateName: true, RuleDuplicateState: true, RuleMissingInit: true, RuleNoTerminal: true,
 	RuleUndeclaredEvent: true, RuleAction: true, RuleAdvanceTarget: true, RuleUnknownTask: true,
 	RuleDuplicateTask: true, RuleNextRequired: true, RuleTaskName: true, RuleExecutor: true,
-	RuleTerraformConfig: true, RuleLambdaConfig: true, RuleRetry: true, RuleTimeout: true, RuleTTL: true,
+	RuleTerraformConfig: true, RuleLambdaConfig: true, RuleRetry: true, RuleTimeout: true, RuleRunner: true, RuleTTL: true,
 	RuleUnreachable: true, RuleImplicitNext: true, RuleUnusedTask: true, RuleUnusedEvent: true, RuleMultipleAdvance: true,
 }
 

@@ -99,6 +99,10 @@ type Task struct {
 	Retry *Retry
 	// TimeoutSeconds bounds one run; zero means the executor's default.
 	TimeoutSeconds int
+	// Runner is where the task runs, as the machine says: message.RunnerSatisfier,
+	// message.RunnerCodeBuild, or "" (then a terraform task with a timeoutSeconds beyond
+	// Lambda's 15 minutes runs on CodeBuild, see message.TaskSpec.OnCodeBuild).
+	Runner string
 }
 
 // Retry says how a failed task is retried automatically.

@@ -102,7 +102,7 @@ func TestInvalidFixtures(t *testing.T) {
 		RuleRequired, RuleVersion, RuleEventName, RuleDuplicateEvent, RuleStateName,
 		RuleDuplicateState, RuleMissingInit, RuleAliases, RuleNextCycle, RuleNoTerminal, RuleUndeclaredEvent, RuleAction,
 		RuleAdvanceTarget, RuleUnknownTask, RuleDuplicateTask, RuleNextRequired, RuleTaskName,
-		RuleExecutor, RuleTerraformConfig, RuleLambdaConfig, RuleRetry, RuleTimeout, RuleTTL,
+		RuleExecutor, RuleTerraformConfig, RuleLambdaConfig, RuleRetry, RuleTimeout, RuleRunner, RuleTTL,
 	} {
 		require.True(t, rulesSeen[rule], "no invalid fixture covers rule %s", rule)
 	}

@@ -296,6 +296,10 @@ tasks:
 		{machine.RuleTerraformConfig, [2]string{"executor: lambda\n    config: {name: fn}", "executor: terraform\n    config: {source: {type: local, location: tf}, action: apply, variables: {a: [1]}}"}, false},
 		{machine.RuleRetry, [2]string{"config: {name: fn}", "config: {name: fn}\n    retry: {attempts: 0}"}, false},
 		{machine.RuleTimeout, [2]string{"config: {name: fn}", "config: {name: fn}\n    timeoutSeconds: 0"}, false},
+		{machine.RuleTimeout, [2]string{"config: {name: fn}", "config: {name: fn}\n    timeoutSeconds: 28801"}, false},
+		{machine.RuleRunner, [2]string{"config: {name: fn}", "config: {name: fn}\n    runner: codebuild"}, false},
+		{machine.RuleRunner, [2]string{"config: {name: fn}", "config: {name: fn}\n    runner: fargate"}, false},
+		{machine.RuleRunner, [2]string{"config: {name: fn}", "config: {name: fn}\n    runner: satisfier\n    timeoutSeconds: 901"}, false},
 		{machine.RuleTTL, [2]string{"  INIT:\n", "  INIT:\n    ttl: {after: 3d, event: GO}\n"}, false},
 		{machine.RuleTTL, [2]string{"  INIT:\n", "  INIT:\n    ttl: {after: 1h, event: NEXT}\n"}, false},
 		// What a schema cannot see: cross-references, and sums of durations.

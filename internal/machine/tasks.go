@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stackseam/stackseam/internal/message"
 )
 
 // Executors a task may name.
@@ -31,7 +33,7 @@ const (
 // would only fail later, inside a task run.
 var variablePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 
-var taskKeys = []string{"executor", "config", "retry", "timeoutSeconds"}
+var taskKeys = []string{"executor", "config", "retry", "timeoutSeconds", "runner"}
 
 // tasks reads the top-level `tasks` mapping into m.
 func (p *parser) tasks(raw *yaml.Node, m *Machine, sc *scope) {
@@ -57,7 +59,7 @@ func (p *parser) task(kv pair) *Task {
 	if !ok {
 		return t
 	}
-	var config *pair
+	var config, runner *pair
 	hasExecutor := false
 	for i, f := range fields {
 		switch f.Key.Value {
@@ -72,15 +74,22 @@ func (p *parser) task(kv pair) *Task {
 			if v, ok := p.integer(f.Value, "timeoutSeconds", RuleTimeout); ok {
 				if v <= 0 {
 					p.problem(f.Value, RuleTimeout, "timeoutSeconds must be more than 0")
+				} else if v > message.MaxTimeoutSeconds {
+					p.problem(f.Value, RuleTimeout, "timeoutSeconds must be at most %d (8 hours, the longest a CodeBuild build runs)", message.MaxTimeoutSeconds)
 				}
 				t.TimeoutSeconds = v
 			}
+		case "runner":
+			runner = &fields[i]
 		default:
 			p.unknownKey(f.Key, "task "+t.Name, taskKeys...)
 		}
 	}
 	if !hasExecutor {
 		p.problem(kv.Key, RuleExecutor, "task %s needs an executor: terraform or lambda", t.Name)
+	}
+	if runner != nil {
+		t.Runner = p.runner(*runner, t)
 	}
 
 	rule := RuleType
@@ -106,6 +115,29 @@ func (p *parser) task(kv pair) *Task {
 		t.Config = c
 	}
 	return t
+}
+
+// runner checks `runner: satisfier | codebuild` against the task's executor and time limit.
+func (p *parser) runner(kv pair, t *Task) string {
+	r, ok := p.str(kv.Value, "runner", RuleRunner)
+	if !ok {
+		return ""
+	}
+	switch r {
+	case message.RunnerCodeBuild:
+		if t.Executor == ExecutorLambda {
+			p.problem(kv.Value, RuleRunner, "task %s is a lambda task, which runs in the satisfier: only terraform tasks run on CodeBuild", t.Name)
+		}
+	case message.RunnerSatisfier:
+		if t.TimeoutSeconds > message.LambdaTimeoutSeconds {
+			p.problem(kv.Value, RuleRunner, "task %s runs in the satisfier function (runner: satisfier), which Lambda stops after %d seconds; "+
+				"its timeoutSeconds %d needs runner: codebuild", t.Name, message.LambdaTimeoutSeconds, t.TimeoutSeconds)
+		}
+	default:
+		p.problem(kv.Value, RuleRunner, "runner must be satisfier or codebuild, not %q", r)
+		return ""
+	}
+	return r
 }
 
 func (p *parser) executor(raw *yaml.Node) string {

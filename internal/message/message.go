@@ -121,8 +121,10 @@ const (
 
 // OnCodeBuild reports whether a run of the task is handed over to CodeBuild: the machine says
 // runner: codebuild, or says no runner and gives the task more time than Lambda has.
+// Only terraform tasks run on CodeBuild: a lambda task is one synchronous Invoke, which Lambda
+// itself bounds to 15 minutes.
 func (s TaskSpec) OnCodeBuild() bool {
-	return s.Runner == RunnerCodeBuild || (s.Runner == "" && s.TimeoutSeconds > LambdaTimeoutSeconds)
+	return s.Runner == RunnerCodeBuild || (s.Runner == "" && s.Executor == "terraform" && s.TimeoutSeconds > LambdaTimeoutSeconds)
 }
 
 // TaskStatus is where one task of the current state stands.
