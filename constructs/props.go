@@ -14,8 +14,6 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
-
-	"github.com/stackseam/stackseam/constructs/deployed"
 )
 
 // StackseamProps configures NewStackseam. Its zero value deploys a complete, secure system: a new
@@ -163,45 +161,6 @@ type StackseamProps struct {
 	// Go module of the current directory.
 	CacheDir string
 }
-
-// Defaults the zero value of StackseamProps stands for.
-const (
-	// MachinesPrefix is the key prefix of machine files in the bucket.
-	MachinesPrefix = "machines/"
-	// LogsPrefix is the key prefix of task logs in the bucket.
-	LogsPrefix = "logs/"
-	// FencesPrefix is the key prefix of the stacks' fences (internal/fence.Prefix): written by
-	// the state manager only, read by the satisfier.
-	FencesPrefix = "fences/"
-	// StateLayout is the pattern of Terraform state keys, <machine>/<stackId>/<source key or
-	// location> (at least two slashes), the only keys besides logs/ the satisfier may write.
-	StateLayout = "*/*/*"
-	// OpenTofuModule is the Go module the default Terraform binary is built from.
-	OpenTofuModule = "github.com/opentofu/opentofu"
-	// OpenTofuVersion is the OpenTofu version bundled when TerraformBinary is empty; it matches
-	// TOFU_VERSION in the Makefile.
-	OpenTofuVersion = "v1.10.6"
-
-	defaultExistingDatabasePort     = 5432
-	defaultEventQueueMaxReceive     = deployed.EventQueueMaxReceiveCount
-	defaultTaskQueueMaxReceive      = deployed.TaskQueueMaxReceiveCount
-	defaultStateManagerTimeout      = time.Minute
-	defaultStateManagerMemory       = 512
-	defaultStateManagerBatch        = 10
-	defaultStateManagerMaxConc      = 10
-	defaultSatisfierTimeout         = 15 * time.Minute
-	defaultSatisfierMemory          = 2048
-	defaultSatisfierEphemeral       = 4096
-	defaultSatisfierMaxConc         = 20
-	defaultLogLevel                 = "INFO"
-	defaultLogRetention             = awslogs.RetentionDays_THREE_MONTHS
-	defaultEventQueueAgeAlarm       = 15 * time.Minute
-	defaultTaskQueueAgeAlarm        = time.Hour
-	defaultSweepInterval            = time.Minute
-	maxSweepInterval                = 24 * time.Hour
-	visibilityTimeoutPerFuncTimeout = 6 // AWS's advice for queues that trigger Lambda
-	maxLambdaTimeout                = 15 * time.Minute
-)
 
 // PropsError lists every problem found in a StackseamProps, so that one run shows them all.
 type PropsError struct {
