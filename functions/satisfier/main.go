@@ -24,7 +24,8 @@
 //	RESULT_SIGNING_SECRET_ID   the secret holding the key every result is signed with (the
 //	                           state manager accepts results only with it); RESULT_SIGNING_KEY
 //	                           gives the key itself in local mode. Unset: results go unsigned.
-//	TERRAFORM_BINARY           path of the terraform or tofu executable. Defaults to tofu, then
+//	TERRAFORM_BINARY           path of the terraform or tofu executable (a relative path is
+//	                           relative to the working directory). Defaults to tofu, then
 //	                           terraform, looked up in PATH and then in LAMBDA_TASK_ROOT.
 //	TERRAFORM_SOURCES_DIR      where a `local` source location is looked up; a location must
 //	                           stay inside it (no absolute path, no '..', no symbolic link
@@ -90,6 +91,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -376,6 +378,13 @@ func terraformRunner(cfg options, region, endpoint string, client *s3.Client, r 
 		return nil, "the terraform executor is not configured: set BUCKET, the bucket for Terraform state and logs"
 	}
 	bin := cfg.terraformBinary
+	if bin != "" && !filepath.IsAbs(bin) && strings.ContainsRune(bin, filepath.Separator) {
+		// Terraform runs in its work dir: a relative path (bin/tofu in a CodeBuild build's
+		// source dir) means the satisfier's working directory.
+		if abs, err := filepath.Abs(bin); err == nil {
+			bin = abs
+		}
+	}
 	if bin == "" {
 		bin = findTerraform(cfg.taskRoot)
 		if bin == "" {
