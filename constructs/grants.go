@@ -22,14 +22,28 @@ func (s *Stackseam) GrantPublishEvents(grantee awsiam.IGrantable) awsiam.Grant {
 // AddTerraformPermissions adds statements to the satisfier's role, which Terraform tasks run
 // with: whatever the tasks' scripts create, change and destroy. Writes to machines/ stay denied.
 func (s *Stackseam) AddTerraformPermissions(statements ...awsiam.PolicyStatement) {
-	for _, st := range statements {
-		s.SatisfierRole.AddToPrincipalPolicy(st)
+	for _, r := range s.terraformRoles() {
+		for _, st := range statements {
+			r.AddToPrincipalPolicy(st)
+		}
 	}
+}
+
+// terraformRoles are the roles Terraform tasks run with: the satisfier's, and the task builds'
+// (tasks longer than Lambda allows).
+func (s *Stackseam) terraformRoles() []awsiam.Role {
+	return []awsiam.Role{s.SatisfierRole, s.TaskBuildRole}
 }
 
 // GrantTerraformSources lets Terraform tasks read sources of type s3 from another bucket, under
 // prefix ("" for the whole bucket). The construct's own bucket is readable already.
 func (s *Stackseam) GrantTerraformSources(bucket awss3.IBucket, prefix string) {
+	for _, r := range s.terraformRoles() {
+		s.grantTerraformSources(r, bucket, prefix)
+	}
+}
+
+func (s *Stackseam) grantTerraformSources(role awsiam.Role, bucket awss3.IBucket, prefix string) {
 	list := awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("s3:ListBucket"),
 		Resources: &[]*string{bucket.BucketArn()},
@@ -37,16 +51,16 @@ func (s *Stackseam) GrantTerraformSources(bucket awss3.IBucket, prefix string) {
 	if prefix != "" {
 		list.AddCondition(jsii.String("StringLike"), map[string]any{"s3:prefix": prefix + "*"})
 	}
-	s.SatisfierRole.AddToPrincipalPolicy(list)
-	s.SatisfierRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+	role.AddToPrincipalPolicy(list)
+	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("s3:GetObject"),
 		Resources: &[]*string{bucket.ArnForObjects(jsii.String(prefix + "*"))},
 	}))
 	if key := bucket.EncryptionKey(); key != nil {
-		key.GrantDecrypt(s.SatisfierRole)
+		key.GrantDecrypt(role)
 	}
 	pattern := strings.ReplaceAll(regexp.QuoteMeta(prefix), "/", `\/`)
-	cdknag.NagSuppressions_AddResourceSuppressions(s.SatisfierRole, &[]*cdknag.NagPackSuppression{{
+	cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
 		Id:        jsii.String("AwsSolutions-IAM5"),
 		Reason:    jsii.String("Terraform sources are every object under the prefix given to GrantTerraformSources; their keys are chosen by the machine files."),
 		AppliesTo: &[]interface{}{cdknag.RegexAppliesTo{Regex: jsii.String(`/^Resource::.*\/` + pattern + `\*$/`)}},

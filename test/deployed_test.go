@@ -323,6 +323,8 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		tpl.id(t, "NotificationTopic/Resource"):         s.topic(),
 		tpl.id(t, "DatabaseSecret/Attachment/Resource"): secrets.ARN(dbSecretID),
 		tpl.id(t, "ResultSigningKey/Resource"):          secrets.ARN(signingKeyID),
+		// No task of this machine needs more than Lambda's 15 minutes: no build is started.
+		tpl.id(t, "TaskBuildProject/Resource"): "stackseam-task-builds",
 	}
 
 	// The satisfier's task root is laid out as the construct bundles it: bootstrap, and the

@@ -127,7 +127,7 @@ var Satisfier = &Declared{Function: "satisfier", Variables: []Variable{
 	{Name: "RETRY_DELAY", LocalOnly: true},
 	// The CodeBuild project tasks longer than Lambda allows are handed over to
 	// (internal/executor/codebuild); unset, they run in the satisfier itself.
-	{Name: "CODEBUILD_PROJECT"},
+	{Name: "CODEBUILD_PROJECT", Deployed: true},
 	// The one-task mode in a build: the hand-over record's key (set by the hand-over), and the
 	// build's id and start time (set by CodeBuild).
 	{Name: "TASK_OBJECT_KEY", Build: true},

@@ -38,9 +38,10 @@ const (
 	// StartAllowance is the time a build spends before the one-task runner starts (provisioning,
 	// downloading the source): the build's timeout covers it on top of the run's time.
 	StartAllowance = 3 * time.Minute
-	// maxBuildMinutes is the longest build timeout the hand-over asks for: the longest task
-	// (message.MaxTimeoutSeconds) plus the allowances.
-	maxBuildMinutes = message.MaxTimeoutSeconds/60 + 15
+	// maxBuildMinutes is the longest build timeout the hand-over asks for: 8 hours, what a
+	// project's timeout may be in CloudFormation. A task of the longest timeoutSeconds
+	// (message.MaxTimeoutSeconds) is stopped that much earlier, with time to report.
+	maxBuildMinutes = message.MaxTimeoutSeconds / 60
 )
 
 // BuildTimeout is the timeout a build of a run with the time limit limit is started with: the

@@ -95,8 +95,8 @@ func TestBuildTimeout(t *testing.T) {
 	}{
 		{time.Second, 0, 5 * time.Minute}, // CodeBuild's minimum
 		{time.Hour, 30 * time.Second, 64 * time.Minute},
-		{8 * time.Hour, 30 * time.Second, 8*time.Hour + 4*time.Minute},
-		{100 * time.Hour, 0, 8*time.Hour + 15*time.Minute}, // never beyond the longest task's build
+		{7 * time.Hour, 30 * time.Second, 7*time.Hour + 4*time.Minute},
+		{8 * time.Hour, 30 * time.Second, 8 * time.Hour}, // never beyond a project's longest timeout
 	} {
 		require.Equal(t, c.want, codebuild.BuildTimeout(c.limit, c.margin), "limit %s", c.limit)
 	}
