@@ -5,7 +5,7 @@
 // PostgreSQL cluster, the SQS/S3 emulator, a fake Lambda endpoint — like the
 // tests do (`make deps` first). `make bench` runs it.
 //
-//	go run ./test/bench [-rounds 3] [-seconds 8] [-stacks 200] [-stored 100000] [-cpuprofile FILE]
+//	go run ./test/bench [-rounds 3] [-seconds 8] [-stacks 200] [-stored 100000] [-only TEXT] [-cpuprofile FILE]
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +35,7 @@ type options struct {
 	stored     int
 	starts     int
 	cpuProfile string
+	only       string
 }
 
 func main() {
@@ -43,6 +45,7 @@ func main() {
 	flag.IntVar(&o.stacks, "stacks", 200, "stacks whose LAUNCH → RUN latency is measured")
 	flag.IntVar(&o.stored, "stored", 100000, "stacks stored in the large database of the scale figure")
 	flag.IntVar(&o.starts, "starts", 7, "starts of each binary for the cold-start figure")
+	flag.StringVar(&o.only, "only", "", "run only the measurements whose name contains this text (alternatives separated by |)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the in-process state manager's throughput rounds to this file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -118,10 +121,15 @@ func run(ctx context.Context, o options) error {
 		{"LAUNCH → RUN latency through both binaries", b.latency},
 		{"cold start", b.coldStart},
 		{"function zip sizes", b.zipSizes},
+		{"Terraform task overhead against tofu by hand", b.terraformOverhead},
+		{"hand-over latency to the one-task runner", b.handOverLatency},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if o.only != "" && !slices.ContainsFunc(strings.Split(o.only, "|"), func(part string) bool { return strings.Contains(s.name, part) }) {
+			continue
 		}
 		progress("%s", s.name)
 		if err := s.fn(ctx); err != nil {
