@@ -1,6 +1,8 @@
 package machine
 
 import (
+	"github.com/stackseam/stackseam/internal/message"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -353,4 +355,19 @@ func TestExampleMachines(t *testing.T) {
 	require.Equal(t, source, m.Tasks["destroy-infra"].Config["source"])
 	require.Equal(t, "destroy", m.Tasks["destroy-infra"].Config["action"])
 	require.Equal(t, ExecutorLambda, m.Tasks["seed-database"].Executor)
+}
+
+// A task's runner reaches the Task, and with it the task message; without one, a terraform task's
+// timeoutSeconds decides where it runs.
+func TestRunnerIsRead(t *testing.T) {
+	t.Parallel()
+	m, err := ParseFile("testdata/valid/runner.yml")
+	require.NoError(t, err)
+	onCodeBuild := map[string]bool{}
+	for name, task := range m.Tasks {
+		onCodeBuild[name] = message.TaskSpec{Executor: task.Executor, TimeoutSeconds: task.TimeoutSeconds, Runner: task.Runner}.OnCodeBuild()
+	}
+	require.Equal(t, "codebuild", m.Tasks["long-apply"].Runner)
+	require.Equal(t, "", m.Tasks["by-timeout"].Runner)
+	require.Equal(t, map[string]bool{"long-apply": true, "by-timeout": true, "quick": false}, onCodeBuild)
 }
