@@ -1,8 +1,6 @@
 package machine
 
 import (
-	"github.com/stackseam/stackseam/internal/message"
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/stackseam/stackseam/internal/message"
 )
 
 var expectPattern = regexp.MustCompile(`(?m)^# (want|warn): (\d+:\d+ [a-z-]+)$`)
