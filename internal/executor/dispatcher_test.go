@@ -270,12 +270,12 @@ func TestStaleRunIsNotStarted(t *testing.T) {
 	require.Empty(t, b.published, "no result: the message comes back")
 }
 
-// codebuildBody is a task message whose machine puts the task on CodeBuild, explicitly or by a
-// timeoutSeconds beyond Lambda's.
+// codebuildBody is a terraform task message whose machine puts the task on CodeBuild, explicitly
+// or by a timeoutSeconds beyond Lambda's.
 func codebuildBody(t *testing.T, name, runner string, timeoutSeconds int) string {
 	t.Helper()
 	body, err := json.Marshal(message.Task{
-		Task:      message.TaskSpec{Name: name, Executor: "lambda", Config: map[string]any{"name": "fn"}, TimeoutSeconds: timeoutSeconds, Runner: runner},
+		Task:      message.TaskSpec{Name: name, Executor: "terraform", Config: map[string]any{}, TimeoutSeconds: timeoutSeconds, Runner: runner},
 		Stack:     message.Stack{ID: "stack-1", Machine: "m", State: "PROVISION"},
 		TaskRunID: "run-" + name,
 	})
@@ -283,11 +283,26 @@ func codebuildBody(t *testing.T, name, runner string, timeoutSeconds int) string
 	return string(body)
 }
 
+// ranHere is a terraform executor that records the runs it was given.
+type ranHere struct {
+	mu   sync.Mutex
+	runs []string
+}
+
+func (r *ranHere) Run(_ context.Context, task message.Task) (executor.Outcome, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.runs = append(r.runs, task.TaskRunID)
+	return executor.Outcome{}, nil
+}
+
 // A CodeBuild-run task is handed over with its own time limit, not the function's, and no result
 // is published for it: the build publishes it. A failed hand-over brings the message back.
 func TestCodeBuildTasksAreHandedOver(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
+	here := &ranHere{}
+	b.d.Executors["terraform"] = here
 	type call struct {
 		run   string
 		limit time.Duration
@@ -307,7 +322,7 @@ func TestCodeBuildTasksAreHandedOver(t *testing.T) {
 	require.NoError(t, b.d.Handle(ctx, queue.Message{ID: "m2", Body: codebuildBody(t, "chosen", message.RunnerCodeBuild, 0)}))
 	require.Equal(t, []call{{"run-long", 2 * time.Hour}, {"run-chosen", executor.DefaultTimeout}}, calls)
 	require.Empty(t, b.published, "the build publishes the result, not the hand-over")
-	require.Empty(t, b.fake.Invocations("fn"), "nothing ran here")
+	require.Empty(t, here.runs, "nothing ran here")
 
 	fail = true
 	err := b.d.Handle(ctx, queue.Message{ID: "m3", Body: codebuildBody(t, "again", message.RunnerCodeBuild, 0)})
@@ -320,11 +335,12 @@ func TestCodeBuildTasksAreHandedOver(t *testing.T) {
 func TestCodeBuildTasksWithoutAProject(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.fake.Returns("fn", `{"ok": true}`)
+	here := &ranHere{}
+	b.d.Executors["terraform"] = here
 	_, ev := b.handle(t, context.Background(), codebuildBody(t, "chosen", message.RunnerCodeBuild, 0))
 	require.Equal(t, message.EventTaskError, ev.Event)
 	require.Contains(t, ev.Description, "set CODEBUILD_PROJECT")
-	require.Empty(t, b.fake.Invocations("fn"))
+	require.Empty(t, here.runs)
 
 	_, ev = b.handle(t, context.Background(), codebuildBody(t, "long", "", 7200))
 	require.Equal(t, message.EventTaskCompleted, ev.Event, ev.Description)
@@ -332,5 +348,5 @@ func TestCodeBuildTasksWithoutAProject(t *testing.T) {
 	b.d.InBuild = true
 	_, ev = b.handle(t, context.Background(), codebuildBody(t, "in-build", message.RunnerCodeBuild, 0))
 	require.Equal(t, message.EventTaskCompleted, ev.Event, ev.Description)
-	require.Len(t, b.fake.Invocations("fn"), 2)
+	require.Equal(t, []string{"run-long", "run-in-build"}, here.runs)
 }
