@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,21 +74,28 @@ func newCodebuildSystem(t *testing.T, sleep string) *codebuildSystem {
 	cs := &codebuildSystem{satisfierSystem: newSatisfierSystem(t), fake: harness.NewCodeBuildFake(t)}
 	cs.marks = t.TempDir()
 	cs.machine("longrun", strings.NewReplacer("MARKS", cs.marks, "SLEEP", sleep, "RUNNER", "runner: codebuild").Replace(codebuildMachine))
-	// The build's environment is the satisfier's own (the construct gives the project the same
-	// settings), with no task queue: a build runs the one task it is handed.
+	// The build's source dir is laid out as the construct's asset is (the function's zip):
+	// bootstrap, bin/tofu and the bundled Terraform sources; the project runs ./bootstrap
+	// --one-task there, with the settings the construct gives the project (TERRAFORM_BINARY
+	// relative, no TERRAFORM_SOURCES_DIR: the working directory is the source dir).
+	src := t.TempDir()
+	require.NoError(t, os.Symlink(cs.bin, filepath.Join(src, "bootstrap")))
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "bin"), 0o755))
+	require.NoError(t, os.Symlink(harness.TofuBinary(t), filepath.Join(src, "bin", "tofu")))
+	require.NoError(t, os.CopyFS(filepath.Join(src, "marks"), os.DirFS(filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "marks"))))
 	env := append(harness.AWSEnv(t),
 		"AWS_SECRET_ACCESS_KEY="+e2eSecret,
 		"EVENT_QUEUE_URL="+cs.eventURL,
 		"BUCKET="+cs.bucket,
-		"TERRAFORM_BINARY="+harness.TofuBinary(t),
-		"TERRAFORM_SOURCES_DIR="+filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform"),
+		"TERRAFORM_BINARY=bin/tofu",
+		"LOG_LEVEL=INFO",
+		// Outside the construct's settings: this machine's temp dirs, and a short stop grace.
 		"TERRAFORM_WORK_DIR="+cs.workDir,
 		"TERRAFORM_PLUGIN_CACHE_DIR="+filepath.Join(cs.workDir, "plugins"),
 		"TERRAFORM_STOP_GRACE=5s",
 	)
-	cs.fake.Project(codebuildProject, harness.CodeBuildProject{Command: cs.bin, Args: []string{"--one-task"}, Env: env,
-		SourceDir: filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform"), StopGrace: 20 * time.Second,
-		Output: harness.BuildOutput(t)})
+	cs.fake.Project(codebuildProject, harness.CodeBuildProject{Command: "./bootstrap", Args: []string{"--one-task"}, Env: env,
+		SourceDir: src, StopGrace: 20 * time.Second, Output: harness.BuildOutput(t)})
 	cs.startStateManager()
 	cs.sat = cs.startSatisfier("CODEBUILD_PROJECT="+codebuildProject, cs.fake.Env())
 	return cs

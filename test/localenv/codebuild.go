@@ -45,7 +45,8 @@ type CodeBuildProject struct {
 	Args    []string
 	// Env is the project's environment variables (NAME=value).
 	Env []string
-	// SourceDir is CODEBUILD_SRC_DIR, where the project's source is unpacked.
+	// SourceDir is CODEBUILD_SRC_DIR, where the project's source is unpacked; the command runs
+	// there.
 	SourceDir string
 	// StopGrace is how long a stopped or timed-out build's process has after SIGTERM before it
 	// is killed. Defaults to 10s.
@@ -249,7 +250,8 @@ func (f *CodeBuildFake) startBuild(w http.ResponseWriter, body []byte) {
 		"CODEBUILD_BUILD_ID="+b.ID,
 		fmt.Sprintf("CODEBUILD_START_TIME=%d", b.Started.UnixMilli()),
 		"CODEBUILD_SRC_DIR="+p.SourceDir), env...)
-	proc, err := StartProcess(p.Command, buildEnv, p.Args, out)
+	// CodeBuild runs the buildspec's commands in the source dir.
+	proc, err := StartProcessIn(p.SourceDir, p.Command, buildEnv, p.Args, out)
 	if err != nil {
 		f.mu.Unlock()
 		cbError(w, http.StatusInternalServerError, "InternalFailure", err.Error())
