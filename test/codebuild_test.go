@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -94,8 +95,13 @@ func newCodebuildSystem(t *testing.T, sleep string) *codebuildSystem {
 		"TERRAFORM_PLUGIN_CACHE_DIR="+filepath.Join(cs.workDir, "plugins"),
 		"TERRAFORM_STOP_GRACE=5s",
 	)
+	// CodeBuild's build state change events reach the task queue, as the construct's EventBridge
+	// rule sends them. (Errors are dropped: a build may end after the test.)
+	events := func(ev []byte) {
+		_ = queue.Send(context.Background(), cs.sqs, cs.taskURL, []queue.Outgoing{{Body: string(ev)}})
+	}
 	cs.fake.Project(codebuildProject, harness.CodeBuildProject{Command: "./bootstrap", Args: []string{"--one-task"}, Env: env,
-		SourceDir: src, StopGrace: 20 * time.Second, Output: harness.BuildOutput(t)})
+		SourceDir: src, StopGrace: 20 * time.Second, Output: harness.BuildOutput(t), Events: events})
 	cs.startStateManager()
 	cs.sat = cs.startSatisfier("CODEBUILD_PROJECT="+codebuildProject, cs.fake.Env())
 	return cs
@@ -231,4 +237,34 @@ func TestStoppedBuildReportsTaskError(t *testing.T) {
 	state, ok := cs.object("longrun/cb-stop/marks")
 	require.True(t, ok)
 	require.NotContains(t, state, `"terraform_data"`)
+}
+
+// TestKilledBuildReportsTaskError: a build killed outright mid-apply (SIGKILL: no time to report,
+// as when its host is lost) ends FAILED; CodeBuild's state change event brings the satisfier to
+// fail the run — never silence — and to release the state lock the dead run held, so the
+// teardown's build runs at once instead of waiting out the dead run's time.
+func TestKilledBuildReportsTaskError(t *testing.T) {
+	t.Parallel()
+	cs := newCodebuildSystem(t, "120")
+
+	cs.sendEvent("cb-kill", "LAUNCH", map[string]any{"machine": "longrun"})
+	mark := filepath.Join(cs.marks, "cb-kill")
+	require.Eventually(t, func() bool { return exists(t, mark) }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
+	infra := cs.builds("cb-kill", "infra")
+	require.Len(t, infra, 1)
+	require.NoError(t, cs.fake.Kill(infra[0]))
+	require.Eventually(t, func() bool { return infra[0].Status() == "FAILED" }, 30*time.Second, 50*time.Millisecond)
+
+	failed := cs.waitTask("cb-kill", "infra", message.TaskFailed)
+	require.Contains(t, failed.Description, "ended FAILED without reporting a result")
+	require.Contains(t, failed.Description, "logs/longrun/cb-kill/infra/"+failed.RunID+".log")
+	cs.sat.WaitForOutput(t, `"outcome":"lock-released"`, 10*time.Second)
+
+	cs.sendEvent("cb-kill", "DESTROY", nil)
+	cs.waitRemoved("cb-kill")
+	teardown := cs.taskLogs("longrun", "cb-kill", "teardown")
+	require.Len(t, teardown, 1)
+	for _, log := range teardown {
+		require.NotContains(t, log, "waiting for the state lock", "the dead run's lock was released")
+	}
 }

@@ -324,6 +324,9 @@ func run(ctx context.Context, logger *slog.Logger, oneTask bool) error {
 	// InOrderByGroup handles each one on its own, concurrently, and one
 	// failure never holds back another.
 	handle := func(ctx context.Context, m queue.Message) error {
+		if end, ok := codebuild.ParseBuildEnd([]byte(m.Body)); ok {
+			return buildEnded(ctx, cfg.bucket, d, tf, s3Client, logger, end)
+		}
 		faults.Task(m.Body) // a task that kills or stalls the satisfier, in fault-injection tests
 		return d.Handle(ctx, m)
 	}
@@ -370,6 +373,41 @@ func runOneTask(ctx context.Context, cfg options, d *executor.Dispatcher, client
 	log.InfoContext(ctx, "one-task runner started", "event", "TASK_RECEIVED_BY_BUILD", "outcome", "started",
 		"startupMs", time.Since(started).Milliseconds())
 	return d.Handle(runCtx, queue.Message{ID: buildID, Body: string(body), ReceiveCount: 1})
+}
+
+// buildEnded handles CodeBuild's event for a build that ended (EventBridge sends it to the task
+// queue). A build that succeeded published its run's result itself; one that failed, faulted, was
+// stopped or timed out may have died without a word (killed, its host lost), so its run is failed
+// here — a second result for a run that did report is dropped or ignored — and the state lock the
+// dead run may still hold is released, so the stack's next run need not wait out its time.
+func buildEnded(ctx context.Context, bucket string, d *executor.Dispatcher, tf *terraform.Runner, client *s3.Client,
+	logger *slog.Logger, end codebuild.BuildEnd) error {
+	log := logger.With("buildId", end.BuildID, "buildStatus", end.Status)
+	if end.Reported() || end.ObjectKey == "" || bucket == "" {
+		log.DebugContext(ctx, "build ended", "event", "BUILD_ENDED", "outcome", "reported")
+		return nil
+	}
+	task, err := codebuild.Load(ctx, client, bucket, end.ObjectKey)
+	if err != nil {
+		return err
+	}
+	log = log.With("stackId", task.Stack.ID, "task", task.Task.Name, "taskRunId", task.TaskRunID)
+	if tf != nil && task.Task.Executor == "terraform" {
+		released, err := tf.ReleaseDeadRun(ctx, task)
+		if err != nil {
+			return err
+		}
+		if released {
+			log.WarnContext(ctx, "released the state lock of a build that ended without reporting", "event", "BUILD_ENDED", "outcome", "lock-released")
+		}
+	}
+	desc := fmt.Sprintf("the CodeBuild build %s that ran it ended %s without reporting a result (stopped, killed, or its host was lost); "+
+		"the run's log, if it stored one, is at %s in the satisfier's bucket", end.BuildID, end.Status, terraform.LogKey(task))
+	if end.LogLink != "" {
+		desc += "; the build's own log: " + end.LogLink
+	}
+	log.WarnContext(ctx, "build ended without reporting: its run is failed", "event", "BUILD_ENDED", "outcome", "failed")
+	return d.Fail(ctx, task, desc, "")
 }
 
 // terraformRunner builds the terraform executor, or says why there is none.

@@ -174,6 +174,17 @@ func (d *Dispatcher) handOver(ctx context.Context, log *slog.Logger, task messag
 	return nil
 }
 
+// Fail publishes a TASK_ERROR for task's run on behalf of a runner that could not: a CodeBuild
+// build that ended without reporting. logURL names the run's log ("" for none). A result the run
+// did publish has the same deduplication id, and the state manager ignores a second result for a
+// settled run, so failing a run that did report changes nothing.
+func (d *Dispatcher) Fail(ctx context.Context, task message.Task, description, logURL string) error {
+	log := d.logger().With("stackId", task.Stack.ID, "task", task.Task.Name, "taskRunId", task.TaskRunID)
+	res := failed(task, description)
+	res.Log = logURL
+	return d.publish(ctx, log, queue.Message{ID: "run:" + task.TaskRunID}, res, time.Now())
+}
+
 // failed builds the TASK_ERROR result for task.
 func failed(task message.Task, description string) message.Result {
 	return message.Result{Event: message.EventTaskError, StackID: task.Stack.ID, Task: task.Task,

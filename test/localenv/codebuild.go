@@ -53,6 +53,9 @@ type CodeBuildProject struct {
 	StopGrace time.Duration
 	// Output, when set, receives each build's output as well (a test's log).
 	Output func(buildID string) io.Writer
+	// Events, when set, receives CodeBuild's "CodeBuild Build State Change" event of each build
+	// that ends, as an EventBridge rule would deliver it (the JSON of the event).
+	Events func(event []byte)
 }
 
 // FakeBuild is one build the fake started.
@@ -263,18 +266,49 @@ func (f *CodeBuildFake) startBuild(w http.ResponseWriter, body []byte) {
 		f.tokens[in.Token] = b
 	}
 	f.mu.Unlock()
-	go b.watch(p.grace())
+	go b.watch(p.grace(), p.Events)
 	cbJSON(w, map[string]any{"build": b.view()})
 }
 
 // watch follows the build's process to its end, and stops it at its timeout.
-func (b *FakeBuild) watch(grace time.Duration) {
+func (b *FakeBuild) watch(grace time.Duration, events func([]byte)) {
 	select {
 	case <-b.process.Done():
 	case <-time.After(b.Timeout):
 		b.stop(grace, "TIMED_OUT")
 		<-b.process.Done()
 	}
+	b.end()
+	if events != nil {
+		events(b.stateChange())
+	}
+}
+
+// stateChange is the EventBridge event CodeBuild sends when the build ends.
+func (b *FakeBuild) stateChange() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var env []map[string]string
+	for _, kv := range b.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env = append(env, map[string]string{"name": k, "value": v, "type": "PLAINTEXT"})
+	}
+	arn := "arn:aws:codebuild:" + Region + ":000000000000:build/" + b.ID
+	body, _ := json.Marshal(map[string]any{
+		"version": "0", "id": RandomHex(16), "detail-type": "CodeBuild Build State Change", "source": "aws.codebuild",
+		"account": "000000000000", "time": b.ended.UTC().Format(time.RFC3339), "region": Region, "resources": []string{arn},
+		"detail": map[string]any{
+			"build-status": b.status, "project-name": b.Project, "build-id": arn, "current-phase": "COMPLETED",
+			"additional-information": map[string]any{
+				"build-complete": true, "timeout-in-minutes": int(b.Timeout / time.Minute),
+				"environment": map[string]any{"environment-variables": env},
+			},
+		},
+	})
+	return body
+}
+
+func (b *FakeBuild) end() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.ended = time.Now()

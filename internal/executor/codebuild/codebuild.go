@@ -252,3 +252,56 @@ func StartedAt(value string) (time.Time, bool) {
 	}
 	return time.UnixMilli(ms), true
 }
+
+// BuildEnd is a build of the project that ended, from CodeBuild's "CodeBuild Build State Change"
+// event (EventBridge delivers it to the task queue).
+type BuildEnd struct {
+	// BuildID is the build's ARN or id.
+	BuildID string
+	// Status is the build's final status: SUCCEEDED, FAILED, FAULT, STOPPED or TIMED_OUT.
+	Status string
+	// ObjectKey is the build's TASK_OBJECT_KEY: the hand-over record of its run ("" for a build
+	// that was not a hand-over).
+	ObjectKey string
+	// LogLink points at the build's own log in the CodeBuild console, when the event gives it.
+	LogLink string
+}
+
+// ParseBuildEnd reads body as CodeBuild's build state change event; ok is false for any other
+// message (a task message).
+func ParseBuildEnd(body []byte) (end BuildEnd, ok bool) {
+	var ev struct {
+		Source     string `json:"source"`
+		DetailType string `json:"detail-type"`
+		Detail     struct {
+			Status  string `json:"build-status"`
+			BuildID string `json:"build-id"`
+			Info    struct {
+				Environment struct {
+					Variables []struct {
+						Name  string `json:"name"`
+						Value string `json:"value"`
+					} `json:"environment-variables"`
+				} `json:"environment"`
+				Logs struct {
+					DeepLink string `json:"deep-link"`
+				} `json:"logs"`
+			} `json:"additional-information"`
+		} `json:"detail"`
+	}
+	if json.Unmarshal(body, &ev) != nil || ev.Source != "aws.codebuild" || ev.DetailType != "CodeBuild Build State Change" {
+		return BuildEnd{}, false
+	}
+	end = BuildEnd{BuildID: ev.Detail.BuildID, Status: ev.Detail.Status, LogLink: ev.Detail.Info.Logs.DeepLink}
+	for _, v := range ev.Detail.Info.Environment.Variables {
+		if v.Name == TaskObjectVariable {
+			end.ObjectKey = v.Value
+		}
+	}
+	return end, true
+}
+
+// Reported reports whether a build that ended with this status has published its run's result
+// itself: the one-task runner exits 0 once it has published one (TASK_ERROR included), so only a
+// build that failed, faulted, was stopped or timed out may have ended without a word.
+func (e BuildEnd) Reported() bool { return e.Status == string(cbtypes.StatusTypeSucceeded) }

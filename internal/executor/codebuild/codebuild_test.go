@@ -101,3 +101,30 @@ func TestBuildTimeout(t *testing.T) {
 		require.Equal(t, c.want, codebuild.BuildTimeout(c.limit, c.margin), "limit %s", c.limit)
 	}
 }
+
+// CodeBuild's build state change event, as EventBridge delivers it, names the build, its status
+// and its hand-over record; a task message is not one.
+func TestParseBuildEnd(t *testing.T) {
+	t.Parallel()
+	event := `{"version":"0","id":"e","detail-type":"CodeBuild Build State Change","source":"aws.codebuild",
+	  "account":"123456789012","time":"2026-12-01T10:00:00Z","region":"eu-west-1",
+	  "resources":["arn:aws:codebuild:eu-west-1:123456789012:build/tasks:b-1"],
+	  "detail":{"build-status":"FAILED","project-name":"tasks","build-id":"arn:aws:codebuild:eu-west-1:123456789012:build/tasks:b-1",
+	    "additional-information":{"build-complete":true,
+	      "environment":{"image":"aws/codebuild/amazonlinux-aarch64-standard:3.0","environment-variables":[
+	        {"name":"BUCKET","value":"b","type":"PLAINTEXT"},
+	        {"name":"TASK_OBJECT_KEY","value":"handovers/m/s-1/infra/run-1.json","type":"PLAINTEXT"}]},
+	      "logs":{"deep-link":"https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logEvent:group=g;stream=s"}}}}`
+	end, ok := codebuild.ParseBuildEnd([]byte(event))
+	require.True(t, ok)
+	require.Equal(t, codebuild.BuildEnd{BuildID: "arn:aws:codebuild:eu-west-1:123456789012:build/tasks:b-1", Status: "FAILED",
+		ObjectKey: "handovers/m/s-1/infra/run-1.json", LogLink: "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logEvent:group=g;stream=s"}, end)
+	require.False(t, end.Reported())
+	end.Status = "SUCCEEDED"
+	require.True(t, end.Reported(), "a build exits 0 only once its runner has published")
+
+	task, err := json.Marshal(longTask("run-1"))
+	require.NoError(t, err)
+	_, ok = codebuild.ParseBuildEnd(task)
+	require.False(t, ok, "a task message is not a build event")
+}

@@ -193,3 +193,31 @@ func TestLockIsJudgedByItsOwnRunsTime(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, held, `held until 2099-01-02T03:04:12Z`, "the deadline plus the stop grace")
 }
+
+// TestReleaseDeadRunRemovesOnlyItsOwnLock: the lock of a run known to be dead is removed; a lock
+// another run holds is left alone.
+func TestReleaseDeadRunRemovesOnlyItsOwnLock(t *testing.T) {
+	t.Parallel()
+	r := newRunner(t)
+	task := tfTask("quick", map[string]any{"source": localSource("slow"), "action": "apply"}, nil)
+	key := terraform.LockKey(terraform.StateKey("m", "s-1", terraform.Source{Type: terraform.SourceLocal, Location: "slow"}))
+	put := func(run string) {
+		_, err := harness.S3Client(t).PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key),
+			Body: strings.NewReader(fmt.Sprintf(`{"ID":"l","Operation":"stackseam quick","Info":"task run %s, held until 2099-01-01T00:00:00Z","Created":%q}`,
+				run, time.Now().UTC().Format(time.RFC3339Nano)))})
+		require.NoError(t, err)
+	}
+	put("someone-else")
+	released, err := r.ReleaseDeadRun(context.Background(), task)
+	require.NoError(t, err)
+	require.False(t, released)
+	_, locked := harness.ReadObject(t, r.Bucket, key)
+	require.True(t, locked, "another run's lock is left alone")
+
+	put(task.TaskRunID)
+	released, err = r.ReleaseDeadRun(context.Background(), task)
+	require.NoError(t, err)
+	require.True(t, released)
+	_, locked = harness.ReadObject(t, r.Bucket, key)
+	require.False(t, locked)
+}

@@ -606,3 +606,27 @@ func sortedKeys(m map[string]any) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// ReleaseDeadRun removes the state lock task's run holds, if it holds one: the run is known to be
+// dead (its CodeBuild build ended without reporting), so the stack's next Terraform run need not
+// wait until the time written in the lock. The delete is conditional on the lock read (If-Match),
+// so a lock another run took meanwhile is left alone. It reports whether a lock was removed.
+func (r *Runner) ReleaseDeadRun(ctx context.Context, task message.Task) (bool, error) {
+	cfg, err := ParseConfig(task.Task.Config)
+	if err != nil {
+		return false, err
+	}
+	key := LockKey(StateKey(task.Stack.Machine, task.Stack.ID, cfg.Source))
+	info, etag, found, err := r.readLock(ctx, key)
+	if err != nil || !found {
+		return false, err
+	}
+	if run, _, _ := strings.Cut(info.Info, heldUntilMark); run != "task run "+task.TaskRunID {
+		return false, nil
+	}
+	_, err = r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)})
+	if err != nil && !preconditionFailed(err) && !notFound(err) {
+		return false, fmt.Errorf("error removing the state lock s3://%s/%s of dead run %s: %w", r.Bucket, key, task.TaskRunID, err)
+	}
+	return err == nil, nil
+}
