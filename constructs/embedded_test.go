@@ -28,7 +28,7 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::SNS::Topic":                 2, // the application's alarm and notification topics
 		"AWS::KMS::Key":                   2, // the application's notification topic key, the task builds' key
-		"AWS::Events::Rule":               4, // the sweep and three schedules
+		"AWS::Events::Rule":               5, // the sweep, three schedules and the task builds' end
 	} {
 		require.Len(t, tpl.ofType(typ), n, typ)
 	}

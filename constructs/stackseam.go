@@ -79,6 +79,9 @@ type Stackseam struct {
 	TaskBuildLogGroup awslogs.LogGroup
 	// TaskBuildKey encrypts what CodeBuild keeps of the builds.
 	TaskBuildKey awskms.Key
+	// TaskBuildEndRule sends CodeBuild's event of a task build that ended without succeeding to
+	// the task queue, so the satisfier fails a run whose build died without reporting.
+	TaskBuildEndRule awsevents.Rule
 	// NotificationTopic receives the state manager's notifications: transitions, task failures
 	// and stack removals, with the message attributes stackId, machine, state and kind.
 	NotificationTopic awssns.ITopic

@@ -39,7 +39,7 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::Logs::LogGroup":             4,
 		"AWS::SNS::Topic":                 1, // notifications
-		"AWS::Events::Rule":               1, // the sweep; no schedules
+		"AWS::Events::Rule":               2, // the sweep and the task builds' end; no schedules
 		"AWS::Lambda::Permission":         1, // the sweep's rule invokes the state manager
 		"AWS::Lambda::EventInvokeConfig":  1,
 		"Custom::CDKBucketDeployment":     0,
@@ -465,6 +465,17 @@ func TestDefaultTaskBuild(t *testing.T) {
 	key, _ := tpl.res(t, def+"Satisfier/Resource").Properties["Code"].(map[string]any)["S3Key"].(string)
 	require.NotEmpty(t, key)
 	require.Contains(t, fmt.Sprint(source["Location"]), key, "the build runs the satisfier's own bundle")
+	// A build that ended without succeeding reaches the task queue, where the satisfier fails its
+	// run unless it reported.
+	rule := tpl.res(t, def+"TaskBuildEnded/Resource").Properties
+	require.Equal(t, map[string]any{
+		"source": []any{"aws.codebuild"}, "detail-type": []any{"CodeBuild Build State Change"},
+		"detail": map[string]any{"project-name": []any{ref(tpl.id(t, def+"TaskBuildProject/Resource"))},
+			"build-status": []any{"FAILED", "FAULT", "STOPPED", "TIMED_OUT"}},
+	}, rule["EventPattern"])
+	targets := rule["Targets"].([]any)
+	require.Len(t, targets, 1)
+	require.Equal(t, getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn"), targets[0].(map[string]any)["Arn"])
 	sg := tpl.res(t, def+"TaskBuildSecurityGroup/Resource").Properties
 	require.Nil(t, sg["SecurityGroupIngress"])
 

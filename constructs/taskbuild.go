@@ -4,6 +4,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscodebuild"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
@@ -99,6 +101,8 @@ func (s *Stackseam) taskBuild(p resolved, code awslambda.Code, tf *terraformBina
 		AppliesTo: &[]interface{}{"Resource::*"},
 	}}, jsii.Bool(false))
 
+	s.taskBuildEvents()
+
 	// The satisfier starts one build per run and looks it up again on a redelivery.
 	s.SatisfierRole.AddToPrincipalPolicy(statement("HandOverLongTasks", []string{"codebuild:StartBuild", "codebuild:BatchGetBuilds"},
 		s.TaskBuildProject.ProjectArn()))
@@ -134,4 +138,23 @@ func (s *Stackseam) taskBuildPolicy(source *awss3.Location) {
 	r.AddToPrincipalPolicy(statement("SendResults", []string{"sqs:SendMessage"}, s.EventQueue.QueueArn()))
 	s.terraformStatements(r, s.Bucket.ArnForObjects(jsii.String(HandoversPrefix+"*.claim")))
 	s.ResultSigningKey.GrantRead(r, nil)
+}
+
+// taskBuildEvents sends CodeBuild's event of every task build that ends without succeeding to
+// the task queue: the one-task runner exits 0 once it has published its run's result, so a build
+// that failed, faulted, was stopped or timed out may have died without a word (killed, its host
+// lost), and the satisfier fails such a run itself and releases the state lock it held.
+func (s *Stackseam) taskBuildEvents() {
+	s.TaskBuildEndRule = awsevents.NewRule(s.Construct, jsii.String("TaskBuildEnded"), &awsevents.RuleProps{
+		Description: jsii.String("stackseam: a task build ended without succeeding; the satisfier fails its run unless it reported"),
+		EventPattern: &awsevents.EventPattern{
+			Source:     jsii.Strings("aws.codebuild"),
+			DetailType: jsii.Strings("CodeBuild Build State Change"),
+			Detail: &map[string]any{
+				"project-name": []any{s.TaskBuildProject.ProjectName()},
+				"build-status": []any{"FAILED", "FAULT", "STOPPED", "TIMED_OUT"},
+			},
+		},
+		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewSqsQueue(s.TaskQueue, nil)},
+	})
 }
