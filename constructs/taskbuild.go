@@ -19,7 +19,7 @@ import (
 const HandoversPrefix = "handovers/"
 
 // taskBuildMaxMinutes is the project's own timeout, CodeBuild's longest (CloudFormation accepts
-// no more): the longest build a hand-over asks for (codebuild.BuildTimeout); each build is
+// no more): the longest build a hand-over asks for (message.BuildTimeout); each build is
 // started with its own.
 const taskBuildMaxMinutes = 8 * 60
 
@@ -85,7 +85,7 @@ func (s *Stackseam) taskBuild(p resolved, code awslambda.Code, tf *terraformBina
 			LogGroup: s.TaskBuildLogGroup,
 		}},
 		Timeout:       awscdk.Duration_Minutes(jsii.Number(taskBuildMaxMinutes)),
-		QueuedTimeout: awscdk.Duration_Hours(jsii.Number(1)), // codebuild.QueuedTimeout: the deadlines allow for it
+		QueuedTimeout: awscdk.Duration_Hours(jsii.Number(1)), // message.BuildQueuedTimeout: the deadlines allow for it
 	})
 
 	// CodeBuild's VPC policy (ENI management), which the project creates but cannot attach to a

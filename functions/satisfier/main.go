@@ -364,7 +364,7 @@ func runOneTask(ctx context.Context, cfg options, d *executor.Dispatcher, client
 	}
 	// The build's timeout (set by the hand-over from the same values) is its hard end: the
 	// dispatcher stops the run a margin before it, with time to store the log and publish.
-	runCtx, cancel := context.WithDeadline(ctx, started.Add(codebuild.BuildTimeout(limit, cfg.margin)))
+	runCtx, cancel := context.WithDeadline(ctx, started.Add(message.BuildTimeout(limit, cfg.margin)))
 	defer cancel()
 	body, err := json.Marshal(task)
 	if err != nil {

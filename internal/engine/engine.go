@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stackseam/stackseam/internal/executor/codebuild"
 	"github.com/stackseam/stackseam/internal/machine"
 	"github.com/stackseam/stackseam/internal/message"
 )
@@ -129,8 +128,8 @@ const buildMarginAllowance = 5 * time.Minute
 //
 // A run handed over to CodeBuild (task.OnCodeBuild) leaves the task queue once its build has
 // started: the hand-over is bounded like any run of the default timeout, then the build may wait
-// for capacity (codebuild.QueuedTimeout) and runs for at most its build timeout
-// (codebuild.BuildTimeout: the task's limit, up to 8 hours, and the allowances). Should the
+// for capacity (message.BuildQueuedTimeout) and runs for at most its build timeout
+// (message.BuildTimeout: the task's limit, up to 8 hours, and the allowances). Should the
 // satisfier have no CodeBuild project, it runs such a task itself, so the deadline is the larger
 // of the two.
 func (d Deadlines) After(task message.TaskSpec) time.Duration {
@@ -146,7 +145,7 @@ func (d Deadlines) After(task message.TaskSpec) time.Duration {
 		return inQueue
 	}
 	handOver := time.Duration(d.Receives) * (d.DefaultTimeout + d.Visibility)
-	return max(inQueue, handOver+codebuild.QueuedTimeout+codebuild.BuildTimeout(timeout, buildMarginAllowance))
+	return max(inQueue, handOver+message.BuildQueuedTimeout+message.BuildTimeout(timeout, buildMarginAllowance))
 }
 
 // Dispatch is one task message to send, after Delay.

@@ -119,6 +119,30 @@ const (
 	MaxTimeoutSeconds = 8 * 60 * 60
 )
 
+// Limits of a CodeBuild build, beyond the run's own time limit. They are here, with the other
+// time limits of a run, because the satisfier starts builds with them and the state manager's
+// deadlines allow for them, and the engine links no AWS code.
+const (
+	// BuildQueuedTimeout is how long a build may wait for capacity before CodeBuild gives up on
+	// it.
+	BuildQueuedTimeout = time.Hour
+	// BuildStartAllowance is the time a build spends before the one-task runner starts
+	// (provisioning, downloading the source): the build's timeout covers it on top of the run's.
+	BuildStartAllowance = 3 * time.Minute
+	// maxBuildMinutes is the longest build timeout a hand-over asks for: 8 hours, what a
+	// project's timeout may be in CloudFormation. A task of the longest timeoutSeconds
+	// (MaxTimeoutSeconds) is stopped that much earlier, with time to report.
+	maxBuildMinutes = MaxTimeoutSeconds / 60
+)
+
+// BuildTimeout is the timeout a build of a run with the time limit limit is started with: the
+// limit, margin (stopping cleanly and publishing) and BuildStartAllowance, in whole minutes, at
+// least CodeBuild's minimum of 5. The one-task runner derives its own deadline from the same value.
+func BuildTimeout(limit, margin time.Duration) time.Duration {
+	minutes := int((limit + margin + BuildStartAllowance + time.Minute - 1) / time.Minute)
+	return time.Duration(min(max(minutes, 5), maxBuildMinutes)) * time.Minute
+}
+
 // OnCodeBuild reports whether a run of the task is handed over to CodeBuild: the machine says
 // runner: codebuild, or says no runner and gives the task more time than Lambda has.
 // Only terraform tasks run on CodeBuild: a lambda task is one synchronous Invoke, which Lambda

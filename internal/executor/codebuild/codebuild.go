@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"strconv"
 	"time"
 
@@ -29,28 +28,6 @@ import (
 // TaskObjectVariable is the environment variable a build is started with: the key, in the
 // satisfier's bucket, of the hand-over record holding its task message.
 const TaskObjectVariable = "TASK_OBJECT_KEY"
-
-// Limits of a build, beyond the run's own time limit.
-const (
-	// QueuedTimeout is how long a build may wait for capacity before CodeBuild gives up on it;
-	// the state manager's deadline for a CodeBuild run allows for it.
-	QueuedTimeout = time.Hour
-	// StartAllowance is the time a build spends before the one-task runner starts (provisioning,
-	// downloading the source): the build's timeout covers it on top of the run's time.
-	StartAllowance = 3 * time.Minute
-	// maxBuildMinutes is the longest build timeout the hand-over asks for: 8 hours, what a
-	// project's timeout may be in CloudFormation. A task of the longest timeoutSeconds
-	// (message.MaxTimeoutSeconds) is stopped that much earlier, with time to report.
-	maxBuildMinutes = message.MaxTimeoutSeconds / 60
-)
-
-// BuildTimeout is the timeout a build of a run with the time limit limit is started with: the
-// limit, margin (stopping cleanly and publishing) and StartAllowance, in whole minutes, at least
-// CodeBuild's minimum of 5. The one-task runner derives its own deadline from the same value.
-func BuildTimeout(limit, margin time.Duration) time.Duration {
-	minutes := int(math.Ceil((limit + margin + StartAllowance).Minutes()))
-	return time.Duration(min(max(minutes, 5), maxBuildMinutes)) * time.Minute
-}
 
 // Key is where the hand-over record of a run is kept in the satisfier's bucket: beside the
 // run's log, under the same layout (message.TaskLogKey).
@@ -97,7 +74,7 @@ type HandOver struct {
 
 // Start hands one run over to a build of the project, unless the run already has one, and
 // returns the build's id and whether this call started it. limit is the run's time limit and
-// margin the time the one-task runner keeps to stop cleanly and publish (BuildTimeout).
+// margin the time the one-task runner keeps to stop cleanly and publish (message.BuildTimeout).
 //
 // A redelivered hand-over never starts a second build: the record names the build once
 // StartBuild has answered, and between storing the record and that answer the run id is
@@ -127,7 +104,7 @@ func (h *HandOver) Start(ctx context.Context, task message.Task, limit, margin t
 			return "", false, err
 		}
 	}
-	timeout := BuildTimeout(limit, margin)
+	timeout := message.BuildTimeout(limit, margin)
 	out, err := h.Builds.StartBuild(ctx, &codebuild.StartBuildInput{
 		ProjectName:      aws.String(h.Project),
 		IdempotencyToken: aws.String(task.TaskRunID),
@@ -135,7 +112,7 @@ func (h *HandOver) Start(ctx context.Context, task message.Task, limit, margin t
 			{Name: aws.String(TaskObjectVariable), Value: aws.String(key), Type: cbtypes.EnvironmentVariableTypePlaintext},
 		},
 		TimeoutInMinutesOverride:       aws.Int32(int32(timeout / time.Minute)),
-		QueuedTimeoutInMinutesOverride: aws.Int32(int32(QueuedTimeout / time.Minute)),
+		QueuedTimeoutInMinutesOverride: aws.Int32(int32(message.BuildQueuedTimeout / time.Minute)),
 	})
 	if err != nil {
 		return "", false, fmt.Errorf("error starting a build of CodeBuild project %s for run %s of task %s: %w",

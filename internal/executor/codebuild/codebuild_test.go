@@ -98,7 +98,7 @@ func TestBuildTimeout(t *testing.T) {
 		{7 * time.Hour, 30 * time.Second, 7*time.Hour + 4*time.Minute},
 		{8 * time.Hour, 30 * time.Second, 8 * time.Hour}, // never beyond a project's longest timeout
 	} {
-		require.Equal(t, c.want, codebuild.BuildTimeout(c.limit, c.margin), "limit %s", c.limit)
+		require.Equal(t, c.want, message.BuildTimeout(c.limit, c.margin), "limit %s", c.limit)
 	}
 }
 
