@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscodebuild"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsrds"
@@ -154,6 +155,9 @@ func withDefaults(p StackseamProps) resolved {
 	}
 	if p.DatabaseInstanceType == nil {
 		p.DatabaseInstanceType = awsec2.InstanceType_Of(awsec2.InstanceClass_BURSTABLE4_GRAVITON, awsec2.InstanceSize_MICRO)
+	}
+	if p.TaskBuildComputeType == "" {
+		p.TaskBuildComputeType = awscodebuild.ComputeType_SMALL
 	}
 	if p.VpcSubnets == nil {
 		p.VpcSubnets = &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS}

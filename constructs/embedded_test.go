@@ -20,15 +20,15 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::RDS::DBInstance":            0,
 		"AWS::SecretsManager::Secret":     1, // the result signing key, always the construct's own
 		"AWS::S3::Bucket":                 0,
-		"AWS::EC2::SecurityGroup":         3, // the functions' own
+		"AWS::EC2::SecurityGroup":         4, // the functions' own and the task builds'
 		"AWS::SQS::Queue":                 6, // events, approvals and tasks, each with a dead-letter queue
 		"AWS::Lambda::EventSourceMapping": 3,
 		"Custom::CDKBucketDeployment":     1, // MachinesDir
 		"AWS::CloudWatch::Alarm":          13,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::SNS::Topic":                 2, // the application's alarm and notification topics
-		"AWS::KMS::Key":                   1, // the application's notification topic key
-		"AWS::Events::Rule":               5, // the sweep and four schedules
+		"AWS::KMS::Key":                   2, // the application's notification topic key, the task builds' key
+		"AWS::Events::Rule":               6, // the sweep, four schedules and the task builds' end
 	} {
 		require.Len(t, tpl.ofType(typ), n, typ)
 	}
@@ -132,12 +132,13 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("SendResults", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
 		allow("ListSourcesAndState", "s3:ListBucket", bucket),
 		allow("ReadSourcesStateAndFences", "s3:GetObject", objects("/*")),
-		allow("WriteStateAndLogs", "s3:PutObject", []any{objects("/*/*/*"), objects("/logs/*")}),
+		allow("WriteStateAndLogs", "s3:PutObject", []any{objects("/*/*/*"), objects("/logs/*"), objects("/handovers/*")}),
 		allow("ReleaseStateLocks", "s3:DeleteObject", objects("/*.tflock")),
 		allow("RemoveUsedPlans", "s3:DeleteObject", objects("/plans/*")),
 		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
 			"Resource": []any{objects("/machines/*"), objects("/fences/*")}},
 		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
+		allow("HandOverLongTasks", []string{"codebuild:StartBuild", "codebuild:BatchGetBuilds"}, getAtt(tpl.id(t, emb+"TaskBuildProject/Resource"), "Arn")),
 		allow("InvokeAllowedFunctions", "lambda:InvokeFunction", []any{
 			join("arn:", ref("AWS::Partition"), ":lambda:"+embeddedRegion+":"+embeddedAccount+":function:notify"),
 			embeddedAuditArn,
@@ -151,6 +152,16 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("", "s3:DeleteObject", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedTeamState+"/*.tflock")),
 		readSigningKey(tpl, t, emb),
 	}), tpl.statementsOf(t, emb+"SatisfierRole/Resource"))
+
+	// Terraform on CodeBuild gets what AddTerraformPermissions and GrantTerraformSources give.
+	build := tpl.statementsOf(t, emb+"TaskBuildRole/Resource")
+	for _, want := range normalize(t, []any{
+		allow("", "sns:Publish", ref(tpl.id(t, "Embedded/Alarms/Resource"))),
+		sourcesList,
+		allow("", "s3:GetObject", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources+"/terraform/*")),
+	}).([]any) {
+		require.Contains(t, build, want)
+	}
 
 	// GrantPublishEvents
 	require.ElementsMatch(t, normalize(t, []any{

@@ -97,9 +97,12 @@ func (s *Stackseam) functions(p resolved) {
 	satEnv["RESULT_SIGNING_SECRET_ID"] = s.ResultSigningKey.SecretArn()
 	satEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()
 	satEnv["EVENT_QUEUE_URL"] = s.EventQueue.QueueUrl()
+	satCode := s.functionCode(p, "./functions/satisfier", tf)
+	s.taskBuild(p, satCode, tf)
+	satEnv["CODEBUILD_PROJECT"] = s.TaskBuildProject.ProjectName()
 	s.Satisfier = common("Satisfier", "stackseam satisfier: runs Terraform and Lambda tasks and reports their results",
 		s.SatisfierRole, s.SatisfierSecurityGroup, s.SatisfierLogGroup,
-		s.functionCode(p, "./functions/satisfier", tf), p.SatisfierTimeout, p.SatisfierMemorySize, satEnv)
+		satCode, p.SatisfierTimeout, p.SatisfierMemorySize, satEnv)
 	s.Satisfier.Node().DefaultChild().(awslambda.CfnFunction).SetEphemeralStorage(&awslambda.CfnFunction_EphemeralStorageProperty{
 		Size: jsii.Number(float64(p.SatisfierEphemeralStorageSize)),
 	})

@@ -91,14 +91,28 @@ func (s *Stackseam) grantDescribeStack(grantee awsiam.IGrantable) awsiam.Grant {
 // AddTerraformPermissions adds statements to the satisfier's role, which Terraform tasks run
 // with: whatever the tasks' scripts create, change and destroy. Writes to machines/ stay denied.
 func (s *Stackseam) AddTerraformPermissions(statements ...awsiam.PolicyStatement) {
-	for _, st := range statements {
-		s.SatisfierRole.AddToPrincipalPolicy(st)
+	for _, r := range s.terraformRoles() {
+		for _, st := range statements {
+			r.AddToPrincipalPolicy(st)
+		}
 	}
+}
+
+// terraformRoles are the roles Terraform tasks run with: the satisfier's, and the task builds'
+// (tasks longer than Lambda allows).
+func (s *Stackseam) terraformRoles() []awsiam.Role {
+	return []awsiam.Role{s.SatisfierRole, s.TaskBuildRole}
 }
 
 // GrantTerraformSources lets Terraform tasks read sources of type s3 from another bucket, under
 // prefix ("" for the whole bucket). The construct's own bucket is readable already.
 func (s *Stackseam) GrantTerraformSources(bucket awss3.IBucket, prefix string) {
+	for _, r := range s.terraformRoles() {
+		s.grantTerraformSources(r, bucket, prefix)
+	}
+}
+
+func (s *Stackseam) grantTerraformSources(role awsiam.Role, bucket awss3.IBucket, prefix string) {
 	list := awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("s3:ListBucket"),
 		Resources: &[]*string{bucket.BucketArn()},
@@ -106,16 +120,16 @@ func (s *Stackseam) GrantTerraformSources(bucket awss3.IBucket, prefix string) {
 	if prefix != "" {
 		list.AddCondition(jsii.String("StringLike"), map[string]any{"s3:prefix": prefix + "*"})
 	}
-	s.SatisfierRole.AddToPrincipalPolicy(list)
-	s.SatisfierRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+	role.AddToPrincipalPolicy(list)
+	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("s3:GetObject"),
 		Resources: &[]*string{bucket.ArnForObjects(jsii.String(prefix + "*"))},
 	}))
 	if key := bucket.EncryptionKey(); key != nil {
-		key.GrantDecrypt(s.SatisfierRole)
+		key.GrantDecrypt(role)
 	}
 	pattern := strings.ReplaceAll(regexp.QuoteMeta(prefix), "/", `\/`)
-	cdknag.NagSuppressions_AddResourceSuppressions(s.SatisfierRole, &[]*cdknag.NagPackSuppression{{
+	cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
 		Id:        jsii.String("AwsSolutions-IAM5"),
 		Reason:    jsii.String("Terraform sources are every object under the prefix given to GrantTerraformSources; their keys are chosen by the machine files."),
 		AppliesTo: &[]interface{}{cdknag.RegexAppliesTo{Regex: jsii.String(`/^Resource::.*\/` + pattern + `\*$/`)}},
@@ -129,26 +143,28 @@ func (s *Stackseam) GrantTerraformSources(bucket awss3.IBucket, prefix string) {
 // in the construct's own bucket. A state bucket encrypted with a KMS key also gets encrypt and
 // decrypt on that key.
 func (s *Stackseam) GrantTerraformState(bucket awss3.IBucket) {
-	s.SatisfierRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions:   jsii.Strings("s3:ListBucket"),
-		Resources: &[]*string{bucket.BucketArn()},
-	}))
-	s.SatisfierRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions:   jsii.Strings("s3:GetObject", "s3:PutObject"),
-		Resources: &[]*string{bucket.ArnForObjects(jsii.String(StateLayout))},
-	}))
-	s.SatisfierRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions:   jsii.Strings("s3:DeleteObject"),
-		Resources: &[]*string{bucket.ArnForObjects(jsii.String("*.tflock"))},
-	}))
-	if key := bucket.EncryptionKey(); key != nil {
-		key.GrantEncryptDecrypt(s.SatisfierRole)
+	for _, r := range s.terraformRoles() {
+		r.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions:   jsii.Strings("s3:ListBucket"),
+			Resources: &[]*string{bucket.BucketArn()},
+		}))
+		r.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions:   jsii.Strings("s3:GetObject", "s3:PutObject"),
+			Resources: &[]*string{bucket.ArnForObjects(jsii.String(StateLayout))},
+		}))
+		r.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions:   jsii.Strings("s3:DeleteObject"),
+			Resources: &[]*string{bucket.ArnForObjects(jsii.String("*.tflock"))},
+		}))
+		if key := bucket.EncryptionKey(); key != nil {
+			key.GrantEncryptDecrypt(r)
+		}
+		cdknag.NagSuppressions_AddResourceSuppressions(r, &[]*cdknag.NagPackSuppression{{
+			Id:        jsii.String("AwsSolutions-IAM5"),
+			Reason:    jsii.String("Terraform state in a bucket given to GrantTerraformState: keys follow the state layout <machine>/<stackId>/<key>, deletes only *.tflock lock files."),
+			AppliesTo: &[]interface{}{cdknag.RegexAppliesTo{Regex: jsii.String(`/^Resource::.*\/(\*\/\*\/\*|\*\.tflock)$/`)}},
+		}}, jsii.Bool(true))
 	}
-	cdknag.NagSuppressions_AddResourceSuppressions(s.SatisfierRole, &[]*cdknag.NagPackSuppression{{
-		Id:        jsii.String("AwsSolutions-IAM5"),
-		Reason:    jsii.String("Terraform state in a bucket given to GrantTerraformState: keys follow the state layout <machine>/<stackId>/<key>, deletes only *.tflock lock files."),
-		AppliesTo: &[]interface{}{cdknag.RegexAppliesTo{Regex: jsii.String(`/^Resource::.*\/(\*\/\*\/\*|\*\.tflock)$/`)}},
-	}}, jsii.Bool(true))
 }
 
 // AllowLambdaTasks lets the Lambda executor invoke exactly these functions: names (in this

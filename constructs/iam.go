@@ -132,6 +132,19 @@ func (s *Stackseam) satisfierPolicy() {
 	r := s.SatisfierRole
 	s.commonStatements(r, s.TaskQueue, s.SatisfierLogGroup)
 	r.AddToPrincipalPolicy(statement("SendResults", []string{"sqs:SendMessage"}, s.EventQueue.QueueArn()))
+	// The hand-over records of CodeBuild-run tasks (the task message and the build's id).
+	s.terraformStatements(r, s.Bucket.ArnForObjects(jsii.String(HandoversPrefix+"*")))
+	cdknag.NagSuppressions_AddResourceSuppressions(r, &[]*cdknag.NagPackSuppression{{
+		Id: jsii.String("AwsSolutions-IAM5"),
+		Reason: jsii.String("Lambda's VPC networking actions (ENI management) do not support resource-level scoping. " +
+			"Terraform sources (chosen by the machine files) live under keys only known at run time, so reading spans the bucket; writes are limited to the state layout <machine>/<stackId>/<key>, logs/ and handovers/ (one record per CodeBuild-run task), deletes to *.tflock lock files and used plans under plans/, and machines/ and fences/ are explicitly denied."),
+		AppliesTo: &[]interface{}{"Resource::*", cdknag.RegexAppliesTo{Regex: jsii.String("/^Resource::.*\\/(\\*|\\*\\/\\*\\/\\*|\\*\\.tflock|logs\\/\\*|handovers\\/\\*|plans\\/\\*|machines\\/\\*|fences\\/\\*)$/")}},
+	}}, jsii.Bool(true))
+}
+
+// terraformStatements are what a role Terraform tasks run with needs of the bucket (the
+// satisfier's, and the task builds'), writing also to extraWrites.
+func (s *Stackseam) terraformStatements(r awsiam.Role, extraWrites ...*string) {
 	// Terraform sources may be anywhere in the bucket (keys chosen by the machine files), and
 	// tasks read their stacks' fences (fences/<stackId>), so reading spans the bucket. Writing is
 	// limited to the state layout <machine>/<stackId>/<source key> (CloudSeam's layout; at least
@@ -141,7 +154,7 @@ func (s *Stackseam) satisfierPolicy() {
 	r.AddToPrincipalPolicy(statement("ListSourcesAndState", []string{"s3:ListBucket"}, s.Bucket.BucketArn()))
 	r.AddToPrincipalPolicy(statement("ReadSourcesStateAndFences", []string{"s3:GetObject"}, s.Bucket.ArnForObjects(jsii.String("*"))))
 	r.AddToPrincipalPolicy(statement("WriteStateAndLogs", []string{"s3:PutObject"},
-		s.Bucket.ArnForObjects(jsii.String(StateLayout)), s.Bucket.ArnForObjects(jsii.String(LogsPrefix+"*"))))
+		append([]*string{s.Bucket.ArnForObjects(jsii.String(StateLayout)), s.Bucket.ArnForObjects(jsii.String(LogsPrefix + "*"))}, extraWrites...)...))
 	r.AddToPrincipalPolicy(statement("ReleaseStateLocks", []string{"s3:DeleteObject"}, s.Bucket.ArnForObjects(jsii.String("*.tflock"))))
 	// Saved plans (plans/<machine>/<stackId>/<task>.tfplan; writing them is covered by the state
 	// layout): a plan is deleted once applied or refused, and when a plan finds no changes.
@@ -165,10 +178,4 @@ func (s *Stackseam) satisfierPolicy() {
 	if key := s.Bucket.EncryptionKey(); key != nil {
 		key.GrantEncryptDecrypt(r)
 	}
-	cdknag.NagSuppressions_AddResourceSuppressions(r, &[]*cdknag.NagPackSuppression{{
-		Id: jsii.String("AwsSolutions-IAM5"),
-		Reason: jsii.String("Lambda's VPC networking actions (ENI management) do not support resource-level scoping. " +
-			"Terraform sources (chosen by the machine files) live under keys only known at run time, so reading spans the bucket; writes are limited to the state layout <machine>/<stackId>/<key> and logs/, deletes to *.tflock lock files and used plans under plans/, and machines/ and fences/ are explicitly denied."),
-		AppliesTo: &[]interface{}{"Resource::*", cdknag.RegexAppliesTo{Regex: jsii.String("/^Resource::.*\\/(\\*|\\*\\/\\*\\/\\*|\\*\\.tflock|logs\\/\\*|plans\\/\\*|machines\\/\\*|fences\\/\\*)$/")}},
-	}}, jsii.Bool(true))
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscodebuild"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
@@ -114,6 +115,10 @@ type StackseamProps struct {
 	// AllowedFunctions are the Lambda functions (names, name:qualifier, or ARNs) the satisfier's
 	// Lambda executor may invoke; see also AllowLambdaTasks. Defaults to none.
 	AllowedFunctions []string
+	// TaskBuildComputeType is the size of the CodeBuild builds that run tasks longer than Lambda
+	// allows (a machine's runner: codebuild, or a terraform task's timeoutSeconds beyond 900).
+	// Defaults to awscodebuild.ComputeType_SMALL (arm64, 2 vCPUs, 4 GiB).
+	TaskBuildComputeType awscodebuild.ComputeType
 
 	// LogLevel is the functions' LOG_LEVEL: DEBUG, INFO, WARN or ERROR. Defaults to INFO.
 	LogLevel string

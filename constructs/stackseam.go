@@ -2,6 +2,7 @@ package stackseam
 
 import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscodebuild"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
@@ -82,6 +83,22 @@ type Stackseam struct {
 	QuerySecurityGroup awsec2.SecurityGroup
 	// QueryLogGroup receives the query function's logs.
 	QueryLogGroup awslogs.LogGroup
+	// TaskBuildProject is the CodeBuild project tasks longer than Lambda allows run in: the
+	// satisfier hands each such run over to one build, which runs the satisfier's own binary in
+	// its one-task mode and publishes the result.
+	TaskBuildProject awscodebuild.Project
+	// TaskBuildRole is the builds' service role; Terraform tasks run on CodeBuild run with it, and
+	// AddTerraformPermissions and GrantTerraformSources give it what they give the satisfier.
+	TaskBuildRole awsiam.Role
+	// TaskBuildSecurityGroup is the builds' own security group (outbound only).
+	TaskBuildSecurityGroup awsec2.SecurityGroup
+	// TaskBuildLogGroup receives the builds' logs.
+	TaskBuildLogGroup awslogs.LogGroup
+	// TaskBuildKey encrypts what CodeBuild keeps of the builds.
+	TaskBuildKey awskms.Key
+	// TaskBuildEndRule sends CodeBuild's event of a task build that ended without succeeding to
+	// the task queue, so the satisfier fails a run whose build died without reporting.
+	TaskBuildEndRule awsevents.Rule
 	// NotificationTopic receives the state manager's notifications: transitions, task failures
 	// and stack removals, with the message attributes stackId, machine, state and kind.
 	NotificationTopic awssns.ITopic

@@ -2,6 +2,7 @@ package stackseam_test
 
 import (
 	"debug/elf"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,12 +32,14 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::SQS::Queue":                 6, // events, approvals and tasks, each with a dead-letter queue
 		"AWS::Lambda::Function":           3, // state manager, satisfier, query; no custom resources without MachinesDir
 		"AWS::Lambda::EventSourceMapping": 3,
-		"AWS::IAM::Role":                  4, // three functions and the flow log
+		"AWS::IAM::Role":                  5, // three functions, the task builds and the flow log
+		"AWS::CodeBuild::Project":         1, // tasks longer than Lambda allows
+		"AWS::KMS::Key":                   1, // the task builds' encryption key
 		"AWS::CloudWatch::Alarm":          13,
 		"AWS::CloudWatch::Dashboard":      1,
-		"AWS::Logs::LogGroup":             4, // three functions and the flow log
+		"AWS::Logs::LogGroup":             5, // three functions, the task builds and the flow log
 		"AWS::SNS::Topic":                 1, // notifications
-		"AWS::Events::Rule":               1, // the sweep; no schedules
+		"AWS::Events::Rule":               2, // the sweep and the task builds' end; no schedules
 		"AWS::Lambda::Permission":         1, // the sweep's rule invokes the state manager
 		"AWS::Lambda::EventInvokeConfig":  1,
 		"Custom::CDKBucketDeployment":     0,
@@ -78,6 +81,7 @@ func TestDefaultFunctions(t *testing.T) {
 			"TASK_QUEUE_URL":           ref(tpl.id(t, def+"TaskQueue/Resource")),
 			"BUCKET":                   ref(tpl.id(t, def+"Bucket/Resource")),
 			"TERRAFORM_BINARY":         "/var/task/bin/tofu",
+			"CODEBUILD_PROJECT":        ref(tpl.id(t, def+"TaskBuildProject/Resource")),
 			"LOG_LEVEL":                "INFO",
 			"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
 		}},
@@ -436,14 +440,89 @@ func TestDefaultSatisfierPolicy(t *testing.T) {
 		allow("SendResults", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
 		allow("ListSourcesAndState", "s3:ListBucket", bucket),
 		allow("ReadSourcesStateAndFences", "s3:GetObject", join(bucket, "/*")),
-		allow("WriteStateAndLogs", "s3:PutObject", []any{join(bucket, "/*/*/*"), join(bucket, "/logs/*")}),
+		allow("WriteStateAndLogs", "s3:PutObject", []any{join(bucket, "/*/*/*"), join(bucket, "/logs/*"), join(bucket, "/handovers/*")}),
 		allow("ReleaseStateLocks", "s3:DeleteObject", join(bucket, "/*.tflock")),
 		allow("RemoveUsedPlans", "s3:DeleteObject", join(bucket, "/plans/*")),
 		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
 			"Resource": []any{join(bucket, "/machines/*"), join(bucket, "/fences/*")}},
 		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
 		readSigningKey(tpl, t, def),
+		allow("HandOverLongTasks", []string{"codebuild:StartBuild", "codebuild:BatchGetBuilds"}, getAtt(tpl.id(t, def+"TaskBuildProject/Resource"), "Arn")),
 	}), tpl.statementsOf(t, def+"SatisfierRole/Resource"))
+}
+
+// The CodeBuild project of long tasks: in the VPC with its own outbound-only security group,
+// encrypted with its own rotating key, logging to a log group with the functions' retention,
+// running the satisfier's own bundle with one command, on arm64 like the function.
+func TestDefaultTaskBuild(t *testing.T) {
+	tpl := synth(t).templates["Default"]
+	p := tpl.res(t, def+"TaskBuildProject/Resource").Properties
+	private := []any{ref(tpl.id(t, def+"Vpc/PrivateSubnet1/Subnet")), ref(tpl.id(t, def+"Vpc/PrivateSubnet2/Subnet"))}
+	require.Equal(t, map[string]any{"VpcId": ref(tpl.id(t, def+"Vpc/Resource")), "Subnets": private,
+		"SecurityGroupIds": []any{getAtt(tpl.id(t, def+"TaskBuildSecurityGroup/Resource"), "GroupId")}}, p["VpcConfig"])
+	require.Equal(t, getAtt(tpl.id(t, def+"TaskBuildKey/Resource"), "Arn"), p["EncryptionKey"])
+	require.Equal(t, true, tpl.res(t, def+"TaskBuildKey/Resource").Properties["EnableKeyRotation"])
+	require.Equal(t, getAtt(tpl.id(t, def+"TaskBuildRole/Resource"), "Arn"), p["ServiceRole"])
+	require.Equal(t, 480.0, p["TimeoutInMinutes"], "8 hours; each build gets its own")
+	require.Equal(t, 60.0, p["QueuedTimeoutInMinutes"])
+	logs := p["LogsConfig"].(map[string]any)["CloudWatchLogs"].(map[string]any)
+	require.Equal(t, ref(tpl.id(t, def+"TaskBuildLogs/Resource")), logs["GroupName"])
+	require.Equal(t, 90.0, tpl.res(t, def+"TaskBuildLogs/Resource").Properties["RetentionInDays"])
+	env := p["Environment"].(map[string]any)
+	require.Equal(t, "ARM_CONTAINER", env["Type"])
+	require.Equal(t, "BUILD_GENERAL1_SMALL", env["ComputeType"])
+	require.Equal(t, false, env["PrivilegedMode"])
+	vars := map[string]any{}
+	for _, v := range env["EnvironmentVariables"].([]any) {
+		v := v.(map[string]any)
+		vars[v["Name"].(string)] = v["Value"]
+	}
+	require.Equal(t, map[string]any{
+		"EVENT_QUEUE_URL":          ref(tpl.id(t, def+"EventQueue/Resource")),
+		"BUCKET":                   ref(tpl.id(t, def+"Bucket/Resource")),
+		"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
+		"TERRAFORM_BINARY":         "bin/tofu",
+		"LOG_LEVEL":                "INFO",
+	}, vars)
+	source := p["Source"].(map[string]any)
+	require.Equal(t, "S3", source["Type"])
+	require.Contains(t, source["BuildSpec"], "./bootstrap --one-task")
+	key, _ := tpl.res(t, def+"Satisfier/Resource").Properties["Code"].(map[string]any)["S3Key"].(string)
+	require.NotEmpty(t, key)
+	require.Contains(t, fmt.Sprint(source["Location"]), key, "the build runs the satisfier's own bundle")
+	// A build that ended without succeeding reaches the task queue, where the satisfier fails its
+	// run unless it reported.
+	rule := tpl.res(t, def+"TaskBuildEnded/Resource").Properties
+	require.Equal(t, map[string]any{
+		"source": []any{"aws.codebuild"}, "detail-type": []any{"CodeBuild Build State Change"},
+		"detail": map[string]any{"project-name": []any{ref(tpl.id(t, def+"TaskBuildProject/Resource"))},
+			"build-status": []any{"FAILED", "FAULT", "STOPPED", "TIMED_OUT"}},
+	}, rule["EventPattern"])
+	targets := rule["Targets"].([]any)
+	require.Len(t, targets, 1)
+	require.Equal(t, getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn"), targets[0].(map[string]any)["Arn"])
+	sg := tpl.res(t, def+"TaskBuildSecurityGroup/Resource").Properties
+	require.Nil(t, sg["SecurityGroupIngress"])
+
+	bucket := getAtt(tpl.id(t, def+"Bucket/Resource"), "Arn")
+	statements := tpl.statementsOf(t, def+"TaskBuildRole/Resource")
+	for _, want := range normalize(t, []any{
+		allow("SendResults", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
+		allow("WriteLogs", logActions, getAtt(tpl.id(t, def+"TaskBuildLogs/Resource"), "Arn")),
+		allow("WriteStateAndLogs", "s3:PutObject", []any{join(bucket, "/*/*/*"), join(bucket, "/logs/*"), join(bucket, "/handovers/*.claim")}),
+		allow("ReleaseStateLocks", "s3:DeleteObject", join(bucket, "/*.tflock")),
+		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
+			"Resource": []any{join(bucket, "/machines/*"), join(bucket, "/fences/*")}},
+		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
+		readSigningKey(tpl, t, def),
+	}).([]any) {
+		require.Contains(t, statements, want)
+	}
+	for _, st := range statements {
+		st := st.(map[string]any)
+		require.NotEqual(t, "sqs:ReceiveMessage", st["Action"], "a build consumes no queue")
+		require.NotContains(t, asList(st["Action"]), "lambda:InvokeFunction", "lambda tasks never run in a build")
+	}
 }
 
 // readSigningKey is the statement that lets a function read the result signing key: the two
@@ -458,7 +537,7 @@ func readSigningKey(tpl *template, t *testing.T, prefix string) any {
 func TestNoWildcardsBeyondVpcNetworking(t *testing.T) {
 	s := synth(t)
 	vpcOnly := map[string]bool{"lambda:ListEventSourceMappings": true}
-	for _, a := range vpcActions {
+	for _, a := range append(vpcActions, "ec2:DescribeDhcpOptions", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs") { // CodeBuild's VPC policy
 		vpcOnly[a] = true
 	}
 	checked := 0

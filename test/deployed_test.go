@@ -28,6 +28,7 @@ import (
 
 	stackseam "github.com/stackseam/stackseam/constructs"
 	"github.com/stackseam/stackseam/internal/engine"
+	"github.com/stackseam/stackseam/internal/executor/codebuild"
 	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/internal/settings"
 	"github.com/stackseam/stackseam/internal/store"
@@ -361,6 +362,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		tpl.id(t, "NotificationTopic/Resource"):         s.topic(),
 		tpl.id(t, "DatabaseSecret/Attachment/Resource"): secrets.ARN(dbSecretID),
 		tpl.id(t, "ResultSigningKey/Resource"):          secrets.ARN(signingKeyID),
+		tpl.id(t, "TaskBuildProject/Resource"):          "stackseam-task-builds",
 	}
 
 	// The satisfier's task root is laid out as the construct bundles it: bootstrap, and the
@@ -377,12 +379,56 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 
 	// Machines and Terraform sources where the deployment keeps them: machines/ in the bucket
 	// (the construct's MachinesDir upload) and the source under a key of the bucket.
+	// The teardown runs on CodeBuild: the construct's project, run by the CodeBuild fake.
 	machine := strings.ReplaceAll(provisionMachine, "BUCKET", ds.bucket)
+	machine = strings.Replace(machine, "      action: destroy\n", "      action: destroy\n    runner: codebuild\n", 1)
+	require.Contains(t, machine, "runner: codebuild")
 	_, err = harness.S3Client(t).PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(ds.bucket),
 		Key: aws.String(stackseam.MachinesPrefix + "provision.yml"), Body: strings.NewReader(machine)})
 	require.NoError(t, err)
 	harness.UploadDir(t, ds.bucket, "terraform/infra", filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "basic"))
 	ds.lambda.Returns("notify-fn", `{"notified": true, "message_id": "m-1"}`)
+
+	// The task builds as the template defines them: the project's environment (endpoints
+	// swapped), its buildspec's one command, run in a source dir laid out as the satisfier's asset
+	// (the satisfier's task root: bootstrap and bin/tofu); builds that end unsuccessfully reach the
+	// task queue, as the construct's rule sends them.
+	builds := harness.NewCodeBuildFake(t)
+	project := tpl.props(t, "TaskBuildProject/Resource")
+	var buildEnv []string
+	for _, v := range project["Environment"].(map[string]any)["EnvironmentVariables"].([]any) {
+		v := v.(map[string]any)
+		name := v["Name"].(string)
+		_, ok := settings.Satisfier.Lookup(name)
+		require.True(t, ok, "the task build sets %s, which the satisfier does not read", name)
+		buildEnv = append(buildEnv, name+"="+localValue(t, name, v["Value"], swaps, roots["Satisfier"]))
+	}
+	var spec struct {
+		Phases struct {
+			Build struct {
+				Commands []string `json:"commands"`
+			} `json:"build"`
+		} `json:"phases"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(project["Source"].(map[string]any)["BuildSpec"].(string)), &spec))
+	require.Len(t, spec.Phases.Build.Commands, 1, "one command: the binary")
+	command := strings.Fields(spec.Phases.Build.Commands[0])
+	// The rule's pattern: which ended builds reach the task queue.
+	pattern := tpl.props(t, "TaskBuildEnded/Resource")["EventPattern"].(map[string]any)
+	var sent []string
+	for _, st := range pattern["detail"].(map[string]any)["build-status"].([]any) {
+		sent = append(sent, st.(string))
+	}
+	require.NotContains(t, sent, "SUCCEEDED", "a build that succeeded has reported")
+	builds.Project("stackseam-task-builds", harness.CodeBuildProject{
+		Command: command[0], Args: command[1:], SourceDir: roots["Satisfier"], Output: harness.BuildOutput(t),
+		Env: append(append(harness.AWSEnv(t), secrets.Env()), buildEnv...),
+		Events: func(ev []byte) {
+			if end, ok := codebuild.ParseBuildEnd(ev); ok && slices.Contains(sent, end.Status) {
+				_ = queue.Send(context.Background(), s.sqs, s.taskURL, []queue.Outgoing{{Body: string(ev)}})
+			}
+		},
+	})
 
 	for _, fn := range []struct {
 		name, queueURL, queueID string
@@ -407,7 +453,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		// The AWS SDK's endpoints: the emulator for SQS, S3 and SNS, the Lambda fake for Lambda
 		// (Invoke, and the event-source-mapping operations); region and static credentials as
 		// Lambda's execution role would give.
-		list := append(harness.AWSEnv(t), ds.lambda.Env(), secrets.Env())
+		list := append(harness.AWSEnv(t), ds.lambda.Env(), secrets.Env(), builds.Env())
 		for _, name := range slices.Sorted(maps.Keys(env)) {
 			list = append(list, name+"="+env[name])
 		}
@@ -488,6 +534,9 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	require.NotContains(t, state, `"terraform_data"`, "destroy ran against the same state")
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, s.transitions("deployed-a"))
 	require.Equal(t, 3, s.count("SELECT count(*) FROM history WHERE stack_id = 'deployed-a' AND kind = 'task-completed'"))
+	require.Len(t, builds.Builds(), 1, "the teardown ran in one build")
+	require.Equal(t, "SUCCEEDED", builds.Builds()[0].Status())
+	require.Contains(t, builds.Builds()[0].Output(), `"msg":"one-task runner started"`)
 
 	// Everything went through the mappings, in Lambda mode, and nothing was dead-lettered.
 	require.Eventually(t, func() bool {

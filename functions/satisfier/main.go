@@ -2,7 +2,10 @@
 // dispatches — Terraform runs and Lambda invocations — and publishes one result per task message
 // (TASK_COMPLETED or TASK_ERROR) to the event queue. In AWS Lambda (provided.al2023, binary named
 // bootstrap) it handles SQS batches with partial batch failures; anywhere else it polls the task
-// queue (local mode).
+// queue (local mode). Tasks that need more time than Lambda has (a machine's runner: codebuild, or
+// a timeoutSeconds beyond 15 minutes) are handed over to a CodeBuild build when CODEBUILD_PROJECT
+// is set: the build runs this binary as `bootstrap --one-task`, which runs the one task it was
+// handed (TASK_OBJECT_KEY) and publishes its result itself.
 //
 // Configuration comes from the environment:
 //
@@ -21,7 +24,8 @@
 //	RESULT_SIGNING_SECRET_ID   the secret holding the key every result is signed with (the
 //	                           state manager accepts results only with it); RESULT_SIGNING_KEY
 //	                           gives the key itself in local mode. Unset: results go unsigned.
-//	TERRAFORM_BINARY           path of the terraform or tofu executable. Defaults to tofu, then
+//	TERRAFORM_BINARY           path of the terraform or tofu executable (a relative path is
+//	                           relative to the working directory). Defaults to tofu, then
 //	                           terraform, looked up in PATH and then in LAMBDA_TASK_ROOT.
 //	TERRAFORM_SOURCES_DIR      where a `local` source location is looked up; a location must
 //	                           stay inside it (no absolute path, no '..', no symbolic link
@@ -36,10 +40,11 @@
 //	                           before it is killed. Defaults to 15s.
 //	TERRAFORM_LOCK_LEASE       the longest one run can hold a state lock (the S3 backend's lock
 //	                           file <state key>.tflock): a lock older than this was left by a
-//	                           killed run and is removed; a younger one is waited for. Must
-//	                           exceed the longest time limit of a task plus the stop grace.
-//	                           Defaults to the larger of TASK_TIMEOUT and 15m, plus
-//	                           TERRAFORM_STOP_GRACE.
+//	                           killed run and is removed; a younger one is waited for. When set
+//	                           it must exceed the longest time limit of a task plus the stop
+//	                           grace. Unset: each lock stackseam writes says how long its run can
+//	                           hold it (its deadline plus TERRAFORM_STOP_GRACE, up to 8 hours on
+//	                           CodeBuild) and is judged by that; other locks by 15m15s.
 //	TASK_TIMEOUT               the time limit of a task whose machine sets no timeoutSeconds.
 //	                           Defaults to 15m.
 //	TIMEOUT_MARGIN             kept free before a Lambda invocation's deadline to stop a run
@@ -54,6 +59,18 @@
 //	RETRY_DELAY                local mode: a message whose result could not be published is
 //	                           delivered again after this. Defaults to the queue's visibility.
 //	LOG_LEVEL                  DEBUG, INFO, WARN or ERROR. Defaults to INFO.
+//	CODEBUILD_PROJECT          the CodeBuild project tasks that need more than Lambda's 15
+//	                           minutes are handed over to (one build per run, the run id its
+//	                           idempotency token). Unset: a task with runner: codebuild fails
+//	                           saying so, one with a long timeoutSeconds runs here.
+//
+// In one-task mode (--one-task, inside a build) it also reads:
+//
+//	TASK_OBJECT_KEY            the key, in BUCKET, of the hand-over record holding the task
+//	                           message (set by the hand-over as a build environment override).
+//	CODEBUILD_BUILD_ID         the build's id (set by CodeBuild): the run is claimed in its name.
+//	CODEBUILD_START_TIME       when the build began, in milliseconds (set by CodeBuild): the run
+//	                           ends in time to report before the build's own timeout.
 //
 // The AWS SDK's own variables apply as usual: AWS_REGION, credentials, and AWS_ENDPOINT_URL or
 // the per-service AWS_ENDPOINT_URL_SQS, _S3 and _LAMBDA (emulators, fakes). When an S3 endpoint
@@ -65,17 +82,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
+	cbapi "github.com/aws/aws-sdk-go-v2/service/codebuild"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -83,6 +104,7 @@ import (
 
 	"github.com/stackseam/stackseam/internal/dispatch"
 	"github.com/stackseam/stackseam/internal/executor"
+	"github.com/stackseam/stackseam/internal/executor/codebuild"
 	"github.com/stackseam/stackseam/internal/executor/kinds"
 	"github.com/stackseam/stackseam/internal/executor/lambdainvoke"
 	"github.com/stackseam/stackseam/internal/executor/redact"
@@ -99,9 +121,11 @@ import (
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: vars.LogLevel()}))
 	slog.SetDefault(logger)
+	oneTask := flag.Bool("one-task", false, "run the one task handed over to this CodeBuild build (TASK_OBJECT_KEY) and exit")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, logger); err != nil {
+	if err := run(ctx, logger, *oneTask); err != nil {
 		logger.Error("satisfier stopped", "error", err.Error())
 		os.Exit(1)
 	}
@@ -122,13 +146,16 @@ type options struct {
 	s3Endpoint                  string // an S3 endpoint override (an emulator)
 	taskRoot                    string // LAMBDA_TASK_ROOT: the bundled files
 	signingSecretID, signingKey string // the result signing key: a secret, or (local) the key
+	codebuildProject            string // where long tasks are handed over to
+	taskObjectKey               string // one-task mode: the hand-over record
+	buildID, buildStart         string // one-task mode: CODEBUILD_BUILD_ID, CODEBUILD_START_TIME
 }
 
 // vars are the environment variables the satisfier reads, declared in one place that the
 // construct's test checks the template against.
 var vars = settings.Satisfier
 
-func readOptions() (options, error) {
+func readOptions(oneTask bool) (options, error) {
 	c := options{
 		eventQueueURL:   vars.Get("EVENT_QUEUE_URL"),
 		taskQueueURL:    vars.Get("TASK_QUEUE_URL"),
@@ -144,6 +171,11 @@ func readOptions() (options, error) {
 
 		signingSecretID: vars.Get("RESULT_SIGNING_SECRET_ID"),
 		signingKey:      vars.Get("RESULT_SIGNING_KEY"),
+
+		codebuildProject: vars.Get("CODEBUILD_PROJECT"),
+		taskObjectKey:    vars.Get("TASK_OBJECT_KEY"),
+		buildID:          vars.Get("CODEBUILD_BUILD_ID"),
+		buildStart:       vars.Get("CODEBUILD_START_TIME"),
 	}
 	// Every problem is collected, so a start that fails names all of them at once.
 	var problems []error
@@ -174,13 +206,13 @@ func readOptions() (options, error) {
 			problems = append(problems, err)
 		}
 	}
-	if c.lockLease <= 0 {
-		c.lockLease = max(c.taskTimeout, dispatch.DefaultTimeout) + c.stopGrace
-	}
 	if c.eventQueueURL == "" {
 		problems = append(problems, errors.New("EVENT_QUEUE_URL is required"))
 	}
-	if !queue.InLambda() && c.taskQueueURL == "" {
+	switch {
+	case oneTask && (c.taskObjectKey == "" || c.bucket == ""):
+		problems = append(problems, errors.New("TASK_OBJECT_KEY and BUCKET are required in one-task mode"))
+	case !oneTask && !queue.InLambda() && c.taskQueueURL == "":
 		problems = append(problems, errors.New("TASK_QUEUE_URL is required in local mode"))
 	}
 	if c.sourcesDir == "" {
@@ -194,9 +226,9 @@ func readOptions() (options, error) {
 	return c, nil
 }
 
-func run(ctx context.Context, logger *slog.Logger) error {
+func run(ctx context.Context, logger *slog.Logger, oneTask bool) error {
 	started := time.Now()
-	cfg, err := readOptions()
+	cfg, err := readOptions(oneTask)
 	if err != nil {
 		return err
 	}
@@ -260,14 +292,28 @@ func run(ctx context.Context, logger *slog.Logger) error {
 			return queue.Send(ctx, sqsClient, cfg.eventQueueURL, []queue.Outgoing{m})
 		},
 		Current: current,
+		InBuild: oneTask,
 		Redact:  redactor,
 		Timeout: cfg.taskTimeout,
 		Margin:  cfg.margin,
 		Metrics: metrics.New(os.Stdout, metrics.Satisfier),
 		Logger:  logger,
 	}
+	if cfg.codebuildProject != "" && !oneTask {
+		if cfg.bucket == "" {
+			return errors.New("CODEBUILD_PROJECT needs BUCKET: the hand-over records are kept there")
+		}
+		h := &codebuild.HandOver{Builds: cbapi.NewFromConfig(awsCfg), Project: cfg.codebuildProject,
+			S3: s3Client, Bucket: cfg.bucket, Logger: logger}
+		d.HandOver = func(ctx context.Context, task message.Task, limit time.Duration) (string, bool, error) {
+			return h.Start(ctx, task, limit, cfg.margin)
+		}
+	}
 	if err := d.Check(); err != nil {
 		return err
+	}
+	if oneTask {
+		return runOneTask(ctx, cfg, d, s3Client, logger, started)
 	}
 	if cfg.margin <= cfg.stopGrace {
 		logger.Warn("TIMEOUT_MARGIN should exceed TERRAFORM_STOP_GRACE: a Terraform run stopped at the deadline "+
@@ -278,11 +324,17 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if tf != nil {
 		attrs = append(attrs, "terraform", tf.Binary, "bucket", tf.Bucket)
 	}
+	if d.HandOver != nil {
+		attrs = append(attrs, "codebuildProject", cfg.codebuildProject)
+	}
 	logger.Info("satisfier ready", attrs...)
 	// The task queue is a standard queue: its messages carry no group, so
 	// InOrderByGroup handles each one on its own, concurrently, and one
 	// failure never holds back another.
 	handle := func(ctx context.Context, m queue.Message) error {
+		if end, ok := codebuild.ParseBuildEnd([]byte(m.Body)); ok {
+			return buildEnded(ctx, cfg.bucket, d, tf, s3Client, logger, end)
+		}
 		faults.Task(m.Body) // a task that kills or stalls the satisfier, in fault-injection tests
 		return d.Handle(ctx, m)
 	}
@@ -292,12 +344,93 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	})
 }
 
+// runOneTask runs the one task handed over to this build and publishes its result. It claims the
+// run first, so a second build of the same run (a hand-over retried after CodeBuild's idempotency
+// token expired) does nothing. The run ends, and reports, before the build's own timeout.
+func runOneTask(ctx context.Context, cfg options, d *dispatch.Dispatcher, client *s3.Client, logger *slog.Logger, started time.Time) error {
+	task, err := codebuild.Load(ctx, client, cfg.bucket, cfg.taskObjectKey)
+	if err != nil {
+		return err
+	}
+	buildID := cfg.buildID
+	if buildID == "" {
+		buildID = fmt.Sprintf("local:%d", os.Getpid()) // outside CodeBuild (a test), one process is one build
+	}
+	log := logger.With("stackId", task.Stack.ID, "task", task.Task.Name, "taskRunId", task.TaskRunID, "buildId", buildID)
+	if err := codebuild.Claim(ctx, client, cfg.bucket, task, buildID); errors.Is(err, codebuild.ErrClaimed) {
+		log.WarnContext(ctx, "run already claimed by another build: nothing to do", "event", "TASK_CLAIMED", "outcome", "claimed", "reason", err.Error())
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if at, ok := codebuild.StartedAt(cfg.buildStart); ok {
+		started = at
+	}
+	limit := cfg.taskTimeout
+	if task.Task.TimeoutSeconds > 0 {
+		limit = time.Duration(task.Task.TimeoutSeconds) * time.Second
+	}
+	// The build's timeout (set by the hand-over from the same values) is its hard end: the
+	// dispatcher stops the run a margin before it, with time to store the log and publish.
+	runCtx, cancel := context.WithDeadline(ctx, started.Add(message.BuildTimeout(limit, cfg.margin)))
+	defer cancel()
+	body, err := json.Marshal(task)
+	if err != nil {
+		return fmt.Errorf("error encoding the task of run %s: %w", task.TaskRunID, err)
+	}
+	log.InfoContext(ctx, "one-task runner started", "event", "TASK_RECEIVED_BY_BUILD", "outcome", "started",
+		"startupMs", time.Since(started).Milliseconds())
+	return d.Handle(runCtx, queue.Message{ID: buildID, Body: string(body), ReceiveCount: 1})
+}
+
+// buildEnded handles CodeBuild's event for a build that ended (EventBridge sends it to the task
+// queue). A build that succeeded published its run's result itself; one that failed, faulted, was
+// stopped or timed out may have died without a word (killed, its host lost), so its run is failed
+// here — a second result for a run that did report is dropped or ignored — and the state lock the
+// dead run may still hold is released, so the stack's next run need not wait out its time.
+func buildEnded(ctx context.Context, bucket string, d *dispatch.Dispatcher, tf *terraform.Runner, client *s3.Client,
+	logger *slog.Logger, end codebuild.BuildEnd) error {
+	log := logger.With("buildId", end.BuildID, "buildStatus", end.Status)
+	if end.Reported() || end.ObjectKey == "" || bucket == "" {
+		log.DebugContext(ctx, "build ended", "event", "BUILD_ENDED", "outcome", "reported")
+		return nil
+	}
+	task, err := codebuild.Load(ctx, client, bucket, end.ObjectKey)
+	if err != nil {
+		return err
+	}
+	log = log.With("stackId", task.Stack.ID, "task", task.Task.Name, "taskRunId", task.TaskRunID)
+	if tf != nil && task.Task.Executor == "terraform" {
+		released, err := tf.ReleaseDeadRun(ctx, task)
+		if err != nil {
+			return err
+		}
+		if released {
+			log.WarnContext(ctx, "released the state lock of a build that ended without reporting", "event", "BUILD_ENDED", "outcome", "lock-released")
+		}
+	}
+	desc := fmt.Sprintf("the CodeBuild build %s that ran it ended %s without reporting a result (stopped, killed, or its host was lost); "+
+		"the run's log, if it stored one, is at %s in the satisfier's bucket", end.BuildID, end.Status, terraform.LogKey(task))
+	if end.LogLink != "" {
+		desc += "; the build's own log: " + end.LogLink
+	}
+	log.WarnContext(ctx, "build ended without reporting: its run is failed", "event", "BUILD_ENDED", "outcome", "failed")
+	return d.Fail(ctx, task, desc, "")
+}
+
 // terraformRunner builds the terraform executor, or says why there is none.
 func terraformRunner(cfg options, region, endpoint string, client *s3.Client, r *redact.Redactor, logger *slog.Logger) (*terraform.Runner, string) {
 	if cfg.bucket == "" {
 		return nil, "the terraform executor is not configured: set BUCKET, the bucket for Terraform state and logs"
 	}
 	bin := cfg.terraformBinary
+	if bin != "" && !filepath.IsAbs(bin) && strings.ContainsRune(bin, filepath.Separator) {
+		// Terraform runs in its work dir: a relative path (bin/tofu in a CodeBuild build's
+		// source dir) means the satisfier's working directory.
+		if abs, err := filepath.Abs(bin); err == nil {
+			bin = abs
+		}
+	}
 	if bin == "" {
 		bin = findTerraform(cfg.taskRoot)
 		if bin == "" {

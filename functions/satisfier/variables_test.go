@@ -14,7 +14,7 @@ func TestReadsExactlyTheDeclaredVariables(t *testing.T) {
 	t.Setenv("TASK_QUEUE_URL", "http://127.0.0.1:1/000000000000/tasks")
 
 	_ = vars.LogLevel() // main reads LOG_LEVEL before the rest, for its logger
-	_, err := readOptions()
+	_, err := readOptions(false)
 	require.NoError(t, err)
 	require.ElementsMatch(t, vars.Names(), vars.Read())
 }
@@ -23,7 +23,7 @@ func TestReadsExactlyTheDeclaredVariables(t *testing.T) {
 func TestEveryBadSettingIsNamedAtOnce(t *testing.T) {
 	t.Setenv("WORKERS", "-1")
 	t.Setenv("TASK_TIMEOUT", "forever")
-	_, err := readOptions()
+	_, err := readOptions(false)
 	require.Error(t, err)
 	for _, want := range []string{"WORKERS", "TASK_TIMEOUT", "EVENT_QUEUE_URL is required", "TASK_QUEUE_URL is required"} {
 		require.ErrorContains(t, err, want)

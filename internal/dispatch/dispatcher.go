@@ -59,6 +59,16 @@ type Dispatcher struct {
 	// internal/fence). A run that is not is not started: its TASK_ERROR says it is stale (the
 	// state manager ignores it). An error reading it makes the message come back.
 	Current func(ctx context.Context, task message.Task) (bool, error)
+	// HandOver, when set, takes the runs of tasks that run on CodeBuild (message.TaskSpec.OnCodeBuild):
+	// it starts the run's build (internal/executor/codebuild) with the run's time limit and
+	// reports the build's id and whether it started it; the build publishes the result, so Handle
+	// publishes none. An error makes the message come back. Nil: a task that its machine puts on
+	// CodeBuild explicitly (runner: codebuild) fails saying so, and one put there only by its
+	// timeoutSeconds runs here, within this satisfier's own time.
+	HandOver func(ctx context.Context, task message.Task, limit time.Duration) (buildID string, started bool, err error)
+	// InBuild marks the one-task runner inside a build: it runs the task it was handed itself,
+	// whatever its runner.
+	InBuild bool
 	// Metrics receives one EMF record per published result; nil records none.
 	Metrics *metrics.Recorder
 	// Logger defaults to slog.Default().
@@ -99,6 +109,15 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 			return d.publish(ctx, log, m, failed(task, executor.Stale(task).Error()), time.Now())
 		}
 	}
+	if task.Task.OnCodeBuild() && !d.InBuild {
+		if d.HandOver != nil {
+			return d.handOver(ctx, log, task)
+		}
+		if task.Task.Runner == message.RunnerCodeBuild {
+			return d.publish(ctx, log, m, failed(task, fmt.Sprintf("task %s runs on CodeBuild (runner: codebuild), "+
+				"but this satisfier has no CodeBuild project to hand it to: set CODEBUILD_PROJECT", task.Task.Name)), time.Now())
+		}
+	}
 	limit, why := d.limit(ctx, task)
 	if limit <= 0 {
 		// Not the task's fault: another invocation, with its own time, will run it.
@@ -110,7 +129,8 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 	started := time.Now()
 	runCtx, cancel := context.WithTimeout(ctx, limit)
 	out, runErr := ex.Run(runCtx, task)
-	timedOut := runErr != nil && runCtx.Err() != nil
+	stopped := runErr != nil && runCtx.Err() != nil
+	timedOut := stopped && errors.Is(runCtx.Err(), context.DeadlineExceeded)
 	cancel()
 
 	res := message.Result{Event: message.EventTaskCompleted, StackID: task.Stack.ID, Task: task.Task,
@@ -119,6 +139,12 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 	case timedOut:
 		res.Event = message.EventTaskError
 		res.Description = fmt.Sprintf("timed out after %s (%s) and was stopped: %v", limit, why, runErr)
+	case stopped:
+		// Not the run's time: the satisfier itself was told to stop (SIGTERM: a build stopped,
+		// a local satisfier shut down).
+		res.Event = message.EventTaskError
+		res.Description = fmt.Sprintf("stopped after %s, before it finished, because the satisfier was told to stop: %v",
+			time.Since(started).Round(time.Second), runErr)
 	case runErr != nil:
 		res.Event = message.EventTaskError
 		res.Description = runErr.Error()
@@ -133,6 +159,35 @@ func (d *Dispatcher) Handle(ctx context.Context, m queue.Message) error {
 		}
 	}
 	return d.publish(ctx, log, m, res, started)
+}
+
+// handOver starts the build of a CodeBuild-run task; the build publishes its result.
+func (d *Dispatcher) handOver(ctx context.Context, log *slog.Logger, task message.Task) error {
+	limit, _ := d.taskLimit(task)
+	started := time.Now()
+	buildID, fresh, err := d.HandOver(ctx, task, limit)
+	if err != nil {
+		return fmt.Errorf("error handing run %s of task %s over to CodeBuild: %w", task.TaskRunID, task.Task.Name, err)
+	}
+	outcome := "handed-over"
+	if !fresh {
+		outcome = "already-handed-over" // a redelivered hand-over: the run's build exists
+	}
+	log.InfoContext(ctx, "task handed over to CodeBuild", "event", "TASK_HANDED_OVER", "outcome", outcome,
+		"buildId", buildID, "executor", task.Task.Executor, "state", task.Stack.State, "timeLimit", limit.String(),
+		"durationMs", time.Since(started).Milliseconds())
+	return nil
+}
+
+// Fail publishes a TASK_ERROR for task's run on behalf of a runner that could not: a CodeBuild
+// build that ended without reporting. logURL names the run's log ("" for none). A result the run
+// did publish has the same deduplication id, and the state manager ignores a second result for a
+// settled run, so failing a run that did report changes nothing.
+func (d *Dispatcher) Fail(ctx context.Context, task message.Task, description, logURL string) error {
+	log := d.logger().With("stackId", task.Stack.ID, "task", task.Task.Name, "taskRunId", task.TaskRunID)
+	res := failed(task, description)
+	res.Log = logURL
+	return d.publish(ctx, log, queue.Message{ID: "run:" + task.TaskRunID}, res, time.Now())
 }
 
 // failed builds the TASK_ERROR result for task.
@@ -204,14 +259,7 @@ func DedupID(taskRunID string) string {
 // limit is how long one run of task may take, and why: the task's timeoutSeconds (or the
 // default), cut short by the handler's deadline less the margin.
 func (d *Dispatcher) limit(ctx context.Context, task message.Task) (time.Duration, string) {
-	limit, why := d.Timeout, "the default task timeout"
-	if limit <= 0 {
-		limit = DefaultTimeout
-	}
-	if task.Task.TimeoutSeconds > 0 {
-		limit = time.Duration(task.Task.TimeoutSeconds) * time.Second
-		why = fmt.Sprintf("the task's timeoutSeconds: %d", task.Task.TimeoutSeconds)
-	}
+	limit, why := d.taskLimit(task)
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl) - d.margin(); left < limit {
 			limit = left.Truncate(time.Second)
@@ -219,6 +267,17 @@ func (d *Dispatcher) limit(ctx context.Context, task message.Task) (time.Duratio
 		}
 	}
 	return limit, why
+}
+
+// taskLimit is the time limit task itself asks for: its timeoutSeconds, or the default.
+func (d *Dispatcher) taskLimit(task message.Task) (time.Duration, string) {
+	if task.Task.TimeoutSeconds > 0 {
+		return time.Duration(task.Task.TimeoutSeconds) * time.Second, fmt.Sprintf("the task's timeoutSeconds: %d", task.Task.TimeoutSeconds)
+	}
+	if d.Timeout > 0 {
+		return d.Timeout, "the default task timeout"
+	}
+	return DefaultTimeout, "the default task timeout"
 }
 
 func deadline(ctx context.Context) time.Time {

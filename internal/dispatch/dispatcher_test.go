@@ -270,3 +270,84 @@ func TestStaleRunIsNotStarted(t *testing.T) {
 	require.ErrorContains(t, err, "s3 down")
 	require.Empty(t, b.published, "no result: the message comes back")
 }
+
+// codebuildBody is a terraform task message whose machine puts the task on CodeBuild, explicitly
+// or by a timeoutSeconds beyond Lambda's.
+func codebuildBody(t *testing.T, name, runner string, timeoutSeconds int) string {
+	t.Helper()
+	body, err := json.Marshal(message.Task{
+		Task:      message.TaskSpec{Name: name, Executor: "terraform", Config: map[string]any{}, TimeoutSeconds: timeoutSeconds, Runner: runner},
+		Stack:     message.Stack{ID: "stack-1", Machine: "m", State: "PROVISION"},
+		TaskRunID: "run-" + name,
+	})
+	require.NoError(t, err)
+	return string(body)
+}
+
+// ranHere is a terraform executor that records the runs it was given.
+type ranHere struct {
+	mu   sync.Mutex
+	runs []string
+}
+
+func (r *ranHere) Run(_ context.Context, task message.Task) (executor.Outcome, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.runs = append(r.runs, task.TaskRunID)
+	return executor.Outcome{}, nil
+}
+
+// A CodeBuild-run task is handed over with its own time limit, not the function's, and no result
+// is published for it: the build publishes it. A failed hand-over brings the message back.
+func TestCodeBuildTasksAreHandedOver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	here := &ranHere{}
+	b.d.Executors["terraform"] = here
+	type call struct {
+		run   string
+		limit time.Duration
+	}
+	var calls []call
+	fail := false
+	b.d.HandOver = func(_ context.Context, task message.Task, limit time.Duration) (string, bool, error) {
+		if fail {
+			return "", false, errors.New("CodeBuild is down")
+		}
+		calls = append(calls, call{task.TaskRunID, limit})
+		return "project:build-1", true, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a Lambda invocation's minute
+	defer cancel()
+	require.NoError(t, b.d.Handle(ctx, queue.Message{ID: "m1", Body: codebuildBody(t, "long", "", 7200)}))
+	require.NoError(t, b.d.Handle(ctx, queue.Message{ID: "m2", Body: codebuildBody(t, "chosen", message.RunnerCodeBuild, 0)}))
+	require.Equal(t, []call{{"run-long", 2 * time.Hour}, {"run-chosen", dispatch.DefaultTimeout}}, calls)
+	require.Empty(t, b.published, "the build publishes the result, not the hand-over")
+	require.Empty(t, here.runs, "nothing ran here")
+
+	fail = true
+	err := b.d.Handle(ctx, queue.Message{ID: "m3", Body: codebuildBody(t, "again", message.RunnerCodeBuild, 0)})
+	require.ErrorContains(t, err, "CodeBuild is down")
+	require.Empty(t, b.published)
+}
+
+// Without a CodeBuild project, a task its machine puts on CodeBuild explicitly fails saying what to
+// set; one put there only by its timeoutSeconds runs here. In a build (InBuild) every task runs.
+func TestCodeBuildTasksWithoutAProject(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	here := &ranHere{}
+	b.d.Executors["terraform"] = here
+	_, ev := b.handle(t, context.Background(), codebuildBody(t, "chosen", message.RunnerCodeBuild, 0))
+	require.Equal(t, message.EventTaskError, ev.Event)
+	require.Contains(t, ev.Description, "set CODEBUILD_PROJECT")
+	require.Empty(t, here.runs)
+
+	_, ev = b.handle(t, context.Background(), codebuildBody(t, "long", "", 7200))
+	require.Equal(t, message.EventTaskCompleted, ev.Event, ev.Description)
+
+	b.d.InBuild = true
+	_, ev = b.handle(t, context.Background(), codebuildBody(t, "in-build", message.RunnerCodeBuild, 0))
+	require.Equal(t, message.EventTaskCompleted, ev.Event, ev.Description)
+	require.Equal(t, []string{"run-long", "run-in-build"}, here.runs)
+}

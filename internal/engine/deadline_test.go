@@ -12,9 +12,35 @@ import (
 func TestDeadlinesAfter(t *testing.T) {
 	t.Parallel()
 	d := Deadlines{DefaultTimeout: 15 * time.Minute, Visibility: 90 * time.Minute, Receives: 3}
-	require.Equal(t, 3*(15+90)*time.Minute, d.After(0), "the executor's default timeout")
-	require.Equal(t, 3*(2*time.Minute+90*time.Minute), d.After(120), "the task's own timeout")
-	require.Zero(t, Deadlines{}.After(60), "no policy, no deadline")
+	require.Equal(t, 3*(15+90)*time.Minute, d.After(message.TaskSpec{}), "the executor's default timeout")
+	require.Equal(t, 3*(2*time.Minute+90*time.Minute), d.After(message.TaskSpec{TimeoutSeconds: 120}), "the task's own timeout")
+	require.Zero(t, Deadlines{}.After(message.TaskSpec{TimeoutSeconds: 60}), "no policy, no deadline")
+
+	// On CodeBuild: the hand-over (a default run), the build's hour in CodeBuild's queue, and the
+	// build's timeout (the task's limit, the margin allowance and the start allowance).
+	handOver := 3 * (15 + 90) * time.Minute
+	eightHours := message.TaskSpec{Executor: "terraform", TimeoutSeconds: message.MaxTimeoutSeconds, Runner: message.RunnerCodeBuild}
+	require.Equal(t, max(3*(8*time.Hour+90*time.Minute), handOver+time.Hour+8*time.Hour), d.After(eightHours))
+	short := message.TaskSpec{Executor: "terraform", Runner: message.RunnerCodeBuild}
+	require.Equal(t, handOver+time.Hour+23*time.Minute, d.After(short), "the default 15 minutes, in a build")
+	oneShot := Deadlines{DefaultTimeout: 15 * time.Minute, Visibility: 90 * time.Minute, Receives: 1}
+	require.Equal(t, 105*time.Minute+time.Hour+8*time.Hour, oneShot.After(eightHours),
+		"8 hours fit in the deadline even with a single receive")
+	require.Greater(t, oneShot.After(message.TaskSpec{Executor: "terraform", TimeoutSeconds: 7200}), 3*time.Hour,
+		"a terraform task beyond 15 minutes is on CodeBuild without saying so")
+}
+
+// A task's runner reaches the satisfier in its task message.
+func TestDispatchCarriesTheRunner(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.m.Tasks["infra"].Runner = message.RunnerCodeBuild
+	d := b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	runners := map[string]string{}
+	for _, m := range d.Dispatch {
+		runners[m.Task.Task.Name] = m.Task.Task.Runner
+	}
+	require.Equal(t, map[string]string{"infra": message.RunnerCodeBuild, "dns": ""}, runners)
 }
 
 // TestEveryDispatchedRunGetsADeadline: first dispatches and retries (after their backoff delay)

@@ -119,17 +119,33 @@ type Deadlines struct {
 	Receives int
 }
 
-// After is how long after its dispatch (the end of its delay) a run of a task with timeoutSeconds
-// (0: the default) is overdue; zero when d gives no deadlines.
-func (d Deadlines) After(timeoutSeconds int) time.Duration {
+// buildMarginAllowance is the most of the satisfier's TIMEOUT_MARGIN a CodeBuild run's deadline
+// allows for (the satisfier's default is 30s).
+const buildMarginAllowance = 5 * time.Minute
+
+// After is how long after its dispatch (the end of its delay) a run of task is overdue; zero when
+// d gives no deadlines.
+//
+// A run handed over to CodeBuild (task.OnCodeBuild) leaves the task queue once its build has
+// started: the hand-over is bounded like any run of the default timeout, then the build may wait
+// for capacity (message.BuildQueuedTimeout) and runs for at most its build timeout
+// (message.BuildTimeout: the task's limit, up to 8 hours, and the allowances). Should the
+// satisfier have no CodeBuild project, it runs such a task itself, so the deadline is the larger
+// of the two.
+func (d Deadlines) After(task message.TaskSpec) time.Duration {
 	if d.Receives <= 0 {
 		return 0
 	}
 	timeout := d.DefaultTimeout
-	if timeoutSeconds > 0 {
-		timeout = time.Duration(timeoutSeconds) * time.Second
+	if task.TimeoutSeconds > 0 {
+		timeout = time.Duration(task.TimeoutSeconds) * time.Second
 	}
-	return time.Duration(d.Receives) * (timeout + d.Visibility)
+	inQueue := time.Duration(d.Receives) * (timeout + d.Visibility)
+	if !task.OnCodeBuild() {
+		return inQueue
+	}
+	handOver := time.Duration(d.Receives) * (d.DefaultTimeout + d.Visibility)
+	return max(inQueue, handOver+message.BuildQueuedTimeout+message.BuildTimeout(timeout, buildMarginAllowance))
 }
 
 // Dispatch is one task message to send, after Delay.
@@ -608,11 +624,11 @@ func (a *applier) finish() Decision {
 		if !a.newRuns[t.RunID] {
 			continue
 		}
-		timeout := 0
+		var spec message.TaskSpec
 		if def := a.m.Tasks[t.Name]; def != nil {
-			timeout = def.TimeoutSeconds
+			spec = def.Spec()
 		}
-		if after := a.in.Deadlines.After(timeout); after > 0 {
+		if after := a.in.Deadlines.After(spec); after > 0 {
 			deadline := t.DispatchedAt.Add(after) // DispatchedAt already includes a retry's delay
 			t.Deadline = &deadline
 		}

@@ -26,7 +26,7 @@ var knownRules = map[string]bool{
 	machine.RuleStateName: true, machine.RuleDuplicateState: true, machine.RuleMissingInit: true, machine.RuleNoTerminal: true,
 	machine.RuleUndeclaredEvent: true, machine.RuleAction: true, machine.RuleAdvanceTarget: true, machine.RuleUnknownTask: true,
 	machine.RuleDuplicateTask: true, machine.RuleNextRequired: true, machine.RuleTaskName: true, machine.RuleExecutor: true,
-	terraform.Rule: true, lambdainvoke.Rule: true, machine.RuleRetry: true, machine.RuleTimeout: true, machine.RuleTTL: true,
+	terraform.Rule: true, lambdainvoke.Rule: true, machine.RuleRetry: true, machine.RuleTimeout: true, machine.RuleRunner: true, machine.RuleTTL: true,
 	machine.RuleTaskEvents: true, machine.RuleApprovals: true,
 	machine.RuleUnreachable: true, machine.RuleImplicitNext: true, machine.RuleUnusedTask: true, machine.RuleUnusedEvent: true, machine.RuleMultipleAdvance: true,
 }

@@ -111,12 +111,16 @@ type Task struct {
 	// Events maps an outcome the task may report (OutcomeChanges…) to the
 	// event it then raises in its state (`events`, optional).
 	Events map[string]string
+	// Runner is where the task runs, as the machine says: message.RunnerSatisfier,
+	// message.RunnerCodeBuild, or "" (then a terraform task with a timeoutSeconds beyond
+	// Lambda's 15 minutes runs on CodeBuild, see message.TaskSpec.OnCodeBuild).
+	Runner string
 }
 
 // Spec is what a task message carries of the task: everything the satisfier needs to run it.
 // A field added to Task that the satisfier reads is added here, and only here.
 func (t *Task) Spec() message.TaskSpec {
-	return message.TaskSpec{Name: t.Name, Executor: t.Executor, Config: t.Config, TimeoutSeconds: t.TimeoutSeconds}
+	return message.TaskSpec{Name: t.Name, Executor: t.Executor, Config: t.Config, TimeoutSeconds: t.TimeoutSeconds, Runner: t.Runner}
 }
 
 // Retry says how a failed task is retried automatically.

@@ -91,7 +91,7 @@ func TestInvalidFixtures(t *testing.T) {
 		machine.RuleRequired, machine.RuleVersion, machine.RuleEventName, machine.RuleDuplicateEvent, machine.RuleStateName,
 		machine.RuleDuplicateState, machine.RuleMissingInit, machine.RuleAliases, machine.RuleNextCycle, machine.RuleUndeclaredEvent, machine.RuleAction,
 		machine.RuleAdvanceTarget, machine.RuleUnknownTask, machine.RuleDuplicateTask, machine.RuleTaskName,
-		machine.RuleExecutor, terraform.Rule, lambdainvoke.Rule, machine.RuleRetry, machine.RuleTimeout, machine.RuleTTL,
+		machine.RuleExecutor, terraform.Rule, lambdainvoke.Rule, machine.RuleRetry, machine.RuleTimeout, machine.RuleRunner, machine.RuleTTL,
 		machine.RuleTaskEvents, machine.RuleApprovals,
 	} {
 		require.True(t, rulesSeen[rule], "no invalid fixture covers rule %s", rule)
@@ -333,4 +333,19 @@ func parseFile(path string) (*machine.Machine, error) {
 		return nil, err
 	}
 	return machine.Parse(name, path, data, kinds.All)
+}
+
+// A task's runner reaches the Task, and with it the task message; without one, a terraform task's
+// timeoutSeconds decides where it runs.
+func TestRunnerIsRead(t *testing.T) {
+	t.Parallel()
+	m, err := parseFile("testdata/valid/runner.yml")
+	require.NoError(t, err)
+	onCodeBuild := map[string]bool{}
+	for name, task := range m.Tasks {
+		onCodeBuild[name] = task.Spec().OnCodeBuild()
+	}
+	require.Equal(t, "codebuild", m.Tasks["long-apply"].Runner)
+	require.Equal(t, "", m.Tasks["by-timeout"].Runner)
+	require.Equal(t, map[string]bool{"long-apply": true, "by-timeout": true, "quick": false}, onCodeBuild)
 }

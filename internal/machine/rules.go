@@ -55,9 +55,13 @@ const (
 	RuleExecutor = "executor"
 	// RuleRetry: a task's `retry` is wrong (stackseam addition).
 	RuleRetry = "retry"
-	// RuleTimeout: a task's `timeoutSeconds` is not a positive integer
-	// (stackseam addition).
+	// RuleTimeout: a task's `timeoutSeconds` is not a positive integer of at
+	// most 28800 (8 hours, CodeBuild's longest build; stackseam addition).
 	RuleTimeout = "timeout"
+	// RuleRunner: a task's `runner` is not satisfier or codebuild, puts a lambda task on
+	// CodeBuild, or keeps a task longer than 15 minutes in the satisfier function (stackseam
+	// addition).
+	RuleRunner = "runner"
 	// RuleTTL: a state's `ttl` is wrong (stackseam addition).
 	RuleTTL = "ttl"
 	// RuleTaskEvents: a task's `events` names an outcome its executor and

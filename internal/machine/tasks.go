@@ -4,9 +4,11 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stackseam/stackseam/internal/message"
 )
 
-var taskKeys = []string{"executor", "config", "retry", "timeoutSeconds", "events"}
+var taskKeys = []string{"executor", "config", "retry", "timeoutSeconds", "events", "runner"}
 
 // tasks reads the top-level `tasks` mapping into m.
 func (p *parser) tasks(raw *yaml.Node, m *Machine, sc *scope) {
@@ -32,7 +34,7 @@ func (p *parser) task(kv pair, sc *scope) *Task {
 	if !ok {
 		return t
 	}
-	var config, events *pair
+	var config, events, runner *pair
 	hasExecutor := false
 	for i, f := range fields {
 		switch f.Key.Value {
@@ -47,17 +49,24 @@ func (p *parser) task(kv pair, sc *scope) *Task {
 			if v, ok := p.integer(f.Value, "timeoutSeconds", RuleTimeout); ok {
 				if v <= 0 {
 					p.problem(f.Value, RuleTimeout, "timeoutSeconds must be more than 0")
+				} else if v > message.MaxTimeoutSeconds {
+					p.problem(f.Value, RuleTimeout, "timeoutSeconds must be at most %d (8 hours, the longest a CodeBuild build runs)", message.MaxTimeoutSeconds)
 				}
 				t.TimeoutSeconds = v
 			}
 		case "events":
 			events = &fields[i]
+		case "runner":
+			runner = &fields[i]
 		default:
 			p.unknownKey(f.Key, "task "+t.Name, taskKeys...)
 		}
 	}
 	if !hasExecutor {
 		p.problem(kv.Key, RuleExecutor, "task %s needs an executor: %s", t.Name, p.kinds.or())
+	}
+	if runner != nil {
+		t.Runner = p.runner(*runner, t)
 	}
 
 	kind := p.kinds.Lookup(t.Executor)
@@ -83,6 +92,49 @@ func (p *parser) task(kv pair, sc *scope) *Task {
 		p.taskEvents(events, t, sc)
 	}
 	return t
+}
+
+// HandsOver is a Kind whose tasks can run outside Lambda, on CodeBuild (`runner: codebuild`, or
+// a timeoutSeconds beyond Lambda's limit): the terraform executor.
+type HandsOver interface {
+	RunsOnCodeBuild() bool
+}
+
+// handedOver names the kinds whose tasks can run on CodeBuild.
+func (k Kinds) handedOver() string {
+	var names []string
+	for _, kind := range k {
+		if h, ok := kind.(HandsOver); ok && h.RunsOnCodeBuild() {
+			names = append(names, kind.Name())
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// runner checks `runner: satisfier | codebuild` against the task's executor and time limit.
+func (p *parser) runner(kv pair, t *Task) string {
+	r, ok := p.str(kv.Value, "runner", RuleRunner)
+	if !ok {
+		return ""
+	}
+	switch r {
+	case message.RunnerCodeBuild:
+		if k := p.kinds.Lookup(t.Executor); k != nil {
+			if h, ok := k.(HandsOver); !ok || !h.RunsOnCodeBuild() {
+				p.problem(kv.Value, RuleRunner, "task %s is a %s task, which runs in the satisfier: only %s tasks run on CodeBuild",
+					t.Name, t.Executor, p.kinds.handedOver())
+			}
+		}
+	case message.RunnerSatisfier:
+		if t.TimeoutSeconds > message.LambdaTimeoutSeconds {
+			p.problem(kv.Value, RuleRunner, "task %s runs in the satisfier function (runner: satisfier), which Lambda stops after %d seconds; "+
+				"its timeoutSeconds %d needs runner: codebuild", t.Name, message.LambdaTimeoutSeconds, t.TimeoutSeconds)
+		}
+	default:
+		p.problem(kv.Value, RuleRunner, "runner must be satisfier or codebuild, not %q", r)
+		return ""
+	}
+	return r
 }
 
 func (p *parser) executor(raw *yaml.Node) string {

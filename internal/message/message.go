@@ -127,6 +127,60 @@ type TaskSpec struct {
 	Config   map[string]any `json:"config"`
 	// TimeoutSeconds bounds one run; zero means the executor's default.
 	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+	// Runner is where the machine says the task runs: RunnerSatisfier, RunnerCodeBuild, or ""
+	// when it says nothing (then TimeoutSeconds decides, see OnCodeBuild).
+	Runner string `json:"runner,omitempty"`
+}
+
+// Where a task runs (TaskSpec.Runner).
+const (
+	// RunnerSatisfier runs the task inside the satisfier function, within Lambda's 15 minutes.
+	RunnerSatisfier = "satisfier"
+	// RunnerCodeBuild hands the task over to a CodeBuild build that runs the satisfier binary in
+	// its one-task mode, for up to MaxTimeoutSeconds.
+	RunnerCodeBuild = "codebuild"
+)
+
+// Time limits of a task run, in seconds.
+const (
+	// LambdaTimeoutSeconds is the longest a Lambda function runs: a task that may take longer
+	// runs on CodeBuild unless its machine says otherwise.
+	LambdaTimeoutSeconds = 15 * 60
+	// MaxTimeoutSeconds is the longest timeoutSeconds a task may have: CodeBuild's longest build
+	// (8 hours).
+	MaxTimeoutSeconds = 8 * 60 * 60
+)
+
+// Limits of a CodeBuild build, beyond the run's own time limit. They are here, with the other
+// time limits of a run, because the satisfier starts builds with them and the state manager's
+// deadlines allow for them, and the engine links no AWS code.
+const (
+	// BuildQueuedTimeout is how long a build may wait for capacity before CodeBuild gives up on
+	// it.
+	BuildQueuedTimeout = time.Hour
+	// BuildStartAllowance is the time a build spends before the one-task runner starts
+	// (provisioning, downloading the source): the build's timeout covers it on top of the run's.
+	BuildStartAllowance = 3 * time.Minute
+	// maxBuildMinutes is the longest build timeout a hand-over asks for: 8 hours, what a
+	// project's timeout may be in CloudFormation. A task of the longest timeoutSeconds
+	// (MaxTimeoutSeconds) is stopped that much earlier, with time to report.
+	maxBuildMinutes = MaxTimeoutSeconds / 60
+)
+
+// BuildTimeout is the timeout a build of a run with the time limit limit is started with: the
+// limit, margin (stopping cleanly and publishing) and BuildStartAllowance, in whole minutes, at
+// least CodeBuild's minimum of 5. The one-task runner derives its own deadline from the same value.
+func BuildTimeout(limit, margin time.Duration) time.Duration {
+	minutes := int((limit + margin + BuildStartAllowance + time.Minute - 1) / time.Minute)
+	return time.Duration(min(max(minutes, 5), maxBuildMinutes)) * time.Minute
+}
+
+// OnCodeBuild reports whether a run of the task is handed over to CodeBuild: the machine says
+// runner: codebuild, or says no runner and gives the task more time than Lambda has.
+// Only terraform tasks run on CodeBuild: a lambda task is one synchronous Invoke, which Lambda
+// itself bounds to 15 minutes.
+func (s TaskSpec) OnCodeBuild() bool {
+	return s.Runner == RunnerCodeBuild || (s.Runner == "" && s.Executor == "terraform" && s.TimeoutSeconds > LambdaTimeoutSeconds)
 }
 
 // TaskStatus is where one task of the current state stands.

@@ -105,11 +105,13 @@ func TestCheckDeployedFindsMismatches(t *testing.T) {
 	}, settings.StateManager.CheckDeployed(set))
 	require.Equal(t, []string{
 		"satisfier: the construct does not set BUCKET, which the deployed function needs",
+		"satisfier: the construct does not set CODEBUILD_PROJECT, which the deployed function needs",
 		"satisfier: the construct does not set EVENT_QUEUE_URL, which the deployed function needs",
 		"satisfier: the construct does not set LOG_LEVEL, which the deployed function needs",
 		"satisfier: the construct does not set RESULT_SIGNING_SECRET_ID, which the deployed function needs",
 		"satisfier: the construct does not set TASK_QUEUE_URL, which the deployed function needs",
 		"satisfier: the construct does not set TERRAFORM_BINARY, which the deployed function needs",
 		"satisfier: the construct sets LAMBDA_TASK_ROOT, which the Lambda runtime sets",
-	}, settings.Satisfier.CheckDeployed([]string{"LAMBDA_TASK_ROOT"}))
+		"satisfier: the construct sets TASK_OBJECT_KEY, which only a CodeBuild build sets",
+	}, settings.Satisfier.CheckDeployed([]string{"LAMBDA_TASK_ROOT", "TASK_OBJECT_KEY"}))
 }

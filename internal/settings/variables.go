@@ -23,6 +23,10 @@ type Variable struct {
 	Deployed bool
 	// Runtime means the Lambda runtime sets it (LAMBDA_TASK_ROOT), not the construct.
 	Runtime bool
+	// Build means only the satisfier's one-task mode reads it, inside a CodeBuild build, where
+	// CodeBuild or the hand-over sets it (CODEBUILD_BUILD_ID, TASK_OBJECT_KEY): the construct
+	// must not set it on the function.
+	Build bool
 }
 
 // Declared is the one list of the environment variables a function reads. The function reads
@@ -128,6 +132,14 @@ var Satisfier = &Declared{Function: "satisfier", Variables: []Variable{
 	{Name: "POLL_WAIT", LocalOnly: true},
 	{Name: "VISIBILITY_TIMEOUT", LocalOnly: true},
 	{Name: "RETRY_DELAY", LocalOnly: true},
+	// The CodeBuild project tasks longer than Lambda allows are handed over to
+	// (internal/executor/codebuild); unset, they run in the satisfier itself.
+	{Name: "CODEBUILD_PROJECT", Deployed: true},
+	// The one-task mode in a build: the hand-over record's key (set by the hand-over), and the
+	// build's id and start time (set by CodeBuild).
+	{Name: "TASK_OBJECT_KEY", Build: true},
+	{Name: "CODEBUILD_BUILD_ID", Build: true},
+	{Name: "CODEBUILD_START_TIME", Build: true},
 }}
 
 // Query is what the query function reads (see functions/query's package documentation): only how
@@ -235,6 +247,8 @@ func (d *Declared) CheckDeployed(set []string) []string {
 			problems = append(problems, d.Function+": the construct sets "+name+", which only local mode reads")
 		case v.Runtime:
 			problems = append(problems, d.Function+": the construct sets "+name+", which the Lambda runtime sets")
+		case v.Build:
+			problems = append(problems, d.Function+": the construct sets "+name+", which only a CodeBuild build sets")
 		}
 	}
 	for _, v := range d.Variables {

@@ -5,7 +5,7 @@
 // PostgreSQL cluster, the SQS/S3 emulator, a fake Lambda endpoint — like the
 // tests do (`make deps` first). `make bench` runs it.
 //
-//	go run ./test/bench [-rounds 3] [-seconds 8] [-stacks 200] [-stored 100000] [-cpuprofile FILE]
+//	go run ./test/bench [-rounds 3] [-seconds 8] [-stacks 200] [-stored 100000] [-only STEP,…] [-cpuprofile FILE]
 package main
 
 import (
@@ -46,7 +46,7 @@ func main() {
 	flag.IntVar(&o.stored, "stored", 100000, "stacks stored in the large database of the scale figure")
 	flag.IntVar(&o.starts, "starts", 7, "starts of each binary for the cold-start figure")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the in-process state manager's throughput rounds to this file")
-	flag.StringVar(&o.only, "only", "", "run only these steps, comma-separated: throughput, production, roundtrips, scale, latency, coldstart, zips (default: all)")
+	flag.StringVar(&o.only, "only", "", "run only these steps, comma-separated: throughput, production, roundtrips, scale, latency, coldstart, zips, terraform, handover (default: all)")
 	flag.StringVar(&o.baseline, "baseline", "", "a checkout of another revision (git archive REV | tar -x -C DIR): the latency, cold start and zip rows also measure its functions, in the same run, as the reference")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -129,6 +129,8 @@ func run(ctx context.Context, o options) error {
 		{"latency", "LAUNCH → RUN latency through both binaries", b.latency},
 		{"coldstart", "cold start", b.coldStart},
 		{"zips", "function zip sizes", b.zipSizes},
+		{"terraform", "Terraform task overhead against tofu by hand", b.terraformOverhead},
+		{"handover", "hand-over latency to the one-task runner", b.handOverLatency},
 	}
 	only := map[string]bool{}
 	for _, id := range strings.Split(o.only, ",") {

@@ -52,7 +52,13 @@ type Process struct {
 // in), writing its stdout and stderr, in order, to out. It runs in its own
 // process group; KillGroup reaches whatever it starts in turn.
 func StartProcess(bin string, env, args []string, out io.Writer) (*Process, error) {
+	return StartProcessIn("", bin, env, args, out)
+}
+
+// StartProcessIn is StartProcess with dir as the working directory ("" for the caller's).
+func StartProcessIn(dir, bin string, env, args []string, out io.Writer) (*Process, error) {
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	home := os.Getenv("HOME")
 	if home == "" {
 		home = os.TempDir()

@@ -33,6 +33,10 @@ var Kind machine.Kind = kind{executor.NewKind(Name, Rule, schema, checkConfig)}
 // apply names (machine.Linker).
 type kind struct{ executor.Kind }
 
+// RunsOnCodeBuild: a terraform task may run on CodeBuild (machine.HandsOver), by `runner:
+// codebuild` or a timeoutSeconds beyond Lambda's limit (message.TaskSpec.OnCodeBuild).
+func (kind) RunsOnCodeBuild() bool { return true }
+
 // Outcomes: a plan reports changes or noChanges, a drift check drift or noDrift.
 func (kind) Outcomes(config map[string]any) []string {
 	switch config["action"] {

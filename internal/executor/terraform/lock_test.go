@@ -151,3 +151,73 @@ func TestStaleRunDoesNotRunTerraform(t *testing.T) {
 	_, locked := harness.ReadObject(t, r.Bucket, terraform.LockKey(stateKey))
 	require.False(t, locked, "the lock is released")
 }
+
+// TestLockIsJudgedByItsOwnRunsTime: without a configured lease, a lock stackseam wrote says how
+// long its run may hold it. A lock older than the default lease whose run may hold it for hours
+// (an 8-hour CodeBuild run) is waited for; one whose run's time has passed is removed.
+func TestLockIsJudgedByItsOwnRunsTime(t *testing.T) {
+	t.Parallel()
+	r := newRunner(t)
+	stateKey := terraform.StateKey("m", "s-1", terraform.Source{Type: terraform.SourceLocal, Location: "slow"})
+	put := func(id string, created, until time.Time) {
+		_, err := harness.S3Client(t).PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(r.Bucket),
+			Key: aws.String(terraform.LockKey(stateKey)),
+			Body: strings.NewReader(fmt.Sprintf(`{"ID":%q,"Operation":"stackseam infra","Info":"task run r-1, held until %s","Who":"stackseam@s-1","Created":%q}`,
+				id, until.UTC().Format(time.RFC3339), created.UTC().Format(time.RFC3339Nano)))})
+		require.NoError(t, err)
+	}
+	task := tfTask("quick", map[string]any{"source": localSource("slow"), "action": "apply", "variables": map[string]any{"sleep_seconds": "0"}}, nil)
+
+	put("long-build", time.Now().Add(-time.Hour), time.Now().Add(7*time.Hour))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	out, err := r.Run(ctx, task)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "an hour-old lock of an 8-hour run is live")
+	require.Contains(t, storedLog(t, r, out.Log), "waiting for the state lock, held by long-build")
+
+	put("dead-build", time.Now().Add(-9*time.Hour), time.Now().Add(-time.Hour))
+	out, err = r.Run(context.Background(), task)
+	require.NoError(t, err)
+	require.Contains(t, storedLog(t, r, out.Log), "removing a stale state lock dead-build")
+
+	// The lock a run takes says until when: its deadline plus the stop grace.
+	var held string
+	r.StopGrace = 7 * time.Second
+	r.Current = func(context.Context, message.Task) (bool, error) {
+		held, _ = harness.ReadObject(t, r.Bucket, terraform.LockKey(stateKey))
+		return true, nil
+	}
+	ctx, cancel = context.WithDeadline(context.Background(), time.Date(2099, 1, 2, 3, 4, 5, 0, time.UTC))
+	defer cancel()
+	_, err = r.Run(ctx, task)
+	require.NoError(t, err)
+	require.Contains(t, held, `held until 2099-01-02T03:04:12Z`, "the deadline plus the stop grace")
+}
+
+// TestReleaseDeadRunRemovesOnlyItsOwnLock: the lock of a run known to be dead is removed; a lock
+// another run holds is left alone.
+func TestReleaseDeadRunRemovesOnlyItsOwnLock(t *testing.T) {
+	t.Parallel()
+	r := newRunner(t)
+	task := tfTask("quick", map[string]any{"source": localSource("slow"), "action": "apply"}, nil)
+	key := terraform.LockKey(terraform.StateKey("m", "s-1", terraform.Source{Type: terraform.SourceLocal, Location: "slow"}))
+	put := func(run string) {
+		_, err := harness.S3Client(t).PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key),
+			Body: strings.NewReader(fmt.Sprintf(`{"ID":"l","Operation":"stackseam quick","Info":"task run %s, held until 2099-01-01T00:00:00Z","Created":%q}`,
+				run, time.Now().UTC().Format(time.RFC3339Nano)))})
+		require.NoError(t, err)
+	}
+	put("someone-else")
+	released, err := r.ReleaseDeadRun(context.Background(), task)
+	require.NoError(t, err)
+	require.False(t, released)
+	_, locked := harness.ReadObject(t, r.Bucket, key)
+	require.True(t, locked, "another run's lock is left alone")
+
+	put(task.TaskRunID)
+	released, err = r.ReleaseDeadRun(context.Background(), task)
+	require.NoError(t, err)
+	require.True(t, released)
+	_, locked = harness.ReadObject(t, r.Bucket, key)
+	require.False(t, locked)
+}

@@ -78,8 +78,10 @@ type Runner struct {
 	Environ []string
 	// LockLease is the longest one run can hold a state lock: its time limit plus StopGrace. A
 	// lock file older than this was left by a run that was killed (a crash, an out-of-memory
-	// kill) and is removed; a younger one is waited for. It must exceed the longest time limit a
-	// task can have. Defaults to DefaultLockLease.
+	// kill) and is removed; a younger one is waited for. When set it must exceed the longest time
+	// limit a task can have, and it applies to every lock. When zero, a lock stackseam wrote is
+	// judged by the time its own run could hold it (written in the lock: the run's deadline plus
+	// StopGrace, up to 8 hours for a CodeBuild run), and any other lock by DefaultLockLease.
 	LockLease time.Duration
 	// Current, when set, reports whether a task's run is still current for its stack (the fence,
 	// internal/fence); it is asked while the run holds the state lock, and a run that is not
@@ -262,8 +264,15 @@ func (r *Runner) lock(ctx context.Context, st stateLocation, task message.Task, 
 	if err != nil {
 		return nil, err
 	}
+	// The lock says how long this run can hold it (its deadline plus the stop grace), so a waiter
+	// judges it by the holder's own time limit — up to 8 hours for a CodeBuild run — rather than
+	// its own lease.
+	info := "task run " + task.TaskRunID
+	if dl, ok := ctx.Deadline(); ok {
+		info += heldUntilMark + dl.Add(r.stopGrace()).UTC().Format(time.RFC3339)
+	}
 	mine, err := json.Marshal(lockInfo{ID: id, Operation: "stackseam " + task.Task.Name,
-		Info: "task run " + task.TaskRunID, Who: "stackseam@" + task.Stack.ID,
+		Info: info, Who: "stackseam@" + task.Stack.ID,
 		Created: time.Now().UTC(), Path: st.Bucket + "/" + st.Key})
 	if err != nil {
 		return nil, fmt.Errorf("error encoding the state lock: %w", err)
@@ -287,12 +296,16 @@ func (r *Runner) lock(ctx context.Context, st stateLocation, task message.Task, 
 		if err != nil {
 			return nil, err
 		}
+		lease := r.lockLease()
+		if until, ok := heldUntil(info); ok && r.LockLease <= 0 {
+			lease = until.Sub(info.Created)
+		}
 		switch age := time.Since(info.Created); {
 		case !found:
 			continue // released meanwhile: try again at once
-		case age > r.lockLease():
-			fmt.Fprintf(log, "stackseam: removing a stale state lock %s (%s, %s, created %s, %s ago, more than the %s a run can hold it)\n",
-				info.ID, info.Operation, info.Info, info.Created.Format(time.RFC3339), age.Round(time.Second), r.lockLease())
+		case age > lease:
+			fmt.Fprintf(log, "stackseam: removing a stale state lock %s (%s, %s, created %s, %s ago, more than the %s its run can hold it)\n",
+				info.ID, info.Operation, info.Info, info.Created.Format(time.RFC3339), age.Round(time.Second), lease.Round(time.Second))
 			r.logger().WarnContext(ctx, "removing a stale terraform state lock", "key", key, "lockId", info.ID, "created", info.Created, "age", age.String())
 			// Only that lock (If-Match): another waiter may have removed it and taken the lock meanwhile.
 			_, err := r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(st.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)}, st.in)
@@ -310,6 +323,20 @@ func (r *Runner) lock(ctx context.Context, st stateLocation, task message.Task, 
 		case <-time.After(lockPoll):
 		}
 	}
+}
+
+// heldUntilMark precedes, in a stackseam lock's Info, the time until which its run can hold it.
+const heldUntilMark = ", held until "
+
+// heldUntil reads the time until which a stackseam run can hold lock info; ok is false for a lock
+// that does not say (an operator's own tofu run, an older stackseam), which is judged by the lease.
+func heldUntil(info lockInfo) (time.Time, bool) {
+	_, at, found := strings.Cut(info.Info, heldUntilMark)
+	if !found {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, at)
+	return t, err == nil && t.After(info.Created)
 }
 
 // unlock releases the lock id: a delete conditional on the ETag the lock was written with, so a
@@ -599,4 +626,42 @@ func sortedKeys(m map[string]any) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// ReleaseDeadRun removes the state lock task's run holds, if it holds one: the run is known to be
+// dead (its CodeBuild build ended without reporting), so the stack's next Terraform run need not
+// wait until the time written in the lock. The delete is conditional on the lock read (If-Match),
+// so a lock another run took meanwhile is left alone. It reports whether a lock was removed.
+// The source is fetched again to find where the state lives: a script may name its own bucket.
+func (r *Runner) ReleaseDeadRun(ctx context.Context, task message.Task) (bool, error) {
+	cfg, err := ParseConfig(task.Task.Config)
+	if err != nil {
+		return false, err
+	}
+	work, err := newWorkDir(r.workDir())
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(work)
+	src := filepath.Join(work, "src")
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		return false, fmt.Errorf("error making the source dir: %w", err)
+	}
+	if _, err := r.fetch(ctx, cfg.Source, src); err != nil {
+		return false, err
+	}
+	st := r.locate(src, task.Stack.Machine, task.Stack.ID, cfg.Source, newRunLog(64<<10))
+	key := LockKey(st.Key)
+	info, etag, found, err := r.readLock(ctx, st, key)
+	if err != nil || !found {
+		return false, err
+	}
+	if run, _, _ := strings.Cut(info.Info, heldUntilMark); run != "task run "+task.TaskRunID {
+		return false, nil
+	}
+	_, err = r.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(st.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)}, st.in)
+	if err != nil && !preconditionFailed(err) && !notFound(err) {
+		return false, fmt.Errorf("error removing the state lock s3://%s/%s of dead run %s: %w", st.Bucket, key, task.TaskRunID, err)
+	}
+	return err == nil, nil
 }
