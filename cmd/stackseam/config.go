@@ -289,12 +289,22 @@ func (f *databaseFlags) connect(ctx context.Context, c *cli) (api query.API, d *
 // open connects to the database, read-only: a URL wins over a secret, as in the functions. The
 // caller closes the store.
 func (f *databaseFlags) open(ctx context.Context, c *cli) (*store.Store, error) {
+	// The reading commands only read: their session cannot write, whatever they run.
+	return f.connectDB(ctx, c, true)
+}
+
+// openWritable connects to the database read-write: only `import cloudseam`, which writes the
+// stacks it brings over, uses it.
+func (f *databaseFlags) openWritable(ctx context.Context, c *cli) (*store.Store, error) {
+	return f.connectDB(ctx, c, false)
+}
+
+func (f *databaseFlags) connectDB(ctx context.Context, c *cli, readOnly bool) (*store.Store, error) {
 	// The same variables as the functions (DATABASE_SSLMODE and
 	// DATABASE_SSLROOTCERT included), read the same way.
 	cfg := store.ConfigFromEnv(c.getenv)
 	cfg.MaxConns = 2
-	// The CLI only reads: its session cannot write, whatever it runs.
-	cfg.ReadOnly = true
+	cfg.ReadOnly = readOnly
 	cfg.DatabaseURL = first(f.url, cfg.DatabaseURL)
 	if cfg.DatabaseURL == "" {
 		cfg.SecretID = first(f.secretID, cfg.SecretID)
