@@ -241,7 +241,7 @@ func TestDefaultsStack(t *testing.T) {
 	require.ElementsMatch(t, []string{"EventQueueUrl", "EventDeadLetterQueueUrl", "TaskQueueUrl", "TaskDeadLetterQueueUrl",
 		"BucketName", "DatabaseSecretArn", "StateManagerFunction", "SatisfierFunction", "NotificationTopicArn", "DashboardName",
 		"QueryFunctionName", "QueryFunctionArn", "ApprovalQueueUrl"}, outputs)
-	require.Equal(t, 1, count(tpl, "AWS::Events::Rule"), "the sweep only")
+	require.Equal(t, 2, count(tpl, "AWS::Events::Rule"), "the sweep and the task builds' end; no schedules")
 }
 
 func TestConfiguredStackUsesTheGivenResources(t *testing.T) {
@@ -250,7 +250,7 @@ func TestConfiguredStackUsesTheGivenResources(t *testing.T) {
 	require.Equal(t, 0, count(tpl, "AWS::RDS::DBInstance"))
 	require.Equal(t, 1, count(tpl, "AWS::SecretsManager::Secret"), "the result signing key only; the database secret is given")
 	require.Equal(t, 1, count(tpl, "Custom::CDKBucketDeployment"))
-	require.Equal(t, 2, count(tpl, "AWS::Events::Rule"), "the sweep and the schedule")
+	require.Equal(t, 3, count(tpl, "AWS::Events::Rule"), "the sweep, the schedule and the task builds' end")
 	var invoke any
 	for _, r := range tpl.Resources {
 		switch r.Type {
