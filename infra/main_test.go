@@ -240,7 +240,7 @@ func TestDefaultsStack(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"EventQueueUrl", "EventDeadLetterQueueUrl", "TaskQueueUrl", "TaskDeadLetterQueueUrl",
 		"BucketName", "DatabaseSecretArn", "StateManagerFunction", "SatisfierFunction", "NotificationTopicArn", "DashboardName",
-		"QueryFunctionName", "QueryFunctionArn", "ApprovalQueueUrl"}, outputs)
+		"QueryFunctionName", "QueryFunctionArn", "ApprovalQueueUrl", "IntakeQueueUrl"}, outputs)
 	require.Equal(t, 1, count(tpl, "AWS::Events::Rule"), "the sweep only")
 }
 
