@@ -96,6 +96,7 @@ func TestDefaultDashboard(t *testing.T) {
 		{title: "Dead-letter queues (messages)", metrics: []any{
 			queue("ApproximateNumberOfMessagesVisible", "EventDeadLetterQueue", "event dead-letter queue"),
 			queue("ApproximateNumberOfMessagesVisible", "ApprovalDeadLetterQueue", "approvals dead-letter queue"),
+			queue("ApproximateNumberOfMessagesVisible", "IntakeDeadLetterQueue", "intake dead-letter queue"),
 			queue("ApproximateNumberOfMessagesVisible", "TaskDeadLetterQueue", "task dead-letter queue")}},
 		{title: "Oldest message age (seconds)", metrics: []any{
 			queue("ApproximateAgeOfOldestMessage", "EventQueue", "event queue"),

@@ -21,10 +21,10 @@ func TestEmbeddedCreatesNoneOfTheGivenResources(t *testing.T) {
 		"AWS::SecretsManager::Secret":     1, // the result signing key, always the construct's own
 		"AWS::S3::Bucket":                 0,
 		"AWS::EC2::SecurityGroup":         4, // the functions' own and the task builds'
-		"AWS::SQS::Queue":                 6, // events, approvals and tasks, each with a dead-letter queue
-		"AWS::Lambda::EventSourceMapping": 3,
+		"AWS::SQS::Queue":                 8, // events, approvals, intake and tasks, each with a dead-letter queue
+		"AWS::Lambda::EventSourceMapping": 4,
 		"Custom::CDKBucketDeployment":     1, // MachinesDir
-		"AWS::CloudWatch::Alarm":          13,
+		"AWS::CloudWatch::Alarm":          14,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::SNS::Topic":                 2, // the application's alarm and notification topics
 		"AWS::KMS::Key":                   2, // the application's notification topic key, the task builds' key
@@ -102,6 +102,7 @@ func TestEmbeddedPolicies(t *testing.T) {
 	require.ElementsMatch(t, normalize(t, []any{
 		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
 		allow("ConsumeApprovals", consumeActions, getAtt(tpl.id(t, emb+"ApprovalQueue/Resource"), "Arn")),
+		allow("ConsumeIntake", consumeActions, getAtt(tpl.id(t, emb+"IntakeQueue/Resource"), "Arn")),
 		allow("WriteLogs", logActions, getAtt(tpl.id(t, emb+"StateManagerLogs/Resource"), "Arn")),
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, emb+"TaskQueue/Resource"), "Arn")),
@@ -119,7 +120,8 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
 		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", []any{
 			join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/EventQueue/Resource"))),
-			join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/ApprovalQueue/Resource")))}),
+			join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/ApprovalQueue/Resource"))),
+			join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/IntakeQueue/Resource")))}),
 		readSigningKey(tpl, t, emb),
 	}), tpl.statementsOf(t, emb+"StateManagerRole/Resource"))
 
@@ -163,10 +165,12 @@ func TestEmbeddedPolicies(t *testing.T) {
 		require.Contains(t, build, want)
 	}
 
-	// GrantPublishEvents
+	// GrantPublishEvents: the event queue and the intake, nothing else (not the approvals queue).
 	require.ElementsMatch(t, normalize(t, []any{
 		allow("", []string{"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
 			getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
+		allow("", []string{"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
+			getAtt(tpl.id(t, emb+"IntakeQueue/Resource"), "Arn")),
 	}), tpl.statementsOf(t, "Embedded/Publisher/Resource"))
 
 	// GrantApprove: the approvals queue only (and the stack's outputs), and a publisher cannot

@@ -55,6 +55,8 @@ func (s *Stackseam) functions(p resolved) {
 	smEnv["EVENT_QUEUE_ARN"] = s.EventQueue.QueueArn()
 	smEnv["APPROVAL_QUEUE_URL"] = s.ApprovalQueue.QueueUrl()
 	smEnv["APPROVAL_QUEUE_ARN"] = s.ApprovalQueue.QueueArn()
+	smEnv["INTAKE_QUEUE_URL"] = s.IntakeQueue.QueueUrl()
+	smEnv["INTAKE_QUEUE_ARN"] = s.IntakeQueue.QueueArn()
 	smEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()
 	// What a task run's deadline is derived from (README.md, "Every dispatched task ends"): the
 	// satisfier's timeout bounds a run without timeoutSeconds, and the task queue as made above.
@@ -82,7 +84,17 @@ func (s *Stackseam) functions(p resolved) {
 		ReportBatchItemFailures: jsii.Bool(true),
 		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
 	})
-	s.pauseOwnMapping(mapping, approvals)
+	// The intake's messages are only forwarded into the event queue (each one SendMessage), so
+	// the state manager consumes it with the same limits; paused with the others, as a forward
+	// during a database outage would only wait in the event queue.
+	intake := s.StateManager.AddEventSourceMapping(jsii.String("IntakeQueue"), &awslambda.EventSourceMappingOptions{
+		EventSourceArn:          s.IntakeQueue.QueueArn(),
+		BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
+		ReportBatchItemFailures: jsii.Bool(true),
+		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
+	})
+	s.StateManagerRole.AddToPrincipalPolicy(statement("ConsumeIntake", consumeActions, s.IntakeQueue.QueueArn()))
+	s.pauseOwnMapping(mapping, approvals, intake)
 
 	tf := &terraformBinary{path: p.TerraformBinary, cacheDir: p.dirs.cache}
 	if tf.path != "" {

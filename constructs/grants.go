@@ -14,10 +14,12 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
 
-// GrantPublishEvents lets grantee send events to the event queue (sqs:SendMessage, plus
-// GetQueueUrl and GetQueueAttributes so that clients can look the queue up by name).
+// GrantPublishEvents lets grantee send events to the event queue and to the intake queue
+// (sqs:SendMessage, plus GetQueueUrl and GetQueueAttributes so that clients can look the queues
+// up by name). The intake takes nothing the event queue does not: its messages are forwarded to
+// the event queue as they came (README.md, "Publishing from CloudSeam").
 func (s *Stackseam) GrantPublishEvents(grantee awsiam.IGrantable) awsiam.Grant {
-	return s.EventQueue.GrantSendMessages(grantee)
+	return s.EventQueue.GrantSendMessages(grantee).Combine(s.IntakeQueue.GrantSendMessages(grantee))
 }
 
 // GrantApprove lets grantee approve and reject plans: sqs:SendMessage on the approvals queue

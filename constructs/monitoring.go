@@ -134,6 +134,7 @@ func (s *Stackseam) alarms(p resolved) {
 	}
 	alarm("EventDeadLetterQueueAlarm", "stackseam: events in the event dead-letter queue (the state manager gave up on them)", dlq(s.EventDeadLetterQueue), 1)
 	alarm("ApprovalDeadLetterQueueAlarm", "stackseam: approvals in the approvals dead-letter queue (the state manager gave up on them)", dlq(s.ApprovalDeadLetterQueue), 1)
+	alarm("IntakeDeadLetterQueueAlarm", "stackseam: intake messages in the intake dead-letter queue (the state manager could not forward them to the event queue)", dlq(s.IntakeDeadLetterQueue), 1)
 	alarm("TaskDeadLetterQueueAlarm", "stackseam: task messages in the task dead-letter queue (the satisfier crashed or timed out on them)", dlq(s.TaskDeadLetterQueue), 1)
 	alarm("StateManagerErrorsAlarm", "stackseam: state manager invocations failed", errs(s.StateManager), 1)
 	alarm("SatisfierErrorsAlarm", "stackseam: satisfier invocations failed", errs(s.Satisfier), 1)
@@ -219,6 +220,7 @@ func (s *Stackseam) dashboard(p resolved) {
 		graph("Dead-letter queues (messages)", []awscloudwatch.IMetric{
 			queueMetric("event dead-letter queue", s.EventDeadLetterQueue.MetricApproximateNumberOfMessagesVisible),
 			queueMetric("approvals dead-letter queue", s.ApprovalDeadLetterQueue.MetricApproximateNumberOfMessagesVisible),
+			queueMetric("intake dead-letter queue", s.IntakeDeadLetterQueue.MetricApproximateNumberOfMessagesVisible),
 			queueMetric("task dead-letter queue", s.TaskDeadLetterQueue.MetricApproximateNumberOfMessagesVisible)}),
 		graph("Oldest message age (seconds)", []awscloudwatch.IMetric{
 			queueMetric("event queue", s.EventQueue.MetricApproximateAgeOfOldestMessage),

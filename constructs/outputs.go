@@ -17,6 +17,7 @@ func (s *Stackseam) AddOperatorOutputs() {
 		awscdk.NewCfnOutput(stack, jsii.String(id), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(description)})
 	}
 	output(deployed.OutputEventQueueURL, "Publish events here (FIFO: message group id = stack id)", s.EventQueue.QueueUrl())
+	output(deployed.OutputIntakeQueueURL, "CloudSeam publishers send here unchanged (standard queue: no group id, no deduplication id; no order kept)", s.IntakeQueue.QueueUrl())
 	output(deployed.OutputApprovalQueueURL, "Approvals go here: stackseam approve|reject --stack-name send to it (GrantApprove)", s.ApprovalQueue.QueueUrl())
 	output(deployed.OutputBucketName, "machines/, Terraform sources and state, logs/", s.Bucket.BucketName())
 	output(deployed.OutputQueryFunctionName, "The query function: stackseam stacks|show|history --stack-name invoke it (GrantRead)", s.QueryFunction.FunctionName())

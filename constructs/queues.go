@@ -38,6 +38,15 @@ func (s *Stackseam) queues(p resolved) {
 		VisibilityTimeout:         seconds(visibilityTimeoutPerFuncTimeout * p.StateManagerTimeout),
 		DeadLetterQueue:           &awssqs.DeadLetterQueue{Queue: s.ApprovalDeadLetterQueue, MaxReceiveCount: jsii.Number(float64(p.EventQueueMaxReceiveCount))},
 	}))
+	// The intake: CloudSeam's publishers sent to a standard queue with no group id and no
+	// deduplication id, and the event queue must keep content-based deduplication for
+	// EventBridge schedules, which would collapse their identical bodies. The state manager
+	// forwards each intake message into the event queue under a deduplication id of its own.
+	s.IntakeDeadLetterQueue = awssqs.NewQueue(s.Construct, jsii.String("IntakeDeadLetterQueue"), secure(&awssqs.QueueProps{}))
+	s.IntakeQueue = awssqs.NewQueue(s.Construct, jsii.String("IntakeQueue"), secure(&awssqs.QueueProps{
+		VisibilityTimeout: seconds(visibilityTimeoutPerFuncTimeout * p.StateManagerTimeout),
+		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: s.IntakeDeadLetterQueue, MaxReceiveCount: jsii.Number(float64(p.EventQueueMaxReceiveCount))},
+	}))
 	s.TaskDeadLetterQueue = awssqs.NewQueue(s.Construct, jsii.String("TaskDeadLetterQueue"), secure(&awssqs.QueueProps{}))
 	s.TaskQueue = awssqs.NewQueue(s.Construct, jsii.String("TaskQueue"), secure(&awssqs.QueueProps{
 		VisibilityTimeout: seconds(visibilityTimeoutPerFuncTimeout * p.SatisfierTimeout),

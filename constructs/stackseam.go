@@ -51,6 +51,15 @@ type Stackseam struct {
 	ApprovalQueue awssqs.Queue
 	// ApprovalDeadLetterQueue receives approvals that failed EventQueueMaxReceiveCount times.
 	ApprovalDeadLetterQueue awssqs.Queue
+	// IntakeQueue (standard) takes events from publishers that send no message group id nor
+	// deduplication id, as CloudSeam's did: the state manager forwards each message into the
+	// event queue with its stack id as group and its own message id as deduplication id, so
+	// nothing is collapsed by content. It keeps no order (README.md, "Publishing from CloudSeam").
+	IntakeQueue awssqs.Queue
+	// IntakeDeadLetterQueue receives intake messages that could not be forwarded
+	// EventQueueMaxReceiveCount times (the event queue unavailable); invalid bodies are rejected
+	// and recorded instead.
+	IntakeDeadLetterQueue awssqs.Queue
 	// TaskQueue (standard) feeds the satisfier.
 	TaskQueue awssqs.Queue
 	// TaskDeadLetterQueue receives task messages that failed TaskQueueMaxReceiveCount times.

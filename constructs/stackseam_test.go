@@ -29,13 +29,13 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::RDS::DBInstance":            1,
 		"AWS::SecretsManager::Secret":     2, // the database's, and the result signing key
 		"AWS::S3::Bucket":                 2, // the bucket and its access-log bucket
-		"AWS::SQS::Queue":                 6, // events, approvals and tasks, each with a dead-letter queue
+		"AWS::SQS::Queue":                 8, // events, approvals, intake and tasks, each with a dead-letter queue
 		"AWS::Lambda::Function":           3, // state manager, satisfier, query; no custom resources without MachinesDir
-		"AWS::Lambda::EventSourceMapping": 3,
+		"AWS::Lambda::EventSourceMapping": 4,
 		"AWS::IAM::Role":                  5, // three functions, the task builds and the flow log
 		"AWS::CodeBuild::Project":         1, // tasks longer than Lambda allows
 		"AWS::KMS::Key":                   1, // the task builds' encryption key
-		"AWS::CloudWatch::Alarm":          13,
+		"AWS::CloudWatch::Alarm":          14,
 		"AWS::CloudWatch::Dashboard":      1,
 		"AWS::Logs::LogGroup":             5, // three functions, the task builds and the flow log
 		"AWS::SNS::Topic":                 1, // notifications
@@ -61,6 +61,8 @@ func TestDefaultFunctions(t *testing.T) {
 			"EVENT_QUEUE_ARN":          getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn"),
 			"APPROVAL_QUEUE_URL":       ref(tpl.id(t, def+"ApprovalQueue/Resource")),
 			"APPROVAL_QUEUE_ARN":       getAtt(tpl.id(t, def+"ApprovalQueue/Resource"), "Arn"),
+			"INTAKE_QUEUE_URL":         ref(tpl.id(t, def+"IntakeQueue/Resource")),
+			"INTAKE_QUEUE_ARN":         getAtt(tpl.id(t, def+"IntakeQueue/Resource"), "Arn"),
 			"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
 			"TASK_QUEUE_URL":           ref(tpl.id(t, def+"TaskQueue/Resource")),
 			// A task run's deadline: 3 × (15 min + 90 min) after its dispatch.
@@ -157,6 +159,13 @@ func TestDefaultEventSourceMappings(t *testing.T) {
 		"ScalingConfig":         map[string]any{"MaximumConcurrency": 10.0},
 	}, tpl.res(t, def+"StateManager/ApprovalQueue/Resource").Properties)
 	require.Equal(t, map[string]any{
+		"FunctionName":          ref(tpl.id(t, def+"StateManager/Resource")),
+		"EventSourceArn":        getAtt(tpl.id(t, def+"IntakeQueue/Resource"), "Arn"),
+		"BatchSize":             10.0,
+		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+		"ScalingConfig":         map[string]any{"MaximumConcurrency": 10.0},
+	}, tpl.res(t, def+"StateManager/IntakeQueue/Resource").Properties)
+	require.Equal(t, map[string]any{
 		"FunctionName":          ref(tpl.id(t, def+"Satisfier/Resource")),
 		"EventSourceArn":        getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn"),
 		"BatchSize":             1.0,
@@ -170,7 +179,8 @@ func TestDefaultQueues(t *testing.T) {
 	dlq := func(name string) map[string]any {
 		return map[string]any{"deadLetterTargetArn": getAtt(tpl.id(t, def+name+"/Resource"), "Arn")}
 	}
-	eventDLQ, taskDLQ := dlq("EventDeadLetterQueue"), dlq("TaskDeadLetterQueue")
+	eventDLQ, taskDLQ, intakeDLQ := dlq("EventDeadLetterQueue"), dlq("TaskDeadLetterQueue"), dlq("IntakeDeadLetterQueue")
+	intakeDLQ["maxReceiveCount"] = float64(deployed.EventQueueMaxReceiveCount)
 	// The tests run the functions with these (constructs/deployed): the template must agree.
 	eventDLQ["maxReceiveCount"] = float64(deployed.EventQueueMaxReceiveCount)
 	taskDLQ["maxReceiveCount"] = float64(deployed.TaskQueueMaxReceiveCount)
@@ -195,9 +205,19 @@ func TestDefaultQueues(t *testing.T) {
 	}, tpl.res(t, def+"TaskQueue/Resource").Properties)
 	require.Equal(t, map[string]any{"SqsManagedSseEnabled": true, "MessageRetentionPeriod": 1209600.0},
 		tpl.res(t, def+"TaskDeadLetterQueue/Resource").Properties)
+	// The intake: standard (CloudSeam's publishers send no group id nor deduplication id), so no
+	// deduplication by content; the state manager forwards each message to the event queue.
+	require.Equal(t, map[string]any{
+		"SqsManagedSseEnabled":   true,
+		"MessageRetentionPeriod": 1209600.0,
+		"VisibilityTimeout":      360.0, // 6 × the state manager's 60 s
+		"RedrivePolicy":          intakeDLQ,
+	}, tpl.res(t, def+"IntakeQueue/Resource").Properties)
+	require.Equal(t, map[string]any{"SqsManagedSseEnabled": true, "MessageRetentionPeriod": 1209600.0},
+		tpl.res(t, def+"IntakeDeadLetterQueue/Resource").Properties)
 
 	// Every queue refuses requests without TLS.
-	for _, q := range []string{"EventQueue", "EventDeadLetterQueue", "TaskQueue", "TaskDeadLetterQueue"} {
+	for _, q := range []string{"EventQueue", "EventDeadLetterQueue", "TaskQueue", "TaskDeadLetterQueue", "IntakeQueue", "IntakeDeadLetterQueue"} {
 		p := tpl.res(t, def+q+"/Policy/Resource").Properties
 		qid := tpl.id(t, def+q+"/Resource")
 		require.Equal(t, []any{ref(qid)}, p["Queues"], q)
@@ -309,6 +329,8 @@ func TestDefaultAlarms(t *testing.T) {
 			"Dimensions": queueName("EventDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
 		"ApprovalDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
 			"Dimensions": queueName("ApprovalDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
+		"IntakeDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+			"Dimensions": queueName("IntakeDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
 		"TaskDeadLetterQueueAlarm": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
 			"Dimensions": queueName("TaskDeadLetterQueue"), "Statistic": "Maximum", "Threshold": 1.0},
 		"StateManagerErrorsAlarm": {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum", "Threshold": 1.0,
@@ -405,6 +427,7 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 	require.ElementsMatch(t, normalize(t, []any{
 		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
 		allow("ConsumeApprovals", consumeActions, getAtt(tpl.id(t, def+"ApprovalQueue/Resource"), "Arn")),
+		allow("ConsumeIntake", consumeActions, getAtt(tpl.id(t, def+"IntakeQueue/Resource"), "Arn")),
 		allow("WriteLogs", logActions, getAtt(tpl.id(t, def+"StateManagerLogs/Resource"), "Arn")),
 		allow("ConnectToVpc", vpcActions, "*"),
 		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn")),
@@ -420,7 +443,8 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 			ref(tpl.id(t, def+"DatabaseSecret/Attachment/Resource"))),
 		allow("FindOwnEventSourceMapping", "lambda:ListEventSourceMappings", "*"),
 		allow("PauseOwnEventSourceMapping", "lambda:UpdateEventSourceMapping", []any{mappingArn(tpl.id(t, def+"StateManager/EventQueue/Resource")),
-			mappingArn(tpl.id(t, def+"StateManager/ApprovalQueue/Resource"))}),
+			mappingArn(tpl.id(t, def+"StateManager/ApprovalQueue/Resource")),
+			mappingArn(tpl.id(t, def+"StateManager/IntakeQueue/Resource"))}),
 		readSigningKey(tpl, t, def),
 	}), tpl.statementsOf(t, def+"StateManagerRole/Resource"))
 }

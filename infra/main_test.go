@@ -240,7 +240,7 @@ func TestDefaultsStack(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"EventQueueUrl", "EventDeadLetterQueueUrl", "TaskQueueUrl", "TaskDeadLetterQueueUrl",
 		"BucketName", "DatabaseSecretArn", "StateManagerFunction", "SatisfierFunction", "NotificationTopicArn", "DashboardName",
-		"QueryFunctionName", "QueryFunctionArn", "ApprovalQueueUrl"}, outputs)
+		"QueryFunctionName", "QueryFunctionArn", "ApprovalQueueUrl", "IntakeQueueUrl"}, outputs)
 	require.Equal(t, 2, count(tpl, "AWS::Events::Rule"), "the sweep and the task builds' end; no schedules")
 }
 

@@ -309,11 +309,12 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	ctx := context.Background()
 
 	eventQueueID, taskQueueID := tpl.id(t, "EventQueue/Resource"), tpl.id(t, "TaskQueue/Resource")
-	approvalQueueID := tpl.id(t, "ApprovalQueue/Resource")
+	approvalQueueID, intakeQueueID := tpl.id(t, "ApprovalQueue/Resource"), tpl.id(t, "IntakeQueue/Resource")
 	sm := tpl.function(t, "StateManager", "EventQueue/Resource")
 	sat := tpl.function(t, "Satisfier", "TaskQueue/Resource")
-	require.Len(t, sm.mappings, 2, "the state manager consumes the event and approvals queues")
-	require.Equal(t, sm.mapping, sm.mappings[approvalQueueID].withQueue(eventQueueID), "both with the same settings")
+	require.Len(t, sm.mappings, 3, "the state manager consumes the event, approvals and intake queues")
+	require.Equal(t, sm.mapping, sm.mappings[approvalQueueID].withQueue(eventQueueID), "all with the same settings")
+	require.Equal(t, sm.mapping, sm.mappings[intakeQueueID].withQueue(eventQueueID), "all with the same settings")
 	require.Len(t, sat.mappings, 1)
 	// The check the construct's own test makes, here on the template this test runs.
 	require.Empty(t, settings.StateManager.CheckDeployed(slices.Collect(maps.Keys(sm.env))))
@@ -347,6 +348,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	s.eventURL, s.eventDLQ = createQueue("deployed-events", eventQueueID)
 	s.taskURL, s.taskDLQ = createQueue("deployed-tasks", taskQueueID)
 	approvalURL, approvalDLQ := createQueue("deployed-approvals", approvalQueueID)
+	intakeURL, intakeDLQ := createQueue("deployed-intake", intakeQueueID)
 	ds := &deployedSystem{system: s, bucket: harness.CreateBucket(t, "deployed"), lambda: harness.NewLambdaFake(t),
 		mappings: map[string]*harness.EventSourceMapping{}, rie: map[string][]*harness.RIE{}}
 
@@ -357,6 +359,8 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		taskQueueID:              s.taskURL,
 		approvalQueueID:          approvalURL,
 		approvalQueueID + ".Arn": queueArn(t, approvalURL),
+		intakeQueueID:            intakeURL,
+		intakeQueueID + ".Arn":   queueArn(t, intakeURL),
 		tpl.id(t, "TaskDeadLetterQueue/Resource"):       s.taskDLQ,
 		tpl.id(t, "Bucket/Resource"):                    ds.bucket,
 		tpl.id(t, "NotificationTopic/Resource"):         s.topic(),
@@ -481,15 +485,17 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		ds.lambda.AddEventSourceMapping(m)
 		ds.mappings[fn.name] = harness.StartEventSourceMapping(t, m)
 		if fn.name == "StateManager" {
-			// The approvals queue's mapping, into the same execution environments.
-			a := &harness.EventSourceMapping{
-				FunctionName: m.FunctionName, QueueURL: approvalURL, EventSourceARN: queueArn(t, approvalURL),
-				BatchSize: m.BatchSize, MaximumBatchingWindow: m.MaximumBatchingWindow,
-				ReportBatchItemFailures: m.ReportBatchItemFailures, MaximumConcurrency: m.MaximumConcurrency,
-				Invokers: invokers,
+			// The approvals and intake queues' mappings, into the same execution environments.
+			for name, url := range map[string]string{"approvals": approvalURL, "intake": intakeURL} {
+				a := &harness.EventSourceMapping{
+					FunctionName: m.FunctionName, QueueURL: url, EventSourceARN: queueArn(t, url),
+					BatchSize: m.BatchSize, MaximumBatchingWindow: m.MaximumBatchingWindow,
+					ReportBatchItemFailures: m.ReportBatchItemFailures, MaximumConcurrency: m.MaximumConcurrency,
+					Invokers: invokers,
+				}
+				ds.lambda.AddEventSourceMapping(a)
+				ds.mappings["StateManager/"+name] = harness.StartEventSourceMapping(t, a)
 			}
-			ds.lambda.AddEventSourceMapping(a)
-			ds.mappings["StateManager/approvals"] = harness.StartEventSourceMapping(t, a)
 		}
 		t.Logf("%s: timeout %s, memory %d MB, batch %d, window %s, ReportBatchItemFailures %t, %d environments, env %v",
 			fn.name, fn.d.timeout, fn.d.memoryMB, m.BatchSize, m.MaximumBatchingWindow, m.ReportBatchItemFailures, n, slices.Sorted(maps.Keys(env)))
@@ -527,7 +533,11 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	require.Equal(t, "RUN", s.stack("deployed-a").State)
 	require.Equal(t, 0, s.queueDepth(approvalDLQ))
 
-	s.sendEvent("deployed-a", "DESTROY", nil)
+	// DESTROY as a CloudSeam publisher sends it: to the intake, with no group id nor
+	// deduplication id. Its record is told apart by its eventSourceARN and forwarded.
+	_, err = s.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(intakeURL),
+		MessageBody: aws.String(`{"stackId":"deployed-a","event":"DESTROY"}`)})
+	require.NoError(t, err)
 	require.Eventually(t, func() bool { return s.stack("deployed-a") == nil }, 3*time.Minute, 100*time.Millisecond,
 		"stack deployed-a was never removed")
 	state, _ = harness.ReadObject(t, ds.bucket, "provision/deployed-a/terraform/infra")
@@ -544,6 +554,9 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	}, time.Minute, 100*time.Millisecond, "the queues drained")
 	require.Equal(t, 0, s.queueDepth(s.eventDLQ))
 	require.Equal(t, 0, s.queueDepth(s.taskDLQ))
+	require.Equal(t, 0, s.queueDepth(intakeDLQ))
+	require.Eventually(t, func() bool { return ds.mappings["StateManager/intake"].Deleted() == 1 }, time.Minute, 100*time.Millisecond,
+		"the DESTROY, forwarded and deleted from the intake")
 	require.Equal(t, int64(3), ds.mappings["Satisfier"].Deleted(), "three task messages, each deleted after its invocation")
 	require.Equal(t, int64(0), ds.mappings["Satisfier"].FailedBatches())
 	require.Equal(t, int64(0), ds.mappings["StateManager"].FailedBatches())

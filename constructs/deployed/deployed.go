@@ -16,6 +16,10 @@ const (
 const (
 	// OutputEventQueueURL is the event queue's URL (send, retry).
 	OutputEventQueueURL = "EventQueueUrl"
+	// OutputIntakeQueueURL is the intake queue's URL: a standard queue for publishers that send
+	// no group id nor deduplication id (CloudSeam's); the state manager forwards it to the event
+	// queue.
+	OutputIntakeQueueURL = "IntakeQueueUrl"
 	// OutputApprovalQueueURL is the approvals queue's URL (approve, reject).
 	OutputApprovalQueueURL = "ApprovalQueueUrl"
 	// OutputQueryFunctionName is the query function's name (stacks, show, history, the console).

@@ -71,6 +71,9 @@ type settings struct {
 	probeEvery     time.Duration
 	// The approvals queue: its URL (local mode polls it) and ARN (Lambda).
 	approvalURL, approvalARN string
+	// The intake queue (standard; forwarded into the event queue): its URL (local mode polls
+	// it) and ARN (Lambda).
+	intakeURL, intakeARN string
 	// The result signing key: a secret, or (local mode) the key itself.
 	signingSecretID, signingKey string
 }
@@ -85,6 +88,8 @@ func readSettings() (settings, error) {
 		eventQueueARN:  vars.Get("EVENT_QUEUE_ARN"),
 		approvalURL:    vars.Get("APPROVAL_QUEUE_URL"),
 		approvalARN:    vars.Get("APPROVAL_QUEUE_ARN"),
+		intakeURL:      vars.Get("INTAKE_QUEUE_URL"),
+		intakeARN:      vars.Get("INTAKE_QUEUE_ARN"),
 		functionName:   vars.Get("AWS_LAMBDA_FUNCTION_NAME"),
 		taskQueueURL:   vars.Get("TASK_QUEUE_URL"),
 		taskDLQURL:     vars.Get("TASK_DEAD_LETTER_QUEUE_URL"),
@@ -145,6 +150,13 @@ func readSettings() (settings, error) {
 	}
 	if queue.InLambda() && s.eventQueueARN == "" {
 		problems = append(problems, fmt.Errorf("EVENT_QUEUE_ARN is required in Lambda (the state manager pauses its event source mapping while the database is unavailable)"))
+	}
+	// The intake's messages are forwarded as publishers' events: the same queue as the approvals
+	// queue would turn approvals into publishers' events, and the event queue would loop.
+	for _, q := range [][2]string{{s.intakeURL, s.approvalURL}, {s.intakeURL, s.eventQueueURL}, {s.intakeARN, s.approvalARN}, {s.intakeARN, s.eventQueueARN}} {
+		if q[0] != "" && q[0] == q[1] {
+			problems = append(problems, fmt.Errorf("the intake queue %s must be a queue of its own (it is the approvals or the event queue)", q[0]))
+		}
 	}
 	if (s.machinesDir == "") == (s.machinesBucket == "") {
 		problems = append(problems, fmt.Errorf("set exactly one of MACHINES_DIR and MACHINES_BUCKET"))
@@ -227,8 +239,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if queue.InLambda() {
 		lambdaClient := lambda.NewFromConfig(awsCfg)
 		pausers := queue.Pausers{&queue.EventSourceMapping{Client: lambdaClient, FunctionName: cfg.functionName, QueueARN: cfg.eventQueueARN}}
-		if cfg.approvalARN != "" {
-			pausers = append(pausers, &queue.EventSourceMapping{Client: lambdaClient, FunctionName: cfg.functionName, QueueARN: cfg.approvalARN})
+		for _, arn := range []string{cfg.approvalARN, cfg.intakeARN} {
+			if arn != "" {
+				pausers = append(pausers, &queue.EventSourceMapping{Client: lambdaClient, FunctionName: cfg.functionName, QueueARN: arn})
+			}
 		}
 		gate.Pauser = pausers
 	}
@@ -269,26 +283,46 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	deadLetter := &queue.DeadLetter{Client: sqsClient, QueueURL: cfg.eventQueueURL, Logger: logger}
 	events := queue.InOrderByGroup(deadLetter.Wrap(gate.Guard(app.Handle)), cfg.parallelism)
 	handle := events
-	var approvalsDone sync.WaitGroup
+	var sourcesDone sync.WaitGroup
+	// Lambda hands one event source's records per invocation, so a batch is routed by its first.
+	routes := map[string]queue.BatchHandler{}
 	if cfg.approvalURL != "" || cfg.approvalARN != "" {
 		// Approvals take the same path as events, with the approvals queue's own dead-letter queue.
 		approvalDeadLetter := &queue.DeadLetter{Client: sqsClient, QueueURL: cfg.approvalURL, Logger: logger}
 		approvals := queue.InOrderByGroup(approvalDeadLetter.Wrap(gate.Guard(app.Handle)), cfg.parallelism)
-		// Lambda hands one event source's records per invocation, so a batch is routed by its first.
-		handle = func(ctx context.Context, batch []queue.Message) []string {
-			if len(batch) > 0 && batch[0].Source != "" && batch[0].Source == cfg.approvalARN {
-				return approvals(ctx, batch)
-			}
-			return events(ctx, batch)
-		}
+		routes[cfg.approvalARN] = approvals
 		if !queue.InLambda() && cfg.approvalURL != "" {
-			approvalsDone.Go(func() {
+			sourcesDone.Go(func() {
 				_ = (&queue.Poller{Client: sqsClient, QueueURL: cfg.approvalURL, WaitTime: cfg.pollWait,
 					RetryDelay: cfg.retryDelay, Logger: logger, Gate: gate}).Run(ctx, approvals)
 			})
 		}
 	}
-	defer approvalsDone.Wait()
+	if cfg.intakeURL != "" || cfg.intakeARN != "" {
+		// The intake is a standard queue: no groups, no order to keep, so SQS's own redrive
+		// dead-letters what fails too often. What it forwards is applied from the event queue.
+		intake := &applier.Intake{Applier: app, Client: sqsClient, EventQueueURL: cfg.eventQueueURL, Key: key}
+		forward := queue.InOrderByGroup(gate.Guard(intake.Handle), cfg.parallelism)
+		routes[cfg.intakeARN] = forward
+		if !queue.InLambda() && cfg.intakeURL != "" {
+			sourcesDone.Go(func() {
+				_ = (&queue.Poller{Client: sqsClient, QueueURL: cfg.intakeURL, WaitTime: cfg.pollWait,
+					RetryDelay: cfg.retryDelay, Logger: logger, Gate: gate}).Run(ctx, forward)
+			})
+		}
+	}
+	delete(routes, "") // local mode: the pollers above, never a batch's Source
+	if len(routes) > 0 {
+		handle = func(ctx context.Context, batch []queue.Message) []string {
+			if len(batch) > 0 {
+				if h, ok := routes[batch[0].Source]; ok {
+					return h(ctx, batch)
+				}
+			}
+			return events(ctx, batch)
+		}
+	}
+	defer sourcesDone.Wait()
 	return queue.ServeWithTick(ctx, handle, &queue.Poller{
 		Client: sqsClient, QueueURL: cfg.eventQueueURL, Workers: cfg.workers,
 		WaitTime: cfg.pollWait, RetryDelay: cfg.retryDelay, Logger: logger, Gate: gate,

@@ -52,3 +52,21 @@ func TestEveryBadSettingIsNamedAtOnce(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+// The intake's messages are forwarded as publishers' events: the approvals queue as the intake
+// would turn approvals into publishers' events, and the event queue as the intake would loop.
+func TestIntakeMustBeAQueueOfItsOwn(t *testing.T) {
+	const events, approvals = "http://127.0.0.1:1/000000000000/events.fifo", "http://127.0.0.1:1/000000000000/approvals.fifo"
+	t.Setenv("EVENT_QUEUE_URL", events)
+	t.Setenv("APPROVAL_QUEUE_URL", approvals)
+	t.Setenv("TASK_QUEUE_URL", "http://127.0.0.1:1/000000000000/tasks")
+	t.Setenv("MACHINES_DIR", t.TempDir())
+	for _, same := range []string{events, approvals} {
+		t.Setenv("INTAKE_QUEUE_URL", same)
+		_, err := readSettings()
+		require.ErrorContains(t, err, "the intake queue "+same+" must be a queue of its own")
+	}
+	t.Setenv("INTAKE_QUEUE_URL", "http://127.0.0.1:1/000000000000/intake")
+	_, err := readSettings()
+	require.NoError(t, err)
+}

@@ -146,6 +146,13 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 			message.ErrInvalid, m.GroupID, ev.StackID))
 	}
 	key := "sqs:" + m.ID
+	if ik, err := a.intakeKey(ctx, m); err != nil {
+		return err
+	} else if ik != "" {
+		// Forwarded from the intake queue: the intake message's id, so a redelivered intake
+		// message forwarded again past the event queue's five-minute deduplication is one event.
+		key = ik
+	}
 	if ev.EventID != "" {
 		key = "event:" + ev.StackID + ":" + ev.EventID
 		if ev.Approval {

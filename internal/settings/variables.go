@@ -55,6 +55,12 @@ var StateManager = &Declared{Function: "statemanager", Variables: []Variable{
 	// the ARN recognises its records and pauses its mapping with the event queue's.
 	{Name: "APPROVAL_QUEUE_URL", Deployed: true},
 	{Name: "APPROVAL_QUEUE_ARN", Deployed: true},
+	// The intake queue (README.md, "Publishing from CloudSeam"): a standard queue whose messages
+	// are forwarded into the event queue, each with its stack id as group and its own id as
+	// deduplication id. Local mode polls the URL; in Lambda the ARN recognises its records and
+	// pauses its mapping with the event queue's.
+	{Name: "INTAKE_QUEUE_URL", Deployed: true},
+	{Name: "INTAKE_QUEUE_ARN", Deployed: true},
 	{Name: "TASK_QUEUE_URL", Required: true, Deployed: true},
 	// A dispatched task run's deadline is TASK_QUEUE_MAX_RECEIVE_COUNT × (its timeout, or
 	// TASK_TIMEOUT, + TASK_QUEUE_VISIBILITY_TIMEOUT) after its dispatch (engine.Deadlines): the
