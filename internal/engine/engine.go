@@ -313,6 +313,9 @@ func (a *applier) applyEvent() Decision {
 		return a.reject(fmt.Sprintf("stack %s took %d transitions in the last minute, the most allowed: %s was not applied; send it again later",
 			a.s.ID, a.s.RecentTransitions, a.ev.Event))
 	}
+	if reason := a.summaryRefusal(a.ev.Metadata); reason != "" {
+		return a.reject(reason)
+	}
 	if reason := a.metadataOverflow(a.ev.Metadata); reason != "" {
 		return a.reject(reason)
 	}
@@ -482,6 +485,9 @@ func (a *applier) retry(status message.TaskStatus) Decision {
 	}
 	if len(idx) == 0 {
 		return a.ignore(fmt.Sprintf("%s: stack %s has no %s tasks in state %s", a.ev.Event, a.s.ID, status, a.s.State))
+	}
+	if reason := a.summaryRefusal(a.ev.Metadata); reason != "" {
+		return a.reject(reason)
 	}
 	if reason := a.metadataOverflow(a.ev.Metadata); reason != "" {
 		return a.reject(reason)
@@ -678,6 +684,19 @@ func (a *applier) metadataOverflow(md message.Metadata) string {
 	}
 	if n := message.MergedBytes(a.s.Metadata, md); n > message.MaxStackMetadataBytes {
 		return fmt.Sprintf("the stack's metadata would grow to %d bytes; at most %d are allowed", n, message.MaxStackMetadataBytes)
+	}
+	return ""
+}
+
+// summaryRefusal says why an event from outside may not carry md, "" when it may: a key of a
+// task's reported summary ("plan.destroy", machine.SummaryOwner) is written only by that task's
+// results. The approver decides on the summary the stack's metadata shows; a publisher who could
+// write or remove it could have a plan approved that does something else.
+func (a *applier) summaryRefusal(md message.Metadata) string {
+	for _, k := range sortedKeys(md) {
+		if task := a.m.SummaryOwner(k); task != "" {
+			return fmt.Sprintf("metadata key %q is written only by the results of task %s (its summary); an event cannot set or remove it", k, task)
+		}
 	}
 	return ""
 }

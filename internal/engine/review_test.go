@@ -119,3 +119,33 @@ func TestRaisedAndApprovalEventsComeOnlyFromTheirSource(t *testing.T) {
 	require.Contains(t, d.Reason, "by and comment belong on approvals only")
 	require.Equal(t, "PLAN", b.stack.State)
 }
+
+// The summary a plan task reports lives in the stack's metadata, where `stackseam plan` and the
+// console show it to the approver: an event from outside may neither write nor remove a key of
+// it, or a publisher could make a destroying plan look harmless before it is approved.
+func TestPublishersCannotWriteAPlanSummary(t *testing.T) {
+	t.Parallel()
+	b := reviewed(t)
+	b.apply(message.Event{Event: "LAUNCH", Machine: "reviewed-env"})
+	b.apply(completed(b.runOf("plan"), message.OutcomeNoChanges, message.Metadata{"plan.changes": false, "plan.destroy": json.Number("0")}))
+	require.Equal(t, "RUN", b.stack.State)
+
+	for _, md := range []message.Metadata{
+		{"plan.destroy": json.Number("0"), "branch": "x"},
+		{"plan.addresses": "[]"},
+		{"plan.runId": nil},
+		{"drift-check.drift": false},
+	} {
+		d := b.apply(message.Event{Event: "CHANGE", Metadata: md})
+		require.Equal(t, Rejected, d.Outcome, "metadata %v", md)
+		require.Contains(t, d.Reason, "is written only by the results of task")
+		require.Equal(t, "RUN", b.stack.State)
+	}
+	d := b.apply(message.Event{Event: "APPROVE", Approval: true, By: "alice", Metadata: message.Metadata{"plan.destroy": json.Number("0")}})
+	require.Equal(t, Rejected, d.Outcome, "not even an approver writes the summary")
+
+	// Keys that only look alike are the publisher's: another prefix, or no dot after the name.
+	d = b.apply(message.Event{Event: "CHANGE", Metadata: message.Metadata{"planner.x": "1", "plan": "y", "apply.note": "z"}})
+	require.Equal(t, Applied, d.Outcome, d.Reason)
+	require.Equal(t, json.Number("0"), b.stack.Metadata["plan.destroy"])
+}

@@ -111,6 +111,10 @@ type Task struct {
 	// Events maps an outcome the task may report (OutcomeChanges…) to the
 	// event it then raises in its state (`events`, optional).
 	Events map[string]string
+	// Outcomes are the outcomes the task's executor reports for its config (a terraform plan:
+	// changes or noChanges); a task that reports any writes its summary to the stack's metadata
+	// under "<task>." (README.md, "Plan, approve, apply").
+	Outcomes []string
 }
 
 // Spec is what a task message carries of the task: everything the satisfier needs to run it.

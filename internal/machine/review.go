@@ -208,6 +208,19 @@ func (m *Machine) RaisedBy(event string) string {
 	return ""
 }
 
+// SummaryOwner returns the task whose reported summary the metadata key belongs to — a task that
+// reports outcomes owns every key "<task>." starts — or "" when no task owns it. Only that task's
+// results may write such a key: an approver reads the plan's summary from the stack's metadata,
+// so a publisher who could set "plan.destroy" could show a plan other than the one applied.
+func (m *Machine) SummaryOwner(key string) string {
+	for _, name := range slices.Sorted(maps.Keys(m.Tasks)) {
+		if len(m.Tasks[name].Outcomes) > 0 && strings.HasPrefix(key, name+".") {
+			return name
+		}
+	}
+	return ""
+}
+
 // ttlNotReserved refuses a ttl event that only an approver or a task may send: the sweep's
 // event would always be rejected. approvals and tasks are read before states.
 func (p *parser) ttlNotReserved(node *yaml.Node, ev string) {

@@ -78,6 +78,9 @@ func (p *parser) task(kv pair, sc *scope) *Task {
 			t.Config = c
 		}
 		p.planReference(config, t, rule)
+		if kind != nil {
+			t.Outcomes = outcomesOf(kind, t.Config)
+		}
 	}
 	if events != nil {
 		p.taskEvents(events, t, sc)
