@@ -262,6 +262,9 @@ func (a *applier) create() Decision {
 		return a.reject(a.machineUnavailable(ev.Machine))
 	}
 	a.m = a.in.Machine
+	if reason := a.m.StackIDRefusal(ev.StackID); reason != "" {
+		return a.reject(reason)
+	}
 	a.s = &Stack{
 		ID:             ev.StackID,
 		Machine:        ev.Machine,

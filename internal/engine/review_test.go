@@ -149,3 +149,48 @@ func TestPublishersCannotWriteAPlanSummary(t *testing.T) {
 	require.Equal(t, Applied, d.Outcome, d.Reason)
 	require.Equal(t, json.Number("0"), b.stack.Metadata["plan.destroy"])
 }
+
+// A Terraform state's key is `<machine>/<stackId>/<source key>`, and both stack ids and source
+// keys may hold '/': with sources `app` and `envs/app` in one machine, stack `prod`'s state of
+// envs/app is the key of stack `prod/envs`'s state of app. A publisher could then create
+// `prod/envs` and have its DESTROY destroy prod's resources; such stack ids are refused.
+func TestStackIDsThatShareAnotherStacksStateAreRefused(t *testing.T) {
+	t.Parallel()
+	src := `version: 1
+events: [LAUNCH]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: UP}]
+  UP:
+    tasks: [app, env, local]
+    on:
+      NEXT: [{action: advance, state: DONE}]
+  DONE: {terminal: true}
+tasks:
+  app:
+    executor: terraform
+    config: {source: {type: s3, bucket: b, key: app/}, action: apply}
+  env:
+    executor: terraform
+    config: {source: {type: s3, bucket: b, key: envs/app}, action: apply}
+  local:
+    executor: terraform
+    config: {source: {type: local, location: tf/undefined}, action: apply}
+`
+	m, err := machine.Parse("nested", "nested.yml", []byte(src), executorkinds.All)
+	require.NoError(t, err)
+	for _, id := range []string{"prod/envs", "a/b/envs", "x/tf"} {
+		b := setup(t)
+		b.m = m
+		d := b.apply(message.Event{StackID: id, Event: "LAUNCH", Machine: "nested"})
+		require.Equal(t, Rejected, d.Outcome, id)
+		require.Contains(t, d.Reason, "would share the Terraform state", id)
+	}
+	for _, id := range []string{"prod", "prod/env", "envs", "envs/prod", "tf"} {
+		b := setup(t)
+		b.m = m
+		d := b.apply(message.Event{StackID: id, Event: "LAUNCH", Machine: "nested"})
+		require.Equal(t, Applied, d.Outcome, "%s: %s", id, d.Reason)
+	}
+}

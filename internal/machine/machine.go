@@ -115,6 +115,8 @@ type Task struct {
 	// changes or noChanges); a task that reports any writes its summary to the stack's metadata
 	// under "<task>." (README.md, "Plan, approve, apply").
 	Outcomes []string
+	// StatePaths are where the task's state lives under `<machine>/<stackId>/` (StateKeyer).
+	StatePaths []string
 }
 
 // Spec is what a task message carries of the task: everything the satisfier needs to run it.

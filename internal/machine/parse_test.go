@@ -152,6 +152,8 @@ func TestParseCloudSeamSample(t *testing.T) {
 			"source": map[string]any{"type": "local", "location": "samples/tf/files.tf"},
 			"action": "apply",
 		},
+		// The state's path, and CloudSeam's for a local source, which a first run adopts.
+		StatePaths: []string{"samples/tf/files.tf", "undefined"},
 	}, m.Tasks["create-files"])
 }
 

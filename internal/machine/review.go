@@ -8,6 +8,7 @@ package machine
 // these keys means what it always meant.
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -216,6 +217,32 @@ func (m *Machine) SummaryOwner(key string) string {
 	for _, name := range slices.Sorted(maps.Keys(m.Tasks)) {
 		if len(m.Tasks[name].Outcomes) > 0 && strings.HasPrefix(key, name+".") {
 			return name
+		}
+	}
+	return ""
+}
+
+// StackIDRefusal says why a new stack of this machine may not be called id, "" when it may: its
+// state would share a key with another stack's. With a task's state at `<stackId>/envs/app` and
+// another's at `<stackId>/app`, stacks `prod` and `prod/envs` would meet at `prod/envs/app`; so an
+// id ending in `/envs` is refused, whichever of the two stacks came first.
+func (m *Machine) StackIDRefusal(id string) string {
+	type owned struct{ task, path string }
+	var paths []owned
+	for _, name := range slices.Sorted(maps.Keys(m.Tasks)) {
+		for _, p := range m.Tasks[name].StatePaths {
+			paths = append(paths, owned{name, p})
+		}
+	}
+	for _, long := range paths {
+		for _, short := range paths {
+			prefix, ok := strings.CutSuffix(long.path, "/"+short.path)
+			if !ok || prefix == "" || !strings.HasSuffix(id, "/"+prefix) {
+				continue
+			}
+			other := strings.TrimSuffix(id, "/"+prefix)
+			return fmt.Sprintf("stack id %s would share the Terraform state of its task %s with stack %s's task %s (%s/%s); "+
+				"choose a stack id that does not end with /%s", id, short.task, other, long.task, other, long.path, prefix)
 		}
 	}
 	return ""

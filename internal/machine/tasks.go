@@ -80,6 +80,9 @@ func (p *parser) task(kv pair, sc *scope) *Task {
 		p.planReference(config, t, rule)
 		if kind != nil {
 			t.Outcomes = outcomesOf(kind, t.Config)
+			if k, ok := kind.(StateKeyer); ok && t.Config != nil {
+				t.StatePaths = k.StatePaths(t.Config)
+			}
 		}
 	}
 	if events != nil {
