@@ -271,12 +271,27 @@ func TestParseMachineName(t *testing.T) {
 		_, err := machine.Parse(name, name+".yml", data, kinds.All)
 		require.NoError(t, err, name)
 	}
-	for _, name := range []string{"", "has space", "-dash", strings.Repeat("x", 129)} {
+	// The bucket's own prefixes: a machine's Terraform state lives under `<machine>/`, so a
+	// machine called fences or plans would write state over other stacks' fences or plans.
+	for _, name := range []string{"", "has space", "-dash", strings.Repeat("x", 129), "fences", "plans", "logs", "machines"} {
 		_, err := machine.Parse(name, "x.yml", data, kinds.All)
 		var verr *machine.ValidationError
 		require.ErrorAs(t, err, &verr, name)
 		require.Equal(t, []string{"1:1 machine-name"}, summarize(verr.Problems))
 	}
+}
+
+// A task name is one segment of the keys of its plans and logs (`plans/<machine>/<stackId>/<task>.tfplan`):
+// stack ids hold '/', so a '/' in a task name would give stack a's task b/plan and stack a/b's
+// task plan one key.
+func TestTaskNamesHoldNoSlash(t *testing.T) {
+	t.Parallel()
+	data := []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true, tasks: [b/plan]}}\n" +
+		"tasks: {b/plan: {executor: lambda, config: {name: f}}}\n")
+	_, err := machine.Parse("m", "m.yml", data, kinds.All)
+	var verr *machine.ValidationError
+	require.ErrorAs(t, err, &verr)
+	require.Equal(t, []string{"4:9 task-name"}, summarize(verr.Problems))
 }
 
 func TestNameFromFile(t *testing.T) {

@@ -27,6 +27,10 @@ func (p *parser) task(kv pair, sc *scope) *Task {
 	t := &Task{Name: kv.Key.Value}
 	if strings.TrimSpace(t.Name) == "" {
 		p.problem(kv.Key, RuleTaskName, "a task name must not be empty")
+	} else if strings.Contains(t.Name, "/") {
+		// The name is one segment of its plans' and logs' keys, after a stack id that may hold
+		// '/': stack a's task b/plan and stack a/b's task plan would share a key.
+		p.problem(kv.Key, RuleTaskName, "task name %q holds a '/'; a task name is one segment of the keys of its plans and logs", t.Name)
 	}
 	fields, ok := p.mapping(kv.Value, "task "+t.Name, RuleType)
 	if !ok {
