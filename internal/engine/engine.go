@@ -316,7 +316,7 @@ func (a *applier) applyEvent() Decision {
 		return a.reject(fmt.Sprintf("stack %s took %d transitions in the last minute, the most allowed: %s was not applied; send it again later",
 			a.s.ID, a.s.RecentTransitions, a.ev.Event))
 	}
-	if reason := a.summaryRefusal(a.ev.Metadata); reason != "" {
+	if reason := a.summaryRefusal(a.ev.Metadata, ""); reason != "" {
 		return a.reject(reason)
 	}
 	if reason := a.metadataOverflow(a.ev.Metadata); reason != "" {
@@ -422,9 +422,15 @@ func (a *applier) applyResult() Decision {
 	}
 	// A result always settles its task: metadata or outputs that would grow the stack's metadata
 	// past its limit are not kept, and a completed task whose outputs cannot be kept fails.
-	overflow := a.metadataOverflow(ev.Metadata)
+	overflow := a.summaryRefusal(ev.Metadata, "")
+	if overflow == "" {
+		overflow = a.metadataOverflow(ev.Metadata)
+	}
 	if overflow == "" {
 		a.mergeMetadata(ev.Metadata)
+	}
+	if ev.Event == message.EventTaskCompleted && overflow == "" {
+		overflow = a.summaryRefusal(ev.Outputs, t.Name)
 	}
 	if ev.Event == message.EventTaskCompleted && overflow == "" {
 		overflow = a.metadataOverflow(ev.Outputs)
@@ -489,7 +495,7 @@ func (a *applier) retry(status message.TaskStatus) Decision {
 	if len(idx) == 0 {
 		return a.ignore(fmt.Sprintf("%s: stack %s has no %s tasks in state %s", a.ev.Event, a.s.ID, status, a.s.State))
 	}
-	if reason := a.summaryRefusal(a.ev.Metadata); reason != "" {
+	if reason := a.summaryRefusal(a.ev.Metadata, ""); reason != "" {
 		return a.reject(reason)
 	}
 	if reason := a.metadataOverflow(a.ev.Metadata); reason != "" {
@@ -691,14 +697,15 @@ func (a *applier) metadataOverflow(md message.Metadata) string {
 	return ""
 }
 
-// summaryRefusal says why an event from outside may not carry md, "" when it may: a key of a
-// task's reported summary ("plan.destroy", machine.SummaryOwner) is written only by that task's
-// results. The approver decides on the summary the stack's metadata shows; a publisher who could
-// write or remove it could have a plan approved that does something else.
-func (a *applier) summaryRefusal(md message.Metadata) string {
+// summaryRefusal says why md may not be merged, "" when it may: a key of a task's reported
+// summary ("plan.destroy", machine.SummaryOwner) is written only by the outputs of that task
+// (self), never by an event's metadata or another task's outputs. The approver decides on the
+// summary the stack's metadata shows; a publisher (or a Lambda task returning such keys) that
+// could write or remove it could have a plan approved that does something else.
+func (a *applier) summaryRefusal(md message.Metadata, self string) string {
 	for _, k := range sortedKeys(md) {
-		if task := a.m.SummaryOwner(k); task != "" {
-			return fmt.Sprintf("metadata key %q is written only by the results of task %s (its summary); an event cannot set or remove it", k, task)
+		if task := a.m.SummaryOwner(k); task != "" && task != self {
+			return fmt.Sprintf("metadata key %q is written only by the results of task %s (its summary)", k, task)
 		}
 	}
 	return ""

@@ -194,3 +194,44 @@ tasks:
 		require.Equal(t, Applied, d.Outcome, "%s: %s", id, d.Reason)
 	}
 }
+
+// Nor may another task's results write the summary: a Lambda function's outputs are whatever it
+// returns, so its result fails rather than rewrite what the approver will read.
+func TestOtherTasksCannotWriteAPlanSummary(t *testing.T) {
+	t.Parallel()
+	src := `version: 1
+events: [LAUNCH, CHANGES]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: PLAN}]
+  PLAN:
+    tasks: [plan, notes]
+    on:
+      CHANGES: [{action: advance, state: DONE}]
+      NEXT: [{action: advance, state: DONE}]
+  DONE: {terminal: true}
+tasks:
+  plan:
+    executor: terraform
+    config: {source: {type: s3, bucket: b, key: app}, action: plan}
+    events: {changes: CHANGES}
+  notes:
+    executor: lambda
+    config: {name: notes}
+`
+	m, err := machine.Parse("two", "two.yml", []byte(src), executorkinds.All)
+	require.NoError(t, err)
+	b := setup(t)
+	b.m = m
+	require.Equal(t, Applied, b.apply(message.Event{Event: "LAUNCH", Machine: "two"}).Outcome)
+	d := b.apply(completed(b.runOf("notes"), "", message.Metadata{"plan.destroy": json.Number("0"), "ok": "1"}))
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, KindTaskFailed, d.History[0].Kind)
+	require.Contains(t, d.History[0].Reason, `metadata key "plan.destroy" is written only by the results of task plan`)
+	require.NotContains(t, b.stack.Metadata, "plan.destroy")
+
+	d = b.apply(completed(b.runOf("plan"), message.OutcomeNoChanges, message.Metadata{"plan.destroy": json.Number("0")}))
+	require.Equal(t, KindTaskDone, d.History[0].Kind, "the plan writes its own summary")
+	require.Equal(t, json.Number("0"), b.stack.Metadata["plan.destroy"])
+}
