@@ -289,12 +289,22 @@ func (f *databaseFlags) connect(ctx context.Context, c *cli) (api query.API, d *
 // open connects to the database, read-only: a URL wins over a secret, as in the functions. The
 // caller closes the store.
 func (f *databaseFlags) open(ctx context.Context, c *cli) (*store.Store, error) {
+	// The CLI's reading commands cannot write, whatever they run.
+	return f.openSession(ctx, c, true)
+}
+
+// openForImport connects as open does, but with a session that may write: `import` is the one
+// command that stores stacks (and makes the schema and tables when they are missing).
+func (f *databaseFlags) openForImport(ctx context.Context, c *cli) (*store.Store, error) {
+	return f.openSession(ctx, c, false)
+}
+
+func (f *databaseFlags) openSession(ctx context.Context, c *cli, readOnly bool) (*store.Store, error) {
 	// The same variables as the functions (DATABASE_SSLMODE and
 	// DATABASE_SSLROOTCERT included), read the same way.
 	cfg := store.ConfigFromEnv(c.getenv)
 	cfg.MaxConns = 2
-	// The CLI only reads: its session cannot write, whatever it runs.
-	cfg.ReadOnly = true
+	cfg.ReadOnly = readOnly
 	cfg.DatabaseURL = first(f.url, cfg.DatabaseURL)
 	if cfg.DatabaseURL == "" {
 		cfg.SecretID = first(f.secretID, cfg.SecretID)
