@@ -351,3 +351,24 @@ func parseFile(path string) (*machine.Machine, error) {
 	}
 	return machine.Parse(name, path, data, kinds.All)
 }
+
+// A plan task owns the metadata keys of its summary ("<task>."); with task names that are dotted
+// prefixes of each other the longest name owns the key, so each task can still write its own.
+func TestSummaryOwner(t *testing.T) {
+	t.Parallel()
+	data := []byte(`version: 1
+events: []
+states: {INIT: {terminal: true}}
+tasks:
+  plan: {executor: terraform, config: {source: {type: s3, bucket: b, key: k}, action: plan}}
+  plan.b: {executor: terraform, config: {source: {type: s3, bucket: b, key: k2}, action: drift}}
+  apply: {executor: terraform, config: {source: {type: s3, bucket: b, key: k}, action: apply}}
+`)
+	m, err := machine.Parse("m", "m.yml", data, kinds.All)
+	require.NoError(t, err)
+	for key, want := range map[string]string{
+		"plan.add": "plan", "plan.b.add": "plan.b", "plan.bx": "plan", "apply.x": "", "plan": "", "planner.x": "",
+	} {
+		require.Equal(t, want, m.SummaryOwner(key), key)
+	}
+}

@@ -214,12 +214,14 @@ func (m *Machine) RaisedBy(event string) string {
 // results may write such a key: an approver reads the plan's summary from the stack's metadata,
 // so a publisher who could set "plan.destroy" could show a plan other than the one applied.
 func (m *Machine) SummaryOwner(key string) string {
-	for _, name := range slices.Sorted(maps.Keys(m.Tasks)) {
-		if len(m.Tasks[name].Outcomes) > 0 && strings.HasPrefix(key, name+".") {
-			return name
+	owner := ""
+	for name, t := range m.Tasks {
+		// The longest name wins: with tasks plan and plan.b, plan.b.add is plan.b's.
+		if len(t.Outcomes) > 0 && strings.HasPrefix(key, name+".") && len(name) > len(owner) {
+			owner = name
 		}
 	}
-	return ""
+	return owner
 }
 
 // StackIDRefusal says why a new stack of this machine may not be called id, "" when it may: its
