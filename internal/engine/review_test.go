@@ -235,3 +235,26 @@ tasks:
 	require.Equal(t, KindTaskDone, d.History[0].Kind, "the plan writes its own summary")
 	require.Equal(t, json.Number("0"), b.stack.Metadata["plan.destroy"])
 }
+
+// An approval sent with the version its approver saw (`stackseam approve --if-version`) is
+// ignored once a CHANGE made another plan: it never applies a plan nobody looked at.
+func TestAnApprovalOfAReplacedPlanIsIgnored(t *testing.T) {
+	t.Parallel()
+	b := reviewed(t)
+	b.apply(message.Event{Event: "LAUNCH", Machine: "reviewed-env"})
+	b.apply(completed(b.runOf("plan"), message.OutcomeChanges, message.Metadata{"plan.destroy": json.Number("0")}))
+	require.Equal(t, "AWAITING-APPROVAL", b.stack.State)
+	seen := b.stack.Version
+
+	b.apply(message.Event{Event: "CHANGE", Metadata: message.Metadata{"count": json.Number("0")}})
+	b.apply(completed(b.runOf("plan"), message.OutcomeChanges, message.Metadata{"plan.destroy": json.Number("9")}))
+	require.Equal(t, "AWAITING-APPROVAL", b.stack.State)
+
+	d := b.apply(message.Event{Event: "APPROVE", Approval: true, By: "alice", IfVersion: &seen})
+	require.Equal(t, Ignored, d.Outcome)
+	require.Equal(t, "AWAITING-APPROVAL", b.stack.State)
+	now := b.stack.Version
+	d = b.apply(message.Event{Event: "APPROVE", Approval: true, By: "alice", IfVersion: &now})
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, "APPLY", b.stack.State)
+}
