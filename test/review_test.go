@@ -117,8 +117,11 @@ func TestPlanApproveApplyAndDriftEndToEnd(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond)
 	require.Equal(t, "AWAITING-APPROVAL", ss.stack(id).State)
 
-	// 3. stackseam approve, with a name and a comment: exactly the saved plan is applied.
-	out := ss.cli(cliBin, cliEnv, "approve", id, "--comment", "reviewed with the DBA")
+	// 3. stackseam approve, with a name and a comment, tied to the version `plan` showed: exactly
+	// the saved plan is applied.
+	seen := fmt.Sprint(st.Version)
+	require.Contains(t, shown, "stackseam approve prod --if-version "+seen)
+	out := ss.cli(cliBin, cliEnv, "approve", id, "--if-version", seen, "--comment", "reviewed with the DBA")
 	require.Contains(t, out, "sent APPROVE to stack prod as ")
 	st = ss.waitState(id, "RUN")
 	require.Equal(t, "hi, stack prod", st.Metadata["app"])

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,10 +41,12 @@ records the sender SQS saw.
 Only principals granted approval rights (the construct's GrantApprove) can
 send to the approvals queue, and an event a machine lists under approvals is
 accepted from there only: a publisher's APPROVE on the event queue is
-rejected. Look at the plan first with ` + "`stackseam plan STACK`" + `.
+rejected. Look at the plan first with ` + "`stackseam plan STACK`" + `, and approve it
+with the --if-version it prints: if a new plan replaced the one you saw (a
+CHANGE while you looked), the approval is then ignored instead of applying it.
 
 examples:
-  stackseam approve prod --comment "reviewed with the DBA"
+  stackseam approve prod --if-version 12 --comment "reviewed with the DBA"
   stackseam reject prod --comment "drops the audit bucket"`,
 	run: func(ctx context.Context, c *cli, cmd *command, args []string) int {
 		return runApproval(ctx, c, cmd, args, eventApprove)
@@ -77,6 +80,16 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 	as := fs.String("as", "", "the `NAME` to record when no AWS identity can be read (default: your OS user)")
 	fs.StringVar(&event, "event", event, "the approval `EVENT` the machine lists under approvals")
 	eventID := fs.String("event-id", "", "an `ID` that makes the approval idempotent")
+	var ifVersion *int64
+	fs.Func("if-version", "apply the approval only while the stack is at `VERSION` (as `stackseam plan` showed it); otherwise it is ignored",
+		func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return fmt.Errorf("want a stack version (a whole number), not %q", v)
+			}
+			ifVersion = &n
+			return nil
+		})
 	queueURL := fs.String("approval-queue-url", "", "the approvals queue's `URL` (default $APPROVAL_QUEUE_URL)")
 	var stack stackNameFlag
 	stack.register(fs)
@@ -114,7 +127,7 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 		}
 	}
 	by, identity := approver(ctx, awsCfg, *as)
-	ev := message.Event{StackID: pos[0], Event: event, EventID: *eventID, By: by, Comment: *comment}
+	ev := message.Event{StackID: pos[0], Event: event, EventID: *eventID, By: by, Comment: *comment, IfVersion: ifVersion}
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return fail(c, cmd, fmt.Errorf("error encoding the approval: %w", err))
@@ -141,6 +154,9 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 	line := fmt.Sprintf("sent %s to stack %s as %s (%s)", ev.Event, ev.StackID, printable(by), identity)
 	if ev.Comment != "" {
 		line += ": " + printable(ev.Comment)
+	}
+	if ev.IfVersion != nil {
+		line += fmt.Sprintf(" (if still at version %d)", *ev.IfVersion)
 	}
 	fmt.Fprintln(c.stdout, line)
 	return exitOK
@@ -292,7 +308,10 @@ func runPlan(ctx context.Context, c *cli, cmd *command, args []string) int {
 		}
 	}
 	if slices.ContainsFunc(plans, func(p planSummary) bool { return p.Kind == "plan" && p.Found }) {
-		fmt.Fprintf(w, "\napprove with `stackseam approve %s [--comment ...]`, or `stackseam reject %s`\n", printable(s.ID), printable(s.ID))
+		// The version ties the approval to this plan: a CHANGE meanwhile makes another plan,
+		// and an approval of this one is then ignored instead of applying that one.
+		fmt.Fprintf(w, "\napprove what is shown with `stackseam approve %s --if-version %d [--comment ...]`, or `stackseam reject %s --if-version %d`\n",
+			printable(s.ID), s.Version, printable(s.ID), s.Version)
 	}
 	return exitOK
 }

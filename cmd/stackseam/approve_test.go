@@ -31,6 +31,13 @@ func TestApproveAndRejectSendToTheApprovalsQueueWithAName(t *testing.T) {
 	require.Equal(t, exitOK, code, stderr)
 	require.Equal(t, "REJECT", receiveOne(t, url).body["event"])
 
+	// --if-version ties the approval to the plan the approver saw (`stackseam plan` prints the
+	// version): if a CHANGE made a new plan meanwhile, the approval is ignored, not applied to it.
+	code, stdout, stderr = runEnv(t, env, now, "approve", "prod", "--if-version", "7")
+	require.Equal(t, exitOK, code, stderr)
+	require.Equal(t, 7.0, receiveOne(t, url).body["ifVersion"])
+	require.Contains(t, stdout, "if still at version 7")
+
 	// No AWS identity (STS does not answer): --as names the approver, else the OS user.
 	noSTS := aws.Config{Region: harness.Region, BaseEndpoint: aws.String("http://127.0.0.1:9"), RetryMaxAttempts: 1,
 		Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")}

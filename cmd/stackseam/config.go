@@ -289,17 +289,17 @@ func (f *databaseFlags) connect(ctx context.Context, c *cli) (api query.API, d *
 // open connects to the database, read-only: a URL wins over a secret, as in the functions. The
 // caller closes the store.
 func (f *databaseFlags) open(ctx context.Context, c *cli) (*store.Store, error) {
-	// The reading commands only read: their session cannot write, whatever they run.
-	return f.connectDB(ctx, c, true)
+	// The CLI's reading commands cannot write, whatever they run.
+	return f.openSession(ctx, c, true)
 }
 
-// openWritable connects to the database read-write: only `import cloudseam`, which writes the
-// stacks it brings over, uses it.
-func (f *databaseFlags) openWritable(ctx context.Context, c *cli) (*store.Store, error) {
-	return f.connectDB(ctx, c, false)
+// openForImport connects as open does, but with a session that may write: `import` is the one
+// command that stores stacks (and makes the schema and tables when they are missing).
+func (f *databaseFlags) openForImport(ctx context.Context, c *cli) (*store.Store, error) {
+	return f.openSession(ctx, c, false)
 }
 
-func (f *databaseFlags) connectDB(ctx context.Context, c *cli, readOnly bool) (*store.Store, error) {
+func (f *databaseFlags) openSession(ctx context.Context, c *cli, readOnly bool) (*store.Store, error) {
 	// The same variables as the functions (DATABASE_SSLMODE and
 	// DATABASE_SSLROOTCERT included), read the same way.
 	cfg := store.ConfigFromEnv(c.getenv)

@@ -88,7 +88,7 @@ func runImport(ctx context.Context, c *cli, cmd *command, args []string) int {
 	if !cloudSeamTableRe.MatchString(*table) {
 		return usageError(c, fs, "--cloudseam-table %q must be [schema.]table, lower-case letters, digits and _", *table)
 	}
-	st, err := db.openWritable(ctx, c)
+	st, err := db.openForImport(ctx, c)
 	if err != nil {
 		return fail(c, cmd, err)
 	}

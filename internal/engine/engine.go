@@ -278,6 +278,9 @@ func (a *applier) create() Decision {
 		return a.reject(a.machineUnavailable(ev.Machine))
 	}
 	a.m = a.in.Machine
+	if reason := a.m.StackIDRefusal(ev.StackID); reason != "" {
+		return a.reject(reason)
+	}
 	a.s = &Stack{
 		ID:             ev.StackID,
 		Machine:        ev.Machine,
@@ -328,6 +331,9 @@ func (a *applier) applyEvent() Decision {
 	if a.s.RecentTransitions >= MaxTransitionsPerMinute {
 		return a.reject(fmt.Sprintf("stack %s took %d transitions in the last minute, the most allowed: %s was not applied; send it again later",
 			a.s.ID, a.s.RecentTransitions, a.ev.Event))
+	}
+	if reason := a.summaryRefusal(a.ev.Metadata, ""); reason != "" {
+		return a.reject(reason)
 	}
 	if reason := a.metadataOverflow(a.ev.Metadata); reason != "" {
 		return a.reject(reason)
@@ -432,9 +438,15 @@ func (a *applier) applyResult() Decision {
 	}
 	// A result always settles its task: metadata or outputs that would grow the stack's metadata
 	// past its limit are not kept, and a completed task whose outputs cannot be kept fails.
-	overflow := a.metadataOverflow(ev.Metadata)
+	overflow := a.summaryRefusal(ev.Metadata, "")
+	if overflow == "" {
+		overflow = a.metadataOverflow(ev.Metadata)
+	}
 	if overflow == "" {
 		a.mergeMetadata(ev.Metadata)
+	}
+	if ev.Event == message.EventTaskCompleted && overflow == "" {
+		overflow = a.summaryRefusal(ev.Outputs, t.Name)
 	}
 	if ev.Event == message.EventTaskCompleted && overflow == "" {
 		overflow = a.metadataOverflow(ev.Outputs)
@@ -498,6 +510,9 @@ func (a *applier) retry(status message.TaskStatus) Decision {
 	}
 	if len(idx) == 0 {
 		return a.ignore(fmt.Sprintf("%s: stack %s has no %s tasks in state %s", a.ev.Event, a.s.ID, status, a.s.State))
+	}
+	if reason := a.summaryRefusal(a.ev.Metadata, ""); reason != "" {
+		return a.reject(reason)
 	}
 	if reason := a.metadataOverflow(a.ev.Metadata); reason != "" {
 		return a.reject(reason)
@@ -694,6 +709,20 @@ func (a *applier) metadataOverflow(md message.Metadata) string {
 	}
 	if n := message.MergedBytes(a.s.Metadata, md); n > message.MaxStackMetadataBytes {
 		return fmt.Sprintf("the stack's metadata would grow to %d bytes; at most %d are allowed", n, message.MaxStackMetadataBytes)
+	}
+	return ""
+}
+
+// summaryRefusal says why md may not be merged, "" when it may: a key of a task's reported
+// summary ("plan.destroy", machine.SummaryOwner) is written only by the outputs of that task
+// (self), never by an event's metadata or another task's outputs. The approver decides on the
+// summary the stack's metadata shows; a publisher (or a Lambda task returning such keys) that
+// could write or remove it could have a plan approved that does something else.
+func (a *applier) summaryRefusal(md message.Metadata, self string) string {
+	for _, k := range sortedKeys(md) {
+		if task := a.m.SummaryOwner(k); task != "" && task != self {
+			return fmt.Sprintf("metadata key %q is written only by the results of task %s (its summary)", k, task)
+		}
 	}
 	return ""
 }

@@ -119,3 +119,142 @@ func TestRaisedAndApprovalEventsComeOnlyFromTheirSource(t *testing.T) {
 	require.Contains(t, d.Reason, "by and comment belong on approvals only")
 	require.Equal(t, "PLAN", b.stack.State)
 }
+
+// The summary a plan task reports lives in the stack's metadata, where `stackseam plan` and the
+// console show it to the approver: an event from outside may neither write nor remove a key of
+// it, or a publisher could make a destroying plan look harmless before it is approved.
+func TestPublishersCannotWriteAPlanSummary(t *testing.T) {
+	t.Parallel()
+	b := reviewed(t)
+	b.apply(message.Event{Event: "LAUNCH", Machine: "reviewed-env"})
+	b.apply(completed(b.runOf("plan"), message.OutcomeNoChanges, message.Metadata{"plan.changes": false, "plan.destroy": json.Number("0")}))
+	require.Equal(t, "RUN", b.stack.State)
+
+	for _, md := range []message.Metadata{
+		{"plan.destroy": json.Number("0"), "branch": "x"},
+		{"plan.addresses": "[]"},
+		{"plan.runId": nil},
+		{"drift-check.drift": false},
+	} {
+		d := b.apply(message.Event{Event: "CHANGE", Metadata: md})
+		require.Equal(t, Rejected, d.Outcome, "metadata %v", md)
+		require.Contains(t, d.Reason, "is written only by the results of task")
+		require.Equal(t, "RUN", b.stack.State)
+	}
+	d := b.apply(message.Event{Event: "APPROVE", Approval: true, By: "alice", Metadata: message.Metadata{"plan.destroy": json.Number("0")}})
+	require.Equal(t, Rejected, d.Outcome, "not even an approver writes the summary")
+
+	// Keys that only look alike are the publisher's: another prefix, or no dot after the name.
+	d = b.apply(message.Event{Event: "CHANGE", Metadata: message.Metadata{"planner.x": "1", "plan": "y", "apply.note": "z"}})
+	require.Equal(t, Applied, d.Outcome, d.Reason)
+	require.Equal(t, json.Number("0"), b.stack.Metadata["plan.destroy"])
+}
+
+// A Terraform state's key is `<machine>/<stackId>/<source key>`, and both stack ids and source
+// keys may hold '/': with sources `app` and `envs/app` in one machine, stack `prod`'s state of
+// envs/app is the key of stack `prod/envs`'s state of app. A publisher could then create
+// `prod/envs` and have its DESTROY destroy prod's resources; such stack ids are refused.
+func TestStackIDsThatShareAnotherStacksStateAreRefused(t *testing.T) {
+	t.Parallel()
+	src := `version: 1
+events: [LAUNCH]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: UP}]
+  UP:
+    tasks: [app, env, local]
+    on:
+      NEXT: [{action: advance, state: DONE}]
+  DONE: {terminal: true}
+tasks:
+  app:
+    executor: terraform
+    config: {source: {type: s3, bucket: b, key: app/}, action: apply}
+  env:
+    executor: terraform
+    config: {source: {type: s3, bucket: b, key: envs/app}, action: apply}
+  local:
+    executor: terraform
+    config: {source: {type: local, location: tf/undefined}, action: apply}
+`
+	m, err := machine.Parse("nested", "nested.yml", []byte(src), executorkinds.All)
+	require.NoError(t, err)
+	for _, id := range []string{"prod/envs", "a/b/envs", "x/tf"} {
+		b := setup(t)
+		b.m = m
+		d := b.apply(message.Event{StackID: id, Event: "LAUNCH", Machine: "nested"})
+		require.Equal(t, Rejected, d.Outcome, id)
+		require.Contains(t, d.Reason, "would share the Terraform state", id)
+	}
+	for _, id := range []string{"prod", "prod/env", "envs", "envs/prod", "tf"} {
+		b := setup(t)
+		b.m = m
+		d := b.apply(message.Event{StackID: id, Event: "LAUNCH", Machine: "nested"})
+		require.Equal(t, Applied, d.Outcome, "%s: %s", id, d.Reason)
+	}
+}
+
+// Nor may another task's results write the summary: a Lambda function's outputs are whatever it
+// returns, so its result fails rather than rewrite what the approver will read.
+func TestOtherTasksCannotWriteAPlanSummary(t *testing.T) {
+	t.Parallel()
+	src := `version: 1
+events: [LAUNCH, CHANGES]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: PLAN}]
+  PLAN:
+    tasks: [plan, notes]
+    on:
+      CHANGES: [{action: advance, state: DONE}]
+      NEXT: [{action: advance, state: DONE}]
+  DONE: {terminal: true}
+tasks:
+  plan:
+    executor: terraform
+    config: {source: {type: s3, bucket: b, key: app}, action: plan}
+    events: {changes: CHANGES}
+  notes:
+    executor: lambda
+    config: {name: notes}
+`
+	m, err := machine.Parse("two", "two.yml", []byte(src), executorkinds.All)
+	require.NoError(t, err)
+	b := setup(t)
+	b.m = m
+	require.Equal(t, Applied, b.apply(message.Event{Event: "LAUNCH", Machine: "two"}).Outcome)
+	d := b.apply(completed(b.runOf("notes"), "", message.Metadata{"plan.destroy": json.Number("0"), "ok": "1"}))
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, KindTaskFailed, d.History[0].Kind)
+	require.Contains(t, d.History[0].Reason, `metadata key "plan.destroy" is written only by the results of task plan`)
+	require.NotContains(t, b.stack.Metadata, "plan.destroy")
+
+	d = b.apply(completed(b.runOf("plan"), message.OutcomeNoChanges, message.Metadata{"plan.destroy": json.Number("0")}))
+	require.Equal(t, KindTaskDone, d.History[0].Kind, "the plan writes its own summary")
+	require.Equal(t, json.Number("0"), b.stack.Metadata["plan.destroy"])
+}
+
+// An approval sent with the version its approver saw (`stackseam approve --if-version`) is
+// ignored once a CHANGE made another plan: it never applies a plan nobody looked at.
+func TestAnApprovalOfAReplacedPlanIsIgnored(t *testing.T) {
+	t.Parallel()
+	b := reviewed(t)
+	b.apply(message.Event{Event: "LAUNCH", Machine: "reviewed-env"})
+	b.apply(completed(b.runOf("plan"), message.OutcomeChanges, message.Metadata{"plan.destroy": json.Number("0")}))
+	require.Equal(t, "AWAITING-APPROVAL", b.stack.State)
+	seen := b.stack.Version
+
+	b.apply(message.Event{Event: "CHANGE", Metadata: message.Metadata{"count": json.Number("0")}})
+	b.apply(completed(b.runOf("plan"), message.OutcomeChanges, message.Metadata{"plan.destroy": json.Number("9")}))
+	require.Equal(t, "AWAITING-APPROVAL", b.stack.State)
+
+	d := b.apply(message.Event{Event: "APPROVE", Approval: true, By: "alice", IfVersion: &seen})
+	require.Equal(t, Ignored, d.Outcome)
+	require.Equal(t, "AWAITING-APPROVAL", b.stack.State)
+	now := b.stack.Version
+	d = b.apply(message.Event{Event: "APPROVE", Approval: true, By: "alice", IfVersion: &now})
+	require.Equal(t, Applied, d.Outcome)
+	require.Equal(t, "APPLY", b.stack.State)
+}

@@ -27,6 +27,16 @@ type Kind interface {
 	Schema() []byte
 }
 
+// StateKeyer is a Kind whose tasks keep state in the bucket under `<machine>/<stackId>/<path>`
+// (a terraform task's state). Stack ids may hold '/', so two paths of one machine where one ends
+// with the other (`envs/app` and `app`) would give two stacks (`prod` and `prod/envs`) one key:
+// Machine.StackIDRefusal refuses the ids that could.
+type StateKeyer interface {
+	// StatePaths lists the paths that follow `<machine>/<stackId>/` in the keys of the state a
+	// task with this config reads or writes (the one it uses, and an older one it adopts).
+	StatePaths(config map[string]any) []string
+}
+
 // Kinds is the executors a parse knows, in the order messages name them.
 type Kinds []Kind
 

@@ -115,6 +115,12 @@ type Task struct {
 	// message.RunnerCodeBuild, or "" (then a terraform task with a timeoutSeconds beyond
 	// Lambda's 15 minutes runs on CodeBuild, see message.TaskSpec.OnCodeBuild).
 	Runner string
+	// Outcomes are the outcomes the task's executor reports for its config (a terraform plan:
+	// changes or noChanges); a task that reports any writes its summary to the stack's metadata
+	// under "<task>." (README.md, "Plan, approve, apply").
+	Outcomes []string
+	// StatePaths are where the task's state lives under `<machine>/<stackId>/` (StateKeyer).
+	StatePaths []string
 }
 
 // Spec is what a task message carries of the task: everything the satisfier needs to run it.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -116,6 +117,10 @@ func (p *parser) machine(name string, data []byte) *Machine {
 	if !message.MachineNamePattern.MatchString(name) {
 		p.problem(nil, RuleMachineName, "the machine name %q (from the file name) cannot be used in events: it must match %s",
 			name, message.MachineNamePattern)
+	} else if slices.Contains(message.ReservedMachineNames, name) {
+		p.problem(nil, RuleMachineName, "the machine name %q (from the file name) is a prefix of the bucket's own (%s): "+
+			"the machine's Terraform state, kept under %s/, would mix with them; rename the file",
+			name, strings.Join(message.ReservedMachineNames, ", "), name)
 	}
 	root := p.document(data)
 	if root == nil || !p.chargeAliases(root) {

@@ -152,6 +152,8 @@ func TestParseCloudSeamSample(t *testing.T) {
 			"source": map[string]any{"type": "local", "location": "samples/tf/files.tf"},
 			"action": "apply",
 		},
+		// The state's path, and CloudSeam's for a local source, which a first run adopts.
+		StatePaths: []string{"samples/tf/files.tf", "undefined"},
 	}, m.Tasks["create-files"])
 }
 
@@ -269,12 +271,27 @@ func TestParseMachineName(t *testing.T) {
 		_, err := machine.Parse(name, name+".yml", data, kinds.All)
 		require.NoError(t, err, name)
 	}
-	for _, name := range []string{"", "has space", "-dash", strings.Repeat("x", 129)} {
+	// The bucket's own prefixes: a machine's Terraform state lives under `<machine>/`, so a
+	// machine called fences or plans would write state over other stacks' fences or plans.
+	for _, name := range []string{"", "has space", "-dash", strings.Repeat("x", 129), "fences", "plans", "logs", "machines", "handovers"} {
 		_, err := machine.Parse(name, "x.yml", data, kinds.All)
 		var verr *machine.ValidationError
 		require.ErrorAs(t, err, &verr, name)
 		require.Equal(t, []string{"1:1 machine-name"}, summarize(verr.Problems))
 	}
+}
+
+// A task name is one segment of the keys of its plans and logs (`plans/<machine>/<stackId>/<task>.tfplan`):
+// stack ids hold '/', so a '/' in a task name would give stack a's task b/plan and stack a/b's
+// task plan one key.
+func TestTaskNamesHoldNoSlash(t *testing.T) {
+	t.Parallel()
+	data := []byte("version: 1\nevents: []\nstates: {INIT: {terminal: true, tasks: [b/plan]}}\n" +
+		"tasks: {b/plan: {executor: lambda, config: {name: f}}}\n")
+	_, err := machine.Parse("m", "m.yml", data, kinds.All)
+	var verr *machine.ValidationError
+	require.ErrorAs(t, err, &verr)
+	require.Equal(t, []string{"4:9 task-name"}, summarize(verr.Problems))
 }
 
 func TestNameFromFile(t *testing.T) {
@@ -348,4 +365,25 @@ func TestRunnerIsRead(t *testing.T) {
 	require.Equal(t, "codebuild", m.Tasks["long-apply"].Runner)
 	require.Equal(t, "", m.Tasks["by-timeout"].Runner)
 	require.Equal(t, map[string]bool{"long-apply": true, "by-timeout": true, "quick": false}, onCodeBuild)
+}
+
+// A plan task owns the metadata keys of its summary ("<task>."); with task names that are dotted
+// prefixes of each other the longest name owns the key, so each task can still write its own.
+func TestSummaryOwner(t *testing.T) {
+	t.Parallel()
+	data := []byte(`version: 1
+events: []
+states: {INIT: {terminal: true}}
+tasks:
+  plan: {executor: terraform, config: {source: {type: s3, bucket: b, key: k}, action: plan}}
+  plan.b: {executor: terraform, config: {source: {type: s3, bucket: b, key: k2}, action: drift}}
+  apply: {executor: terraform, config: {source: {type: s3, bucket: b, key: k}, action: apply}}
+`)
+	m, err := machine.Parse("m", "m.yml", data, kinds.All)
+	require.NoError(t, err)
+	for key, want := range map[string]string{
+		"plan.add": "plan", "plan.b.add": "plan.b", "plan.bx": "plan", "apply.x": "", "plan": "", "planner.x": "",
+	} {
+		require.Equal(t, want, m.SummaryOwner(key), key)
+	}
 }

@@ -8,6 +8,7 @@ package machine
 // these keys means what it always meant.
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -203,6 +204,47 @@ func (m *Machine) RaisedBy(event string) string {
 			if ev == event {
 				return name
 			}
+		}
+	}
+	return ""
+}
+
+// SummaryOwner returns the task whose reported summary the metadata key belongs to — a task that
+// reports outcomes owns every key "<task>." starts — or "" when no task owns it. Only that task's
+// results may write such a key: an approver reads the plan's summary from the stack's metadata,
+// so a publisher who could set "plan.destroy" could show a plan other than the one applied.
+func (m *Machine) SummaryOwner(key string) string {
+	owner := ""
+	for name, t := range m.Tasks {
+		// The longest name wins: with tasks plan and plan.b, plan.b.add is plan.b's.
+		if len(t.Outcomes) > 0 && strings.HasPrefix(key, name+".") && len(name) > len(owner) {
+			owner = name
+		}
+	}
+	return owner
+}
+
+// StackIDRefusal says why a new stack of this machine may not be called id, "" when it may: its
+// state would share a key with another stack's. With a task's state at `<stackId>/envs/app` and
+// another's at `<stackId>/app`, stacks `prod` and `prod/envs` would meet at `prod/envs/app`; so an
+// id ending in `/envs` is refused, whichever of the two stacks came first.
+func (m *Machine) StackIDRefusal(id string) string {
+	type owned struct{ task, path string }
+	var paths []owned
+	for _, name := range slices.Sorted(maps.Keys(m.Tasks)) {
+		for _, p := range m.Tasks[name].StatePaths {
+			paths = append(paths, owned{name, p})
+		}
+	}
+	for _, long := range paths {
+		for _, short := range paths {
+			prefix, ok := strings.CutSuffix(long.path, "/"+short.path)
+			if !ok || prefix == "" || !strings.HasSuffix(id, "/"+prefix) {
+				continue
+			}
+			other := strings.TrimSuffix(id, "/"+prefix)
+			return fmt.Sprintf("stack id %s would share the Terraform state of its task %s with stack %s's task %s (%s/%s); "+
+				"choose a stack id that does not end with /%s", id, short.task, other, long.task, other, long.path, prefix)
 		}
 	}
 	return ""

@@ -46,7 +46,7 @@ const (
 	RuleUnknownTask = "unknown-task"
 	// RuleDuplicateTask: a state lists the same task twice.
 	RuleDuplicateTask = "duplicate-task"
-	// RuleTaskName: a task name is empty.
+	// RuleTaskName: a task name is empty or holds a '/'.
 	RuleTaskName = "task-name"
 	// RuleExecutor: a task's `executor` is missing or names no executor
 	// the parse knows (Kinds). A task's `config` is judged by its

@@ -29,6 +29,10 @@ func (p *parser) task(kv pair, sc *scope) *Task {
 	t := &Task{Name: kv.Key.Value}
 	if strings.TrimSpace(t.Name) == "" {
 		p.problem(kv.Key, RuleTaskName, "a task name must not be empty")
+	} else if strings.Contains(t.Name, "/") {
+		// The name is one segment of its plans' and logs' keys, after a stack id that may hold
+		// '/': stack a's task b/plan and stack a/b's task plan would share a key.
+		p.problem(kv.Key, RuleTaskName, "task name %q holds a '/'; a task name is one segment of the keys of its plans and logs", t.Name)
 	}
 	fields, ok := p.mapping(kv.Value, "task "+t.Name, RuleType)
 	if !ok {
@@ -87,6 +91,12 @@ func (p *parser) task(kv pair, sc *scope) *Task {
 			t.Config = c
 		}
 		p.planReference(config, t, rule)
+		if kind != nil {
+			t.Outcomes = outcomesOf(kind, t.Config)
+			if k, ok := kind.(StateKeyer); ok && t.Config != nil {
+				t.StatePaths = k.StatePaths(t.Config)
+			}
+		}
 	}
 	if events != nil {
 		p.taskEvents(events, t, sc)

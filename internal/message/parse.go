@@ -28,6 +28,12 @@ var (
 // name does not match it, so every machine a file defines can be named in events.
 var MachineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
+// ReservedMachineNames are the bucket's own top-level prefixes (fences/, plans/, logs/, handovers/ and the
+// default machines/): a machine's Terraform state lives under `<machine>/`, so a machine with one
+// of these names would write state over other stacks' fences, plans or logs. The machine parser
+// refuses them.
+var ReservedMachineNames = []string{"fences", "plans", "logs", "machines", "handovers"}
+
 // CutUTF8 returns s cut to at most max bytes on a character boundary: half a UTF-8 sequence is
 // not storable text.
 func CutUTF8(s string, max int) string {

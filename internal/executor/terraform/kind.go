@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/stackseam/stackseam/internal/executor"
 	"github.com/stackseam/stackseam/internal/machine"
@@ -46,6 +47,20 @@ func (kind) Outcomes(config map[string]any) []string {
 		return []string{message.OutcomeDrift, message.OutcomeNoDrift}
 	}
 	return nil
+}
+
+// StatePaths: the state's key after `<machine>/<stackId>/` (StateKey), and CloudSeam's older one
+// that a first run adopts (LegacyStateKey).
+func (kind) StatePaths(config map[string]any) []string {
+	cfg, err := ParseConfig(config)
+	if err != nil {
+		return nil
+	}
+	paths := []string{strings.TrimPrefix(StateKey("", "", cfg.Source), "//")}
+	if legacy := LegacyStateKey("", "", cfg.Source); legacy != "" {
+		paths = append(paths, strings.TrimPrefix(legacy, "//"))
+	}
+	return paths
 }
 
 // Link: an apply's `plan` names the plan task whose saved plan it applies (on another action
