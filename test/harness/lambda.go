@@ -23,8 +23,5 @@ type LambdaInvocation = localenv.LambdaInvocation
 // NewLambdaFake starts a fake Lambda with no functions; it is closed at the
 // end of the test.
 func NewLambdaFake(t testing.TB) *LambdaFake {
-	t.Helper()
-	f := localenv.NewLambdaFake()
-	t.Cleanup(f.Close)
-	return f
+	return closedAtEnd(t, localenv.NewLambdaFake())
 }
