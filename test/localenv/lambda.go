@@ -69,14 +69,18 @@ func (f *LambdaFake) Returns(name, payload string) {
 	})
 }
 
-// Fails defines a function that always fails the way a Lambda runtime
-// reports an error thrown by the handler: X-Amz-Function-Error: Unhandled
-// and {"errorType", "errorMessage"}.
+// Fails defines a function that always fails with HandlerError(errorType, message).
 func (f *LambdaFake) Fails(name, errorType, message string) {
+	resp := HandlerError(errorType, message)
+	f.Function(name, func(context.Context, []byte) LambdaResponse { return resp })
+}
+
+// HandlerError is a fake function's answer when its handler failed, as a Lambda runtime reports
+// an error the handler returned or threw: X-Amz-Function-Error: Unhandled and
+// {"errorType", "errorMessage"}.
+func HandlerError(errorType, message string) LambdaResponse {
 	body, _ := json.Marshal(map[string]any{"errorType": errorType, "errorMessage": message, "stackTrace": []string{}})
-	f.Function(name, func(context.Context, []byte) LambdaResponse {
-		return LambdaResponse{Payload: body, FunctionError: "Unhandled"}
-	})
+	return LambdaResponse{Payload: body, FunctionError: "Unhandled"}
 }
 
 // Invocations returns the requests made to the function name so far, in
