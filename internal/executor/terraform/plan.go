@@ -193,12 +193,7 @@ func (r *Runner) plan(ctx context.Context, tf *tfexec.Terraform, task message.Ta
 		}
 		fmt.Fprintf(log, "stackseam: no changes; no plan saved\n")
 	}
-	outputs, notes := summary.Outputs(task.Task.Name, message.OutcomeChanges, changes, task.TaskRunID, r.logURL(task))
-	outcome := message.OutcomeNoChanges
-	if changes {
-		outcome = message.OutcomeChanges
-	}
-	return executor.Outcome{Outputs: outputs, Notes: notes, Outcome: outcome}, nil
+	return r.planOutcome(task, summary, changes, message.OutcomeChanges, message.OutcomeNoChanges), nil
 }
 
 // drift runs a plan that is never saved: with `-detailed-exitcode`, it finds every difference
@@ -216,12 +211,18 @@ func (r *Runner) drift(ctx context.Context, tf *tfexec.Terraform, task message.T
 	} else {
 		fmt.Fprintf(log, "stackseam: no drift\n")
 	}
-	outputs, notes := summary.Outputs(task.Task.Name, message.OutcomeDrift, drifted, task.TaskRunID, r.logURL(task))
-	outcome := message.OutcomeNoDrift
-	if drifted {
-		outcome = message.OutcomeDrift
+	return r.planOutcome(task, summary, drifted, message.OutcomeDrift, message.OutcomeNoDrift), nil
+}
+
+// planOutcome is the outcome of a plan or drift task: found (kind) or not (none), with the
+// summary's outputs and notes.
+func (r *Runner) planOutcome(task message.Task, summary Summary, found bool, kind, none string) executor.Outcome {
+	outputs, notes := summary.Outputs(task.Task.Name, kind, found, task.TaskRunID, r.logURL(task))
+	outcome := none
+	if found {
+		outcome = kind
 	}
-	return executor.Outcome{Outputs: outputs, Notes: notes, Outcome: outcome}, nil
+	return executor.Outcome{Outputs: outputs, Notes: notes, Outcome: outcome}
 }
 
 // planAndShow runs `plan -out` into the work folder and summarises the plan it wrote (see show);
