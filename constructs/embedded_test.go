@@ -99,17 +99,7 @@ func TestEmbeddedPolicies(t *testing.T) {
 	objects := func(suffix string) any { return join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedBucket+suffix) }
 	list := allow("ListMachines", "s3:ListBucket", bucket)
 	list["Condition"] = map[string]any{"StringLike": map[string]any{"s3:prefix": "machines/*"}}
-	require.ElementsMatch(t, normalize(t, []any{
-		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
-		allow("ConsumeApprovals", consumeActions, getAtt(tpl.id(t, emb+"ApprovalQueue/Resource"), "Arn")),
-		allow("ConsumeIntake", consumeActions, getAtt(tpl.id(t, emb+"IntakeQueue/Resource"), "Arn")),
-		allow("WriteLogs", logActions, getAtt(tpl.id(t, emb+"StateManagerLogs/Resource"), "Arn")),
-		allow("ConnectToVpc", vpcActions, "*"),
-		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, emb+"TaskQueue/Resource"), "Arn")),
-		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
-		allow("DeadLetterEvents", "sqs:SendMessage", []any{getAtt(tpl.id(t, emb+"EventDeadLetterQueue/Resource"), "Arn"),
-			getAtt(tpl.id(t, emb+"ApprovalDeadLetterQueue/Resource"), "Arn")}),
-		allow("PeekTaskDeadLetters", "sqs:ReceiveMessage", getAtt(tpl.id(t, emb+"TaskDeadLetterQueue/Resource"), "Arn")),
+	require.ElementsMatch(t, normalize(t, append(stateManagerQueueStatements(tpl, t, emb),
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, "Embedded/Notifications/Resource"))),
 		// The topic is encrypted with the application's key.
 		allow("", []string{"kms:GenerateDataKey", "kms:Decrypt"}, getAtt(tpl.id(t, "Embedded/NotificationsKey/Resource"), "Arn")),
@@ -123,23 +113,11 @@ func TestEmbeddedPolicies(t *testing.T) {
 			join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/ApprovalQueue/Resource"))),
 			join("arn:", ref("AWS::Partition"), ":lambda:eu-west-1:123456789012:event-source-mapping:", ref(tpl.id(t, emb+"StateManager/IntakeQueue/Resource")))}),
 		readSigningKey(tpl, t, emb),
-	}), tpl.statementsOf(t, emb+"StateManagerRole/Resource"))
+	)), tpl.statementsOf(t, emb+"StateManagerRole/Resource"))
 
 	sourcesList := allow("", "s3:ListBucket", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources))
 	sourcesList["Condition"] = map[string]any{"StringLike": map[string]any{"s3:prefix": "terraform/*"}}
-	require.ElementsMatch(t, normalize(t, []any{
-		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, emb+"TaskQueue/Resource"), "Arn")),
-		allow("WriteLogs", logActions, getAtt(tpl.id(t, emb+"SatisfierLogs/Resource"), "Arn")),
-		allow("ConnectToVpc", vpcActions, "*"),
-		allow("SendResults", "sqs:SendMessage", getAtt(tpl.id(t, emb+"EventQueue/Resource"), "Arn")),
-		allow("ListSourcesAndState", "s3:ListBucket", bucket),
-		allow("ReadSourcesStateAndFences", "s3:GetObject", objects("/*")),
-		allow("WriteStateAndLogs", "s3:PutObject", []any{objects("/*/*/*"), objects("/logs/*"), objects("/handovers/*")}),
-		allow("ReleaseStateLocks", "s3:DeleteObject", objects("/*.tflock")),
-		allow("RemoveUsedPlans", "s3:DeleteObject", objects("/plans/*")),
-		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
-			"Resource": []any{objects("/machines/*"), objects("/fences/*")}},
-		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
+	require.ElementsMatch(t, normalize(t, append(satisfierStatements(tpl, t, emb, bucket, objects),
 		allow("HandOverLongTasks", []string{"codebuild:StartBuild", "codebuild:BatchGetBuilds"}, getAtt(tpl.id(t, emb+"TaskBuildProject/Resource"), "Arn")),
 		allow("InvokeAllowedFunctions", "lambda:InvokeFunction", []any{
 			join("arn:", ref("AWS::Partition"), ":lambda:"+embeddedRegion+":"+embeddedAccount+":function:notify"),
@@ -153,7 +131,7 @@ func TestEmbeddedPolicies(t *testing.T) {
 		allow("", []string{"s3:GetObject", "s3:PutObject"}, join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedTeamState+"/*/*/*")),
 		allow("", "s3:DeleteObject", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedTeamState+"/*.tflock")),
 		readSigningKey(tpl, t, emb),
-	}), tpl.statementsOf(t, emb+"SatisfierRole/Resource"))
+	)), tpl.statementsOf(t, emb+"SatisfierRole/Resource"))
 
 	// Terraform on CodeBuild gets what AddTerraformPermissions and GrantTerraformSources give.
 	build := tpl.statementsOf(t, emb+"TaskBuildRole/Resource")

@@ -424,17 +424,7 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 	bucket := getAtt(tpl.id(t, def+"Bucket/Resource"), "Arn")
 	list := allow("ListMachines", "s3:ListBucket", bucket)
 	list["Condition"] = map[string]any{"StringLike": map[string]any{"s3:prefix": "machines/*"}}
-	require.ElementsMatch(t, normalize(t, []any{
-		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
-		allow("ConsumeApprovals", consumeActions, getAtt(tpl.id(t, def+"ApprovalQueue/Resource"), "Arn")),
-		allow("ConsumeIntake", consumeActions, getAtt(tpl.id(t, def+"IntakeQueue/Resource"), "Arn")),
-		allow("WriteLogs", logActions, getAtt(tpl.id(t, def+"StateManagerLogs/Resource"), "Arn")),
-		allow("ConnectToVpc", vpcActions, "*"),
-		allow("SendTasks", "sqs:SendMessage", getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn")),
-		allow("SendEvents", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
-		allow("DeadLetterEvents", "sqs:SendMessage", []any{getAtt(tpl.id(t, def+"EventDeadLetterQueue/Resource"), "Arn"),
-			getAtt(tpl.id(t, def+"ApprovalDeadLetterQueue/Resource"), "Arn")}),
-		allow("PeekTaskDeadLetters", "sqs:ReceiveMessage", getAtt(tpl.id(t, def+"TaskDeadLetterQueue/Resource"), "Arn")),
+	require.ElementsMatch(t, normalize(t, append(stateManagerQueueStatements(tpl, t, def),
 		allow("PublishNotifications", "sns:Publish", ref(tpl.id(t, def+"NotificationTopic/Resource"))),
 		list,
 		allow("ReadMachines", "s3:GetObject", join(bucket, "/machines/*")),
@@ -446,7 +436,7 @@ func TestDefaultStateManagerPolicy(t *testing.T) {
 			mappingArn(tpl.id(t, def+"StateManager/ApprovalQueue/Resource")),
 			mappingArn(tpl.id(t, def+"StateManager/IntakeQueue/Resource"))}),
 		readSigningKey(tpl, t, def),
-	}), tpl.statementsOf(t, def+"StateManagerRole/Resource"))
+	)), tpl.statementsOf(t, def+"StateManagerRole/Resource"))
 }
 
 // mappingArn is the ARN of the event-source mapping with logical id id.
@@ -457,22 +447,11 @@ func mappingArn(id string) any {
 func TestDefaultSatisfierPolicy(t *testing.T) {
 	tpl := synth(t).templates["Default"]
 	bucket := getAtt(tpl.id(t, def+"Bucket/Resource"), "Arn")
-	require.ElementsMatch(t, normalize(t, []any{
-		allow("ConsumeQueue", consumeActions, getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn")),
-		allow("WriteLogs", logActions, getAtt(tpl.id(t, def+"SatisfierLogs/Resource"), "Arn")),
-		allow("ConnectToVpc", vpcActions, "*"),
-		allow("SendResults", "sqs:SendMessage", getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn")),
-		allow("ListSourcesAndState", "s3:ListBucket", bucket),
-		allow("ReadSourcesStateAndFences", "s3:GetObject", join(bucket, "/*")),
-		allow("WriteStateAndLogs", "s3:PutObject", []any{join(bucket, "/*/*/*"), join(bucket, "/logs/*"), join(bucket, "/handovers/*")}),
-		allow("ReleaseStateLocks", "s3:DeleteObject", join(bucket, "/*.tflock")),
-		allow("RemoveUsedPlans", "s3:DeleteObject", join(bucket, "/plans/*")),
-		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
-			"Resource": []any{join(bucket, "/machines/*"), join(bucket, "/fences/*")}},
-		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
+	objects := func(suffix string) any { return join(bucket, suffix) }
+	require.ElementsMatch(t, normalize(t, append(satisfierStatements(tpl, t, def, bucket, objects),
 		readSigningKey(tpl, t, def),
 		allow("HandOverLongTasks", []string{"codebuild:StartBuild", "codebuild:BatchGetBuilds"}, getAtt(tpl.id(t, def+"TaskBuildProject/Resource"), "Arn")),
-	}), tpl.statementsOf(t, def+"SatisfierRole/Resource"))
+	)), tpl.statementsOf(t, def+"SatisfierRole/Resource"))
 }
 
 // The CodeBuild project of long tasks: in the VPC with its own outbound-only security group,
@@ -546,6 +525,45 @@ func TestDefaultTaskBuild(t *testing.T) {
 		st := st.(map[string]any)
 		require.NotEqual(t, "sqs:ReceiveMessage", st["Action"], "a build consumes no queue")
 		require.NotContains(t, asList(st["Action"]), "lambda:InvokeFunction", "lambda tasks never run in a build")
+	}
+}
+
+// stateManagerQueueStatements are the statements of the state manager's role (of the construct
+// whose paths start with prefix) for its queues, logs and VPC: the same in every configuration.
+func stateManagerQueueStatements(tpl *template, t *testing.T, prefix string) []any {
+	arn := func(name string) any { return getAtt(tpl.id(t, prefix+name+"/Resource"), "Arn") }
+	return []any{
+		allow("ConsumeQueue", consumeActions, arn("EventQueue")),
+		allow("ConsumeApprovals", consumeActions, arn("ApprovalQueue")),
+		allow("ConsumeIntake", consumeActions, arn("IntakeQueue")),
+		allow("WriteLogs", logActions, arn("StateManagerLogs")),
+		allow("ConnectToVpc", vpcActions, "*"),
+		allow("SendTasks", "sqs:SendMessage", arn("TaskQueue")),
+		allow("SendEvents", "sqs:SendMessage", arn("EventQueue")),
+		allow("DeadLetterEvents", "sqs:SendMessage", []any{arn("EventDeadLetterQueue"), arn("ApprovalDeadLetterQueue")}),
+		allow("PeekTaskDeadLetters", "sqs:ReceiveMessage", arn("TaskDeadLetterQueue")),
+	}
+}
+
+// satisfierStatements are the statements of the satisfier's role (of the construct whose paths
+// start with prefix) for its queues, logs, VPC and the application's bucket (whose ARN is
+// bucket, and objects(suffix) the ARN of the objects under suffix): the same in every
+// configuration.
+func satisfierStatements(tpl *template, t *testing.T, prefix string, bucket any, objects func(suffix string) any) []any {
+	arn := func(name string) any { return getAtt(tpl.id(t, prefix+name+"/Resource"), "Arn") }
+	return []any{
+		allow("ConsumeQueue", consumeActions, arn("TaskQueue")),
+		allow("WriteLogs", logActions, arn("SatisfierLogs")),
+		allow("ConnectToVpc", vpcActions, "*"),
+		allow("SendResults", "sqs:SendMessage", arn("EventQueue")),
+		allow("ListSourcesAndState", "s3:ListBucket", bucket),
+		allow("ReadSourcesStateAndFences", "s3:GetObject", objects("/*")),
+		allow("WriteStateAndLogs", "s3:PutObject", []any{objects("/*/*/*"), objects("/logs/*"), objects("/handovers/*")}),
+		allow("ReleaseStateLocks", "s3:DeleteObject", objects("/*.tflock")),
+		allow("RemoveUsedPlans", "s3:DeleteObject", objects("/plans/*")),
+		map[string]any{"Sid": "NeverWriteMachinesOrFences", "Effect": "Deny", "Action": neverWriteActions,
+			"Resource": []any{objects("/machines/*"), objects("/fences/*")}},
+		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
 	}
 }
 

@@ -120,6 +120,31 @@ func (cs *codebuildSystem) builds(stackID, task string) []*harness.FakeBuild {
 	return out
 }
 
+// launchUntilApplying launches a longrun stack and returns its one infra build once the apply
+// is creating (the resource's mark file exists): the moment to interrupt the build.
+func (cs *codebuildSystem) launchUntilApplying(stackID string) *harness.FakeBuild {
+	cs.t.Helper()
+	cs.sendEvent(stackID, "LAUNCH", map[string]any{"machine": "longrun"})
+	mark := filepath.Join(cs.marks, stackID)
+	require.Eventually(cs.t, func() bool { return exists(cs.t, mark) }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
+	infra := cs.builds(stackID, "infra")
+	require.Len(cs.t, infra, 1)
+	return infra[0]
+}
+
+// destroyLog destroys the longrun stack and returns the log of its one teardown run.
+func (cs *codebuildSystem) destroyLog(stackID string) string {
+	cs.t.Helper()
+	cs.sendEvent(stackID, "DESTROY", nil)
+	cs.waitRemoved(stackID)
+	teardown := cs.taskLogs("longrun", stackID, "teardown")
+	require.Len(cs.t, teardown, 1)
+	for _, log := range teardown {
+		return log
+	}
+	return ""
+}
+
 // TestCodeBuildLifecycle: LAUNCH → RUN → DESTROY with both Terraform tasks run by CodeBuild
 // builds (the apply chosen by its timeoutSeconds, the destroy by runner: codebuild). Each run
 // gets one build, which runs real tofu and publishes the result; logs land at the usual key.
@@ -207,12 +232,8 @@ func TestStoppedBuildReportsTaskError(t *testing.T) {
 	t.Parallel()
 	cs := newCodebuildSystem(t, "120")
 
-	cs.sendEvent("cb-stop", "LAUNCH", map[string]any{"machine": "longrun"})
-	mark := filepath.Join(cs.marks, "cb-stop")
-	require.Eventually(t, func() bool { return exists(t, mark) }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
-	infra := cs.builds("cb-stop", "infra")
-	require.Len(t, infra, 1)
-	_, err := harness.CodeBuildClient(t, cs.fake).StopBuild(cs.ctx, &codebuild.StopBuildInput{Id: aws.String(infra[0].ID)})
+	infra := cs.launchUntilApplying("cb-stop")
+	_, err := harness.CodeBuildClient(t, cs.fake).StopBuild(cs.ctx, &codebuild.StopBuildInput{Id: aws.String(infra.ID)})
 	require.NoError(t, err)
 
 	failed := cs.waitTask("cb-stop", "infra", message.TaskFailed)
@@ -222,18 +243,12 @@ func TestStoppedBuildReportsTaskError(t *testing.T) {
 	require.True(t, ok)
 	require.Contains(t, log, "stackseam: FAILED after")
 	require.Equal(t, "PROVISION", cs.stack("cb-stop").State, "the stack rests with its task failed")
-	require.Eventually(t, func() bool { return infra[0].Status() == "STOPPED" }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return infra.Status() == "STOPPED" }, 30*time.Second, 50*time.Millisecond)
 
-	cs.sendEvent("cb-stop", "DESTROY", nil)
-	cs.waitRemoved("cb-stop")
-	teardown := cs.taskLogs("longrun", "cb-stop", "teardown")
-	require.Len(t, teardown, 1)
-	for _, log := range teardown {
-		// The interrupted create left the resource tainted in the state; Terraform destroys a
-		// tainted resource without its destroy-time provisioners, so the mark file stays, but
-		// the resource is gone from the state.
-		require.Contains(t, log, "Destroy complete! Resources: 1 destroyed")
-	}
+	// The interrupted create left the resource tainted in the state; Terraform destroys a
+	// tainted resource without its destroy-time provisioners, so the mark file stays, but the
+	// resource is gone from the state.
+	require.Contains(t, cs.destroyLog("cb-stop"), "Destroy complete! Resources: 1 destroyed")
 	state, ok := cs.object("longrun/cb-stop/marks")
 	require.True(t, ok)
 	require.NotContains(t, state, `"terraform_data"`)
@@ -247,24 +262,14 @@ func TestKilledBuildReportsTaskError(t *testing.T) {
 	t.Parallel()
 	cs := newCodebuildSystem(t, "120")
 
-	cs.sendEvent("cb-kill", "LAUNCH", map[string]any{"machine": "longrun"})
-	mark := filepath.Join(cs.marks, "cb-kill")
-	require.Eventually(t, func() bool { return exists(t, mark) }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
-	infra := cs.builds("cb-kill", "infra")
-	require.Len(t, infra, 1)
-	require.NoError(t, cs.fake.Kill(infra[0]))
-	require.Eventually(t, func() bool { return infra[0].Status() == "FAILED" }, 30*time.Second, 50*time.Millisecond)
+	infra := cs.launchUntilApplying("cb-kill")
+	require.NoError(t, cs.fake.Kill(infra))
+	require.Eventually(t, func() bool { return infra.Status() == "FAILED" }, 30*time.Second, 50*time.Millisecond)
 
 	failed := cs.waitTask("cb-kill", "infra", message.TaskFailed)
 	require.Contains(t, failed.Description, "ended FAILED without reporting a result")
 	require.Contains(t, failed.Description, "logs/longrun/cb-kill/infra/"+failed.RunID+".log")
 	cs.sat.WaitForOutput(t, `"outcome":"lock-released"`, 10*time.Second)
 
-	cs.sendEvent("cb-kill", "DESTROY", nil)
-	cs.waitRemoved("cb-kill")
-	teardown := cs.taskLogs("longrun", "cb-kill", "teardown")
-	require.Len(t, teardown, 1)
-	for _, log := range teardown {
-		require.NotContains(t, log, "waiting for the state lock", "the dead run's lock was released")
-	}
+	require.NotContains(t, cs.destroyLog("cb-kill"), "waiting for the state lock", "the dead run's lock was released")
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -48,27 +47,19 @@ func (s *system) subscribe(topicARN, filterPolicy string) string {
 func (s *system) notifications(queueURL string, n int) []message.Notification {
 	s.t.Helper()
 	var out []message.Notification
-	deadline := time.Now().Add(30 * time.Second)
-	for len(out) < n {
-		require.True(s.t, time.Now().Before(deadline), "got %d of %d notifications: %+v", len(out), n, out)
-		resp, err := s.sqs.ReceiveMessage(s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
-		require.NoError(s.t, err)
-		for _, m := range resp.Messages {
-			var env struct {
-				Message           string
-				MessageAttributes map[string]struct{ Type, Value string }
-			}
-			require.NoError(s.t, json.Unmarshal([]byte(aws.ToString(m.Body)), &env))
-			var note message.Notification
-			require.NoError(s.t, json.Unmarshal([]byte(env.Message), &note))
-			require.Equal(s.t, note.StackID, env.MessageAttributes["stackId"].Value)
-			require.Equal(s.t, note.Kind, env.MessageAttributes["kind"].Value)
-			require.Equal(s.t, note.State, env.MessageAttributes["state"].Value)
-			require.Equal(s.t, note.Machine, env.MessageAttributes["machine"].Value)
-			out = append(out, note)
-			_, err := s.sqs.DeleteMessage(s.ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(queueURL), ReceiptHandle: m.ReceiptHandle})
-			require.NoError(s.t, err)
+	for _, body := range s.drainQueue(queueURL, n) {
+		var env struct {
+			Message           string
+			MessageAttributes map[string]struct{ Type, Value string }
 		}
+		require.NoError(s.t, json.Unmarshal([]byte(body), &env))
+		var note message.Notification
+		require.NoError(s.t, json.Unmarshal([]byte(env.Message), &note))
+		require.Equal(s.t, note.StackID, env.MessageAttributes["stackId"].Value)
+		require.Equal(s.t, note.Kind, env.MessageAttributes["kind"].Value)
+		require.Equal(s.t, note.State, env.MessageAttributes["state"].Value)
+		require.Equal(s.t, note.Machine, env.MessageAttributes["machine"].Value)
+		out = append(out, note)
 	}
 	return out
 }
@@ -116,6 +107,22 @@ func TestNotificationsFanOutThroughSNS(t *testing.T) {
 // type, transitions, task results by executor, and outbox lag.
 func requireMetrics(t *testing.T, output string) {
 	t.Helper()
+	requireEMFMetrics(t, output, "statemanager", []string{"Outcome", "Event", "Executor", "Result", "Destination"},
+		"Events Outcome=applied Event=LAUNCH",
+		"Events Outcome=applied Event=TASK_ERROR",
+		"Transitions",
+		"TaskResults Executor=lambda Result=failed",
+		"TaskDuration Executor=lambda Result=completed",
+		"OutboxLag Destination=task",
+		"OutboxLag Destination=notification",
+	)
+}
+
+// requireEMFMetrics checks that function wrote, among its output's EMF lines, each metric of
+// want, named "Metric Dim=value ..." with the dimensions of dims the record has, in that order.
+// Every EMF line must be stackseam's, of function, and hold the value of each metric it declares.
+func requireEMFMetrics(t *testing.T, output, function string, dims []string, want ...string) {
+	t.Helper()
 	seen := map[string]bool{}
 	for _, line := range strings.Split(output, "\n") {
 		var rec map[string]any
@@ -124,12 +131,12 @@ func requireMetrics(t *testing.T, output string) {
 		}
 		cw := rec["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)
 		require.Equal(t, "stackseam", cw["Namespace"])
-		require.Equal(t, "statemanager", rec["Function"])
+		require.Equal(t, function, rec["Function"])
 		for _, m := range cw["Metrics"].([]any) {
 			name := m.(map[string]any)["Name"].(string)
 			require.Contains(t, rec, name, "an EMF record holds the value of each metric it declares")
 			key := name
-			for _, dim := range []string{"Outcome", "Event", "Executor", "Result", "Destination"} {
+			for _, dim := range dims {
 				if v, ok := rec[dim]; ok {
 					key += " " + dim + "=" + v.(string)
 				}
@@ -137,16 +144,8 @@ func requireMetrics(t *testing.T, output string) {
 			seen[key] = true
 		}
 	}
-	for _, want := range []string{
-		"Events Outcome=applied Event=LAUNCH",
-		"Events Outcome=applied Event=TASK_ERROR",
-		"Transitions",
-		"TaskResults Executor=lambda Result=failed",
-		"TaskDuration Executor=lambda Result=completed",
-		"OutboxLag Destination=task",
-		"OutboxLag Destination=notification",
-	} {
-		require.True(t, seen[want], "no EMF metric %q among %v", want, seen)
+	for _, w := range want {
+		require.True(t, seen[w], "no %s metric %q among %v", function, w, seen)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -87,8 +86,7 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 	lambdaFake.Function("Deployed-Query-abc123", func(ctx context.Context, payload []byte) harness.LambdaResponse {
 		res, err := rie.Invoke(ctx, payload)
 		if err != nil {
-			body, _ := json.Marshal(map[string]string{"errorMessage": err.Error(), "errorType": "InvokeError"})
-			return harness.LambdaResponse{Payload: body, FunctionError: "Unhandled"}
+			return harness.HandlerError("InvokeError", err.Error())
 		}
 		if res.Failed {
 			return harness.LambdaResponse{Payload: res.Payload, FunctionError: "Unhandled"}
@@ -152,7 +150,7 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 	// stack is removed.
 	follow := exec.Command(cli, "history", "--follow", "qa-2")
 	follow.Env = cliEnv
-	var followed syncBuffer
+	var followed harness.SyncBuffer
 	follow.Stdout, follow.Stderr = &followed, &followed
 	require.NoError(t, follow.Start())
 	exited := make(chan error, 1)
@@ -178,7 +176,7 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 	// machine files from the repository's folder; the outputs' bucket is not a real one here).
 	console := exec.Command(cli, "console", "--listen", "127.0.0.1:0", "--machines-dir", filepath.Join(harness.RepoRoot(t), "machines"))
 	console.Env = cliEnv
-	var consoleOut syncBuffer
+	var consoleOut harness.SyncBuffer
 	console.Stdout, console.Stderr = &consoleOut, &consoleOut
 	require.NoError(t, console.Start())
 	t.Cleanup(func() { _ = console.Process.Kill(); _ = console.Wait() })
@@ -255,22 +253,4 @@ func TestDeployedQueryFunctionAnswersTheCLI(t *testing.T) {
 		FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = $1`, db.User).Scan(&encrypted, &plain))
 	require.Zero(t, plain, "every connection of the database user is encrypted")
 	require.Positive(t, encrypted)
-}
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -197,7 +197,7 @@ func TestTerraformAndLambdaTasksLaunchAndDestroy(t *testing.T) {
 	for _, e := range entries {
 		require.Equal(t, "plugins", e.Name(), "run work dirs are removed")
 	}
-	requireSatisfierMetrics(t, satisfier.Output(), "TaskRuns Executor=terraform Result=completed",
+	requireEMFMetrics(t, satisfier.Output(), "satisfier", []string{"Executor", "Result"}, "TaskRuns Executor=terraform Result=completed",
 		"TaskRunDuration Executor=terraform Result=completed", "TaskRuns Executor=lambda Result=completed")
 	t.Logf("LAUNCH→RUN %s, DESTROY→removed %s, loop %s", upTime.Round(time.Millisecond),
 		downTime.Round(time.Millisecond), (upTime + downTime).Round(time.Millisecond))
@@ -362,31 +362,4 @@ func provisionerRunning(t *testing.T, pid int) bool {
 		}
 	}
 	return false
-}
-
-// requireSatisfierMetrics checks that the satisfier wrote the EMF metrics
-// named "Metric Dim=value ...".
-func requireSatisfierMetrics(t *testing.T, output string, want ...string) {
-	t.Helper()
-	seen := map[string]bool{}
-	for _, line := range strings.Split(output, "\n") {
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) != nil || rec["_aws"] == nil {
-			continue
-		}
-		require.Equal(t, "satisfier", rec["Function"])
-		cw := rec["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)
-		for _, m := range cw["Metrics"].([]any) {
-			key := m.(map[string]any)["Name"].(string)
-			for _, dim := range []string{"Executor", "Result"} {
-				if v, ok := rec[dim]; ok {
-					key += " " + dim + "=" + v.(string)
-				}
-			}
-			seen[key] = true
-		}
-	}
-	for _, w := range want {
-		require.True(t, seen[w], "no satisfier metric %q among %v", w, seen)
-	}
 }

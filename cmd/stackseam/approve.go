@@ -17,7 +17,6 @@ import (
 
 	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/internal/message"
-	"github.com/stackseam/stackseam/internal/query"
 	"github.com/stackseam/stackseam/internal/queue"
 )
 
@@ -249,22 +248,10 @@ func planSummaries(md message.Metadata) []planSummary {
 }
 
 func runPlan(ctx context.Context, c *cli, cmd *command, args []string) int {
-	fs := newFlags(cmd)
-	var rf readFlags
-	api, done, id, code := rf.start(ctx, c, cmd, fs, args, true)
-	if api == nil {
+	s, out, code := readStack(ctx, c, cmd, args)
+	if s == nil {
 		return code
 	}
-	defer done()
-	res, err := api.Stack(ctx, query.StackRequest{ID: id})
-	if err != nil {
-		return fail(c, cmd, err)
-	}
-	s := toEngineStack(res.Stack)
-	if s == nil {
-		return fail(c, cmd, missingStack(id, res))
-	}
-	out := rf.out
 	plans := planSummaries(s.Metadata)
 	if out.json() {
 		if err := writeJSON(c.stdout, struct {

@@ -41,12 +41,8 @@ func runComplete(ctx context.Context, c *cli, cmd *command, args []string) int {
 	secretID := fs.String("signing-secret-id", "", "the Secrets Manager `SECRET` holding the result signing key (default $RESULT_SIGNING_SECRET_ID)")
 	var sf sendFlags
 	sf.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	if code, ok := parseNoArgs(c, fs, args, " (the stack and task are flags: --stack ID --task TASK)"); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(c, fs, "unexpected argument %q (the stack and task are flags: --stack ID --task TASK)", pos[0])
 	}
 	if *stackID == "" || *task == "" {
 		return usageError(c, fs, "--stack and --task are required")

@@ -210,14 +210,8 @@ func (f *readFlags) start(ctx context.Context, c *cli, cmd *command, fs *flag.Fl
 		if id, code, ok = parseStack(c, fs, args); !ok {
 			return nil, nil, "", code
 		}
-	} else {
-		pos, code, stop := parseFlags(fs, args, c.stdout, c.stderr)
-		if stop {
-			return nil, nil, "", code
-		}
-		if len(pos) > 0 {
-			return nil, nil, "", usageError(c, fs, "unexpected argument %q", pos[0])
-		}
+	} else if code, ok := parseNoArgs(c, fs, args, ""); !ok {
+		return nil, nil, "", code
 	}
 	api, done, err := f.db.api(ctx, c)
 	if err != nil {
@@ -238,6 +232,21 @@ func parseStack(c *cli, fs *flag.FlagSet, args []string) (id string, code int, o
 		return "", usageError(c, fs, "name one stack"), false
 	}
 	return pos[0], exitOK, true
+}
+
+// parseNoArgs parses args with fs for a command that takes flags only; a positional argument is
+// a usage error, told with hint after it (where the command's arguments are flags that look like
+// they could be positional). When the command cannot go on (or help was asked for), ok is false
+// and code the exit code.
+func parseNoArgs(c *cli, fs *flag.FlagSet, args []string, hint string) (code int, ok bool) {
+	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
+	if done {
+		return code, false
+	}
+	if len(pos) > 0 {
+		return usageError(c, fs, "unexpected argument %q%s", pos[0], hint), false
+	}
+	return exitOK, true
 }
 
 // api returns the read API: the query function of --stack-name, or a read-only reader on the

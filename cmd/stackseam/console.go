@@ -69,12 +69,8 @@ func runConsole(ctx context.Context, c *cli, cmd *command, args []string) int {
 	queueURL := fs.String("queue-url", "", "the event queue's `URL`, for actions (default $EVENT_QUEUE_URL, else the one --stack-name outputs)")
 	var db databaseFlags
 	db.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	if code, ok := parseNoArgs(c, fs, args, ""); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(c, fs, "unexpected argument %q", pos[0])
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -792,14 +792,8 @@ type actionJSON struct {
 }
 
 func (s *consoleServer) send(w http.ResponseWriter, r *http.Request) {
-	var in actionJSON
-	if err := readJSON(r, &in); err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	st, code, err := s.actionStack(r.Context(), in)
-	if err != nil {
-		httpError(w, code, err.Error())
+	in, st, ok := s.readAction(w, r)
+	if !ok {
 		return
 	}
 	accepted := s.accepts(r.Context(), st)
@@ -812,14 +806,8 @@ func (s *consoleServer) send(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *consoleServer) retry(w http.ResponseWriter, r *http.Request) {
-	var in actionJSON
-	if err := readJSON(r, &in); err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	st, code, err := s.actionStack(r.Context(), in)
-	if err != nil {
-		httpError(w, code, err.Error())
+	in, st, ok := s.readAction(w, r)
+	if !ok {
 		return
 	}
 	pending, failed := countTasks(st.Tasks)
@@ -833,6 +821,21 @@ func (s *consoleServer) retry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.publishAction(w, r, in)
+}
+
+// readAction reads an action's body and the stack it names, as the page showed it. When the
+// action cannot go on it has answered why, and ok is false.
+func (s *consoleServer) readAction(w http.ResponseWriter, r *http.Request) (in actionJSON, st *engine.Stack, ok bool) {
+	if err := readJSON(r, &in); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return in, nil, false
+	}
+	st, code, err := s.actionStack(r.Context(), in)
+	if err != nil {
+		httpError(w, code, err.Error())
+		return in, nil, false
+	}
+	return in, st, true
 }
 
 func (s *consoleServer) actionStack(ctx context.Context, in actionJSON) (*engine.Stack, int, error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -482,36 +480,18 @@ func TestConsoleServesTaskLogsFromS3(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, res.StatusCode, "no log stored for that run")
 }
 
-// lockedBuffer is a bytes.Buffer a running command writes while the test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startConsoleCommand runs `stackseam console ARGS` in-process until the test ends and returns
 // the URL it printed.
-func startConsoleCommand(t *testing.T, env map[string]string, args ...string) (url string, stdout *lockedBuffer) {
+func startConsoleCommand(t *testing.T, env map[string]string, args ...string) (url string, stdout *harness.SyncBuffer) {
 	t.Helper()
 	return startConsoleCommandAt(t, env, time.Now, args...)
 }
 
 // startConsoleCommandAt is startConsoleCommand with the console's clock.
-func startConsoleCommandAt(t *testing.T, env map[string]string, clock func() time.Time, args ...string) (url string, stdout *lockedBuffer) {
+func startConsoleCommandAt(t *testing.T, env map[string]string, clock func() time.Time, args ...string) (url string, stdout *harness.SyncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errOut := &lockedBuffer{}, &lockedBuffer{}
+	out, errOut := &harness.SyncBuffer{}, &harness.SyncBuffer{}
 	c := &cli{stdout: out, stderr: errOut, getenv: func(k string) string { return env[k] }, now: clock, pollInterval: 20 * time.Millisecond}
 	done := make(chan int, 1)
 	go func() { done <- c.run(ctx, append([]string{"console"}, args...)) }()

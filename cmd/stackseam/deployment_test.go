@@ -28,8 +28,7 @@ func deployedEnv(t *testing.T, r *recorder) (map[string]string, *harness.CloudFo
 	lambdaFake.Function("stackseam-query-fn", func(ctx context.Context, payload []byte) harness.LambdaResponse {
 		resp, err := reader.Handle(ctx, payload)
 		if err != nil {
-			body, _ := json.Marshal(map[string]string{"errorMessage": err.Error(), "errorType": "error"})
-			return harness.LambdaResponse{Payload: body, FunctionError: "Unhandled"}
+			return harness.HandlerError("error", err.Error())
 		}
 		body, err := json.Marshal(resp)
 		require.NoError(t, err)

@@ -55,21 +55,13 @@ func TestGraphDrawsEveryKindOfEdgeAndNode(t *testing.T) {
 
 func TestGraphProblems(t *testing.T) {
 	t.Parallel()
-	code, _, stderr := runCLI(t, "graph")
-	require.Equal(t, exitUsage, code)
-	require.Contains(t, stderr, "name one machine")
+	runFailing(t, exitUsage, "name one machine", "graph")
 
-	code, _, stderr = runCLI(t, "graph", "--format", "png", "feature-env")
-	require.Equal(t, exitUsage, code)
-	require.Contains(t, stderr, `unknown format "png"`)
+	runFailing(t, exitUsage, `unknown format "png"`, "graph", "--format", "png", "feature-env")
 
-	code, _, stderr = runCLI(t, "graph", "--dir", "../../machines", "nope")
-	require.Equal(t, exitFail, code)
-	require.Contains(t, stderr, "machine nope: no nope.yml or nope.yaml in ../../machines")
+	runFailing(t, exitFail, "machine nope: no nope.yml or nope.yaml in ../../machines", "graph", "--dir", "../../machines", "nope")
 
-	code, _, stderr = runCLI(t, "graph", "../../internal/machine/testdata/invalid/advance-target.yml")
-	require.Equal(t, exitFail, code)
-	require.Contains(t, stderr, "is not a valid machine:")
+	stderr := runFailing(t, exitFail, "is not a valid machine:", "graph", "../../internal/machine/testdata/invalid/advance-target.yml")
 	require.Contains(t, stderr, "[advance-target]")
 }
 

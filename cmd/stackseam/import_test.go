@@ -74,12 +74,8 @@ func TestImportCloudSeamDynamoDBScan(t *testing.T) {
 
 func TestImportNeedsItsSource(t *testing.T) {
 	t.Parallel()
-	code, _, stderr := runCLI(t, "import")
-	require.Equal(t, exitUsage, code)
-	require.Contains(t, stderr, "stackseam import cloudseam")
-	code, _, stderr = runCLI(t, "import", "cloudseam", "--cloudseam-table", "stacks; DROP TABLE x")
-	require.Equal(t, exitUsage, code)
-	require.Contains(t, stderr, "--cloudseam-table")
+	runFailing(t, exitUsage, "stackseam import cloudseam", "import")
+	runFailing(t, exitUsage, "--cloudseam-table", "import", "cloudseam", "--cloudseam-table", "stacks; DROP TABLE x")
 }
 
 // TestHistorySaysImportedAndByTaskName: the history of an imported stack starts with where it came

@@ -30,6 +30,16 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
+// runFailing runs the command line in-process and requires that it end with code (not exitOK),
+// saying want on stderr; it returns stderr.
+func runFailing(t *testing.T, code int, want string, args ...string) string {
+	t.Helper()
+	got, _, stderr := runCLI(t, args...)
+	require.Equal(t, code, got, "%v: %s", args, stderr)
+	require.Contains(t, stderr, want, args)
+	return stderr
+}
+
 // runEnv runs the command line in-process with env as its whole
 // environment and now as the time.
 func runEnv(t *testing.T, env map[string]string, now time.Time, args ...string) (code int, stdout, stderr string) {
@@ -62,9 +72,7 @@ func TestUsage(t *testing.T) {
 	require.Contains(t, stderr, "usage: stackseam COMMAND")
 	require.Contains(t, stderr, "validate")
 
-	code, _, stderr = runCLI(t, "frobnicate")
-	require.Equal(t, exitUsage, code)
-	require.Contains(t, stderr, `unknown command "frobnicate"`)
+	runFailing(t, exitUsage, `unknown command "frobnicate"`, "frobnicate")
 
 	for _, help := range []string{"help", "-h", "--help"} {
 		code, stdout, stderr = runCLI(t, help)
@@ -77,24 +85,18 @@ func TestUsage(t *testing.T) {
 	require.Equal(t, exitOK, code)
 	require.Contains(t, stdout, "usage: stackseam validate [flags] PATH...")
 
-	code, _, stderr = runCLI(t, "help", "nope")
-	require.Equal(t, exitUsage, code)
-	require.Contains(t, stderr, `unknown command "nope"`)
+	runFailing(t, exitUsage, `unknown command "nope"`, "help", "nope")
 }
 
 func TestValidateUsage(t *testing.T) {
 	t.Parallel()
-	code, _, stderr := runCLI(t, "validate")
-	require.Equal(t, exitUsage, code)
-	require.Contains(t, stderr, "name at least one machine file or folder")
+	runFailing(t, exitUsage, "name at least one machine file or folder", "validate")
 
 	code, stdout, _ := runCLI(t, "validate", "-h")
 	require.Equal(t, exitOK, code)
 	require.Contains(t, stdout, "usage: stackseam validate")
 
-	code, _, stderr = runCLI(t, "validate", "-bogus", "x.yml")
-	require.Equal(t, exitUsage, code)
-	require.Contains(t, stderr, "flag provided but not defined: -bogus")
+	runFailing(t, exitUsage, "flag provided but not defined: -bogus", "validate", "-bogus", "x.yml")
 }
 
 func TestValidateExampleMachines(t *testing.T) {
@@ -167,9 +169,7 @@ func TestValidateSkipsDotFilesAsTheStateManagerDoes(t *testing.T) {
 	require.Len(t, files, 1, "the catalog loads the same one file")
 	require.Equal(t, "a", files[0].Name)
 
-	code, _, stderr = runCLI(t, "graph", "--dir", dir, "link")
-	require.Equal(t, exitFail, code)
-	require.Contains(t, stderr, "machine link: no link.yml or link.yaml in "+dir)
+	runFailing(t, exitFail, "machine link: no link.yml or link.yaml in "+dir, "graph", "--dir", dir, "link")
 }
 
 func TestValidatePathProblems(t *testing.T) {
@@ -224,7 +224,5 @@ func TestFlagsMayFollowArguments(t *testing.T) {
 	require.Equal(t, exitOK, code)
 	require.Contains(t, stdout, `"machine": "feature-env"`)
 	// "--" ends the flags: what follows is an argument even if it looks like one.
-	code, _, stderr := runCLI(t, "validate", "--", "--output")
-	require.Equal(t, exitFail, code)
-	require.Contains(t, stderr, "error reading --output")
+	runFailing(t, exitFail, "error reading --output", "validate", "--", "--output")
 }

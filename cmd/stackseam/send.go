@@ -95,12 +95,8 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs.Var(&meta, "meta", "metadata `KEY=VALUE` to merge into the stack's (repeatable)")
 	var sf sendFlags
 	sf.register(fs)
-	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
-	if done {
+	if code, ok := parseNoArgs(c, fs, args, " (the stack and event are flags: --stack ID --event EVENT)"); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(c, fs, "unexpected argument %q (the stack and event are flags: --stack ID --event EVENT)", pos[0])
 	}
 	if *stackID == "" || *event == "" {
 		return usageError(c, fs, "--stack and --event are required")

@@ -227,23 +227,12 @@ func taskElapsed(t message.StackTask, now time.Time) time.Duration {
 }
 
 func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
-	fs := newFlags(cmd)
-	var rf readFlags
-	api, done, id, code := rf.start(ctx, c, cmd, fs, args, true)
-	if api == nil {
+	s, out, code := readStack(ctx, c, cmd, args)
+	if s == nil {
 		return code
 	}
-	defer done()
-	res, err := api.Stack(ctx, query.StackRequest{ID: id})
-	if err != nil {
-		return fail(c, cmd, err)
-	}
-	s := toEngineStack(res.Stack)
-	if s == nil {
-		return fail(c, cmd, missingStack(id, res))
-	}
 	now := c.now()
-	if rf.out.json() {
+	if out.json() {
 		return printJSON(c, cmd, newStackJSON(s, now))
 	}
 	w := c.stdout
@@ -336,6 +325,26 @@ func taskTiming(t message.StackTask, now time.Time) string {
 		}
 		return timing
 	}
+}
+
+// readStack parses the arguments of a command that shows the one live stack they name (with
+// the read flags and nothing of its own) and reads that stack. When it cannot (bad arguments, no
+// connection, no such stack) it has said why, and s is nil and code the exit code.
+func readStack(ctx context.Context, c *cli, cmd *command, args []string) (s *engine.Stack, out outputFlag, code int) {
+	var rf readFlags
+	api, done, id, code := rf.start(ctx, c, cmd, newFlags(cmd), args, true)
+	if api == nil {
+		return nil, rf.out, code
+	}
+	defer done()
+	res, err := api.Stack(ctx, query.StackRequest{ID: id})
+	if err != nil {
+		return nil, rf.out, fail(c, cmd, err)
+	}
+	if s = toEngineStack(res.Stack); s == nil {
+		return nil, rf.out, fail(c, cmd, missingStack(id, res))
+	}
+	return s, rf.out, exitOK
 }
 
 // missingStack explains why a stack is not there: it was removed, only

@@ -266,11 +266,7 @@ func TestConsoleQuestionsAreParsedStrictly(t *testing.T) {
 		`{"summaries": {"now": "yesterday"}}`:                                              "not a query",
 		`{"summaries": {"machine": "` + strings.Repeat("m", query.MaxRequestBytes) + `"}}`: "bytes; at most",
 	} {
-		resp, err := b.reader.Handle(b.ctx, []byte(payload))
-		require.NoError(t, err, payload)
-		require.NotNil(t, resp.Error, payload)
-		require.Equal(t, query.ErrInvalidRequest, resp.Error.Code)
-		require.Contains(t, resp.Error.Message, want, payload)
+		b.refused(t, payload, want)
 	}
 	resp, err := b.reader.Handle(b.ctx, []byte(`{"changeMark": {}}`))
 	require.NoError(t, err)

@@ -249,6 +249,18 @@ func TestAnswersStayWithinTheirByteBudget(t *testing.T) {
 	require.Equal(t, "big-5", next.Stacks[0].ID)
 }
 
+// refused handles payload and returns the answer, which must refuse it as an invalid request
+// with a message containing want.
+func (b *bundle) refused(t *testing.T, payload, want string) *query.Response {
+	t.Helper()
+	resp, err := b.reader.Handle(b.ctx, []byte(payload))
+	require.NoError(t, err, payload)
+	require.NotNil(t, resp.Error, payload)
+	require.Equal(t, query.ErrInvalidRequest, resp.Error.Code, payload)
+	require.Contains(t, resp.Error.Message, want, payload)
+	return resp
+}
+
 // Requests are read strictly: one question, known fields, bounded size.
 func TestRequestsAreParsedStrictly(t *testing.T) {
 	t.Parallel()
@@ -265,11 +277,7 @@ func TestRequestsAreParsedStrictly(t *testing.T) {
 		`[1]`: "not a query",
 		`{"stacks": {"machine": "` + strings.Repeat("m", query.MaxRequestBytes) + `"}}`: "bytes; at most",
 	} {
-		resp, err := b.reader.Handle(b.ctx, []byte(payload))
-		require.NoError(t, err, payload)
-		require.NotNil(t, resp.Error, payload)
-		require.Equal(t, query.ErrInvalidRequest, resp.Error.Code)
-		require.Contains(t, resp.Error.Message, want, payload)
+		resp := b.refused(t, payload, want)
 		require.Nil(t, resp.Stacks)
 	}
 	resp, err := b.reader.Handle(b.ctx, []byte(`{"stack": {"id": "s"}}`))

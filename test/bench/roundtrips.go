@@ -27,19 +27,11 @@ var tripKinds = []string{kindLaunch, kindResult, kindResultNext, kindNoop, kindD
 // roundTrips counts the database round trips of each kind of event, one
 // worker, warm connections.
 func (b *bench) roundTrips(ctx context.Context) error {
-	_, url, err := b.database("roundtrips")
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, url, 2)
+	st, machines, err := b.newStore(ctx, "roundtrips", 2)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	machines, err := benchMachines(b.work)
-	if err != nil {
-		return err
-	}
 	w := newWorker(st, machines, "rt")
 	l := w.lane(0)
 	// Warm up first: the first use of a statement on a connection prepares

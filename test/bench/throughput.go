@@ -93,19 +93,11 @@ func (b *bench) throughput(ctx context.Context) error {
 	if _, err := b.pgbench(ctx, pgbenchURL, "-i", "-q", "-s", "10"); err != nil {
 		return err
 	}
-	_, smURL, err := b.database("throughput")
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, smURL, 10)
+	st, machines, err := b.newStore(ctx, "throughput", 10)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	machines, err := benchMachines(b.work)
-	if err != nil {
-		return err
-	}
 	// Warm up: connections, prepared statements, the machine cache.
 	if _, err := runFor(ctx, st, machines, "warm", 8, time.Second, nil, benchBatch); err != nil {
 		return err

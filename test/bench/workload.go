@@ -107,6 +107,25 @@ func openStore(ctx context.Context, url string, maxConns int32) (*store.Store, e
 	return st, nil
 }
 
+// newStore makes a new database named after label and returns a store on it (see openStore) with
+// the catalog of the bench machine. The caller closes the store.
+func (b *bench) newStore(ctx context.Context, label string, maxConns int32) (*store.Store, *catalog.Catalog, error) {
+	_, url, err := b.database(label)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(ctx, url, maxConns)
+	if err != nil {
+		return nil, nil, err
+	}
+	machines, err := benchMachines(b.work)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, machines, nil
+}
+
 // benchMachines writes benchMachine into a new folder under work and returns the catalog of it.
 func benchMachines(work string) (*catalog.Catalog, error) {
 	dir, err := os.MkdirTemp(work, "machines-")

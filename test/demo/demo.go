@@ -539,8 +539,7 @@ func fakeFunctions(f *localenv.LambdaFake) {
 		return func(ctx context.Context, payload []byte) localenv.LambdaResponse {
 			var in invocation
 			if err := json.Unmarshal(payload, &in); err != nil {
-				body, _ := json.Marshal(map[string]string{"errorType": "BadRequest", "errorMessage": err.Error()})
-				return localenv.LambdaResponse{Payload: body, FunctionError: "Unhandled"}
+				return localenv.HandlerError("BadRequest", err.Error())
 			}
 			select {
 			case <-ctx.Done():

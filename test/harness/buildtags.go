@@ -23,21 +23,8 @@ func BuildBinaryWithTags(t testing.TB, pkg string, tags ...string) string {
 	slices.Sort(tags)
 	tags = slices.Compact(tags)
 	joined := strings.Join(tags, ",")
-	root := RepoRoot(t)
-	dir := workDir(t)
-	key := pkg + " -tags " + joined
-	buildsMu.Lock()
-	b := builds[key]
-	if b == nil {
-		b = &build{}
-		builds[key] = b
-	}
-	buildsMu.Unlock()
-	b.once.Do(func() { b.path, b.err = goBuildTags(root, dir, pkg, joined) })
-	if b.err != nil {
-		t.Fatalf("harness: %v", b.err)
-	}
-	return b.path
+	root, dir := RepoRoot(t), workDir(t)
+	return binaries.get(t, pkg+" -tags "+joined, func() (string, error) { return goBuildTags(root, dir, pkg, joined) })
 }
 
 func goBuildTags(root, workDir, pkg, tags string) (string, error) {

@@ -17,8 +17,5 @@ type FakeStack = localenv.FakeStack
 // NewCloudFormationFake starts a fake CloudFormation with no stacks; it is closed at the end of
 // the test. A child process reaches it through Env().
 func NewCloudFormationFake(t testing.TB) *CloudFormationFake {
-	t.Helper()
-	f := localenv.NewCloudFormationFake()
-	t.Cleanup(f.Close)
-	return f
+	return closedAtEnd(t, localenv.NewCloudFormationFake())
 }

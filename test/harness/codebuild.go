@@ -24,10 +24,7 @@ type FakeBuild = localenv.FakeBuild
 // NewCodeBuildFake starts a fake CodeBuild with no projects; it is closed, and its builds
 // killed, at the end of the test.
 func NewCodeBuildFake(t testing.TB) *CodeBuildFake {
-	t.Helper()
-	f := localenv.NewCodeBuildFake()
-	t.Cleanup(f.Close)
-	return f
+	return closedAtEnd(t, localenv.NewCodeBuildFake())
 }
 
 // BuildOutput returns a project Output that logs each build's output with t.Log, line by line,

@@ -113,6 +113,13 @@ func workDir(t testing.TB) string {
 	return dir
 }
 
+// closedAtEnd closes f at the end of the test and returns it: a fake's server must not outlive
+// the test that started it.
+func closedAtEnd[F interface{ Close() }](t testing.TB, f F) F {
+	t.Cleanup(f.Close)
+	return f
+}
+
 var (
 	repoRootOnce sync.Once
 	repoRoot     string

@@ -20,11 +20,13 @@ type LambdaResponse = localenv.LambdaResponse
 // LambdaInvocation is one request the fake received.
 type LambdaInvocation = localenv.LambdaInvocation
 
+// HandlerError is a fake function's answer when its handler failed (see localenv.HandlerError).
+func HandlerError(errorType, message string) LambdaResponse {
+	return localenv.HandlerError(errorType, message)
+}
+
 // NewLambdaFake starts a fake Lambda with no functions; it is closed at the
 // end of the test.
 func NewLambdaFake(t testing.TB) *LambdaFake {
-	t.Helper()
-	f := localenv.NewLambdaFake()
-	t.Cleanup(f.Close)
-	return f
+	return closedAtEnd(t, localenv.NewLambdaFake())
 }

@@ -20,15 +20,41 @@ type DatabaseServer struct {
 	shared bool // the process-wide server behind DatabaseURL
 }
 
-var (
-	sharedDBMu  sync.Mutex
-	sharedDB    *DatabaseServer
-	sharedDBErr error
+// sharedServer is a server of the whole test process: the first call of get starts it, Main
+// stops it. A failed start is not tried again.
+type sharedServer struct {
+	mu  sync.Mutex
+	srv *DatabaseServer
+	err error
+}
 
-	sharedTLSMu  sync.Mutex
-	sharedTLS    *DatabaseServer
-	sharedTLSErr error
-)
+// sharedDB is the server behind DatabaseURL, sharedTLS the one of TLSDatabaseServer.
+var sharedDB, sharedTLS sharedServer
+
+// get returns the server, starting it with start on the first call.
+func (s *sharedServer) get(t testing.TB, start func() (*localenv.Postgres, error)) *DatabaseServer {
+	t.Helper()
+	requireMain(t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == nil && s.err == nil {
+		pg, err := start()
+		s.err = err
+		if pg != nil {
+			s.srv = &DatabaseServer{pg: pg, shared: true}
+			atExit(func() {
+				pg.Shutdown()
+				s.mu.Lock()
+				s.srv, s.err = nil, nil
+				s.mu.Unlock()
+			})
+		}
+	}
+	if s.err != nil {
+		t.Fatalf("harness: %v", s.err)
+	}
+	return s.srv
+}
 
 // PostgresOption changes how a server is set up: TLSOnly, Durable.
 type PostgresOption = localenv.PostgresOption
@@ -53,26 +79,9 @@ type AppDatabase = localenv.AppDatabase
 // should not be parallel.
 func TLSDatabaseServer(t testing.TB) *DatabaseServer {
 	t.Helper()
-	requireMain(t)
-	sharedTLSMu.Lock()
-	defer sharedTLSMu.Unlock()
-	if sharedTLS == nil && sharedTLSErr == nil {
-		pg, err := localenv.StartPostgres(workDir(t), "tls", localenv.TLSOnly(), localenv.Durable())
-		sharedTLSErr = err
-		if pg != nil {
-			sharedTLS = &DatabaseServer{pg: pg, shared: true}
-			atExit(func() {
-				pg.Shutdown()
-				sharedTLSMu.Lock()
-				sharedTLS, sharedTLSErr = nil, nil
-				sharedTLSMu.Unlock()
-			})
-		}
-	}
-	if sharedTLSErr != nil {
-		t.Fatalf("harness: %v", sharedTLSErr)
-	}
-	return sharedTLS
+	return sharedTLS.get(t, func() (*localenv.Postgres, error) {
+		return localenv.StartPostgres(workDir(t), "tls", localenv.TLSOnly(), localenv.Durable())
+	})
 }
 
 // DatabaseURL returns the URL of a fresh, empty database (a new one per call,
@@ -134,34 +143,20 @@ func NewDatabaseServer(t testing.TB, opts ...PostgresOption) *DatabaseServer {
 
 func sharedDatabase(t testing.TB) *DatabaseServer {
 	t.Helper()
-	requireMain(t)
-	sharedDBMu.Lock()
-	defer sharedDBMu.Unlock()
-	if sharedDB == nil && sharedDBErr == nil {
-		var pg *localenv.Postgres
-		var err error
+	return sharedDB.get(t, func() (*localenv.Postgres, error) {
 		if raw := os.Getenv(envDatabaseURL); raw != "" {
-			if pg, err = localenv.ExternalPostgres(raw); err != nil {
-				err = fmt.Errorf("%s: %w", envDatabaseURL, err)
+			pg, err := localenv.ExternalPostgres(raw)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", envDatabaseURL, err)
 			}
-		} else if pg, err = localenv.StartPostgres(workDir(t), "shared"); err != nil {
-			err = fmt.Errorf("%w (or point %s at a running server)", err, envDatabaseURL)
+			return pg, nil
 		}
-		sharedDBErr = err
-		if pg != nil {
-			sharedDB = &DatabaseServer{pg: pg, shared: true}
-			atExit(func() {
-				pg.Shutdown()
-				sharedDBMu.Lock()
-				sharedDB, sharedDBErr = nil, nil
-				sharedDBMu.Unlock()
-			})
+		pg, err := localenv.StartPostgres(workDir(t), "shared")
+		if err != nil {
+			return nil, fmt.Errorf("%w (or point %s at a running server)", err, envDatabaseURL)
 		}
-	}
-	if sharedDBErr != nil {
-		t.Fatalf("harness: %v", sharedDBErr)
-	}
-	return sharedDB
+		return pg, nil
+	})
 }
 
 // DatabaseURL creates a fresh, empty database on s, dropped at the end of

@@ -16,16 +16,41 @@ import (
 // after SIGTERM before it kills a process.
 const StopGrace = 10 * time.Second
 
+// buildCache builds each of its keys once per test process; concurrent calls for one key wait
+// for the one build.
+type buildCache struct {
+	mu     sync.Mutex
+	builds map[string]*build
+}
+
 type build struct {
 	once sync.Once
 	path string
 	err  error
 }
 
-var (
-	buildsMu sync.Mutex
-	builds   = map[string]*build{}
-)
+// get returns the path built for key, building it with do on the first call.
+func (c *buildCache) get(t testing.TB, key string, do func() (string, error)) string {
+	t.Helper()
+	c.mu.Lock()
+	b := c.builds[key]
+	if b == nil {
+		if c.builds == nil {
+			c.builds = map[string]*build{}
+		}
+		b = &build{}
+		c.builds[key] = b
+	}
+	c.mu.Unlock()
+	b.once.Do(func() { b.path, b.err = do() })
+	if b.err != nil {
+		t.Fatalf("harness: %v", b.err)
+	}
+	return b.path
+}
+
+// binaries holds the host binaries BuildBinary and BuildBinaryWithTags build.
+var binaries buildCache
 
 // BuildBinary builds a main package of this module (such as
 // "./functions/statemanager") for the host, once per test process, and
@@ -33,20 +58,8 @@ var (
 // one build.
 func BuildBinary(t testing.TB, pkg string) string {
 	t.Helper()
-	root := RepoRoot(t)
-	dir := workDir(t)
-	buildsMu.Lock()
-	b := builds[pkg]
-	if b == nil {
-		b = &build{}
-		builds[pkg] = b
-	}
-	buildsMu.Unlock()
-	b.once.Do(func() { b.path, b.err = goBuild(root, dir, pkg) })
-	if b.err != nil {
-		t.Fatalf("harness: %v", b.err)
-	}
-	return b.path
+	root, dir := RepoRoot(t), workDir(t)
+	return binaries.get(t, pkg, func() (string, error) { return goBuild(root, dir, pkg) })
 }
 
 func goBuild(root, workDir, pkg string) (string, error) {

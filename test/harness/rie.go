@@ -3,7 +3,6 @@ package harness
 import (
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stackseam/stackseam/test/localenv"
@@ -36,10 +35,8 @@ func RIEBinary(t testing.TB) string {
 	return path
 }
 
-var (
-	bootstrapsMu sync.Mutex
-	bootstraps   = map[string]*build{}
-)
+// bootstraps holds the bootstraps BuildBootstrap builds.
+var bootstraps buildCache
 
 // BuildBootstrap builds a function's main package (such as "./functions/satisfier") as the
 // construct bundles it (CGO_ENABLED=0, -tags lambda.norpc, -trimpath, named bootstrap) for the
@@ -48,18 +45,7 @@ func BuildBootstrap(t testing.TB, pkg string) string {
 	t.Helper()
 	root := RepoRoot(t)
 	dir := filepath.Join(workDir(t), "lambda", strings.Trim(filepath.ToSlash(pkg), "./"))
-	bootstrapsMu.Lock()
-	b := bootstraps[pkg]
-	if b == nil {
-		b = &build{}
-		bootstraps[pkg] = b
-	}
-	bootstrapsMu.Unlock()
-	b.once.Do(func() { b.path, b.err = localenv.BuildBootstrap(root, dir, pkg) })
-	if b.err != nil {
-		t.Fatalf("harness: %v", b.err)
-	}
-	return b.path
+	return bootstraps.get(t, pkg, func() (string, error) { return localenv.BuildBootstrap(root, dir, pkg) })
 }
 
 // StartRIE starts cfg's function under the emulator (Binary defaults to RIEBinary), its output

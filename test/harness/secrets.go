@@ -18,10 +18,7 @@ type SecretsFake = localenv.SecretsFake
 // NewSecretsFake starts a fake Secrets Manager with no secrets; it is closed
 // at the end of the test. A child process reaches it through Env().
 func NewSecretsFake(t testing.TB) *SecretsFake {
-	t.Helper()
-	f := localenv.NewSecretsFake()
-	t.Cleanup(f.Close)
-	return f
+	return closedAtEnd(t, localenv.NewSecretsFake())
 }
 
 // SecretsClient returns a Secrets Manager client for the fake, with the

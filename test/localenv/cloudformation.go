@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
@@ -17,10 +16,7 @@ import (
 // through AWS_ENDPOINT_URL_CLOUDFORMATION=URL (see Env) or a client's BaseEndpoint. Close stops
 // it.
 type CloudFormationFake struct {
-	// URL is the server's base URL (http://127.0.0.1:PORT).
-	URL string
-
-	srv *httptest.Server
+	fakeServer // URL, Close and Env
 
 	mu     sync.Mutex
 	stacks map[string]FakeStack
@@ -39,16 +35,9 @@ type FakeStack struct {
 // 127.0.0.1.
 func NewCloudFormationFake() *CloudFormationFake {
 	f := &CloudFormationFake{stacks: map[string]FakeStack{}}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	f.URL = f.srv.URL
+	f.start("AWS_ENDPOINT_URL_CLOUDFORMATION", f.serve)
 	return f
 }
-
-// Close stops the server, waiting for requests in flight.
-func (f *CloudFormationFake) Close() { f.srv.Close() }
-
-// Env returns the environment variable that points a child process's AWS SDK at the fake.
-func (f *CloudFormationFake) Env() string { return "AWS_ENDPOINT_URL_CLOUDFORMATION=" + f.URL }
 
 // Put defines (or replaces) the stack name.
 func (f *CloudFormationFake) Put(name string, s FakeStack) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,10 +21,7 @@ import (
 // its timeout killed it, STOPPED after StopBuild. The AWS SDK reaches it through
 // AWS_ENDPOINT_URL_CODEBUILD=URL (see Env). Close stops it and kills the builds still running.
 type CodeBuildFake struct {
-	// URL is the server's base URL (http://127.0.0.1:PORT).
-	URL string
-
-	srv *httptest.Server
+	fakeServer // URL, Close and Env
 
 	mu       sync.Mutex
 	projects map[string]CodeBuildProject
@@ -91,23 +87,19 @@ func (b *FakeBuild) Process() *Process { return b.process }
 // 127.0.0.1.
 func NewCodeBuildFake() *CodeBuildFake {
 	f := &CodeBuildFake{projects: map[string]CodeBuildProject{}, tokens: map[string]*FakeBuild{}}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	f.URL = f.srv.URL
+	f.start("AWS_ENDPOINT_URL_CODEBUILD", f.serve)
 	return f
 }
 
 // Close stops the server and kills every build still running.
 func (f *CodeBuildFake) Close() {
-	f.srv.Close()
+	f.fakeServer.Close()
 	for _, b := range f.Builds() {
 		if b.process != nil {
 			_ = b.process.Kill()
 		}
 	}
 }
-
-// Env returns the environment variable that points a child process's AWS SDK at the fake.
-func (f *CodeBuildFake) Env() string { return "AWS_ENDPOINT_URL_CODEBUILD=" + f.URL }
 
 // Project defines (or replaces) the project name.
 func (f *CodeBuildFake) Project(name string, p CodeBuildProject) {
@@ -144,17 +136,17 @@ type cbEnvVar struct {
 
 func (f *CodeBuildFake) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
-		cbError(w, http.StatusBadRequest, "MissingAuthenticationTokenException", "the fake serves signed POST requests only")
+		awsJSONError(w, http.StatusBadRequest, "MissingAuthenticationTokenException", "the fake serves signed POST requests only")
 		return
 	}
 	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), codebuildTarget)
 	if !ok {
-		cbError(w, http.StatusBadRequest, "UnknownOperationException", "unknown target "+r.Header.Get("X-Amz-Target"))
+		awsJSONError(w, http.StatusBadRequest, "UnknownOperationException", "unknown target "+r.Header.Get("X-Amz-Target"))
 		return
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		cbError(w, http.StatusBadRequest, "InvalidInputException", err.Error())
+		awsJSONError(w, http.StatusBadRequest, "InvalidInputException", err.Error())
 		return
 	}
 	f.mu.Lock()
@@ -168,7 +160,7 @@ func (f *CodeBuildFake) serve(w http.ResponseWriter, r *http.Request) {
 			IDs []string `json:"ids"`
 		}
 		if err := json.Unmarshal(body, &in); err != nil || len(in.IDs) == 0 {
-			cbError(w, http.StatusBadRequest, "InvalidInputException", "ids are required")
+			awsJSONError(w, http.StatusBadRequest, "InvalidInputException", "ids are required")
 			return
 		}
 		out := struct {
@@ -182,7 +174,7 @@ func (f *CodeBuildFake) serve(w http.ResponseWriter, r *http.Request) {
 				out.NotFound = append(out.NotFound, id)
 			}
 		}
-		cbJSON(w, out)
+		awsJSON(w, out)
 	case "StopBuild":
 		var in struct {
 			ID string `json:"id"`
@@ -190,13 +182,13 @@ func (f *CodeBuildFake) serve(w http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(body, &in)
 		b := f.build(in.ID)
 		if b == nil {
-			cbError(w, http.StatusBadRequest, "ResourceNotFoundException", "Build "+in.ID+" does not exist")
+			awsJSONError(w, http.StatusBadRequest, "ResourceNotFoundException", "Build "+in.ID+" does not exist")
 			return
 		}
 		b.stop(f.project(b.Project).grace(), "STOPPED")
-		cbJSON(w, map[string]any{"build": b.view()})
+		awsJSON(w, map[string]any{"build": b.view()})
 	default:
-		cbError(w, http.StatusBadRequest, "UnknownOperationException", "the fake does not serve "+op)
+		awsJSONError(w, http.StatusBadRequest, "UnknownOperationException", "the fake does not serve "+op)
 	}
 }
 
@@ -209,18 +201,18 @@ func (f *CodeBuildFake) startBuild(w http.ResponseWriter, body []byte) {
 		QueuedTimeout int        `json:"queuedTimeoutInMinutesOverride"`
 	}
 	if err := json.Unmarshal(body, &in); err != nil {
-		cbError(w, http.StatusBadRequest, "InvalidInputException", err.Error())
+		awsJSONError(w, http.StatusBadRequest, "InvalidInputException", err.Error())
 		return
 	}
 	if in.Timeout != 0 && (in.Timeout < 5 || in.Timeout > 2160) {
-		cbError(w, http.StatusBadRequest, "InvalidInputException", fmt.Sprintf("timeoutInMinutesOverride %d is not between 5 and 2160", in.Timeout))
+		awsJSONError(w, http.StatusBadRequest, "InvalidInputException", fmt.Sprintf("timeoutInMinutesOverride %d is not between 5 and 2160", in.Timeout))
 		return
 	}
 	f.mu.Lock()
 	p, ok := f.projects[in.ProjectName]
 	if !ok {
 		f.mu.Unlock()
-		cbError(w, http.StatusBadRequest, "ResourceNotFoundException", "Project cannot be found: "+in.ProjectName)
+		awsJSONError(w, http.StatusBadRequest, "ResourceNotFoundException", "Project cannot be found: "+in.ProjectName)
 		return
 	}
 	var env []string
@@ -231,11 +223,11 @@ func (f *CodeBuildFake) startBuild(w http.ResponseWriter, body []byte) {
 		if b := f.tokens[in.Token]; b != nil && time.Since(b.Started) < tokenLife {
 			f.mu.Unlock()
 			if b.Project != in.ProjectName || strings.Join(b.Env, "\n") != strings.Join(env, "\n") {
-				cbError(w, http.StatusBadRequest, "IdempotentParameterMismatchException",
+				awsJSONError(w, http.StatusBadRequest, "IdempotentParameterMismatchException",
 					"the idempotency token was used with other parameters")
 				return
 			}
-			cbJSON(w, map[string]any{"build": b.view()})
+			awsJSON(w, map[string]any{"build": b.view()})
 			return
 		}
 	}
@@ -257,7 +249,7 @@ func (f *CodeBuildFake) startBuild(w http.ResponseWriter, body []byte) {
 	proc, err := StartProcessIn(p.SourceDir, p.Command, buildEnv, p.Args, out)
 	if err != nil {
 		f.mu.Unlock()
-		cbError(w, http.StatusInternalServerError, "InternalFailure", err.Error())
+		awsJSONError(w, http.StatusInternalServerError, "InternalFailure", err.Error())
 		return
 	}
 	b.process = proc
@@ -267,7 +259,7 @@ func (f *CodeBuildFake) startBuild(w http.ResponseWriter, body []byte) {
 	}
 	f.mu.Unlock()
 	go b.watch(p.grace(), p.Events)
-	cbJSON(w, map[string]any{"build": b.view()})
+	awsJSON(w, map[string]any{"build": b.view()})
 }
 
 // watch follows the build's process to its end, and stops it at its timeout.
@@ -386,17 +378,4 @@ func (p CodeBuildProject) grace() time.Duration {
 		return p.StopGrace
 	}
 	return 10 * time.Second
-}
-
-func cbJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// cbError answers the way AWS JSON 1.1 services report an error: the code in __type.
-func cbError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-ErrorType", code)
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"__type": code, "message": message})
 }

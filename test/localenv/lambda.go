@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -19,10 +18,7 @@ import (
 // AWS_ENDPOINT_URL_LAMBDA=URL (see Env) or a client's BaseEndpoint. Close
 // stops it.
 type LambdaFake struct {
-	// URL is the server's base URL (http://127.0.0.1:PORT).
-	URL string
-
-	srv *httptest.Server
+	fakeServer // URL, Close and Env
 
 	mu        sync.Mutex
 	functions map[string]LambdaFunction
@@ -55,17 +51,9 @@ type LambdaInvocation struct {
 // free port of 127.0.0.1.
 func NewLambdaFake() *LambdaFake {
 	f := &LambdaFake{functions: map[string]LambdaFunction{}}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	f.URL = f.srv.URL
+	f.start("AWS_ENDPOINT_URL_LAMBDA", f.serve)
 	return f
 }
-
-// Close stops the server, waiting for requests in flight.
-func (f *LambdaFake) Close() { f.srv.Close() }
-
-// Env returns the environment variable that points a child process's AWS
-// SDK at the fake.
-func (f *LambdaFake) Env() string { return "AWS_ENDPOINT_URL_LAMBDA=" + f.URL }
 
 // Function defines (or replaces) the fake function name.
 func (f *LambdaFake) Function(name string, fn LambdaFunction) {
@@ -81,14 +69,18 @@ func (f *LambdaFake) Returns(name, payload string) {
 	})
 }
 
-// Fails defines a function that always fails the way a Lambda runtime
-// reports an error thrown by the handler: X-Amz-Function-Error: Unhandled
-// and {"errorType", "errorMessage"}.
+// Fails defines a function that always fails with HandlerError(errorType, message).
 func (f *LambdaFake) Fails(name, errorType, message string) {
+	resp := HandlerError(errorType, message)
+	f.Function(name, func(context.Context, []byte) LambdaResponse { return resp })
+}
+
+// HandlerError is a fake function's answer when its handler failed, as a Lambda runtime reports
+// an error the handler returned or threw: X-Amz-Function-Error: Unhandled and
+// {"errorType", "errorMessage"}.
+func HandlerError(errorType, message string) LambdaResponse {
 	body, _ := json.Marshal(map[string]any{"errorType": errorType, "errorMessage": message, "stackTrace": []string{}})
-	f.Function(name, func(context.Context, []byte) LambdaResponse {
-		return LambdaResponse{Payload: body, FunctionError: "Unhandled"}
-	})
+	return LambdaResponse{Payload: body, FunctionError: "Unhandled"}
 }
 
 // Invocations returns the requests made to the function name so far, in

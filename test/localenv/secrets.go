@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 )
@@ -14,10 +13,7 @@ import (
 // lacks. The AWS SDK reaches it through AWS_ENDPOINT_URL_SECRETS_MANAGER=URL
 // (see Env) or a client's BaseEndpoint. Close stops it.
 type SecretsFake struct {
-	// URL is the server's base URL (http://127.0.0.1:PORT).
-	URL string
-
-	srv *httptest.Server
+	fakeServer // URL, Close and Env
 
 	mu      sync.Mutex
 	secrets map[string]string
@@ -28,17 +24,9 @@ type SecretsFake struct {
 // on a free port of 127.0.0.1.
 func NewSecretsFake() *SecretsFake {
 	f := &SecretsFake{secrets: map[string]string{}, reads: map[string]int{}}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	f.URL = f.srv.URL
+	f.start("AWS_ENDPOINT_URL_SECRETS_MANAGER", f.serve)
 	return f
 }
-
-// Close stops the server, waiting for requests in flight.
-func (f *SecretsFake) Close() { f.srv.Close() }
-
-// Env returns the environment variable that points a child process's AWS
-// SDK at the fake.
-func (f *SecretsFake) Env() string { return "AWS_ENDPOINT_URL_SECRETS_MANAGER=" + f.URL }
 
 // Put sets (or replaces, as a rotation does) the SecretString of the secret
 // id; the secret is found by this id or by its ARN.
@@ -62,17 +50,17 @@ func (f *SecretsFake) Reads(id string) int {
 
 func (f *SecretsFake) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.Header.Get("X-Amz-Target") != "secretsmanager.GetSecretValue" {
-		secretsError(w, http.StatusBadRequest, "InvalidRequestException",
+		awsJSONError(w, http.StatusBadRequest, "InvalidRequestException",
 			fmt.Sprintf("the fake serves only GetSecretValue, not %s %s", r.Method, r.Header.Get("X-Amz-Target")))
 		return
 	}
 	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
-		secretsError(w, http.StatusBadRequest, "MissingAuthenticationTokenException", "the request is not signed")
+		awsJSONError(w, http.StatusBadRequest, "MissingAuthenticationTokenException", "the request is not signed")
 		return
 	}
 	var in struct{ SecretId string }
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.SecretId == "" {
-		secretsError(w, http.StatusBadRequest, "InvalidParameterException", "SecretId is required")
+		awsJSONError(w, http.StatusBadRequest, "InvalidParameterException", "SecretId is required")
 		return
 	}
 	id := strings.TrimPrefix(in.SecretId, f.ARN(""))
@@ -83,20 +71,11 @@ func (f *SecretsFake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 	if !ok {
-		secretsError(w, http.StatusBadRequest, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+		awsJSONError(w, http.StatusBadRequest, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	awsJSON(w, map[string]any{
 		"ARN": f.ARN(id), "Name": id, "SecretString": value,
 		"VersionId": "v1", "VersionStages": []string{"AWSCURRENT"}, "CreatedDate": 0,
 	})
-}
-
-// secretsError answers the way the JSON protocol reports a failed request.
-func secretsError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.WriteHeader(status)
-	body, _ := json.Marshal(map[string]string{"__type": code, "message": message})
-	_, _ = w.Write(body)
 }

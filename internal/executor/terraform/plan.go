@@ -176,12 +176,7 @@ func InputsDigest(state string, varsJSON []byte, src string) (string, error) {
 // PlanKey when there is something to apply (and removes an older one when there is not, so a
 // plan that no longer describes the stack cannot be applied later).
 func (r *Runner) plan(ctx context.Context, tf *tfexec.Terraform, task message.Task, varFile, work, inputs string, log *runLog) (executor.Outcome, error) {
-	planFile := filepath.Join(work, "stackseam.tfplan")
-	changes, err := tf.Plan(ctx, tfexec.VarFile(varFile), tfexec.Lock(false), tfexec.Out(planFile))
-	if err != nil {
-		return executor.Outcome{}, fmt.Errorf("terraform plan failed: %w", err)
-	}
-	summary, err := r.show(ctx, tf, planFile)
+	planFile, changes, summary, err := r.planAndShow(ctx, tf, varFile, work, "terraform plan")
 	if err != nil {
 		return executor.Outcome{}, err
 	}
@@ -198,12 +193,7 @@ func (r *Runner) plan(ctx context.Context, tf *tfexec.Terraform, task message.Ta
 		}
 		fmt.Fprintf(log, "stackseam: no changes; no plan saved\n")
 	}
-	outputs, notes := summary.Outputs(task.Task.Name, message.OutcomeChanges, changes, task.TaskRunID, r.logURL(task))
-	outcome := message.OutcomeNoChanges
-	if changes {
-		outcome = message.OutcomeChanges
-	}
-	return executor.Outcome{Outputs: outputs, Notes: notes, Outcome: outcome}, nil
+	return r.planOutcome(task, summary, changes, message.OutcomeChanges, message.OutcomeNoChanges), nil
 }
 
 // drift runs a plan that is never saved: with `-detailed-exitcode`, it finds every difference
@@ -211,12 +201,7 @@ func (r *Runner) plan(ctx context.Context, tf *tfexec.Terraform, task message.Ta
 // refresh, listed as drifted) and what Terraform would do about it. A stack whose configuration
 // was applied has none, so any difference is drift.
 func (r *Runner) drift(ctx context.Context, tf *tfexec.Terraform, task message.Task, varFile, work string, log *runLog) (executor.Outcome, error) {
-	planFile := filepath.Join(work, "stackseam.tfplan")
-	drifted, err := tf.Plan(ctx, tfexec.VarFile(varFile), tfexec.Lock(false), tfexec.Out(planFile))
-	if err != nil {
-		return executor.Outcome{}, fmt.Errorf("terraform plan (drift check) failed: %w", err)
-	}
-	summary, err := r.show(ctx, tf, planFile)
+	_, drifted, summary, err := r.planAndShow(ctx, tf, varFile, work, "terraform plan (drift check)")
 	if err != nil {
 		return executor.Outcome{}, err
 	}
@@ -226,12 +211,31 @@ func (r *Runner) drift(ctx context.Context, tf *tfexec.Terraform, task message.T
 	} else {
 		fmt.Fprintf(log, "stackseam: no drift\n")
 	}
-	outputs, notes := summary.Outputs(task.Task.Name, message.OutcomeDrift, drifted, task.TaskRunID, r.logURL(task))
-	outcome := message.OutcomeNoDrift
-	if drifted {
-		outcome = message.OutcomeDrift
+	return r.planOutcome(task, summary, drifted, message.OutcomeDrift, message.OutcomeNoDrift), nil
+}
+
+// planOutcome is the outcome of a plan or drift task: found (kind) or not (none), with the
+// summary's outputs and notes.
+func (r *Runner) planOutcome(task message.Task, summary Summary, found bool, kind, none string) executor.Outcome {
+	outputs, notes := summary.Outputs(task.Task.Name, kind, found, task.TaskRunID, r.logURL(task))
+	outcome := none
+	if found {
+		outcome = kind
 	}
-	return executor.Outcome{Outputs: outputs, Notes: notes, Outcome: outcome}, nil
+	return executor.Outcome{Outputs: outputs, Notes: notes, Outcome: outcome}
+}
+
+// planAndShow runs `plan -out` into the work folder and summarises the plan it wrote (see show);
+// changes is whether it found any. what names the plan in an error.
+func (r *Runner) planAndShow(ctx context.Context, tf *tfexec.Terraform, varFile, work, what string) (planFile string, changes bool, summary Summary, err error) {
+	planFile = filepath.Join(work, "stackseam.tfplan")
+	if changes, err = tf.Plan(ctx, tfexec.VarFile(varFile), tfexec.Lock(false), tfexec.Out(planFile)); err != nil {
+		return "", false, Summary{}, fmt.Errorf("%s failed: %w", what, err)
+	}
+	if summary, err = r.show(ctx, tf, planFile); err != nil {
+		return "", false, Summary{}, err
+	}
+	return planFile, changes, summary, nil
 }
 
 // show reads a plan file's JSON and summarises it. The JSON holds the planned values, sensitive
