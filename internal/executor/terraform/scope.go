@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 
 	"github.com/stackseam/stackseam/internal/message"
 )
@@ -26,15 +27,20 @@ type Scope struct {
 	STS *sts.Client
 	// RoleARN is the Terraform role (TERRAFORM_ROLE_ARN). Required.
 	RoleARN string
-	// MaxDuration is the longest session STS grants here: one hour when the caller's own
-	// credentials come from a role (role chaining: a Lambda function's, a CodeBuild build's),
-	// else up to the role's MaxSessionDuration. Defaults to MaxChainedSession.
+	// MaxDuration is the longest session asked for: STS grants one hour at most when the
+	// caller's own credentials come from a role (role chaining: a Lambda function's), else up to
+	// the role's MaxSessionDuration. A longer session STS refuses for role chaining is asked for
+	// again with MaxChainedSession, and the run's log says its credentials may end before it
+	// does. Defaults to MaxChainedSession.
 	MaxDuration time.Duration
 }
 
 // MaxChainedSession is the longest session STS grants to a role assumed with a role's own
 // credentials (role chaining), whatever the role's MaxSessionDuration.
 const MaxChainedSession = time.Hour
+
+// MaxSession is the longest session STS grants at all (a role's MaxSessionDuration at most).
+const MaxSession = 12 * time.Hour
 
 // minSession is the shortest session STS grants.
 const minSession = 15 * time.Minute
@@ -144,16 +150,25 @@ func (s *Scope) credentials(ctx context.Context, task message.Task, buckets []st
 		longest = MaxChainedSession
 	}
 	d := SessionDuration(ctx, stopGrace, longest)
+	assume := func(d time.Duration) (*sts.AssumeRoleOutput, error) {
+		return s.STS.AssumeRole(ctx, &sts.AssumeRoleInput{
+			RoleArn:         aws.String(s.RoleARN),
+			RoleSessionName: aws.String(SessionName(task.TaskRunID)),
+			Policy:          aws.String(policy),
+			DurationSeconds: aws.Int32(int32(d / time.Second)),
+		})
+	}
+	out, err := assume(d)
+	var apiErr smithy.APIError
+	if err != nil && d > MaxChainedSession && errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationError" &&
+		strings.Contains(apiErr.ErrorMessage(), "chaining") {
+		d = MaxChainedSession
+		out, err = assume(d)
+	}
 	note := ""
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl)+stopGrace > d {
-		note = fmt.Sprintf("Terraform's credentials last %s, less than the run's time: AWS calls after that fail", d)
+		note = fmt.Sprintf("Terraform's credentials last %s, less than the run's time: its AWS calls after that fail", d)
 	}
-	out, err := s.STS.AssumeRole(ctx, &sts.AssumeRoleInput{
-		RoleArn:         aws.String(s.RoleARN),
-		RoleSessionName: aws.String(SessionName(task.TaskRunID)),
-		Policy:          aws.String(policy),
-		DurationSeconds: aws.Int32(int32(d / time.Second)),
-	})
 	if err != nil {
 		return nil, "", fmt.Errorf("error assuming the Terraform role %s for machine %s: %w", s.RoleARN, task.Stack.Machine, err)
 	}

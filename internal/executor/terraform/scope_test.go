@@ -26,6 +26,8 @@ import (
 // answer) with fixed credentials, and records each request's form. No runnable STS exists here
 // (the emulator has only GetCallerIdentity).
 type stsFake struct {
+	// chained refuses sessions over an hour, as STS does for a role assumed with a role's credentials.
+	chained  bool
 	mu       sync.Mutex
 	requests []map[string]string
 }
@@ -48,6 +50,11 @@ func (f *stsFake) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, got)
 	f.mu.Unlock()
+	if secs, _ := strconv.Atoi(got["DurationSeconds"]); f.chained && secs > 3600 {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.</Message></Error></ErrorResponse>`)
+		return
+	}
 	w.Header().Set("Content-Type", "text/xml")
 	fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>`+
 		`<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken>`+
@@ -207,4 +214,29 @@ func TestSessionNameAndDuration(t *testing.T) {
 	d := terraform.SessionDuration(ctx, 15*time.Second, 12*time.Hour)
 	require.True(t, d > 3*time.Hour && d <= 3*time.Hour+76*time.Second, strconv.Itoa(int(d.Seconds())))
 	require.Equal(t, time.Hour, terraform.SessionDuration(ctx, 15*time.Second, time.Hour), "capped at the chained-role hour")
+}
+
+// A build's run asks for its whole time; when STS refuses that for role chaining, the run gets
+// the chained-role hour and its log says the credentials end before the run may.
+func TestScopedLongRunFallsBackToTheChainedHour(t *testing.T) {
+	t.Parallel()
+	fake := &stsFake{chained: true}
+	r := newRunner(t)
+	r.Scope = newScope(t, fake)
+	r.Scope.MaxDuration = terraform.MaxSession
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
+	defer cancel()
+	out, err := r.Run(ctx, tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
+		"variables": map[string]any{"variable_name": "AWS_ACCESS_KEY_ID"}}, nil))
+	require.NoError(t, err)
+	fake.mu.Lock()
+	require.Len(t, fake.requests, 2)
+	first, _ := strconv.Atoi(fake.requests[0]["DurationSeconds"])
+	second := fake.requests[1]["DurationSeconds"]
+	fake.mu.Unlock()
+	require.Greater(t, first, 3*3600, "the whole run's time first")
+	require.Equal(t, "3600", second)
+	log := storedLog(t, r, out.Log)
+	require.Contains(t, log, "stackseam: warning: Terraform's credentials last 1h0m0s, less than the run's time")
+	require.Contains(t, log, "(local-exec): "+fakeKeyID)
 }
