@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,64 +19,27 @@ import (
 	"github.com/stackseam/stackseam/internal/executor/terraform"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/test/harness"
+	"github.com/stackseam/stackseam/test/localenv"
 )
 
-// stsFake answers STS's AssumeRole at the protocol level (awsQuery: a form-encoded POST, an XML
-// answer) with fixed credentials, and records each request's form. No runnable STS exists here
-// (the emulator has only GetCallerIdentity).
-type stsFake struct {
-	// chained refuses sessions over an hour, as STS does for a role assumed with a role's credentials.
-	chained  bool
-	mu       sync.Mutex
-	requests []map[string]string
+// newSTSFake is a protocol-level STS (test/localenv), closed at the end of the test.
+func newSTSFake(t *testing.T) *localenv.STSFake {
+	f := localenv.NewSTSFake()
+	t.Cleanup(f.Close)
+	return f
 }
 
-const (
-	fakeKeyID  = "ASIASTACKSEAMFAKEKEY1"
-	fakeSecret = "assumed-secret-key-stackseam-0123456789"
-	fakeToken  = "assumed-session-token-stackseam-9876543210"
-)
-
-func (f *stsFake) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if err := req.ParseForm(); err != nil || req.PostForm.Get("Action") != "AssumeRole" {
-		http.Error(w, "<ErrorResponse><Error><Code>InvalidAction</Code><Message>only AssumeRole</Message></Error></ErrorResponse>", http.StatusBadRequest)
-		return
-	}
-	got := map[string]string{}
-	for k := range req.PostForm {
-		got[k] = req.PostForm.Get(k)
-	}
-	f.mu.Lock()
-	f.requests = append(f.requests, got)
-	f.mu.Unlock()
-	if secs, _ := strconv.Atoi(got["DurationSeconds"]); f.chained && secs > 3600 {
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.</Message></Error></ErrorResponse>`)
-		return
-	}
-	w.Header().Set("Content-Type", "text/xml")
-	fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>`+
-		`<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken>`+
-		`<Expiration>%s</Expiration></Credentials>`+
-		`<AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/tf/%s</Arn><AssumedRoleId>AROAFAKE:%s</AssumedRoleId></AssumedRoleUser>`+
-		`</AssumeRoleResult><ResponseMetadata><RequestId>fake</RequestId></ResponseMetadata></AssumeRoleResponse>`,
-		fakeKeyID, fakeSecret, fakeToken, time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
-		got["RoleSessionName"], got["RoleSessionName"])
-}
-
-func (f *stsFake) only(t *testing.T) map[string]string {
+// only is the one AssumeRole request f received.
+func only(t *testing.T, f *localenv.STSFake) map[string]string {
 	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	require.Len(t, f.requests, 1, "one AssumeRole per run")
-	return f.requests[0]
+	reqs := f.Requests()
+	require.Len(t, reqs, 1, "one AssumeRole per run")
+	return reqs[0]
 }
 
-func newScope(t *testing.T, fake *stsFake) *terraform.Scope {
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
+func newScope(t *testing.T, fake *localenv.STSFake) *terraform.Scope {
 	return &terraform.Scope{
-		STS: sts.New(sts.Options{Region: harness.Region, BaseEndpoint: aws.String(srv.URL),
+		STS: sts.New(sts.Options{Region: harness.Region, BaseEndpoint: aws.String(fake.URL),
 			Credentials: credentials.NewStaticCredentialsProvider("AKIDSATISFIER", "satisfier-secret", "")}),
 		RoleARN: "arn:aws:iam::123456789012:role/stackseam-terraform",
 	}
@@ -87,7 +49,7 @@ func newScope(t *testing.T, fake *stsFake) *terraform.Scope {
 // environment variable it is given: what it prints is what Terraform (and its providers) see.
 func TestScopedRunUsesAssumedCredentials(t *testing.T) {
 	t.Parallel()
-	fake := &stsFake{}
+	fake := newSTSFake(t)
 	r := newRunner(t)
 	r.Scope = newScope(t, fake)
 	task := tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
@@ -98,10 +60,10 @@ func TestScopedRunUsesAssumedCredentials(t *testing.T) {
 	out, err := r.Run(ctx, task)
 	require.NoError(t, err)
 	log := storedLog(t, r, out.Log)
-	require.Contains(t, log, "(local-exec): "+fakeKeyID, "Terraform sees the assumed access key, not the process's")
+	require.Contains(t, log, "(local-exec): "+fake.AccessKeyID, "Terraform sees the assumed access key, not the process's")
 	require.Contains(t, log, "stackseam: Terraform runs as arn:aws:iam::123456789012:role/stackseam-terraform (session tf-01JRUN_with_odd_chars)")
 
-	req := fake.only(t)
+	req := only(t, fake)
 	require.Equal(t, "arn:aws:iam::123456789012:role/stackseam-terraform", req["RoleArn"])
 	require.Equal(t, "tf-01JRUN_with_odd_chars", req["RoleSessionName"])
 	// Ten minutes of run, the five-second stop grace and a minute: at least STS's 15 minutes.
@@ -114,13 +76,14 @@ func TestScopedRunUsesAssumedCredentials(t *testing.T) {
 func TestScopedRunMasksAssumedSecrets(t *testing.T) {
 	t.Parallel()
 	r := newRunner(t)
-	r.Scope = newScope(t, &stsFake{})
+	fake := newSTSFake(t)
+	r.Scope = newScope(t, fake)
 	task := tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
 		"variables": map[string]any{"variable_name": "AWS_SESSION_TOKEN"}}, nil)
 	out, err := r.Run(context.Background(), task)
 	require.NoError(t, err)
 	log := storedLog(t, r, out.Log)
-	require.NotContains(t, log, fakeToken)
+	require.NotContains(t, log, fake.SessionToken)
 	require.Contains(t, log, "(local-exec): [redacted:AWS_SESSION_TOKEN]", "Terraform printed it, and it was masked")
 }
 
@@ -220,7 +183,8 @@ func TestSessionNameAndDuration(t *testing.T) {
 // the chained-role hour and its log says the credentials end before the run may.
 func TestScopedLongRunFallsBackToTheChainedHour(t *testing.T) {
 	t.Parallel()
-	fake := &stsFake{chained: true}
+	fake := newSTSFake(t)
+	fake.Chained = true
 	r := newRunner(t)
 	r.Scope = newScope(t, fake)
 	r.Scope.MaxDuration = terraform.MaxSession
@@ -229,14 +193,13 @@ func TestScopedLongRunFallsBackToTheChainedHour(t *testing.T) {
 	out, err := r.Run(ctx, tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
 		"variables": map[string]any{"variable_name": "AWS_ACCESS_KEY_ID"}}, nil))
 	require.NoError(t, err)
-	fake.mu.Lock()
-	require.Len(t, fake.requests, 2)
-	first, _ := strconv.Atoi(fake.requests[0]["DurationSeconds"])
-	second := fake.requests[1]["DurationSeconds"]
-	fake.mu.Unlock()
+	reqs := fake.Requests()
+	require.Len(t, reqs, 2)
+	first, _ := strconv.Atoi(reqs[0]["DurationSeconds"])
+	second := reqs[1]["DurationSeconds"]
 	require.Greater(t, first, 3*3600, "the whole run's time first")
 	require.Equal(t, "3600", second)
 	log := storedLog(t, r, out.Log)
 	require.Contains(t, log, "stackseam: warning: Terraform's credentials last 1h0m0s, less than the run's time")
-	require.Contains(t, log, "(local-exec): "+fakeKeyID)
+	require.Contains(t, log, "(local-exec): "+fake.AccessKeyID)
 }
