@@ -123,8 +123,8 @@ func TestEmbeddedPolicies(t *testing.T) {
 			join("arn:", ref("AWS::Partition"), ":lambda:"+embeddedRegion+":"+embeddedAccount+":function:notify"),
 			embeddedAuditArn,
 		}),
-		allow("", "sns:Publish", ref(tpl.id(t, "Embedded/Alarms/Resource"))), // AddTerraformPermissions
-		sourcesList, // GrantTerraformSources
+		allow("AssumeTerraformRole", "sts:AssumeRole", getAtt(tpl.id(t, emb+"TerraformRole/Resource"), "Arn")),
+		sourcesList, // GrantTerraformSources: the satisfier fetches the sources
 		allow("", "s3:GetObject", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources+"/terraform/*")),
 		// GrantTerraformState: what the role has in its own bucket's state layout, no more.
 		allow("", "s3:ListBucket", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedTeamState)),
@@ -133,15 +133,19 @@ func TestEmbeddedPolicies(t *testing.T) {
 		readSigningKey(tpl, t, emb),
 	)), tpl.statementsOf(t, emb+"SatisfierRole/Resource"))
 
-	// Terraform on CodeBuild gets what AddTerraformPermissions and GrantTerraformSources give.
+	// A task build fetches sources as the satisfier does; Terraform's own permissions
+	// (AddTerraformPermissions) are on the TerraformRole only.
 	build := tpl.statementsOf(t, emb+"TaskBuildRole/Resource")
 	for _, want := range normalize(t, []any{
-		allow("", "sns:Publish", ref(tpl.id(t, "Embedded/Alarms/Resource"))),
 		sourcesList,
 		allow("", "s3:GetObject", join("arn:", ref("AWS::Partition"), ":s3:::"+embeddedSources+"/terraform/*")),
+		allow("AssumeTerraformRole", "sts:AssumeRole", getAtt(tpl.id(t, emb+"TerraformRole/Resource"), "Arn")),
 	}).([]any) {
 		require.Contains(t, build, want)
 	}
+	publish := normalize(t, allow("", "sns:Publish", ref(tpl.id(t, "Embedded/Alarms/Resource"))))
+	require.NotContains(t, build, publish)
+	require.Contains(t, tpl.statementsOf(t, emb+"TerraformRole/Resource"), publish, "AddTerraformPermissions")
 
 	// GrantPublishEvents: the event queue and the intake, nothing else (not the approvals queue).
 	require.ElementsMatch(t, normalize(t, []any{

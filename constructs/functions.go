@@ -112,6 +112,7 @@ func (s *Stackseam) functions(p resolved) {
 	satCode := s.functionCode(p, "./functions/satisfier", tf)
 	s.taskBuild(p, satCode, tf)
 	satEnv["CODEBUILD_PROJECT"] = s.TaskBuildProject.ProjectName()
+	satEnv["TERRAFORM_ROLE_ARN"] = s.TerraformRole.RoleArn() // made by taskBuild: both assume it
 	s.Satisfier = common("Satisfier", "stackseam satisfier: runs Terraform and Lambda tasks and reports their results",
 		s.SatisfierRole, s.SatisfierSecurityGroup, s.SatisfierLogGroup,
 		satCode, p.SatisfierTimeout, p.SatisfierMemorySize, satEnv)

@@ -90,24 +90,26 @@ func (s *Stackseam) grantDescribeStack(grantee awsiam.IGrantable) awsiam.Grant {
 	})
 }
 
-// AddTerraformPermissions adds statements to the satisfier's role, which Terraform tasks run
-// with: whatever the tasks' scripts create, change and destroy. Writes to machines/ stay denied.
+// AddTerraformPermissions adds statements to TerraformRole, which Terraform tasks run with:
+// whatever the tasks' scripts create, change and destroy. Writes to machines/ and fences/ stay
+// denied, and in the construct's bucket each run reaches only its machine's objects (the session
+// policy). The satisfier's and the task builds' own roles do not get them.
 func (s *Stackseam) AddTerraformPermissions(statements ...awsiam.PolicyStatement) {
-	for _, r := range s.terraformRoles() {
-		for _, st := range statements {
-			r.AddToPrincipalPolicy(st)
-		}
+	for _, st := range statements {
+		s.TerraformRole.AddToPrincipalPolicy(st)
 	}
 }
 
-// terraformRoles are the roles Terraform tasks run with: the satisfier's, and the task builds'
-// (tasks longer than Lambda allows).
+// terraformRoles are the roles that touch Terraform sources and state: TerraformRole (Terraform
+// itself: module sources, the S3 backend) and the roles of the code that fetches sources and
+// holds the state lock around it (the satisfier's, the task builds').
 func (s *Stackseam) terraformRoles() []awsiam.Role {
-	return []awsiam.Role{s.SatisfierRole, s.TaskBuildRole}
+	return []awsiam.Role{s.TerraformRole, s.SatisfierRole, s.TaskBuildRole}
 }
 
 // GrantTerraformSources lets Terraform tasks read sources of type s3 from another bucket, under
-// prefix ("" for the whole bucket). The construct's own bucket is readable already.
+// prefix ("" for the whole bucket): the satisfier fetches them, and Terraform may read module
+// sources there. The construct's own bucket is readable already.
 func (s *Stackseam) GrantTerraformSources(bucket awss3.IBucket, prefix string) {
 	for _, r := range s.terraformRoles() {
 		s.grantTerraformSources(r, bucket, prefix)

@@ -142,15 +142,17 @@ func (s *Stackseam) satisfierPolicy() {
 	}}, jsii.Bool(true))
 }
 
-// terraformStatements are what a role Terraform tasks run with needs of the bucket (the
-// satisfier's, and the task builds'), writing also to extraWrites.
+// terraformStatements are what the code around Terraform runs needs of the bucket (the
+// satisfier's role, and the task builds'): fetching sources, storing logs, taking the state lock,
+// reading fences, uploading and removing saved plans, copying CloudSeam's state; writing also to
+// extraWrites. Terraform itself runs with TerraformRole (terraformRoleStatements).
 func (s *Stackseam) terraformStatements(r awsiam.Role, extraWrites ...*string) {
 	// Terraform sources may be anywhere in the bucket (keys chosen by the machine files), and
 	// tasks read their stacks' fences (fences/<stackId>), so reading spans the bucket. Writing is
 	// limited to the state layout <machine>/<stackId>/<source key> (CloudSeam's layout; at least
 	// two slashes, with its <key>.tflock lock file) and logs/; deletes to lock files (state keeps
-	// its history in versions). One role serves every machine: see constructs/README.md, "What
-	// Terraform tasks may touch".
+	// its history in versions). These roles are trusted code's; Terraform's own reach is narrowed
+	// per machine: see constructs/README.md, "What Terraform tasks may touch".
 	r.AddToPrincipalPolicy(statement("ListSourcesAndState", []string{"s3:ListBucket"}, s.Bucket.BucketArn()))
 	r.AddToPrincipalPolicy(statement("ReadSourcesStateAndFences", []string{"s3:GetObject"}, s.Bucket.ArnForObjects(jsii.String("*"))))
 	r.AddToPrincipalPolicy(statement("WriteStateAndLogs", []string{"s3:PutObject"},
@@ -159,10 +161,14 @@ func (s *Stackseam) terraformStatements(r awsiam.Role, extraWrites ...*string) {
 	// Saved plans (plans/<machine>/<stackId>/<task>.tfplan; writing them is covered by the state
 	// layout): a plan is deleted once applied or refused, and when a plan finds no changes.
 	r.AddToPrincipalPolicy(statement("RemoveUsedPlans", []string{"s3:DeleteObject"}, s.Bucket.ArnForObjects(jsii.String(PlansPrefix+"*"))))
-	// Terraform tasks run with this role: explicit denies keep them (and whatever
-	// AddTerraformPermissions grants) from rewriting the machines the state manager trusts or
-	// the fences it writes, by any object write (versions and ACLs included), and from changing
-	// the bucket itself.
+	s.terraformDenies(r)
+}
+
+// terraformDenies keep a role that runs Terraform tasks or their code (and whatever
+// AddTerraformPermissions grants) from rewriting the machines the state manager trusts or the
+// fences it writes, by any object write (versions and ACLs included), and from changing the
+// bucket itself. A bucket with its own key also gets encrypt and decrypt on it for the role.
+func (s *Stackseam) terraformDenies(r awsiam.Role) {
 	r.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("NeverWriteMachinesOrFences"),
 		Effect:    awsiam.Effect_DENY,
@@ -178,4 +184,16 @@ func (s *Stackseam) terraformStatements(r awsiam.Role, extraWrites ...*string) {
 	if key := s.Bucket.EncryptionKey(); key != nil {
 		key.GrantEncryptDecrypt(r)
 	}
+}
+
+// terraformRoleStatements are what Terraform itself needs of the bucket: its S3 backend lists,
+// reads and writes the state layout <machine>/<stackId>/<key> (a lock file <key>.tflock
+// included, though the satisfier takes the lock itself), and module sources in the bucket are
+// read. The session policy of each run narrows all of it to <machine>/*.
+func (s *Stackseam) terraformRoleStatements(r awsiam.Role) {
+	r.AddToPrincipalPolicy(statement("ListState", []string{"s3:ListBucket"}, s.Bucket.BucketArn()))
+	r.AddToPrincipalPolicy(statement("ReadSourcesAndState", []string{"s3:GetObject"}, s.Bucket.ArnForObjects(jsii.String("*"))))
+	r.AddToPrincipalPolicy(statement("WriteState", []string{"s3:PutObject"}, s.Bucket.ArnForObjects(jsii.String(StateLayout))))
+	r.AddToPrincipalPolicy(statement("ReleaseStateLocks", []string{"s3:DeleteObject"}, s.Bucket.ArnForObjects(jsii.String("*.tflock"))))
+	s.terraformDenies(r)
 }

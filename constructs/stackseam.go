@@ -74,9 +74,13 @@ type Stackseam struct {
 	StateManagerLogGroup awslogs.LogGroup
 	// Satisfier runs tasks (Terraform, Lambda invocations) and reports their results.
 	Satisfier awslambda.Function
-	// SatisfierRole is the satisfier's execution role; Terraform tasks run with it, so give it
-	// what they need with AddTerraformPermissions.
+	// SatisfierRole is the satisfier's execution role: what its own code does (sources, logs,
+	// the state lock, fences, plans). Terraform runs with TerraformRole.
 	SatisfierRole awsiam.Role
+	// TerraformRole is the role Terraform tasks run with, assumed per run by the satisfier or a
+	// task build with a session policy that leaves only the run's machine's objects in the bucket
+	// (constructs/README.md, "What Terraform tasks may touch"). AddTerraformPermissions adds to it.
+	TerraformRole awsiam.Role
 	// SatisfierSecurityGroup is the satisfier's own security group.
 	SatisfierSecurityGroup awsec2.SecurityGroup
 	// SatisfierLogGroup receives the satisfier's logs.
@@ -96,8 +100,8 @@ type Stackseam struct {
 	// satisfier hands each such run over to one build, which runs the satisfier's own binary in
 	// its one-task mode and publishes the result.
 	TaskBuildProject awscodebuild.Project
-	// TaskBuildRole is the builds' service role; Terraform tasks run on CodeBuild run with it, and
-	// AddTerraformPermissions and GrantTerraformSources give it what they give the satisfier.
+	// TaskBuildRole is the builds' service role: what the satisfier's code does in a build. Its
+	// Terraform runs with TerraformRole, as in the satisfier.
 	TaskBuildRole awsiam.Role
 	// TaskBuildSecurityGroup is the builds' own security group (outbound only).
 	TaskBuildSecurityGroup awsec2.SecurityGroup

@@ -32,7 +32,7 @@ func TestDefaultCreatesEverything(t *testing.T) {
 		"AWS::SQS::Queue":                 8, // events, approvals, intake and tasks, each with a dead-letter queue
 		"AWS::Lambda::Function":           3, // state manager, satisfier, query; no custom resources without MachinesDir
 		"AWS::Lambda::EventSourceMapping": 4,
-		"AWS::IAM::Role":                  5, // three functions, the task builds and the flow log
+		"AWS::IAM::Role":                  6, // three functions, the task builds, Terraform and the flow log
 		"AWS::CodeBuild::Project":         1, // tasks longer than Lambda allows
 		"AWS::KMS::Key":                   1, // the task builds' encryption key
 		"AWS::CloudWatch::Alarm":          14,
@@ -86,6 +86,7 @@ func TestDefaultFunctions(t *testing.T) {
 			"CODEBUILD_PROJECT":        ref(tpl.id(t, def+"TaskBuildProject/Resource")),
 			"LOG_LEVEL":                "INFO",
 			"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
+			"TERRAFORM_ROLE_ARN":       getAtt(tpl.id(t, def+"TerraformRole/Resource"), "Arn"),
 		}},
 	} {
 		t.Run(fn.name, func(t *testing.T) {
@@ -451,6 +452,7 @@ func TestDefaultSatisfierPolicy(t *testing.T) {
 	require.ElementsMatch(t, normalize(t, append(satisfierStatements(tpl, t, def, bucket, objects),
 		readSigningKey(tpl, t, def),
 		allow("HandOverLongTasks", []string{"codebuild:StartBuild", "codebuild:BatchGetBuilds"}, getAtt(tpl.id(t, def+"TaskBuildProject/Resource"), "Arn")),
+		allow("AssumeTerraformRole", "sts:AssumeRole", getAtt(tpl.id(t, def+"TerraformRole/Resource"), "Arn")),
 	)), tpl.statementsOf(t, def+"SatisfierRole/Resource"))
 }
 
@@ -486,6 +488,7 @@ func TestDefaultTaskBuild(t *testing.T) {
 		"RESULT_SIGNING_SECRET_ID": ref(tpl.id(t, def+"ResultSigningKey/Resource")),
 		"TERRAFORM_BINARY":         "bin/tofu",
 		"LOG_LEVEL":                "INFO",
+		"TERRAFORM_ROLE_ARN":       getAtt(tpl.id(t, def+"TerraformRole/Resource"), "Arn"),
 	}, vars)
 	source := p["Source"].(map[string]any)
 	require.Equal(t, "S3", source["Type"])
@@ -518,6 +521,7 @@ func TestDefaultTaskBuild(t *testing.T) {
 			"Resource": []any{join(bucket, "/machines/*"), join(bucket, "/fences/*")}},
 		map[string]any{"Sid": "NeverChangeTheBucket", "Effect": "Deny", "Action": bucketChangeActions, "Resource": bucket},
 		readSigningKey(tpl, t, def),
+		allow("AssumeTerraformRole", "sts:AssumeRole", getAtt(tpl.id(t, def+"TerraformRole/Resource"), "Arn")),
 	}).([]any) {
 		require.Contains(t, statements, want)
 	}

@@ -43,6 +43,7 @@ func (s *Stackseam) taskBuild(p resolved, code awslambda.Code, tf *terraformBina
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("codebuild.amazonaws.com"), nil),
 		Description: jsii.String("stackseam task builds: run one Terraform task each, send its result, keep Terraform state and logs/"),
 	})
+	s.terraformRole()
 	// The function's asset, bound once: binding again gives the same S3 object.
 	loc := code.Bind(s.Construct).S3Location
 	s.taskBuildPolicy(loc)
@@ -72,6 +73,8 @@ func (s *Stackseam) taskBuild(p resolved, code awslambda.Code, tf *terraformBina
 			// Relative: the satisfier resolves it against the build's source dir.
 			"TERRAFORM_BINARY": plain(jsii.String(terraformDir + "/" + tf.name())),
 			"LOG_LEVEL":        plain(jsii.String(p.LogLevel)),
+			// Terraform runs with it, scoped to the run's machine.
+			"TERRAFORM_ROLE_ARN": plain(s.TerraformRole.RoleArn()),
 		},
 		// Every statement of the role is written out in taskBuildPolicy; CodeBuild's own grants
 		// (the source bucket's s3:GetObject*, s3:List*) would be wider.

@@ -29,10 +29,12 @@ import (
 	stackseam "github.com/stackseam/stackseam/constructs"
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/executor/codebuild"
+	"github.com/stackseam/stackseam/internal/executor/terraform"
 	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/internal/settings"
 	"github.com/stackseam/stackseam/internal/store"
 	"github.com/stackseam/stackseam/test/harness"
+	"github.com/stackseam/stackseam/test/localenv"
 )
 
 // The deployed path, as far as it runs on one machine: the construct is synthesized, and
@@ -279,6 +281,9 @@ func localValue(t *testing.T, name string, v any, swaps map[string]string, taskR
 	return ""
 }
 
+// terraformRoleArn stands for the TerraformRole's ARN.
+const terraformRoleArn = "arn:aws:iam::000000000000:role/stackseam-terraform"
+
 // signingKeyID names the result signing key in the Secrets Manager fake.
 const signingKeyID = "stackseam/result-signing-key"
 
@@ -367,7 +372,12 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		tpl.id(t, "DatabaseSecret/Attachment/Resource"): secrets.ARN(dbSecretID),
 		tpl.id(t, "ResultSigningKey/Resource"):          secrets.ARN(signingKeyID),
 		tpl.id(t, "TaskBuildProject/Resource"):          "stackseam-task-builds",
+		tpl.id(t, "TerraformRole/Resource") + ".Arn":    terraformRoleArn,
 	}
+	// Terraform runs with the TerraformRole, assumed per run (TERRAFORM_ROLE_ARN): a
+	// protocol-level STS stands in for AWS's.
+	stsFake := localenv.NewSTSFake()
+	t.Cleanup(stsFake.Close)
 
 	// The satisfier's task root is laid out as the construct bundles it: bootstrap, and the
 	// Terraform binary in bin/ — here the host's OpenTofu of the same version.
@@ -426,7 +436,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	require.NotContains(t, sent, "SUCCEEDED", "a build that succeeded has reported")
 	builds.Project("stackseam-task-builds", harness.CodeBuildProject{
 		Command: command[0], Args: command[1:], SourceDir: roots["Satisfier"], Output: harness.BuildOutput(t),
-		Env: append(append(harness.AWSEnv(t), secrets.Env()), buildEnv...),
+		Env: append(append(harness.AWSEnv(t), secrets.Env(), stsFake.Env()), buildEnv...),
 		Events: func(ev []byte) {
 			if end, ok := codebuild.ParseBuildEnd(ev); ok && slices.Contains(sent, end.Status) {
 				_ = queue.Send(context.Background(), s.sqs, s.taskURL, []queue.Outgoing{{Body: string(ev)}})
@@ -457,7 +467,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 		// The AWS SDK's endpoints: the emulator for SQS, S3 and SNS, the Lambda fake for Lambda
 		// (Invoke, and the event-source-mapping operations); region and static credentials as
 		// Lambda's execution role would give.
-		list := append(harness.AWSEnv(t), ds.lambda.Env(), secrets.Env(), builds.Env())
+		list := append(harness.AWSEnv(t), ds.lambda.Env(), secrets.Env(), builds.Env(), stsFake.Env())
 		for _, name := range slices.Sorted(maps.Keys(env)) {
 			list = append(list, name+"="+env[name])
 		}
@@ -547,6 +557,19 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	require.Len(t, builds.Builds(), 1, "the teardown ran in one build")
 	require.Equal(t, "SUCCEEDED", builds.Builds()[0].Status())
 	require.Contains(t, builds.Builds()[0].Output(), `"msg":"one-task runner started"`)
+
+	// Both Terraform runs (the apply in Lambda, the teardown in the build) assumed the Terraform
+	// role with the session policy of machine provision, each under its own session name.
+	policy, err := terraform.SessionPolicy("aws", "provision", ds.bucket)
+	require.NoError(t, err)
+	assumed := stsFake.Requests()
+	require.Len(t, assumed, 2, "one AssumeRole per Terraform run")
+	for _, req := range assumed {
+		require.Equal(t, terraformRoleArn, req["RoleArn"])
+		require.JSONEq(t, policy, req["Policy"])
+		require.True(t, strings.HasPrefix(req["RoleSessionName"], "tf-"), req["RoleSessionName"])
+	}
+	require.NotEqual(t, assumed[0]["RoleSessionName"], assumed[1]["RoleSessionName"])
 
 	// Everything went through the mappings, in Lambda mode, and nothing was dead-lettered.
 	require.Eventually(t, func() bool {

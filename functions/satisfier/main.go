@@ -45,6 +45,15 @@
 //	                           grace. Unset: each lock stackseam writes says how long its run can
 //	                           hold it (its deadline plus TERRAFORM_STOP_GRACE, up to 8 hours on
 //	                           CodeBuild) and is judged by that; other locks by 15m15s.
+//	TERRAFORM_ROLE_ARN         the role Terraform runs with: before each run the satisfier
+//	                           assumes it with a session policy that, in BUCKET (and in a state
+//	                           bucket the script names), reaches only <machine>/* — the state of
+//	                           the run's machine's stacks and its lock files — and gives Terraform
+//	                           the session's credentials (AWS_ACCESS_KEY_ID, _SECRET_ACCESS_KEY,
+//	                           _SESSION_TOKEN; every other way to the satisfier's credentials is
+//	                           removed from its environment). The satisfier's own code (sources,
+//	                           logs, the state lock, fences, plans) keeps its credentials. Unset,
+//	                           Terraform runs with the satisfier's own credentials.
 //	TASK_TIMEOUT               the time limit of a task whose machine sets no timeoutSeconds.
 //	                           Defaults to 15m.
 //	TIMEOUT_MARGIN             kept free before a Lambda invocation's deadline to stop a run
@@ -101,6 +110,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/stackseam/stackseam/internal/dispatch"
 	"github.com/stackseam/stackseam/internal/executor"
@@ -140,6 +150,7 @@ type options struct {
 	pluginCacheDir              string
 	stopGrace, taskTimeout      time.Duration
 	lockLease                   time.Duration
+	terraformRole               string // TERRAFORM_ROLE_ARN: Terraform runs with it, scoped per machine
 	margin                      time.Duration
 	parallelism, workers        int
 	pollWait, visibility, retry time.Duration
@@ -162,6 +173,7 @@ func readOptions(oneTask bool) (options, error) {
 		bucket:          vars.Get("BUCKET"),
 		bucketRegion:    vars.Get("BUCKET_REGION"),
 		terraformBinary: vars.Get("TERRAFORM_BINARY"),
+		terraformRole:   vars.Get("TERRAFORM_ROLE_ARN"),
 		sourcesDir:      vars.Or("TERRAFORM_SOURCES_DIR", vars.Get("LAMBDA_TASK_ROOT")),
 		workDir:         vars.Or("TERRAFORM_WORK_DIR", os.TempDir()),
 		pluginCacheDir: vars.Or("TERRAFORM_PLUGIN_CACHE_DIR",
@@ -266,6 +278,19 @@ func run(ctx context.Context, logger *slog.Logger, oneTask bool) error {
 	tf, why := terraformRunner(cfg, awsCfg.Region, s3Endpoint, s3Client, redactor, logger)
 	if tf != nil {
 		tf.Current = current
+		if cfg.terraformRole != "" {
+			tf.Scope = &terraform.Scope{STS: sts.NewFromConfig(awsCfg), RoleARN: cfg.terraformRole, MaxDuration: terraform.MaxChainedSession}
+			if oneTask {
+				// A build may run for 8 hours; STS grants what it can (Scope falls back to the
+				// chained-role hour, and the log says so).
+				tf.Scope.MaxDuration = terraform.MaxSession
+			}
+			// Terraform's children (providers, local-exec) run as this process's user: without
+			// this they could read the satisfier's own credentials from /proc/<pid>/environ.
+			if err := notDumpable(); err != nil {
+				return fmt.Errorf("error protecting the satisfier's credentials from Terraform: %w", err)
+			}
+		}
 		executors[terraform.Name] = tf
 	} else {
 		executors[terraform.Name] = unavailable{why}
@@ -322,7 +347,7 @@ func run(ctx context.Context, logger *slog.Logger, oneTask bool) error {
 	attrs := []any{"lambda", queue.InLambda(), "workers", cfg.workers, "parallelism", cfg.parallelism, "signedResults", key.Configured(),
 		"startupMs", time.Since(started).Milliseconds(), "redactedVariables", redactor.Names()}
 	if tf != nil {
-		attrs = append(attrs, "terraform", tf.Binary, "bucket", tf.Bucket)
+		attrs = append(attrs, "terraform", tf.Binary, "bucket", tf.Bucket, "terraformRole", cfg.terraformRole)
 	}
 	if d.HandOver != nil {
 		attrs = append(attrs, "codebuildProject", cfg.codebuildProject)

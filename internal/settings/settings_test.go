@@ -111,6 +111,7 @@ func TestCheckDeployedFindsMismatches(t *testing.T) {
 		"satisfier: the construct does not set RESULT_SIGNING_SECRET_ID, which the deployed function needs",
 		"satisfier: the construct does not set TASK_QUEUE_URL, which the deployed function needs",
 		"satisfier: the construct does not set TERRAFORM_BINARY, which the deployed function needs",
+		"satisfier: the construct does not set TERRAFORM_ROLE_ARN, which the deployed function needs",
 		"satisfier: the construct sets LAMBDA_TASK_ROOT, which the Lambda runtime sets",
 		"satisfier: the construct sets TASK_OBJECT_KEY, which only a CodeBuild build sets",
 	}, settings.Satisfier.CheckDeployed([]string{"LAMBDA_TASK_ROOT", "TASK_OBJECT_KEY"}))

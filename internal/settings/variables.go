@@ -122,6 +122,10 @@ var Satisfier = &Declared{Function: "satisfier", Variables: []Variable{
 	{Name: "TF_PLUGIN_CACHE_DIR"},
 	{Name: "TERRAFORM_STOP_GRACE"},
 	{Name: "TERRAFORM_LOCK_LEASE"},
+	// The role Terraform runs with, assumed per run with a session policy that reaches only the
+	// run's machine's objects in the bucket (terraform.Scope); the construct sets it on the
+	// function and on the task builds. Unset, Terraform runs with the satisfier's own credentials.
+	{Name: "TERRAFORM_ROLE_ARN", Deployed: true},
 	{Name: "TASK_TIMEOUT"},
 	{Name: "TIMEOUT_MARGIN"},
 	{Name: "BATCH_PARALLELISM"},

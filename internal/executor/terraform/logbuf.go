@@ -3,6 +3,8 @@ package terraform
 import (
 	"fmt"
 	"sync"
+
+	"github.com/stackseam/stackseam/internal/executor/redact"
 )
 
 // maxLogBytes bounds the log kept in memory for one run. Beyond it the start and the end are
@@ -17,7 +19,28 @@ type runLog struct {
 	tail    []byte
 	dropped int64
 	half    int
+	// secrets are the run's own secret variables (NAME=value: the credentials of a scoped run),
+	// masked like the process's.
+	secrets []string
 }
+
+// redact masks the run's own secrets in s.
+func (l *runLog) redact(s string) string {
+	if len(l.secrets) == 0 {
+		return s
+	}
+	return redact.FromEnviron(l.secrets).String(s)
+}
+
+// redactedError is a run's error with the run's own secrets masked in its text; errors.Is and As
+// still see the error it masks.
+type redactedError struct {
+	err error
+	msg string
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 func newRunLog(max int) *runLog { return &runLog{half: max / 2} }
 

@@ -89,6 +89,11 @@ type Runner struct {
 	Current func(ctx context.Context, task message.Task) (bool, error)
 	// Redact masks secrets in the stored log. Defaults to the secrets of Environ.
 	Redact *redact.Redactor
+	// Scope, when set, gives each run's Terraform credentials of its own (an assumed role whose
+	// session policy reaches, in Bucket and the run's state bucket, only the run's machine's
+	// objects) instead of the process's: see Scope. Unset (local runs, tests), Terraform runs
+	// with the process's credentials, which reach whatever they reach.
+	Scope *Scope
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -107,6 +112,9 @@ func (r *Runner) Run(ctx context.Context, task message.Task) (executor.Outcome, 
 		task.Task.Name, task.TaskRunID, task.Stack.ID, task.Stack.Machine, task.Stack.State, started.UTC().Format(time.RFC3339))
 
 	out, runErr := r.run(ctx, task, log)
+	if runErr != nil && len(log.secrets) > 0 {
+		runErr = &redactedError{err: runErr, msg: log.redact(runErr.Error())}
+	}
 	if runErr != nil {
 		fmt.Fprintf(log, "\nstackseam: FAILED after %s: %v\n", time.Since(started).Round(time.Millisecond), runErr)
 	} else {
@@ -188,7 +196,7 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 		}
 	}
 
-	tf, err := r.terraform(src, log)
+	tf, err := r.terraform(ctx, task, st, src, log)
 	if err != nil {
 		return executor.Outcome{}, err
 	}
@@ -393,8 +401,9 @@ func randomID() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// terraform prepares the terraform-exec handle for one run's source folder.
-func (r *Runner) terraform(src string, log *runLog) (*tfexec.Terraform, error) {
+// terraform prepares the terraform-exec handle for one run's source folder, with the run's
+// environment (RunEnv).
+func (r *Runner) terraform(ctx context.Context, task message.Task, st stateLocation, src string, log *runLog) (*tfexec.Terraform, error) {
 	tf, err := tfexec.NewTerraform(src, r.Binary)
 	if err != nil {
 		return nil, fmt.Errorf("error preparing terraform (%s): %w", r.Binary, err)
@@ -405,7 +414,7 @@ func (r *Runner) terraform(src string, log *runLog) (*tfexec.Terraform, error) {
 	if err := tf.SetWaitDelay(r.stopGrace()); err != nil {
 		return nil, err
 	}
-	env, err := r.Env()
+	env, err := r.runEnv(ctx, task, st, log)
 	if err != nil {
 		return nil, err
 	}
@@ -530,7 +539,7 @@ func (r *Runner) download(ctx context.Context, bucket, key, dst string) error {
 
 // storeLog uploads the run's log, secrets masked, and returns its s3:// URL.
 func (r *Runner) storeLog(ctx context.Context, key string, log *runLog) (string, error) {
-	text := r.redactor().String(log.String())
+	text := log.redact(r.redactor().String(log.String()))
 	_, err := r.S3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:      aws.String(r.Bucket),
 		Key:         aws.String(key),
@@ -564,6 +573,37 @@ func (r *Runner) Env() (map[string]string, error) {
 	setDefault(env, "TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE", "true")
 	setDefault(env, "CHECKPOINT_DISABLE", "1")
 	setDefault(env, "HOME", os.TempDir())
+	return env, nil
+}
+
+// runEnv is the environment of one run's Terraform: Env, and with a Scope the run's own
+// credentials in place of every way to find the process's. The credentials are kept in log, so
+// they are masked in the stored log and in the run's error.
+func (r *Runner) runEnv(ctx context.Context, task message.Task, st stateLocation, log *runLog) (map[string]string, error) {
+	env, err := r.Env()
+	if err != nil || r.Scope == nil {
+		return env, err
+	}
+	buckets := []string{r.Bucket}
+	if st.Bucket != r.Bucket {
+		buckets = append(buckets, st.Bucket)
+	}
+	creds, note, err := r.Scope.credentials(ctx, task, buckets, r.stopGrace())
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range credentialVariables {
+		delete(env, k)
+	}
+	for k, v := range creds {
+		env[k] = v
+		log.secrets = append(log.secrets, k+"="+v)
+	}
+	fmt.Fprintf(log, "stackseam: Terraform runs as %s (session %s), limited to s3://%s/%s/* in %s\n",
+		r.Scope.RoleARN, SessionName(task.TaskRunID), r.Bucket, task.Stack.Machine, strings.Join(buckets, ", "))
+	if note != "" {
+		fmt.Fprintf(log, "stackseam: warning: %s\n", note)
+	}
 	return env, nil
 }
 
