@@ -199,12 +199,17 @@ func TestConsoleInABrowserActionsAndToken(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
 	queueURL, _ := harness.CreateQueue(t, "console-browser", true, 3)
+	approvalsURL, _ := harness.CreateQueue(t, "console-browser-approvals", true, 3)
 	sqsClient := harness.SQSClient(t)
+	approverARN := "arn:aws:sts::000000000000:assumed-role/release/tester"
 	b := setupConsole(t, func(s *consoleServer) {
 		s.allowActions = true
 		s.publish = sqsPublisher(sqsClient, queueURL)
+		s.approve = sqsPublisher(sqsClient, approvalsURL)
+		s.approver = approverARN
 		s.token = "browser-token"
 	})
+	recordReviewed(t, b)
 
 	// Without the token the console answers nothing; with it, the page loads and the token
 	// leaves the address bar for a cookie.
@@ -242,4 +247,28 @@ func TestConsoleInABrowserActionsAndToken(t *testing.T) {
 	require.Equal(t, "DESTROY", ev.Event)
 	require.Equal(t, "tester", ev.Metadata["operator"])
 	require.Equal(t, "replaced by 2.4.2", ev.Metadata["reason"])
+
+	// A stack waiting for approval shows the plan and Approve/Reject (not "Send APPROVE"); Approve
+	// asks first, then sends to the approvals queue with the approver and the comment.
+	do(t, ctx, chromedp.Navigate(b.ts.URL+"/#/stack/reviewed"), chromedp.WaitVisible(`#approval button[data-approval="APPROVE"]`),
+		chromedp.WaitVisible(`#plans section[data-task="plan"]`))
+	plan := value(t, ctx, chromedp.Text(`#plans section[data-task="plan"]`))
+	require.Contains(t, plan, "1 to add, 1 to change, 1 to destroy, 0 to replace")
+	require.Contains(t, plan, "delete terraform_data.old")
+	require.Zero(t, value(t, ctx, chromedp.Evaluate[int](`[...document.querySelectorAll('#view button')].filter(b => b.textContent.includes('Send APPROVE') || b.textContent.includes('Send REJECT')).length`)))
+	do(t, ctx, chromedp.SendKeys(`#approval-comment`, "reviewed with the DBA"))
+	screenshot(t, ctx, "approval")
+	do(t, ctx, chromedp.Click(`#approval button[data-approval="APPROVE"]`), chromedp.WaitVisible(`#confirm`))
+	question := value(t, ctx, chromedp.Text(`#confirm-text`))
+	require.Contains(t, question, "Approve the pending plan of stack reviewed (state AWAITING-APPROVAL")
+	require.Contains(t, question, "as "+approverARN+` with the comment "reviewed with the DBA"`)
+	screenshot(t, ctx, "approve-confirm")
+	do(t, ctx, chromedp.Click(`#confirm-ok`))
+	value(t, ctx, chromedp.Poll[bool](`document.querySelector('p.status').textContent.startsWith('Sent APPROVE')`))
+	m := receiveOne(t, approvalsURL)
+	require.Equal(t, map[string]any{"stackId": "reviewed", "event": "APPROVE", "by": approverARN, "comment": "reviewed with the DBA"}, m.body)
+
+	// A drift check's summary is on the transition it caused.
+	do(t, ctx, chromedp.Navigate(b.ts.URL+"/#/stack/drifted"), chromedp.WaitVisible(`#timeline .summary`))
+	require.Contains(t, value(t, ctx, chromedp.Text(`#timeline .summary`)), "drift drift-check: drift · 0 to add, 1 to change, 0 to destroy, 0 to replace · terraform_data.app")
 }
