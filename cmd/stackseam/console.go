@@ -203,6 +203,11 @@ func (s *consoleServer) banner(base string) string {
 	mode := "read-only (start with --allow-actions to send events, retry tasks and save machines)"
 	if s.allowActions {
 		mode = "actions allowed, recorded as operator " + s.operator
+		if s.approve != nil {
+			mode += "; approvals signed by " + s.approver
+		} else {
+			mode += "; approvals off (" + first(s.approvalsMissing, "no approvals queue") + ")"
+		}
 	}
 	url := base + "/"
 	if s.token != "" {

@@ -31,9 +31,9 @@ func recordReviewed(t *testing.T, b *consoleBundle) {
 	s := b.rec.apply(at, message.Event{StackID: "reviewed", Event: "LAUNCH", Machine: "reviewed-env"})
 	run := runOf(s, "plan")
 	done := result(s, "plan", message.EventTaskCompleted, "", message.Metadata{
+		"plan.runId": run, "plan.log": "s3://stackseam/logs/reviewed-env/reviewed/plan/" + run + ".log",
 		"plan.changes": true, "plan.add": 1, "plan.change": 1, "plan.destroy": 1, "plan.replace": 0,
-		"plan.addresses": `["create terraform_data.new","update terraform_data.app","delete terraform_data.old"]`,
-		"plan.runId":     run, "plan.log": "s3://stackseam/logs/reviewed-env/reviewed/plan/" + run + ".log"})
+		"plan.addresses": `["create terraform_data.new","update terraform_data.app","delete terraform_data.old"]`})
 	done.Outcome = message.OutcomeChanges
 	s = b.rec.apply(at+time.Minute, done)
 	require.Equal(t, "AWAITING-APPROVAL", s.State)

@@ -102,6 +102,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
 	b := setupConsole(t, nil)
+	recordReviewed(t, b)
 	evil := `<img src=x onerror="document.title='pwned'">`
 	b.rec.apply(3*time.Hour, message.Event{StackID: "qa", Event: "UPDATE", Metadata: message.Metadata{"note": evil}})
 
@@ -142,6 +143,11 @@ func TestConsoleInABrowser(t *testing.T) {
 	require.Zero(t, value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#metadata img').length`)))
 	require.NotEqual(t, "pwned", value(t, ctx, chromedp.Title()))
 
+	// A read-only console offers no approval, and says who can answer and how.
+	do(t, ctx, chromedp.Navigate(b.ts.URL+"/#/stack/reviewed"), chromedp.WaitVisible(`#approval-hint`))
+	require.Contains(t, value(t, ctx, chromedp.Text(`#approval-hint`)), "stackseam approve reviewed")
+	require.Zero(t, value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#approval').length`)))
+
 	// An invalid machine typed into the editor shows its problem at its line.
 	invalid := "version: \"1\"\nevents: [GO]\nstates:\n  INIT:\n    on:\n      GO:\n        - action: advance\n          state: NOWHERE\n"
 	do(t, ctx,
@@ -169,6 +175,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	for _, page := range []struct{ hash, ready string }{
 		{"#/stacks", `tr[data-stack="browser-1"]`},
 		{"#/stack/feature-9", `#timeline`},
+		{"#/stack/reviewed", `#approval-hint`},
 		{"#/machines", `section[data-machine="qa-env"]`},
 		{"#/machine/qa-env", `#editor[data-loaded]`},
 	} {
@@ -265,6 +272,11 @@ func TestConsoleInABrowserActionsAndToken(t *testing.T) {
 	screenshot(t, ctx, "approve-confirm")
 	do(t, ctx, chromedp.Click(`#confirm-ok`))
 	value(t, ctx, chromedp.Poll[bool](`document.querySelector('p.status').textContent.startsWith('Sent APPROVE')`))
+	// Its comment field is labelled, and the page fits a phone.
+	require.Zero(t, value(t, ctx, chromedp.Evaluate[int](`[...document.querySelectorAll('#view input, #view select, #view textarea')].filter(e => !e.labels || !e.labels.length).length`)))
+	do(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Reload(), chromedp.WaitVisible(`#approval`))
+	require.True(t, value(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`)), "the approval page is wider than a phone")
+	do(t, ctx, chromedp.EmulateViewport(1280, 900))
 	m := receiveOne(t, approvalsURL)
 	require.Equal(t, map[string]any{"stackId": "reviewed", "event": "APPROVE", "by": approverARN, "comment": "reviewed with the DBA"}, m.body)
 

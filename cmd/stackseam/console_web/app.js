@@ -321,6 +321,10 @@ function storyPage(view, id) {
           s.accepts.length ? el('label', { class: 'meta-input' }, 'Metadata to send with an event (KEY=VALUE, one a line; optional)', meta) : '',
           buttons.length ? el('div', { class: 'actions' }, buttons) : el('p', { class: 'sub' }, 'The state accepts no event.'));
       }
+      if (!session.allowActions && s.approvals.length) {
+        parts.push(el('p', { class: 'notice', id: 'approval-hint' }, 'State ' + st.state + ' waits for an approval (' + s.approvals.join(' or ') +
+          '): this console is read-only; approvers answer with stackseam approve ' + id + ' or stackseam reject ' + id + '.'));
+      }
       if (s.plans.length) {
         parts.push(el('h2', {}, 'Plan and drift summaries'), el('div', { id: 'plans' }, s.plans.map((p) => planBox(p, s.runs))));
       }
