@@ -43,7 +43,11 @@ It is read-only unless started with --allow-actions: then a person can send
 an event the stack's state accepts, retry failed or pending tasks and save a
 valid machine file, each after a confirmation; events carry the operator's
 name (--operator, $STACKSEAM_OPERATOR, else the OS user) in their metadata
-under "operator".
+under "operator". Where the state waits for an approval (an event the
+machine lists under approvals), Approve and Reject send it to the approvals
+queue (--approval-queue-url, $APPROVAL_QUEUE_URL, else the one --stack-name
+outputs) as ` + "`stackseam approve`" + ` does: with a comment and, in "by",
+the AWS caller identity (else the operator's name).
 
 It listens on 127.0.0.1:8080 by default. Bound to any other address it asks
 for a random token, printed once in the URL to open; the browser keeps it in
@@ -67,6 +71,7 @@ func runConsole(ctx context.Context, c *cli, cmd *command, args []string) int {
 	machinesBucket := fs.String("machines-bucket", "", "the `BUCKET` of machine files, instead of a folder (default $MACHINES_BUCKET)")
 	machinesPrefix := fs.String("machines-prefix", "", "the `PREFIX` of machine files in --machines-bucket (default $MACHINES_PREFIX, else machines/)")
 	queueURL := fs.String("queue-url", "", "the event queue's `URL`, for actions (default $EVENT_QUEUE_URL, else the one --stack-name outputs)")
+	approvalURL := fs.String("approval-queue-url", "", "the approvals queue's `URL`, for Approve and Reject (default $APPROVAL_QUEUE_URL, else the one --stack-name outputs)")
 	var db databaseFlags
 	db.register(fs)
 	if code, ok := parseNoArgs(c, fs, args, ""); !ok {
@@ -80,7 +85,8 @@ func runConsole(ctx context.Context, c *cli, cmd *command, args []string) int {
 	srv, closeSrv, err := newConsoleFromFlags(ctx, c, consoleFlags{
 		db: &db, allow: *allow, operator: *operator, logBucket: *logBucket, machinesDir: *machinesDir,
 		machinesBucket: *machinesBucket, machinesPrefix: *machinesPrefix, queueURL: *queueURL,
-		loopback: isLoopback(ln.Addr()),
+		approvalURL: *approvalURL,
+		loopback:    isLoopback(ln.Addr()),
 	})
 	if err != nil {
 		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
@@ -110,7 +116,7 @@ type consoleFlags struct {
 	db                                                               *databaseFlags
 	allow                                                            bool
 	operator, logBucket, machinesDir, machinesBucket, machinesPrefix string
-	queueURL                                                         string
+	queueURL, approvalURL                                            string
 	loopback                                                         bool
 }
 
@@ -176,6 +182,13 @@ func newConsoleFromFlags(ctx context.Context, c *cli, f consoleFlags) (*consoleS
 			return nil, nil, awsErr
 		}
 		srv.publish = sqsPublisher(sqs.NewFromConfig(awsCfg), url)
+		// Approvals are optional: without their queue the page says why it offers none.
+		if approvals := first(f.approvalURL, c.getenv("APPROVAL_QUEUE_URL"), d.approvalURL); approvals != "" {
+			srv.approve = sqsPublisher(sqs.NewFromConfig(awsCfg), approvals)
+			srv.approver, _ = approver(ctx, awsCfg, srv.operator)
+		} else {
+			srv.approvalsMissing = "no approvals queue: set --approval-queue-url or APPROVAL_QUEUE_URL, or --stack-name or " + deployed.EnvStackName
+		}
 	}
 	return srv, done, nil
 }
@@ -186,6 +199,11 @@ func (s *consoleServer) banner(base string) string {
 	mode := "read-only (start with --allow-actions to send events, retry tasks and save machines)"
 	if s.allowActions {
 		mode = "actions allowed, recorded as operator " + s.operator
+		if s.approve != nil {
+			mode += "; approvals signed by " + s.approver
+		} else {
+			mode += "; approvals off (" + first(s.approvalsMissing, "no approvals queue") + ")"
+		}
 	}
 	url := base + "/"
 	if s.token != "" {

@@ -102,6 +102,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
 	b := setupConsole(t, nil)
+	recordReviewed(t, b)
 	evil := `<img src=x onerror="document.title='pwned'">`
 	b.rec.apply(3*time.Hour, message.Event{StackID: "qa", Event: "UPDATE", Metadata: message.Metadata{"note": evil}})
 
@@ -142,6 +143,11 @@ func TestConsoleInABrowser(t *testing.T) {
 	require.Zero(t, value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#metadata img').length`)))
 	require.NotEqual(t, "pwned", value(t, ctx, chromedp.Title()))
 
+	// A read-only console offers no approval, and says who can answer and how.
+	do(t, ctx, chromedp.Navigate(b.ts.URL+"/#/stack/reviewed"), chromedp.WaitVisible(`#approval-hint`))
+	require.Contains(t, value(t, ctx, chromedp.Text(`#approval-hint`)), "stackseam approve reviewed")
+	require.Zero(t, value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#approval').length`)))
+
 	// An invalid machine typed into the editor shows its problem at its line.
 	invalid := "version: \"1\"\nevents: [GO]\nstates:\n  INIT:\n    on:\n      GO:\n        - action: advance\n          state: NOWHERE\n"
 	do(t, ctx,
@@ -169,6 +175,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	for _, page := range []struct{ hash, ready string }{
 		{"#/stacks", `tr[data-stack="browser-1"]`},
 		{"#/stack/feature-9", `#timeline`},
+		{"#/stack/reviewed", `#approval-hint`},
 		{"#/machines", `section[data-machine="qa-env"]`},
 		{"#/machine/qa-env", `#editor[data-loaded]`},
 	} {
@@ -199,12 +206,17 @@ func TestConsoleInABrowserActionsAndToken(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
 	queueURL, _ := harness.CreateQueue(t, "console-browser", true, 3)
+	approvalsURL, _ := harness.CreateQueue(t, "console-browser-approvals", true, 3)
 	sqsClient := harness.SQSClient(t)
+	approverARN := "arn:aws:sts::000000000000:assumed-role/release/tester"
 	b := setupConsole(t, func(s *consoleServer) {
 		s.allowActions = true
 		s.publish = sqsPublisher(sqsClient, queueURL)
+		s.approve = sqsPublisher(sqsClient, approvalsURL)
+		s.approver = approverARN
 		s.token = "browser-token"
 	})
+	recordReviewed(t, b)
 
 	// Without the token the console answers nothing; with it, the page loads and the token
 	// leaves the address bar for a cookie.
@@ -242,4 +254,33 @@ func TestConsoleInABrowserActionsAndToken(t *testing.T) {
 	require.Equal(t, "DESTROY", ev.Event)
 	require.Equal(t, "tester", ev.Metadata["operator"])
 	require.Equal(t, "replaced by 2.4.2", ev.Metadata["reason"])
+
+	// A stack waiting for approval shows the plan and Approve/Reject (not "Send APPROVE"); Approve
+	// asks first, then sends to the approvals queue with the approver and the comment.
+	do(t, ctx, chromedp.Navigate(b.ts.URL+"/#/stack/reviewed"), chromedp.WaitVisible(`#approval button[data-approval="APPROVE"]`),
+		chromedp.WaitVisible(`#plans section[data-task="plan"]`))
+	plan := value(t, ctx, chromedp.Text(`#plans section[data-task="plan"]`))
+	require.Contains(t, plan, "1 to add, 1 to change, 1 to destroy, 0 to replace")
+	require.Contains(t, plan, "delete terraform_data.old")
+	require.Zero(t, value(t, ctx, chromedp.Evaluate[int](`[...document.querySelectorAll('#view button')].filter(b => b.textContent.includes('Send APPROVE') || b.textContent.includes('Send REJECT')).length`)))
+	do(t, ctx, chromedp.SendKeys(`#approval-comment`, "reviewed with the DBA"))
+	screenshot(t, ctx, "approval")
+	do(t, ctx, chromedp.Click(`#approval button[data-approval="APPROVE"]`), chromedp.WaitVisible(`#confirm`))
+	question := value(t, ctx, chromedp.Text(`#confirm-text`))
+	require.Contains(t, question, "Approve the pending plan of stack reviewed (state AWAITING-APPROVAL")
+	require.Contains(t, question, "as "+approverARN+` with the comment "reviewed with the DBA"`)
+	screenshot(t, ctx, "approve-confirm")
+	do(t, ctx, chromedp.Click(`#confirm-ok`))
+	value(t, ctx, chromedp.Poll[bool](`document.querySelector('p.status').textContent.startsWith('Sent APPROVE')`))
+	// Its comment field is labelled, and the page fits a phone.
+	require.Zero(t, value(t, ctx, chromedp.Evaluate[int](`[...document.querySelectorAll('#view input, #view select, #view textarea')].filter(e => !e.labels || !e.labels.length).length`)))
+	do(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Reload(), chromedp.WaitVisible(`#approval`))
+	require.True(t, value(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`)), "the approval page is wider than a phone")
+	do(t, ctx, chromedp.EmulateViewport(1280, 900))
+	m := receiveOne(t, approvalsURL)
+	require.Equal(t, map[string]any{"stackId": "reviewed", "event": "APPROVE", "by": approverARN, "comment": "reviewed with the DBA", "ifVersion": float64(2)}, m.body)
+
+	// A drift check's summary is on the transition it caused.
+	do(t, ctx, chromedp.Navigate(b.ts.URL+"/#/stack/drifted"), chromedp.WaitVisible(`#timeline .summary`))
+	require.Contains(t, value(t, ctx, chromedp.Text(`#timeline .summary`)), "drift drift-check: drift · 0 to add, 1 to change, 0 to destroy, 0 to replace · terraform_data.app")
 }

@@ -422,10 +422,10 @@ func (t *tailBuffer) tail() ([]byte, bool) {
 	return t.buf, t.cut
 }
 
-// publisher sends one event to the event queue.
+// publisher sends one event to a queue: the event queue, or the approvals queue for approvals.
 type publisher func(ctx context.Context, ev message.Event) error
 
-// sqsPublisher publishes as `stackseam send` does: FIFO group = stack id, a fresh
+// sqsPublisher publishes as `stackseam send` and `stackseam approve` do: FIFO group = stack id, a fresh
 // deduplication id.
 func sqsPublisher(client *sqs.Client, url string) publisher {
 	return func(ctx context.Context, ev message.Event) error {

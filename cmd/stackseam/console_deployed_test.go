@@ -46,8 +46,10 @@ func TestConsoleWithStackNameReadsThroughTheQueryFunction(t *testing.T) {
 	bucket := harness.CreateBucket(t, "console-deployed")
 	harness.UploadDir(t, bucket, "machines/", "../../machines")
 	queueURL, _ := harness.CreateQueue(t, "console-deployed-events", true, 5)
+	approvalsURL, _ := harness.CreateQueue(t, "console-deployed-approvals", true, 5)
 	cfn.Put("ConsoleDeployed", harness.FakeStack{Outputs: map[string]string{
 		deployed.OutputEventQueueURL:     queueURL,
+		deployed.OutputApprovalQueueURL:  approvalsURL,
 		deployed.OutputQueryFunctionName: "stackseam-query-fn",
 		deployed.OutputBucketName:        bucket,
 	}})
@@ -128,6 +130,9 @@ func TestConsoleWithStackNameReadsThroughTheQueryFunction(t *testing.T) {
 	var sess sessionJSON
 	_, body = consoleGet(t, remote, "/api/session")
 	require.NoError(t, json.Unmarshal([]byte(body), &sess))
+	// Approvals go to the approvals queue the stack outputs, signed with the caller's AWS identity.
+	require.True(t, sess.Approvals, sess.ApprovalsMissing)
+	require.True(t, strings.HasPrefix(sess.Approver, "arn:aws:"), "by is the STS caller identity: %q", sess.Approver)
 	payload, err := json.Marshal(map[string]any{"stack": "qa", "event": "DESTROY", "version": story.Stack.Version})
 	require.NoError(t, err)
 	req, err := http.NewRequest(http.MethodPost, remote+"api/send", strings.NewReader(string(payload)))

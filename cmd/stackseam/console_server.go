@@ -40,6 +40,13 @@ type consoleServer struct {
 	logsMissing string
 	logBucket   string
 	publish     publisher // nil unless actions are allowed
+	// approve sends approvals to the approvals queue; nil unless actions are allowed and the
+	// queue is known (approvalsMissing then says why).
+	approve          publisher
+	approvalsMissing string
+	// approver is the name approvals carry in `by`: the AWS caller identity when STS tells it,
+	// else the operator, as `stackseam approve` chooses it.
+	approver string
 	// allowActions lets POSTs that change something through.
 	allowActions bool
 	operator     string
@@ -109,6 +116,7 @@ func (s *consoleServer) handler() http.Handler {
 	mux.HandleFunc("POST /api/validate", s.validate)
 	mux.HandleFunc("POST /api/send", s.action(s.send))
 	mux.HandleFunc("POST /api/retry", s.action(s.retry))
+	mux.HandleFunc("POST /api/approve", s.action(s.approveAction))
 	mux.HandleFunc("POST /api/machine/save", s.action(s.saveMachine))
 	return s.guard(mux)
 }
@@ -251,10 +259,16 @@ type sessionJSON struct {
 	Operator     string `json:"operator"`
 	CSRF         string `json:"csrf"`
 	Machines     string `json:"machines"`
+	// Approvals says whether approvals can be sent (actions allowed and an approvals queue
+	// known); ApprovalsMissing says why not, Approver is the name they carry.
+	Approvals        bool   `json:"approvals"`
+	ApprovalsMissing string `json:"approvalsMissing,omitempty"`
+	Approver         string `json:"approver,omitempty"`
 }
 
 func (s *consoleServer) session(w http.ResponseWriter, _ *http.Request) {
-	writeAPI(w, http.StatusOK, sessionJSON{AllowActions: s.allowActions, Operator: s.operator, CSRF: s.csrf, Machines: s.machines.String()})
+	writeAPI(w, http.StatusOK, sessionJSON{AllowActions: s.allowActions, Operator: s.operator, CSRF: s.csrf, Machines: s.machines.String(),
+		Approvals: s.allowActions && s.approve != nil, ApprovalsMissing: s.approvalsMissing, Approver: s.approver})
 }
 
 // stackRowJSON is one line of the stacks page.
@@ -325,6 +339,26 @@ type storyEntryJSON struct {
 	Task       string    `json:"task,omitempty"`
 	TaskRunID  string    `json:"taskRunId,omitempty"`
 	DurationMS *int64    `json:"durationMs,omitempty"`
+	// Summary is the plan or drift summary a transition raised by a task's outcome carries
+	// (README.md, "Plan, approve, apply": the same summary reaches the notifications).
+	Summary *planSummaryJSON `json:"summary,omitempty"`
+}
+
+// planSummaryJSON is a plan or drift summary as `stackseam plan --output json` gives it, with
+// the count of addresses that did not fit and whether the run's log can be shown.
+type planSummaryJSON struct {
+	planSummary
+	AddressesOmitted any `json:"addressesOmitted,omitempty"`
+}
+
+// planSummariesJSON reads the summaries in md (a stack's metadata or a transition's summary)
+// with the reader of `stackseam plan`.
+func planSummariesJSON(md message.Metadata) []planSummaryJSON {
+	out := []planSummaryJSON{}
+	for _, p := range planSummaries(md) {
+		out = append(out, planSummaryJSON{planSummary: p, AddressesOmitted: md[p.Task+".addressesOmitted"]})
+	}
+	return out
 }
 
 // storyRunJSON is a task run with where its log is.
@@ -343,8 +377,13 @@ type storyJSON struct {
 	States   []stateVisitJSON `json:"states"`
 	Runs     []storyRunJSON   `json:"runs"`
 	Troubles []string         `json:"troubles"`
-	// Accepts lists the events the current state handles (what may be sent).
-	Accepts []string `json:"accepts"`
+	// Accepts lists the events the current state handles that may be sent to the event queue;
+	// Approvals the ones the machine lists under approvals (sent to the approvals queue).
+	Accepts   []string `json:"accepts"`
+	Approvals []string `json:"approvals"`
+	// Plans are the plan and drift summaries in the stack's metadata, as `stackseam plan`
+	// shows them.
+	Plans []planSummaryJSON `json:"plans"`
 }
 
 func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
@@ -372,7 +411,8 @@ func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	sum := summarize(entries, stack, now)
 	out := storyJSON{StackID: id, Now: now.UTC(), Header: printable(historyHeader(id, entries, stack, now)),
-		Entries: []storyEntryJSON{}, States: sum.states, Runs: []storyRunJSON{}, Troubles: []string{}, Accepts: []string{}}
+		Entries: []storyEntryJSON{}, States: sum.states, Runs: []storyRunJSON{}, Troubles: []string{}, Accepts: []string{},
+		Approvals: []string{}, Plans: []planSummaryJSON{}}
 	if out.States == nil {
 		out.States = []stateVisitJSON{}
 	}
@@ -392,6 +432,11 @@ func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
 			ms := e.Duration.Milliseconds()
 			je.DurationMS = &ms
 		}
+		if raw, ok := e.Detail["summary"].(map[string]any); ok && e.Kind == engine.KindTransition {
+			if plans := planSummariesJSON(message.Metadata(raw)); len(plans) > 0 {
+				je.Summary = &plans[0]
+			}
+		}
 		out.Entries = append(out.Entries, je)
 	}
 	for _, run := range sum.runs {
@@ -400,7 +445,8 @@ func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
 	if stack != nil {
 		j := newStackJSON(stack, now)
 		out.Stack = &j
-		out.Accepts = s.accepts(ctx, stack)
+		out.Accepts, out.Approvals = s.accepts(ctx, stack)
+		out.Plans = planSummariesJSON(stack.Metadata)
 		for _, t := range stack.Tasks {
 			if t.Status == message.TaskPending && t.Deadline != nil && !t.Deadline.After(now) {
 				out.Troubles = append(out.Troubles, fmt.Sprintf("task %s is overdue since %s and not settled yet", t.Name, formatTime(*t.Deadline)))
@@ -434,25 +480,31 @@ func (s *consoleServer) stackMachine(ctx context.Context, st *engine.Stack) (*ma
 	return nil, err
 }
 
-// accepts lists the events a stack's current state handles; none when its machine cannot be
-// read.
-func (s *consoleServer) accepts(ctx context.Context, st *engine.Stack) []string {
-	out := []string{}
+// accepts lists the events a stack's current state handles: those a publisher may send, and
+// apart the approval events (the machine's approvals), which the state manager takes from the
+// approvals queue only. None when the machine cannot be read.
+func (s *consoleServer) accepts(ctx context.Context, st *engine.Stack) (events, approvals []string) {
+	events, approvals = []string{}, []string{}
 	m, err := s.stackMachine(ctx, st)
 	if err != nil {
-		return out
+		return events, approvals
 	}
 	state := m.States[st.State]
 	if state == nil {
-		return out
+		return events, approvals
 	}
 	for ev := range state.On {
-		if ev != machine.EventNext {
-			out = append(out, ev)
+		switch {
+		case ev == machine.EventNext:
+		case m.NeedsApproval(ev):
+			approvals = append(approvals, ev)
+		default:
+			events = append(events, ev)
 		}
 	}
-	sort.Strings(out)
-	return out
+	sort.Strings(events)
+	sort.Strings(approvals)
+	return events, approvals
 }
 
 // log serves a task run's log as plain text. Only the key the satisfier writes for a run of this
@@ -789,6 +841,8 @@ type actionJSON struct {
 	// Metadata is merged into the stack's with the event (send only); "operator" is always the
 	// console's.
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Comment goes with an approval (approve only).
+	Comment string `json:"comment,omitempty"`
 }
 
 func (s *consoleServer) send(w http.ResponseWriter, r *http.Request) {
@@ -796,7 +850,11 @@ func (s *consoleServer) send(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	accepted := s.accepts(r.Context(), st)
+	accepted, approvals := s.accepts(r.Context(), st)
+	if contains(approvals, in.Event) {
+		httpError(w, http.StatusConflict, fmt.Sprintf("%s is an approval: the state manager takes it from the approvals queue only (Approve/Reject)", in.Event))
+		return
+	}
 	if !contains(accepted, in.Event) {
 		httpError(w, http.StatusConflict, fmt.Sprintf("state %s of stack %s does not accept %s (it accepts: %s)",
 			st.State, st.ID, in.Event, strings.Join(accepted, ", ")))
@@ -836,6 +894,41 @@ func (s *consoleServer) readAction(w http.ResponseWriter, r *http.Request) (in a
 		return in, nil, false
 	}
 	return in, st, true
+}
+
+// approveAction sends an approval event (APPROVE, REJECT: what the machine lists under
+// approvals) the stack's state handles to the approvals queue, with the body `stackseam approve
+// --if-version` sends: who (the console's approver), the comment, and the stack version the page
+// showed, so an approval of a plan that was replaced meanwhile is ignored.
+func (s *consoleServer) approveAction(w http.ResponseWriter, r *http.Request) {
+	if s.approve == nil {
+		httpError(w, http.StatusServiceUnavailable, "cannot send approvals: "+first(s.approvalsMissing, "no approvals queue"))
+		return
+	}
+	in, st, ok := s.readAction(w, r)
+	if !ok {
+		return
+	}
+	if _, approvals := s.accepts(r.Context(), st); !contains(approvals, in.Event) {
+		httpError(w, http.StatusConflict, fmt.Sprintf("state %s of stack %s handles no approval %s (approvals it handles: %s)",
+			st.State, st.ID, in.Event, first(strings.Join(approvals, ", "), "none")))
+		return
+	}
+	version := in.Version
+	ev := message.Event{StackID: in.Stack, Event: in.Event, By: s.approver, Comment: in.Comment, IfVersion: &version}
+	body, err := json.Marshal(ev)
+	if err == nil {
+		_, err = message.ParseEvent(body) // a comment too long is refused here, as by the CLI
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.approve(r.Context(), ev); err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeAPI(w, http.StatusOK, map[string]any{"sent": in.Event, "stack": in.Stack, "operator": s.approver})
 }
 
 func (s *consoleServer) actionStack(ctx context.Context, in actionJSON) (*engine.Stack, int, error) {

@@ -288,6 +288,10 @@ func TestConsoleBanner(t *testing.T) {
 	out = s.banner("http://127.0.0.1:8080")
 	require.NotContains(t, out, "token")
 	require.Contains(t, out, "operator alice")
+	require.Contains(t, out, "approvals off (no approvals queue")
+	s = &consoleServer{operator: "alice", allowActions: true, approve: func(context.Context, message.Event) error { return nil },
+		approver: "arn:aws:iam::000000000000:user/alice"}
+	require.Contains(t, s.banner("http://127.0.0.1:8080"), "approvals signed by arn:aws:iam::000000000000:user/alice")
 }
 
 func TestConsoleReadOnlyRefusesActions(t *testing.T) {

@@ -216,6 +216,20 @@ function stacksPage(view, params) {
 // ---------- a stack's story ----------
 
 // parseMeta reads KEY=VALUE lines (blank lines skipped) into an object.
+// countsLine is a plan or drift summary's counts, as `stackseam plan` prints them.
+function countsLine(p) {
+  const n = (v) => (v === undefined || v === null ? '?' : v);
+  return n(p.add) + ' to add, ' + n(p.change) + ' to change, ' + n(p.destroy) + ' to destroy, ' + n(p.replace) + ' to replace';
+}
+
+// summaryLine is the summary a transition carries, on one line: what the task found, the counts
+// and the addresses.
+function summaryLine(p) {
+  const found = p.kind === 'plan' ? (p.found ? 'changes' : 'no changes') : (p.found ? 'drift' : 'no drift');
+  const changed = (p.drifted && p.drifted.length ? p.drifted : p.addresses) || [];
+  return p.kind + ' ' + p.task + ': ' + found + ' · ' + countsLine(p) + (changed.length ? ' · ' + changed.join(', ') : '');
+}
+
 function parseMeta(text) {
   const out = {};
   for (const line of text.split('\n')) {
@@ -232,6 +246,7 @@ function storyPage(view, id) {
   // One metadata field for the page's life: live refreshes redraw around it and give its focus back.
   let shownKey = null;
   const meta = el('textarea', { id: 'send-meta', rows: 2, placeholder: 'appVersion=2.4.2', spellcheck: 'false' });
+  const comment = el('textarea', { id: 'approval-comment', rows: 2, maxlength: 1024, placeholder: 'reviewed with the DBA' });
   const top = el('div', {});
   const status = el('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
   const logBox = el('section', { id: 'log', 'aria-label': 'Task log' });
@@ -255,6 +270,7 @@ function storyPage(view, id) {
     status.textContent = 'sending…';
     try {
       const r = await post('/api/' + kind, payload);
+      if (kind === 'approve') comment.value = '';
       status.textContent = 'Sent ' + r.sent + ' as ' + r.operator + '. The timeline shows it once the state manager applies it.';
     } catch (e) {
       status.textContent = 'Not sent: ' + e.message;
@@ -271,7 +287,7 @@ function storyPage(view, id) {
     }
     // A change elsewhere (another stack's event) leaves this page as it is: redrawing would move
     // buttons under the pointer and reset what the reader has scrolled to.
-    const key = JSON.stringify([s.entries.length, s.stack && s.stack.version, s.troubles, s.accepts]);
+    const key = JSON.stringify([s.entries.length, s.stack && s.stack.version, s.troubles, s.accepts, s.approvals]);
     if (key === shownKey) return;
     shownKey = key;
     const parts = [el('p', { class: 'sub', id: 'story-header' }, s.header)];
@@ -300,9 +316,17 @@ function storyPage(view, id) {
         if (st.pendingTasks) buttons.push(el('button', { type: 'button', class: 'danger', onclick: () =>
           act('retry', 'Retry', { stack: id, pending: true, version: st.version },
             'Dispatch the ' + st.pendingTasks + ' pending task(s) of ' + id + ' again (their current runs\' results will be ignored) as ' + session.operator + '?') }, 'Retry pending tasks…'));
+        if (s.approvals.length) parts.push(approvalBox(s, st));
         parts.push(el('h2', {}, 'Actions'),
           s.accepts.length ? el('label', { class: 'meta-input' }, 'Metadata to send with an event (KEY=VALUE, one a line; optional)', meta) : '',
           buttons.length ? el('div', { class: 'actions' }, buttons) : el('p', { class: 'sub' }, 'The state accepts no event.'));
+      }
+      if (!session.allowActions && s.approvals.length) {
+        parts.push(el('p', { class: 'notice', id: 'approval-hint' }, 'State ' + st.state + ' waits for an approval (' + s.approvals.join(' or ') +
+          '): this console is read-only; approvers answer with stackseam approve ' + id + ' or stackseam reject ' + id + '.'));
+      }
+      if (s.plans.length) {
+        parts.push(el('h2', {}, 'Plan and drift summaries'), el('div', { id: 'plans' }, s.plans.map((p) => planBox(p, s.runs))));
       }
       const keys = Object.keys(st.metadata || {}).sort();
       parts.push(el('h2', {}, 'Metadata'), keys.length ? el('dl', { class: 'meta', id: 'metadata' },
@@ -322,7 +346,7 @@ function storyPage(view, id) {
       if (start === null || e.kind === 'created') start = e.at;
       return el('li', { class: 'k-' + e.kind, 'data-kind': e.kind },
         el('time', { datetime: e.at }, utc(e.at).replace(' UTC', '')), el('span', { class: 'rel' }, '+' + since(e.at, start)),
-        el('span', { class: 'text' }, e.text));
+        el('span', { class: 'text' }, e.text, e.summary ? el('span', { class: 'summary' }, summaryLine(e.summary)) : ''));
     })));
     if (s.runs.length) {
       parts.push(el('h2', {}, 'Task runs'), el('div', { class: 'scroll' }, el('table', { id: 'runs' },
@@ -338,14 +362,55 @@ function storyPage(view, id) {
       parts.push(el('h2', {}, 'Time in each state'), el('table', {},
         el('tbody', {}, s.states.map((v) => el('tr', {}, el('td', {}, v.state), el('td', {}, duration(v.durationMs) + (v.current ? ' so far (current)' : '')))))));
     }
-    const focused = document.activeElement === meta;
-    const [from, to] = [meta.selectionStart, meta.selectionEnd];
+    const field = [meta, comment].find((f) => document.activeElement === f);
+    const [from, to] = field ? [field.selectionStart, field.selectionEnd] : [0, 0];
     top.replaceChildren(...parts);
-    if (focused && meta.isConnected) {
-      meta.focus();
-      meta.setSelectionRange(from, to);
+    if (field && field.isConnected) {
+      field.focus();
+      field.setSelectionRange(from, to);
     }
   }
+
+  // approvalBox offers the approval events the state waits for (the machine's approvals), sent
+  // to the approvals queue with who and why, as `stackseam approve` sends them.
+  function approvalBox(s, st) {
+    const label = (ev) => ({ APPROVE: 'Approve', REJECT: 'Reject' }[ev] || 'Send ' + ev);
+    const box = el('section', { id: 'approval', class: 'approval', 'aria-label': 'Approval' },
+      el('h2', {}, 'Waiting for approval'));
+    if (!session.approvals) {
+      box.append(el('p', { class: 'sub' }, 'Approvals cannot be sent from here: ' + (session.approvalsMissing || 'no approvals queue') + '.'));
+      return box;
+    }
+    const plan = s.plans.find((p) => p.kind === 'plan' && p.found);
+    box.append(el('p', { class: 'sub' }, plan ? 'Look at the plan below first. ' : '',
+      'Sent to the approvals queue as ' + session.approver + '; the history keeps the name and the comment.'),
+    el('label', { class: 'meta-input' }, 'Comment (optional, kept in the history)', comment),
+    el('div', { class: 'actions' }, s.approvals.map((ev) => el('button', {
+      type: 'button', class: ev === 'APPROVE' ? 'approve' : 'danger', 'data-approval': ev, onclick: () => {
+        const why = comment.value.trim() ? ' with the comment "' + comment.value.trim() + '"' : ' without a comment';
+        act('approve', label(ev), { stack: id, event: ev, version: st.version, comment: comment.value.trim() },
+          label(ev) + ' the pending plan of stack ' + id + ' (state ' + st.state + ', version ' + st.version + ') as ' +
+          session.approver + why + '? It is sent as ' + ev + ' to the approvals queue.');
+      },
+    }, label(ev) + '…'))));
+    return box;
+  }
+
+  // planBox shows one plan or drift summary as `stackseam plan` prints it, with its run's log.
+  function planBox(p, runs) {
+    const verdict = p.kind === 'plan' ? (p.found ? 'changes' : 'no changes') : (p.found ? 'DRIFT' : 'no drift');
+    const run = runs.find((r) => r.runId === p.runId);
+    return el('section', { class: 'plan card', 'data-task': p.task, 'data-kind': p.kind },
+      el('h3', {}, p.kind + ' ' + p.task + ': ', el('span', { class: 'badge ' + (p.found ? 'warn' : 'ok') }, verdict)),
+      el('p', { class: 'counts' }, countsLine(p)),
+      p.addresses.length ? el('ul', { class: 'addresses' }, p.addresses.map((a) => el('li', {}, a)),
+        p.addressesOmitted ? el('li', { class: 'sub' }, '… and ' + p.addressesOmitted + ' more (in the log)') : '') : '',
+      p.drifted && p.drifted.length ? el('div', {}, el('p', { class: 'sub' }, 'changed outside Terraform:'),
+        el('ul', { class: 'addresses' }, p.drifted.map((a) => el('li', {}, a)))) : '',
+      el('p', { class: 'sub' }, 'run ' + (p.runId || '?'), p.log ? ' · full text: ' + p.log + ' ' : ' ',
+        run && run.hasLog ? el('button', { type: 'button', class: 'link', onclick: () => showLog(run) }, 'show the log') : ''));
+  }
+
   refresh();
   return { refresh };
 }
