@@ -135,6 +135,9 @@ func (s *Stackseam) functions(p resolved) {
 	s.QueryFunction = common("Query", "stackseam query function: answers operators' read-only queries (stackseam --stack-name, the console)",
 		s.QueryRole, s.QuerySecurityGroup, s.QueryLogGroup,
 		s.functionCode(p, "./functions/query", nil), defaultQueryTimeout, defaultQueryMemory, queryEnv)
+	if p.QueryReservedConcurrency > 0 {
+		s.QueryFunction.Node().DefaultChild().(awslambda.CfnFunction).SetReservedConcurrentExecutions(jsii.Number(float64(p.QueryReservedConcurrency)))
+	}
 }
 
 // functionCode is the asset of one function, bundled locally (see functionBundler). The hash is

@@ -107,6 +107,13 @@ type StackseamProps struct {
 	// calls — run at once, so a burst of stacks cannot take the account's Lambda concurrency (which
 	// the state manager needs too) or a provider's rate limits. Defaults to 20.
 	SatisfierMaxConcurrency int
+	// QueryReservedConcurrency reserves (and so caps) the query function's concurrency (1–1000):
+	// each of its execution environments keeps up to 2 database connections, so without a cap a
+	// principal with GrantRead that invokes it in a burst can take the connections the state
+	// manager needs. 0 (the default) sets none, because a reservation fails to deploy in an
+	// account whose Lambda concurrency limit is still 10; set it (5 is plenty for people and a
+	// console) wherever the account allows.
+	QueryReservedConcurrency int
 
 	// TerraformBinary is the path of a linux/arm64 Terraform or OpenTofu executable bundled with
 	// the satisfier. Defaults to OpenTofu (OpenTofuVersion) built from its Go module for
@@ -253,6 +260,7 @@ func (p *StackseamProps) Validate() error {
 	intRange("SatisfierMemorySize", p.SatisfierMemorySize, 128, 10240)
 	intRange("SatisfierEphemeralStorageSize", p.SatisfierEphemeralStorageSize, 512, 10240)
 	intRange("SatisfierMaxConcurrency", p.SatisfierMaxConcurrency, 2, 1000)
+	intRange("QueryReservedConcurrency", p.QueryReservedConcurrency, 1, 1000)
 
 	timeout := func(name string, d time.Duration) {
 		if d == 0 {

@@ -66,6 +66,7 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 		SatisfierMemorySize:           20000,
 		SatisfierEphemeralStorageSize: 256,
 		SatisfierMaxConcurrency:       5000,
+		QueryReservedConcurrency:      -1,
 		StateManagerTimeout:           1500 * time.Millisecond,
 		SatisfierTimeout:              16 * time.Minute,
 		EventQueueAgeAlarmThreshold:   30 * time.Second,
@@ -101,6 +102,7 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 		"SatisfierMemorySize 20000 is out of range (128–10240)",
 		"SatisfierEphemeralStorageSize 256 is out of range (512–10240)",
 		"SatisfierMaxConcurrency 5000 is out of range (2–1000)",
+		"QueryReservedConcurrency -1 is out of range (1–1000)",
 		"StateManagerTimeout 1.5s must be whole seconds between 1s and 15m",
 		"SatisfierTimeout 16m0s must be whole seconds between 1s and 15m",
 		"EventQueueAgeAlarmThreshold 30s must be whole seconds, at least 1m",
@@ -121,7 +123,7 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 	for i, w := range want {
 		require.Contains(t, pe.Problems[i], w)
 	}
-	require.True(t, strings.HasPrefix(err.Error(), "invalid StackseamProps (33 problems):\n  - ExistingVpc"), err.Error())
+	require.True(t, strings.HasPrefix(err.Error(), "invalid StackseamProps (34 problems):\n  - ExistingVpc"), err.Error())
 }
 
 func TestValidateOperationsProps(t *testing.T) {

@@ -27,6 +27,11 @@ func TestQueryFunctionReadsTheDatabaseOnly(t *testing.T) {
 		require.Equal(t, "verify-full", env["DATABASE_SSLMODE"])
 		require.Contains(t, env, "DATABASE_SECRET_ID")
 		require.Len(t, env, 3, "the database secret, TLS mode and log level: nothing else")
+		if stack.name == "Embedded" {
+			require.Equal(t, 5.0, p["ReservedConcurrentExecutions"], "QueryReservedConcurrency caps the database connections readers can hold")
+		} else {
+			require.NotContains(t, p, "ReservedConcurrentExecutions", "no reservation by default: it would not deploy in a new account")
+		}
 
 		for _, r := range tpl.ofType("AWS::Lambda::EventSourceMapping") {
 			require.NotEqual(t, map[string]any{"Ref": fnID}, r.Properties["FunctionName"], "%s: nothing feeds the query function", stack.name)

@@ -178,6 +178,7 @@ func embeddedStack(app awscdk.App, stub string) {
 		ExistingDatabaseSecret:        secret,
 		ExistingDatabaseSecurityGroup: dbGroup,
 		ExistingDatabasePort:          6432,
+		QueryReservedConcurrency:      5,
 		MachinesDir:                   filepath.Join("..", "machines"),
 		AllowedFunctions:              []string{"notify", embeddedAuditArn},
 		AlarmActions:                  []awscloudwatch.IAlarmAction{awscloudwatchactions.NewSnsAction(topic)},
