@@ -130,9 +130,12 @@ func TestRedeliveredStaleApplyDoesNotRun(t *testing.T) {
 	for id := range applies {
 		runID = id
 	}
-	f, ok := ss.object(fence.Key("e2e-re"))
-	require.True(t, ok, "the state manager wrote the stack's fence")
-	require.NotContains(t, f, runID, "the settled apply left the fence when the stack left PROVISION")
+	// The fence is written from the outbox after the stack's row commits, so the stack can be seen
+	// in RUN a moment before its fence is: wait for the fence, not for a time.
+	require.Eventually(t, func() bool {
+		f, ok := ss.object(fence.Key("e2e-re"))
+		return ok && !strings.Contains(f, runID)
+	}, time.Minute, 20*time.Millisecond, "the settled apply left the fence when the stack left PROVISION")
 
 	ss.sendEvent("e2e-re", "DESTROY", nil)
 	ss.waitRemoved("e2e-re")

@@ -118,7 +118,9 @@ func TestYoungLockIsWaitedForUntilTheRunsTimeEnds(t *testing.T) {
 			time.Now().UTC().Format(time.RFC3339Nano)))})
 	require.NoError(t, err)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	// The run's time must outlast `tofu init` (which runs before the lock is taken) on a loaded
+	// machine, or the run ends in init instead of waiting for the lock; 3 s was seen to be short.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	out, err := r.Run(ctx, tfTask("quick", map[string]any{"source": localSource("slow"), "action": "apply", "variables": map[string]any{"sleep_seconds": "0"}}, nil))
 	require.Error(t, err)
