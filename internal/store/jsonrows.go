@@ -13,8 +13,8 @@ import (
 // (jsonb_to_recordset). They are written by hand here rather than with encoding/json, which
 // reflects over every field of every row on every event: PostgreSQL reads the values, not the
 // bytes, so any valid JSON for the same values stores the same rows. Values encoding/json would
-// refuse (a time outside years 0–9999) are refused the same way, and history details, whose
-// values may be anything, still go through encoding/json.
+// refuse (a time outside years 0–9999) are refused the same way, and a history detail holding a
+// value the engine does not put there goes through encoding/json.
 
 const hexDigits = "0123456789abcdef"
 
@@ -134,12 +134,15 @@ func historyRowsJSON(rows []historyRow) ([]byte, error) {
 		}
 		o.str("reason", r.Reason)
 		if len(r.Detail) > 0 {
-			detail, err := json.Marshal(r.Detail)
-			if err != nil {
-				return nil, err
-			}
 			o.key("detail")
-			o.b = append(o.b, detail...)
+			var ok bool
+			if o.b, ok = appendJSONDetail(o.b, r.Detail); !ok {
+				detail, err := json.Marshal(r.Detail)
+				if err != nil {
+					return nil, err
+				}
+				o.b = append(o.b, detail...)
+			}
 		}
 		o.str("message_id", r.MessageID)
 		if o.err != nil {
@@ -216,4 +219,146 @@ func sameMetadata(a, b message.Metadata) bool {
 		}
 	}
 	return true
+}
+
+// appendJSONDetail appends a history detail: the values the engine puts there (strings, ints,
+// booleans, json.Number, lists of strings, and flat maps of those, as event metadata is) are
+// written by hand; ok is false, and nothing is appended, for anything else, which the caller
+// then leaves to encoding/json.
+func appendJSONDetail(b []byte, m map[string]any) (_ []byte, ok bool) {
+	if m == nil {
+		return append(b, "null"...), true
+	}
+	start := len(b)
+	b = append(b, '{')
+	first := true
+	for k, v := range m {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		if b, ok = appendJSONValue(b, v); !ok {
+			return b[:start], false
+		}
+	}
+	return append(b, '}'), true
+}
+
+func appendJSONValue(b []byte, v any) (_ []byte, ok bool) {
+	switch v := v.(type) {
+	case nil:
+		return append(b, "null"...), true
+	case string:
+		return appendJSONString(b, v), true
+	case bool:
+		return strconv.AppendBool(b, v), true
+	case int:
+		return strconv.AppendInt(b, int64(v), 10), true
+	case int64:
+		return strconv.AppendInt(b, v, 10), true
+	case json.Number:
+		if v == "" {
+			return append(b, '0'), true // as encoding/json writes it
+		}
+		if !validNumber(string(v)) {
+			return b, false // encoding/json refuses it, with its own words
+		}
+		return append(b, v...), true
+	case []string:
+		if v == nil {
+			return append(b, "null"...), true
+		}
+		b = append(b, '[')
+		for i, s := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, s)
+		}
+		return append(b, ']'), true
+	case map[string]any:
+		return appendJSONDetail(b, v)
+	case message.Metadata:
+		return appendJSONDetail(b, v)
+	}
+	return b, false
+}
+
+// validNumber reports whether s is a JSON number (RFC 8259), as encoding/json requires of a
+// json.Number it writes.
+func validNumber(s string) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// tasksJSON is json.Marshal(tasks) written by hand (see above): the same values, the same
+// errors.
+func tasksJSON(tasks []message.StackTask) ([]byte, error) {
+	if tasks == nil {
+		return []byte("null"), nil
+	}
+	b := make([]byte, 0, 2+200*len(tasks))
+	b = append(b, '[')
+	for i, t := range tasks {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		o := jsonObject{b: append(b, '{'), first: true}
+		o.str("name", t.Name)
+		o.str("status", string(t.Status))
+		o.str("runId", t.RunID)
+		o.int("attempt", int64(t.Attempt))
+		o.time("dispatchedAt", t.DispatchedAt)
+		if t.Deadline != nil {
+			o.time("deadline", *t.Deadline)
+		}
+		if t.FinishedAt != nil {
+			o.time("finishedAt", *t.FinishedAt)
+		}
+		if t.Description != "" {
+			o.str("description", t.Description)
+		}
+		if t.Log != "" {
+			o.str("log", t.Log)
+		}
+		if o.err != nil {
+			return nil, o.err
+		}
+		b = append(o.b, '}')
+	}
+	return append(b, ']'), nil
 }

@@ -27,6 +27,14 @@ func TestRowsJSONMatchesEncodingJSON(t *testing.T) {
 		if i%2 == 0 {
 			r.DurationMS = &ms
 			r.Detail = map[string]any{s: s, "n": json.Number("1.5"), "list": []any{s, true, nil}}
+		} else {
+			// What the engine writes, all of it written by hand.
+			r.Detail = map[string]any{"attempt": i, "n64": int64(-i), "ok": true, "none": nil, "outputs": []string{s, "b"},
+				"noOutputs": []string(nil), "metadata": map[string]any{s: json.Number("-1.5e3"), "z": json.Number(""), "b": false},
+				"md": message.Metadata{"k": s}}
+		}
+		if i == 3 {
+			r.Detail = map[string]any{"float": 1.25, "time": at} // left to encoding/json
 		}
 		hist = append(hist, r)
 		out = append(out, outboxRow{StackID: s, Destination: DestinationTask, Body: s, DelaySeconds: i, CreatedAt: at})
@@ -73,6 +81,29 @@ func TestRowsJSONMatchesEncodingJSON(t *testing.T) {
 	// A detail encoding/json refuses is refused here too.
 	if _, err := historyRowsJSON([]historyRow{{Detail: map[string]any{"f": func() {}}}}); err == nil {
 		t.Fatal("a detail encoding/json refuses was encoded")
+	}
+
+	if _, err := historyRowsJSON([]historyRow{{Detail: map[string]any{"n": json.Number("1x")}}}); err == nil {
+		t.Fatal("an invalid json.Number was encoded")
+	}
+
+	deadline := at.Add(time.Hour)
+	var tasks []message.StackTask
+	for i, s := range oddStrings {
+		task := message.StackTask{Name: s, Status: message.TaskStatus(s), RunID: s, Attempt: i, DispatchedAt: at, Description: s, Log: s}
+		if i%2 == 0 {
+			task.Deadline, task.FinishedAt = &deadline, &at
+		}
+		tasks = append(tasks, task)
+	}
+	got, err = tasksJSON(tasks)
+	same("tasks", got, err, tasks)
+	got, err = tasksJSON(nil)
+	same("no tasks", got, err, []message.StackTask(nil))
+	got, err = tasksJSON([]message.StackTask{})
+	same("empty tasks", got, err, []message.StackTask{})
+	if _, err := tasksJSON([]message.StackTask{{FinishedAt: &time.Time{}, DispatchedAt: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}}); err == nil {
+		t.Fatal("a time in year -1 was encoded")
 	}
 
 	runs := []string{"a", "b\"c"}

@@ -387,7 +387,7 @@ func stackArgs(s *engine.Stack, now time.Time, storedMetadata []byte) ([]any, er
 			return nil, fmt.Errorf("error encoding metadata of stack %s: %w", s.ID, err)
 		}
 	}
-	tasks, err := json.Marshal(s.Tasks)
+	tasks, err := tasksJSON(s.Tasks)
 	if err != nil {
 		return nil, fmt.Errorf("error encoding tasks of stack %s: %w", s.ID, err)
 	}
