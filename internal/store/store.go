@@ -365,12 +365,10 @@ func scanStackAnd(row pgx.CollectableRow, extra ...any) (_ *engine.Stack, rawMet
 	if err != nil {
 		return nil, nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(metadata))
-	dec.UseNumber() // keep numbers exactly as published
-	if err := dec.Decode(&s.Metadata); err != nil {
+	if s.Metadata, err = decodeMetadata(metadata); err != nil {
 		return nil, nil, fmt.Errorf("error decoding metadata of stack %s: %w", s.ID, err)
 	}
-	if err := json.Unmarshal(tasks, &s.Tasks); err != nil {
+	if s.Tasks, err = decodeTasks(tasks); err != nil {
 		return nil, nil, fmt.Errorf("error decoding tasks of stack %s: %w", s.ID, err)
 	}
 	return &s, metadata, nil
@@ -554,3 +552,6 @@ func (s *Store) EnqueueExpired(ctx context.Context, machineName, state, event st
 	}
 	return msgs, nil
 }
+
+// bytesReader reads b.
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
