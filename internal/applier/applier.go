@@ -154,7 +154,7 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 			key = "approval:" + ev.StackID + ":" + ev.EventID
 		}
 	}
-	log := a.logger().With("stackId", ev.StackID, "event", ev.Event, "messageId", m.ID)
+	log := eventLogger(a.logger(), ev.StackID, ev.Event, m.ID)
 	out, err := a.apply(ctx, ev, key, m.ID, log)
 	if store.IsDataError(err) {
 		// PostgreSQL refuses the values themselves: every retry would fail the same way.
@@ -615,6 +615,14 @@ func (a *Applier) lastStoredVersion(ctx context.Context, name string) *machine.M
 }
 
 func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time.Duration) {
+	level := slog.LevelInfo
+	if !res.Duplicate && res.Decision.Outcome == engine.Rejected {
+		level = slog.LevelWarn
+	}
+	if !log.Enabled(context.Background(), level) {
+		a.recordDecision(res)
+		return // the line's attributes are not even built
+	}
 	ms := float64(took.Microseconds()) / 1000
 	if res.Duplicate {
 		log.Info("event already applied", "outcome", "duplicate", "flushed", len(res.Outbox), "ms", ms)
@@ -622,7 +630,8 @@ func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time
 		return
 	}
 	d := res.Decision
-	attrs := []any{"outcome", string(d.Outcome), "ms", ms}
+	attrs := make([]any, 0, 16)
+	attrs = append(attrs, "outcome", string(d.Outcome), "ms", ms)
 	if d.Reason != "" {
 		attrs = append(attrs, "reason", d.Reason)
 	}
