@@ -57,3 +57,19 @@ func TestStrictFastAgrees(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkParseEvent parses the events of a lifecycle as the state manager receives them.
+func BenchmarkParseEvent(b *testing.B) {
+	bodies := [][]byte{
+		[]byte(`{"stackId":"b1-0","event":"LAUNCH","machine":"pair","metadata":{"branch":"main"}}`),
+		[]byte(`{"stackId":"b1-0","event":"TASK_COMPLETED","taskRunId":"0123456789abcdef0123456789abcdef"}`),
+		[]byte(`{"stackId":"b1-0","event":"TASK_COMPLETED","taskRunId":"r1","task":{"name":"infra","executor":"terraform","config":{}},"outputs":{"url":"x","n":1.5}}`),
+		[]byte(`{"stackId":"b1-0","event":"DESTROY"}`),
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := ParseEvent(bodies[i%len(bodies)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
