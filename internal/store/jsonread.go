@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -26,8 +27,8 @@ func (r *jsonReader) space() {
 	}
 }
 
-// byte_ consumes c (after spaces) when it is next.
-func (r *jsonReader) byte_(c byte) bool {
+// consume consumes c (after spaces) when it is next.
+func (r *jsonReader) consume(c byte) bool {
 	r.space()
 	if r.i < len(r.b) && r.b[r.i] == c {
 		r.i++
@@ -89,21 +90,21 @@ func (r *jsonReader) end() bool {
 
 // members reads an object's members, calling member for each key with the reader at its value.
 func (r *jsonReader) members(member func(key []byte) bool) bool {
-	if !r.byte_('{') {
+	if !r.consume('{') {
 		return false
 	}
-	if r.byte_('}') {
+	if r.consume('}') {
 		return true
 	}
 	for {
 		key, ok := r.str()
-		if !ok || !r.byte_(':') || !member(key) {
+		if !ok || !r.consume(':') || !member(key) {
 			return false
 		}
-		if r.byte_(',') {
+		if r.consume(',') {
 			continue
 		}
-		return r.byte_('}')
+		return r.consume('}')
 	}
 }
 
@@ -113,7 +114,7 @@ func decodeMetadata(b []byte) (message.Metadata, error) {
 		return md, nil
 	}
 	var md message.Metadata
-	dec := json.NewDecoder(bytesReader(b))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber() // keep numbers exactly as published
 	err := dec.Decode(&md)
 	return md, err
@@ -169,11 +170,11 @@ func decodeTasks(b []byte) ([]message.StackTask, error) {
 // spelled exactly so, no nulls.
 func readTasks(b []byte) ([]message.StackTask, bool) {
 	r := jsonReader{b: b}
-	if !r.byte_('[') {
+	if !r.consume('[') {
 		return nil, false
 	}
 	tasks := []message.StackTask{}
-	if r.byte_(']') {
+	if r.consume(']') {
 		return tasks, r.end()
 	}
 	for {
@@ -234,9 +235,9 @@ func readTasks(b []byte) ([]message.StackTask, bool) {
 			return nil, false
 		}
 		tasks = append(tasks, t)
-		if r.byte_(',') {
+		if r.consume(',') {
 			continue
 		}
-		return tasks, r.byte_(']') && r.end()
+		return tasks, r.consume(']') && r.end()
 	}
 }

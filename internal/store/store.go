@@ -5,7 +5,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -552,6 +551,3 @@ func (s *Store) EnqueueExpired(ctx context.Context, machineName, state, event st
 	}
 	return msgs, nil
 }
-
-// bytesReader reads b.
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
