@@ -202,7 +202,7 @@ func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID st
 			log.Warn("machine source unavailable; will retry", "machine", ev.Machine, "outcome", "retry", "error", namedErr)
 			return applied{}, fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
 		}
-	} else if _, err := a.Machines.Names(ctx); err != nil {
+	} else if err := a.refreshMachines(ctx); err != nil {
 		log.Warn("machine source unavailable; going on with the machines loaded", "error", err)
 	}
 	var res applied
@@ -247,6 +247,16 @@ func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID st
 		a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
 	}
 	return res, err
+}
+
+// refreshMachines refreshes the catalog when due, as Names does, without listing the names when
+// the catalog can do that alone (*catalog.Catalog can).
+func (a *Applier) refreshMachines(ctx context.Context) error {
+	if r, ok := a.Machines.(interface{ RefreshIfDue(context.Context) error }); ok {
+		return r.RefreshIfDue(ctx)
+	}
+	_, err := a.Machines.Names(ctx)
+	return err
 }
 
 // applied is what apply did: the store's result, and whether its outbox rows were already
