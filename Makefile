@@ -145,8 +145,8 @@ bench: deps ## Run the benchmark suite and print its table (~9 min; BENCH_FLAGS=
 
 # Each fuzz target as package:Function; go test fuzzes one target at a time.
 FUZZ_TARGETS := ./internal/machine:FuzzParse ./internal/message:FuzzParseEvent \
-	./internal/message:FuzzParseTask ./internal/message:FuzzParseResult \
-	./internal/store:FuzzStoreEvent
+	./internal/message:FuzzParseTask ./internal/message:FuzzParseResult ./internal/message:FuzzStrictFast \
+	./internal/store:FuzzStoreEvent ./internal/store:FuzzStoredJSON
 FUZZTIME ?= 10s
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=5m)

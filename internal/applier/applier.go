@@ -161,7 +161,7 @@ func (a *Applier) Handle(ctx context.Context, m queue.Message) error {
 			key = "approval:" + ev.StackID + ":" + ev.EventID
 		}
 	}
-	log := a.logger().With("stackId", ev.StackID, "event", ev.Event, "messageId", m.ID)
+	log := eventLogger(a.logger(), ev.StackID, ev.Event, m.ID)
 	out, err := a.apply(ctx, ev, key, m.ID, log)
 	if store.IsDataError(err) {
 		// PostgreSQL refuses the values themselves: every retry would fail the same way.
@@ -209,7 +209,7 @@ func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID st
 			log.Warn("machine source unavailable; will retry", "machine", ev.Machine, "outcome", "retry", "error", namedErr)
 			return applied{}, fmt.Errorf("error loading machine %s: %w", ev.Machine, namedErr)
 		}
-	} else if _, err := a.Machines.Names(ctx); err != nil {
+	} else if err := a.refreshMachines(ctx); err != nil {
 		log.Warn("machine source unavailable; going on with the machines loaded", "error", err)
 	}
 	var res applied
@@ -254,6 +254,16 @@ func (a *Applier) apply(ctx context.Context, ev message.Event, key, messageID st
 		a.Metrics.Record(nil, metrics.Value{Name: metrics.MachineInvalid, Unit: metrics.Count, Value: 1})
 	}
 	return res, err
+}
+
+// refreshMachines refreshes the catalog when due, as Names does, without listing the names when
+// the catalog can do that alone (*catalog.Catalog can).
+func (a *Applier) refreshMachines(ctx context.Context) error {
+	if r, ok := a.Machines.(interface{ RefreshIfDue(context.Context) error }); ok {
+		return r.RefreshIfDue(ctx)
+	}
+	_, err := a.Machines.Names(ctx)
+	return err
 }
 
 // applied is what apply did: the store's result, and whether its outbox rows were already
@@ -622,6 +632,14 @@ func (a *Applier) lastStoredVersion(ctx context.Context, name string) *machine.M
 }
 
 func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time.Duration) {
+	level := slog.LevelInfo
+	if !res.Duplicate && res.Decision.Outcome == engine.Rejected {
+		level = slog.LevelWarn
+	}
+	if !log.Enabled(context.Background(), level) {
+		a.recordDecision(res)
+		return // the line's attributes are not even built
+	}
 	ms := float64(took.Microseconds()) / 1000
 	if res.Duplicate {
 		log.Info("event already applied", "outcome", "duplicate", "flushed", len(res.Outbox), "ms", ms)
@@ -629,7 +647,8 @@ func (a *Applier) logDecision(log *slog.Logger, res store.ApplyResult, took time
 		return
 	}
 	d := res.Decision
-	attrs := []any{"outcome", string(d.Outcome), "ms", ms}
+	attrs := make([]any, 0, 16)
+	attrs = append(attrs, "outcome", string(d.Outcome), "ms", ms)
 	if d.Reason != "" {
 		attrs = append(attrs, "reason", d.Reason)
 	}

@@ -239,6 +239,11 @@ func (c *Catalog) Names(ctx context.Context) ([]string, error) {
 	return slices.Sorted(maps.Keys(c.entries)), nil
 }
 
+// RefreshIfDue lists the source when Names would (its interval passed) and returns the error Names
+// would, without building the list of names: the state manager calls it for every event that
+// names no machine.
+func (c *Catalog) RefreshIfDue(ctx context.Context) error { return c.refreshIfDue(ctx, false) }
+
 // Refresh lists the source now, whatever the intervals say, and re-reads the
 // files that changed. A process may call it at start so the first event does
 // not wait for S3.

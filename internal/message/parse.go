@@ -240,11 +240,17 @@ type wireEvent struct {
 	Action string `json:"action,omitempty"`
 }
 
+// eventNested are the keys allowed in an event's nested objects (strictJSON's nested).
+var eventNested = map[string]map[string]bool{"task": taskFields}
+
 // ParseEvent decodes and validates one event-queue message body. Every error
 // wraps ErrInvalid and says what is wrong in words a publisher can act on.
 func ParseEvent(body []byte) (Event, error) {
-	if err := strictJSON(body, eventFields, map[string]map[string]bool{"task": taskFields}); err != nil {
-		return Event{}, invalid("%v", err)
+	if !utf8.Valid(body) || !strictFast(body, eventFields, eventNested) {
+		// Not judged by the fast check: strictJSON decides, and says why.
+		if err := strictJSON(body, eventFields, eventNested); err != nil {
+			return Event{}, invalid("%v", err)
+		}
 	}
 	var w wireEvent
 	dec := json.NewDecoder(bytes.NewReader(body))

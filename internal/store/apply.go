@@ -304,6 +304,8 @@ type loaded struct {
 	current   *engine.Stack
 	processed bool
 	pending   []OutboxMessage
+	// storedMetadata is current's metadata as stored (JSON).
+	storedMetadata []byte
 }
 
 // queue queues the statements that lock the event's stack and read what the decision needs.
@@ -322,11 +324,13 @@ func (e *loaded) queue(b *pgx.Batch, try bool) {
 	b.Queue(selectStackAndRecent, id, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition).
 		Query(func(rows pgx.Rows) error {
 			var recent int
-			stacks, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*engine.Stack, error) {
-				return scanStackAnd(row, &recent)
+			var raw []byte
+			stacks, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (s *engine.Stack, err error) {
+				s, raw, err = scanStackAnd(row, &recent)
+				return s, err
 			})
 			if len(stacks) == 1 {
-				e.current = stacks[0]
+				e.current, e.storedMetadata = stacks[0], raw
 				e.current.RecentTransitions = recent
 			}
 			return err
@@ -383,7 +387,11 @@ func (s *Store) writes(e *loaded, d engine.Decision, now time.Time) (*writes, er
 		case d.Removed:
 			// Created and removed by the same event: nothing to store.
 		default:
-			args, err := stackArgs(d.Stack, now)
+			var stored []byte
+			if current != nil && sameMetadata(current.Metadata, d.Stack.Metadata) {
+				stored = e.storedMetadata
+			}
+			args, err := stackArgs(d.Stack, now, stored)
 			if err != nil {
 				return nil, err
 			}

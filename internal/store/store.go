@@ -5,7 +5,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -349,38 +348,48 @@ const insertOutbox = `INSERT INTO outbox (stack_id, destination, body, delay_sec
 	FROM jsonb_to_recordset($1::jsonb) AS x(stack_id text, destination text, body text, delay_seconds integer, created_at timestamptz)
 	RETURNING ` + outboxColumns
 
-func scanStack(row pgx.CollectableRow) (*engine.Stack, error) { return scanStackAnd(row) }
+func scanStack(row pgx.CollectableRow) (*engine.Stack, error) {
+	s, _, err := scanStackAnd(row)
+	return s, err
+}
 
-// scanStackAnd scans a stack row followed by the columns extra points to.
-func scanStackAnd(row pgx.CollectableRow, extra ...any) (*engine.Stack, error) {
+// scanStackAnd scans a stack row followed by the columns extra points to. It also returns the
+// metadata as stored (JSON), which an update that leaves the metadata as it was writes back
+// instead of encoding it again.
+func scanStackAnd(row pgx.CollectableRow, extra ...any) (_ *engine.Stack, rawMetadata []byte, _ error) {
 	var s engine.Stack
 	var metadata, tasks []byte
 	err := row.Scan(append([]any{&s.ID, &s.Machine, &s.State, &s.PreviousState, &metadata, &tasks, &s.Version,
 		&s.CreatedAt, &s.StateEnteredAt, &s.LastActivityAt, &s.MachineHash}, extra...)...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(metadata))
-	dec.UseNumber() // keep numbers exactly as published
-	if err := dec.Decode(&s.Metadata); err != nil {
-		return nil, fmt.Errorf("error decoding metadata of stack %s: %w", s.ID, err)
+	if s.Metadata, err = decodeMetadata(metadata); err != nil {
+		return nil, nil, fmt.Errorf("error decoding metadata of stack %s: %w", s.ID, err)
 	}
-	if err := json.Unmarshal(tasks, &s.Tasks); err != nil {
-		return nil, fmt.Errorf("error decoding tasks of stack %s: %w", s.ID, err)
+	if s.Tasks, err = decodeTasks(tasks); err != nil {
+		return nil, nil, fmt.Errorf("error decoding tasks of stack %s: %w", s.ID, err)
 	}
-	return &s, nil
+	return &s, metadata, nil
 }
 
-func stackArgs(s *engine.Stack, now time.Time) ([]any, error) {
-	md, err := json.Marshal(s.Metadata)
-	if err != nil {
-		return nil, fmt.Errorf("error encoding metadata of stack %s: %w", s.ID, err)
+// stackArgs are the arguments of insertStack and updateStack for s. storedMetadata, when not nil,
+// is s's metadata as already stored (the decision left it as it was): it is written back as it
+// is, which PostgreSQL stores as the same jsonb value, rather than encoded again.
+func stackArgs(s *engine.Stack, now time.Time, storedMetadata []byte) ([]any, error) {
+	md := storedMetadata
+	if md == nil {
+		var err error
+		if md, err = json.Marshal(s.Metadata); err != nil {
+			return nil, fmt.Errorf("error encoding metadata of stack %s: %w", s.ID, err)
+		}
 	}
-	tasks, err := json.Marshal(s.Tasks)
+	tasks, err := tasksJSON(s.Tasks)
 	if err != nil {
 		return nil, fmt.Errorf("error encoding tasks of stack %s: %w", s.ID, err)
 	}
-	return []any{s.ID, s.Machine, s.State, s.PreviousState, string(md), string(tasks), s.Version,
+	// As []byte: pgx sends a jsonb argument's bytes as they are (a string would be copied first).
+	return []any{s.ID, s.Machine, s.State, s.PreviousState, md, tasks, s.Version,
 		s.CreatedAt, s.StateEnteredAt, s.LastActivityAt, s.MachineHash, now}, nil
 }
 
@@ -403,7 +412,7 @@ type historyRow struct {
 
 // historyJSON encodes the rows for one INSERT … jsonb_to_recordset, so any
 // number of history rows costs one statement.
-func historyJSON(stackID, machineName, messageID string, entries []engine.HistoryEntry) (string, error) {
+func historyJSON(stackID, machineName, messageID string, entries []engine.HistoryEntry) ([]byte, error) {
 	rows := make([]historyRow, len(entries))
 	for i, e := range entries {
 		rows[i] = historyRow{Ord: i, StackID: stackID, Machine: machineName, At: e.At.UTC(), Kind: e.Kind, Event: e.Event,
@@ -414,11 +423,11 @@ func historyJSON(stackID, machineName, messageID string, entries []engine.Histor
 			rows[i].DurationMS = &ms
 		}
 	}
-	out, err := json.Marshal(rows)
+	out, err := historyRowsJSON(rows)
 	if err != nil {
-		return "", fmt.Errorf("error encoding history of stack %s: %w", stackID, err)
+		return nil, fmt.Errorf("error encoding history of stack %s: %w", stackID, err)
 	}
-	return string(out), nil
+	return out, nil
 }
 
 // fenceChanged reports whether the decision changes the set of the stack's pending runs (a
@@ -455,18 +464,20 @@ func fenceBody(d engine.Decision) (string, error) {
 	if d.Stack != nil && !d.Removed {
 		runs = pendingRuns(d.Stack)
 	}
-	body, err := json.Marshal(map[string][]string{"runs": runs})
-	return string(body), err
+	// {"runs":[…]}, as json.Marshal(map[string][]string{"runs": runs}) has it, written by hand
+	// like the rows that carry it (jsonrows.go).
+	b := append(make([]byte, 0, 12+36*len(runs)), `{"runs":[`...)
+	for i, r := range runs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, r)
+	}
+	return string(append(b, "]}"...)), nil
 }
 
 func outboxJSON(stackID string, d engine.Decision, fence bool, now time.Time) ([]byte, error) {
-	type row struct {
-		StackID      string    `json:"stack_id"`
-		Destination  string    `json:"destination"`
-		Body         string    `json:"body"`
-		DelaySeconds int       `json:"delay_seconds"`
-		CreatedAt    time.Time `json:"created_at"`
-	}
+	type row = outboxRow
 	rows := make([]row, 0, 1+len(d.Dispatch)+len(d.Notifications))
 	if fence {
 		// First: the fence must be written before the task messages can be received.
@@ -491,7 +502,7 @@ func outboxJSON(stackID string, d engine.Decision, fence bool, now time.Time) ([
 		}
 		rows = append(rows, row{StackID: stackID, Destination: DestinationNotification, Body: string(body), CreatedAt: now})
 	}
-	return json.Marshal(rows)
+	return outboxRowsJSON(rows)
 }
 
 // SystemEventIDPrefix starts the eventIds of the events the state manager sends itself
