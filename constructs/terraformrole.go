@@ -10,7 +10,8 @@ import (
 // terraformSessionHours is the TerraformRole's MaxSessionDuration: STS's longest, so that a
 // CodeBuild run (up to 8 hours) can ask for its whole time. Sessions assumed with a role's own
 // credentials (role chaining) last an hour at most whatever this says; the satisfier then falls
-// back to an hour and says so in the run's log (README.md, "What Terraform tasks may touch").
+// back to an hour, renews the session before it ends through the run's credentials endpoint, and
+// says so in the run's log (README.md, "What Terraform tasks may touch").
 const terraformSessionHours = 12
 
 // terraformRole creates the role Terraform tasks run with (README.md, "What Terraform tasks may

@@ -282,7 +282,7 @@ func run(ctx context.Context, logger *slog.Logger, oneTask bool) error {
 			tf.Scope = &terraform.Scope{STS: sts.NewFromConfig(awsCfg), RoleARN: cfg.terraformRole, MaxDuration: terraform.MaxChainedSession}
 			if oneTask {
 				// A build may run for 8 hours; STS grants what it can (Scope falls back to the
-				// chained-role hour, and the log says so).
+				// chained-role hour, renewed before it ends, and the log says so).
 				tf.Scope.MaxDuration = terraform.MaxSession
 			}
 			// Terraform's children (providers, local-exec) run as this process's user: without

@@ -42,6 +42,14 @@ func NewSTSFake() *STSFake {
 // Close stops the server, waiting for requests in flight.
 func (f *STSFake) Close() { f.srv.Close() }
 
+// SetAccessKeyID changes the access key id later AssumeRole answers carry, so that a test can
+// tell one session's credentials from the next.
+func (f *STSFake) SetAccessKeyID(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.AccessKeyID = id
+}
+
 // Env returns the environment variable that points a child process's AWS SDK at the fake.
 func (f *STSFake) Env() string { return "AWS_ENDPOINT_URL_STS=" + f.URL }
 
@@ -64,6 +72,7 @@ func (f *STSFake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.requests = append(f.requests, got)
+	keyID := f.AccessKeyID
 	f.mu.Unlock()
 	secs, err := strconv.Atoi(got["DurationSeconds"])
 	switch {
@@ -88,7 +97,7 @@ func (f *STSFake) serve(w http.ResponseWriter, r *http.Request) {
 		`<Expiration>%s</Expiration></Credentials>`+
 		`<AssumedRoleUser><Arn>arn:aws:sts::000000000000:assumed-role/fake/%s</Arn><AssumedRoleId>AROAFAKE:%s</AssumedRoleId></AssumedRoleUser>`+
 		`</AssumeRoleResult><ResponseMetadata><RequestId>fake</RequestId></ResponseMetadata></AssumeRoleResponse>`,
-		xmlText(f.AccessKeyID), xmlText(f.SecretAccessKey), xmlText(f.SessionToken),
+		xmlText(keyID), xmlText(f.SecretAccessKey), xmlText(f.SessionToken),
 		time.Now().Add(time.Duration(secs)*time.Second).UTC().Format(time.RFC3339), name, name)
 }
 

@@ -19,17 +19,35 @@ type runLog struct {
 	tail    []byte
 	dropped int64
 	half    int
-	// secrets are the run's own secret variables (NAME=value: the credentials of a scoped run),
+	// secrets are the run's own secret variables (NAME=value: the credentials endpoint's token and
+	// session secrets of a scoped run),
 	// masked like the process's.
 	secrets []string
 }
 
+// addSecrets adds NAME=value secrets to mask; the credentials endpoint adds each new session's
+// while Terraform runs.
+func (l *runLog) addSecrets(kv ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.secrets = append(l.secrets, kv...)
+}
+
+func (l *runLog) hasSecrets() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.secrets) > 0
+}
+
 // redact masks the run's own secrets in s.
 func (l *runLog) redact(s string) string {
-	if len(l.secrets) == 0 {
+	l.mu.Lock()
+	secrets := append([]string(nil), l.secrets...)
+	l.mu.Unlock()
+	if len(secrets) == 0 {
 		return s
 	}
-	return redact.FromEnviron(l.secrets).String(s)
+	return redact.FromEnviron(secrets).String(s)
 }
 
 // redactedError is a run's error with the run's own secrets masked in its text; errors.Is and As

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -18,7 +19,9 @@ import (
 
 // Scope gives each Terraform run credentials that reach, in the stackseam bucket, only its own
 // machine's objects (<machine>/*: the state of the machine's stacks and their lock files): an
-// sts:AssumeRole of the Terraform role with a session policy (SessionPolicy). The Go code of the
+// sts:AssumeRole of the Terraform role with a session policy (SessionPolicy), served to Terraform
+// by a credentials endpoint of the run's own (Endpoint), which renews the session before it
+// ends. The Go code of the
 // satisfier keeps its own credentials for what it does itself (sources, logs, the lock it takes,
 // fences, plans). See README.md, "The task satisfier", and constructs/README.md, "What Terraform
 // tasks may touch".
@@ -30,9 +33,13 @@ type Scope struct {
 	// MaxDuration is the longest session asked for: STS grants one hour at most when the
 	// caller's own credentials come from a role (role chaining: a Lambda function's), else up to
 	// the role's MaxSessionDuration. A longer session STS refuses for role chaining is asked for
-	// again with MaxChainedSession, and the run's log says its credentials may end before it
-	// does. Defaults to MaxChainedSession.
+	// again with MaxChainedSession; the run's credentials endpoint assumes the role again before
+	// each session ends, so the run keeps its access however long it lasts. Defaults to
+	// MaxChainedSession.
 	MaxDuration time.Duration
+	// ExpiryWindow is how long before a session ends the run's credentials endpoint assumes the
+	// role again. Defaults to DefaultExpiryWindow.
+	ExpiryWindow time.Duration
 }
 
 // MaxChainedSession is the longest session STS grants to a role assumed with a role's own
@@ -132,9 +139,74 @@ func SessionDuration(ctx context.Context, stopGrace, longest time.Duration) time
 	return max(min(d, longest), minSession).Truncate(time.Second)
 }
 
-// credentials assumes the Terraform role for task's run and returns the environment variables
-// that give Terraform the session's credentials, and a note when the run may outlive them.
-func (s *Scope) credentials(ctx context.Context, task message.Task, buckets []string, stopGrace time.Duration) (map[string]string, string, error) {
+// assumer is the credentials provider behind a run's endpoint: each Retrieve assumes the
+// Terraform role with the run's session policy and session name, for the run's remaining time
+// (SessionDuration) at most longest. When STS refuses a session longer than an hour for role
+// chaining, it asks for the chained hour, then and from then on: the endpoint's cache assumes
+// the role again before each session ends.
+type assumer struct {
+	scope     *Scope
+	runCtx    context.Context // its deadline is the run's; not used to cancel calls
+	name      string
+	policy    string
+	machine   string
+	stopGrace time.Duration
+	// onCredentials is told each session's credentials, so that the run's log masks them.
+	onCredentials func(aws.Credentials)
+
+	mu      sync.Mutex
+	longest time.Duration
+}
+
+// Retrieve implements aws.CredentialsProvider.
+func (a *assumer) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	a.mu.Lock()
+	longest := a.longest
+	a.mu.Unlock()
+	assume := func(d time.Duration) (*sts.AssumeRoleOutput, error) {
+		return a.scope.STS.AssumeRole(ctx, &sts.AssumeRoleInput{
+			RoleArn:         aws.String(a.scope.RoleARN),
+			RoleSessionName: aws.String(a.name),
+			Policy:          aws.String(a.policy),
+			DurationSeconds: aws.Int32(int32(d / time.Second)),
+		})
+	}
+	d := SessionDuration(a.runCtx, a.stopGrace, longest)
+	out, err := assume(d)
+	var apiErr smithy.APIError
+	if err != nil && d > MaxChainedSession && errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationError" &&
+		strings.Contains(apiErr.ErrorMessage(), "chaining") {
+		a.mu.Lock()
+		a.longest = MaxChainedSession
+		a.mu.Unlock()
+		d = MaxChainedSession
+		out, err = assume(d)
+	}
+	if err != nil {
+		return aws.Credentials{}, fmt.Errorf("error assuming the Terraform role %s for machine %s: %w", a.scope.RoleARN, a.machine, err)
+	}
+	c := out.Credentials
+	if c == nil || aws.ToString(c.AccessKeyId) == "" || aws.ToString(c.SecretAccessKey) == "" || aws.ToString(c.SessionToken) == "" {
+		return aws.Credentials{}, errors.New("assuming the Terraform role gave no credentials")
+	}
+	creds := aws.Credentials{AccessKeyID: aws.ToString(c.AccessKeyId), SecretAccessKey: aws.ToString(c.SecretAccessKey),
+		SessionToken: aws.ToString(c.SessionToken), Source: "stackseam-terraform-role"}
+	if c.Expiration != nil {
+		creds.CanExpire, creds.Expires = true, *c.Expiration
+	} else {
+		creds.CanExpire, creds.Expires = true, time.Now().Add(d)
+	}
+	if a.onCredentials != nil {
+		a.onCredentials(creds)
+	}
+	return creds, nil
+}
+
+// endpoint starts the credentials endpoint of task's run and assumes the role once through it,
+// so that a role that cannot be assumed fails the run before Terraform starts. It returns a
+// note for the run's log when the sessions are shorter than the run (they are renewed).
+func (s *Scope) endpoint(ctx context.Context, task message.Task, buckets []string, stopGrace time.Duration,
+	onCredentials func(aws.Credentials)) (*Endpoint, string, error) {
 	partition := "aws"
 	if parts := strings.SplitN(s.RoleARN, ":", 3); len(parts) == 3 && parts[0] == "arn" {
 		partition = parts[1]
@@ -149,36 +221,31 @@ func (s *Scope) credentials(ctx context.Context, task message.Task, buckets []st
 	if longest <= 0 {
 		longest = MaxChainedSession
 	}
-	d := SessionDuration(ctx, stopGrace, longest)
-	assume := func(d time.Duration) (*sts.AssumeRoleOutput, error) {
-		return s.STS.AssumeRole(ctx, &sts.AssumeRoleInput{
-			RoleArn:         aws.String(s.RoleARN),
-			RoleSessionName: aws.String(SessionName(task.TaskRunID)),
-			Policy:          aws.String(policy),
-			DurationSeconds: aws.Int32(int32(d / time.Second)),
-		})
-	}
-	out, err := assume(d)
-	var apiErr smithy.APIError
-	if err != nil && d > MaxChainedSession && errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationError" &&
-		strings.Contains(apiErr.ErrorMessage(), "chaining") {
-		d = MaxChainedSession
-		out, err = assume(d)
-	}
-	note := ""
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl)+stopGrace > d {
-		note = fmt.Sprintf("Terraform's credentials last %s, less than the run's time: its AWS calls after that fail", d)
-	}
+	a := &assumer{scope: s, runCtx: ctx, name: SessionName(task.TaskRunID), policy: policy, machine: task.Stack.Machine,
+		stopGrace: stopGrace, onCredentials: onCredentials, longest: longest}
+	e, err := StartEndpoint(a, s.ExpiryWindow)
 	if err != nil {
-		return nil, "", fmt.Errorf("error assuming the Terraform role %s for machine %s: %w", s.RoleARN, task.Stack.Machine, err)
+		return nil, "", err
 	}
-	c := out.Credentials
-	if c == nil || aws.ToString(c.AccessKeyId) == "" || aws.ToString(c.SecretAccessKey) == "" || aws.ToString(c.SessionToken) == "" {
-		return nil, "", errors.New("assuming the Terraform role gave no credentials")
+	first, err := e.Retrieve(ctx)
+	if err != nil {
+		e.Close()
+		return nil, "", err
 	}
-	return map[string]string{
-		"AWS_ACCESS_KEY_ID":     aws.ToString(c.AccessKeyId),
-		"AWS_SECRET_ACCESS_KEY": aws.ToString(c.SecretAccessKey),
-		"AWS_SESSION_TOKEN":     aws.ToString(c.SessionToken),
-	}, note, nil
+	// The cache gives a session's end less the window as its expiry: what Terraform is told, so
+	// that its SDK comes back for the next session when the cache has it.
+	end := first.Expires.Add(s.expiryWindow())
+	note := ""
+	if dl, ok := ctx.Deadline(); ok && end.Before(dl.Add(stopGrace)) {
+		note = fmt.Sprintf("Terraform's credentials last until %s, less than the run's time: they are renewed %s before they end",
+			end.UTC().Format(time.RFC3339), s.expiryWindow())
+	}
+	return e, note, nil
+}
+
+func (s *Scope) expiryWindow() time.Duration {
+	if s.ExpiryWindow > 0 {
+		return s.ExpiryWindow
+	}
+	return DefaultExpiryWindow
 }

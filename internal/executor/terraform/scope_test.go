@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,21 +48,27 @@ func newScope(t *testing.T, fake *localenv.STSFake) *terraform.Scope {
 
 // TestScopedRunUsesAssumedCredentials runs a real OpenTofu whose local-exec prints the
 // environment variable it is given: what it prints is what Terraform (and its providers) see.
+// Its S3 backend (the emulator, which takes any credentials) can sign its requests only with the
+// run's credentials endpoint: the process's own are not in Terraform's environment.
 func TestScopedRunUsesAssumedCredentials(t *testing.T) {
 	t.Parallel()
 	fake := newSTSFake(t)
 	r := newRunner(t)
 	r.Scope = newScope(t, fake)
 	task := tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
-		"variables": map[string]any{"variable_name": "AWS_ACCESS_KEY_ID"}}, nil)
+		"variables": map[string]any{"variable_name": "AWS_CONTAINER_CREDENTIALS_FULL_URI"}}, nil)
 	task.TaskRunID = "01JRUN/with:odd chars"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	out, err := r.Run(ctx, task)
 	require.NoError(t, err)
 	log := storedLog(t, r, out.Log)
-	require.Contains(t, log, "(local-exec): "+fake.AccessKeyID, "Terraform sees the assumed access key, not the process's")
+	require.Regexp(t, `\(local-exec\): http://127\.0\.0\.1:\d+/[0-9a-f]{32}\n`, log, "Terraform is given the run's endpoint")
 	require.Contains(t, log, "stackseam: Terraform runs as arn:aws:iam::123456789012:role/stackseam-terraform (session tf-01JRUN_with_odd_chars)")
+	m := regexp.MustCompile(`stackseam: Terraform's credentials endpoint answered (\d+) request\(s\)`).FindStringSubmatch(log)
+	require.NotNil(t, m, log)
+	n, _ := strconv.Atoi(m[1])
+	require.Positive(t, n, "the S3 backend and the provider took their credentials from the endpoint")
 
 	req := only(t, fake)
 	require.Equal(t, "arn:aws:iam::123456789012:role/stackseam-terraform", req["RoleArn"])
@@ -73,18 +80,36 @@ func TestScopedRunUsesAssumedCredentials(t *testing.T) {
 	require.JSONEq(t, want, req["Policy"])
 }
 
+// No static credentials reach Terraform: printenv of the access key fails the run, as the
+// variable is not set.
+func TestScopedRunHasNoStaticCredentials(t *testing.T) {
+	t.Parallel()
+	fake := newSTSFake(t)
+	r := newRunner(t, "AWS_SESSION_TOKEN=process-session-token-0123456789")
+	r.Scope = newScope(t, fake)
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"} {
+		out, err := r.Run(context.Background(), tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
+			"variables": map[string]any{"variable_name": name}}, nil))
+		require.Error(t, err, name)
+		log := storedLog(t, r, out.Log)
+		require.Contains(t, log, "local-exec provisioner error", name)
+		require.NotContains(t, log, fake.AccessKeyID)
+	}
+}
+
 func TestScopedRunMasksAssumedSecrets(t *testing.T) {
 	t.Parallel()
 	r := newRunner(t)
 	fake := newSTSFake(t)
 	r.Scope = newScope(t, fake)
 	task := tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
-		"variables": map[string]any{"variable_name": "AWS_SESSION_TOKEN"}}, nil)
+		"variables": map[string]any{"variable_name": "AWS_CONTAINER_AUTHORIZATION_TOKEN"}}, nil)
 	out, err := r.Run(context.Background(), task)
 	require.NoError(t, err)
 	log := storedLog(t, r, out.Log)
 	require.NotContains(t, log, fake.SessionToken)
-	require.Contains(t, log, "(local-exec): [redacted:AWS_SESSION_TOKEN]", "Terraform printed it, and it was masked")
+	require.NotContains(t, log, fake.SecretAccessKey)
+	require.Contains(t, log, "(local-exec): [redacted:AWS_CONTAINER_AUTHORIZATION_TOKEN]", "Terraform printed the endpoint's token, and it was masked")
 }
 
 func TestScopedRunFailsWhenTheRoleCannotBeAssumed(t *testing.T) {
@@ -180,7 +205,7 @@ func TestSessionNameAndDuration(t *testing.T) {
 }
 
 // A build's run asks for its whole time; when STS refuses that for role chaining, the run gets
-// the chained-role hour and its log says the credentials end before the run may.
+// the chained-role hour, renewed by the endpoint before it ends, and its log says so.
 func TestScopedLongRunFallsBackToTheChainedHour(t *testing.T) {
 	t.Parallel()
 	fake := newSTSFake(t)
@@ -191,7 +216,7 @@ func TestScopedLongRunFallsBackToTheChainedHour(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()
 	out, err := r.Run(ctx, tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
-		"variables": map[string]any{"variable_name": "AWS_ACCESS_KEY_ID"}}, nil))
+		"variables": map[string]any{"variable_name": "AWS_CONTAINER_CREDENTIALS_FULL_URI"}}, nil))
 	require.NoError(t, err)
 	reqs := fake.Requests()
 	require.Len(t, reqs, 2)
@@ -200,6 +225,6 @@ func TestScopedLongRunFallsBackToTheChainedHour(t *testing.T) {
 	require.Greater(t, first, 3*3600, "the whole run's time first")
 	require.Equal(t, "3600", second)
 	log := storedLog(t, r, out.Log)
-	require.Contains(t, log, "stackseam: warning: Terraform's credentials last 1h0m0s, less than the run's time")
-	require.Contains(t, log, "(local-exec): "+fake.AccessKeyID)
+	require.Contains(t, log, "less than the run's time: they are renewed 5m0s before they end")
+	require.Contains(t, log, "(local-exec): http://127.0.0.1:")
 }

@@ -112,7 +112,7 @@ func (r *Runner) Run(ctx context.Context, task message.Task) (executor.Outcome, 
 		task.Task.Name, task.TaskRunID, task.Stack.ID, task.Stack.Machine, task.Stack.State, started.UTC().Format(time.RFC3339))
 
 	out, runErr := r.run(ctx, task, log)
-	if runErr != nil && len(log.secrets) > 0 {
+	if runErr != nil && log.hasSecrets() {
 		runErr = &redactedError{err: runErr, msg: log.redact(runErr.Error())}
 	}
 	if runErr != nil {
@@ -196,10 +196,11 @@ func (r *Runner) run(ctx context.Context, task message.Task, log *runLog) (execu
 		}
 	}
 
-	tf, err := r.terraform(ctx, task, st, src, log)
+	tf, stopEnv, err := r.terraform(ctx, task, st, src, log)
 	if err != nil {
 		return executor.Outcome{}, err
 	}
+	defer stopEnv()
 	if err := r.init(ctx, tf, st); err != nil {
 		return executor.Outcome{}, fmt.Errorf("terraform init failed: %w", err)
 	}
@@ -403,25 +404,29 @@ func randomID() (string, error) {
 
 // terraform prepares the terraform-exec handle for one run's source folder, with the run's
 // environment (RunEnv).
-func (r *Runner) terraform(ctx context.Context, task message.Task, st stateLocation, src string, log *runLog) (*tfexec.Terraform, error) {
-	tf, err := tfexec.NewTerraform(src, r.Binary)
+// stop ends what the run's environment needs while Terraform runs (its credentials endpoint);
+// it is never nil.
+func (r *Runner) terraform(ctx context.Context, task message.Task, st stateLocation, src string, log *runLog) (tf *tfexec.Terraform, stop func(), err error) {
+	stop = func() {}
+	tf, err = tfexec.NewTerraform(src, r.Binary)
 	if err != nil {
-		return nil, fmt.Errorf("error preparing terraform (%s): %w", r.Binary, err)
+		return nil, stop, fmt.Errorf("error preparing terraform (%s): %w", r.Binary, err)
 	}
 	tf.SetStdout(log)
 	tf.SetStderr(log)
 	tf.SetLogger(log)
 	if err := tf.SetWaitDelay(r.stopGrace()); err != nil {
-		return nil, err
+		return nil, stop, err
 	}
-	env, err := r.runEnv(ctx, task, st, log)
+	env, stop, err := r.runEnv(ctx, task, st, log)
 	if err != nil {
-		return nil, err
+		return nil, stop, err
 	}
 	if err := tf.SetEnv(env); err != nil {
-		return nil, fmt.Errorf("error setting terraform's environment: %w", err)
+		stop()
+		return nil, func() {}, fmt.Errorf("error setting terraform's environment: %w", err)
 	}
-	return tf, nil
+	return tf, stop, nil
 }
 
 func (r *Runner) init(ctx context.Context, tf *tfexec.Terraform, st stateLocation) error {
@@ -577,34 +582,42 @@ func (r *Runner) Env() (map[string]string, error) {
 }
 
 // runEnv is the environment of one run's Terraform: Env, and with a Scope the run's own
-// credentials in place of every way to find the process's. The credentials are kept in log, so
-// they are masked in the stored log and in the run's error.
-func (r *Runner) runEnv(ctx context.Context, task message.Task, st stateLocation, log *runLog) (map[string]string, error) {
-	env, err := r.Env()
+// credentials endpoint in place of every way to find the process's credentials. The endpoint's
+// token and every session's secrets are kept in log, so they are masked in the stored log and in
+// the run's error. stop stops the endpoint (a no-op without a Scope); call it when the run ends.
+func (r *Runner) runEnv(ctx context.Context, task message.Task, st stateLocation, log *runLog) (env map[string]string, stop func(), err error) {
+	stop = func() {}
+	env, err = r.Env()
 	if err != nil || r.Scope == nil {
-		return env, err
+		return env, stop, err
 	}
 	buckets := []string{r.Bucket}
 	if st.Bucket != r.Bucket {
 		buckets = append(buckets, st.Bucket)
 	}
-	creds, note, err := r.Scope.credentials(ctx, task, buckets, r.stopGrace())
+	e, note, err := r.Scope.endpoint(ctx, task, buckets, r.stopGrace(), func(c aws.Credentials) {
+		log.addSecrets("AWS_SECRET_ACCESS_KEY="+c.SecretAccessKey, "AWS_SESSION_TOKEN="+c.SessionToken)
+	})
 	if err != nil {
-		return nil, err
+		return nil, stop, err
 	}
+	// The AWS SDKs' default chains take credentials from the environment and the shared files
+	// before a container endpoint: none of those may be left for them to find.
 	for _, k := range credentialVariables {
 		delete(env, k)
 	}
-	for k, v := range creds {
-		env[k] = v
-		log.secrets = append(log.secrets, k+"="+v)
-	}
+	env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = e.URL
+	env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = e.Token
+	log.addSecrets("AWS_CONTAINER_AUTHORIZATION_TOKEN=" + e.Token)
 	fmt.Fprintf(log, "stackseam: Terraform runs as %s (session %s), limited to s3://%s/%s/* in %s\n",
 		r.Scope.RoleARN, SessionName(task.TaskRunID), r.Bucket, task.Stack.Machine, strings.Join(buckets, ", "))
 	if note != "" {
-		fmt.Fprintf(log, "stackseam: warning: %s\n", note)
+		fmt.Fprintf(log, "stackseam: %s\n", note)
 	}
-	return env, nil
+	return env, func() {
+		e.Close()
+		fmt.Fprintf(log, "stackseam: Terraform's credentials endpoint answered %d request(s)\n", e.Served())
+	}, nil
 }
 
 func setDefault(env map[string]string, k, v string) {
