@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/user"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -79,16 +78,7 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 	as := fs.String("as", "", "the `NAME` to record when no AWS identity can be read (default: your OS user)")
 	fs.StringVar(&event, "event", event, "the approval `EVENT` the machine lists under approvals")
 	eventID := fs.String("event-id", "", "an `ID` that makes the approval idempotent")
-	var ifVersion *int64
-	fs.Func("if-version", "apply the approval only while the stack is at `VERSION` (as `stackseam plan` showed it); otherwise it is ignored",
-		func(v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				return fmt.Errorf("want a stack version (a whole number), not %q", v)
-			}
-			ifVersion = &n
-			return nil
-		})
+	ifVersion := ifVersionFlag(fs, "apply the approval only while the stack is at `VERSION` (as `stackseam plan` showed it); otherwise it is ignored")
 	queueURL := fs.String("approval-queue-url", "", "the approvals queue's `URL` (default $APPROVAL_QUEUE_URL)")
 	var stack stackNameFlag
 	stack.register(fs)
@@ -126,7 +116,7 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 		}
 	}
 	by, identity := approver(ctx, awsCfg, *as)
-	ev := message.Event{StackID: pos[0], Event: event, EventID: *eventID, By: by, Comment: *comment, IfVersion: ifVersion}
+	ev := message.Event{StackID: pos[0], Event: event, EventID: *eventID, By: by, Comment: *comment, IfVersion: *ifVersion}
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return fail(c, cmd, fmt.Errorf("error encoding the approval: %w", err))

@@ -916,19 +916,7 @@ func (s *consoleServer) approveAction(w http.ResponseWriter, r *http.Request) {
 	}
 	version := in.Version
 	ev := message.Event{StackID: in.Stack, Event: in.Event, By: s.approver, Comment: in.Comment, IfVersion: &version}
-	body, err := json.Marshal(ev)
-	if err == nil {
-		_, err = message.ParseEvent(body) // a comment too long is refused here, as by the CLI
-	}
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if err := s.approve(r.Context(), ev); err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
-	}
-	writeAPI(w, http.StatusOK, map[string]any{"sent": in.Event, "stack": in.Stack, "operator": s.approver})
+	s.sendChecked(w, r, ev, s.approve, s.approver)
 }
 
 func (s *consoleServer) actionStack(ctx context.Context, in actionJSON) (*engine.Stack, int, error) {
@@ -954,19 +942,26 @@ func (s *consoleServer) publishAction(w http.ResponseWriter, r *http.Request, in
 		ev.Metadata[k] = v
 	}
 	ev.Metadata["operator"] = s.operator
+	s.sendChecked(w, r, ev, s.publish, s.operator)
+}
+
+// sendChecked refuses ev when the state manager would (a comment or metadata too long, say),
+// else sends it with send and answers who sent it.
+func (s *consoleServer) sendChecked(w http.ResponseWriter, r *http.Request, ev message.Event,
+	send func(context.Context, message.Event) error, who string) {
 	body, err := json.Marshal(ev)
 	if err == nil {
-		_, err = message.ParseEvent(body) // what the state manager would reject is refused here
+		_, err = message.ParseEvent(body)
 	}
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.publish(r.Context(), ev); err != nil {
+	if err := send(r.Context(), ev); err != nil {
 		httpError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	writeAPI(w, http.StatusOK, map[string]any{"sent": in.Event, "stack": in.Stack, "operator": s.operator})
+	writeAPI(w, http.StatusOK, map[string]any{"sent": ev.Event, "stack": ev.StackID, "operator": who})
 }
 
 func contains(list []string, v string) bool {

@@ -81,16 +81,7 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	event := fs.String("event", "", "the `EVENT` name (required)")
 	machineName := fs.String("machine", "", "the stack's `MACHINE` (required for a new stack)")
 	eventID := fs.String("event-id", "", "an `ID` that makes the event idempotent: a second event with it is not applied")
-	var ifVersion *int64
-	fs.Func("if-version", "apply the event only while the stack is at `VERSION` (see `stackseam show`); otherwise it is ignored",
-		func(v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				return fmt.Errorf("want a stack version (a whole number), not %q", v)
-			}
-			ifVersion = &n
-			return nil
-		})
+	ifVersion := ifVersionFlag(fs, "apply the event only while the stack is at `VERSION` (see `stackseam show`); otherwise it is ignored")
 	var meta metaFlag
 	fs.Var(&meta, "meta", "metadata `KEY=VALUE` to merge into the stack's (repeatable)")
 	var sf sendFlags
@@ -105,7 +96,7 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 		return usageError(c, fs, "%s", why)
 	}
 	ev := message.Event{StackID: *stackID, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID,
-		IfVersion: ifVersion}
+		IfVersion: *ifVersion}
 	return publish(ctx, c, cmd, fs, &sf, ev)
 }
 
@@ -228,4 +219,19 @@ func newDedupID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b)
+}
+
+// ifVersionFlag registers --if-version on fs: the stack version an event (or approval) applies
+// at, nil until the flag is given.
+func ifVersionFlag(fs *flag.FlagSet, usage string) **int64 {
+	var v *int64
+	fs.Func("if-version", usage, func(s string) error {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a stack version (a whole number), not %q", s)
+		}
+		v = &n
+		return nil
+	})
+	return &v
 }
