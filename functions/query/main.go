@@ -13,9 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -32,16 +29,7 @@ import (
 // construct's test checks the template against.
 var vars = env.Query
 
-func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: vars.LogLevel()}))
-	slog.SetDefault(logger)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := run(ctx, logger); err != nil {
-		logger.Error("query function stopped", "error", err.Error())
-		os.Exit(1)
-	}
-}
+func main() { vars.Main("query function", run) }
 
 // readSettings reads the database settings; every problem is named at once.
 func readSettings() (store.Config, error) {

@@ -98,10 +98,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -129,16 +127,9 @@ import (
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: vars.LogLevel()}))
-	slog.SetDefault(logger)
 	oneTask := flag.Bool("one-task", false, "run the one task handed over to this CodeBuild build (TASK_OBJECT_KEY) and exit")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := run(ctx, logger, *oneTask); err != nil {
-		logger.Error("satisfier stopped", "error", err.Error())
-		os.Exit(1)
-	}
+	vars.Main("satisfier", func(ctx context.Context, logger *slog.Logger) error { return run(ctx, logger, *oneTask) })
 }
 
 // options is the environment, read once.

@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -34,16 +32,7 @@ import (
 	"github.com/stackseam/stackseam/internal/store"
 )
 
-func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: vars.LogLevel()}))
-	slog.SetDefault(logger)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := run(ctx, logger); err != nil {
-		logger.Error("state manager stopped", "error", err.Error())
-		os.Exit(1)
-	}
-}
+func main() { vars.Main("state manager", run) }
 
 // settings is the environment, read once.
 type settings struct {

@@ -1,11 +1,14 @@
 package settings
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -268,4 +271,19 @@ func (d *Declared) CheckDeployed(set []string) []string {
 	}
 	slices.Sort(problems)
 	return problems
+}
+
+// Main is what each function's main does: logs JSON at d's LOG_LEVEL to stdout, runs run until
+// it returns or SIGTERM/SIGINT cancels its context, and exits 1 with the error logged when it
+// fails. what names the function in that last line ("state manager", "satisfier", …).
+func (d *Declared) Main(what string, run func(context.Context, *slog.Logger) error) {
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: d.LogLevel()}))
+	slog.SetDefault(logger)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := run(ctx, logger)
+	stop()
+	if err != nil {
+		logger.Error(what+" stopped", "error", err.Error())
+		os.Exit(1)
+	}
 }
