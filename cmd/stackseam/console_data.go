@@ -22,7 +22,6 @@ import (
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/query"
 	"github.com/stackseam/stackseam/internal/queue"
-	"github.com/stackseam/stackseam/internal/store"
 )
 
 // consoleData is everything the console reads about stacks, asked through the read API: a
@@ -45,21 +44,13 @@ type stackFilter struct {
 // counts.
 type stackSummary = query.Summary
 
-// History returns a stack's whole timeline as history rows (a task run's log key is found in
-// them). A string that cannot be a stack id has none.
-func (d consoleData) History(ctx context.Context, stackID string) ([]store.HistoryRecord, error) {
+// History returns a stack's whole timeline (a task run's log key is found in it). A string
+// that cannot be a stack id has none.
+func (d consoleData) History(ctx context.Context, stackID string) ([]query.Entry, error) {
 	if !message.ValidStackID(stackID) {
 		return nil, nil
 	}
-	entries, err := (&historyReader{api: d.api, id: stackID}).all(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rows := make([]store.HistoryRecord, len(entries))
-	for i, e := range entries {
-		rows[i] = e.HistoryRecord
-	}
-	return rows, nil
+	return (&historyReader{api: d.api, id: stackID}).all(ctx)
 }
 
 // StackSummaries returns the live stacks f selects, ordered by id, at most f.Limit of them (all

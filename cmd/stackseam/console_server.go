@@ -427,11 +427,8 @@ func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
 				i++
 			}
 		}
-		je := storyEntryJSON{At: e.At, Kind: e.Kind, Text: printable(strings.TrimSpace(text)), Task: e.Task, TaskRunID: e.TaskRunID}
-		if e.Duration != nil {
-			ms := e.Duration.Milliseconds()
-			je.DurationMS = &ms
-		}
+		je := storyEntryJSON{At: e.At, Kind: e.Kind, Text: printable(strings.TrimSpace(text)), Task: e.Task, TaskRunID: e.TaskRunID,
+			DurationMS: e.DurationMS}
 		if raw, ok := e.Detail["summary"].(map[string]any); ok && e.Kind == engine.KindTransition {
 			if plans := planSummariesJSON(message.Metadata(raw)); len(plans) > 0 {
 				je.Summary = &plans[0]

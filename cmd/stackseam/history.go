@@ -13,7 +13,6 @@ import (
 	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/query"
-	"github.com/stackseam/stackseam/internal/store"
 )
 
 var historyCommand = &command{
@@ -125,12 +124,18 @@ func followHistory(ctx context.Context, c *cli, api query.API, id string, asJSON
 	}
 }
 
-// entry is one line of a timeline: a history row, or a rejection that never
-// reached the history because the stack did not exist at the time.
-type entry struct {
-	store.HistoryRecord
-	// rejectionOnly marks an entry from the rejections table.
-	rejectionOnly bool
+// entry is one line of a timeline: a history row, or a rejection that never reached the
+// history because the stack did not exist at the time (StackAbsent), as the read API answers it.
+type entry = query.Entry
+
+// entryDuration is the entry's duration (the time spent in the state left, or the run's time),
+// or nil when the row has none.
+func entryDuration(e entry) *time.Duration {
+	if e.DurationMS == nil {
+		return nil
+	}
+	d := time.Duration(*e.DurationMS) * time.Millisecond
+	return &d
 }
 
 // historyReader reads a stack's timeline page by page through the read API, and on from where
@@ -153,7 +158,7 @@ func (r *historyReader) next(ctx context.Context) ([]entry, error) {
 		}
 		r.cursor = page.Cursor
 		for _, e := range page.Entries {
-			out = append(out, toEntry(e))
+			out = append(out, e)
 			switch e.Kind {
 			case engine.KindRemoved:
 				r.removed = true
@@ -169,17 +174,6 @@ func (r *historyReader) next(ctx context.Context) ([]entry, error) {
 
 // all returns the whole timeline.
 func (r *historyReader) all(ctx context.Context) ([]entry, error) { return r.next(ctx) }
-
-// toEntry is an answer's entry as the timeline prints it.
-func toEntry(e query.Entry) entry {
-	rec := store.HistoryRecord{StackID: "", Machine: e.Machine, At: e.At, Kind: e.Kind, Event: e.Event, FromState: e.FromState,
-		ToState: e.ToState, Task: e.Task, TaskRunID: e.TaskRunID, Reason: e.Reason, Detail: e.Detail, MessageID: e.MessageID}
-	if e.DurationMS != nil {
-		d := time.Duration(*e.DurationMS) * time.Millisecond
-		rec.Duration = &d
-	}
-	return entry{HistoryRecord: rec, rejectionOnly: e.StackAbsent}
-}
 
 // detailNumber reads a number of a history entry's detail: a float64 as encoding/json decodes
 // it, or a json.Number from a reader that keeps numbers exact.
@@ -227,10 +221,10 @@ func (tl *timeline) print(entries []entry) {
 // describe says in words what one entry records.
 func describe(e entry) string {
 	dur := func() string {
-		if e.Duration == nil {
-			return "?"
+		if d := entryDuration(e); d != nil {
+			return formatDuration(*d)
 		}
-		return formatDuration(*e.Duration)
+		return "?"
 	}
 	switch e.Kind {
 	case engine.KindCreated:
@@ -287,7 +281,7 @@ func describe(e entry) string {
 		return "  task " + e.Task + " FAILED after " + dur() + byTaskName(e) + ": " + oneLine(e.Reason, 160)
 	case engine.KindRejected:
 		s := e.Event + " rejected: " + oneLine(e.Reason, 200)
-		if e.rejectionOnly {
+		if e.StackAbsent {
 			s += " (the stack did not exist)"
 		}
 		return s
@@ -449,8 +443,8 @@ func summarize(entries []entry, stack *engine.Stack, now time.Time) summary {
 				r.Status = string(message.TaskFailed)
 				r.Error = e.Reason
 			}
-			if e.Duration != nil {
-				r.DurationMS = e.Duration.Milliseconds()
+			if e.DurationMS != nil {
+				r.DurationMS = *e.DurationMS
 			} else {
 				r.DurationMS = e.At.Sub(r.DispatchedAt).Milliseconds()
 			}
@@ -526,35 +520,18 @@ func printSummary(w io.Writer, sum summary) {
 type historyJSON struct {
 	StackID  string           `json:"stackId"`
 	Exists   bool             `json:"exists"`
-	Entries  []entryJSON      `json:"entries"`
+	Entries  []query.Entry    `json:"entries"`
 	States   []stateVisitJSON `json:"states"`
 	TaskRuns []taskRunJSON    `json:"taskRuns"`
 }
 
-// entryJSON is one history entry with JSON field names.
-type entryJSON struct {
-	At         time.Time      `json:"at"`
-	Kind       string         `json:"kind"`
-	Event      string         `json:"event,omitempty"`
-	FromState  string         `json:"fromState,omitempty"`
-	ToState    string         `json:"toState,omitempty"`
-	Task       string         `json:"task,omitempty"`
-	TaskRunID  string         `json:"taskRunId,omitempty"`
-	DurationMS *int64         `json:"durationMs,omitempty"`
-	Reason     string         `json:"reason,omitempty"`
-	Detail     map[string]any `json:"detail,omitempty"`
-	MessageID  string         `json:"messageId,omitempty"`
-}
-
-func entriesJSON(entries []entry) []entryJSON {
-	out := make([]entryJSON, len(entries))
+// entriesJSON is the entries as `history --output json` prints them: the read API's entries
+// without the machine and the stack-absent mark, which that output has never carried.
+func entriesJSON(entries []entry) []query.Entry {
+	out := make([]query.Entry, len(entries))
 	for i, e := range entries {
-		out[i] = entryJSON{At: e.At, Kind: e.Kind, Event: e.Event, FromState: e.FromState, ToState: e.ToState,
-			Task: e.Task, TaskRunID: e.TaskRunID, Reason: e.Reason, Detail: e.Detail, MessageID: e.MessageID}
-		if e.Duration != nil {
-			ms := e.Duration.Milliseconds()
-			out[i].DurationMS = &ms
-		}
+		e.Machine, e.StackAbsent = "", false
+		out[i] = e
 	}
 	return out
 }
