@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,22 +16,12 @@ import (
 
 // Summaries implements API.
 func (r *Reader) Summaries(ctx context.Context, req SummariesRequest) (*SummariesPage, error) {
-	limit, err := pageSize("limit", req.Limit, DefaultSummaryPageSize, MaxSummaryPageSize)
+	limit, c, err := openPage("summaries", req.Limit, DefaultSummaryPageSize, MaxSummaryPageSize, req.Cursor,
+		"machine", req.Machine, "state", req.State, "idContains", req.IDContains)
 	if err != nil {
 		return nil, err
 	}
-	if err := errors.Join(checkName("machine", req.Machine), checkName("state", req.State),
-		checkName("idContains", req.IDContains)); err != nil {
-		return nil, firstError(err)
-	}
-	c, err := decodeCursor("summaries", req.Cursor)
-	if err != nil {
-		return nil, err
-	}
-	now := r.now()
-	if req.Now != nil {
-		now = *req.Now
-	}
+	now := timeOr(req.Now, r.now())
 	// Total counts the whole selection, not what follows the cursor: an uncorrelated subquery,
 	// evaluated once.
 	rows, _ := r.st.Pool().Query(ctx, `
@@ -61,14 +50,10 @@ func (r *Reader) Summaries(ctx context.Context, req SummariesRequest) (*Summarie
 	if err != nil {
 		return nil, fmt.Errorf("error listing stack summaries: %w", err)
 	}
-	page := &SummariesPage{Summaries: []Summary{}, Total: total}
-	var b budget
-	for i, s := range list {
-		if i == limit || !b.fits(s) {
-			page.NextCursor = cursor{Kind: "summaries", After: page.Summaries[len(page.Summaries)-1].ID}.encode()
-			break
-		}
-		page.Summaries = append(page.Summaries, s)
+	page := &SummariesPage{Total: total}
+	var more bool
+	if page.Summaries, more = fit(list, limit); more {
+		page.NextCursor = cursor{Kind: "summaries", After: page.Summaries[len(page.Summaries)-1].ID}.encode()
 	}
 	return page, nil
 }
@@ -76,21 +61,14 @@ func (r *Reader) Summaries(ctx context.Context, req SummariesRequest) (*Summarie
 // Troubles implements API. A page is ordered by stack, kind and, for settled runs, history row;
 // the cursor is the last of these returned.
 func (r *Reader) Troubles(ctx context.Context, req TroublesRequest) (*TroublesPage, error) {
-	limit, err := pageSize("limit", req.Limit, DefaultTroublePageSize, MaxTroublePageSize)
-	if err != nil {
-		return nil, err
-	}
 	if req.StackID != "" && !message.ValidStackID(req.StackID) {
 		return nil, invalid("stackId: %q is not a valid stack id", cutForMessage(req.StackID))
 	}
-	c, err := decodeCursor("troubles", req.Cursor)
+	limit, c, err := openPage("troubles", req.Limit, DefaultTroublePageSize, MaxTroublePageSize, req.Cursor)
 	if err != nil {
 		return nil, err
 	}
-	since := r.now().Add(-24 * time.Hour)
-	if req.Since != nil {
-		since = *req.Since
-	}
+	since := timeOr(req.Since, r.now().Add(-defaultSince))
 	// Settled runs of live stacks only (a removed stack's runs are its past); rejections that
 	// name a stack, whether it exists or not; parked messages until someone deals with them.
 	rows, _ := r.st.Pool().Query(ctx, `
@@ -122,15 +100,15 @@ func (r *Reader) Troubles(ctx context.Context, req TroublesRequest) (*TroublesPa
 	if err != nil {
 		return nil, fmt.Errorf("error listing settled runs, rejected and parked messages: %w", err)
 	}
-	page := &TroublesPage{Troubles: []Trouble{}}
-	var b budget
+	troubles := make([]Trouble, len(list))
 	for i, t := range list {
-		if i == limit || !b.fits(t.Trouble) {
-			last := list[i-1]
-			page.NextCursor = cursor{Kind: "troubles", After: last.StackID, Trouble: last.Kind, History: last.ord}.encode()
-			break
-		}
-		page.Troubles = append(page.Troubles, t.Trouble)
+		troubles[i] = t.Trouble
+	}
+	page := &TroublesPage{}
+	var more bool
+	if page.Troubles, more = fit(troubles, limit); more {
+		last := list[len(page.Troubles)-1]
+		page.NextCursor = cursor{Kind: "troubles", After: last.StackID, Trouble: last.Kind, History: last.ord}.encode()
 	}
 	return page, nil
 }
@@ -142,15 +120,8 @@ func (r *Reader) StateCounts(ctx context.Context, _ StateCountsRequest) (*StateC
 	if err != nil {
 		return nil, fmt.Errorf("error counting stacks per state: %w", err)
 	}
-	out := &StateCountsResult{Counts: []StateCount{}}
-	var b budget
-	for _, c := range list {
-		if !b.fits(c) {
-			out.Cut = true
-			break
-		}
-		out.Counts = append(out.Counts, c)
-	}
+	out := &StateCountsResult{}
+	out.Counts, out.Cut = fit(list, len(list))
 	return out, nil
 }
 

@@ -43,14 +43,49 @@ func checkName(field, v string) error {
 	return nil
 }
 
-func pageSize(field string, n, def, most int) (int, error) {
-	switch {
-	case n == 0:
-		return def, nil
-	case n < 0 || n > most:
-		return 0, invalid("%s: want 1 to %d, not %d", field, most, n)
+// openPage checks what every paged question carries, in this order: its page size n (def when
+// 0, at most most), its filters (field and value pairs, each bounded by checkName) and its cursor,
+// which must come from an answer of the same kind. It returns the page size and the position.
+func openPage(kind string, n, def, most int, cursorText string, filters ...string) (int, cursor, error) {
+	if n < 0 || n > most {
+		return 0, cursor{}, invalid("limit: want 1 to %d, not %d", most, n)
 	}
-	return n, nil
+	if n == 0 {
+		n = def
+	}
+	for i := 0; i+1 < len(filters); i += 2 {
+		if err := checkName(filters[i], filters[i+1]); err != nil {
+			return 0, cursor{}, err
+		}
+	}
+	c, err := decodeCursor(kind, cursorText)
+	return n, c, err
+}
+
+// defaultSince is how far back settled runs and rejections are listed when a request names no
+// time.
+const defaultSince = 24 * time.Hour
+
+// timeOr is *t, or def when the request left t out.
+func timeOr(t *time.Time, def time.Time) time.Time {
+	if t != nil {
+		return *t
+	}
+	return def
+}
+
+// fit returns the items a page holds: at most limit of them, and no more than fit the answer's
+// byte budget (always the first, so paging makes progress). more says items were left out.
+func fit[T any](items []T, limit int) (page []T, more bool) {
+	page = []T{}
+	var b budget
+	for i, it := range items {
+		if i == limit || !b.fits(it) {
+			return page, true
+		}
+		page = append(page, it)
+	}
+	return page, false
 }
 
 // cursor is what a cursor string carries: the question it continues (so one cannot be passed to
@@ -140,14 +175,8 @@ func newStack(s *engine.Stack) Stack {
 
 // Stacks implements API.
 func (r *Reader) Stacks(ctx context.Context, req StacksRequest) (*StacksPage, error) {
-	limit, err := pageSize("limit", req.Limit, DefaultPageSize, MaxPageSize)
-	if err != nil {
-		return nil, err
-	}
-	if err := errors.Join(checkName("machine", req.Machine), checkName("state", req.State)); err != nil {
-		return nil, firstError(err)
-	}
-	c, err := decodeCursor("stacks", req.Cursor)
+	limit, c, err := openPage("stacks", req.Limit, DefaultPageSize, MaxPageSize, req.Cursor,
+		"machine", req.Machine, "state", req.State)
 	if err != nil {
 		return nil, err
 	}
@@ -156,48 +185,27 @@ func (r *Reader) Stacks(ctx context.Context, req StacksRequest) (*StacksPage, er
 	if err != nil {
 		return nil, err
 	}
-	page := &StacksPage{Stacks: []Stack{}}
-	var b budget
+	items := make([]Stack, len(stacks))
 	for i, s := range stacks {
-		item := newStack(s)
-		if i == limit || !b.fits(item) {
-			page.NextCursor = cursor{Kind: "stacks", After: page.Stacks[len(page.Stacks)-1].ID}.encode()
-			break
-		}
-		page.Stacks = append(page.Stacks, item)
+		items[i] = newStack(s)
+	}
+	page := &StacksPage{}
+	var more bool
+	if page.Stacks, more = fit(items, limit); more {
+		page.NextCursor = cursor{Kind: "stacks", After: page.Stacks[len(page.Stacks)-1].ID}.encode()
 	}
 	return page, nil
 }
 
-// firstError returns the first *Error joined in err, so a caller gets one typed error.
-func firstError(err error) error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()[0]
-	}
-	return err
-}
-
 // Stuck implements API.
 func (r *Reader) Stuck(ctx context.Context, req StuckRequest) (*StuckPage, error) {
-	limit, err := pageSize("limit", req.Limit, DefaultPageSize, MaxPageSize)
+	limit, c, err := openPage("stuck", req.Limit, DefaultPageSize, MaxPageSize, req.Cursor,
+		"machine", req.Machine, "state", req.State)
 	if err != nil {
 		return nil, err
 	}
-	if err := errors.Join(checkName("machine", req.Machine), checkName("state", req.State)); err != nil {
-		return nil, firstError(err)
-	}
-	c, err := decodeCursor("stuck", req.Cursor)
-	if err != nil {
-		return nil, err
-	}
-	now := r.now()
-	if req.Now != nil {
-		now = *req.Now
-	}
-	since := now.Add(-24 * time.Hour)
-	if req.Since != nil {
-		since = *req.Since
-	}
+	now := timeOr(req.Now, r.now())
+	since := timeOr(req.Since, now.Add(-defaultSince))
 	stacks, err := r.st.ListStacks(ctx, store.ListOptions{Machine: req.Machine, State: req.State, After: c.After, Limit: limit + 1})
 	if err != nil {
 		return nil, err
@@ -262,11 +270,7 @@ func (r *Reader) History(ctx context.Context, req HistoryRequest) (*HistoryPage,
 	if !message.ValidStackID(req.StackID) {
 		return nil, invalid("stackId: %q is not a valid stack id", cutForMessage(req.StackID))
 	}
-	limit, err := pageSize("limit", req.Limit, DefaultHistoryPageSize, MaxHistoryPageSize)
-	if err != nil {
-		return nil, err
-	}
-	c, err := decodeCursor("history", req.Cursor)
+	limit, c, err := openPage("history", req.Limit, DefaultHistoryPageSize, MaxHistoryPageSize, req.Cursor)
 	if err != nil {
 		return nil, err
 	}
@@ -337,18 +341,16 @@ func (r *Reader) Machines(ctx context.Context, req MachinesRequest) (*MachinesPa
 	if err != nil {
 		return nil, err
 	}
-	page := &MachinesPage{Machines: []Machine{}}
-	var b budget
+	var items []Machine
 	for _, m := range list {
-		if req.Name != "" && m.Name != req.Name {
-			continue
+		if req.Name == "" || m.Name == req.Name {
+			items = append(items, Machine{Name: m.Name, LiveStacks: m.LiveStacks, LatestVersion: m.LatestVersion,
+				LatestStoredAt: m.LatestStoredAt})
 		}
-		item := Machine{Name: m.Name, LiveStacks: m.LiveStacks, LatestVersion: m.LatestVersion, LatestStoredAt: m.LatestStoredAt}
-		if !b.fits(item) {
-			break // thousands of machine names: not a shape stackseam is used in
-		}
-		page.Machines = append(page.Machines, item)
 	}
+	page := &MachinesPage{}
+	// Cut at the byte budget: thousands of machine names are not a shape stackseam is used in.
+	page.Machines, _ = fit(items, len(items))
 	if req.Name != "" {
 		body, err := r.st.LatestMachineVersion(ctx, req.Name)
 		switch {
