@@ -226,6 +226,17 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 	writeAPI(w, code, apiError{Error: msg})
 }
 
+// stateCounts reads the live stacks per machine and state, which several pages show. When it
+// cannot, it has answered why, and ok is false.
+func (s *consoleServer) stateCounts(ctx context.Context, w http.ResponseWriter) (counts map[string]map[string]int, ok bool) {
+	counts, err := s.data.StateCounts(ctx)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return nil, false
+	}
+	return counts, true
+}
+
 // readError answers a failed read: a request the read API refused (a filter too long, say) is the
 // page's mistake, anything else the database's or the query function's.
 func readError(w http.ResponseWriter, err error) {
@@ -273,14 +284,8 @@ func (s *consoleServer) session(w http.ResponseWriter, _ *http.Request) {
 
 // stackRowJSON is one line of the stacks page.
 type stackRowJSON struct {
-	ID             string    `json:"id"`
-	Machine        string    `json:"machine"`
-	State          string    `json:"state"`
-	Pending        int       `json:"pending"`
-	Failed         int       `json:"failed"`
-	CreatedAt      time.Time `json:"createdAt"`
-	StateEnteredAt time.Time `json:"stateEnteredAt"`
-	LastActivityAt time.Time `json:"lastActivityAt"`
+	// Summary is the row as the read API answers it, without Overdue: Stuck says it in words.
+	query.Summary
 	// Stuck says why the stack needs a look; empty when it does not.
 	Stuck []string `json:"stuck,omitempty"`
 }
@@ -307,9 +312,8 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	counts, err := s.data.StateCounts(ctx)
-	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
+	counts, ok := s.stateCounts(ctx, w)
+	if !ok {
 		return
 	}
 	out := stacksJSON{Now: now.UTC(), Stacks: []stackRowJSON{}, Total: total, Machines: map[string][]string{}}
@@ -320,11 +324,11 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 		sort.Strings(out.Machines[m])
 	}
 	for _, st := range list {
-		row := stackRowJSON{ID: st.ID, Machine: st.Machine, State: st.State, Pending: st.Pending, Failed: st.Failed,
-			CreatedAt: st.CreatedAt.UTC(), StateEnteredAt: st.StateEnteredAt.UTC(), LastActivityAt: st.LastActivityAt.UTC()}
+		row := stackRowJSON{Summary: st}
 		for _, task := range st.Overdue {
 			row.Stuck = append(row.Stuck, fmt.Sprintf("task %s is overdue and not settled yet", task))
 		}
+		row.Overdue = nil
 		row.Stuck = append(row.Stuck, troubles[st.ID]...)
 		out.Stacks = append(out.Stacks, row)
 	}
@@ -628,9 +632,8 @@ func (s *consoleServer) machineList(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	counts, err := s.data.StateCounts(ctx)
-	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
+	counts, ok := s.stateCounts(ctx, w)
+	if !ok {
 		return
 	}
 	out := []machineSummaryJSON{}
@@ -708,9 +711,8 @@ func (s *consoleServer) machineFile(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "name a machine: ?name=")
 		return
 	}
-	counts, err := s.data.StateCounts(ctx)
-	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
+	counts, ok := s.stateCounts(ctx, w)
+	if !ok {
 		return
 	}
 	loc, body, err := s.machines.Read(ctx, name)
@@ -751,9 +753,8 @@ func (s *consoleServer) machineGraph(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusUnprocessableEntity, "the file is not a valid machine: "+err.Error())
 		return
 	}
-	counts, err := s.data.StateCounts(ctx)
-	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
+	counts, ok := s.stateCounts(ctx, w)
+	if !ok {
 		return
 	}
 	g := buildGraph(m)
