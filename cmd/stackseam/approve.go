@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/user"
 	"slices"
@@ -209,7 +210,7 @@ type planSummary struct {
 // approve, apply").
 func planSummaries(md message.Metadata) []planSummary {
 	var out []planSummary
-	for _, k := range sortedKeys(md) {
+	for _, k := range slices.Sorted(maps.Keys(md)) {
 		var task, kind string
 		if t, ok := strings.CutSuffix(k, ".changes"); ok {
 			task, kind = t, "plan"

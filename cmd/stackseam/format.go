@@ -3,7 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -99,7 +100,7 @@ func (t *trimWriter) Write(p []byte) (int, error) {
 // formatMetadata writes a flat map as k=v pairs in key order, on one line: keys and values
 // printable, a null value (an event removing the key) as null.
 func formatMetadata(m map[string]any) string {
-	keys := sortedKeys(m)
+	keys := slices.Sorted(maps.Keys(m))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = printable(k) + "=" + formatValue(m[k])
@@ -113,15 +114,6 @@ func formatValue(v any) string {
 		return "null"
 	}
 	return printable(fmt.Sprint(v))
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // oneLine shortens text to its first line and at most max characters, for

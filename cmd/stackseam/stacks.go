@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -257,7 +259,7 @@ func runShow(ctx context.Context, c *cli, cmd *command, args []string) int {
 	} else {
 		tw = newTable(w)
 		// One row per key, the value whole: spaces, "=" and all (control characters escaped).
-		for _, k := range sortedKeys(s.Metadata) {
+		for _, k := range slices.Sorted(maps.Keys(s.Metadata)) {
 			fmt.Fprintf(tw, "  %s\t%s\n", printable(k), formatValue(s.Metadata[k]))
 		}
 		_ = tw.Flush()
