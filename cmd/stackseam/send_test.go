@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stackseam/stackseam/internal/signing"
 	"github.com/stackseam/stackseam/test/harness"
 )
 
@@ -29,10 +30,15 @@ func awsEnv(t *testing.T, extra map[string]string) map[string]string {
 	return env
 }
 
+// received is a message the CLI sent.
 type received struct {
+	// raw is the body as sent (a signature covers these bytes); body is it decoded.
+	raw     string
 	body    map[string]any
 	group   string
 	dedupID string
+	// signature is the result signature attribute, empty when the message carries none.
+	signature string
 }
 
 // receiveOne takes the next message off a queue.
@@ -44,16 +50,20 @@ func receiveOne(t *testing.T, url string) received {
 		QueueUrl: aws.String(url), MaxNumberOfMessages: 1, WaitTimeSeconds: 2,
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 			types.MessageSystemAttributeNameMessageGroupId, types.MessageSystemAttributeNameMessageDeduplicationId},
+		MessageAttributeNames: []string{signing.Attribute},
 	})
 	require.NoError(t, err)
 	require.Len(t, out.Messages, 1)
 	m := out.Messages[0]
 	_, err = harness.SQSClient(t).DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
 	require.NoError(t, err)
-	var r received
-	require.NoError(t, json.Unmarshal([]byte(aws.ToString(m.Body)), &r.body))
+	r := received{raw: aws.ToString(m.Body)}
+	require.NoError(t, json.Unmarshal([]byte(r.raw), &r.body))
 	r.group = m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]
 	r.dedupID = m.Attributes[string(types.MessageSystemAttributeNameMessageDeduplicationId)]
+	if a, ok := m.MessageAttributes[signing.Attribute]; ok {
+		r.signature = aws.ToString(a.StringValue)
+	}
 	return r
 }
 
