@@ -105,6 +105,23 @@ func (b *consoleBundle) post(t *testing.T, path string, in any, headers map[stri
 	return res.StatusCode, out
 }
 
+// requireForgeriesRefused posts in to path as another site's page could (no CSRF header or a
+// guessed one, another origin, a cross-site fetch): each is refused by the CSRF checks, not by
+// the read-only guard.
+func (b *consoleBundle) requireForgeriesRefused(t *testing.T, path string, in any) {
+	t.Helper()
+	for name, headers := range map[string]map[string]string{
+		"no token":         {csrfHeader: ""},
+		"wrong token":      {csrfHeader: "guess"},
+		"other origin":     {"Origin": "http://attacker.example"},
+		"cross-site fetch": {"Sec-Fetch-Site": "cross-site"},
+	} {
+		code, body := b.post(t, path, in, headers)
+		require.Equal(t, http.StatusForbidden, code, name)
+		require.NotContains(t, body["error"], "read-only", name)
+	}
+}
+
 func TestConsoleStacksListsStacksAndMarksStuckOnes(t *testing.T) {
 	t.Parallel()
 	b := setupConsole(t, nil)
@@ -320,16 +337,7 @@ func TestConsoleActionsNeedCSRFAndReachTheQueue(t *testing.T) {
 	version := s.Stack.Version
 	send := map[string]any{"stack": "qa", "event": "DESTROY", "version": version}
 
-	for name, headers := range map[string]map[string]string{
-		"no token":         {csrfHeader: ""},
-		"wrong token":      {csrfHeader: "guess"},
-		"other origin":     {"Origin": "http://attacker.example"},
-		"cross-site fetch": {"Sec-Fetch-Site": "cross-site"},
-	} {
-		code, body := b.post(t, "/api/send", send, headers)
-		require.Equal(t, http.StatusForbidden, code, name)
-		require.NotContains(t, body["error"], "read-only", name)
-	}
+	b.requireForgeriesRefused(t, "/api/send", send)
 	// An event the state does not accept, and a stale version, are refused.
 	code, body := b.post(t, "/api/send", map[string]any{"stack": "qa", "event": "NOPE", "version": version}, nil)
 	require.Equal(t, http.StatusConflict, code)
