@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -215,11 +213,7 @@ func publishSigned(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, 
 
 // newDedupID returns a random FIFO deduplication id, so sending the same
 // event twice on purpose delivers it twice.
-func newDedupID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b)
-}
+func newDedupID() string { return randomHex(16) }
 
 // ifVersionFlag registers --if-version on fs: the stack version an event (or approval) applies
 // at, nil until the flag is given.
