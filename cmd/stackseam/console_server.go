@@ -106,18 +106,18 @@ func (s *consoleServer) handler() http.Handler {
 		http.ServeFileFS(w, r, web, "index.html")
 	})
 	mux.HandleFunc("GET /api/session", s.session)
-	mux.HandleFunc("GET /api/stacks", s.stacks)
-	mux.HandleFunc("GET /api/stack", s.story)
-	mux.HandleFunc("GET /api/log", s.log)
+	mux.HandleFunc("GET /api/stacks", api(s.stacks))
+	mux.HandleFunc("GET /api/stack", api(s.story))
+	mux.HandleFunc("GET /api/log", api(s.log))
 	mux.HandleFunc("GET /api/live", s.live)
-	mux.HandleFunc("GET /api/machines", s.machineList)
-	mux.HandleFunc("GET /api/machine", s.machineFile)
-	mux.HandleFunc("GET /api/machine/graph.svg", s.machineGraph)
-	mux.HandleFunc("POST /api/validate", s.validate)
-	mux.HandleFunc("POST /api/send", s.action(s.send))
-	mux.HandleFunc("POST /api/retry", s.action(s.retry))
-	mux.HandleFunc("POST /api/approve", s.action(s.approveAction))
-	mux.HandleFunc("POST /api/machine/save", s.action(s.saveMachine))
+	mux.HandleFunc("GET /api/machines", api(s.machineList))
+	mux.HandleFunc("GET /api/machine", api(s.machineFile))
+	mux.HandleFunc("GET /api/machine/graph.svg", api(s.machineGraph))
+	mux.HandleFunc("POST /api/validate", api(s.validate))
+	mux.HandleFunc("POST /api/send", s.action(api(s.send)))
+	mux.HandleFunc("POST /api/retry", s.action(api(s.retry)))
+	mux.HandleFunc("POST /api/approve", s.action(api(s.approveAction)))
+	mux.HandleFunc("POST /api/machine/save", s.action(api(s.saveMachine)))
 	return s.guard(mux)
 }
 
@@ -226,26 +226,41 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 	writeAPI(w, code, apiError{Error: msg})
 }
 
-// stateCounts reads the live stacks per machine and state, which several pages show. When it
-// cannot, it has answered why, and ok is false.
-func (s *consoleServer) stateCounts(ctx context.Context, w http.ResponseWriter) (counts map[string]map[string]int, ok bool) {
-	counts, err := s.data.StateCounts(ctx)
-	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return nil, false
-	}
-	return counts, true
+// statusError is a failure the console answers with a status of its own (a request it refuses,
+// a file that is not there). Any other error a handler returns is its source's (the database,
+// the query function, S3, SQS): 502 Bad Gateway.
+type statusError struct {
+	code int
+	msg  string
 }
 
-// readError answers a failed read: a request the read API refused (a filter too long, say) is the
-// page's mistake, anything else the database's or the query function's.
-func readError(w http.ResponseWriter, err error) {
+func (e *statusError) Error() string { return e.msg }
+
+// withStatus is the failure answered with code and msg.
+func withStatus(code int, msg string) error { return &statusError{code: code, msg: msg} }
+
+// api adapts a handler that returns what went wrong: it answers the error (see statusError).
+func api(h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			code := http.StatusBadGateway
+			var se *statusError
+			if errors.As(err, &se) {
+				code = se.code
+			}
+			httpError(w, code, err.Error())
+		}
+	}
+}
+
+// readFailure is a failed read's answer: a request the read API refused (a filter too long, say)
+// is the page's mistake, anything else the database's or the query function's.
+func readFailure(err error) error {
 	var refused *query.Error
 	if errors.As(err, &refused) {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
+		return withStatus(http.StatusBadRequest, err.Error())
 	}
-	httpError(w, http.StatusBadGateway, err.Error())
+	return err
 }
 
 func writeAPI(w http.ResponseWriter, code int, v any) {
@@ -297,24 +312,22 @@ type stacksJSON struct {
 	Machines map[string][]string `json:"machines"` // machine → its states with stacks, for the filters
 }
 
-func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
+func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	q := r.URL.Query()
 	now := s.now()
 	list, total, err := s.data.StackSummaries(ctx, stackFilter{Machine: q.Get("machine"), State: q.Get("state"),
 		IDContains: q.Get("q"), Limit: maxListed}, now)
 	if err != nil {
-		readError(w, err)
-		return
+		return readFailure(err)
 	}
 	troubles, err := s.data.Troubles(ctx, now.Add(-stuckWindow), "")
 	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
-	counts, ok := s.stateCounts(ctx, w)
-	if !ok {
-		return
+	counts, err := s.data.StateCounts(ctx)
+	if err != nil {
+		return err
 	}
 	out := stacksJSON{Now: now.UTC(), Stacks: []stackRowJSON{}, Total: total, Machines: map[string][]string{}}
 	for m, states := range counts {
@@ -333,6 +346,7 @@ func (s *consoleServer) stacks(w http.ResponseWriter, r *http.Request) {
 		out.Stacks = append(out.Stacks, row)
 	}
 	writeAPI(w, http.StatusOK, out)
+	return nil
 }
 
 // storyEntryJSON is one line of a stack's timeline.
@@ -390,27 +404,23 @@ type storyJSON struct {
 	Plans []planSummaryJSON `json:"plans"`
 }
 
-func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
+func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id := r.URL.Query().Get("id")
 	if id == "" {
-		httpError(w, http.StatusBadRequest, "name a stack: ?id=")
-		return
+		return withStatus(http.StatusBadRequest, "name a stack: ?id=")
 	}
 	hr := &historyReader{api: s.data.Reads(), id: id}
 	entries, err := hr.next(ctx)
 	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
 	stack, err := s.data.GetStack(ctx, id)
 	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
 	if stack == nil && len(entries) == 0 {
-		httpError(w, http.StatusNotFound, fmt.Sprintf("stack %s has no history: no event ever named it", id))
-		return
+		return withStatus(http.StatusNotFound, fmt.Sprintf("stack %s has no history: no event ever named it", id))
 	}
 	now := s.now()
 	sum := summarize(entries, stack, now)
@@ -458,6 +468,7 @@ func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeAPI(w, http.StatusOK, out)
+	return nil
 }
 
 // stackMachine returns the machine the state manager applies a stack's next event with: the file
@@ -510,13 +521,12 @@ func (s *consoleServer) accepts(ctx context.Context, st *engine.Stack) (events, 
 
 // log serves a task run's log as plain text. Only the key the satisfier writes for a run of this
 // stack is read (logs/MACHINE/STACK/TASK/RUN.log), so the endpoint cannot be pointed elsewhere.
-func (s *consoleServer) log(w http.ResponseWriter, r *http.Request) {
+func (s *consoleServer) log(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id, runID := r.URL.Query().Get("stack"), r.URL.Query().Get("run")
 	rows, err := s.data.History(ctx, id)
 	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
 	var key, bucket string
 	for _, row := range rows {
@@ -537,25 +547,21 @@ func (s *consoleServer) log(w http.ResponseWriter, r *http.Request) {
 	bucket = first(s.logBucket, bucket)
 	switch {
 	case key == "":
-		httpError(w, http.StatusNotFound, fmt.Sprintf("stack %s has no task run %s", id, runID))
-		return
+		return withStatus(http.StatusNotFound, fmt.Sprintf("stack %s has no task run %s", id, runID))
 	case bucket == "":
-		httpError(w, http.StatusNotFound, "the run's result named no log, and no log bucket is set (--bucket or BUCKET)")
-		return
+		return withStatus(http.StatusNotFound, "the run's result named no log, and no log bucket is set (--bucket or BUCKET)")
 	case s.logs == nil:
-		httpError(w, http.StatusServiceUnavailable, "cannot read logs: "+s.logsMissing)
-		return
+		return withStatus(http.StatusServiceUnavailable, "cannot read logs: "+s.logsMissing)
 	}
 	text, cut, err := s.logs.ReadLog(ctx, bucket, key)
 	if errors.Is(err, os.ErrNotExist) {
-		httpError(w, http.StatusNotFound, err.Error())
-		return
+		return withStatus(http.StatusNotFound, err.Error())
 	}
 	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
 	writeAPI(w, http.StatusOK, map[string]any{"location": "s3://" + bucket + "/" + key, "text": text, "cut": cut})
+	return nil
 }
 
 func parseS3URL(u string) (bucket, key string, ok bool) {
@@ -625,16 +631,15 @@ type machineSummaryJSON struct {
 	Counts   map[string]int `json:"counts"`
 }
 
-func (s *consoleServer) machineList(w http.ResponseWriter, r *http.Request) {
+func (s *consoleServer) machineList(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	names, err := s.machines.List(ctx)
 	if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
-	counts, ok := s.stateCounts(ctx, w)
-	if !ok {
-		return
+	counts, err := s.data.StateCounts(ctx)
+	if err != nil {
+		return err
 	}
 	out := []machineSummaryJSON{}
 	seen := map[string]bool{}
@@ -663,6 +668,7 @@ func (s *consoleServer) machineList(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeAPI(w, http.StatusOK, out)
+	return nil
 }
 
 // validationJSON is the verdict on a machine file, as `stackseam validate --output json` gives it.
@@ -704,24 +710,22 @@ type machineFileJSON struct {
 	States   []string       `json:"states"`
 }
 
-func (s *consoleServer) machineFile(w http.ResponseWriter, r *http.Request) {
+func (s *consoleServer) machineFile(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	name := r.URL.Query().Get("name")
 	if !validMachineName(name) {
-		httpError(w, http.StatusBadRequest, "name a machine: ?name=")
-		return
+		return withStatus(http.StatusBadRequest, "name a machine: ?name=")
 	}
-	counts, ok := s.stateCounts(ctx, w)
-	if !ok {
-		return
+	counts, err := s.data.StateCounts(ctx)
+	if err != nil {
+		return err
 	}
 	loc, body, err := s.machines.Read(ctx, name)
 	if errors.Is(err, os.ErrNotExist) {
 		// A new file, or one only stacks remember: start from nothing.
 		loc, body = name+".yml", nil
 	} else if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
 	v, m := judge(name, loc, body)
 	out := machineFileJSON{validationJSON: v, Location: loc, Body: string(body), Counts: counts[name], States: []string{}}
@@ -729,33 +733,30 @@ func (s *consoleServer) machineFile(w http.ResponseWriter, r *http.Request) {
 		out.States = m.StateOrder
 	}
 	writeAPI(w, http.StatusOK, out)
+	return nil
 }
 
 // machineGraph draws a machine file with the graph of `stackseam graph --format svg`, each state
 // with its number of stacks.
-func (s *consoleServer) machineGraph(w http.ResponseWriter, r *http.Request) {
+func (s *consoleServer) machineGraph(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	name := r.URL.Query().Get("name")
 	if !validMachineName(name) {
-		httpError(w, http.StatusBadRequest, "name a machine: ?name=")
-		return
+		return withStatus(http.StatusBadRequest, "name a machine: ?name=")
 	}
 	loc, body, err := s.machines.Read(ctx, name)
 	if errors.Is(err, os.ErrNotExist) {
-		httpError(w, http.StatusNotFound, err.Error())
-		return
+		return withStatus(http.StatusNotFound, err.Error())
 	} else if err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
 	m, err := machine.Parse(name, loc, body, kinds.All)
 	if err != nil {
-		httpError(w, http.StatusUnprocessableEntity, "the file is not a valid machine: "+err.Error())
-		return
+		return withStatus(http.StatusUnprocessableEntity, "the file is not a valid machine: "+err.Error())
 	}
-	counts, ok := s.stateCounts(ctx, w)
-	if !ok {
-		return
+	counts, err := s.data.StateCounts(ctx)
+	if err != nil {
+		return err
 	}
 	g := buildGraph(m)
 	for i := range g.nodes {
@@ -775,8 +776,7 @@ func (s *consoleServer) machineGraph(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		var buf strings.Builder
 		if err := renderSVG(&buf, src); err != nil {
-			httpError(w, http.StatusInternalServerError, err.Error())
-			return
+			return withStatus(http.StatusInternalServerError, err.Error())
 		}
 		svg = []byte(buf.String())
 		s.svgMu.Lock()
@@ -790,6 +790,7 @@ func (s *consoleServer) machineGraph(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.Header().Set("Content-Type", "image/svg+xml")
 	_, _ = w.Write(svg)
+	return nil
 }
 
 type machineBodyJSON struct {
@@ -797,21 +798,20 @@ type machineBodyJSON struct {
 	Body string `json:"body"`
 }
 
-func (s *consoleServer) validate(w http.ResponseWriter, r *http.Request) {
+func (s *consoleServer) validate(w http.ResponseWriter, r *http.Request) error {
 	var in machineBodyJSON
 	if err := readJSON(r, &in); err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
+		return withStatus(http.StatusBadRequest, err.Error())
 	}
 	v, _ := judge(in.Name, in.Name+".yml", []byte(in.Body))
 	writeAPI(w, http.StatusOK, v)
+	return nil
 }
 
-func (s *consoleServer) saveMachine(w http.ResponseWriter, r *http.Request) {
+func (s *consoleServer) saveMachine(w http.ResponseWriter, r *http.Request) error {
 	var in machineBodyJSON
 	if err := readJSON(r, &in); err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
+		return withStatus(http.StatusBadRequest, err.Error())
 	}
 	v, _ := judge(in.Name, in.Name+".yml", []byte(in.Body))
 	if !v.Valid {
@@ -819,13 +819,13 @@ func (s *consoleServer) saveMachine(w http.ResponseWriter, r *http.Request) {
 			apiError
 			validationJSON
 		}{apiError{fmt.Sprintf("not saved: the file has %d problem(s)", len(v.Problems))}, v})
-		return
+		return nil
 	}
 	if err := s.machines.Write(r.Context(), in.Name, []byte(in.Body)); err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
 	writeAPI(w, http.StatusOK, map[string]any{"saved": in.Name, "where": s.machines.String(), "operator": s.operator})
+	return nil
 }
 
 // actionJSON is a request to send an event to a stack. Version is the stack's version the person
@@ -843,28 +843,26 @@ type actionJSON struct {
 	Comment string `json:"comment,omitempty"`
 }
 
-func (s *consoleServer) send(w http.ResponseWriter, r *http.Request) {
-	in, st, ok := s.readAction(w, r)
-	if !ok {
-		return
+func (s *consoleServer) send(w http.ResponseWriter, r *http.Request) error {
+	in, st, err := s.readAction(r)
+	if err != nil {
+		return err
 	}
 	accepted, approvals := s.accepts(r.Context(), st)
 	if contains(approvals, in.Event) {
-		httpError(w, http.StatusConflict, fmt.Sprintf("%s is an approval: the state manager takes it from the approvals queue only (Approve/Reject)", in.Event))
-		return
+		return withStatus(http.StatusConflict, fmt.Sprintf("%s is an approval: the state manager takes it from the approvals queue only (Approve/Reject)", in.Event))
 	}
 	if !contains(accepted, in.Event) {
-		httpError(w, http.StatusConflict, fmt.Sprintf("state %s of stack %s does not accept %s (it accepts: %s)",
+		return withStatus(http.StatusConflict, fmt.Sprintf("state %s of stack %s does not accept %s (it accepts: %s)",
 			st.State, st.ID, in.Event, strings.Join(accepted, ", ")))
-		return
 	}
-	s.publishAction(w, r, in)
+	return s.publishAction(w, r, in)
 }
 
-func (s *consoleServer) retry(w http.ResponseWriter, r *http.Request) {
-	in, st, ok := s.readAction(w, r)
-	if !ok {
-		return
+func (s *consoleServer) retry(w http.ResponseWriter, r *http.Request) error {
+	in, st, err := s.readAction(r)
+	if err != nil {
+		return err
 	}
 	pending, failed := countTasks(st.Tasks)
 	in.Metadata = nil
@@ -873,93 +871,85 @@ func (s *consoleServer) retry(w http.ResponseWriter, r *http.Request) {
 		in.Event = message.EventRetryPendingTasks
 	}
 	if (in.Pending && pending == 0) || (!in.Pending && failed == 0) {
-		httpError(w, http.StatusConflict, fmt.Sprintf("stack %s has no %s tasks to retry", st.ID, map[bool]string{true: "pending", false: "failed"}[in.Pending]))
-		return
+		return withStatus(http.StatusConflict, fmt.Sprintf("stack %s has no %s tasks to retry", st.ID, map[bool]string{true: "pending", false: "failed"}[in.Pending]))
 	}
-	s.publishAction(w, r, in)
+	return s.publishAction(w, r, in)
 }
 
-// readAction reads an action's body and the stack it names, as the page showed it. When the
-// action cannot go on it has answered why, and ok is false.
-func (s *consoleServer) readAction(w http.ResponseWriter, r *http.Request) (in actionJSON, st *engine.Stack, ok bool) {
+// readAction reads an action's body and the stack it names, as the page showed it.
+func (s *consoleServer) readAction(r *http.Request) (actionJSON, *engine.Stack, error) {
+	var in actionJSON
 	if err := readJSON(r, &in); err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return in, nil, false
+		return in, nil, withStatus(http.StatusBadRequest, err.Error())
 	}
-	st, code, err := s.actionStack(r.Context(), in)
-	if err != nil {
-		httpError(w, code, err.Error())
-		return in, nil, false
-	}
-	return in, st, true
+	st, err := s.actionStack(r.Context(), in)
+	return in, st, err
 }
 
 // approveAction sends an approval event (APPROVE, REJECT: what the machine lists under
 // approvals) the stack's state handles to the approvals queue, with the body `stackseam approve
 // --if-version` sends: who (the console's approver), the comment, and the stack version the page
 // showed, so an approval of a plan that was replaced meanwhile is ignored.
-func (s *consoleServer) approveAction(w http.ResponseWriter, r *http.Request) {
+func (s *consoleServer) approveAction(w http.ResponseWriter, r *http.Request) error {
 	if s.approve == nil {
-		httpError(w, http.StatusServiceUnavailable, "cannot send approvals: "+first(s.approvalsMissing, "no approvals queue"))
-		return
+		return withStatus(http.StatusServiceUnavailable, "cannot send approvals: "+first(s.approvalsMissing, "no approvals queue"))
 	}
-	in, st, ok := s.readAction(w, r)
-	if !ok {
-		return
+	in, st, err := s.readAction(r)
+	if err != nil {
+		return err
 	}
 	if _, approvals := s.accepts(r.Context(), st); !contains(approvals, in.Event) {
-		httpError(w, http.StatusConflict, fmt.Sprintf("state %s of stack %s handles no approval %s (approvals it handles: %s)",
+		return withStatus(http.StatusConflict, fmt.Sprintf("state %s of stack %s handles no approval %s (approvals it handles: %s)",
 			st.State, st.ID, in.Event, first(strings.Join(approvals, ", "), "none")))
-		return
 	}
 	version := in.Version
 	ev := message.Event{StackID: in.Stack, Event: in.Event, By: s.approver, Comment: in.Comment, IfVersion: &version}
-	s.sendChecked(w, r, ev, s.approve, s.approver)
+	return s.sendChecked(w, r, ev, s.approve, s.approver)
 }
 
-func (s *consoleServer) actionStack(ctx context.Context, in actionJSON) (*engine.Stack, int, error) {
+func (s *consoleServer) actionStack(ctx context.Context, in actionJSON) (*engine.Stack, error) {
 	st, err := s.data.GetStack(ctx, in.Stack)
 	if err != nil {
-		return nil, http.StatusBadGateway, err
+		return nil, err
 	}
 	if st == nil {
-		return nil, http.StatusNotFound, fmt.Errorf("stack %s does not exist", in.Stack)
+		return nil, withStatus(http.StatusNotFound, fmt.Sprintf("stack %s does not exist", in.Stack))
 	}
 	if st.Version != in.Version {
-		return nil, http.StatusConflict, fmt.Errorf("stack %s changed since the page showed it (version %d, now %d): look again", st.ID, in.Version, st.Version)
+		return nil, withStatus(http.StatusConflict, fmt.Sprintf("stack %s changed since the page showed it (version %d, now %d): look again",
+			st.ID, in.Version, st.Version))
 	}
-	return st, 0, nil
+	return st, nil
 }
 
 // publishAction sends the event with the operator's name in its metadata: the history records
 // an event's metadata, and the stack's metadata keeps the latest operator.
-func (s *consoleServer) publishAction(w http.ResponseWriter, r *http.Request, in actionJSON) {
+func (s *consoleServer) publishAction(w http.ResponseWriter, r *http.Request, in actionJSON) error {
 	version := in.Version
 	ev := message.Event{StackID: in.Stack, Event: in.Event, IfVersion: &version, Metadata: message.Metadata{}}
 	for k, v := range in.Metadata {
 		ev.Metadata[k] = v
 	}
 	ev.Metadata["operator"] = s.operator
-	s.sendChecked(w, r, ev, s.publish, s.operator)
+	return s.sendChecked(w, r, ev, s.publish, s.operator)
 }
 
 // sendChecked refuses ev when the state manager would (a comment or metadata too long, say),
 // else sends it with send and answers who sent it.
 func (s *consoleServer) sendChecked(w http.ResponseWriter, r *http.Request, ev message.Event,
-	send func(context.Context, message.Event) error, who string) {
+	send func(context.Context, message.Event) error, who string) error {
 	body, err := json.Marshal(ev)
 	if err == nil {
 		_, err = message.ParseEvent(body)
 	}
 	if err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
-		return
+		return withStatus(http.StatusBadRequest, err.Error())
 	}
 	if err := send(r.Context(), ev); err != nil {
-		httpError(w, http.StatusBadGateway, err.Error())
-		return
+		return err
 	}
 	writeAPI(w, http.StatusOK, map[string]any{"sent": ev.Event, "stack": ev.StackID, "operator": who})
+	return nil
 }
 
 func contains(list []string, v string) bool {
