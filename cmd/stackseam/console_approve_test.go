@@ -2,8 +2,6 @@ package main
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +21,7 @@ func recordReviewed(t *testing.T, b *consoleBundle) {
 	m, err := catalog.ParseFile("../../machines/reviewed-env.yml")
 	require.NoError(t, err)
 	b.rec.machines["reviewed-env"] = m
-	body, err := os.ReadFile("../../machines/reviewed-env.yml")
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(b.dir, "reviewed-env.yml"), body, 0o644))
+	b.copyMachineFile(t, "reviewed-env.yml")
 
 	at := 4 * time.Hour
 	s := b.rec.apply(at, message.Event{StackID: "reviewed", Event: "LAUNCH", Machine: "reviewed-env"})

@@ -43,11 +43,6 @@ func setupConsole(t *testing.T, configure func(*consoleServer)) *consoleBundle {
 	rec := newRecorder(t)
 	rec.record()
 	dir := t.TempDir()
-	for _, name := range []string{"feature-env.yml", "qa-env.yml"} {
-		b, err := os.ReadFile(filepath.Join("../../machines", name))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
-	}
 	srv := &consoleServer{data: consoleData{api: query.NewReader(rec.st)}, machines: dirMachines{dir: dir}, operator: "tester", csrf: "csrf-value",
 		now: func() time.Time { return now }, poll: 20 * time.Millisecond, logsMissing: "no AWS in this test"}
 	if configure != nil {
@@ -59,7 +54,18 @@ func setupConsole(t *testing.T, configure func(*consoleServer)) *consoleBundle {
 		ts.Close()
 	})
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &consoleBundle{rec: rec, srv: srv, ts: ts, client: client, dir: dir}
+	b := &consoleBundle{rec: rec, srv: srv, ts: ts, client: client, dir: dir}
+	b.copyMachineFile(t, "feature-env.yml")
+	b.copyMachineFile(t, "qa-env.yml")
+	return b
+}
+
+// copyMachineFile copies a file of the repository's machines/ into the console's folder.
+func (b *consoleBundle) copyMachineFile(t *testing.T, name string) {
+	t.Helper()
+	body, err := os.ReadFile(filepath.Join("../../machines", name))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(b.dir, name), body, 0o644))
 }
 
 func (b *consoleBundle) get(t *testing.T, path string, v any) *http.Response {
