@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stackseam/stackseam/constructs/deployed"
@@ -69,9 +67,7 @@ func TestConsoleWithStackNameReadsThroughTheQueryFunction(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(body), &story))
 	run := story.Runs[0]
 	key := message.TaskLogKey("feature-env", "feature-123", run.Task, run.RunID)
-	_, err = harness.S3Client(t).PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
-		Body: strings.NewReader("terraform apply\nApply complete!\n")})
-	require.NoError(t, err)
+	harness.PutObject(t, bucket, key, "terraform apply\nApply complete!\n")
 
 	before := len(lambdaFake.Invocations("stackseam-query-fn"))
 	same := func() {
@@ -97,9 +93,7 @@ func TestConsoleWithStackNameReadsThroughTheQueryFunction(t *testing.T) {
 
 	// A machine file that no longer parses: both fall back to the version qa last ran on, which
 	// the remote console asks the query function for.
-	_, err = harness.S3Client(t).PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket),
-		Key: aws.String("machines/qa-env.yml"), Body: strings.NewReader("states: [")})
-	require.NoError(t, err)
+	harness.PutObject(t, bucket, "machines/qa-env.yml", "states: [")
 	same()
 	_, body = consoleGet(t, remote, "/api/stack?id=qa")
 	require.NoError(t, json.Unmarshal([]byte(body), &story))

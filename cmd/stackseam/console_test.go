@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
@@ -483,9 +482,7 @@ func TestConsoleServesTaskLogsFromS3(t *testing.T) {
 	b.get(t, "/api/stack?id=feature-123", &s)
 	run := s.Runs[0]
 	key := message.TaskLogKey("feature-env", "feature-123", run.Task, run.RunID)
-	_, err := harness.S3Client(t).PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
-		Body: strings.NewReader("terraform apply\nApply complete!\n")})
-	require.NoError(t, err)
+	harness.PutObject(t, bucket, key, "terraform apply\nApply complete!\n")
 
 	var log map[string]any
 	b.get(t, "/api/log?stack=feature-123&run="+url.QueryEscape(run.RunID), &log)
