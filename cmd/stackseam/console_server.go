@@ -430,17 +430,10 @@ func (s *consoleServer) story(w http.ResponseWriter, r *http.Request) error {
 	if out.States == nil {
 		out.States = []stateVisitJSON{}
 	}
-	for i := 0; i < len(entries); i++ {
-		e := entries[i]
-		text := describe(e)
+	for i := 0; i < len(entries); {
 		// An event and the state change it caused are one line, as in `stackseam history`.
-		if e.Kind == engine.KindEvent && i+1 < len(entries) {
-			if t := entries[i+1]; t.Kind == engine.KindTransition && t.Event == e.Event && t.FromState == e.FromState {
-				text = describe(t) + eventExtras(e)
-				e = t
-				i++
-			}
-		}
+		text, e, n := timelineLine(entries, i)
+		i += n
 		je := storyEntryJSON{At: e.At, Kind: e.Kind, Text: printable(strings.TrimSpace(text)), Task: e.Task, TaskRunID: e.TaskRunID,
 			DurationMS: e.DurationMS}
 		if raw, ok := e.Detail["summary"].(map[string]any); ok && e.Kind == engine.KindTransition {

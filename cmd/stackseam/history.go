@@ -197,25 +197,32 @@ type timeline struct {
 }
 
 func (tl *timeline) print(entries []entry) {
-	for i := 0; i < len(entries); i++ {
+	for i := 0; i < len(entries); {
 		e := entries[i]
 		if tl.start.IsZero() || e.Kind == engine.KindCreated {
 			tl.start = e.At
 		}
-		text := describe(e)
-		// An event and the state change it caused are one line.
-		if e.Kind == engine.KindEvent && i+1 < len(entries) {
-			if t := entries[i+1]; t.Kind == engine.KindTransition && t.Event == e.Event && t.FromState == e.FromState {
-				text = describe(t) + eventExtras(e)
-				i++
-			}
-		}
+		text, _, n := timelineLine(entries, i)
+		i += n
 		if d := e.At.Format("2006-01-02"); d != tl.lastDate {
 			tl.lastDate = d
 			fmt.Fprintf(tl.w, "%s (UTC)\n", d)
 		}
 		fmt.Fprintf(tl.w, "  %s  %8s  %s\n", e.At.Format("15:04:05.000"), "+"+formatDuration(e.At.Sub(tl.start)), printable(text))
 	}
+}
+
+// timelineLine is what a timeline says of entries[i] on one line, and how many entries the line
+// takes: an event and the state change it caused are one line, the change's with the event's
+// extras, and shown is then the change.
+func timelineLine(entries []entry, i int) (text string, shown entry, n int) {
+	e := entries[i]
+	if e.Kind == engine.KindEvent && i+1 < len(entries) {
+		if t := entries[i+1]; t.Kind == engine.KindTransition && t.Event == e.Event && t.FromState == e.FromState {
+			return describe(t) + eventExtras(e), t, 2
+		}
+	}
+	return describe(e), e, 1
 }
 
 // describe says in words what one entry records.
