@@ -72,27 +72,21 @@ func (s *Stackseam) functions(p resolved) {
 	s.StateManager = common("StateManager", "stackseam state manager: applies events to stacks",
 		s.StateManagerRole, s.StateManagerSecurityGroup, s.StateManagerLogGroup,
 		s.functionCode(p, "./functions/statemanager", nil), p.StateManagerTimeout, p.StateManagerMemorySize, smEnv)
-	mapping := s.StateManager.AddEventSourceMapping(jsii.String("EventQueue"), &awslambda.EventSourceMappingOptions{
-		EventSourceArn:          s.EventQueue.QueueArn(),
-		BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
-		ReportBatchItemFailures: jsii.Bool(true),
-		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
-	})
-	approvals := s.StateManager.AddEventSourceMapping(jsii.String("ApprovalQueue"), &awslambda.EventSourceMappingOptions{
-		EventSourceArn:          s.ApprovalQueue.QueueArn(),
-		BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
-		ReportBatchItemFailures: jsii.Bool(true),
-		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
-	})
+	// Every queue the state manager consumes is read with the same batch and concurrency limits.
+	consume := func(id string, queueARN *string) awslambda.EventSourceMapping {
+		return s.StateManager.AddEventSourceMapping(jsii.String(id), &awslambda.EventSourceMappingOptions{
+			EventSourceArn:          queueARN,
+			BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
+			ReportBatchItemFailures: jsii.Bool(true),
+			MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
+		})
+	}
+	mapping := consume("EventQueue", s.EventQueue.QueueArn())
+	approvals := consume("ApprovalQueue", s.ApprovalQueue.QueueArn())
 	// The intake's messages are only forwarded into the event queue (each one SendMessage), so
 	// the state manager consumes it with the same limits; paused with the others, as a forward
 	// during a database outage would only wait in the event queue.
-	intake := s.StateManager.AddEventSourceMapping(jsii.String("IntakeQueue"), &awslambda.EventSourceMappingOptions{
-		EventSourceArn:          s.IntakeQueue.QueueArn(),
-		BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
-		ReportBatchItemFailures: jsii.Bool(true),
-		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
-	})
+	intake := consume("IntakeQueue", s.IntakeQueue.QueueArn())
 	s.StateManagerRole.AddToPrincipalPolicy(statement("ConsumeIntake", consumeActions, s.IntakeQueue.QueueArn()))
 	s.pauseOwnMapping(mapping, approvals, intake)
 
