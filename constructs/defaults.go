@@ -104,44 +104,61 @@ type resolved struct {
 	dirs buildDirs
 }
 
-// orDefault sets *v to def when it is the zero value: the prop was not given.
-func orDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
-}
-
 func withDefaults(p StackseamProps) resolved {
-	orDefault(&p.ExistingDatabasePort, defaultExistingDatabasePort)
-	orDefault(&p.EventQueueMaxReceiveCount, defaultEventQueueMaxReceive)
-	orDefault(&p.TaskQueueMaxReceiveCount, defaultTaskQueueMaxReceive)
-	orDefault(&p.StateManagerMemorySize, defaultStateManagerMemory)
-	orDefault(&p.StateManagerBatchSize, defaultStateManagerBatch)
-	orDefault(&p.StateManagerMaxConcurrency, defaultStateManagerMaxConc)
-	orDefault(&p.SatisfierMemorySize, defaultSatisfierMemory)
-	orDefault(&p.SatisfierEphemeralStorageSize, defaultSatisfierEphemeral)
-	orDefault(&p.SatisfierMaxConcurrency, defaultSatisfierMaxConc)
-	orDefault(&p.StateManagerTimeout, defaultStateManagerTimeout)
-	orDefault(&p.SatisfierTimeout, defaultSatisfierTimeout)
-	orDefault(&p.LogLevel, defaultLogLevel)
+	orInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	orInt(&p.ExistingDatabasePort, defaultExistingDatabasePort)
+	orInt(&p.EventQueueMaxReceiveCount, defaultEventQueueMaxReceive)
+	orInt(&p.TaskQueueMaxReceiveCount, defaultTaskQueueMaxReceive)
+	orInt(&p.StateManagerMemorySize, defaultStateManagerMemory)
+	orInt(&p.StateManagerBatchSize, defaultStateManagerBatch)
+	orInt(&p.StateManagerMaxConcurrency, defaultStateManagerMaxConc)
+	orInt(&p.SatisfierMemorySize, defaultSatisfierMemory)
+	orInt(&p.SatisfierEphemeralStorageSize, defaultSatisfierEphemeral)
+	orInt(&p.SatisfierMaxConcurrency, defaultSatisfierMaxConc)
+	if p.StateManagerTimeout == 0 {
+		p.StateManagerTimeout = defaultStateManagerTimeout
+	}
+	if p.SatisfierTimeout == 0 {
+		p.SatisfierTimeout = defaultSatisfierTimeout
+	}
+	if p.LogLevel == "" {
+		p.LogLevel = defaultLogLevel
+	}
 	p.LogLevel = strings.ToUpper(p.LogLevel)
-	orDefault(&p.EventQueueAgeAlarmThreshold, defaultEventQueueAgeAlarm)
-	orDefault(&p.TaskQueueAgeAlarmThreshold, defaultTaskQueueAgeAlarm)
-	orDefault(&p.SweepInterval, defaultSweepInterval)
-	orDefault(&p.LogRetention, defaultLogRetention)
-	orDefault(&p.DatabaseRemovalPolicy, awscdk.RemovalPolicy_SNAPSHOT)
+	if p.EventQueueAgeAlarmThreshold == 0 {
+		p.EventQueueAgeAlarmThreshold = defaultEventQueueAgeAlarm
+	}
+	if p.TaskQueueAgeAlarmThreshold == 0 {
+		p.TaskQueueAgeAlarmThreshold = defaultTaskQueueAgeAlarm
+	}
+	if p.SweepInterval == 0 {
+		p.SweepInterval = defaultSweepInterval
+	}
+	if p.LogRetention == "" {
+		p.LogRetention = defaultLogRetention
+	}
+	if p.DatabaseRemovalPolicy == "" {
+		p.DatabaseRemovalPolicy = awscdk.RemovalPolicy_SNAPSHOT
+	}
 	if p.DatabaseDeletionProtection == nil {
 		p.DatabaseDeletionProtection = jsii.Bool(p.DatabaseRemovalPolicy != awscdk.RemovalPolicy_DESTROY)
 	}
-	orDefault(&p.BucketRemovalPolicy, awscdk.RemovalPolicy_RETAIN)
+	if p.BucketRemovalPolicy == "" {
+		p.BucketRemovalPolicy = awscdk.RemovalPolicy_RETAIN
+	}
 	if p.ExistingVpc == nil && p.VpcProps == nil {
 		p.VpcProps = defaultVpcProps()
 	}
 	if p.DatabaseInstanceType == nil {
 		p.DatabaseInstanceType = awsec2.InstanceType_Of(awsec2.InstanceClass_BURSTABLE4_GRAVITON, awsec2.InstanceSize_MICRO)
 	}
-	orDefault(&p.TaskBuildComputeType, awscodebuild.ComputeType_SMALL)
+	if p.TaskBuildComputeType == "" {
+		p.TaskBuildComputeType = awscodebuild.ComputeType_SMALL
+	}
 	if p.VpcSubnets == nil {
 		p.VpcSubnets = &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS}
 	}
