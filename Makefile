@@ -63,17 +63,22 @@ $(EMULATOR_STAMP): $(EMULATOR_DIR)/package.json $(EMULATOR_DIR)/package-lock.jso
 
 tofu: $(TOFU_BIN) ## Build OpenTofu for the host into .cache/tofu (once; ~5 min on 2 cores)
 
-# Built outside this module's directory so that `go mod download` leaves our
-# go.sum alone, and renamed into place only when complete, so an interrupted
-# build is never mistaken for a finished one.
+# build-from-module builds package $(3) of Go module $(1) at version $(2) (named $(4) in the
+# log) into $@. Built outside this module's directory so that `go mod download` leaves our
+# go.sum alone, and renamed into place only when complete, so an interrupted build is never
+# mistaken for a finished one.
+define build-from-module
+@mkdir -p $(@D)
+@dir="$$(cd "$${TMPDIR:-/tmp}" && GOFLAGS= GOWORK=off $(GO) mod download -json $(1)@$(2) | \
+	sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$$/\1/p')"; \
+test -n "$$dir" || { echo "go mod download $(1)@$(2) failed" >&2; exit 1; }; \
+echo "building $(4) from $$dir into $@"; \
+cd "$$dir" && CGO_ENABLED=0 GOFLAGS= GOWORK=off $(GO) build -trimpath -o $(abspath $@).tmp $(3)
+@mv $@.tmp $@
+endef
+
 $(TOFU_BIN):
-	@mkdir -p $(@D)
-	@dir="$$(cd "$${TMPDIR:-/tmp}" && GOFLAGS= GOWORK=off $(GO) mod download -json $(TOFU_MODULE)@$(TOFU_VERSION) | \
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$$/\1/p')"; \
-	test -n "$$dir" || { echo "go mod download $(TOFU_MODULE)@$(TOFU_VERSION) failed" >&2; exit 1; }; \
-	echo "building OpenTofu $(TOFU_VERSION) from $$dir into $@"; \
-	cd "$$dir" && CGO_ENABLED=0 $(GO) build -trimpath -o $(abspath $@).tmp ./cmd/tofu
-	@mv $@.tmp $@
+	$(call build-from-module,$(TOFU_MODULE),$(TOFU_VERSION),./cmd/tofu,OpenTofu $(TOFU_VERSION))
 	@$@ version
 
 # The AWS Lambda Runtime Interface Emulator, which runs the shipped bootstrap
@@ -87,13 +92,7 @@ RIE_BIN := .cache/rie/$(RIE_VERSION)/$(shell $(GO) env GOOS)_$(shell $(GO) env G
 rie: $(RIE_BIN) ## Build the AWS Lambda Runtime Interface Emulator into .cache/rie (once; ~1 min)
 
 $(RIE_BIN):
-	@mkdir -p $(@D)
-	@dir="$$(cd "$${TMPDIR:-/tmp}" && GOFLAGS= GOWORK=off $(GO) mod download -json $(RIE_MODULE)@$(RIE_VERSION) | \
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$$/\1/p')"; \
-	test -n "$$dir" || { echo "go mod download $(RIE_MODULE)@$(RIE_VERSION) failed" >&2; exit 1; }; \
-	echo "building the Lambda Runtime Interface Emulator from $$dir into $@"; \
-	cd "$$dir" && CGO_ENABLED=0 GOFLAGS= GOWORK=off $(GO) build -trimpath -o $(abspath $@).tmp ./cmd/aws-lambda-rie
-	@mv $@.tmp $@
+	$(call build-from-module,$(RIE_MODULE),$(RIE_VERSION),./cmd/aws-lambda-rie,the Lambda Runtime Interface Emulator)
 
 # Installs the server only when it is missing and we are root (apt-get);
 # STACKSEAM_TEST_DATABASE_URL means the tests use another server instead.

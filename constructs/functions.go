@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3assets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/jsii-runtime-go"
 )
 
@@ -50,13 +51,24 @@ func (s *Stackseam) functions(p resolved) {
 		return m
 	}
 
+	// The queues the state manager consumes. Local mode polls each URL; in Lambda the ARN
+	// recognises its records, and its mapping reads it with the same batch and concurrency limits.
+	// The intake's messages are only forwarded into the event queue (each one SendMessage); its
+	// mapping is paused with the others, as a forward during a database outage would only wait in
+	// the event queue.
+	consumed := []struct {
+		id, env string
+		queue   awssqs.Queue
+	}{
+		{"EventQueue", "EVENT_QUEUE", s.EventQueue},
+		{"ApprovalQueue", "APPROVAL_QUEUE", s.ApprovalQueue},
+		{"IntakeQueue", "INTAKE_QUEUE", s.IntakeQueue},
+	}
 	smEnv := env("MACHINES_PREFIX", MachinesPrefix, "DATABASE_SSLMODE", "verify-full", "LOG_LEVEL", p.LogLevel)
-	smEnv["EVENT_QUEUE_URL"] = s.EventQueue.QueueUrl()
-	smEnv["EVENT_QUEUE_ARN"] = s.EventQueue.QueueArn()
-	smEnv["APPROVAL_QUEUE_URL"] = s.ApprovalQueue.QueueUrl()
-	smEnv["APPROVAL_QUEUE_ARN"] = s.ApprovalQueue.QueueArn()
-	smEnv["INTAKE_QUEUE_URL"] = s.IntakeQueue.QueueUrl()
-	smEnv["INTAKE_QUEUE_ARN"] = s.IntakeQueue.QueueArn()
+	for _, q := range consumed {
+		smEnv[q.env+"_URL"] = q.queue.QueueUrl()
+		smEnv[q.env+"_ARN"] = q.queue.QueueArn()
+	}
 	smEnv["TASK_QUEUE_URL"] = s.TaskQueue.QueueUrl()
 	// What a task run's deadline is derived from (README.md, "Every dispatched task ends"): the
 	// satisfier's timeout bounds a run without timeoutSeconds, and the task queue as made above.
@@ -72,29 +84,17 @@ func (s *Stackseam) functions(p resolved) {
 	s.StateManager = common("StateManager", "stackseam state manager: applies events to stacks",
 		s.StateManagerRole, s.StateManagerSecurityGroup, s.StateManagerLogGroup,
 		s.functionCode(p, "./functions/statemanager", nil), p.StateManagerTimeout, p.StateManagerMemorySize, smEnv)
-	mapping := s.StateManager.AddEventSourceMapping(jsii.String("EventQueue"), &awslambda.EventSourceMappingOptions{
-		EventSourceArn:          s.EventQueue.QueueArn(),
-		BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
-		ReportBatchItemFailures: jsii.Bool(true),
-		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
-	})
-	approvals := s.StateManager.AddEventSourceMapping(jsii.String("ApprovalQueue"), &awslambda.EventSourceMappingOptions{
-		EventSourceArn:          s.ApprovalQueue.QueueArn(),
-		BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
-		ReportBatchItemFailures: jsii.Bool(true),
-		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
-	})
-	// The intake's messages are only forwarded into the event queue (each one SendMessage), so
-	// the state manager consumes it with the same limits; paused with the others, as a forward
-	// during a database outage would only wait in the event queue.
-	intake := s.StateManager.AddEventSourceMapping(jsii.String("IntakeQueue"), &awslambda.EventSourceMappingOptions{
-		EventSourceArn:          s.IntakeQueue.QueueArn(),
-		BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
-		ReportBatchItemFailures: jsii.Bool(true),
-		MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
-	})
+	mappings := make([]awslambda.EventSourceMapping, len(consumed))
+	for i, q := range consumed {
+		mappings[i] = s.StateManager.AddEventSourceMapping(jsii.String(q.id), &awslambda.EventSourceMappingOptions{
+			EventSourceArn:          q.queue.QueueArn(),
+			BatchSize:               jsii.Number(float64(p.StateManagerBatchSize)),
+			ReportBatchItemFailures: jsii.Bool(true),
+			MaxConcurrency:          jsii.Number(float64(p.StateManagerMaxConcurrency)),
+		})
+	}
 	s.StateManagerRole.AddToPrincipalPolicy(statement("ConsumeIntake", consumeActions, s.IntakeQueue.QueueArn()))
-	s.pauseOwnMapping(mapping, approvals, intake)
+	s.pauseOwnMapping(mappings...)
 
 	tf := &terraformBinary{path: p.TerraformBinary, cacheDir: p.dirs.cache}
 	if tf.path != "" {

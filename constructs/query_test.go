@@ -11,7 +11,7 @@ import (
 // no queue, no bucket, no event-source mapping, no schedule.
 func TestQueryFunctionReadsTheDatabaseOnly(t *testing.T) {
 	s := synth(t)
-	for _, stack := range []struct{ name, prefix string }{{"Default", def}, {"Embedded", emb}} {
+	for _, stack := range stacks {
 		tpl := s.templates[stack.name]
 		fn := tpl.res(t, stack.prefix+"Query/Resource")
 		fnID := tpl.id(t, stack.prefix+"Query/Resource")

@@ -145,34 +145,23 @@ func TestDefaultFunctionAssetsAreBuiltForLinuxArm64(t *testing.T) {
 
 func TestDefaultEventSourceMappings(t *testing.T) {
 	tpl := synth(t).templates["Default"]
-	require.Equal(t, map[string]any{
-		"FunctionName":          ref(tpl.id(t, def+"StateManager/Resource")),
-		"EventSourceArn":        getAtt(tpl.id(t, def+"EventQueue/Resource"), "Arn"),
-		"BatchSize":             10.0,
-		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
-		"ScalingConfig":         map[string]any{"MaximumConcurrency": 10.0},
-	}, tpl.res(t, def+"StateManager/EventQueue/Resource").Properties)
-	require.Equal(t, map[string]any{
-		"FunctionName":          ref(tpl.id(t, def+"StateManager/Resource")),
-		"EventSourceArn":        getAtt(tpl.id(t, def+"ApprovalQueue/Resource"), "Arn"),
-		"BatchSize":             10.0,
-		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
-		"ScalingConfig":         map[string]any{"MaximumConcurrency": 10.0},
-	}, tpl.res(t, def+"StateManager/ApprovalQueue/Resource").Properties)
-	require.Equal(t, map[string]any{
-		"FunctionName":          ref(tpl.id(t, def+"StateManager/Resource")),
-		"EventSourceArn":        getAtt(tpl.id(t, def+"IntakeQueue/Resource"), "Arn"),
-		"BatchSize":             10.0,
-		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
-		"ScalingConfig":         map[string]any{"MaximumConcurrency": 10.0},
-	}, tpl.res(t, def+"StateManager/IntakeQueue/Resource").Properties)
-	require.Equal(t, map[string]any{
-		"FunctionName":          ref(tpl.id(t, def+"Satisfier/Resource")),
-		"EventSourceArn":        getAtt(tpl.id(t, def+"TaskQueue/Resource"), "Arn"),
-		"BatchSize":             1.0,
-		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
-		"ScalingConfig":         map[string]any{"MaximumConcurrency": 20.0},
-	}, tpl.res(t, def+"Satisfier/TaskQueue/Resource").Properties)
+	for _, m := range []struct {
+		function, queue    string
+		batch, concurrency float64
+	}{
+		{"StateManager", "EventQueue", 10, 10},
+		{"StateManager", "ApprovalQueue", 10, 10},
+		{"StateManager", "IntakeQueue", 10, 10},
+		{"Satisfier", "TaskQueue", 1, 20},
+	} {
+		require.Equal(t, map[string]any{
+			"FunctionName":          ref(tpl.id(t, def+m.function+"/Resource")),
+			"EventSourceArn":        getAtt(tpl.id(t, def+m.queue+"/Resource"), "Arn"),
+			"BatchSize":             m.batch,
+			"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+			"ScalingConfig":         map[string]any{"MaximumConcurrency": m.concurrency},
+		}, tpl.res(t, def+m.function+"/"+m.queue+"/Resource").Properties, m.queue)
+	}
 }
 
 func TestDefaultQueues(t *testing.T) {
@@ -624,9 +613,9 @@ func asList(v any) []any {
 // is not suppressed with a reason.
 func TestCdkNagAwsSolutions(t *testing.T) {
 	s := synth(t)
-	for _, stack := range []string{"Default", "Embedded"} {
-		for _, m := range s.messages[stack] {
-			require.Failf(t, "cdk-nag or synthesis finding", "%s %s %s: %s", stack, m.Level, m.Path, m.Text)
+	for _, stack := range stacks {
+		for _, m := range s.messages[stack.name] {
+			require.Failf(t, "cdk-nag or synthesis finding", "%s %s %s: %s", stack.name, m.Level, m.Path, m.Text)
 		}
 	}
 	report, err := os.ReadFile(filepath.Join(s.outdir, "AwsSolutions-Default-NagReport.csv"))

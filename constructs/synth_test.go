@@ -61,6 +61,10 @@ var embeddedSchedules = []stackseam.Schedule{
 	{Name: "nightly-drift", Expression: "cron(0 2 * * ? *)", Machine: "reviewed-env", States: []string{"RUN"}, Event: "CHECK-DRIFT"},
 }
 
+// stacks are the two synthesized stacks — the construct with its defaults, and embedded in a
+// team's stack — each with the path of the construct in it.
+var stacks = []struct{ name, prefix string }{{"Default", def}, {"Embedded", emb}}
+
 // synthesized is the shared output: the cloud assembly directory and each stack's template.
 type synthesized struct {
 	outdir    string

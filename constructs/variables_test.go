@@ -15,7 +15,7 @@ import (
 // function needs.
 func TestFunctionEnvironmentMatchesDeclaredVariables(t *testing.T) {
 	s := synth(t)
-	for _, stack := range []struct{ name, prefix string }{{"Default", def}, {"Embedded", emb}} {
+	for _, stack := range stacks {
 		tpl := s.templates[stack.name]
 		for _, fn := range []struct {
 			path string

@@ -1,4 +1,4 @@
-package applier_test
+package applier
 
 import (
 	"context"
@@ -8,13 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/internal/applier"
 	"github.com/stackseam/stackseam/internal/catalog"
-	"github.com/stackseam/stackseam/internal/store"
-	"github.com/stackseam/stackseam/test/harness"
 )
-
-// TestMain is in applier_test.go (one per test binary).
 
 // TestSweepPrunesPastRetentionInBoundedBatches: the sweep deletes processed event keys and
 // rejections older than their retention — a backlog over several sweeps, each bounded — keeps the
@@ -22,23 +17,12 @@ import (
 func TestSweepPrunesPastRetentionInBoundedBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{DatabaseURL: harness.DatabaseURL(t)})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	_, err = st.Migrate(ctx)
-	require.NoError(t, err)
-
+	b := setup(t)
 	now := time.Now().UTC()
 	exec := func(sql string, args ...any) {
 		t.Helper()
-		_, err := st.Pool().Exec(ctx, sql, args...)
+		_, err := b.store.Pool().Exec(ctx, sql, args...)
 		require.NoError(t, err)
-	}
-	count := func(sql string) int {
-		t.Helper()
-		var n int
-		require.NoError(t, st.Pool().QueryRow(ctx, sql).Scan(&n))
-		return n
 	}
 	// 60,002 old keys (more than one sweep prunes), 3 recent ones; 7 old rejections, 2 recent.
 	exec(`INSERT INTO processed_events (key, stack_id, processed_at)
@@ -54,11 +38,11 @@ func TestSweepPrunesPastRetentionInBoundedBatches(t *testing.T) {
 	}
 	exec(`INSERT INTO history (stack_id, at, kind, event, machine) VALUES ('s', $1, 'rejected', 'X', 'm')`, now.Add(-400*24*time.Hour))
 
-	app := &applier.Applier{Store: st, Machines: catalog.NewDir(t.TempDir(), catalog.Options{}),
+	app := &Applier{Store: b.store, Machines: catalog.NewDir(t.TempDir(), catalog.Options{}),
 		Now: func() time.Time { return now }}
 
 	kept := *app
-	kept.Retention = applier.Retention{ProcessedEvents: -1, Rejections: -1}
+	kept.Retention = Retention{ProcessedEvents: -1, Rejections: -1}
 	res, err := kept.Sweep(ctx, time.Minute)
 	require.NoError(t, err)
 	require.Zero(t, res.PrunedEvents+res.PrunedRejections, "a negative retention keeps everything")
@@ -72,12 +56,12 @@ func TestSweepPrunesPastRetentionInBoundedBatches(t *testing.T) {
 	require.Equal(t, 10002, res.PrunedEvents, "the next sweep goes on with the backlog")
 	require.Zero(t, res.PrunedRejections)
 
-	require.Equal(t, 3, count(`SELECT count(*) FROM processed_events`), "keys within 30 days stay")
-	require.Equal(t, 2, count(`SELECT count(*) FROM rejections`), "rejections within 90 days stay")
-	require.Equal(t, 1, count(`SELECT count(*) FROM history`), "history is kept")
+	require.Equal(t, 3, b.count(t, `SELECT count(*) FROM processed_events`), "keys within 30 days stay")
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM rejections`), "rejections within 90 days stay")
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM history`), "history is kept")
 
 	short := *app
-	short.Retention = applier.Retention{ProcessedEvents: 28 * 24 * time.Hour}
+	short.Retention = Retention{ProcessedEvents: 28 * 24 * time.Hour}
 	res, err = short.Sweep(ctx, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, 3, res.PrunedEvents, "a configured retention replaces the default")

@@ -72,6 +72,14 @@ func (b *dirBundle) write(t *testing.T, name, content string) {
 	require.NoError(t, os.Chtimes(path, mtime, mtime))
 }
 
+// get is the machine name, which must load.
+func (b *dirBundle) get(t *testing.T, name string) *machine.Machine {
+	t.Helper()
+	m, err := b.catalog.Get(t.Context(), name)
+	require.NoError(t, err)
+	return m
+}
+
 func TestDirCatalogGet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -83,21 +91,19 @@ func TestDirCatalogGet(t *testing.T) {
 		".hidden.yml": validMachine,
 	})
 
-	m, err := b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	m := b.get(t, "a")
 	require.Equal(t, "a", m.Name)
 	require.Equal(t, filepath.Join(b.dir, "a.yml"), m.Source)
 	require.Equal(t, Stats{Lists: 1, Reads: 2}, b.catalog.Stats())
 
 	// Loaded once: more calls neither list nor read.
 	for range 10 {
-		again, err := b.catalog.Get(ctx, "a")
-		require.NoError(t, err)
+		again := b.get(t, "a")
 		require.Same(t, m, again)
 	}
 	require.Equal(t, Stats{Lists: 1, Reads: 2}, b.catalog.Stats())
 
-	_, err = b.catalog.Get(ctx, "b")
+	_, err := b.catalog.Get(ctx, "b")
 	require.ErrorIs(t, err, ErrInvalidMachine)
 	require.NotErrorIs(t, err, ErrUnknownMachine)
 	require.ErrorContains(t, err, filepath.Join(b.dir, "b.yaml")+":3:1: there is no INIT state; every stack starts in INIT [missing-init]")
@@ -118,11 +124,9 @@ func TestDirCatalogGet(t *testing.T) {
 
 func TestDirCatalogRefreshesOnlyChangedFiles(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	b := setupDir(t, map[string]string{"a.yml": validMachine, "b.yml": validMachine})
 
-	before, err := b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	before := b.get(t, "a")
 	require.Equal(t, "1", before.Version)
 	require.Equal(t, Stats{Lists: 1, Reads: 2}, b.catalog.Stats())
 
@@ -130,27 +134,23 @@ func TestDirCatalogRefreshesOnlyChangedFiles(t *testing.T) {
 
 	// Within the refresh interval the catalog does not look.
 	b.clock.Add(29 * time.Second)
-	m, err := b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	m := b.get(t, "a")
 	require.Same(t, before, m)
 	require.Equal(t, Stats{Lists: 1, Reads: 2}, b.catalog.Stats())
 
 	// After it, it lists again and reads only the changed file.
 	b.clock.Add(time.Second)
-	m, err = b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	m = b.get(t, "a")
 	require.Equal(t, "1.0", m.Version)
 	require.Equal(t, []string{"GO"}, m.Events)
 	require.Equal(t, Stats{Lists: 2, Reads: 3}, b.catalog.Stats())
 
 	// Nothing changed: the next listing reads nothing.
 	b.clock.Add(30 * time.Second)
-	unchanged, err := b.catalog.Get(ctx, "b")
-	require.NoError(t, err)
+	unchanged := b.get(t, "b")
 	require.Equal(t, Stats{Lists: 3, Reads: 3}, b.catalog.Stats())
 	b.clock.Add(30 * time.Second)
-	again, err := b.catalog.Get(ctx, "b")
-	require.NoError(t, err)
+	again := b.get(t, "b")
 	require.Same(t, unchanged, again)
 	require.Equal(t, Stats{Lists: 4, Reads: 3}, b.catalog.Stats())
 }
@@ -159,20 +159,18 @@ func TestDirCatalogValidityFollowsTheFile(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setupDir(t, map[string]string{"a.yml": validMachine})
-	_, err := b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	b.get(t, "a")
 
 	// A broken upload is never used, even though a good version was loaded.
 	b.write(t, "a.yml", invalidMachine)
 	b.clock.Add(30 * time.Second)
-	_, err = b.catalog.Get(ctx, "a")
+	_, err := b.catalog.Get(ctx, "a")
 	require.ErrorIs(t, err, ErrInvalidMachine)
 	require.ErrorContains(t, err, "[missing-init]")
 
 	b.write(t, "a.yml", otherMachine)
 	b.clock.Add(30 * time.Second)
-	m, err := b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	m := b.get(t, "a")
 	require.Equal(t, "1.0", m.Version)
 
 	require.NoError(t, os.Remove(filepath.Join(b.dir, "a.yml")))
@@ -200,15 +198,13 @@ func TestDirCatalogUnknownNameForcesARateLimitedListing(t *testing.T) {
 
 	// A second later, a miss lists again, long before RefreshInterval.
 	b.clock.Add(500 * time.Millisecond)
-	m, err := b.catalog.Get(ctx, "new")
-	require.NoError(t, err)
+	m := b.get(t, "new")
 	require.Equal(t, "new", m.Name)
 	require.Equal(t, Stats{Lists: 2, Reads: 2}, b.catalog.Stats())
 
 	// Known names never force a listing.
 	b.clock.Add(5 * time.Second)
-	_, err = b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	b.get(t, "a")
 	require.Equal(t, int64(2), b.catalog.Stats().Lists)
 }
 
@@ -226,8 +222,7 @@ func TestDirCatalogSourceErrorsAreTransient(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setupDir(t, map[string]string{"a.yml": validMachine})
-	_, err := b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	b.get(t, "a")
 
 	// The folder disappears: what was loaded keeps working, anything else
 	// is a transient error rather than "unknown".
@@ -235,10 +230,9 @@ func TestDirCatalogSourceErrorsAreTransient(t *testing.T) {
 	require.NoError(t, os.Rename(b.dir, moved))
 	t.Cleanup(func() { _ = os.RemoveAll(moved) })
 	b.clock.Add(30 * time.Second)
-	m, err := b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	m := b.get(t, "a")
 	require.Equal(t, "a", m.Name)
-	_, err = b.catalog.Get(ctx, "b")
+	_, err := b.catalog.Get(ctx, "b")
 	require.Error(t, err)
 	require.NotErrorIs(t, err, ErrUnknownMachine)
 	require.NotErrorIs(t, err, ErrInvalidMachine)
@@ -249,8 +243,7 @@ func TestDirCatalogSourceErrorsAreTransient(t *testing.T) {
 	require.NoError(t, os.Rename(moved, b.dir))
 	require.NoError(t, os.WriteFile(filepath.Join(b.dir, "b.yml"), []byte(validMachine), 0o600))
 	b.clock.Add(time.Second)
-	_, err = b.catalog.Get(ctx, "b")
-	require.NoError(t, err)
+	b.get(t, "b")
 }
 
 func TestDirCatalogMissingFolder(t *testing.T) {
@@ -301,8 +294,7 @@ func TestCatalogRefreshIgnoresIntervals(t *testing.T) {
 	require.NoError(t, b.catalog.Refresh(ctx))
 	require.NoError(t, b.catalog.Refresh(ctx))
 	require.Equal(t, Stats{Lists: 2, Reads: 1}, b.catalog.Stats())
-	_, err := b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	b.get(t, "a")
 	require.Equal(t, int64(2), b.catalog.Stats().Lists, "Get uses the listing Refresh made")
 }
 
@@ -406,15 +398,14 @@ func TestCatalogKeepsTheLastValidVersion(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setupDir(t, map[string]string{"a.yml": validMachine})
-	first, err := b.catalog.Get(ctx, "a")
-	require.NoError(t, err)
+	first := b.get(t, "a")
 	require.Len(t, first.Hash, 64)
 	require.Equal(t, validMachine, string(first.Body))
 
 	// Broken, then deleted: Get and Loaded say so, Version still has the valid one.
 	b.write(t, "a.yml", invalidMachine)
 	b.clock.Add(time.Minute)
-	_, err = b.catalog.Get(ctx, "a")
+	_, err := b.catalog.Get(ctx, "a")
 	require.ErrorIs(t, err, ErrInvalidMachine)
 	_, err = b.catalog.Loaded("a")
 	require.ErrorIs(t, err, ErrInvalidMachine)

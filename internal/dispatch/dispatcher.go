@@ -4,6 +4,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -293,10 +294,7 @@ func (d *Dispatcher) margin() time.Duration {
 }
 
 func (d *Dispatcher) logger() *slog.Logger {
-	if d.Logger != nil {
-		return d.Logger
-	}
-	return slog.Default()
+	return cmp.Or(d.Logger, slog.Default())
 }
 
 func (d *Dispatcher) executorNames() []string {

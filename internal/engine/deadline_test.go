@@ -74,8 +74,7 @@ func TestEveryDispatchedRunGetsADeadline(t *testing.T) {
 // the notification, and the run's genuine result arriving later is ignored.
 func TestSettledRunIsMarkedAndItsLateResultIgnored(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	infra := b.runOf("infra")
 	d := b.apply(message.Event{Event: message.EventTaskError, TaskRunID: infra, Description: "no result within 3h",
 		SettledBy: message.SettledByDeadline})

@@ -55,6 +55,14 @@ func setup(t *testing.T) *bundle {
 	return &bundle{t: t, m: featureEnv(), now: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
 }
 
+// launched is setup with its stack launched on feature-env.
+func launched(t *testing.T) *bundle {
+	t.Helper()
+	b := setup(t)
+	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	return b
+}
+
 func (b *bundle) apply(ev message.Event) Decision {
 	b.t.Helper()
 	if ev.StackID == "" {
@@ -133,8 +141,7 @@ func TestLaunchCreatesStackAndDispatchesTasks(t *testing.T) {
 
 func TestAllTasksCompletedFiresNextOnce(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	infra, dns := b.runOf("infra"), b.runOf("dns")
 
 	d := b.result(infra, true)
@@ -160,8 +167,7 @@ func TestAllTasksCompletedFiresNextOnce(t *testing.T) {
 
 func TestRepeatedResultIsIgnored(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	infra := b.runOf("infra")
 	require.Equal(t, Applied, b.result(infra, true).Outcome)
 	d := b.result(infra, true)
@@ -172,8 +178,7 @@ func TestRepeatedResultIsIgnored(t *testing.T) {
 
 func TestStaleResultFromEarlierVisitCannotSatisfyCurrentOne(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	oldInfra := b.runOf("infra")
 	// Leave PROVISION before its tasks finish, come back through a new stack
 	// visit: the old run id must not count.
@@ -186,8 +191,7 @@ func TestStaleResultFromEarlierVisitCannotSatisfyCurrentOne(t *testing.T) {
 
 func TestTaskErrorThenRetryFailedTasks(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	infra, dns := b.runOf("infra"), b.runOf("dns")
 	b.result(dns, true)
 
@@ -214,8 +218,7 @@ func TestTaskErrorThenRetryFailedTasks(t *testing.T) {
 
 func TestRetryWithNothingToRetryIsIgnored(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	d := b.apply(message.Event{Event: message.EventRetryFailedTasks})
 	require.Equal(t, Ignored, d.Outcome)
 	require.Contains(t, d.Reason, "no failed tasks")
@@ -223,8 +226,7 @@ func TestRetryWithNothingToRetryIsIgnored(t *testing.T) {
 
 func TestRetryPendingTasksRedispatchesWithNewRunIDs(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	infra, dns := b.runOf("infra"), b.runOf("dns")
 	b.result(infra, true)
 	d := b.apply(message.Event{Event: message.EventRetryPendingTasks})
@@ -237,8 +239,7 @@ func TestRetryPendingTasksRedispatchesWithNewRunIDs(t *testing.T) {
 
 func TestAutomaticRetryBacksOff(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 
 	d := b.result(b.runOf("dns"), false)
 	require.Len(t, d.Dispatch, 1)
@@ -352,8 +353,7 @@ func TestRejections(t *testing.T) {
 
 func TestApplyDoesNotMutateInput(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	before := b.stack.Clone()
 	snapshot := *b.stack
 	d := Apply(Input{Stack: b.stack, Machine: b.m, Event: message.Event{StackID: "feature-1", Event: message.EventTaskCompleted, TaskRunID: b.runOf("infra"), Outputs: message.Metadata{"x": "y"}},
@@ -514,8 +514,7 @@ func TestTransitionsPerEventAreBounded(t *testing.T) {
 // never held back, so a task always settles.
 func TestTransitionsPerMinuteAreBounded(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	infra := b.runOf("infra")
 	b.stack.RecentTransitions = MaxTransitionsPerMinute
 	d := b.apply(message.Event{Event: "DESTROY"})
@@ -535,8 +534,7 @@ func byName(event, task string) message.Event {
 
 func TestResultByTaskNameSettlesTheCurrentPendingRun(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	infra := b.runOf("infra")
 
 	d := b.apply(byName(message.EventTaskCompleted, "infra"))
@@ -570,8 +568,7 @@ func TestResultByTaskNameSettlesTheCurrentPendingRun(t *testing.T) {
 
 func TestResultWithRunIDStaysStaleProof(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.apply(message.Event{Event: "LAUNCH", Machine: "feature-env"})
+	b := launched(t)
 	infra := b.runOf("infra")
 	// A run id of another task (or of an earlier visit) never settles a task, even one the
 	// result names: the run id decides, not the name.

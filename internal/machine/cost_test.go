@@ -88,29 +88,24 @@ func billionLaughs() string {
 // aliasedStates anchors a state whose `on` lists `actions` advances and
 // gives `states` states that state, by alias.
 func aliasedStates(actions, states int) string {
-	var b strings.Builder
-	b.WriteString(header + "x-state: &s\n  on:\n    GO:\n")
-	for i := 0; i < actions; i++ {
-		b.WriteString("      - {action: advance, state: DONE}\n")
-	}
-	b.WriteString("states:\n  INIT: {on: {GO: [{action: advance, state: DONE}]}}\n  DONE: {terminal: true}\n")
-	for i := 0; i < states; i++ {
-		fmt.Fprintf(&b, "  S%d: *s\n", i)
-	}
-	return b.String()
+	return anchoredStates("x-state: &s\n  on:\n    GO:\n", "      - {action: advance, state: DONE}\n", actions,
+		"  S%d: *s\n", states)
 }
 
 // aliasedOnLists anchors one long action list and hands it to every event
 // of every state.
 func aliasedOnLists() string {
+	return anchoredStates("x-list: &l\n", "  - {action: no-op}\n", 3000, "  S%d: {on: {GO: *l, STOP: *l}}\n", 20000)
+}
+
+// anchoredStates is a file whose anchor (the line anchor, then item repeated items times) the
+// states S0… (stateLine, formatted with each one's number) alias, beside INIT and DONE.
+func anchoredStates(anchor, item string, items int, stateLine string, states int) string {
 	var b strings.Builder
-	b.WriteString(header + "x-list: &l\n")
-	for i := 0; i < 3000; i++ {
-		b.WriteString("  - {action: no-op}\n")
-	}
+	b.WriteString(header + anchor + strings.Repeat(item, items))
 	b.WriteString("states:\n  INIT: {on: {GO: [{action: advance, state: DONE}]}}\n  DONE: {terminal: true}\n")
-	for i := 0; i < 20000; i++ {
-		fmt.Fprintf(&b, "  S%d: {on: {GO: *l, STOP: *l}}\n", i)
+	for i := 0; i < states; i++ {
+		fmt.Fprintf(&b, stateLine, i)
 	}
 	return b.String()
 }

@@ -484,23 +484,19 @@ func (p *parser) scalarJSON(n *yaml.Node, rule string) any {
 	case "!!null":
 		return nil
 	case "!!bool":
-		var b bool
-		if n.Decode(&b) == nil {
+		if b, ok := decoded[bool](n); ok {
 			return b
 		}
 	case "!!int":
-		var i int
-		if n.Decode(&i) == nil {
+		if i, ok := decoded[int](n); ok {
 			return i
 		}
 		// Too big for int: keep the digits rather than lose precision.
-		var f float64
-		if n.Decode(&f) == nil {
+		if f, ok := decoded[float64](n); ok {
 			return f
 		}
 	case "!!float":
-		var f float64
-		if n.Decode(&f) == nil {
+		if f, ok := decoded[float64](n); ok {
 			if math.IsInf(f, 0) || math.IsNaN(f) {
 				p.problem(n, rule, "%s cannot be represented in JSON", n.Value)
 				return nil
@@ -510,6 +506,13 @@ func (p *parser) scalarJSON(n *yaml.Node, rule string) any {
 	}
 	// Strings, and dates kept as written since JSON has no date type.
 	return n.Value
+}
+
+// decoded is n's value as a T, and whether it decodes as one.
+func decoded[T any](n *yaml.Node) (T, bool) {
+	var v T
+	err := n.Decode(&v)
+	return v, err == nil
 }
 
 // sortProblems orders problems by place and drops exact repeats, which

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,10 +90,7 @@ func (d *DeadLetter) Wrap(handle func(context.Context, Message) error) func(cont
 }
 
 func (d *DeadLetter) logger() *slog.Logger {
-	if d.Logger != nil {
-		return d.Logger
-	}
-	return slog.Default()
+	return cmp.Or(d.Logger, slog.Default())
 }
 
 // redrivePolicy returns the queue's redrive policy, read at most once per policyTTL.

@@ -98,6 +98,19 @@ func (h *handled) snapshot() []queue.Message {
 	return append([]queue.Message(nil), h.calls...)
 }
 
+// pollAll polls url, handling every message successfully in groups of 2, until n were handled,
+// and returns what was.
+func pollAll(t *testing.T, url string, n int) *handled {
+	t.Helper()
+	log := &handled{}
+	startPoller(t, testPoller(t, url), queue.InOrderByGroup(func(_ context.Context, m queue.Message) error {
+		log.add(m)
+		return nil
+	}, 2))
+	require.Eventually(t, func() bool { return len(log.snapshot()) >= n }, waitLimit, 50*time.Millisecond)
+	return log
+}
+
 // bodiesOf returns the bodies of the calls whose group is group (all calls if group is "*").
 func (h *handled) bodiesOf(group string) []string {
 	var out []string
@@ -217,13 +230,7 @@ func TestSendChunksAcrossBatchesInOrder(t *testing.T) {
 	require.NoError(t, queue.Send(context.Background(), client, url, msgs))
 	require.Equal(t, []int{10, 10, 5}, rec.entryCounts(t))
 
-	var log handled
-	startPoller(t, testPoller(t, url), queue.InOrderByGroup(func(_ context.Context, m queue.Message) error {
-		log.add(m)
-		return nil
-	}, 2))
-
-	require.Eventually(t, func() bool { return len(log.snapshot()) >= 25 }, waitLimit, 50*time.Millisecond)
+	log := pollAll(t, url, 25)
 	require.Equal(t, want, log.bodiesOf("stack-1"), "a FIFO group keeps the order of the slice given to Send")
 	require.Eventually(t, func() bool { return messagesInQueue(t, url) == 0 }, waitLimit, 100*time.Millisecond)
 }
@@ -242,12 +249,7 @@ func TestSendSplitsBatchOver256KiB(t *testing.T) {
 	require.NoError(t, queue.Send(context.Background(), client, url, msgs))
 	require.Equal(t, []int{2, 2, 1}, rec.entryCounts(t))
 
-	var log handled
-	startPoller(t, testPoller(t, url), queue.InOrderByGroup(func(_ context.Context, m queue.Message) error {
-		log.add(m)
-		return nil
-	}, 2))
-	require.Eventually(t, func() bool { return len(log.snapshot()) >= 5 }, waitLimit, 50*time.Millisecond)
+	log := pollAll(t, url, 5)
 	require.ElementsMatch(t, want, log.bodiesOf("*"))
 }
 

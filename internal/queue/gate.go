@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -98,10 +99,7 @@ func (ps Pausers) Resume(ctx context.Context) error {
 const pauserTimeout = 10 * time.Second
 
 func (g *Gate) logger() *slog.Logger {
-	if g.Logger != nil {
-		return g.Logger
-	}
-	return slog.Default()
+	return cmp.Or(g.Logger, slog.Default())
 }
 
 func (g *Gate) probeEvery() time.Duration {

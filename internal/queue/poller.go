@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,11 +76,7 @@ func (p *Poller) Run(ctx context.Context, h BatchHandler) error {
 }
 
 func (p *Poller) logger() *slog.Logger {
-	l := p.Logger
-	if l == nil {
-		l = slog.Default()
-	}
-	return l.With("queueUrl", p.QueueURL)
+	return cmp.Or(p.Logger, slog.Default()).With("queueUrl", p.QueueURL)
 }
 
 func (p *Poller) receiveInput() *sqs.ReceiveMessageInput {

@@ -33,6 +33,17 @@ type fakeSQS struct {
 	requestError func(n int) bool
 }
 
+// failEntry is an entryError that fails the entry whose body is body with verdict on each of its
+// first tries tries (on every try when tries is 0) and accepts every other entry.
+func failEntry(body, verdict string, tries int) func(string, int) string {
+	return func(b string, try int) string {
+		if b == body && (tries == 0 || try <= tries) {
+			return verdict
+		}
+		return ""
+	}
+}
+
 type fakeEntry struct {
 	ID   string `json:"Id"`
 	Body string `json:"MessageBody"`
@@ -142,12 +153,7 @@ func TestSendChunksByCountAndSize(t *testing.T) {
 func TestSendRetriesTransientEntryAndKeepsGroupOrder(t *testing.T) {
 	t.Parallel()
 	f, client := newFakeSQS(t)
-	f.entryError = func(body string, try int) string {
-		if body == "m9" && try == 1 {
-			return "transient"
-		}
-		return ""
-	}
+	f.entryError = failEntry("m9", "transient", 1)
 	// m9 ends the first request; m10 and m11 are in the same group and in the second request.
 	msgs := outgoing(14, map[int]string{9: "A", 10: "A", 11: "A", 12: "B"})
 
@@ -160,12 +166,7 @@ func TestSendRetriesTransientEntryAndKeepsGroupOrder(t *testing.T) {
 func TestSendReportsPermanentFailureAndHoldsBackItsGroup(t *testing.T) {
 	t.Parallel()
 	f, client := newFakeSQS(t)
-	f.entryError = func(body string, _ int) string {
-		if body == "m9" {
-			return "permanent"
-		}
-		return ""
-	}
+	f.entryError = failEntry("m9", "permanent", 0)
 	msgs := outgoing(14, map[int]string{9: "A", 10: "A", 11: "A", 12: "B"})
 
 	err := queue.Send(context.Background(), client, fakeQueueURL, msgs)
@@ -182,12 +183,7 @@ func TestSendReportsPermanentFailureAndHoldsBackItsGroup(t *testing.T) {
 func TestSendGivesUpOnEntryThatKeepsFailing(t *testing.T) {
 	t.Parallel()
 	f, client := newFakeSQS(t)
-	f.entryError = func(body string, _ int) string {
-		if body == "m1" {
-			return "transient"
-		}
-		return ""
-	}
+	f.entryError = failEntry("m1", "transient", 0)
 
 	err := queue.Send(context.Background(), client, fakeQueueURL, outgoing(3, nil))
 

@@ -33,6 +33,49 @@ func openFromSecret(t *testing.T, secret string, cfg Config) (*Store, *harness.S
 	return st, fake
 }
 
+// fakePostgres accepts connections on a loopback port until the test ends and serves each in its
+// own goroutine, closing it after; it returns the port. It speaks only what a test needs of the
+// protocol (the TLS negotiation).
+func fakePostgres(t *testing.T, serve func(net.Conn)) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				serve(conn)
+			}()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// writeCA writes a new test CA's certificate to a PEM file and returns the CA and the file's path.
+func writeCA(t *testing.T, name string) (*localenv.TestCA, string) {
+	t.Helper()
+	ca, err := localenv.NewTestCA(name)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(file, ca.PEM(), 0o600))
+	return ca, file
+}
+
+// secretJSON is the JSON of an RDS secret for user app of database app at host:port; port is a
+// number or a string of digits, as parsePort takes either.
+func secretJSON(t *testing.T, password, host string, port any) string {
+	t.Helper()
+	secret, err := json.Marshal(map[string]any{"username": "app", "password": password, "host": host,
+		"port": port, "dbname": "app"})
+	require.NoError(t, err)
+	return string(secret)
+}
+
 func ping(st *Store) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -88,10 +131,7 @@ func TestOpenVerifiesTheServer(t *testing.T) {
 	t.Parallel()
 	srv := harness.TLSDatabaseServer(t)
 	db := srv.AppDatabase(t)
-	otherCA, err := localenv.NewTestCA("another CA")
-	require.NoError(t, err)
-	otherFile := filepath.Join(t.TempDir(), "other.pem")
-	require.NoError(t, os.WriteFile(otherFile, otherCA.PEM(), 0o600))
+	_, otherFile := writeCA(t, "another CA")
 
 	for _, tc := range []struct {
 		mode, rootCert string
@@ -127,42 +167,27 @@ func TestOpenVerifiesTheServer(t *testing.T) {
 // and completes under verify-ca.
 func TestOpenChecksTheHostNameUnderVerifyFull(t *testing.T) {
 	t.Parallel()
-	ca, err := localenv.NewTestCA("host name test CA")
-	require.NoError(t, err)
+	ca, caFile := writeCA(t, "host name test CA")
 	certPEM, keyPEM, err := ca.Issue("db.other.internal")
 	require.NoError(t, err)
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	require.NoError(t, err)
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(caFile, ca.PEM(), 0o600))
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close() })
 	handshakes := make(chan error, 10)
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			// SSLRequest is 8 bytes; 'S' says "go on with TLS".
-			if _, err := io.ReadFull(conn, make([]byte, 8)); err == nil {
-				_, _ = conn.Write([]byte{'S'})
-				handshakes <- tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{cert}}).Handshake()
-			}
-			conn.Close()
+	port := fakePostgres(t, func(conn net.Conn) {
+		// SSLRequest is 8 bytes; 'S' says "go on with TLS".
+		if _, err := io.ReadFull(conn, make([]byte, 8)); err == nil {
+			_, _ = conn.Write([]byte{'S'})
+			handshakes <- tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{cert}}).Handshake()
 		}
-	}()
-	secret, err := json.Marshal(map[string]any{"username": "app", "password": "pw", "host": "localhost",
-		"port": strconv.Itoa(l.Addr().(*net.TCPAddr).Port), "dbname": "app"})
-	require.NoError(t, err)
+	})
+	secret := secretJSON(t, "pw", "localhost", strconv.Itoa(port))
 
-	st, _ := openFromSecret(t, string(secret), Config{SSLMode: "verify-full", SSLRootCert: caFile})
+	st, _ := openFromSecret(t, secret, Config{SSLMode: "verify-full", SSLRootCert: caFile})
 	require.ErrorContains(t, ping(st), "certificate is valid for db.other.internal, not localhost")
 	require.Error(t, <-handshakes)
 
-	st, _ = openFromSecret(t, string(secret), Config{SSLMode: "verify-ca", SSLRootCert: caFile})
+	st, _ = openFromSecret(t, secret, Config{SSLMode: "verify-ca", SSLRootCert: caFile})
 	err = ping(st)
 	require.Error(t, err, "the fake server closes after the handshake")
 	require.NotContains(t, err.Error(), "certificate")
@@ -219,53 +244,36 @@ func TestConfigFromEnv(t *testing.T) {
 // another.
 func TestOpenNeverFallsBackToPlaintext(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close() })
 	type seen struct {
 		sslRequest bool
 		after      int // bytes received after declining TLS
 	}
 	conns := make(chan seen, 100)
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				head := make([]byte, 8)
-				if _, err := io.ReadFull(conn, head); err != nil {
-					conns <- seen{}
-					return
-				}
-				// SSLRequest: length 8, code 80877103.
-				s := seen{sslRequest: string(head) == "\x00\x00\x00\x08\x04\xd2\x16\x2f"}
-				if s.sslRequest {
-					_, _ = conn.Write([]byte{'N'})
-				}
-				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-				n, _ := io.Copy(io.Discard, conn)
-				s.after = int(n)
-				conns <- s
-			}()
+	port := fakePostgres(t, func(conn net.Conn) {
+		head := make([]byte, 8)
+		if _, err := io.ReadFull(conn, head); err != nil {
+			conns <- seen{}
+			return
 		}
-	}()
-	secret, err := json.Marshal(map[string]any{"username": "app", "password": "hunter2", "host": "127.0.0.1",
-		"port": l.Addr().(*net.TCPAddr).Port, "dbname": "app"})
-	require.NoError(t, err)
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	ca, err := localenv.NewTestCA("unused CA")
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(caFile, ca.PEM(), 0o600))
+		// SSLRequest: length 8, code 80877103.
+		s := seen{sslRequest: string(head) == "\x00\x00\x00\x08\x04\xd2\x16\x2f"}
+		if s.sslRequest {
+			_, _ = conn.Write([]byte{'N'})
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _ := io.Copy(io.Discard, conn)
+		s.after = int(n)
+		conns <- s
+	})
+	secret := secretJSON(t, "hunter2", "127.0.0.1", port)
+	_, caFile := writeCA(t, "unused CA")
 
 	for _, mode := range []string{"", "verify-full", "verify-ca", "require", "require without a root file"} {
 		cfg := Config{SSLMode: mode, SSLRootCert: caFile}
 		if mode == "require without a root file" {
 			cfg = Config{SSLMode: "require"}
 		}
-		st, _ := openFromSecret(t, string(secret), cfg)
+		st, _ := openFromSecret(t, secret, cfg)
 		err := ping(st)
 		require.ErrorContains(t, err, "server refused TLS connection", "mode %q", mode)
 		require.NotContains(t, err.Error(), "hunter2")

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,25 +25,19 @@ type OverdueRun struct {
 // runs behind it waiting). It reads every live stack's task list: stacks are few (one per
 // environment), and the sweep that calls it runs once a minute.
 func (s *Store) OverdueRuns(ctx context.Context, now time.Time, limit int) ([]OverdueRun, error) {
-	rows, err := s.pool.Query(ctx, `
+	return queryAll(ctx, s, "reading overdue task runs", scanOverdueRun, `
 		SELECT s.id, s.machine, t->>'name', t->>'runId', (t->>'dispatchedAt')::timestamptz, (t->>'deadline')::timestamptz
 		FROM stacks s, jsonb_array_elements(s.tasks) AS t
 		WHERE t->>'status' = 'pending' AND t ? 'deadline' AND (t->>'deadline')::timestamptz <= $1
 		  AND NOT EXISTS (SELECT 1 FROM processed_events
 		                  WHERE key = $3 || s.id || ':' || (t->>'runId'))
 		ORDER BY 6 LIMIT $2`, now, limit, SettleKeyPrefix(message.SettledByDeadline))
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error finding overdue task runs: %w", err))
-	}
-	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OverdueRun, error) {
-		var r OverdueRun
-		err := row.Scan(&r.StackID, &r.Machine, &r.Task, &r.RunID, &r.DispatchedAt, &r.Deadline)
-		return r, err
-	})
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error reading overdue task runs: %w", err))
-	}
-	return runs, nil
+}
+
+func scanOverdueRun(row pgx.CollectableRow) (OverdueRun, error) {
+	var r OverdueRun
+	err := row.Scan(&r.StackID, &r.Machine, &r.Task, &r.RunID, &r.DispatchedAt, &r.Deadline)
+	return r, err
 }
 
 // SettleKeyPrefix is the start of the idempotency key of a TASK_ERROR the state manager applies
@@ -63,24 +56,19 @@ type SettledRun struct {
 	Reason    string
 }
 
-// SettledRuns lists the runs of live stacks the state manager settled itself since since, oldest
-// first. It reads the history of live stacks only; an operator command, it is not on any hot path.
-func (s *Store) SettledRuns(ctx context.Context, since time.Time) ([]SettledRun, error) {
-	rows, err := s.pool.Query(ctx, `
+// SettledRunsOf lists the runs of the given live stacks the state manager settled itself since
+// since, oldest first; an operator read, it is not on any hot path.
+func (s *Store) SettledRunsOf(ctx context.Context, stackIDs []string, since time.Time) ([]SettledRun, error) {
+	return queryAll(ctx, s, "reading force-settled task runs", scanSettledRun, `
 		SELECT h.stack_id, h.task, h.task_run_id, h.at, h.detail->>'settledBy', coalesce(h.reason, '')
 		FROM history h JOIN stacks s ON s.id = h.stack_id
-		WHERE h.kind = 'task-failed' AND h.detail ? 'settledBy' AND h.at >= $1
-		ORDER BY h.at, h.id`, since)
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error listing force-settled task runs: %w", err))
-	}
-	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SettledRun, error) {
-		var r SettledRun
-		err := row.Scan(&r.StackID, &r.Task, &r.RunID, &r.At, &r.SettledBy, &r.Reason)
-		return r, err
-	})
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error reading force-settled task runs: %w", err))
-	}
-	return runs, nil
+		WHERE h.stack_id = ANY($2) AND h.kind = 'task-failed' AND h.detail ? 'settledBy' AND h.at >= $1
+		ORDER BY h.at, h.id`, since, stackIDs)
+}
+
+func scanSettledRun(row pgx.CollectableRow) (SettledRun, error) {
+	var r SettledRun
+	err := row.Scan(&r.StackID, &r.Task, &r.RunID, &r.At, &r.SettledBy, &r.Reason)
+	r.At = r.At.UTC()
+	return r, err
 }

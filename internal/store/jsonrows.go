@@ -106,16 +106,29 @@ func (o *jsonObject) time(k string, t time.Time) {
 	}
 }
 
-// historyRowsJSON is historyJSON's array, written by hand (see above); the same values as
-// json.Marshal of the historyRow values, and the same errors.
-func historyRowsJSON(rows []historyRow) ([]byte, error) {
-	b := make([]byte, 0, 256*len(rows))
+// appendObjectArray appends items to b as a JSON array, each an object whose members fields
+// writes; the first error a member meets ends it.
+func appendObjectArray[T any](b []byte, items []T, fields func(o *jsonObject, item *T)) ([]byte, error) {
 	b = append(b, '[')
-	for i, r := range rows {
+	for i := range items {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		o := jsonObject{b: append(b, '{'), first: true}
+		fields(&o, &items[i])
+		if o.err != nil {
+			return nil, o.err
+		}
+		b = append(o.b, '}')
+	}
+	return append(b, ']'), nil
+}
+
+// historyRowsJSON is historyJSON's array, written by hand (see above); the same values as
+// json.Marshal of the historyRow values, and the same errors.
+func historyRowsJSON(rows []historyRow) ([]byte, error) {
+	b := make([]byte, 0, 256*len(rows))
+	return appendObjectArray(b, rows, func(o *jsonObject, r *historyRow) {
 		o.int("ord", int64(r.Ord))
 		o.str("stack_id", r.StackID)
 		o.str("machine", r.Machine)
@@ -139,18 +152,14 @@ func historyRowsJSON(rows []historyRow) ([]byte, error) {
 			if o.b, ok = appendJSONDetail(o.b, r.Detail); !ok {
 				detail, err := json.Marshal(r.Detail)
 				if err != nil {
-					return nil, err
+					o.err = err
+					return
 				}
 				o.b = append(o.b, detail...)
 			}
 		}
 		o.str("message_id", r.MessageID)
-		if o.err != nil {
-			return nil, o.err
-		}
-		b = append(o.b, '}')
-	}
-	return append(b, ']'), nil
+	})
 }
 
 // outboxRow is one row of an INSERT … jsonb_to_recordset into the outbox.
@@ -169,23 +178,13 @@ func outboxRowsJSON(rows []outboxRow) ([]byte, error) {
 		n += len(r.Body) + len(r.Body)/8 + 160
 	}
 	b := make([]byte, 0, n)
-	b = append(b, '[')
-	for i, r := range rows {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		o := jsonObject{b: append(b, '{'), first: true}
+	return appendObjectArray(b, rows, func(o *jsonObject, r *outboxRow) {
 		o.str("stack_id", r.StackID)
 		o.str("destination", r.Destination)
 		o.str("body", r.Body)
 		o.int("delay_seconds", int64(r.DelaySeconds))
 		o.time("created_at", r.CreatedAt)
-		if o.err != nil {
-			return nil, o.err
-		}
-		b = append(o.b, '}')
-	}
-	return append(b, ']'), nil
+	})
 }
 
 // sameMetadata reports whether a and b hold the same keys with equal values, for values as
@@ -332,12 +331,7 @@ func tasksJSON(tasks []message.StackTask) ([]byte, error) {
 		return []byte("null"), nil
 	}
 	b := make([]byte, 0, 2+200*len(tasks))
-	b = append(b, '[')
-	for i, t := range tasks {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		o := jsonObject{b: append(b, '{'), first: true}
+	return appendObjectArray(b, tasks, func(o *jsonObject, t *message.StackTask) {
 		o.str("name", t.Name)
 		o.str("status", string(t.Status))
 		o.str("runId", t.RunID)
@@ -355,10 +349,5 @@ func tasksJSON(tasks []message.StackTask) ([]byte, error) {
 		if t.Log != "" {
 			o.str("log", t.Log)
 		}
-		if o.err != nil {
-			return nil, o.err
-		}
-		b = append(o.b, '}')
-	}
-	return append(b, ']'), nil
+	})
 }

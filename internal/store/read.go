@@ -54,12 +54,7 @@ func (s *Store) ListStacks(ctx context.Context, opts ListOptions) ([]*engine.Sta
 		args = append(args, opts.Limit)
 		q += fmt.Sprintf(" LIMIT $%d", len(args))
 	}
-	rows, _ := s.pool.Query(ctx, q, args...)
-	stacks, err := pgx.CollectRows(rows, scanStack)
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error listing stacks: %w", err))
-	}
-	return stacks, nil
+	return queryAll(ctx, s, "listing stacks", scanStack, q, args...)
 }
 
 // HistoryRecord is one stored history row of a stack: an event applied,
@@ -108,31 +103,28 @@ func (s *Store) History(ctx context.Context, stackID string, opts HistoryOptions
 		q += " LIMIT $3"
 		args = append(args, opts.Limit)
 	}
-	rows, _ := s.pool.Query(ctx, q, args...)
-	records, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (HistoryRecord, error) {
-		var r HistoryRecord
-		var ms *int64
-		var detail []byte
-		if err := row.Scan(&r.ID, &r.StackID, &r.Machine, &r.At, &r.Kind, &r.Event, &r.FromState, &r.ToState,
-			&r.Task, &r.TaskRunID, &ms, &r.Reason, &detail, &r.MessageID); err != nil {
-			return r, err
-		}
-		if ms != nil {
-			d := time.Duration(*ms) * time.Millisecond
-			r.Duration = &d
-		}
-		if len(detail) > 0 && string(detail) != "null" {
-			if err := json.Unmarshal(detail, &r.Detail); err != nil {
-				return r, fmt.Errorf("error decoding detail of history row %d: %w", r.ID, err)
-			}
-		}
-		r.At = r.At.UTC()
-		return r, nil
-	})
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error reading history of stack %s: %w", stackID, err))
+	return queryAll(ctx, s, fmt.Sprintf("reading history of stack %s", stackID), scanHistoryRecord, q, args...)
+}
+
+func scanHistoryRecord(row pgx.CollectableRow) (HistoryRecord, error) {
+	var r HistoryRecord
+	var ms *int64
+	var detail []byte
+	if err := row.Scan(&r.ID, &r.StackID, &r.Machine, &r.At, &r.Kind, &r.Event, &r.FromState, &r.ToState,
+		&r.Task, &r.TaskRunID, &ms, &r.Reason, &detail, &r.MessageID); err != nil {
+		return r, err
 	}
-	return records, nil
+	if ms != nil {
+		d := time.Duration(*ms) * time.Millisecond
+		r.Duration = &d
+	}
+	if len(detail) > 0 && string(detail) != "null" {
+		if err := json.Unmarshal(detail, &r.Detail); err != nil {
+			return r, fmt.Errorf("error decoding detail of history row %d: %w", r.ID, err)
+		}
+	}
+	r.At = r.At.UTC()
+	return r, nil
 }
 
 // RejectionRecord is one stored rejected message.
@@ -152,18 +144,16 @@ type RejectionRecord struct {
 // stack's history because the stack did not exist when they arrived (a first
 // event without a machine, an unknown machine…).
 func (s *Store) Rejections(ctx context.Context, stackID string, afterID int64) ([]RejectionRecord, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT id, at, message_id, stack_id, event, reason, body
+	return queryAll(ctx, s, fmt.Sprintf("reading rejections of stack %s", stackID), scanRejectionRecord,
+		`SELECT id, at, message_id, stack_id, event, reason, body
 		FROM rejections WHERE stack_id = $1 AND id > $2 ORDER BY id`, stackID, afterID)
-	records, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RejectionRecord, error) {
-		var r RejectionRecord
-		err := row.Scan(&r.ID, &r.At, &r.MessageID, &r.StackID, &r.Event, &r.Reason, &r.Body)
-		r.At = r.At.UTC()
-		return r, err
-	})
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error reading rejections of stack %s: %w", stackID, err))
-	}
-	return records, nil
+}
+
+func scanRejectionRecord(row pgx.CollectableRow) (RejectionRecord, error) {
+	var r RejectionRecord
+	err := row.Scan(&r.ID, &r.At, &r.MessageID, &r.StackID, &r.Event, &r.Reason, &r.Body)
+	r.At = r.At.UTC()
+	return r, err
 }
 
 // StrayRejections returns, oldest first, up to limit (all when limit ≤ 0) of
@@ -182,17 +172,7 @@ func (s *Store) StrayRejections(ctx context.Context, stackID string, afterID int
 		q += " LIMIT $3"
 		args = append(args, limit)
 	}
-	rows, _ := s.pool.Query(ctx, q, args...)
-	records, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RejectionRecord, error) {
-		var r RejectionRecord
-		err := row.Scan(&r.ID, &r.At, &r.MessageID, &r.StackID, &r.Event, &r.Reason, &r.Body)
-		r.At = r.At.UTC()
-		return r, err
-	})
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error reading rejections of stack %s: %w", stackID, err))
-	}
-	return records, nil
+	return queryAll(ctx, s, fmt.Sprintf("reading rejections of stack %s", stackID), scanRejectionRecord, q, args...)
 }
 
 // Absence says what is known about a stack that does not exist.
@@ -232,25 +212,6 @@ func (s *Store) Absent(ctx context.Context, stackID string) (Absence, error) {
 	return a, nil
 }
 
-// SettledRunsOf is SettledRuns for the given live stacks only.
-func (s *Store) SettledRunsOf(ctx context.Context, stackIDs []string, since time.Time) ([]SettledRun, error) {
-	rows, _ := s.pool.Query(ctx, `
-		SELECT h.stack_id, h.task, h.task_run_id, h.at, h.detail->>'settledBy', coalesce(h.reason, '')
-		FROM history h JOIN stacks s ON s.id = h.stack_id
-		WHERE h.stack_id = ANY($2) AND h.kind = 'task-failed' AND h.detail ? 'settledBy' AND h.at >= $1
-		ORDER BY h.at, h.id`, since, stackIDs)
-	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SettledRun, error) {
-		var r SettledRun
-		err := row.Scan(&r.StackID, &r.Task, &r.RunID, &r.At, &r.SettledBy, &r.Reason)
-		r.At = r.At.UTC()
-		return r, err
-	})
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error reading force-settled task runs: %w", err))
-	}
-	return runs, nil
-}
-
 // MachineSummary is one machine the database knows: live stacks run on it,
 // or a stack once ran on one of its versions.
 type MachineSummary struct {
@@ -266,24 +227,21 @@ type MachineSummary struct {
 
 // Machines lists the machines of live stacks and of stored versions, by name.
 func (s *Store) Machines(ctx context.Context) ([]MachineSummary, error) {
-	rows, _ := s.pool.Query(ctx, `
+	return queryAll(ctx, s, "listing machines", scanMachineSummary, `
 		SELECT n.name, coalesce(c.live, 0), coalesce(v.hash, ''), v.stored_at
 		FROM (SELECT machine AS name FROM stacks UNION SELECT name FROM machine_versions) n
 		LEFT JOIN (SELECT machine, count(*) AS live FROM stacks GROUP BY machine) c ON c.machine = n.name
 		LEFT JOIN LATERAL (SELECT hash, stored_at FROM machine_versions WHERE name = n.name
 			ORDER BY stored_at DESC, hash LIMIT 1) v ON true
 		ORDER BY n.name`)
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MachineSummary, error) {
-		var m MachineSummary
-		err := row.Scan(&m.Name, &m.LiveStacks, &m.LatestVersion, &m.LatestStoredAt)
-		if m.LatestStoredAt != nil {
-			t := m.LatestStoredAt.UTC()
-			m.LatestStoredAt = &t
-		}
-		return m, err
-	})
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error listing machines: %w", err))
+}
+
+func scanMachineSummary(row pgx.CollectableRow) (MachineSummary, error) {
+	var m MachineSummary
+	err := row.Scan(&m.Name, &m.LiveStacks, &m.LatestVersion, &m.LatestStoredAt)
+	if m.LatestStoredAt != nil {
+		t := m.LatestStoredAt.UTC()
+		m.LatestStoredAt = &t
 	}
-	return list, nil
+	return m, err
 }

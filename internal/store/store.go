@@ -101,12 +101,7 @@ type ApplyInput struct {
 
 // StackMachines returns the names of the machines live stacks run on, sorted.
 func (s *Store) StackMachines(ctx context.Context) ([]string, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT DISTINCT machine FROM stacks ORDER BY machine`)
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error listing the machines of live stacks: %w", err))
-	}
-	return names, nil
+	return queryAll(ctx, s, "listing the machines of live stacks", pgx.RowTo[string], `SELECT DISTINCT machine FROM stacks ORDER BY machine`)
 }
 
 // LatestMachineVersion returns the body of the version of machine name a
@@ -216,7 +211,7 @@ func (s *Store) ParkOutbox(ctx context.Context, parked []Parked) ([]OutboxMessag
 	for i, p := range parked {
 		ids[i], reasons[i], results[i] = p.ID, storableText(p.Reason, 4096), p.Result
 	}
-	rows, _ := s.pool.Query(ctx, `WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r(id, reason, result)),
+	return queryAll(ctx, s, fmt.Sprintf("parking %d outbox rows", len(ids)), pgx.RowToStructByPos[OutboxMessage], `WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r(id, reason, result)),
 		moved AS (DELETE FROM outbox o USING r WHERE o.id = r.id
 			RETURNING o.id, o.stack_id, o.destination, o.body, o.delay_seconds, o.created_at, r.reason, r.result),
 		parked AS (INSERT INTO parked_outbox (id, stack_id, destination, body, delay_seconds, created_at, parked_at, reason)
@@ -228,24 +223,14 @@ func (s *Store) ParkOutbox(ctx context.Context, parked []Parked) ([]OutboxMessag
 		INSERT INTO outbox (stack_id, destination, body, delay_seconds, created_at)
 		SELECT m.stack_id, $6, m.result, 0, $4 FROM moved m WHERE m.result <> ''
 		RETURNING `+outboxColumns, ids, reasons, results, time.Now().UTC(), engine.KindParked, DestinationEvent)
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error parking %d outbox rows: %w", len(ids), err))
-	}
-	return out, nil
 }
 
 // StaleOutbox returns unsent messages older than age, for the sweep that
 // publishes what a crashed process left behind. Rows being written by a live
 // transaction are not visible, so only abandoned ones come back.
 func (s *Store) StaleOutbox(ctx context.Context, age time.Duration, limit int) ([]OutboxMessage, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT `+outboxColumns+` FROM outbox
+	return queryAll(ctx, s, "reading stale outbox rows", pgx.RowToStructByPos[OutboxMessage], `SELECT `+outboxColumns+` FROM outbox
 		WHERE created_at < $1 ORDER BY id LIMIT $2`, time.Now().Add(-age), limit)
-	msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error reading stale outbox rows: %w", err))
-	}
-	return msgs, nil
 }
 
 // Rejection is a message that could not be applied at all.
@@ -317,6 +302,18 @@ func (s *Store) noteErr(err error) error {
 		s.onAuthFailure()
 	}
 	return err
+}
+
+// queryAll runs q and collects every row with scan: the one way the store's
+// list reads query, so each failure — of the query or of a row — is noted
+// (a refused password) and wrapped with what was being read.
+func queryAll[T any](ctx context.Context, s *Store, what string, scan pgx.RowToFunc[T], q string, args ...any) ([]T, error) {
+	rows, _ := s.pool.Query(ctx, q, args...)
+	list, err := pgx.CollectRows(rows, scan)
+	if err != nil {
+		return nil, s.noteErr(fmt.Errorf("error %s: %w", what, err))
+	}
+	return list, nil
 }
 
 // IsAuthFailure reports whether err is PostgreSQL refusing the credentials.
@@ -516,16 +513,11 @@ const SystemEventIDPrefix = "ttl-"
 // stack's version as ifVersion, so a stack that moves on before it is applied ignores it. It
 // returns the rows, to be sent.
 func (s *Store) EnqueueBroadcast(ctx context.Context, machineName string, states []string, event, eventID string) ([]OutboxMessage, error) {
-	rows, _ := s.pool.Query(ctx, `INSERT INTO outbox (stack_id, destination, body, delay_seconds, created_at)
+	return queryAll(ctx, s, fmt.Sprintf("enqueueing %s to the stacks of %s in %v", event, machineName, states), pgx.RowToStructByPos[OutboxMessage], `INSERT INTO outbox (stack_id, destination, body, delay_seconds, created_at)
 		SELECT id, 'event', json_build_object('stackId', id, 'event', $3::text,
 			'eventId', $4::text, 'ifVersion', version)::text, 0, now()
 		FROM stacks WHERE machine = $1 AND state = ANY($2)
 		RETURNING `+outboxColumns, machineName, states, event, eventID)
-	msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error enqueueing %s to the stacks of %s in %v: %w", event, machineName, states, err))
-	}
-	return msgs, nil
 }
 
 // EnqueueExpired finds stacks of machine that have been idle in state since
@@ -533,7 +525,7 @@ func (s *Store) EnqueueBroadcast(ctx context.Context, machineName string, states
 // stack to the outbox: event, conditional on the stack's current version so
 // that any activity in between cancels it. Each idle visit is enqueued once.
 func (s *Store) EnqueueExpired(ctx context.Context, machineName, state, event string, idleSince time.Time, limit int) ([]OutboxMessage, error) {
-	rows, _ := s.pool.Query(ctx, `WITH due AS (
+	return queryAll(ctx, s, fmt.Sprintf("enqueueing expired stacks of %s in %s", machineName, state), pgx.RowToStructByPos[OutboxMessage], `WITH due AS (
 			UPDATE stacks SET ttl_sent_version = version
 			WHERE id IN (SELECT id FROM stacks
 				WHERE machine = $1 AND state = $2 AND last_activity_at < $3
@@ -545,9 +537,4 @@ func (s *Store) EnqueueExpired(ctx context.Context, machineName, state, event st
 			'eventId', $6::text || version, 'ifVersion', version)::text, 0, now()
 		FROM due
 		RETURNING `+outboxColumns, machineName, state, idleSince, event, limit, SystemEventIDPrefix)
-	msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-	if err != nil {
-		return nil, s.noteErr(fmt.Errorf("error enqueueing expired stacks of %s in %s: %w", machineName, state, err))
-	}
-	return msgs, nil
 }

@@ -7,6 +7,7 @@ package codebuild
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -147,10 +148,7 @@ func (h *HandOver) write(ctx context.Context, key string, rec Record) error {
 }
 
 func (h *HandOver) logger() *slog.Logger {
-	if h.Logger != nil {
-		return h.Logger
-	}
-	return slog.Default()
+	return cmp.Or(h.Logger, slog.Default())
 }
 
 func readRecord(ctx context.Context, client Objects, bucket, key string) (Record, bool, error) {

@@ -53,6 +53,13 @@ func fixtures(t *testing.T) string {
 	return filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform")
 }
 
+// printenvTask applies the printenv fixture, whose local-exec prints the environment variable
+// name as Terraform sees it.
+func printenvTask(name string) message.Task {
+	return tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
+		"variables": map[string]any{"variable_name": name}}, nil)
+}
+
 func tfTask(name string, config map[string]any, meta message.Metadata) message.Task {
 	return message.Task{
 		Task:      message.TaskSpec{Name: name, Executor: "terraform", Config: config},
@@ -165,8 +172,7 @@ func TestSecretsAreMaskedInTheStoredLog(t *testing.T) {
 	t.Parallel()
 	const password = "correct-horse-battery-staple"
 	r := newRunner(t, "DB_PASSWORD="+password)
-	task := tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
-		"variables": map[string]any{"variable_name": "DB_PASSWORD"}}, nil)
+	task := printenvTask("DB_PASSWORD")
 	out, err := r.Run(context.Background(), task)
 	require.NoError(t, err)
 	log := storedLog(t, r, out.Log)

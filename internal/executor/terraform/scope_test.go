@@ -38,12 +38,16 @@ func only(t *testing.T, f *localenv.STSFake) map[string]string {
 	return reqs[0]
 }
 
-func newScope(t *testing.T, fake *localenv.STSFake) *terraform.Scope {
-	return &terraform.Scope{
+// scopedRunner is newRunner whose runs assume the Terraform role through fake, with the
+// satisfier's own static credentials.
+func scopedRunner(t *testing.T, fake *localenv.STSFake, extraEnv ...string) *terraform.Runner {
+	r := newRunner(t, extraEnv...)
+	r.Scope = &terraform.Scope{
 		STS: sts.New(sts.Options{Region: harness.Region, BaseEndpoint: aws.String(fake.URL),
 			Credentials: credentials.NewStaticCredentialsProvider("AKIDSATISFIER", "satisfier-secret", "")}),
 		RoleARN: "arn:aws:iam::123456789012:role/stackseam-terraform",
 	}
+	return r
 }
 
 // TestScopedRunUsesAssumedCredentials runs a real OpenTofu whose local-exec prints the
@@ -53,10 +57,8 @@ func newScope(t *testing.T, fake *localenv.STSFake) *terraform.Scope {
 func TestScopedRunUsesAssumedCredentials(t *testing.T) {
 	t.Parallel()
 	fake := newSTSFake(t)
-	r := newRunner(t)
-	r.Scope = newScope(t, fake)
-	task := tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
-		"variables": map[string]any{"variable_name": "AWS_CONTAINER_CREDENTIALS_FULL_URI"}}, nil)
+	r := scopedRunner(t, fake)
+	task := printenvTask("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 	task.TaskRunID = "01JRUN/with:odd chars"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -85,11 +87,9 @@ func TestScopedRunUsesAssumedCredentials(t *testing.T) {
 func TestScopedRunHasNoStaticCredentials(t *testing.T) {
 	t.Parallel()
 	fake := newSTSFake(t)
-	r := newRunner(t, "AWS_SESSION_TOKEN=process-session-token-0123456789")
-	r.Scope = newScope(t, fake)
+	r := scopedRunner(t, fake, "AWS_SESSION_TOKEN=process-session-token-0123456789")
 	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"} {
-		out, err := r.Run(context.Background(), tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
-			"variables": map[string]any{"variable_name": name}}, nil))
+		out, err := r.Run(context.Background(), printenvTask(name))
 		require.Error(t, err, name)
 		log := storedLog(t, r, out.Log)
 		require.Contains(t, log, "local-exec provisioner error", name)
@@ -99,11 +99,9 @@ func TestScopedRunHasNoStaticCredentials(t *testing.T) {
 
 func TestScopedRunMasksAssumedSecrets(t *testing.T) {
 	t.Parallel()
-	r := newRunner(t)
 	fake := newSTSFake(t)
-	r.Scope = newScope(t, fake)
-	task := tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
-		"variables": map[string]any{"variable_name": "AWS_CONTAINER_AUTHORIZATION_TOKEN"}}, nil)
+	r := scopedRunner(t, fake)
+	task := printenvTask("AWS_CONTAINER_AUTHORIZATION_TOKEN")
 	out, err := r.Run(context.Background(), task)
 	require.NoError(t, err)
 	log := storedLog(t, r, out.Log)
@@ -122,8 +120,7 @@ func TestScopedRunFailsWhenTheRoleCannotBeAssumed(t *testing.T) {
 	defer srv.Close()
 	r.Scope = &terraform.Scope{STS: sts.New(sts.Options{Region: harness.Region, BaseEndpoint: aws.String(srv.URL),
 		Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")}), RoleARN: "arn:aws:iam::1:role/tf"}
-	_, err := r.Run(context.Background(), tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
-		"variables": map[string]any{"variable_name": "HOME"}}, nil))
+	_, err := r.Run(context.Background(), printenvTask("HOME"))
 	require.ErrorContains(t, err, "error assuming the Terraform role arn:aws:iam::1:role/tf for machine m")
 	require.ErrorContains(t, err, "AccessDenied")
 }
@@ -210,13 +207,11 @@ func TestScopedLongRunFallsBackToTheChainedHour(t *testing.T) {
 	t.Parallel()
 	fake := newSTSFake(t)
 	fake.Chained = true
-	r := newRunner(t)
-	r.Scope = newScope(t, fake)
+	r := scopedRunner(t, fake)
 	r.Scope.MaxDuration = terraform.MaxSession
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()
-	out, err := r.Run(ctx, tfTask("print", map[string]any{"source": localSource("printenv"), "action": "apply",
-		"variables": map[string]any{"variable_name": "AWS_CONTAINER_CREDENTIALS_FULL_URI"}}, nil))
+	out, err := r.Run(ctx, printenvTask("AWS_CONTAINER_CREDENTIALS_FULL_URI"))
 	require.NoError(t, err)
 	reqs := fake.Requests()
 	require.Len(t, reqs, 2)

@@ -6,6 +6,7 @@ package terraform
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -666,10 +667,7 @@ func (r *Runner) lockLease() time.Duration {
 }
 
 func (r *Runner) logger() *slog.Logger {
-	if r.Logger != nil {
-		return r.Logger
-	}
-	return slog.Default()
+	return cmp.Or(r.Logger, slog.Default())
 }
 
 func sortedKeys(m map[string]any) []string {
