@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
@@ -115,8 +113,8 @@ func runRetry(ctx context.Context, c *cli, cmd *command, args []string) int {
 	return publish(ctx, c, cmd, fs, &sf, ev)
 }
 
-// sendFlags are the flags of the commands that send an event (send, retry): the queue, and the
-// output format.
+// sendFlags are the flags of the commands that send an event (send, retry, complete; approve
+// and reject with the approvals queue): the queue, and the output format.
 type sendFlags struct {
 	q   queueFlags
 	out outputFlag
@@ -153,13 +151,9 @@ func publishSigned(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, 
 	if _, err := message.ParseEvent(body); err != nil {
 		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), message.ErrInvalid.Error()+": "))
 	}
-	url, awsCfg, err := q.resolve(ctx, c)
-	if err != nil {
-		if errors.Is(err, errNoQueue) {
-			return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
-		}
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
+	url, awsCfg, code, ok := q.resolveOrSay(ctx, c, cmd, fs)
+	if !ok {
+		return code
 	}
 	dedup := ev.EventID
 	if dedup == "" {
@@ -175,16 +169,7 @@ func publishSigned(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, 
 			msg.Attributes = map[string]string{signing.Attribute: key.Sign(string(body))}
 		}
 	}
-	client := sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
-		if e := q.aws.serviceEndpoint(c, "SQS"); e != nil {
-			o.BaseEndpoint = e
-		}
-	})
-	if err := queue.Send(ctx, client, url, []queue.Outgoing{msg}); err != nil {
-		var se *queue.SendError
-		if errors.As(err, &se) && len(se.Failures) == 1 {
-			err = fmt.Errorf("error sending %s to %s: %w", ev.Event, url, se.Failures[0].Err)
-		}
+	if err := q.send(ctx, c, awsCfg, url, ev.Event, msg); err != nil {
 		return fail(c, cmd, err)
 	}
 	if out.json() {
