@@ -246,34 +246,39 @@ func (f *databaseFlags) register(fs *flag.FlagSet) {
 	f.aws.register(fs)
 }
 
-// readFlags are the flags of the commands that read the database (stacks, show, history): where
-// it is, and the output format.
-type readFlags struct {
-	db  databaseFlags
+// reading is an opened command that reads the database (stacks, show, plan, history): the read
+// API, the stack its arguments name, and the output format.
+type reading struct {
+	api query.API
+	id  string
 	out outputFlag
+	// done releases the read API.
+	done func()
 }
 
-// start registers f's flags on fs (which holds the command's own), parses args, checks that they
-// name one stack (with stack) or nothing, and opens the read API (databaseFlags.api). When the
-// command cannot go on it has said why, and api is nil and code the exit code; otherwise the
-// caller calls done when finished.
-func (f *readFlags) start(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, args []string, stack bool) (api query.API, done func(), id string, code int) {
-	f.db.register(fs)
-	f.out.register(fs)
+// openReading registers the read flags (databaseFlags, outputFlag) on fs, which holds the
+// command's own, parses args, checks that they name one stack (with stack) or nothing, and opens
+// the read API (databaseFlags.api). When the command cannot go on it has said why, and r is nil
+// and code the exit code; otherwise the caller calls r.done when finished.
+func openReading(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, args []string, stack bool) (r *reading, code int) {
+	var db databaseFlags
+	db.register(fs)
+	r = &reading{}
+	r.out.register(fs)
 	if stack {
 		var ok bool
-		if id, code, ok = parseStack(c, fs, args); !ok {
-			return nil, nil, "", code
+		if r.id, code, ok = parseStack(c, fs, args); !ok {
+			return nil, code
 		}
 	} else if code, ok := parseNoArgs(c, fs, args, ""); !ok {
-		return nil, nil, "", code
+		return nil, code
 	}
-	api, done, err := f.db.api(ctx, c)
-	if err != nil {
+	var err error
+	if r.api, r.done, err = db.api(ctx, c); err != nil {
 		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return nil, nil, "", exitCode(err)
+		return nil, exitCode(err)
 	}
-	return api, done, id, exitOK
+	return r, exitOK
 }
 
 // parseStack parses args with fs and returns the one stack id they must name; when they do not
