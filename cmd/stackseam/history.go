@@ -150,7 +150,7 @@ type historyReader struct {
 func (r *historyReader) next(ctx context.Context) ([]entry, error) {
 	var out []entry
 	for {
-		page, err := r.api.History(ctx, query.HistoryRequest{StackID: r.id, Cursor: r.cursor})
+		page, err := r.api.History(ctx, query.HistoryRequest{StackID: r.id, Paging: query.Paging{Cursor: r.cursor}})
 		if err != nil {
 			return nil, err
 		}

@@ -66,10 +66,11 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 	}
 	defer r.done()
 	api, out, now := r.api, r.out, c.now()
+	filter := query.Filter{Machine: *machineName, State: *state}
 	if *stuck {
-		return listStuck(ctx, c, cmd, api, query.StuckRequest{Machine: *machineName, State: *state}, *limit, now, now.Add(-*since), out.json())
+		return listStuck(ctx, c, cmd, api, query.StuckRequest{Filter: filter}, *limit, now, now.Add(-*since), out.json())
 	}
-	stacks, err := listStacks(ctx, api, query.StacksRequest{Machine: *machineName, State: *state}, *limit)
+	stacks, err := listStacks(ctx, api, query.StacksRequest{Filter: filter}, *limit)
 	if err != nil {
 		return fail(c, cmd, err)
 	}

@@ -28,3 +28,15 @@ func TestEveryRequestFieldIsAQuestion(t *testing.T) {
 		require.True(t, questions[i].asked(&req), name)
 	}
 }
+
+// Filter and Paging are embedded: their fields stand in the request's own JSON object.
+func TestFilterAndPagingAreFieldsOfTheRequest(t *testing.T) {
+	t.Parallel()
+	want := StacksRequest{Filter: Filter{Machine: "env", State: "RUN"}, Paging: Paging{Limit: 5, Cursor: "c"}}
+	body, err := json.Marshal(want)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"machine": "env", "state": "RUN", "limit": 5, "cursor": "c"}`, string(body))
+	req, refused := ParseRequest([]byte(`{"stacks": ` + string(body) + `}`))
+	require.Nil(t, refused)
+	require.Equal(t, want, *req.Stacks)
+}

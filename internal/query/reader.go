@@ -43,10 +43,12 @@ func checkName(field, v string) error {
 	return nil
 }
 
-// openPage checks what every paged question carries, in this order: its page size n (def when
-// 0, at most most), its filters (field and value pairs, each bounded by checkName) and its cursor,
-// which must come from an answer of the same kind. It returns the page size and the position.
-func openPage(kind string, n, def, most int, cursorText string, filters ...string) (int, cursor, error) {
+// openPage checks what every paged question carries, in this order: its page size p.Limit (def
+// when 0, at most most), its filters (field and value pairs, each bounded by checkName) and its
+// cursor, which must come from an answer of the same kind. It returns the page size and the
+// position.
+func openPage(kind string, p Paging, def, most int, filters ...string) (int, cursor, error) {
+	n := p.Limit
 	if n < 0 || n > most {
 		return 0, cursor{}, invalid("limit: want 1 to %d, not %d", most, n)
 	}
@@ -58,8 +60,16 @@ func openPage(kind string, n, def, most int, cursorText string, filters ...strin
 			return 0, cursor{}, err
 		}
 	}
-	c, err := decodeCursor(kind, cursorText)
+	c, err := decodeCursor(kind, p.Cursor)
 	return n, c, err
+}
+
+// fields are f's filters as openPage takes them.
+func (f Filter) fields() []string { return []string{"machine", f.Machine, "state", f.State} }
+
+// listOptions selects the stacks f keeps, after and up to limit.
+func (f Filter) listOptions(after string, limit int) store.ListOptions {
+	return store.ListOptions{Machine: f.Machine, State: f.State, After: after, Limit: limit}
 }
 
 // defaultSince is how far back settled runs and rejections are listed when a request names no
@@ -175,13 +185,12 @@ func newStack(s *engine.Stack) Stack {
 
 // Stacks implements API.
 func (r *Reader) Stacks(ctx context.Context, req StacksRequest) (*StacksPage, error) {
-	limit, c, err := openPage("stacks", req.Limit, DefaultPageSize, MaxPageSize, req.Cursor,
-		"machine", req.Machine, "state", req.State)
+	limit, c, err := openPage("stacks", req.Paging, DefaultPageSize, MaxPageSize, req.fields()...)
 	if err != nil {
 		return nil, err
 	}
 	// One more than the page, to know whether another follows.
-	stacks, err := r.st.ListStacks(ctx, store.ListOptions{Machine: req.Machine, State: req.State, After: c.After, Limit: limit + 1})
+	stacks, err := r.st.ListStacks(ctx, req.listOptions(c.After, limit+1))
 	if err != nil {
 		return nil, err
 	}
@@ -199,14 +208,13 @@ func (r *Reader) Stacks(ctx context.Context, req StacksRequest) (*StacksPage, er
 
 // Stuck implements API.
 func (r *Reader) Stuck(ctx context.Context, req StuckRequest) (*StuckPage, error) {
-	limit, c, err := openPage("stuck", req.Limit, DefaultPageSize, MaxPageSize, req.Cursor,
-		"machine", req.Machine, "state", req.State)
+	limit, c, err := openPage("stuck", req.Paging, DefaultPageSize, MaxPageSize, req.fields()...)
 	if err != nil {
 		return nil, err
 	}
 	now := timeOr(req.Now, r.now())
 	since := timeOr(req.Since, now.Add(-defaultSince))
-	stacks, err := r.st.ListStacks(ctx, store.ListOptions{Machine: req.Machine, State: req.State, After: c.After, Limit: limit + 1})
+	stacks, err := r.st.ListStacks(ctx, req.listOptions(c.After, limit+1))
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +278,7 @@ func (r *Reader) History(ctx context.Context, req HistoryRequest) (*HistoryPage,
 	if !message.ValidStackID(req.StackID) {
 		return nil, invalid("stackId: %q is not a valid stack id", cutForMessage(req.StackID))
 	}
-	limit, c, err := openPage("history", req.Limit, DefaultHistoryPageSize, MaxHistoryPageSize, req.Cursor)
+	limit, c, err := openPage("history", req.Paging, DefaultHistoryPageSize, MaxHistoryPageSize)
 	if err != nil {
 		return nil, err
 	}
