@@ -102,7 +102,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	cbapi "github.com/aws/aws-sdk-go-v2/service/codebuild"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -129,7 +129,9 @@ import (
 func main() {
 	oneTask := flag.Bool("one-task", false, "run the one task handed over to this CodeBuild build (TASK_OBJECT_KEY) and exit")
 	flag.Parse()
-	vars.Main("satisfier", func(ctx context.Context, logger *slog.Logger) error { return run(ctx, logger, *oneTask) })
+	vars.MainAWS("satisfier", func(ctx context.Context, logger *slog.Logger, awsCfg aws.Config) error {
+		return run(ctx, logger, awsCfg, *oneTask)
+	})
 }
 
 // options is the environment, read once.
@@ -229,15 +231,11 @@ func readOptions(oneTask bool) (options, error) {
 	return c, nil
 }
 
-func run(ctx context.Context, logger *slog.Logger, oneTask bool) error {
+func run(ctx context.Context, logger *slog.Logger, awsCfg aws.Config, oneTask bool) error {
 	started := time.Now()
 	cfg, err := readOptions(oneTask)
 	if err != nil {
 		return err
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return fmt.Errorf("error loading AWS configuration: %w", err)
 	}
 	// An endpoint override (an emulator) has no bucket sub-domains: address S3 by path, and give
 	// the S3 backend the same endpoint.

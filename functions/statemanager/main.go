@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -32,7 +32,7 @@ import (
 	"github.com/stackseam/stackseam/internal/store"
 )
 
-func main() { vars.Main("state manager", run) }
+func main() { vars.MainAWS("state manager", run) }
 
 // settings is the environment, read once.
 type settings struct {
@@ -156,15 +156,11 @@ func readSettings() (settings, error) {
 	return s, nil
 }
 
-func run(ctx context.Context, logger *slog.Logger) error {
+func run(ctx context.Context, logger *slog.Logger, awsCfg aws.Config) error {
 	started := time.Now()
 	cfg, err := readSettings()
 	if err != nil {
 		return err
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return fmt.Errorf("error loading AWS configuration: %w", err)
 	}
 	dbCfg := cfg.database
 	dbCfg.Secrets = secretsmanager.NewFromConfig(awsCfg)
