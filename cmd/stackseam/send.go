@@ -73,8 +73,8 @@ func (m *metaFlag) Set(v string) error {
 
 func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
-	stackID := fs.String("stack", "", "the stack `ID` (required)")
-	event := fs.String("event", "", "the `EVENT` name (required)")
+	var t targetFlags
+	event := t.register(fs, "event", "the `EVENT` name (required)")
 	machineName := fs.String("machine", "", "the stack's `MACHINE` (required for a new stack)")
 	eventID := fs.String("event-id", "", "an `ID` that makes the event idempotent: a second event with it is not applied")
 	ifVersion := ifVersionFlag(fs, "apply the event only while the stack is at `VERSION` (see `stackseam show`); otherwise it is ignored")
@@ -82,16 +82,13 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs.Var(&meta, "meta", "metadata `KEY=VALUE` to merge into the stack's (repeatable)")
 	var sf sendFlags
 	sf.register(fs)
-	if code, ok := parseNoArgs(c, fs, args, " (the stack and event are flags: --stack ID --event EVENT)"); !ok {
+	if code, ok := t.parse(c, fs, args); !ok {
 		return code
-	}
-	if *stackID == "" || *event == "" {
-		return usageError(c, fs, "--stack and --event are required")
 	}
 	if why := message.Reserved(*event); why != "" {
 		return usageError(c, fs, "%s", why)
 	}
-	ev := message.Event{StackID: *stackID, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID,
+	ev := message.Event{StackID: t.stack, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID,
 		IfVersion: *ifVersion}
 	return publish(ctx, c, cmd, fs, &sf, ev)
 }
@@ -111,6 +108,35 @@ func runRetry(ctx context.Context, c *cli, cmd *command, args []string) int {
 		ev.Event = message.EventRetryPendingTasks
 	}
 	return publish(ctx, c, cmd, fs, &sf, ev)
+}
+
+// targetFlags are what a command that takes flags only sends to (send, complete): --stack, and
+// one more required flag naming what the command sends (--event, --task).
+type targetFlags struct {
+	stack string
+	what  string
+	value string
+}
+
+// register registers --stack and --what (with usage) on fs and returns what's value.
+func (t *targetFlags) register(fs *flag.FlagSet, what, usage string) *string {
+	t.what = what
+	fs.StringVar(&t.stack, "stack", "", "the stack `ID` (required)")
+	fs.StringVar(&t.value, what, "", usage)
+	return &t.value
+}
+
+// parse parses args with fs (parseNoArgs) and checks that both flags are given. When the command
+// cannot go on (or help was asked for), ok is false and code the exit code.
+func (t *targetFlags) parse(c *cli, fs *flag.FlagSet, args []string) (code int, ok bool) {
+	hint := fmt.Sprintf(" (the stack and %s are flags: --stack ID --%s %s)", t.what, t.what, strings.ToUpper(t.what))
+	if code, ok := parseNoArgs(c, fs, args, hint); !ok {
+		return code, false
+	}
+	if t.stack == "" || t.value == "" {
+		return usageError(c, fs, "--stack and --%s are required", t.what), false
+	}
+	return exitOK, true
 }
 
 // sendFlags are the flags of the commands that send an event (send, retry, complete; approve
