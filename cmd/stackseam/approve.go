@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -12,10 +11,8 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
 )
@@ -80,13 +77,8 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 	fs.StringVar(&event, "event", event, "the approval `EVENT` the machine lists under approvals")
 	eventID := fs.String("event-id", "", "an `ID` that makes the approval idempotent")
 	ifVersion := ifVersionFlag(fs, "apply the approval only while the stack is at `VERSION` (as `stackseam plan` showed it); otherwise it is ignored")
-	queueURL := fs.String("approval-queue-url", "", "the approvals queue's `URL` (default $APPROVAL_QUEUE_URL)")
-	var stack stackNameFlag
-	stack.register(fs)
-	var a awsFlags
-	a.register(fs)
-	var out outputFlag
-	out.register(fs)
+	sf := sendFlags{q: queueFlags{kind: approvalsQueue}}
+	sf.register(fs)
 	pos, code, done := parseFlags(fs, args, c.stdout, c.stderr)
 	if done {
 		return code
@@ -94,27 +86,9 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 	if len(pos) != 1 {
 		return usageError(c, fs, "name one stack")
 	}
-	// As for send: a flag beats a variable; of two flags or two variables, the URL beats the stack.
-	url, stackName := *queueURL, stack.name
-	if url == "" && stackName == "" {
-		url, stackName = c.getenv("APPROVAL_QUEUE_URL"), c.getenv(deployed.EnvStackName)
-	}
-	if url == "" && stackName == "" {
-		return usageError(c, fs, "no approvals queue: set --approval-queue-url or APPROVAL_QUEUE_URL, or --stack-name or %s", deployed.EnvStackName)
-	}
-	awsCfg, err := a.config(ctx, c)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
-	}
-	if url == "" {
-		d, err := lookupDeployment(ctx, awsCfg, a.serviceEndpoint(c, "CLOUDFORMATION"), stackName)
-		if err == nil {
-			url, err = d.need(d.approvalURL, deployed.OutputApprovalQueueURL)
-		}
-		if err != nil {
-			return fail(c, cmd, err)
-		}
+	url, awsCfg, code, ok := sf.q.resolveOrSay(ctx, c, cmd, fs)
+	if !ok {
+		return code
 	}
 	by, identity := approver(ctx, awsCfg, *as)
 	ev := message.Event{StackID: pos[0], Event: event, EventID: *eventID, By: by, Comment: *comment, IfVersion: *ifVersion}
@@ -127,19 +101,12 @@ func runApproval(ctx context.Context, c *cli, cmd *command, args []string, event
 	}
 	dedup := first(ev.EventID, newDedupID())
 	msg := queue.Outgoing{Body: string(body), GroupID: ev.StackID, DedupID: dedup}
-	if err := queue.Send(ctx, sqs.NewFromConfig(awsCfg), url, []queue.Outgoing{msg}); err != nil {
-		var se *queue.SendError
-		if errors.As(err, &se) && len(se.Failures) == 1 {
-			err = fmt.Errorf("error sending %s to %s: %w", ev.Event, url, se.Failures[0].Err)
-		}
+	if err := sf.q.send(ctx, c, awsCfg, url, ev.Event, msg); err != nil {
 		return fail(c, cmd, err)
 	}
-	if out.json() {
-		if err := writeJSON(c.stdout, approval{sent: sent{QueueURL: url, GroupID: ev.StackID, DedupID: dedup, Body: body},
-			By: by, Identity: identity}); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+	if sf.out.json() {
+		return printJSON(c, cmd, approval{sent: sent{QueueURL: url, GroupID: ev.StackID, DedupID: dedup, Body: body},
+			By: by, Identity: identity})
 	}
 	line := fmt.Sprintf("sent %s to stack %s as %s (%s)", ev.Event, ev.StackID, printable(by), identity)
 	if ev.Comment != "" {
@@ -245,14 +212,11 @@ func runPlan(ctx context.Context, c *cli, cmd *command, args []string) int {
 	}
 	plans := planSummaries(s.Metadata)
 	if out.json() {
-		if err := writeJSON(c.stdout, struct {
+		return printJSON(c, cmd, struct {
 			StackID string        `json:"stackId"`
 			State   string        `json:"state"`
 			Plans   []planSummary `json:"plans"`
-		}{s.ID, s.State, append([]planSummary{}, plans...)}); err != nil {
-			return fail(c, cmd, err)
-		}
-		return exitOK
+		}{s.ID, s.State, append([]planSummary{}, plans...)})
 	}
 	w := c.stdout
 	fmt.Fprintf(w, "stack %s · machine %s · state %s\n", printable(s.ID), printable(s.Machine), printable(s.State))

@@ -35,19 +35,16 @@ examples:
 
 func runComplete(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
-	stackID := fs.String("stack", "", "the stack `ID` (required)")
-	task := fs.String("task", "", "the `TASK` to settle (required)")
+	var t targetFlags
+	task := t.register(fs, "task", "the `TASK` to settle (required)")
 	failed := fs.String("failed", "", "report the task failed, with this `DESCRIPTION`")
 	secretID := fs.String("signing-secret-id", "", "the Secrets Manager `SECRET` holding the result signing key (default $RESULT_SIGNING_SECRET_ID)")
 	var sf sendFlags
 	sf.register(fs)
-	if code, ok := parseNoArgs(c, fs, args, " (the stack and task are flags: --stack ID --task TASK)"); !ok {
+	if code, ok := t.parse(c, fs, args); !ok {
 		return code
 	}
-	if *stackID == "" || *task == "" {
-		return usageError(c, fs, "--stack and --task are required")
-	}
-	ev := message.Event{StackID: *stackID, Event: message.EventTaskCompleted, Task: &message.TaskSpec{Name: *task}}
+	ev := message.Event{StackID: t.stack, Event: message.EventTaskCompleted, Task: &message.TaskSpec{Name: *task}}
 	if *failed != "" {
 		ev.Event, ev.Description = message.EventTaskError, *failed
 	}

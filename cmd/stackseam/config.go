@@ -13,9 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/stackseam/stackseam/constructs/deployed"
 	"github.com/stackseam/stackseam/internal/query"
+	"github.com/stackseam/stackseam/internal/queue"
 	"github.com/stackseam/stackseam/internal/store"
 )
 
@@ -118,9 +120,6 @@ func (f *awsFlags) config(ctx context.Context, c *cli) (aws.Config, error) {
 	return cfg, nil
 }
 
-// errNoQueue is wrapped when nothing names the event queue: a wrong command line.
-var errNoQueue = errors.New("no event queue")
-
 // serviceEndpoint returns the endpoint override of one AWS service: the SDK's
 // AWS_ENDPOINT_URL_<SERVICE> (read through c.getenv, so an in-process test can
 // point each service at its own fake), unless --endpoint-url names one for
@@ -135,29 +134,55 @@ func (f *awsFlags) serviceEndpoint(c *cli, service string) *string {
 	return nil
 }
 
-// queueFlags name the event queue, for the commands that publish: its URL, or the deployed
-// stack whose outputs name it.
+// queueKind is one of the queues the CLI sends to: the event queue (send, retry, complete) or
+// the approvals queue (approve, reject), each named by a flag, a variable or a stack output.
+type queueKind struct {
+	what, flag, env, output string
+	url                     func(*deployment) string
+}
+
+var (
+	eventQueue     = &queueKind{"event queue", "queue-url", "EVENT_QUEUE_URL", deployed.OutputEventQueueURL, func(d *deployment) string { return d.queueURL }}
+	approvalsQueue = &queueKind{"approvals queue", "approval-queue-url", "APPROVAL_QUEUE_URL", deployed.OutputApprovalQueueURL, func(d *deployment) string { return d.approvalURL }}
+)
+
+// noQueueError says nothing names the queue a command sends to: a wrong command line.
+type noQueueError struct{ kind *queueKind }
+
+func (e *noQueueError) Error() string {
+	return fmt.Sprintf("no %s: set --%s or %s, or --stack-name or %s", e.kind.what, e.kind.flag, e.kind.env, deployed.EnvStackName)
+}
+
+// Is makes a noQueueError a configuration error (exitCode).
+func (e *noQueueError) Is(target error) bool { return target == errConfig }
+
+// queueFlags name the queue a command publishes to (the event queue unless kind says otherwise):
+// its URL, or the deployed stack whose outputs name it.
 type queueFlags struct {
+	kind  *queueKind
 	aws   awsFlags
 	url   string
 	stack stackNameFlag
 }
 
 func (f *queueFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.url, "queue-url", "", "the event queue's `URL` (default $EVENT_QUEUE_URL)")
+	if f.kind == nil {
+		f.kind = eventQueue
+	}
+	fs.StringVar(&f.url, f.kind.flag, "", fmt.Sprintf("the %s's `URL` (default $%s)", f.kind.what, f.kind.env))
 	f.stack.register(fs)
 	f.aws.register(fs)
 }
 
-// resolve returns the event queue's URL and the AWS configuration to reach it. A flag beats a
+// resolve returns the queue's URL and the AWS configuration to reach it. A flag beats a
 // variable; of two flags or two variables, the queue URL beats the stack name.
 func (f *queueFlags) resolve(ctx context.Context, c *cli) (string, aws.Config, error) {
 	url, stack := f.url, f.stack.name
 	if url == "" && stack == "" {
-		url, stack = c.getenv("EVENT_QUEUE_URL"), c.getenv(deployed.EnvStackName)
+		url, stack = c.getenv(f.kind.env), c.getenv(deployed.EnvStackName)
 	}
 	if url == "" && stack == "" {
-		return "", aws.Config{}, fmt.Errorf("%w: %w: set --queue-url or EVENT_QUEUE_URL, or --stack-name or %s", errConfig, errNoQueue, deployed.EnvStackName)
+		return "", aws.Config{}, &noQueueError{f.kind}
 	}
 	cfg, err := f.aws.config(ctx, c)
 	if err != nil {
@@ -170,8 +195,38 @@ func (f *queueFlags) resolve(ctx context.Context, c *cli) (string, aws.Config, e
 	if err != nil {
 		return "", cfg, err
 	}
-	url, err = d.need(d.queueURL, deployed.OutputEventQueueURL)
+	url, err = d.need(f.kind.url(d), f.kind.output)
 	return url, cfg, err
+}
+
+// resolveOrSay is resolve for a command: when the queue cannot be resolved it says why (nothing
+// naming the queue is a usage error) and returns the exit code with ok false.
+func (f *queueFlags) resolveOrSay(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet) (url string, cfg aws.Config, code int, ok bool) {
+	url, cfg, err := f.resolve(ctx, c)
+	var nq *noQueueError
+	switch {
+	case errors.As(err, &nq):
+		return "", cfg, usageError(c, fs, "%v", nq), false
+	case err != nil:
+		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
+		return "", cfg, exitCode(err), false
+	}
+	return url, cfg, exitOK, true
+}
+
+// send sends msg, the event named event, to the queue at url.
+func (f *queueFlags) send(ctx context.Context, c *cli, cfg aws.Config, url, event string, msg queue.Outgoing) error {
+	client := sqs.NewFromConfig(cfg, func(o *sqs.Options) {
+		if e := f.aws.serviceEndpoint(c, "SQS"); e != nil {
+			o.BaseEndpoint = e
+		}
+	})
+	err := queue.Send(ctx, client, url, []queue.Outgoing{msg})
+	var se *queue.SendError
+	if errors.As(err, &se) && len(se.Failures) == 1 {
+		err = fmt.Errorf("error sending %s to %s: %w", event, url, se.Failures[0].Err)
+	}
+	return err
 }
 
 // databaseFlags say where the commands that read stacks read them: the state manager's database
@@ -191,34 +246,39 @@ func (f *databaseFlags) register(fs *flag.FlagSet) {
 	f.aws.register(fs)
 }
 
-// readFlags are the flags of the commands that read the database (stacks, show, history): where
-// it is, and the output format.
-type readFlags struct {
-	db  databaseFlags
+// reading is an opened command that reads the database (stacks, show, plan, history): the read
+// API, the stack its arguments name, and the output format.
+type reading struct {
+	api query.API
+	id  string
 	out outputFlag
+	// done releases the read API.
+	done func()
 }
 
-// start registers f's flags on fs (which holds the command's own), parses args, checks that they
-// name one stack (with stack) or nothing, and opens the read API (databaseFlags.api). When the
-// command cannot go on it has said why, and api is nil and code the exit code; otherwise the
-// caller calls done when finished.
-func (f *readFlags) start(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, args []string, stack bool) (api query.API, done func(), id string, code int) {
-	f.db.register(fs)
-	f.out.register(fs)
+// openReading registers the read flags (databaseFlags, outputFlag) on fs, which holds the
+// command's own, parses args, checks that they name one stack (with stack) or nothing, and opens
+// the read API (databaseFlags.api). When the command cannot go on it has said why, and r is nil
+// and code the exit code; otherwise the caller calls r.done when finished.
+func openReading(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, args []string, stack bool) (r *reading, code int) {
+	var db databaseFlags
+	db.register(fs)
+	r = &reading{}
+	r.out.register(fs)
 	if stack {
 		var ok bool
-		if id, code, ok = parseStack(c, fs, args); !ok {
-			return nil, nil, "", code
+		if r.id, code, ok = parseStack(c, fs, args); !ok {
+			return nil, code
 		}
 	} else if code, ok := parseNoArgs(c, fs, args, ""); !ok {
-		return nil, nil, "", code
+		return nil, code
 	}
-	api, done, err := f.db.api(ctx, c)
-	if err != nil {
+	var err error
+	if r.api, r.done, err = db.api(ctx, c); err != nil {
 		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return nil, nil, "", exitCode(err)
+		return nil, exitCode(err)
 	}
-	return api, done, id, exitOK
+	return r, exitOK
 }
 
 // parseStack parses args with fs and returns the one stack id they must name; when they do not

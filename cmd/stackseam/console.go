@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -64,16 +65,8 @@ examples:
 func runConsole(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
 	listen := fs.String("listen", "127.0.0.1:8080", "`ADDRESS` to serve on; anything but loopback requires a token")
-	allow := fs.Bool("allow-actions", false, "let the console send events, retry tasks and save machine files")
-	operator := fs.String("operator", "", "the `NAME` recorded with every action (default $STACKSEAM_OPERATOR, else the OS user)")
-	logBucket := fs.String("bucket", "", "the satisfier's `BUCKET`, holding task logs under logs/ (default $BUCKET)")
-	machinesDir := fs.String("machines-dir", "", "the `FOLDER` of machine files (default $MACHINES_DIR, else machines)")
-	machinesBucket := fs.String("machines-bucket", "", "the `BUCKET` of machine files, instead of a folder (default $MACHINES_BUCKET)")
-	machinesPrefix := fs.String("machines-prefix", "", "the `PREFIX` of machine files in --machines-bucket (default $MACHINES_PREFIX, else machines/)")
-	queueURL := fs.String("queue-url", "", "the event queue's `URL`, for actions (default $EVENT_QUEUE_URL, else the one --stack-name outputs)")
-	approvalURL := fs.String("approval-queue-url", "", "the approvals queue's `URL`, for Approve and Reject (default $APPROVAL_QUEUE_URL, else the one --stack-name outputs)")
-	var db databaseFlags
-	db.register(fs)
+	var f consoleFlags
+	f.register(fs)
 	if code, ok := parseNoArgs(c, fs, args, ""); !ok {
 		return code
 	}
@@ -82,12 +75,8 @@ func runConsole(ctx context.Context, c *cli, cmd *command, args []string) int {
 		return usageError(c, fs, "cannot listen on %s: %v", *listen, err)
 	}
 	defer ln.Close()
-	srv, closeSrv, err := newConsoleFromFlags(ctx, c, consoleFlags{
-		db: &db, allow: *allow, operator: *operator, logBucket: *logBucket, machinesDir: *machinesDir,
-		machinesBucket: *machinesBucket, machinesPrefix: *machinesPrefix, queueURL: *queueURL,
-		approvalURL: *approvalURL,
-		loopback:    isLoopback(ln.Addr()),
-	})
+	f.loopback = isLoopback(ln.Addr())
+	srv, closeSrv, err := newConsoleFromFlags(ctx, c, f)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
 		return exitCode(err)
@@ -111,13 +100,25 @@ func runConsole(ctx context.Context, c *cli, cmd *command, args []string) int {
 	}
 }
 
-// consoleFlags are the console's settings once parsed.
+// consoleFlags are the console's settings: its flags, and whether it listens on loopback only.
 type consoleFlags struct {
-	db                                                               *databaseFlags
+	db                                                               databaseFlags
 	allow                                                            bool
 	operator, logBucket, machinesDir, machinesBucket, machinesPrefix string
 	queueURL, approvalURL                                            string
 	loopback                                                         bool
+}
+
+func (f *consoleFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.allow, "allow-actions", false, "let the console send events, retry tasks and save machine files")
+	fs.StringVar(&f.operator, "operator", "", "the `NAME` recorded with every action (default $STACKSEAM_OPERATOR, else the OS user)")
+	fs.StringVar(&f.logBucket, "bucket", "", "the satisfier's `BUCKET`, holding task logs under logs/ (default $BUCKET)")
+	fs.StringVar(&f.machinesDir, "machines-dir", "", "the `FOLDER` of machine files (default $MACHINES_DIR, else machines)")
+	fs.StringVar(&f.machinesBucket, "machines-bucket", "", "the `BUCKET` of machine files, instead of a folder (default $MACHINES_BUCKET)")
+	fs.StringVar(&f.machinesPrefix, "machines-prefix", "", "the `PREFIX` of machine files in --machines-bucket (default $MACHINES_PREFIX, else machines/)")
+	fs.StringVar(&f.queueURL, "queue-url", "", "the event queue's `URL`, for actions (default $EVENT_QUEUE_URL, else the one --stack-name outputs)")
+	fs.StringVar(&f.approvalURL, "approval-queue-url", "", "the approvals queue's `URL`, for Approve and Reject (default $APPROVAL_QUEUE_URL, else the one --stack-name outputs)")
+	f.db.register(fs)
 }
 
 // newConsoleFromFlags connects what the console reads and, with actions, what it writes. Stacks

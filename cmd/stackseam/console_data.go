@@ -57,7 +57,7 @@ func (d consoleData) History(ctx context.Context, stackID string) ([]query.Entry
 // when it is 0), and how many f selects in all. Overdue names the pending tasks past their
 // deadline at now.
 func (d consoleData) StackSummaries(ctx context.Context, f stackFilter, now time.Time) ([]stackSummary, int, error) {
-	req := query.SummariesRequest{Machine: f.Machine, State: f.State, IDContains: f.IDContains, Now: &now}
+	req := query.SummariesRequest{Filter: query.Filter{Machine: f.Machine, State: f.State}, IDContains: f.IDContains, Now: &now}
 	var list []stackSummary
 	for {
 		req.Limit = query.MaxSummaryPageSize
@@ -92,7 +92,7 @@ func (d consoleData) GetStack(ctx context.Context, id string) (*engine.Stack, er
 // since since that its task list does not show: runs the state manager failed itself, messages
 // rejected, outbox messages parked, in that order.
 func (d consoleData) Troubles(ctx context.Context, since time.Time, stackID string) (map[string][]string, error) {
-	req := query.TroublesRequest{StackID: stackID, Since: &since, Limit: query.MaxTroublePageSize}
+	req := query.TroublesRequest{StackID: stackID, Since: &since, Paging: query.Paging{Limit: query.MaxTroublePageSize}}
 	var list []query.Trouble
 	for {
 		page, err := d.api.Troubles(ctx, req)

@@ -42,21 +42,19 @@ examples:
 func runHistory(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
 	follow := fs.Bool("follow", false, "keep printing new entries until the stack is removed")
-	var rf readFlags
-	api, done, id, code := rf.start(ctx, c, cmd, fs, args, true)
-	if api == nil {
+	r, code := openReading(ctx, c, cmd, fs, args, true)
+	if r == nil {
 		return code
 	}
-	defer done()
-	out := rf.out
+	defer r.done()
+	api, id, out := r.api, r.id, r.out
 	if *follow {
 		if err := followHistory(ctx, c, api, id, out.json()); err != nil && !errors.Is(err, context.Canceled) {
 			return fail(c, cmd, err)
 		}
 		return exitOK
 	}
-	r := &historyReader{api: api, id: id}
-	entries, err := r.all(ctx)
+	entries, err := (&historyReader{api: api, id: id}).all(ctx)
 	if err != nil {
 		return fail(c, cmd, err)
 	}
@@ -152,7 +150,7 @@ type historyReader struct {
 func (r *historyReader) next(ctx context.Context) ([]entry, error) {
 	var out []entry
 	for {
-		page, err := r.api.History(ctx, query.HistoryRequest{StackID: r.id, Cursor: r.cursor})
+		page, err := r.api.History(ctx, query.HistoryRequest{StackID: r.id, Paging: query.Paging{Cursor: r.cursor}})
 		if err != nil {
 			return nil, err
 		}

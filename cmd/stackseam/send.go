@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
@@ -75,8 +73,8 @@ func (m *metaFlag) Set(v string) error {
 
 func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs := newFlags(cmd)
-	stackID := fs.String("stack", "", "the stack `ID` (required)")
-	event := fs.String("event", "", "the `EVENT` name (required)")
+	var t targetFlags
+	event := t.register(fs, "event", "the `EVENT` name (required)")
 	machineName := fs.String("machine", "", "the stack's `MACHINE` (required for a new stack)")
 	eventID := fs.String("event-id", "", "an `ID` that makes the event idempotent: a second event with it is not applied")
 	ifVersion := ifVersionFlag(fs, "apply the event only while the stack is at `VERSION` (see `stackseam show`); otherwise it is ignored")
@@ -84,16 +82,13 @@ func runSend(ctx context.Context, c *cli, cmd *command, args []string) int {
 	fs.Var(&meta, "meta", "metadata `KEY=VALUE` to merge into the stack's (repeatable)")
 	var sf sendFlags
 	sf.register(fs)
-	if code, ok := parseNoArgs(c, fs, args, " (the stack and event are flags: --stack ID --event EVENT)"); !ok {
+	if code, ok := t.parse(c, fs, args); !ok {
 		return code
-	}
-	if *stackID == "" || *event == "" {
-		return usageError(c, fs, "--stack and --event are required")
 	}
 	if why := message.Reserved(*event); why != "" {
 		return usageError(c, fs, "%s", why)
 	}
-	ev := message.Event{StackID: *stackID, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID,
+	ev := message.Event{StackID: t.stack, Event: *event, Machine: *machineName, Metadata: meta.values, EventID: *eventID,
 		IfVersion: *ifVersion}
 	return publish(ctx, c, cmd, fs, &sf, ev)
 }
@@ -115,8 +110,37 @@ func runRetry(ctx context.Context, c *cli, cmd *command, args []string) int {
 	return publish(ctx, c, cmd, fs, &sf, ev)
 }
 
-// sendFlags are the flags of the commands that send an event (send, retry): the queue, and the
-// output format.
+// targetFlags are what a command that takes flags only sends to (send, complete): --stack, and
+// one more required flag naming what the command sends (--event, --task).
+type targetFlags struct {
+	stack string
+	what  string
+	value string
+}
+
+// register registers --stack and --what (with usage) on fs and returns what's value.
+func (t *targetFlags) register(fs *flag.FlagSet, what, usage string) *string {
+	t.what = what
+	fs.StringVar(&t.stack, "stack", "", "the stack `ID` (required)")
+	fs.StringVar(&t.value, what, "", usage)
+	return &t.value
+}
+
+// parse parses args with fs (parseNoArgs) and checks that both flags are given. When the command
+// cannot go on (or help was asked for), ok is false and code the exit code.
+func (t *targetFlags) parse(c *cli, fs *flag.FlagSet, args []string) (code int, ok bool) {
+	hint := fmt.Sprintf(" (the stack and %s are flags: --stack ID --%s %s)", t.what, t.what, strings.ToUpper(t.what))
+	if code, ok := parseNoArgs(c, fs, args, hint); !ok {
+		return code, false
+	}
+	if t.stack == "" || t.value == "" {
+		return usageError(c, fs, "--stack and --%s are required", t.what), false
+	}
+	return exitOK, true
+}
+
+// sendFlags are the flags of the commands that send an event (send, retry, complete; approve
+// and reject with the approvals queue): the queue, and the output format.
 type sendFlags struct {
 	q   queueFlags
 	out outputFlag
@@ -153,13 +177,9 @@ func publishSigned(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, 
 	if _, err := message.ParseEvent(body); err != nil {
 		return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), message.ErrInvalid.Error()+": "))
 	}
-	url, awsCfg, err := q.resolve(ctx, c)
-	if err != nil {
-		if errors.Is(err, errNoQueue) {
-			return usageError(c, fs, "%s", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
-		}
-		fmt.Fprintf(c.stderr, "stackseam %s: %v\n", cmd.name, err)
-		return exitCode(err)
+	url, awsCfg, code, ok := q.resolveOrSay(ctx, c, cmd, fs)
+	if !ok {
+		return code
 	}
 	dedup := ev.EventID
 	if dedup == "" {
@@ -175,16 +195,7 @@ func publishSigned(ctx context.Context, c *cli, cmd *command, fs *flag.FlagSet, 
 			msg.Attributes = map[string]string{signing.Attribute: key.Sign(string(body))}
 		}
 	}
-	client := sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
-		if e := q.aws.serviceEndpoint(c, "SQS"); e != nil {
-			o.BaseEndpoint = e
-		}
-	})
-	if err := queue.Send(ctx, client, url, []queue.Outgoing{msg}); err != nil {
-		var se *queue.SendError
-		if errors.As(err, &se) && len(se.Failures) == 1 {
-			err = fmt.Errorf("error sending %s to %s: %w", ev.Event, url, se.Failures[0].Err)
-		}
+	if err := q.send(ctx, c, awsCfg, url, ev.Event, msg); err != nil {
 		return fail(c, cmd, err)
 	}
 	if out.json() {

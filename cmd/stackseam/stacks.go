@@ -60,18 +60,17 @@ func runStacks(ctx context.Context, c *cli, cmd *command, args []string) int {
 	limit := fs.Int("limit", 0, "list at most `N` stacks (default all)")
 	stuck := fs.Bool("stuck", false, "list stacks with overdue or force-settled task runs instead")
 	since := fs.Duration("since", 24*time.Hour, "with --stuck: force-settled runs within this `DURATION`")
-	var rf readFlags
-	api, done, _, code := rf.start(ctx, c, cmd, fs, args, false)
-	if api == nil {
+	r, code := openReading(ctx, c, cmd, fs, args, false)
+	if r == nil {
 		return code
 	}
-	defer done()
-	out := rf.out
-	now := c.now()
+	defer r.done()
+	api, out, now := r.api, r.out, c.now()
+	filter := query.Filter{Machine: *machineName, State: *state}
 	if *stuck {
-		return listStuck(ctx, c, cmd, api, query.StuckRequest{Machine: *machineName, State: *state}, *limit, now, now.Add(-*since), out.json())
+		return listStuck(ctx, c, cmd, api, query.StuckRequest{Filter: filter}, *limit, now, now.Add(-*since), out.json())
 	}
-	stacks, err := listStacks(ctx, api, query.StacksRequest{Machine: *machineName, State: *state}, *limit)
+	stacks, err := listStacks(ctx, api, query.StacksRequest{Filter: filter}, *limit)
 	if err != nil {
 		return fail(c, cmd, err)
 	}
@@ -333,20 +332,19 @@ func taskTiming(t message.StackTask, now time.Time) string {
 // the read flags and nothing of its own) and reads that stack. When it cannot (bad arguments, no
 // connection, no such stack) it has said why, and s is nil and code the exit code.
 func readStack(ctx context.Context, c *cli, cmd *command, args []string) (s *engine.Stack, out outputFlag, code int) {
-	var rf readFlags
-	api, done, id, code := rf.start(ctx, c, cmd, newFlags(cmd), args, true)
-	if api == nil {
-		return nil, rf.out, code
+	r, code := openReading(ctx, c, cmd, newFlags(cmd), args, true)
+	if r == nil {
+		return nil, out, code
 	}
-	defer done()
-	res, err := api.Stack(ctx, query.StackRequest{ID: id})
+	defer r.done()
+	res, err := r.api.Stack(ctx, query.StackRequest{ID: r.id})
 	if err != nil {
-		return nil, rf.out, fail(c, cmd, err)
+		return nil, r.out, fail(c, cmd, err)
 	}
 	if s = toEngineStack(res.Stack); s == nil {
-		return nil, rf.out, fail(c, cmd, missingStack(id, res))
+		return nil, r.out, fail(c, cmd, missingStack(r.id, res))
 	}
-	return s, rf.out, exitOK
+	return s, r.out, exitOK
 }
 
 // missingStack explains why a stack is not there: it was removed, only

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stackseam/stackseam/internal/query"
@@ -29,7 +29,7 @@ import (
 // construct's test checks the template against.
 var vars = env.Query
 
-func main() { vars.Main("query function", run) }
+func main() { vars.MainAWS("query function", run) }
 
 // readSettings reads the database settings; every problem is named at once.
 func readSettings() (store.Config, error) {
@@ -45,17 +45,13 @@ func readSettings() (store.Config, error) {
 	return cfg, nil
 }
 
-func run(ctx context.Context, logger *slog.Logger) error {
+func run(ctx context.Context, logger *slog.Logger, awsCfg aws.Config) error {
 	if !queue.InLambda() {
 		return errors.New("the query function runs in AWS Lambda only; locally, `stackseam stacks|show|history --database-url` reads the database itself")
 	}
 	dbCfg, err := readSettings()
 	if err != nil {
 		return err
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return fmt.Errorf("error loading AWS configuration: %w", err)
 	}
 	dbCfg.Secrets = secretsmanager.NewFromConfig(awsCfg)
 	st, err := store.Open(ctx, dbCfg)

@@ -102,7 +102,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	cbapi "github.com/aws/aws-sdk-go-v2/service/codebuild"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -129,7 +129,9 @@ import (
 func main() {
 	oneTask := flag.Bool("one-task", false, "run the one task handed over to this CodeBuild build (TASK_OBJECT_KEY) and exit")
 	flag.Parse()
-	vars.Main("satisfier", func(ctx context.Context, logger *slog.Logger) error { return run(ctx, logger, *oneTask) })
+	vars.MainAWS("satisfier", func(ctx context.Context, logger *slog.Logger, awsCfg aws.Config) error {
+		return run(ctx, logger, awsCfg, *oneTask)
+	})
 }
 
 // options is the environment, read once.
@@ -181,63 +183,39 @@ func readOptions(oneTask bool) (options, error) {
 		buildStart:       vars.Get("CODEBUILD_START_TIME"),
 	}
 	// Every problem is collected, so a start that fails names all of them at once.
-	var problems []error
-	var err error
-	for _, v := range []struct {
-		name string
-		def  int
-		dst  *int
-	}{{"BATCH_PARALLELISM", 4, &c.parallelism}, {"WORKERS", 1, &c.workers}} {
-		if *v.dst, err = vars.Int(v.name, v.def); err != nil {
-			problems = append(problems, err)
-		}
-	}
-	for _, v := range []struct {
-		name string
-		def  time.Duration
-		dst  *time.Duration
-	}{
-		{"TERRAFORM_STOP_GRACE", terraform.DefaultStopGrace, &c.stopGrace},
-		{"TASK_TIMEOUT", dispatch.DefaultTimeout, &c.taskTimeout},
-		{"TIMEOUT_MARGIN", dispatch.DefaultMargin, &c.margin},
-		{"POLL_WAIT", 20 * time.Second, &c.pollWait},
-		{"VISIBILITY_TIMEOUT", time.Minute, &c.visibility},
-		{"RETRY_DELAY", 0, &c.retry},
-		{"TERRAFORM_LOCK_LEASE", 0, &c.lockLease},
-	} {
-		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
-			problems = append(problems, err)
-		}
-	}
+	read := vars.Reading()
+	read.Int(&c.parallelism, "BATCH_PARALLELISM", 4)
+	read.Int(&c.workers, "WORKERS", 1)
+	read.Duration(&c.stopGrace, "TERRAFORM_STOP_GRACE", terraform.DefaultStopGrace)
+	read.Duration(&c.taskTimeout, "TASK_TIMEOUT", dispatch.DefaultTimeout)
+	read.Duration(&c.margin, "TIMEOUT_MARGIN", dispatch.DefaultMargin)
+	read.Duration(&c.pollWait, "POLL_WAIT", 20*time.Second)
+	read.Duration(&c.visibility, "VISIBILITY_TIMEOUT", time.Minute)
+	read.Duration(&c.retry, "RETRY_DELAY", 0)
+	read.Duration(&c.lockLease, "TERRAFORM_LOCK_LEASE", 0)
 	if c.eventQueueURL == "" {
-		problems = append(problems, errors.New("EVENT_QUEUE_URL is required"))
+		read.Problem(errors.New("EVENT_QUEUE_URL is required"))
 	}
 	switch {
 	case oneTask && (c.taskObjectKey == "" || c.bucket == ""):
-		problems = append(problems, errors.New("TASK_OBJECT_KEY and BUCKET are required in one-task mode"))
+		read.Problem(errors.New("TASK_OBJECT_KEY and BUCKET are required in one-task mode"))
 	case !oneTask && !queue.InLambda() && c.taskQueueURL == "":
-		problems = append(problems, errors.New("TASK_QUEUE_URL is required in local mode"))
+		read.Problem(errors.New("TASK_QUEUE_URL is required in local mode"))
 	}
 	if c.sourcesDir == "" {
+		var err error
 		if c.sourcesDir, err = os.Getwd(); err != nil {
-			problems = append(problems, fmt.Errorf("error finding the working directory for TERRAFORM_SOURCES_DIR: %w", err))
+			read.Problem(fmt.Errorf("error finding the working directory for TERRAFORM_SOURCES_DIR: %w", err))
 		}
 	}
-	if len(problems) > 0 {
-		return c, errors.Join(problems...)
-	}
-	return c, nil
+	return c, read.Err()
 }
 
-func run(ctx context.Context, logger *slog.Logger, oneTask bool) error {
+func run(ctx context.Context, logger *slog.Logger, awsCfg aws.Config, oneTask bool) error {
 	started := time.Now()
 	cfg, err := readOptions(oneTask)
 	if err != nil {
 		return err
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return fmt.Errorf("error loading AWS configuration: %w", err)
 	}
 	// An endpoint override (an emulator) has no bucket sub-domains: address S3 by path, and give
 	// the S3 backend the same endpoint.

@@ -6,14 +6,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -32,7 +31,7 @@ import (
 	"github.com/stackseam/stackseam/internal/store"
 )
 
-func main() { vars.Main("state manager", run) }
+func main() { vars.MainAWS("state manager", run) }
 
 // settings is the environment, read once.
 type settings struct {
@@ -94,77 +93,50 @@ func readSettings() (settings, error) {
 		signingKey:      vars.Get("RESULT_SIGNING_KEY"),
 	}
 	// Every problem is collected, so a start that fails names all of them at once.
-	var problems []error
+	read := vars.Reading()
+	read.Int(&s.workers, "WORKERS", 1)
+	read.Int(&s.parallelism, "BATCH_PARALLELISM", 10)
+	read.Int(&s.deadlines.Receives, "TASK_QUEUE_MAX_RECEIVE_COUNT", deployed.TaskQueueMaxReceiveCount)
+	read.Duration(&s.machinesEvery, "MACHINES_REFRESH", 30*time.Second)
+	read.Duration(&s.pollWait, "POLL_WAIT", 20*time.Second)
+	read.Duration(&s.retryDelay, "RETRY_DELAY", 0)
+	read.Duration(&s.sweepAge, "OUTBOX_SWEEP_AGE", 30*time.Second)
+	read.Duration(&s.sweepEvery, "SWEEP_INTERVAL", time.Minute)
+	read.Duration(&s.probeEvery, "DATABASE_PROBE_INTERVAL", 5*time.Second)
+	// The construct's defaults: the satisfier's default run bound (dispatch.DefaultTimeout, its
+	// Lambda timeout) and a task queue visibility of six times that.
+	read.Duration(&s.deadlines.DefaultTimeout, "TASK_TIMEOUT", 15*time.Minute)
+	read.Duration(&s.deadlines.Visibility, "TASK_QUEUE_VISIBILITY_TIMEOUT", 90*time.Minute)
 	var err error
-	ints := []struct {
-		name string
-		def  int
-		dst  *int
-	}{{"WORKERS", 1, &s.workers}, {"BATCH_PARALLELISM", 10, &s.parallelism},
-		{"TASK_QUEUE_MAX_RECEIVE_COUNT", deployed.TaskQueueMaxReceiveCount, &s.deadlines.Receives}}
-	for _, v := range ints {
-		if *v.dst, err = vars.Int(v.name, v.def); err != nil {
-			problems = append(problems, err)
-		}
-	}
-	durations := []struct {
-		name string
-		def  time.Duration
-		dst  *time.Duration
-	}{
-		{"MACHINES_REFRESH", 30 * time.Second, &s.machinesEvery},
-		{"POLL_WAIT", 20 * time.Second, &s.pollWait},
-		{"RETRY_DELAY", 0, &s.retryDelay},
-		{"OUTBOX_SWEEP_AGE", 30 * time.Second, &s.sweepAge},
-		{"SWEEP_INTERVAL", time.Minute, &s.sweepEvery},
-		{"DATABASE_PROBE_INTERVAL", 5 * time.Second, &s.probeEvery},
-		// The construct's defaults: the satisfier's default run bound (dispatch.DefaultTimeout, its
-		// Lambda timeout) and a task queue visibility of six times that.
-		{"TASK_TIMEOUT", 15 * time.Minute, &s.deadlines.DefaultTimeout},
-		{"TASK_QUEUE_VISIBILITY_TIMEOUT", 90 * time.Minute, &s.deadlines.Visibility},
-	}
-	for _, v := range durations {
-		if *v.dst, err = vars.Duration(v.name, v.def); err != nil {
-			problems = append(problems, err)
-		}
-	}
-	if s.retention, err = readRetention(); err != nil {
-		problems = append(problems, err)
-	}
+	s.retention, err = readRetention()
+	read.Problem(err)
 	if s.taskQueueURL == "" {
-		problems = append(problems, fmt.Errorf("TASK_QUEUE_URL is required"))
+		read.Problem(fmt.Errorf("TASK_QUEUE_URL is required"))
 	}
 	if s.eventQueueURL == "" {
-		problems = append(problems, fmt.Errorf("EVENT_QUEUE_URL is required (local mode polls it; time-to-live events are sent to it)"))
+		read.Problem(fmt.Errorf("EVENT_QUEUE_URL is required (local mode polls it; time-to-live events are sent to it)"))
 	}
 	if queue.InLambda() && s.eventQueueARN == "" {
-		problems = append(problems, fmt.Errorf("EVENT_QUEUE_ARN is required in Lambda (the state manager pauses its event source mapping while the database is unavailable)"))
+		read.Problem(fmt.Errorf("EVENT_QUEUE_ARN is required in Lambda (the state manager pauses its event source mapping while the database is unavailable)"))
 	}
 	// The intake's messages are forwarded as publishers' events: the same queue as the approvals
 	// queue would turn approvals into publishers' events, and the event queue would loop.
 	for _, q := range [][2]string{{s.intakeURL, s.approvalURL}, {s.intakeURL, s.eventQueueURL}, {s.intakeARN, s.approvalARN}, {s.intakeARN, s.eventQueueARN}} {
 		if q[0] != "" && q[0] == q[1] {
-			problems = append(problems, fmt.Errorf("the intake queue %s must be a queue of its own (it is the approvals or the event queue)", q[0]))
+			read.Problem(fmt.Errorf("the intake queue %s must be a queue of its own (it is the approvals or the event queue)", q[0]))
 		}
 	}
 	if (s.machinesDir == "") == (s.machinesBucket == "") {
-		problems = append(problems, fmt.Errorf("set exactly one of MACHINES_DIR and MACHINES_BUCKET"))
+		read.Problem(fmt.Errorf("set exactly one of MACHINES_DIR and MACHINES_BUCKET"))
 	}
-	if len(problems) > 0 {
-		return s, errors.Join(problems...)
-	}
-	return s, nil
+	return s, read.Err()
 }
 
-func run(ctx context.Context, logger *slog.Logger) error {
+func run(ctx context.Context, logger *slog.Logger, awsCfg aws.Config) error {
 	started := time.Now()
 	cfg, err := readSettings()
 	if err != nil {
 		return err
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return fmt.Errorf("error loading AWS configuration: %w", err)
 	}
 	dbCfg := cfg.database
 	dbCfg.Secrets = secretsmanager.NewFromConfig(awsCfg)
@@ -332,22 +304,16 @@ func run(ctx context.Context, logger *slog.Logger) error {
 // retention could let a redelivered message be applied twice, so a shorter one is refused.
 func readRetention() (applier.Retention, error) {
 	var r applier.Retention
-	for _, v := range []struct {
-		name string
-		def  time.Duration
-		dst  *time.Duration
-	}{
-		{"PROCESSED_EVENTS_RETENTION", applier.DefaultProcessedEventsRetention, &r.ProcessedEvents},
-		{"REJECTIONS_RETENTION", applier.DefaultRejectionsRetention, &r.Rejections},
-	} {
-		d, err := vars.Duration(v.name, v.def)
-		if err != nil {
-			return r, err
+	read := vars.Reading()
+	read.Duration(&r.ProcessedEvents, "PROCESSED_EVENTS_RETENTION", applier.DefaultProcessedEventsRetention)
+	read.Duration(&r.Rejections, "REJECTIONS_RETENTION", applier.DefaultRejectionsRetention)
+	if err := read.Err(); err != nil {
+		return r, err
+	}
+	for _, d := range []*time.Duration{&r.ProcessedEvents, &r.Rejections} {
+		if *d == 0 {
+			*d = -1 // keep forever
 		}
-		if d == 0 {
-			d = -1 // keep forever
-		}
-		*v.dst = d
 	}
 	if r.ProcessedEvents > 0 && r.ProcessedEvents < applier.MinProcessedEventsRetention {
 		return r, fmt.Errorf("PROCESSED_EVENTS_RETENTION=%s is shorter than the event queue's retention (%s): a redelivered message would be applied twice; use at least %s, or 0 to keep the keys forever",

@@ -28,8 +28,8 @@ func NewClient(lc Invoker, function string) *Client { return &Client{lambda: lc,
 
 var _ API = (*Client)(nil)
 
-// ask invokes the function with req and returns its answer, or its *Error.
-func (c *Client) ask(ctx context.Context, req Request) (*Response, error) {
+// invoke invokes the function with req and returns its answer, or its *Error.
+func (c *Client) invoke(ctx context.Context, req Request) (*Response, error) {
 	payload, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("error encoding the query: %w", err)
@@ -71,74 +71,52 @@ func isFunctionError(payload []byte) bool {
 	return msg && typ
 }
 
-// answered checks that the function answered the question asked.
-func answered[T any](resp *Response, err error, get func(*Response) *T) (*T, error) {
-	if err != nil {
-		return nil, err
-	}
-	v := get(resp)
-	if v == nil {
-		return nil, fmt.Errorf("the query function's answer holds no result for the question asked")
-	}
-	return v, nil
-}
-
 // Stacks implements API.
 func (c *Client) Stacks(ctx context.Context, req StacksRequest) (*StacksPage, error) {
-	resp, err := c.ask(ctx, Request{Stacks: &req})
-	return answered(resp, err, func(r *Response) *StacksPage { return r.Stacks })
+	return ask(ctx, c, askStacks, req)
 }
 
 // Stuck implements API.
 func (c *Client) Stuck(ctx context.Context, req StuckRequest) (*StuckPage, error) {
-	resp, err := c.ask(ctx, Request{Stuck: &req})
-	return answered(resp, err, func(r *Response) *StuckPage { return r.Stuck })
+	return ask(ctx, c, askStuck, req)
 }
 
 // Stack implements API.
 func (c *Client) Stack(ctx context.Context, req StackRequest) (*StackResult, error) {
-	resp, err := c.ask(ctx, Request{Stack: &req})
-	return answered(resp, err, func(r *Response) *StackResult { return r.Stack })
+	return ask(ctx, c, askStack, req)
 }
 
 // History implements API.
 func (c *Client) History(ctx context.Context, req HistoryRequest) (*HistoryPage, error) {
-	resp, err := c.ask(ctx, Request{History: &req})
-	return answered(resp, err, func(r *Response) *HistoryPage { return r.History })
+	return ask(ctx, c, askHistory, req)
 }
 
 // Machines implements API.
 func (c *Client) Machines(ctx context.Context, req MachinesRequest) (*MachinesPage, error) {
-	resp, err := c.ask(ctx, Request{Machines: &req})
-	return answered(resp, err, func(r *Response) *MachinesPage { return r.Machines })
+	return ask(ctx, c, askMachines, req)
 }
 
 // Summaries implements API.
 func (c *Client) Summaries(ctx context.Context, req SummariesRequest) (*SummariesPage, error) {
-	resp, err := c.ask(ctx, Request{Summaries: &req})
-	return answered(resp, err, func(r *Response) *SummariesPage { return r.Summaries })
+	return ask(ctx, c, askSummaries, req)
 }
 
 // Troubles implements API.
 func (c *Client) Troubles(ctx context.Context, req TroublesRequest) (*TroublesPage, error) {
-	resp, err := c.ask(ctx, Request{Troubles: &req})
-	return answered(resp, err, func(r *Response) *TroublesPage { return r.Troubles })
+	return ask(ctx, c, askTroubles, req)
 }
 
 // StateCounts implements API.
 func (c *Client) StateCounts(ctx context.Context, req StateCountsRequest) (*StateCountsResult, error) {
-	resp, err := c.ask(ctx, Request{StateCounts: &req})
-	return answered(resp, err, func(r *Response) *StateCountsResult { return r.StateCounts })
+	return ask(ctx, c, askStateCounts, req)
 }
 
 // MachineVersion implements API.
 func (c *Client) MachineVersion(ctx context.Context, req MachineVersionRequest) (*MachineVersionResult, error) {
-	resp, err := c.ask(ctx, Request{MachineVersion: &req})
-	return answered(resp, err, func(r *Response) *MachineVersionResult { return r.MachineVersion })
+	return ask(ctx, c, askMachineVersion, req)
 }
 
 // ChangeMark implements API.
 func (c *Client) ChangeMark(ctx context.Context, req ChangeMarkRequest) (*ChangeMarkResult, error) {
-	resp, err := c.ask(ctx, Request{ChangeMark: &req})
-	return answered(resp, err, func(r *Response) *ChangeMarkResult { return r.ChangeMark })
+	return ask(ctx, c, askChangeMark, req)
 }

@@ -16,8 +16,8 @@ import (
 
 // Summaries implements API.
 func (r *Reader) Summaries(ctx context.Context, req SummariesRequest) (*SummariesPage, error) {
-	limit, c, err := openPage("summaries", req.Limit, DefaultSummaryPageSize, MaxSummaryPageSize, req.Cursor,
-		"machine", req.Machine, "state", req.State, "idContains", req.IDContains)
+	limit, c, err := openPage("summaries", req.Paging, DefaultSummaryPageSize, MaxSummaryPageSize,
+		append(req.fields(), "idContains", req.IDContains)...)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (r *Reader) Troubles(ctx context.Context, req TroublesRequest) (*TroublesPa
 	if req.StackID != "" && !message.ValidStackID(req.StackID) {
 		return nil, invalid("stackId: %q is not a valid stack id", cutForMessage(req.StackID))
 	}
-	limit, c, err := openPage("troubles", req.Limit, DefaultTroublePageSize, MaxTroublePageSize, req.Cursor)
+	limit, c, err := openPage("troubles", req.Paging, DefaultTroublePageSize, MaxTroublePageSize)
 	if err != nil {
 		return nil, err
 	}

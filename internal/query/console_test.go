@@ -28,7 +28,7 @@ func TestSummariesCountFilterAndPage(t *testing.T) {
 	require.NoError(t, err)
 
 	var ids []string
-	req := query.SummariesRequest{Limit: 3}
+	req := query.SummariesRequest{Paging: query.Paging{Limit: 3}}
 	for pages := 1; ; pages++ {
 		page, err := b.reader.Summaries(b.ctx, req)
 		require.NoError(t, err)
@@ -44,7 +44,7 @@ func TestSummariesCountFilterAndPage(t *testing.T) {
 	}
 	require.Equal(t, []string{"s0", "s1", "s2", "s3", "s4", "s5"}, ids)
 
-	page, err := b.reader.Summaries(b.ctx, query.SummariesRequest{State: "BUILD", IDContains: "S1"})
+	page, err := b.reader.Summaries(b.ctx, query.SummariesRequest{Filter: query.Filter{State: "BUILD"}, IDContains: "S1"})
 	require.NoError(t, err)
 	require.Equal(t, 1, page.Total)
 	require.Len(t, page.Summaries, 1)
@@ -61,19 +61,19 @@ func TestSummariesCountFilterAndPage(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, page.Summaries[0].Overdue, "deadlines are judged at the request's now")
 
-	page, err = b.reader.Summaries(b.ctx, query.SummariesRequest{Machine: "env", State: "RUN"})
+	page, err = b.reader.Summaries(b.ctx, query.SummariesRequest{Filter: query.Filter{Machine: "env", State: "RUN"}})
 	require.NoError(t, err)
 	require.Zero(t, page.Total)
 	require.Empty(t, page.Summaries)
 	require.Empty(t, page.NextCursor)
 
-	_, err = b.reader.Summaries(b.ctx, query.SummariesRequest{Limit: query.MaxSummaryPageSize + 1})
+	_, err = b.reader.Summaries(b.ctx, query.SummariesRequest{Paging: query.Paging{Limit: query.MaxSummaryPageSize + 1}})
 	require.ErrorContains(t, err, "limit")
-	_, err = b.reader.Summaries(b.ctx, query.SummariesRequest{Cursor: page.NextCursor + "x"})
+	_, err = b.reader.Summaries(b.ctx, query.SummariesRequest{Paging: query.Paging{Cursor: page.NextCursor + "x"}})
 	require.ErrorContains(t, err, "cursor")
-	stacksCursor, err := b.reader.Stacks(b.ctx, query.StacksRequest{Limit: 1})
+	stacksCursor, err := b.reader.Stacks(b.ctx, query.StacksRequest{Paging: query.Paging{Limit: 1}})
 	require.NoError(t, err)
-	_, err = b.reader.Summaries(b.ctx, query.SummariesRequest{Cursor: stacksCursor.NextCursor})
+	_, err = b.reader.Summaries(b.ctx, query.SummariesRequest{Paging: query.Paging{Cursor: stacksCursor.NextCursor}})
 	require.ErrorContains(t, err, "not a cursor of a summaries answer")
 }
 
@@ -116,7 +116,7 @@ func TestTroublesListSettledRejectedAndParked(t *testing.T) {
 	}, got)
 
 	var paged []query.Trouble
-	req := query.TroublesRequest{Limit: 1}
+	req := query.TroublesRequest{Paging: query.Paging{Limit: 1}}
 	for {
 		page, err := b.reader.Troubles(b.ctx, req)
 		require.NoError(t, err)
@@ -213,7 +213,7 @@ func TestConsoleQuestionsStayWithinTheirByteBudget(t *testing.T) {
 	require.Less(t, size(resp), query.MaxResponseBytes)
 	require.Len(t, resp.Summaries.Summaries, 5, "five 200 KB summaries fit in 1 MiB, six do not")
 	require.Equal(t, 8, resp.Summaries.Total)
-	next, err := b.reader.Summaries(b.ctx, query.SummariesRequest{Machine: "env", Cursor: resp.Summaries.NextCursor})
+	next, err := b.reader.Summaries(b.ctx, query.SummariesRequest{Filter: query.Filter{Machine: "env"}, Paging: query.Paging{Cursor: resp.Summaries.NextCursor}})
 	require.NoError(t, err)
 	require.Len(t, next.Summaries, 3)
 	require.Equal(t, "big-5", next.Summaries[0].ID)

@@ -123,16 +123,27 @@ const ErrInvalidRequest = "invalid-request"
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// StacksRequest lists live stacks. The zero value lists the first page of all of them.
-type StacksRequest struct {
+// Filter keeps the live stacks of one machine, in one state; the zero value keeps them all.
+type Filter struct {
 	// Machine keeps only stacks of this machine.
 	Machine string `json:"machine,omitempty"`
 	// State keeps only stacks in this state.
 	State string `json:"state,omitempty"`
-	// Limit is the page size, at most MaxPageSize. Defaults to DefaultPageSize.
+}
+
+// Paging is what every paged request carries: how long a page it wants and where it continues.
+type Paging struct {
+	// Limit is the page size, at most the question's Max…PageSize (MaxPageSize for stacks and
+	// stuck runs). Defaults to its Default…PageSize.
 	Limit int `json:"limit,omitempty"`
-	// Cursor continues from a previous page's NextCursor.
+	// Cursor continues from a previous page (its NextCursor; a HistoryPage's Cursor).
 	Cursor string `json:"cursor,omitempty"`
+}
+
+// StacksRequest lists live stacks. The zero value lists the first page of all of them.
+type StacksRequest struct {
+	Filter
+	Paging
 }
 
 // StacksPage is a page of stacks.
@@ -162,17 +173,14 @@ type Stack struct {
 // StuckRequest lists stuck task runs among the live stacks the filters keep, a page of stacks
 // at a time (a page may hold no runs and still have a NextCursor).
 type StuckRequest struct {
-	Machine string `json:"machine,omitempty"`
-	State   string `json:"state,omitempty"`
+	Filter
 	// Since: runs the state manager settled itself at or after it are listed. Defaults to 24
 	// hours before Now.
 	Since *time.Time `json:"since,omitempty"`
 	// Now is the time deadlines are judged at. Defaults to the answerer's clock.
 	Now *time.Time `json:"now,omitempty"`
-	// Limit is how many stacks one page looks at, at most MaxPageSize. Defaults to
-	// DefaultPageSize.
-	Limit  int    `json:"limit,omitempty"`
-	Cursor string `json:"cursor,omitempty"`
+	// Paging's Limit is how many stacks one page looks at.
+	Paging
 }
 
 // StuckPage is the stuck runs of a page of stacks.
@@ -221,10 +229,8 @@ type StackResult struct {
 // messages that named it while it did not exist, in time order.
 type HistoryRequest struct {
 	StackID string `json:"stackId"`
-	// Limit is the page size, at most MaxHistoryPageSize. Defaults to DefaultHistoryPageSize.
-	Limit int `json:"limit,omitempty"`
-	// Cursor continues after a previous page (its Cursor).
-	Cursor string `json:"cursor,omitempty"`
+	// Paging: at most MaxHistoryPageSize entries, DefaultHistoryPageSize by default.
+	Paging
 }
 
 // HistoryPage is a page of a timeline.
@@ -281,16 +287,14 @@ type Machine struct {
 // SummariesRequest lists summaries of live stacks, ordered by id. The zero value lists the first
 // page of all of them.
 type SummariesRequest struct {
-	Machine string `json:"machine,omitempty"`
-	State   string `json:"state,omitempty"`
+	Filter
 	// IDContains keeps the stacks whose id contains it, ignoring case.
 	IDContains string `json:"idContains,omitempty"`
 	// Now is the time deadlines are judged at (Summary.Overdue). Defaults to the answerer's
 	// clock.
 	Now *time.Time `json:"now,omitempty"`
-	// Limit is the page size, at most MaxSummaryPageSize. Defaults to DefaultSummaryPageSize.
-	Limit  int    `json:"limit,omitempty"`
-	Cursor string `json:"cursor,omitempty"`
+	// Paging: at most MaxSummaryPageSize summaries, DefaultSummaryPageSize by default.
+	Paging
 }
 
 // SummariesPage is a page of stack summaries.
@@ -325,9 +329,8 @@ type TroublesRequest struct {
 	// stay until someone deals with them, and are always listed). Defaults to 24 hours before
 	// the answerer's clock.
 	Since *time.Time `json:"since,omitempty"`
-	// Limit is the page size, at most MaxTroublePageSize. Defaults to DefaultTroublePageSize.
-	Limit  int    `json:"limit,omitempty"`
-	Cursor string `json:"cursor,omitempty"`
+	// Paging: at most MaxTroublePageSize troubles, DefaultTroublePageSize by default.
+	Paging
 }
 
 // TroublesPage is a page of troubles.

@@ -43,10 +43,12 @@ func checkName(field, v string) error {
 	return nil
 }
 
-// openPage checks what every paged question carries, in this order: its page size n (def when
-// 0, at most most), its filters (field and value pairs, each bounded by checkName) and its cursor,
-// which must come from an answer of the same kind. It returns the page size and the position.
-func openPage(kind string, n, def, most int, cursorText string, filters ...string) (int, cursor, error) {
+// openPage checks what every paged question carries, in this order: its page size p.Limit (def
+// when 0, at most most), its filters (field and value pairs, each bounded by checkName) and its
+// cursor, which must come from an answer of the same kind. It returns the page size and the
+// position.
+func openPage(kind string, p Paging, def, most int, filters ...string) (int, cursor, error) {
+	n := p.Limit
 	if n < 0 || n > most {
 		return 0, cursor{}, invalid("limit: want 1 to %d, not %d", most, n)
 	}
@@ -58,8 +60,16 @@ func openPage(kind string, n, def, most int, cursorText string, filters ...strin
 			return 0, cursor{}, err
 		}
 	}
-	c, err := decodeCursor(kind, cursorText)
+	c, err := decodeCursor(kind, p.Cursor)
 	return n, c, err
+}
+
+// fields are f's filters as openPage takes them.
+func (f Filter) fields() []string { return []string{"machine", f.Machine, "state", f.State} }
+
+// listOptions selects the stacks f keeps, after and up to limit.
+func (f Filter) listOptions(after string, limit int) store.ListOptions {
+	return store.ListOptions{Machine: f.Machine, State: f.State, After: after, Limit: limit}
 }
 
 // defaultSince is how far back settled runs and rejections are listed when a request names no
@@ -175,13 +185,12 @@ func newStack(s *engine.Stack) Stack {
 
 // Stacks implements API.
 func (r *Reader) Stacks(ctx context.Context, req StacksRequest) (*StacksPage, error) {
-	limit, c, err := openPage("stacks", req.Limit, DefaultPageSize, MaxPageSize, req.Cursor,
-		"machine", req.Machine, "state", req.State)
+	limit, c, err := openPage("stacks", req.Paging, DefaultPageSize, MaxPageSize, req.fields()...)
 	if err != nil {
 		return nil, err
 	}
 	// One more than the page, to know whether another follows.
-	stacks, err := r.st.ListStacks(ctx, store.ListOptions{Machine: req.Machine, State: req.State, After: c.After, Limit: limit + 1})
+	stacks, err := r.st.ListStacks(ctx, req.listOptions(c.After, limit+1))
 	if err != nil {
 		return nil, err
 	}
@@ -199,14 +208,13 @@ func (r *Reader) Stacks(ctx context.Context, req StacksRequest) (*StacksPage, er
 
 // Stuck implements API.
 func (r *Reader) Stuck(ctx context.Context, req StuckRequest) (*StuckPage, error) {
-	limit, c, err := openPage("stuck", req.Limit, DefaultPageSize, MaxPageSize, req.Cursor,
-		"machine", req.Machine, "state", req.State)
+	limit, c, err := openPage("stuck", req.Paging, DefaultPageSize, MaxPageSize, req.fields()...)
 	if err != nil {
 		return nil, err
 	}
 	now := timeOr(req.Now, r.now())
 	since := timeOr(req.Since, now.Add(-defaultSince))
-	stacks, err := r.st.ListStacks(ctx, store.ListOptions{Machine: req.Machine, State: req.State, After: c.After, Limit: limit + 1})
+	stacks, err := r.st.ListStacks(ctx, req.listOptions(c.After, limit+1))
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +278,7 @@ func (r *Reader) History(ctx context.Context, req HistoryRequest) (*HistoryPage,
 	if !message.ValidStackID(req.StackID) {
 		return nil, invalid("stackId: %q is not a valid stack id", cutForMessage(req.StackID))
 	}
-	limit, c, err := openPage("history", req.Limit, DefaultHistoryPageSize, MaxHistoryPageSize, req.Cursor)
+	limit, c, err := openPage("history", req.Paging, DefaultHistoryPageSize, MaxHistoryPageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -380,61 +388,4 @@ func (r *Reader) Handle(ctx context.Context, payload []byte) (*Response, error) 
 		return &Response{Error: refused}, nil
 	}
 	return resp, err
-}
-
-// ParseRequest reads a request strictly: at most MaxRequestBytes, one JSON object, no unknown
-// fields, exactly one question.
-func ParseRequest(payload []byte) (Request, *Error) {
-	var req Request
-	if len(payload) > MaxRequestBytes {
-		return req, invalid("the request is %d bytes; at most %d", len(payload), MaxRequestBytes)
-	}
-	if err := strictDecode(payload, &req); err != nil {
-		return req, invalid("the request is not a query: %v", err)
-	}
-	n := 0
-	for _, set := range []bool{req.Stacks != nil, req.Stuck != nil, req.Stack != nil, req.History != nil, req.Machines != nil,
-		req.Summaries != nil, req.Troubles != nil, req.StateCounts != nil, req.MachineVersion != nil, req.ChangeMark != nil} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		return req, invalid("ask exactly one of stacks, stuck, stack, history, machines, summaries, troubles, stateCounts, machineVersion, changeMark (got %d)", n)
-	}
-	return req, nil
-}
-
-// Answer asks api the question req holds and wraps the answer in a Response.
-func Answer(ctx context.Context, api API, req Request) (*Response, error) {
-	var resp Response
-	var err error
-	switch {
-	case req.Stacks != nil:
-		resp.Stacks, err = api.Stacks(ctx, *req.Stacks)
-	case req.Stuck != nil:
-		resp.Stuck, err = api.Stuck(ctx, *req.Stuck)
-	case req.Stack != nil:
-		resp.Stack, err = api.Stack(ctx, *req.Stack)
-	case req.History != nil:
-		resp.History, err = api.History(ctx, *req.History)
-	case req.Machines != nil:
-		resp.Machines, err = api.Machines(ctx, *req.Machines)
-	case req.Summaries != nil:
-		resp.Summaries, err = api.Summaries(ctx, *req.Summaries)
-	case req.Troubles != nil:
-		resp.Troubles, err = api.Troubles(ctx, *req.Troubles)
-	case req.StateCounts != nil:
-		resp.StateCounts, err = api.StateCounts(ctx, *req.StateCounts)
-	case req.MachineVersion != nil:
-		resp.MachineVersion, err = api.MachineVersion(ctx, *req.MachineVersion)
-	case req.ChangeMark != nil:
-		resp.ChangeMark, err = api.ChangeMark(ctx, *req.ChangeMark)
-	default:
-		err = invalid("no question asked")
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &resp, nil
 }

@@ -121,7 +121,7 @@ func TestStacksArePagedAndFiltered(t *testing.T) {
 	cursor := ""
 	pages := 0
 	for {
-		page, err := b.reader.Stacks(b.ctx, query.StacksRequest{Limit: 3, Cursor: cursor})
+		page, err := b.reader.Stacks(b.ctx, query.StacksRequest{Paging: query.Paging{Limit: 3, Cursor: cursor}})
 		require.NoError(t, err)
 		pages++
 		require.LessOrEqual(t, len(page.Stacks), 3)
@@ -139,25 +139,25 @@ func TestStacksArePagedAndFiltered(t *testing.T) {
 	require.Equal(t, 3, pages)
 
 	b.apply(t, message.Event{StackID: "s3", Event: "DESTROY"})
-	gone, err := b.reader.Stacks(b.ctx, query.StacksRequest{State: "BUILD"})
+	gone, err := b.reader.Stacks(b.ctx, query.StacksRequest{Filter: query.Filter{State: "BUILD"}})
 	require.NoError(t, err)
 	require.Len(t, gone.Stacks, 6, "s3 was removed")
-	none, err := b.reader.Stacks(b.ctx, query.StacksRequest{Machine: "other"})
+	none, err := b.reader.Stacks(b.ctx, query.StacksRequest{Filter: query.Filter{Machine: "other"}})
 	require.NoError(t, err)
 	require.Empty(t, none.Stacks)
 	require.Empty(t, none.NextCursor)
 
 	var refused *query.Error
-	_, err = b.reader.Stacks(b.ctx, query.StacksRequest{Limit: query.MaxPageSize + 1})
+	_, err = b.reader.Stacks(b.ctx, query.StacksRequest{Paging: query.Paging{Limit: query.MaxPageSize + 1}})
 	require.ErrorAs(t, err, &refused)
 	require.Equal(t, query.ErrInvalidRequest, refused.Code)
-	_, err = b.reader.Stacks(b.ctx, query.StacksRequest{State: strings.Repeat("x", 300)})
+	_, err = b.reader.Stacks(b.ctx, query.StacksRequest{Filter: query.Filter{State: strings.Repeat("x", 300)}})
 	require.ErrorAs(t, err, &refused)
 	hist, err := b.reader.History(b.ctx, query.HistoryRequest{StackID: "s1"})
 	require.NoError(t, err)
-	_, err = b.reader.Stacks(b.ctx, query.StacksRequest{Cursor: hist.Cursor})
+	_, err = b.reader.Stacks(b.ctx, query.StacksRequest{Paging: query.Paging{Cursor: hist.Cursor}})
 	require.ErrorAs(t, err, &refused, "a history cursor is not a stacks cursor")
-	_, err = b.reader.Stacks(b.ctx, query.StacksRequest{Cursor: "not base64!"})
+	_, err = b.reader.Stacks(b.ctx, query.StacksRequest{Paging: query.Paging{Cursor: "not base64!"}})
 	require.ErrorAs(t, err, &refused)
 }
 
@@ -190,7 +190,7 @@ func TestHistoryPagesAndFollows(t *testing.T) {
 	var paged []query.Entry
 	cursor := ""
 	for {
-		page, err := b.reader.History(b.ctx, query.HistoryRequest{StackID: "h", Limit: 2, Cursor: cursor})
+		page, err := b.reader.History(b.ctx, query.HistoryRequest{StackID: "h", Paging: query.Paging{Limit: 2, Cursor: cursor}})
 		require.NoError(t, err)
 		require.LessOrEqual(t, len(page.Entries), 2)
 		paged = append(paged, page.Entries...)
@@ -202,12 +202,12 @@ func TestHistoryPagesAndFollows(t *testing.T) {
 	require.Equal(t, all.Entries, paged)
 
 	// Following: nothing new, then exactly the new entries.
-	idle, err := b.reader.History(b.ctx, query.HistoryRequest{StackID: "h", Cursor: cursor})
+	idle, err := b.reader.History(b.ctx, query.HistoryRequest{StackID: "h", Paging: query.Paging{Cursor: cursor}})
 	require.NoError(t, err)
 	require.Empty(t, idle.Entries)
 	require.Equal(t, cursor, idle.Cursor)
 	b.apply(t, message.Event{StackID: "h", Event: "DESTROY"})
-	more, err := b.reader.History(b.ctx, query.HistoryRequest{StackID: "h", Cursor: cursor})
+	more, err := b.reader.History(b.ctx, query.HistoryRequest{StackID: "h", Paging: query.Paging{Cursor: cursor}})
 	require.NoError(t, err)
 	var kinds []string
 	for _, e := range more.Entries {
@@ -243,7 +243,7 @@ func TestAnswersStayWithinTheirByteBudget(t *testing.T) {
 	require.Less(t, len(raw), query.MaxResponseBytes)
 	require.Len(t, resp.Stacks.Stacks, 5, "five 200 KiB stacks fit in 1 MiB, six do not")
 	require.NotEmpty(t, resp.Stacks.NextCursor)
-	next, err := b.reader.Stacks(b.ctx, query.StacksRequest{Cursor: resp.Stacks.NextCursor})
+	next, err := b.reader.Stacks(b.ctx, query.StacksRequest{Paging: query.Paging{Cursor: resp.Stacks.NextCursor}})
 	require.NoError(t, err)
 	require.Len(t, next.Stacks, 3)
 	require.Equal(t, "big-5", next.Stacks[0].ID)
