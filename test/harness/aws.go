@@ -182,9 +182,7 @@ func CreateBucket(t testing.TB, name string) string {
 	bucket := bucketName(name)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := localenv.CreateBucket(ctx, client, bucket); err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, localenv.CreateBucket(ctx, client, bucket))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -197,16 +195,7 @@ func CreateBucket(t testing.TB, name string) string {
 
 // bucketName follows S3's rules: 3–63 characters of a-z, 0-9 and '-'.
 func bucketName(name string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(name) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	s := strings.Trim(b.String(), "-")
+	s := strings.Trim(localenv.NameChars(name, '-'), "-")
 	if len(s) > 48 {
 		s = strings.TrimRight(s[:48], "-")
 	}

@@ -106,11 +106,18 @@ func workDir(t testing.TB) string {
 		return rootDir
 	}
 	dir, err := localenv.NewWorkDir(tempPrefix)
+	failOn(t, err)
+	rootDir = dir
+	return dir
+}
+
+// failOn fails the test with err, if any: the harness's functions hand their failures to the
+// test, so that tests need not check them.
+func failOn(t testing.TB, err error) {
+	t.Helper()
 	if err != nil {
 		t.Fatalf("harness: %v", err)
 	}
-	rootDir = dir
-	return dir
 }
 
 // closedAtEnd closes f at the end of the test and returns it: a fake's server must not outlive

@@ -23,9 +23,7 @@ func UploadDir(t testing.TB, bucket, prefix, dir string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	n, err := localenv.UploadDir(ctx, S3Client(t), bucket, prefix, dir)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, err)
 	return n
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 // TofuVersion is the OpenTofu version the tests run. The Makefile's
-// TOFU_VERSION must be the same (TestTofuVersionMatchesMakefile checks it).
+// TOFU_VERSION must be the same (TestVersionsMatchMakefile checks it).
 const TofuVersion = localenv.TofuVersion
 
 // TofuBinary returns the Terraform-compatible binary the tests run:
@@ -20,8 +20,6 @@ const TofuVersion = localenv.TofuVersion
 func TofuBinary(t testing.TB) string {
 	t.Helper()
 	path, err := localenv.TofuBinary(RepoRoot(t))
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, err)
 	return path
 }
