@@ -28,9 +28,7 @@ type RIEConfig = localenv.RIEConfig
 // one `make rie` builds into .cache/rie, built on first use when missing (about a minute).
 func RIEBinary(t testing.TB) string {
 	t.Helper()
-	path, err := localenv.RIEBinary(RepoRoot(t))
-	failOn(t, err)
-	return path
+	return toolBinary(t, localenv.RIEBinary)
 }
 
 // bootstraps holds the bootstraps BuildBootstrap builds.

@@ -19,7 +19,14 @@ const TofuVersion = localenv.TofuVersion
 // running at the same time build it once.
 func TofuBinary(t testing.TB) string {
 	t.Helper()
-	path, err := localenv.TofuBinary(RepoRoot(t))
+	return toolBinary(t, localenv.TofuBinary)
+}
+
+// toolBinary returns the path of a tool the tests run (OpenTofu, the RIE), which find looks up or
+// builds for the repository at root.
+func toolBinary(t testing.TB, find func(root string) (string, error)) string {
+	t.Helper()
+	path, err := find(RepoRoot(t))
 	failOn(t, err)
 	return path
 }
