@@ -3,7 +3,6 @@ package test
 import (
 	"encoding/json"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -110,8 +109,7 @@ tasks:
 func TestMachineWithoutTerminalStateRuns(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{})
-	machines := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(machines, "legacy.yml"), []byte(legacyMachine), 0o644))
+	machines := machinesDir(t, "legacy", legacyMachine)
 	m, err := catalog.ParseFile(filepath.Join(machines, "legacy.yml"))
 	require.NoError(t, err)
 	var warnings []string

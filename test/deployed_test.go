@@ -400,7 +400,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	_, err = harness.S3Client(t).PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(ds.bucket),
 		Key: aws.String(stackseam.MachinesPrefix + "provision.yml"), Body: strings.NewReader(machine)})
 	require.NoError(t, err)
-	harness.UploadDir(t, ds.bucket, "terraform/infra", filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "basic"))
+	harness.UploadDir(t, ds.bucket, "terraform/infra", harness.Testdata(t, "terraform", "basic"))
 	ds.lambda.Returns("notify-fn", `{"notified": true, "message_id": "m-1"}`)
 
 	// The task builds as the template defines them: the project's environment (endpoints

@@ -223,9 +223,7 @@ func stackIDs(prefix string, n int) []string {
 func TestFaultConfigurationTypoStopsTheBinary(t *testing.T) {
 	t.Parallel()
 	fs := newFaultSystem(t, systemOptions{}, 30)
-	env := append(harness.AWSEnv(t), "EVENT_QUEUE_URL="+fs.eventURL, "TASK_QUEUE_URL="+fs.taskURL,
-		"MACHINES_DIR=machines", "DATABASE_URL="+fs.dbURL, faults.EnvVar+"=crash-after-comit=1")
-	proc := harness.StartProcess(t, fs.bin, env)
+	proc := fs.launchStateManager(faults.EnvVar + "=crash-after-comit=1")
 	require.Error(t, proc.Wait())
 	require.Equal(t, 2, proc.ExitCode())
 	require.Contains(t, proc.Output(), `unknown fault "crash-after-comit"`)

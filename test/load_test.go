@@ -3,8 +3,6 @@ package test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -184,8 +182,7 @@ func TestThousandStacksFiveTasksOrderedAndExact(t *testing.T) {
 	t.Parallel()
 	const stacks = 1000
 	s := newSystem(t, systemOptions{})
-	machines := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(machines, "five.yml"), []byte(fiveMachine), 0o644))
+	machines := machinesDir(t, "five", fiveMachine)
 	for range 3 {
 		s.startStateManager(4, "MACHINES_DIR="+machines)
 	}

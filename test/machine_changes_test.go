@@ -24,7 +24,7 @@ func TestMachineChangesNeverStrandStacks(t *testing.T) {
 	s := newSystem(t, systemOptions{})
 	dir := t.TempDir()
 	file := filepath.Join(dir, "pair.yml")
-	valid, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "test", "testdata", "machines", "pair.yml"))
+	valid, err := os.ReadFile(harness.Testdata(t, "machines", "pair.yml"))
 	require.NoError(t, err)
 	write := func(body string) {
 		t.Helper()
@@ -120,11 +120,10 @@ func TestTimeToLiveOutlivesADeletedMachineFile(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{})
 	dir := t.TempDir()
-	body, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "test", "testdata", "machines", "ttl.yml"))
+	body, err := os.ReadFile(harness.Testdata(t, "machines", "ttl.yml"))
 	require.NoError(t, err)
 	// A longer ttl than the fixture's, so the file is surely gone before it expires.
-	body = []byte(strings.Replace(string(body), "after: 2s", "after: 6s", 1))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "ttl.yml"), body, 0o644))
+	writeMachine(t, dir, "ttl", strings.Replace(string(body), "after: 2s", "after: 6s", 1))
 	env := []string{"MACHINES_DIR=" + dir, "MACHINES_REFRESH=100ms", "SWEEP_INTERVAL=1s"}
 	sm := s.startStateManager(1, env...)
 

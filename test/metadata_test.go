@@ -81,7 +81,7 @@ func TestLocalSourceLeavingTheSourcesDirFailsTheTask(t *testing.T) {
 	ss := newSatisfierSystem(t)
 	ss.machine("meta", metadataMachine)
 	sources := t.TempDir()
-	require.NoError(t, os.Symlink(filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "basic"), filepath.Join(sources, "basic")))
+	require.NoError(t, os.Symlink(harness.Testdata(t, "terraform", "basic"), filepath.Join(sources, "basic")))
 	ss.startStateManager()
 	ss.startSatisfier("TERRAFORM_SOURCES_DIR=" + sources)
 

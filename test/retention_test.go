@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/stackseam/stackseam/test/harness"
 )
 
 // TestSweepPrunesProcessedEventsAndRejections runs the state manager binary with its retention
@@ -43,9 +41,7 @@ func TestSweepPrunesProcessedEventsAndRejections(t *testing.T) {
 func TestTooShortEventKeyRetentionIsRefused(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{})
-	env := append(harness.AWSEnv(t), "EVENT_QUEUE_URL="+s.eventURL, "TASK_QUEUE_URL="+s.taskURL,
-		"MACHINES_DIR="+t.TempDir(), "DATABASE_URL="+s.dbURL, "PROCESSED_EVENTS_RETENTION=24h")
-	proc := harness.StartProcess(t, s.bin, env)
+	proc := s.launchStateManager("PROCESSED_EVENTS_RETENTION=24h")
 	require.Error(t, proc.Wait(), "the state manager does not start")
 	require.Contains(t, proc.Output(), "PROCESSED_EVENTS_RETENTION=24h0m0s is shorter than the event queue's retention")
 }

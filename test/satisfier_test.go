@@ -51,8 +51,7 @@ func newSatisfierSystem(t *testing.T) *satisfierSystem {
 // machine writes a machine file; BUCKET in text is replaced by the test's bucket.
 func (ss *satisfierSystem) machine(name, text string) {
 	ss.t.Helper()
-	text = strings.ReplaceAll(text, "BUCKET", ss.bucket)
-	require.NoError(ss.t, os.WriteFile(filepath.Join(ss.machines, name+".yml"), []byte(text), 0o644))
+	writeMachine(ss.t, ss.machines, name, strings.ReplaceAll(text, "BUCKET", ss.bucket))
 }
 
 func (ss *satisfierSystem) startStateManager() *harness.Process {
@@ -71,7 +70,7 @@ func (ss *satisfierSystem) startSatisfier(extraEnv ...string) *harness.Process {
 		"TASK_QUEUE_URL="+ss.taskURL,
 		"BUCKET="+ss.bucket,
 		"TERRAFORM_BINARY="+harness.TofuBinary(ss.t),
-		"TERRAFORM_SOURCES_DIR="+filepath.Join(harness.RepoRoot(ss.t), "test", "testdata", "terraform"),
+		"TERRAFORM_SOURCES_DIR="+harness.Testdata(ss.t, "terraform"),
 		"TERRAFORM_WORK_DIR="+ss.workDir,
 		"TERRAFORM_PLUGIN_CACHE_DIR="+filepath.Join(ss.workDir, "plugins"),
 		"POLL_WAIT=1s",
@@ -136,7 +135,7 @@ func TestTerraformAndLambdaTasksLaunchAndDestroy(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
 	ss.machine("provision", provisionMachine)
-	harness.UploadDir(t, ss.bucket, "terraform/infra", filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "basic"))
+	harness.UploadDir(t, ss.bucket, "terraform/infra", harness.Testdata(t, "terraform", "basic"))
 	ss.lambda.Returns("notify-fn", `{"notified": true, "message_id": "m-1"}`)
 	ss.startStateManager()
 	satisfier := ss.startSatisfier()
@@ -218,7 +217,7 @@ func TestFailingTerraformThenFixedScriptConverges(t *testing.T) {
       action: apply
 `,
 	}.YAML())
-	fixtures := filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform")
+	fixtures := harness.Testdata(t, "terraform")
 	harness.UploadDir(t, ss.bucket, "terraform/app", filepath.Join(fixtures, "broken"))
 	ss.startStateManager()
 	ss.startSatisfier()

@@ -101,22 +101,29 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	return s
 }
 
-// startStateManager starts one statemanager process in local mode.
+// startStateManager starts one statemanager process in local mode and waits until it is ready.
 func (s *system) startStateManager(workers int, extraEnv ...string) *harness.Process {
+	s.t.Helper()
+	proc := s.launchStateManager(append([]string{"WORKERS=" + strconv.Itoa(workers)}, extraEnv...)...)
+	// Ready means migrated: tests may read the tables from here on.
+	proc.WaitForOutput(s.t, "state manager ready", 60*time.Second)
+	return proc
+}
+
+// launchStateManager starts one statemanager process in local mode, on the system's queues,
+// database (databaseEnv) and the test machines, with extraEnv's settings winning; it does not wait
+// for the process to be ready, for tests of a state manager that must not start or connect.
+func (s *system) launchStateManager(extraEnv ...string) *harness.Process {
 	s.t.Helper()
 	env := append(harness.AWSEnv(s.t),
 		"EVENT_QUEUE_URL="+s.eventURL,
 		"TASK_QUEUE_URL="+s.taskURL,
-		"MACHINES_DIR="+filepath.Join(harness.RepoRoot(s.t), "test", "testdata", "machines"),
-		"WORKERS="+strconv.Itoa(workers),
+		"MACHINES_DIR="+harness.Testdata(s.t, "machines"),
 		"POLL_WAIT=1s",
 		"RETRY_DELAY=1s",
 	)
 	env = append(env, s.databaseEnv()...)
-	proc := harness.StartProcess(s.t, s.bin, append(env, extraEnv...))
-	// Ready means migrated: tests may read the tables from here on.
-	proc.WaitForOutput(s.t, "state manager ready", 60*time.Second)
-	return proc
+	return harness.StartProcess(s.t, s.bin, append(env, extraEnv...))
 }
 
 // databaseEnv is how the state manager reaches its database: as deployed
@@ -261,6 +268,20 @@ func tasksByName(tasks []message.Task) map[string]message.Task {
 		out[t.Task.Name] = t
 	}
 	return out
+}
+
+// writeMachine writes the machine file name.yml, holding text, into dir (a MACHINES_DIR).
+func writeMachine(t testing.TB, dir, name, text string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".yml"), []byte(text), 0o644))
+}
+
+// machinesDir returns a new MACHINES_DIR holding one machine file, name.yml.
+func machinesDir(t testing.TB, name, text string) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeMachine(t, dir, name, text)
+	return dir
 }
 
 var idMu sync.Mutex
@@ -605,7 +626,6 @@ func shuffled(n, seed int) []int {
 func TestUnsendableTaskMessageIsParkedAndFailsItsTask(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{maxReceiveCount: 3})
-	dir := t.TempDir()
 	big := fmt.Sprintf(`version: 1
 events: [LAUNCH]
 states:
@@ -622,8 +642,7 @@ tasks:
   huge: {executor: lambda, config: {name: huge-fn, args: {blob: %q}}}
   small: {executor: lambda, config: {name: small-fn}}
 `, strings.Repeat("x", queue.MaxMessageBytes))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "big.yml"), []byte(big), 0o644))
-	proc := s.startStateManager(1, "MACHINES_DIR="+dir, "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=1s")
+	proc := s.startStateManager(1, "MACHINES_DIR="+machinesDir(t, "big", big), "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=1s")
 
 	s.sendEvent("parked-1", "LAUNCH", map[string]any{"machine": "big"})
 	tasks := s.receiveTasks(1)

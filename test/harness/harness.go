@@ -23,6 +23,7 @@ package harness
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -142,4 +143,11 @@ func RepoRoot(t testing.TB) string {
 		t.Fatalf("harness: %v", repoRootErr)
 	}
 	return repoRoot
+}
+
+// Testdata returns the path of elem under the repository's test/testdata, the tests' fixtures
+// (machines, Terraform sources).
+func Testdata(t testing.TB, elem ...string) string {
+	t.Helper()
+	return filepath.Join(append([]string{RepoRoot(t), "test", "testdata"}, elem...)...)
 }
