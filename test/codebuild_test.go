@@ -19,46 +19,6 @@ import (
 	"github.com/stackseam/stackseam/test/harness"
 )
 
-// The tasks of this machine need more time than Lambda has (timeoutSeconds beyond 900), so the
-// satisfier hands them over to CodeBuild; the marks fixture leaves a file for what exists.
-const codebuildMachine = `
-version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [infra]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  TEARDOWN:
-    tasks: [teardown]
-    on:
-      NEXT: [{action: advance, state: GONE}]
-  GONE:
-    terminal: true
-tasks:
-  infra:
-    executor: terraform
-    timeoutSeconds: 3600
-    config:
-      source: {type: local, location: marks}
-      action: apply
-      variables: {marks_dir: "MARKS", sleep_seconds: "SLEEP"}
-  teardown:
-    executor: terraform
-    RUNNER
-    config:
-      source: {type: local, location: marks}
-      action: destroy
-      variables: {marks_dir: "MARKS"}
-`
-
 // codebuildSystem is a satisfier system whose satisfier hands long tasks over to a fake CodeBuild
 // project, whose builds run the same satisfier binary in its one-task mode.
 type codebuildSystem struct {
@@ -73,8 +33,7 @@ const codebuildProject = "stackseam-tasks"
 func newCodebuildSystem(t *testing.T, sleep string) *codebuildSystem {
 	t.Helper()
 	cs := &codebuildSystem{satisfierSystem: newSatisfierSystem(t), fake: harness.NewCodeBuildFake(t)}
-	cs.marks = t.TempDir()
-	cs.machine("longrun", strings.NewReplacer("MARKS", cs.marks, "SLEEP", sleep, "RUNNER", "runner: codebuild").Replace(codebuildMachine))
+	cs.marks = cs.marked("longrun", sleep, true)
 	// The build's source dir is laid out as the construct's asset is (the function's zip):
 	// bootstrap, bin/tofu and the bundled Terraform sources; the project runs ./bootstrap
 	// --one-task there, with the settings the construct gives the project (TERRAFORM_BINARY
@@ -83,7 +42,7 @@ func newCodebuildSystem(t *testing.T, sleep string) *codebuildSystem {
 	require.NoError(t, os.Symlink(cs.bin, filepath.Join(src, "bootstrap")))
 	require.NoError(t, os.MkdirAll(filepath.Join(src, "bin"), 0o755))
 	require.NoError(t, os.Symlink(harness.TofuBinary(t), filepath.Join(src, "bin", "tofu")))
-	require.NoError(t, os.CopyFS(filepath.Join(src, "marks"), os.DirFS(filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "marks"))))
+	require.NoError(t, os.CopyFS(filepath.Join(src, "marks"), os.DirFS(harness.Testdata(t, "terraform", "marks"))))
 	env := append(harness.AWSEnv(t),
 		"AWS_SECRET_ACCESS_KEY="+e2eSecret,
 		"EVENT_QUEUE_URL="+cs.eventURL,

@@ -22,18 +22,18 @@ import (
 
 // marksMachine provisions with the marks fixture (MARKS is the test's marks dir) and allows
 // DESTROY during PROVISION, as the example machines do: the running apply is abandoned and the
-// teardown destroys whatever it built.
+// teardown destroys whatever it built. APPLY_KEYS and DESTROY_KEYS stand for more keys of the two tasks.
 var marksMachine = harness.Lifecycle{
 	Up: []string{"infra"}, Down: []string{"teardown"}, DestroyWhileProvisioning: true, Terminal: "GONE",
 	Tasks: `
   infra:
-    executor: terraform
+    executor: terraform APPLY_KEYS
     config:
       source: {type: local, location: marks}
       action: apply
       variables: {marks_dir: "MARKS", sleep_seconds: "SLEEP"}
   teardown:
-    executor: terraform
+    executor: terraform DESTROY_KEYS
     config:
       source: {type: local, location: marks}
       action: destroy
@@ -41,11 +41,17 @@ var marksMachine = harness.Lifecycle{
 `,
 }.YAML()
 
-// marked writes the marks machine with the test's marks dir and the apply's sleep.
-func (ss *satisfierSystem) marked(sleep string) string {
+// marked writes the marks machine as name, with a new marks dir, which it returns, and the apply's
+// sleep; with codebuild, both tasks are run by CodeBuild: the apply because it needs more time
+// than Lambda has (timeoutSeconds beyond 900), the destroy because it asks to be.
+func (ss *satisfierSystem) marked(name, sleep string, codebuild bool) string {
 	ss.t.Helper()
 	marks := ss.t.TempDir()
-	ss.machine("marked", strings.NewReplacer("MARKS", marks, "SLEEP", sleep).Replace(marksMachine))
+	apply, destroy := "", ""
+	if codebuild {
+		apply, destroy = "\n    timeoutSeconds: 3600", "\n    runner: codebuild"
+	}
+	ss.machine(name, strings.NewReplacer("MARKS", marks, "SLEEP", sleep, " APPLY_KEYS", apply, " DESTROY_KEYS", destroy).Replace(marksMachine))
 	return marks
 }
 
@@ -82,7 +88,7 @@ func exists(t *testing.T, path string) bool {
 func TestDestroyDuringProvisionLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
-	marks := ss.marked("4")
+	marks := ss.marked("marked", "4", false)
 	ss.startStateManager()
 	ss.startSatisfier("WORKERS=2")
 
@@ -116,7 +122,7 @@ func TestDestroyDuringProvisionLeavesNothingBehind(t *testing.T) {
 func TestRedeliveredStaleApplyDoesNotRun(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
-	marks := ss.marked("0")
+	marks := ss.marked("marked", "0", false)
 	ss.startStateManager()
 	sat := ss.startSatisfier()
 
