@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -24,7 +23,7 @@ import (
 type codebuildSystem struct {
 	*satisfierSystem
 	fake  *harness.CodeBuildFake
-	marks string
+	marks marks
 	sat   *harness.Process
 }
 
@@ -57,7 +56,7 @@ func newCodebuildSystem(t *testing.T, sleep string) *codebuildSystem {
 	// CodeBuild's build state change events reach the task queue, as the construct's EventBridge
 	// rule sends them. (Errors are dropped: a build may end after the test.)
 	events := func(ev []byte) {
-		_ = queue.Send(context.Background(), cs.sqs, cs.taskURL, []queue.Outgoing{{Body: string(ev)}})
+		_ = queue.Send(cs.ctx, cs.sqs, cs.taskURL, []queue.Outgoing{{Body: string(ev)}})
 	}
 	cs.fake.Project(codebuildProject, harness.CodeBuildProject{Command: "./bootstrap", Args: []string{"--one-task"}, Env: env,
 		SourceDir: src, StopGrace: 20 * time.Second, Output: harness.BuildOutput(t), Events: events})
@@ -84,8 +83,7 @@ func (cs *codebuildSystem) builds(stackID, task string) []*harness.FakeBuild {
 func (cs *codebuildSystem) launchUntilApplying(stackID string) *harness.FakeBuild {
 	cs.t.Helper()
 	cs.sendEvent(stackID, "LAUNCH", map[string]any{"machine": "longrun"})
-	mark := filepath.Join(cs.marks, stackID)
-	require.Eventually(cs.t, func() bool { return exists(cs.t, mark) }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
+	require.Eventually(cs.t, func() bool { return cs.marks.made(cs.t, stackID) }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
 	infra := cs.builds(stackID, "infra")
 	require.Len(cs.t, infra, 1)
 	return infra[0]
@@ -115,8 +113,7 @@ func TestCodeBuildLifecycle(t *testing.T) {
 
 	cs.sendEvent("cb-life", "LAUNCH", map[string]any{"machine": "longrun"})
 	cs.waitState("cb-life", "RUN")
-	mark := filepath.Join(cs.marks, "cb-life")
-	require.True(t, exists(t, mark), "the build's apply created the resource")
+	require.True(t, cs.marks.made(t, "cb-life"), "the build's apply created the resource")
 	infra := cs.builds("cb-life", "infra")
 	require.Len(t, infra, 1)
 	require.Eventually(t, func() bool { return infra[0].Status() == "SUCCEEDED" }, 30*time.Second, 50*time.Millisecond)
@@ -145,7 +142,7 @@ func TestCodeBuildLifecycle(t *testing.T) {
 
 	cs.sendEvent("cb-life", "DESTROY", nil)
 	cs.waitRemoved("cb-life")
-	require.False(t, exists(t, mark), "the build's destroy removed the resource")
+	require.False(t, cs.marks.made(t, "cb-life"), "the build's destroy removed the resource")
 	require.Len(t, cs.builds("cb-life", "infra"), 1, "no second build for the apply")
 	require.Len(t, cs.builds("cb-life", "teardown"), 1)
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->GONE"}, cs.transitions("cb-life"))

@@ -106,6 +106,69 @@ func (ss *satisfierSystem) object(urlOrKey string) (string, bool) {
 	return harness.ReadObject(ss.t, ss.bucket, strings.TrimPrefix(urlOrKey, "s3://"+ss.bucket+"/"))
 }
 
+// taskLogs returns the stored logs of a stack's task, by run id.
+func (ss *satisfierSystem) taskLogs(machineName, stackID, task string) map[string]string {
+	ss.t.Helper()
+	prefix := "logs/" + machineName + "/" + stackID + "/" + task + "/"
+	logs := map[string]string{}
+	for _, key := range harness.ListObjects(ss.t, ss.bucket, prefix) {
+		text, ok := ss.object(key)
+		require.True(ss.t, ok)
+		logs[strings.TrimSuffix(strings.TrimPrefix(key, prefix), ".log")] = text
+	}
+	return logs
+}
+
+// marksMachine provisions with the marks fixture (MARKS is the test's marks dir) and allows
+// DESTROY during PROVISION, as the example machines do: the running apply is abandoned and the
+// teardown destroys whatever it built. APPLY_KEYS and DESTROY_KEYS stand for more keys of the two tasks.
+var marksMachine = harness.Lifecycle{
+	Up: []string{"infra"}, Down: []string{"teardown"}, DestroyWhileProvisioning: true, Terminal: "GONE",
+	Tasks: `
+  infra:
+    executor: terraform APPLY_KEYS
+    config:
+      source: {type: local, location: marks}
+      action: apply
+      variables: {marks_dir: "MARKS", sleep_seconds: "SLEEP"}
+  teardown:
+    executor: terraform DESTROY_KEYS
+    config:
+      source: {type: local, location: marks}
+      action: destroy
+      variables: {marks_dir: "MARKS"}
+`,
+}.YAML()
+
+// marks is the dir where the marks fixture leaves a file, named by the stack id, while the
+// resource it applies exists.
+type marks string
+
+// made reports whether the stack's resource exists.
+func (m marks) made(t *testing.T, stackID string) bool {
+	t.Helper()
+	_, err := os.Stat(filepath.Join(string(m), stackID))
+	if os.IsNotExist(err) {
+		return false
+	}
+	require.NoError(t, err)
+	return true
+}
+
+// marked writes the marks machine as name, with a new marks dir, which it returns, and the apply's
+// sleep; with codebuild, both tasks are run by CodeBuild: the apply because it needs more time
+// than Lambda has (timeoutSeconds beyond 900), the destroy because it asks to be.
+func (ss *satisfierSystem) marked(name, sleep string, codebuild bool) marks {
+	ss.t.Helper()
+	dir := ss.t.TempDir()
+	apply, destroy := "", ""
+	if codebuild {
+		apply, destroy = "\n    timeoutSeconds: 3600", "\n    runner: codebuild"
+	}
+	ss.machine(name, strings.NewReplacer("MARKS", dir, "SLEEP", sleep, " APPLY_KEYS", apply, " DESTROY_KEYS", destroy).Replace(marksMachine))
+	return marks(dir)
+}
+
 // provisionMachine has a terraform task and a lambda task on the way up and a terraform destroy
 // on the way down, sharing one source and so one state.
 var provisionMachine = harness.Lifecycle{
