@@ -492,6 +492,17 @@ func (s *system) drainQueue(url string, n int) []string {
 	return bodies
 }
 
+// redrive moves n messages from the dead-letter queue dlqURL back to url, as an operator's
+// redrive does.
+func (s *system) redrive(dlqURL, url string, n int) {
+	s.t.Helper()
+	var msgs []queue.Outgoing
+	for _, body := range s.drainQueue(dlqURL, n) {
+		msgs = append(msgs, queue.Outgoing{Body: body})
+	}
+	require.NoError(s.t, queue.Send(s.ctx, s.sqs, url, msgs))
+}
+
 func stackOf(t *testing.T, body string) string {
 	t.Helper()
 	var ev struct {
