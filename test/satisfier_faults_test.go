@@ -18,21 +18,10 @@ import (
 // Terraform destroy of the same state on the way down.
 var sturdyMachine = harness.Lifecycle{
 	Up: []string{"infra", "notify"}, Down: []string{"teardown"},
-	Tasks: `
-  infra:
-    executor: terraform
-    config:
-      source: {type: local, location: slow}
-      action: apply
-      variables: {sleep_seconds: "2"}
+	Tasks: harness.TerraformTasks("{type: local, location: slow}", `{sleep_seconds: "2"}`) + `
   notify:
     executor: lambda
     config: {name: notify-fn}
-  teardown:
-    executor: terraform
-    config:
-      source: {type: local, location: slow}
-      action: destroy
 `,
 }.YAML()
 
