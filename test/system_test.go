@@ -626,22 +626,10 @@ func shuffled(n, seed int) []int {
 func TestUnsendableTaskMessageIsParkedAndFailsItsTask(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{maxReceiveCount: 3})
-	big := fmt.Sprintf(`version: 1
-events: [LAUNCH]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [huge, small]
-    on:
-      NEXT: [{action: advance, state: DONE}]
-  DONE:
-    terminal: true
-tasks:
+	big := harness.Lifecycle{Up: []string{"huge", "small"}, Tasks: fmt.Sprintf(`
   huge: {executor: lambda, config: {name: huge-fn, args: {blob: %q}}}
   small: {executor: lambda, config: {name: small-fn}}
-`, strings.Repeat("x", queue.MaxMessageBytes))
+`, strings.Repeat("x", queue.MaxMessageBytes))}.YAML()
 	proc := s.startStateManager(1, "MACHINES_DIR="+machinesDir(t, "big", big), "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=1s")
 
 	s.sendEvent("parked-1", "LAUNCH", map[string]any{"machine": "big"})
