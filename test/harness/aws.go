@@ -93,26 +93,26 @@ func AWSEnv(t testing.TB) []string {
 // (clients are safe for concurrent use).
 func SQSClient(t testing.TB) *sqs.Client {
 	t.Helper()
-	cfg := AWSConfig(t)
-	clientsMu.Lock()
-	defer clientsMu.Unlock()
-	if sqsClient == nil {
-		sqsClient = sqs.NewFromConfig(cfg)
-	}
-	return sqsClient
+	return sharedClient(t, &sqsClient, func(endpoint string) *sqs.Client { return sqs.NewFromConfig(localenv.AWSConfig(endpoint)) })
 }
 
 // S3Client returns an S3 client for the emulator with path-style addressing
 // (bucket.127.0.0.1 does not resolve), shared by the process.
 func S3Client(t testing.TB) *s3.Client {
 	t.Helper()
+	return sharedClient(t, &s3Client, localenv.NewS3Client)
+}
+
+// sharedClient returns *client, which newClient makes for the emulator's endpoint on first use.
+func sharedClient[C any](t testing.TB, client **C, newClient func(endpoint string) *C) *C {
+	t.Helper()
 	endpoint := AWSEndpoint(t)
 	clientsMu.Lock()
 	defer clientsMu.Unlock()
-	if s3Client == nil {
-		s3Client = localenv.NewS3Client(endpoint)
+	if *client == nil {
+		*client = newClient(endpoint)
 	}
-	return s3Client
+	return *client
 }
 
 // CreateQueue creates a uniquely named queue (name plus a random suffix,
