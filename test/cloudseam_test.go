@@ -129,7 +129,7 @@ func TestMachineWithoutTerminalStateRuns(t *testing.T) {
 	require.Eventually(t, func() bool { return tasksOf(s.stack(id))["teardown"].Status == "completed" }, 30*time.Second, 100*time.Millisecond)
 	st := s.stack(id)
 	require.Equal(t, "GONE", st.State, "the stack rests where DESTROY led, its task done")
-	require.Equal(t, 0, s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'removed'", id), "and is never removed")
+	require.Equal(t, 0, s.historyCount(id, "removed"), "and is never removed")
 	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
 }
 

@@ -68,7 +68,7 @@ func (ss *satisfierSystem) requireHealthyLifecycles(ids []string) {
 	}
 	for _, id := range ids {
 		ss.waitRemoved(id)
-		require.Equal(ss.t, 2, ss.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'task-completed'", id), id)
+		require.Equal(ss.t, 2, ss.historyCount(id, "task-completed"), id)
 		require.Zero(ss.t, ss.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind IN ('task-failed', 'ignored')", id), id)
 	}
 }

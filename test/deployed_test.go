@@ -553,7 +553,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	state, _ = harness.ReadObject(t, ds.bucket, "provision/deployed-a/terraform/infra")
 	require.NotContains(t, state, `"terraform_data"`, "destroy ran against the same state")
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, s.transitions("deployed-a"))
-	require.Equal(t, 3, s.count("SELECT count(*) FROM history WHERE stack_id = 'deployed-a' AND kind = 'task-completed'"))
+	require.Equal(t, 3, s.historyCount("deployed-a", "task-completed"))
 	require.Len(t, builds.Builds(), 1, "the teardown ran in one build")
 	require.Equal(t, "SUCCEEDED", builds.Builds()[0].Status())
 	require.Contains(t, builds.Builds()[0].Output(), `"msg":"one-task runner started"`)

@@ -201,7 +201,7 @@ func (s *system) requireConverged(ids []string) {
 		require.Equal(s.t, pairTransitions, s.transitions(id), "stack %s", id)
 		require.Equal(s.t, 2, s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'event' AND event = 'NEXT'", id),
 			"stack %s: NEXT once per state visit", id)
-		require.Equal(s.t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'removed'", id), "stack %s", id)
+		require.Equal(s.t, 1, s.historyCount(id, "removed"), "stack %s", id)
 	}
 	require.Equal(s.t, 0, s.count("SELECT count(*) FROM stacks WHERE id = ANY($1)", ids))
 	require.Equal(s.t, 0, s.count("SELECT count(*) FROM outbox"), "no task message left unsent")

@@ -237,7 +237,7 @@ func TestTerraformAndLambdaTasksLaunchAndDestroy(t *testing.T) {
 	require.True(t, ok)
 	require.NotContains(t, state, `"terraform_data"`, "destroy ran against the same state")
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, ss.transitions("e2e-a"))
-	require.Equal(t, 3, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-a' AND kind = 'task-completed'"))
+	require.Equal(t, 3, ss.historyCount("e2e-a", "task-completed"))
 	require.Equal(t, 0, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-a' AND kind IN ('ignored', 'rejected')"),
 		"exactly one result per task")
 	ss.waitDrained()
@@ -289,8 +289,8 @@ func TestFailingTerraformThenFixedScriptConverges(t *testing.T) {
 	ss.sendEvent("e2e-b", message.EventRetryFailedTasks, nil)
 	st := ss.waitState("e2e-b", "RUN")
 	require.Equal(t, "hello, stack e2e-b", st.Metadata["app"])
-	require.Equal(t, 1, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-b' AND kind = 'task-failed'"))
-	require.Equal(t, 1, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-b' AND kind = 'task-completed'"))
+	require.Equal(t, 1, ss.historyCount("e2e-b", "task-failed"))
+	require.Equal(t, 1, ss.historyCount("e2e-b", "task-completed"))
 	state, ok := ss.object("fragile/e2e-b/terraform/app")
 	require.True(t, ok, "the source key's trailing slash is dropped from the state key (the backend rejects it)")
 	require.Contains(t, state, `"terraform_data"`)
@@ -354,7 +354,7 @@ func TestKilledSatisfierTaskIsRedelivered(t *testing.T) {
 	require.Contains(t, second.Output(), "removing a stale terraform state lock", "the dead run's lock was removed")
 	require.Equal(t, "e2e-d", st.Metadata["slept"])
 	require.Contains(t, second.Output(), `"receiveCount":2`, "the same message, delivered again")
-	require.Equal(t, 1, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-d' AND kind = 'task-completed'"))
+	require.Equal(t, 1, ss.historyCount("e2e-d", "task-completed"))
 
 	ss.sendEvent("e2e-d", "DESTROY", nil)
 	ss.waitRemoved("e2e-d")
@@ -405,7 +405,7 @@ func TestMetadataCannotBreakTerraform(t *testing.T) {
 	state, ok := ss.object("meta/e2e-meta/basic")
 	require.True(t, ok)
 	require.NotContains(t, state, `"terraform_data"`, "destroy ran")
-	require.Equal(t, 2, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-meta' AND kind = 'task-completed'"))
+	require.Equal(t, 2, ss.historyCount("e2e-meta", "task-completed"))
 
 	out := satisfier.Output()
 	require.Contains(t, out, `"keys":["owner.email","unused"]`, "the apply's skipped keys, at debug")

@@ -231,6 +231,12 @@ func (s *system) count(sql string, args ...any) int {
 	return n
 }
 
+// historyCount counts the stack's history records of kind ("task-completed", "removed", …).
+func (s *system) historyCount(stackID, kind string) int {
+	s.t.Helper()
+	return s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = $2", stackID, kind)
+}
+
 // transitions returns a stack's transitions in order, as "FROM->TO".
 func (s *system) transitions(id string) []string {
 	s.t.Helper()
@@ -324,7 +330,7 @@ func TestLifecycleWithDuplicateAndStaleResults(t *testing.T) {
 	require.Equal(t, "vpc-1", st.Metadata["vpc"])
 	s.waitDrained()
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN"}, s.transitions("feature-1"))
-	require.Equal(t, 2, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'ignored'"))
+	require.Equal(t, 2, s.historyCount("feature-1", "ignored"))
 	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'ignored' AND reason LIKE 'stale result%'"))
 
 	s.sendEvent("feature-1", "DESTROY", nil)
@@ -335,7 +341,7 @@ func TestLifecycleWithDuplicateAndStaleResults(t *testing.T) {
 	s.waitRemoved("feature-1")
 
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, s.transitions("feature-1"))
-	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'removed'"))
+	require.Equal(t, 1, s.historyCount("feature-1", "removed"))
 	require.Equal(t, 0, s.count("SELECT count(*) FROM outbox"))
 	require.Equal(t, 0, s.queueDepth(s.eventDLQ))
 	s.requireOnlyTLSConnections()
@@ -383,7 +389,7 @@ func TestBadEventsAreRejectedNotRetried(t *testing.T) {
 	require.Contains(t, reasons["c-ok:NEXT"], "cannot be published")
 	require.Contains(t, reasons["c-ok:LAUNCH"], `runs machine "pair"`)
 
-	require.Equal(t, 4, s.count("SELECT count(*) FROM history WHERE stack_id = 'c-ok' AND kind = 'rejected'"),
+	require.Equal(t, 4, s.historyCount("c-ok", "rejected"),
 		"rejections of an existing stack are in its history")
 	require.Equal(t, "PROVISION", s.stack("c-ok").State)
 	for _, id := range []string{"c-bad", "c-unknown", "c-broken", "c-new"} {
@@ -639,7 +645,7 @@ func TestUnsendableTaskMessageIsParkedAndFailsItsTask(t *testing.T) {
 		return s.count("SELECT count(*) FROM history WHERE stack_id = 'parked-1' AND kind = 'task-failed' AND task = 'huge'") == 1
 	}, 30*time.Second, 100*time.Millisecond, "the parked task's run is settled as failed")
 	require.Equal(t, 1, s.count("SELECT count(*) FROM parked_outbox WHERE stack_id = 'parked-1' AND reason LIKE '%SQS accepts at most 262144%'"))
-	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'parked-1' AND kind = 'parked'"))
+	require.Equal(t, 1, s.historyCount("parked-1", "parked"))
 	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'parked-1' AND kind = 'task-failed' AND reason LIKE 'the task did not run: the task message can never be sent%'"))
 	require.Contains(t, proc.Output(), `"`+metrics.OutboxParked+`"`)
 	// Sweeps come and go: nothing is re-sent, nothing is left.
