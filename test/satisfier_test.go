@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/test/harness"
 )
@@ -77,27 +76,6 @@ func (ss *satisfierSystem) startSatisfier(extraEnv ...string) *harness.Process {
 		"RETRY_DELAY=1s",
 	)
 	return harness.StartProcess(ss.t, ss.bin, append(env, extraEnv...))
-}
-
-// waitTask waits until the stack's task name has status, and returns it.
-func (ss *satisfierSystem) waitTask(stackID, name string, status message.TaskStatus) message.StackTask {
-	ss.t.Helper()
-	var found message.StackTask
-	var last *engine.Stack
-	require.Eventually(ss.t, func() bool {
-		last = ss.stack(stackID)
-		if last == nil {
-			return false
-		}
-		for _, task := range last.Tasks {
-			if task.Name == name && task.Status == status {
-				found = task
-				return true
-			}
-		}
-		return false
-	}, 90*time.Second, 100*time.Millisecond, "task %s of %s never became %s (last: %+v)", name, stackID, status, last)
-	return found
 }
 
 // object reads an object of the test's bucket from an s3:// URL or a key.

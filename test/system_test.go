@@ -218,6 +218,27 @@ func (s *system) waitState(id, state string) *engine.Stack {
 	return last
 }
 
+// waitTask waits until the stack's task name has status, and returns it.
+func (s *system) waitTask(stackID, name string, status message.TaskStatus) message.StackTask {
+	s.t.Helper()
+	var found message.StackTask
+	var last *engine.Stack
+	require.Eventually(s.t, func() bool {
+		last = s.stack(stackID)
+		if last == nil {
+			return false
+		}
+		for _, task := range last.Tasks {
+			if task.Name == name && task.Status == status {
+				found = task
+				return true
+			}
+		}
+		return false
+	}, 90*time.Second, 100*time.Millisecond, "task %s of %s never became %s (last: %+v)", name, stackID, status, last)
+	return found
+}
+
 func (s *system) waitRemoved(id string) {
 	s.t.Helper()
 	require.Eventually(s.t, func() bool { return s.stack(id) == nil }, 60*time.Second, 50*time.Millisecond,
@@ -696,8 +717,7 @@ func TestForgedResultsAreRejected(t *testing.T) {
 
 	// The satisfier's own signature settles it.
 	sendResult(body, map[string]string{signing.Attribute: own.Sign(body)})
-	require.Eventually(t, func() bool { return tasksOf(s.stack("forged-1"))["infra"].Status == message.TaskCompleted },
-		30*time.Second, 100*time.Millisecond)
+	s.waitTask("forged-1", "infra", message.TaskCompleted)
 
 	// A signed by-name result (an operator holding the key, `stackseam complete`) settles the
 	// other task's pending run, and the history says it was settled by name.
