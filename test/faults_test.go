@@ -98,24 +98,14 @@ func (fs *faultSystem) announced(fault string) int {
 // the second result.
 func (s *system) answerTasks() int {
 	s.t.Helper()
-	resp, err := s.sqs.ReceiveMessage(s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.taskURL), MaxNumberOfMessages: 10})
-	require.NoError(s.t, err)
-	if len(resp.Messages) == 0 {
-		return 0
-	}
+	tasks := s.pollTasks(0)
 	var results []queue.Outgoing
-	del := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(s.taskURL)}
-	for i, m := range resp.Messages {
-		task, err := message.ParseTask([]byte(aws.ToString(m.Body)))
-		require.NoError(s.t, err)
+	for _, task := range tasks {
 		results = append(results, queue.Outgoing{Body: s.result(task, message.EventTaskCompleted, nil),
 			GroupID: task.Stack.ID, DedupID: newID()})
-		del.Entries = append(del.Entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
 	}
 	require.NoError(s.t, queue.Send(s.ctx, s.sqs, s.eventURL, results))
-	_, err = s.sqs.DeleteMessageBatch(s.ctx, del)
-	require.NoError(s.t, err)
-	return len(resp.Messages)
+	return len(tasks)
 }
 
 // states reads the current state of the given stacks; removed (or not yet

@@ -178,26 +178,32 @@ func (s *system) receiveTasks(n int) []message.Task {
 	deadline := time.Now().Add(60 * time.Second)
 	for len(out) < n {
 		require.True(s.t, time.Now().Before(deadline), "timed out with %d of %d task messages", len(out), n)
-		out = append(out, s.pollTasks(10)...)
+		out = append(out, s.pollTasks(1)...)
 	}
 	require.Len(s.t, out, n, "more task messages than expected")
 	return out
 }
 
-// pollTasks receives and deletes up to max task messages (one long poll).
-func (s *system) pollTasks(max int32) []message.Task {
+// pollTasks receives and deletes up to ten task messages in one receive, which waits up to wait
+// seconds for the first (0: only those waiting now).
+func (s *system) pollTasks(wait int32) []message.Task {
 	s.t.Helper()
 	resp, err := s.sqs.ReceiveMessage(s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.taskURL),
-		MaxNumberOfMessages: max, WaitTimeSeconds: 1})
+		MaxNumberOfMessages: 10, WaitTimeSeconds: wait})
 	require.NoError(s.t, err)
+	if len(resp.Messages) == 0 {
+		return nil
+	}
 	var out []message.Task
-	for _, m := range resp.Messages {
+	del := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(s.taskURL)}
+	for i, m := range resp.Messages {
 		task, err := message.ParseTask([]byte(aws.ToString(m.Body)))
 		require.NoError(s.t, err)
 		out = append(out, task)
-		_, err = s.sqs.DeleteMessage(s.ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(s.taskURL), ReceiptHandle: m.ReceiptHandle})
-		require.NoError(s.t, err)
+		del.Entries = append(del.Entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
 	}
+	_, err = s.sqs.DeleteMessageBatch(s.ctx, del)
+	require.NoError(s.t, err)
 	return out
 }
 
@@ -495,7 +501,7 @@ func TestDatabaseOutageRetriesAndConverges(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for len(seen) < 2*n {
 		require.True(t, time.Now().Before(deadline), "saw %d of %d b tasks", len(seen), 2*n)
-		for _, task := range s.pollTasks(10) {
+		for _, task := range s.pollTasks(1) {
 			if strings.HasPrefix(task.Stack.ID, "b-") {
 				seen[task.Stack.ID+"/"+task.Task.Name] = true
 			}
@@ -603,7 +609,7 @@ func (s *system) satisfyShuffled(n int, dupShare float64, outputs func(message.T
 		require.True(s.t, time.Now().Before(deadline), "timed out after %d of %d tasks", got, n)
 		var batch []message.Task
 		for len(batch) < 30 {
-			more := s.pollTasks(10)
+			more := s.pollTasks(1)
 			if len(more) == 0 {
 				break
 			}
@@ -672,7 +678,7 @@ func TestUnsendableTaskMessageIsParkedAndFailsItsTask(t *testing.T) {
 	// Sweeps come and go: nothing is re-sent, nothing is left.
 	time.Sleep(3 * time.Second)
 	require.Equal(t, 0, s.count("SELECT count(*) FROM outbox"))
-	require.Empty(t, s.pollTasks(10), "the parked message is never sent")
+	require.Empty(t, s.pollTasks(1), "the parked message is never sent")
 	require.Equal(t, "PROVISION", s.stack("parked-1").State, "the stack waits on its failed task, as a failed task makes it")
 }
 
