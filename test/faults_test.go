@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
@@ -52,12 +49,6 @@ func newFaultSystem(t *testing.T, opts systemOptions, visibilitySeconds int, env
 	s.bin = harness.BuildBinaryWithTags(t, "./functions/statemanager", faults.BuildTag)
 	s.setQueueAttributes(s.eventURL, map[string]string{"VisibilityTimeout": strconv.Itoa(visibilitySeconds)})
 	return &faultSystem{system: s, env: env}
-}
-
-func (s *system) setQueueAttributes(url string, attrs map[string]string) {
-	s.t.Helper()
-	_, err := s.sqs.SetQueueAttributes(s.ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: attrs})
-	require.NoError(s.t, err)
 }
 
 // start starts n state-manager processes with workers receive loops each.
@@ -447,50 +438,6 @@ func jsonLines(t *testing.T, output string) []map[string]any {
 		}
 	}
 	return out
-}
-
-// redrivePolicy is a redrive policy to the dead-letter queue dlqURL with
-// maxReceiveCount.
-func (s *system) redrivePolicy(dlqURL string, maxReceiveCount int) string {
-	s.t.Helper()
-	out, err := s.sqs.GetQueueAttributes(s.ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlqURL),
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
-	require.NoError(s.t, err)
-	raw, err := json.Marshal(map[string]string{"deadLetterTargetArn": out.Attributes[string(types.QueueAttributeNameQueueArn)],
-		"maxReceiveCount": strconv.Itoa(maxReceiveCount)})
-	require.NoError(s.t, err)
-	return string(raw)
-}
-
-// drainQueue receives and deletes n messages from url and returns their
-// bodies.
-func (s *system) drainQueue(url string, n int) []string {
-	s.t.Helper()
-	var bodies []string
-	deadline := time.Now().Add(30 * time.Second)
-	for len(bodies) < n {
-		require.True(s.t, time.Now().Before(deadline), "got %d of %d messages from %s", len(bodies), n, url)
-		resp, err := s.sqs.ReceiveMessage(s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
-		require.NoError(s.t, err)
-		for _, m := range resp.Messages {
-			bodies = append(bodies, aws.ToString(m.Body))
-			_, err := s.sqs.DeleteMessage(s.ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
-			require.NoError(s.t, err)
-		}
-	}
-	require.Len(s.t, bodies, n)
-	return bodies
-}
-
-// redrive moves n messages from the dead-letter queue dlqURL back to url, as an operator's
-// redrive does.
-func (s *system) redrive(dlqURL, url string, n int) {
-	s.t.Helper()
-	var msgs []queue.Outgoing
-	for _, body := range s.drainQueue(dlqURL, n) {
-		msgs = append(msgs, queue.Outgoing{Body: body})
-	}
-	require.NoError(s.t, queue.Send(s.ctx, s.sqs, url, msgs))
 }
 
 func stackOf(t *testing.T, body string) string {
