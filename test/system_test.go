@@ -354,10 +354,21 @@ func tasksByName(tasks []message.Task) map[string]message.Task {
 	return out
 }
 
-// writeMachine writes the machine file name.yml, holding text, into dir (a MACHINES_DIR).
-func writeMachine(t testing.TB, dir, name, text string) {
+// writeMachine writes the machine file name.yml, holding text, into dir (a MACHINES_DIR), and
+// returns its path.
+func writeMachine(t testing.TB, dir, name, text string) string {
 	t.Helper()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".yml"), []byte(text), 0o644))
+	path := filepath.Join(dir, name+".yml")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+	return path
+}
+
+// testdataMachine returns the text of the test machine name (test/testdata/machines/name.yml).
+func testdataMachine(t testing.TB, name string) string {
+	t.Helper()
+	text, err := os.ReadFile(harness.Testdata(t, "machines", name+".yml"))
+	require.NoError(t, err)
+	return string(text)
 }
 
 // machinesDir returns a new MACHINES_DIR holding one machine file, name.yml.
