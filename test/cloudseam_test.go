@@ -3,7 +3,6 @@ package test
 import (
 	"encoding/json"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ func TestCloudSeamShapedResultsSettleTasks(t *testing.T) {
 	}
 	s.send(id, cloudSeamResult("TASK_COMPLETED", "infra", ""))
 	s.send(id, cloudSeamResult("TASK_ERROR", "dns", `,"description":"dns zone busy"`))
-	require.Eventually(t, func() bool { return tasksOf(s.stack(id))["dns"].Status == "failed" }, 30*time.Second, 100*time.Millisecond)
+	s.waitTask(id, "dns", message.TaskFailed)
 	st := s.stack(id)
 	require.Equal(t, "PROVISION", st.State)
 	require.Equal(t, "completed", string(tasksOf(st)["infra"].Status))
@@ -110,8 +109,7 @@ tasks:
 func TestMachineWithoutTerminalStateRuns(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{})
-	machines := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(machines, "legacy.yml"), []byte(legacyMachine), 0o644))
+	machines := machinesDir(t, "legacy", legacyMachine)
 	m, err := catalog.ParseFile(filepath.Join(machines, "legacy.yml"))
 	require.NoError(t, err)
 	var warnings []string
@@ -128,10 +126,10 @@ func TestMachineWithoutTerminalStateRuns(t *testing.T) {
 	teardown := s.receiveTasks(1)[0]
 	require.Equal(t, "teardown", teardown.Task.Name)
 	s.send(id, `{"action":"TASK_COMPLETED","stackId":"release/2.0","task":{"name":"teardown"}}`)
-	require.Eventually(t, func() bool { return tasksOf(s.stack(id))["teardown"].Status == "completed" }, 30*time.Second, 100*time.Millisecond)
+	s.waitTask(id, "teardown", message.TaskCompleted)
 	st := s.stack(id)
 	require.Equal(t, "GONE", st.State, "the stack rests where DESTROY led, its task done")
-	require.Equal(t, 0, s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'removed'", id), "and is never removed")
+	require.Equal(t, 0, s.historyCount(id, "removed"), "and is never removed")
 	require.Equal(t, 0, s.count("SELECT count(*) FROM rejections"))
 }
 

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -19,52 +18,12 @@ import (
 	"github.com/stackseam/stackseam/test/harness"
 )
 
-// The tasks of this machine need more time than Lambda has (timeoutSeconds beyond 900), so the
-// satisfier hands them over to CodeBuild; the marks fixture leaves a file for what exists.
-const codebuildMachine = `
-version: 1
-events: [LAUNCH, DESTROY]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [infra]
-    on:
-      NEXT: [{action: advance, state: RUN}]
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  RUN:
-    on:
-      DESTROY: [{action: advance, state: TEARDOWN}]
-  TEARDOWN:
-    tasks: [teardown]
-    on:
-      NEXT: [{action: advance, state: GONE}]
-  GONE:
-    terminal: true
-tasks:
-  infra:
-    executor: terraform
-    timeoutSeconds: 3600
-    config:
-      source: {type: local, location: marks}
-      action: apply
-      variables: {marks_dir: "MARKS", sleep_seconds: "SLEEP"}
-  teardown:
-    executor: terraform
-    RUNNER
-    config:
-      source: {type: local, location: marks}
-      action: destroy
-      variables: {marks_dir: "MARKS"}
-`
-
 // codebuildSystem is a satisfier system whose satisfier hands long tasks over to a fake CodeBuild
 // project, whose builds run the same satisfier binary in its one-task mode.
 type codebuildSystem struct {
 	*satisfierSystem
 	fake  *harness.CodeBuildFake
-	marks string
+	marks marks
 	sat   *harness.Process
 }
 
@@ -73,8 +32,7 @@ const codebuildProject = "stackseam-tasks"
 func newCodebuildSystem(t *testing.T, sleep string) *codebuildSystem {
 	t.Helper()
 	cs := &codebuildSystem{satisfierSystem: newSatisfierSystem(t), fake: harness.NewCodeBuildFake(t)}
-	cs.marks = t.TempDir()
-	cs.machine("longrun", strings.NewReplacer("MARKS", cs.marks, "SLEEP", sleep, "RUNNER", "runner: codebuild").Replace(codebuildMachine))
+	cs.marks = cs.marked("longrun", sleep, true)
 	// The build's source dir is laid out as the construct's asset is (the function's zip):
 	// bootstrap, bin/tofu and the bundled Terraform sources; the project runs ./bootstrap
 	// --one-task there, with the settings the construct gives the project (TERRAFORM_BINARY
@@ -83,7 +41,7 @@ func newCodebuildSystem(t *testing.T, sleep string) *codebuildSystem {
 	require.NoError(t, os.Symlink(cs.bin, filepath.Join(src, "bootstrap")))
 	require.NoError(t, os.MkdirAll(filepath.Join(src, "bin"), 0o755))
 	require.NoError(t, os.Symlink(harness.TofuBinary(t), filepath.Join(src, "bin", "tofu")))
-	require.NoError(t, os.CopyFS(filepath.Join(src, "marks"), os.DirFS(filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "marks"))))
+	require.NoError(t, os.CopyFS(filepath.Join(src, "marks"), os.DirFS(harness.Testdata(t, "terraform", "marks"))))
 	env := append(harness.AWSEnv(t),
 		"AWS_SECRET_ACCESS_KEY="+e2eSecret,
 		"EVENT_QUEUE_URL="+cs.eventURL,
@@ -98,7 +56,7 @@ func newCodebuildSystem(t *testing.T, sleep string) *codebuildSystem {
 	// CodeBuild's build state change events reach the task queue, as the construct's EventBridge
 	// rule sends them. (Errors are dropped: a build may end after the test.)
 	events := func(ev []byte) {
-		_ = queue.Send(context.Background(), cs.sqs, cs.taskURL, []queue.Outgoing{{Body: string(ev)}})
+		_ = queue.Send(cs.ctx, cs.sqs, cs.taskURL, []queue.Outgoing{{Body: string(ev)}})
 	}
 	cs.fake.Project(codebuildProject, harness.CodeBuildProject{Command: "./bootstrap", Args: []string{"--one-task"}, Env: env,
 		SourceDir: src, StopGrace: 20 * time.Second, Output: harness.BuildOutput(t), Events: events})
@@ -125,8 +83,7 @@ func (cs *codebuildSystem) builds(stackID, task string) []*harness.FakeBuild {
 func (cs *codebuildSystem) launchUntilApplying(stackID string) *harness.FakeBuild {
 	cs.t.Helper()
 	cs.sendEvent(stackID, "LAUNCH", map[string]any{"machine": "longrun"})
-	mark := filepath.Join(cs.marks, stackID)
-	require.Eventually(cs.t, func() bool { return exists(cs.t, mark) }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
+	require.Eventually(cs.t, func() bool { return cs.marks.made(cs.t, stackID) }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
 	infra := cs.builds(stackID, "infra")
 	require.Len(cs.t, infra, 1)
 	return infra[0]
@@ -156,8 +113,7 @@ func TestCodeBuildLifecycle(t *testing.T) {
 
 	cs.sendEvent("cb-life", "LAUNCH", map[string]any{"machine": "longrun"})
 	cs.waitState("cb-life", "RUN")
-	mark := filepath.Join(cs.marks, "cb-life")
-	require.True(t, exists(t, mark), "the build's apply created the resource")
+	require.True(t, cs.marks.made(t, "cb-life"), "the build's apply created the resource")
 	infra := cs.builds("cb-life", "infra")
 	require.Len(t, infra, 1)
 	require.Eventually(t, func() bool { return infra[0].Status() == "SUCCEEDED" }, 30*time.Second, 50*time.Millisecond)
@@ -186,7 +142,7 @@ func TestCodeBuildLifecycle(t *testing.T) {
 
 	cs.sendEvent("cb-life", "DESTROY", nil)
 	cs.waitRemoved("cb-life")
-	require.False(t, exists(t, mark), "the build's destroy removed the resource")
+	require.False(t, cs.marks.made(t, "cb-life"), "the build's destroy removed the resource")
 	require.Len(t, cs.builds("cb-life", "infra"), 1, "no second build for the apply")
 	require.Len(t, cs.builds("cb-life", "teardown"), 1)
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->GONE"}, cs.transitions("cb-life"))

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stackseam/stackseam/constructs/deployed"
@@ -70,7 +68,7 @@ func (ss *satisfierSystem) requireHealthyLifecycles(ids []string) {
 	}
 	for _, id := range ids {
 		ss.waitRemoved(id)
-		require.Equal(ss.t, 2, ss.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'task-completed'", id), id)
+		require.Equal(ss.t, 2, ss.historyCount(id, "task-completed"), id)
 		require.Zero(ss.t, ss.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind IN ('task-failed', 'ignored')", id), id)
 	}
 }
@@ -155,7 +153,7 @@ func TestCrashingSatisfierDeadLettersToTaskError(t *testing.T) {
 	}
 	ss.bin = plain
 	ss.startSatisfier("VISIBILITY_TIMEOUT=6s")
-	ss.redriveTasks(2)
+	ss.redrive(ss.taskDLQ, ss.taskURL, 2)
 	require.Eventually(t, func() bool {
 		return ss.count(`SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'ignored' AND event = 'TASK_ERROR'`, doomed) == 2
 	}, 60*time.Second, 100*time.Millisecond, "the redriven runs' stale reports are recorded as ignored")
@@ -165,27 +163,6 @@ func TestCrashingSatisfierDeadLettersToTaskError(t *testing.T) {
 
 	ss.requireHealthyLifecycles(others)
 	ss.tearDown(doomed)
-}
-
-// redriveTasks moves n messages from the task dead-letter queue back to the task queue, as an
-// operator's redrive does.
-func (ss *satisfierSystem) redriveTasks(n int) {
-	ss.t.Helper()
-	moved := 0
-	limit := time.Now().Add(30 * time.Second)
-	for moved < n {
-		require.True(ss.t, time.Now().Before(limit), "redrove %d of %d", moved, n)
-		out, err := ss.sqs.ReceiveMessage(ss.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(ss.taskDLQ),
-			MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
-		require.NoError(ss.t, err)
-		for _, m := range out.Messages {
-			_, err := ss.sqs.SendMessage(ss.ctx, &sqs.SendMessageInput{QueueUrl: aws.String(ss.taskURL), MessageBody: m.Body})
-			require.NoError(ss.t, err)
-			_, err = ss.sqs.DeleteMessage(ss.ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(ss.taskDLQ), ReceiptHandle: m.ReceiptHandle})
-			require.NoError(ss.t, err)
-			moved++
-		}
-	}
 }
 
 // TestHungSatisfierIsSettledByDeadline: the satisfier stalls on one stack's task longer than the

@@ -400,7 +400,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	_, err = harness.S3Client(t).PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(ds.bucket),
 		Key: aws.String(stackseam.MachinesPrefix + "provision.yml"), Body: strings.NewReader(machine)})
 	require.NoError(t, err)
-	harness.UploadDir(t, ds.bucket, "terraform/infra", filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "basic"))
+	harness.UploadDir(t, ds.bucket, "terraform/infra", harness.Testdata(t, "terraform", "basic"))
 	ds.lambda.Returns("notify-fn", `{"notified": true, "message_id": "m-1"}`)
 
 	// The task builds as the template defines them: the project's environment (endpoints
@@ -553,7 +553,7 @@ func TestDeployedSettingsRunALifecycle(t *testing.T) {
 	state, _ = harness.ReadObject(t, ds.bucket, "provision/deployed-a/terraform/infra")
 	require.NotContains(t, state, `"terraform_data"`, "destroy ran against the same state")
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, s.transitions("deployed-a"))
-	require.Equal(t, 3, s.count("SELECT count(*) FROM history WHERE stack_id = 'deployed-a' AND kind = 'task-completed'"))
+	require.Equal(t, 3, s.historyCount("deployed-a", "task-completed"))
 	require.Len(t, builds.Builds(), 1, "the teardown ran in one build")
 	require.Equal(t, "SUCCEEDED", builds.Builds()[0].Status())
 	require.Contains(t, builds.Builds()[0].Output(), `"msg":"one-task runner started"`)

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
@@ -54,12 +51,6 @@ func newFaultSystem(t *testing.T, opts systemOptions, visibilitySeconds int, env
 	return &faultSystem{system: s, env: env}
 }
 
-func (s *system) setQueueAttributes(url string, attrs map[string]string) {
-	s.t.Helper()
-	_, err := s.sqs.SetQueueAttributes(s.ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: attrs})
-	require.NoError(s.t, err)
-}
-
 // start starts n state-manager processes with workers receive loops each.
 func (fs *faultSystem) start(n, workers int) {
 	fs.t.Helper()
@@ -98,24 +89,14 @@ func (fs *faultSystem) announced(fault string) int {
 // the second result.
 func (s *system) answerTasks() int {
 	s.t.Helper()
-	resp, err := s.sqs.ReceiveMessage(s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.taskURL), MaxNumberOfMessages: 10})
-	require.NoError(s.t, err)
-	if len(resp.Messages) == 0 {
-		return 0
-	}
+	tasks := s.pollTasks(0)
 	var results []queue.Outgoing
-	del := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(s.taskURL)}
-	for i, m := range resp.Messages {
-		task, err := message.ParseTask([]byte(aws.ToString(m.Body)))
-		require.NoError(s.t, err)
+	for _, task := range tasks {
 		results = append(results, queue.Outgoing{Body: s.result(task, message.EventTaskCompleted, nil),
 			GroupID: task.Stack.ID, DedupID: newID()})
-		del.Entries = append(del.Entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
 	}
 	require.NoError(s.t, queue.Send(s.ctx, s.sqs, s.eventURL, results))
-	_, err = s.sqs.DeleteMessageBatch(s.ctx, del)
-	require.NoError(s.t, err)
-	return len(resp.Messages)
+	return len(tasks)
 }
 
 // states reads the current state of the given stacks; removed (or not yet
@@ -201,7 +182,7 @@ func (s *system) requireConverged(ids []string) {
 		require.Equal(s.t, pairTransitions, s.transitions(id), "stack %s", id)
 		require.Equal(s.t, 2, s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'event' AND event = 'NEXT'", id),
 			"stack %s: NEXT once per state visit", id)
-		require.Equal(s.t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'removed'", id), "stack %s", id)
+		require.Equal(s.t, 1, s.historyCount(id, "removed"), "stack %s", id)
 	}
 	require.Equal(s.t, 0, s.count("SELECT count(*) FROM stacks WHERE id = ANY($1)", ids))
 	require.Equal(s.t, 0, s.count("SELECT count(*) FROM outbox"), "no task message left unsent")
@@ -223,9 +204,7 @@ func stackIDs(prefix string, n int) []string {
 func TestFaultConfigurationTypoStopsTheBinary(t *testing.T) {
 	t.Parallel()
 	fs := newFaultSystem(t, systemOptions{}, 30)
-	env := append(harness.AWSEnv(t), "EVENT_QUEUE_URL="+fs.eventURL, "TASK_QUEUE_URL="+fs.taskURL,
-		"MACHINES_DIR=machines", "DATABASE_URL="+fs.dbURL, faults.EnvVar+"=crash-after-comit=1")
-	proc := harness.StartProcess(t, fs.bin, env)
+	proc := fs.launchStateManager(faults.EnvVar + "=crash-after-comit=1")
 	require.Error(t, proc.Wait())
 	require.Equal(t, 2, proc.ExitCode())
 	require.Contains(t, proc.Output(), `unknown fault "crash-after-comit"`)
@@ -459,39 +438,6 @@ func jsonLines(t *testing.T, output string) []map[string]any {
 		}
 	}
 	return out
-}
-
-// redrivePolicy is a redrive policy to the dead-letter queue dlqURL with
-// maxReceiveCount.
-func (s *system) redrivePolicy(dlqURL string, maxReceiveCount int) string {
-	s.t.Helper()
-	out, err := s.sqs.GetQueueAttributes(s.ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlqURL),
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
-	require.NoError(s.t, err)
-	raw, err := json.Marshal(map[string]string{"deadLetterTargetArn": out.Attributes[string(types.QueueAttributeNameQueueArn)],
-		"maxReceiveCount": strconv.Itoa(maxReceiveCount)})
-	require.NoError(s.t, err)
-	return string(raw)
-}
-
-// drainQueue receives and deletes n messages from url and returns their
-// bodies.
-func (s *system) drainQueue(url string, n int) []string {
-	s.t.Helper()
-	var bodies []string
-	deadline := time.Now().Add(30 * time.Second)
-	for len(bodies) < n {
-		require.True(s.t, time.Now().Before(deadline), "got %d of %d messages from %s", len(bodies), n, url)
-		resp, err := s.sqs.ReceiveMessage(s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
-		require.NoError(s.t, err)
-		for _, m := range resp.Messages {
-			bodies = append(bodies, aws.ToString(m.Body))
-			_, err := s.sqs.DeleteMessage(s.ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
-			require.NoError(s.t, err)
-		}
-	}
-	require.Len(s.t, bodies, n)
-	return bodies
 }
 
 func stackOf(t *testing.T, body string) string {

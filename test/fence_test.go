@@ -1,78 +1,18 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stackseam/stackseam/internal/executor/terraform"
 	"github.com/stackseam/stackseam/internal/fence"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/queue"
-	"github.com/stackseam/stackseam/test/harness"
 )
-
-// marksMachine provisions with the marks fixture (MARKS is the test's marks dir) and allows
-// DESTROY during PROVISION, as the example machines do: the running apply is abandoned and the
-// teardown destroys whatever it built.
-var marksMachine = harness.Lifecycle{
-	Up: []string{"infra"}, Down: []string{"teardown"}, DestroyWhileProvisioning: true, Terminal: "GONE",
-	Tasks: `
-  infra:
-    executor: terraform
-    config:
-      source: {type: local, location: marks}
-      action: apply
-      variables: {marks_dir: "MARKS", sleep_seconds: "SLEEP"}
-  teardown:
-    executor: terraform
-    config:
-      source: {type: local, location: marks}
-      action: destroy
-      variables: {marks_dir: "MARKS"}
-`,
-}.YAML()
-
-// marked writes the marks machine with the test's marks dir and the apply's sleep.
-func (ss *satisfierSystem) marked(sleep string) string {
-	ss.t.Helper()
-	marks := ss.t.TempDir()
-	ss.machine("marked", strings.NewReplacer("MARKS", marks, "SLEEP", sleep).Replace(marksMachine))
-	return marks
-}
-
-// taskLogs returns the stored logs of a stack's task, by run id.
-func (ss *satisfierSystem) taskLogs(machineName, stackID, task string) map[string]string {
-	ss.t.Helper()
-	prefix := "logs/" + machineName + "/" + stackID + "/" + task + "/"
-	out, err := harness.S3Client(ss.t).ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(ss.bucket), Prefix: aws.String(prefix)})
-	require.NoError(ss.t, err)
-	logs := map[string]string{}
-	for _, obj := range out.Contents {
-		text, ok := ss.object(aws.ToString(obj.Key))
-		require.True(ss.t, ok)
-		logs[strings.TrimSuffix(strings.TrimPrefix(aws.ToString(obj.Key), prefix), ".log")] = text
-	}
-	return logs
-}
-
-func exists(t *testing.T, path string) bool {
-	t.Helper()
-	_, err := os.Stat(path)
-	if os.IsNotExist(err) {
-		return false
-	}
-	require.NoError(t, err)
-	return true
-}
 
 // TestDestroyDuringProvisionLeavesNothingBehind is "DESTROY during PROVISION leaves nothing
 // behind": DESTROY arrives while the apply is in the middle of creating its resource (its mark
@@ -82,17 +22,16 @@ func exists(t *testing.T, path string) bool {
 func TestDestroyDuringProvisionLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
-	marks := ss.marked("4")
+	marks := ss.marked("marked", "4", false)
 	ss.startStateManager()
 	ss.startSatisfier("WORKERS=2")
 
 	ss.sendEvent("e2e-dp", "LAUNCH", map[string]any{"machine": "marked"})
-	mark := filepath.Join(marks, "e2e-dp")
-	require.Eventually(t, func() bool { return exists(t, mark) }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
+	require.Eventually(t, func() bool { return marks.made(t, "e2e-dp") }, 90*time.Second, 20*time.Millisecond, "the apply is creating")
 	ss.sendEvent("e2e-dp", "DESTROY", nil)
 
 	ss.waitRemoved("e2e-dp")
-	require.False(t, exists(t, mark), "the resource the apply created was destroyed")
+	require.False(t, marks.made(t, "e2e-dp"), "the resource the apply created was destroyed")
 	state, ok := ss.object("marked/e2e-dp/marks")
 	require.True(t, ok)
 	require.NotContains(t, state, `"terraform_data"`)
@@ -116,14 +55,13 @@ func TestDestroyDuringProvisionLeavesNothingBehind(t *testing.T) {
 func TestRedeliveredStaleApplyDoesNotRun(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
-	marks := ss.marked("0")
+	marks := ss.marked("marked", "0", false)
 	ss.startStateManager()
 	sat := ss.startSatisfier()
 
 	ss.sendEvent("e2e-re", "LAUNCH", map[string]any{"machine": "marked"})
 	ss.waitState("e2e-re", "RUN")
-	mark := filepath.Join(marks, "e2e-re")
-	require.True(t, exists(t, mark), "provisioned")
+	require.True(t, marks.made(t, "e2e-re"), "provisioned")
 	applies := ss.taskLogs("marked", "e2e-re", "infra")
 	require.Len(t, applies, 1)
 	var runID string
@@ -139,11 +77,11 @@ func TestRedeliveredStaleApplyDoesNotRun(t *testing.T) {
 
 	ss.sendEvent("e2e-re", "DESTROY", nil)
 	ss.waitRemoved("e2e-re")
-	require.False(t, exists(t, mark))
+	require.False(t, marks.made(t, "e2e-re"))
 
 	// The apply's task message, delivered again.
 	cfg := map[string]any{"source": map[string]any{"type": "local", "location": "marks"}, "action": "apply",
-		"variables": map[string]any{"marks_dir": marks, "sleep_seconds": "0"}}
+		"variables": map[string]any{"marks_dir": string(marks), "sleep_seconds": "0"}}
 	body, err := json.Marshal(message.Task{
 		Task:      message.TaskSpec{Name: "infra", Executor: "terraform", Config: cfg},
 		Stack:     message.Stack{ID: "e2e-re", Machine: "marked", State: "PROVISION", PreviousState: "INIT", Metadata: message.Metadata{}},
@@ -153,7 +91,7 @@ func TestRedeliveredStaleApplyDoesNotRun(t *testing.T) {
 	require.NoError(t, queue.Send(ss.ctx, ss.sqs, ss.taskURL, []queue.Outgoing{{Body: string(body)}}))
 
 	sat.WaitForOutput(t, `"msg":"stale task run not started"`, 60*time.Second)
-	require.False(t, exists(t, mark), "the stale apply re-created nothing")
+	require.False(t, marks.made(t, "e2e-re"), "the stale apply re-created nothing")
 	state, ok := ss.object(terraform.StateKey("marked", "e2e-re", terraform.Source{Type: "local", Location: "marks"}))
 	require.True(t, ok)
 	require.NotContains(t, state, `"terraform_data"`)

@@ -1,8 +1,6 @@
 package test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,8 +49,7 @@ func TestIntakeQueueTakesCloudSeamPublishers(t *testing.T) {
 		map[string]string{"ContentBasedDeduplication": "true"})
 	intakeURL, intakeDLQ := harness.CreateQueue(t, "intake", false, 5)
 	approvalURL, _ := harness.CreateQueue(t, "approvals", true, 5)
-	machines := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(machines, "intake.yml"), []byte(intakeMachine), 0o644))
+	machines := machinesDir(t, "intake", intakeMachine)
 	secret := strings.Repeat("k", 40)
 	s.startStateManager(1, "MACHINES_DIR="+machines, "INTAKE_QUEUE_URL="+intakeURL,
 		"APPROVAL_QUEUE_URL="+approvalURL, "RESULT_SIGNING_KEY="+secret)

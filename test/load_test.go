@@ -3,8 +3,6 @@ package test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -107,20 +105,11 @@ func (l *loadRun) answer(round, max int) int {
 	l.s.t.Helper()
 	var tasks []message.Task
 	for len(tasks) < max {
-		resp, err := l.s.sqs.ReceiveMessage(l.s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(l.s.taskURL), MaxNumberOfMessages: 10})
-		require.NoError(l.s.t, err)
-		if len(resp.Messages) == 0 {
+		more := l.s.pollTasks(0)
+		if len(more) == 0 {
 			break
 		}
-		del := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(l.s.taskURL)}
-		for i, m := range resp.Messages {
-			task, err := message.ParseTask([]byte(aws.ToString(m.Body)))
-			require.NoError(l.s.t, err)
-			tasks = append(tasks, task)
-			del.Entries = append(del.Entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
-		}
-		_, err = l.s.sqs.DeleteMessageBatch(l.s.ctx, del)
-		require.NoError(l.s.t, err)
+		tasks = append(tasks, more...)
 	}
 	var out []loadMessage
 	for i, j := range shuffled(len(tasks), round+1) {
@@ -184,8 +173,7 @@ func TestThousandStacksFiveTasksOrderedAndExact(t *testing.T) {
 	t.Parallel()
 	const stacks = 1000
 	s := newSystem(t, systemOptions{})
-	machines := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(machines, "five.yml"), []byte(fiveMachine), 0o644))
+	machines := machinesDir(t, "five", fiveMachine)
 	for range 3 {
 		s.startStateManager(4, "MACHINES_DIR="+machines)
 	}

@@ -2,7 +2,6 @@ package test
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/internal/metrics"
-	"github.com/stackseam/stackseam/test/harness"
 )
 
 // TestMachineChangesNeverStrandStacks drives the shipped state manager while
@@ -23,18 +21,17 @@ func TestMachineChangesNeverStrandStacks(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{})
 	dir := t.TempDir()
-	file := filepath.Join(dir, "pair.yml")
-	valid, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "test", "testdata", "machines", "pair.yml"))
-	require.NoError(t, err)
+	valid := testdataMachine(t, "pair")
+	var file string
 	write := func(body string) {
 		t.Helper()
-		require.NoError(t, os.WriteFile(file, []byte(body), 0o644))
+		file = writeMachine(t, dir, "pair", body)
 		// A new modification time even within the file system's clock step, so the
 		// catalog sees the change.
 		later := time.Now().Add(time.Duration(len(body)) * time.Millisecond)
 		require.NoError(t, os.Chtimes(file, later, later))
 	}
-	write(string(valid))
+	write(valid)
 	env := []string{"MACHINES_DIR=" + dir, "MACHINES_REFRESH=100ms"}
 	sm := s.startStateManager(2, env...)
 
@@ -49,7 +46,7 @@ func TestMachineChangesNeverStrandStacks(t *testing.T) {
 	s.waitState("changes-2", "RUN")
 
 	// A typo breaks the file. A state manager started now never saw it valid.
-	write(strings.Replace(string(valid), "action: advance, state: RUN", "action: advnce, state: RUN", 1))
+	write(strings.Replace(valid, "action: advance, state: RUN", "action: advnce, state: RUN", 1))
 	require.NoError(t, sm.Stop())
 	sm = s.startStateManager(2, env...)
 
@@ -74,7 +71,7 @@ func TestMachineChangesNeverStrandStacks(t *testing.T) {
 
 	// A new valid version renames RUN to LIVE and DESTROYED to GONE. changes-2 is in RUN, which
 	// the new version lacks: it keeps running on the version it ran on until it leaves RUN.
-	write(strings.NewReplacer("RUN", "LIVE", "DESTROYED", "GONE").Replace(string(valid)))
+	write(strings.NewReplacer("RUN", "LIVE", "DESTROYED", "GONE").Replace(valid))
 	time.Sleep(300 * time.Millisecond)
 	s.sendEvent("changes-2", "ACCESS", nil)
 	s.sendEvent("changes-2", "DESTROY", nil)
@@ -87,7 +84,7 @@ func TestMachineChangesNeverStrandStacks(t *testing.T) {
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->GONE"}, s.transitions("changes-2"))
 
 	// Fixed again (the original file): changes-1, in RUN, works on as before.
-	write(string(valid))
+	write(valid)
 	time.Sleep(300 * time.Millisecond)
 	s.sendEvent("changes-1", "DESTROY", nil)
 	teardown = s.receiveTasks(1)
@@ -120,17 +117,14 @@ func TestTimeToLiveOutlivesADeletedMachineFile(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{})
 	dir := t.TempDir()
-	body, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "test", "testdata", "machines", "ttl.yml"))
-	require.NoError(t, err)
 	// A longer ttl than the fixture's, so the file is surely gone before it expires.
-	body = []byte(strings.Replace(string(body), "after: 2s", "after: 6s", 1))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "ttl.yml"), body, 0o644))
+	file := writeMachine(t, dir, "ttl", strings.Replace(testdataMachine(t, "ttl"), "after: 2s", "after: 6s", 1))
 	env := []string{"MACHINES_DIR=" + dir, "MACHINES_REFRESH=100ms", "SWEEP_INTERVAL=1s"}
 	sm := s.startStateManager(1, env...)
 
 	s.sendEvent("ttl-gone", "LAUNCH", map[string]any{"machine": "ttl"})
 	s.waitState("ttl-gone", "RUN")
-	require.NoError(t, os.Remove(filepath.Join(dir, "ttl.yml")))
+	require.NoError(t, os.Remove(file))
 	require.NoError(t, sm.Stop())
 	sm = s.startStateManager(1, env...)
 

@@ -18,21 +18,10 @@ import (
 // Terraform destroy of the same state on the way down.
 var sturdyMachine = harness.Lifecycle{
 	Up: []string{"infra", "notify"}, Down: []string{"teardown"},
-	Tasks: `
-  infra:
-    executor: terraform
-    config:
-      source: {type: local, location: slow}
-      action: apply
-      variables: {sleep_seconds: "2"}
+	Tasks: harness.TerraformTasks("{type: local, location: slow}", `{sleep_seconds: "2"}`) + `
   notify:
     executor: lambda
     config: {name: notify-fn}
-  teardown:
-    executor: terraform
-    config:
-      source: {type: local, location: slow}
-      action: destroy
 `,
 }.YAML()
 
@@ -104,9 +93,9 @@ func TestSatisfierFaultsConverge(t *testing.T) {
 
 	ss.requireConverged(ids) // sturdy's transitions are pair's
 	for _, id := range ids {
-		require.Equal(t, 3, ss.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'task-completed'", id),
+		require.Equal(t, 3, ss.historyCount(id, "task-completed"),
 			"stack %s: each task settled once", id)
-		require.Equal(t, 0, ss.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = 'task-failed'", id),
+		require.Equal(t, 0, ss.historyCount(id, "task-failed"),
 			"stack %s: no run failed (a Terraform state left locked would)", id)
 		state, ok := ss.object("sturdy/" + id + "/slow")
 		require.True(t, ok)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/internal/engine"
 	"github.com/stackseam/stackseam/internal/message"
 	"github.com/stackseam/stackseam/test/harness"
 )
@@ -51,8 +50,7 @@ func newSatisfierSystem(t *testing.T) *satisfierSystem {
 // machine writes a machine file; BUCKET in text is replaced by the test's bucket.
 func (ss *satisfierSystem) machine(name, text string) {
 	ss.t.Helper()
-	text = strings.ReplaceAll(text, "BUCKET", ss.bucket)
-	require.NoError(ss.t, os.WriteFile(filepath.Join(ss.machines, name+".yml"), []byte(text), 0o644))
+	writeMachine(ss.t, ss.machines, name, strings.ReplaceAll(text, "BUCKET", ss.bucket))
 }
 
 func (ss *satisfierSystem) startStateManager() *harness.Process {
@@ -71,7 +69,7 @@ func (ss *satisfierSystem) startSatisfier(extraEnv ...string) *harness.Process {
 		"TASK_QUEUE_URL="+ss.taskURL,
 		"BUCKET="+ss.bucket,
 		"TERRAFORM_BINARY="+harness.TofuBinary(ss.t),
-		"TERRAFORM_SOURCES_DIR="+filepath.Join(harness.RepoRoot(ss.t), "test", "testdata", "terraform"),
+		"TERRAFORM_SOURCES_DIR="+harness.Testdata(ss.t, "terraform"),
 		"TERRAFORM_WORK_DIR="+ss.workDir,
 		"TERRAFORM_PLUGIN_CACHE_DIR="+filepath.Join(ss.workDir, "plugins"),
 		"POLL_WAIT=1s",
@@ -80,52 +78,83 @@ func (ss *satisfierSystem) startSatisfier(extraEnv ...string) *harness.Process {
 	return harness.StartProcess(ss.t, ss.bin, append(env, extraEnv...))
 }
 
-// waitTask waits until the stack's task name has status, and returns it.
-func (ss *satisfierSystem) waitTask(stackID, name string, status message.TaskStatus) message.StackTask {
-	ss.t.Helper()
-	var found message.StackTask
-	var last *engine.Stack
-	require.Eventually(ss.t, func() bool {
-		last = ss.stack(stackID)
-		if last == nil {
-			return false
-		}
-		for _, task := range last.Tasks {
-			if task.Name == name && task.Status == status {
-				found = task
-				return true
-			}
-		}
-		return false
-	}, 90*time.Second, 100*time.Millisecond, "task %s of %s never became %s (last: %+v)", name, stackID, status, last)
-	return found
-}
-
 // object reads an object of the test's bucket from an s3:// URL or a key.
 func (ss *satisfierSystem) object(urlOrKey string) (string, bool) {
 	ss.t.Helper()
 	return harness.ReadObject(ss.t, ss.bucket, strings.TrimPrefix(urlOrKey, "s3://"+ss.bucket+"/"))
 }
 
+// taskLogs returns the stored logs of a stack's task, by run id.
+func (ss *satisfierSystem) taskLogs(machineName, stackID, task string) map[string]string {
+	ss.t.Helper()
+	prefix := "logs/" + machineName + "/" + stackID + "/" + task + "/"
+	logs := map[string]string{}
+	for _, key := range harness.ListObjects(ss.t, ss.bucket, prefix) {
+		text, ok := ss.object(key)
+		require.True(ss.t, ok)
+		logs[strings.TrimSuffix(strings.TrimPrefix(key, prefix), ".log")] = text
+	}
+	return logs
+}
+
+// marksMachine provisions with the marks fixture (MARKS is the test's marks dir) and allows
+// DESTROY during PROVISION, as the example machines do: the running apply is abandoned and the
+// teardown destroys whatever it built. APPLY_KEYS and DESTROY_KEYS stand for more keys of the two tasks.
+var marksMachine = harness.Lifecycle{
+	Up: []string{"infra"}, Down: []string{"teardown"}, DestroyWhileProvisioning: true, Terminal: "GONE",
+	Tasks: `
+  infra:
+    executor: terraform APPLY_KEYS
+    config:
+      source: {type: local, location: marks}
+      action: apply
+      variables: {marks_dir: "MARKS", sleep_seconds: "SLEEP"}
+  teardown:
+    executor: terraform DESTROY_KEYS
+    config:
+      source: {type: local, location: marks}
+      action: destroy
+      variables: {marks_dir: "MARKS"}
+`,
+}.YAML()
+
+// marks is the dir where the marks fixture leaves a file, named by the stack id, while the
+// resource it applies exists.
+type marks string
+
+// made reports whether the stack's resource exists.
+func (m marks) made(t *testing.T, stackID string) bool {
+	t.Helper()
+	_, err := os.Stat(filepath.Join(string(m), stackID))
+	if os.IsNotExist(err) {
+		return false
+	}
+	require.NoError(t, err)
+	return true
+}
+
+// marked writes the marks machine as name, with a new marks dir, which it returns, and the apply's
+// sleep; with codebuild, both tasks are run by CodeBuild: the apply because it needs more time
+// than Lambda has (timeoutSeconds beyond 900), the destroy because it asks to be.
+func (ss *satisfierSystem) marked(name, sleep string, codebuild bool) marks {
+	ss.t.Helper()
+	dir := ss.t.TempDir()
+	apply, destroy := "", ""
+	if codebuild {
+		apply, destroy = "\n    timeoutSeconds: 3600", "\n    runner: codebuild"
+	}
+	ss.machine(name, strings.NewReplacer("MARKS", dir, "SLEEP", sleep, " APPLY_KEYS", apply, " DESTROY_KEYS", destroy).Replace(marksMachine))
+	return marks(dir)
+}
+
 // provisionMachine has a terraform task and a lambda task on the way up and a terraform destroy
 // on the way down, sharing one source and so one state.
 var provisionMachine = harness.Lifecycle{
 	Up: []string{"infra", "notify"}, Down: []string{"teardown"},
-	Tasks: `
-  infra:
-    executor: terraform
-    config:
-      source: {type: s3, bucket: BUCKET, key: terraform/infra}
-      action: apply
-      variables: {greeting: hello}
+	Tasks: harness.TerraformTasks("{type: s3, bucket: BUCKET, key: terraform/infra}", "{greeting: hello}") + `
   notify:
     executor: lambda
     config: {name: notify-fn, args: {channel: "#deploys"}}
-  teardown:
-    executor: terraform
-    config:
-      source: {type: s3, bucket: BUCKET, key: terraform/infra}
-      action: destroy
 `,
 }.YAML()
 
@@ -136,7 +165,7 @@ func TestTerraformAndLambdaTasksLaunchAndDestroy(t *testing.T) {
 	t.Parallel()
 	ss := newSatisfierSystem(t)
 	ss.machine("provision", provisionMachine)
-	harness.UploadDir(t, ss.bucket, "terraform/infra", filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform", "basic"))
+	harness.UploadDir(t, ss.bucket, "terraform/infra", harness.Testdata(t, "terraform", "basic"))
 	ss.lambda.Returns("notify-fn", `{"notified": true, "message_id": "m-1"}`)
 	ss.startStateManager()
 	satisfier := ss.startSatisfier()
@@ -186,7 +215,7 @@ func TestTerraformAndLambdaTasksLaunchAndDestroy(t *testing.T) {
 	require.True(t, ok)
 	require.NotContains(t, state, `"terraform_data"`, "destroy ran against the same state")
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, ss.transitions("e2e-a"))
-	require.Equal(t, 3, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-a' AND kind = 'task-completed'"))
+	require.Equal(t, 3, ss.historyCount("e2e-a", "task-completed"))
 	require.Equal(t, 0, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-a' AND kind IN ('ignored', 'rejected')"),
 		"exactly one result per task")
 	ss.waitDrained()
@@ -218,7 +247,7 @@ func TestFailingTerraformThenFixedScriptConverges(t *testing.T) {
       action: apply
 `,
 	}.YAML())
-	fixtures := filepath.Join(harness.RepoRoot(t), "test", "testdata", "terraform")
+	fixtures := harness.Testdata(t, "terraform")
 	harness.UploadDir(t, ss.bucket, "terraform/app", filepath.Join(fixtures, "broken"))
 	ss.startStateManager()
 	ss.startSatisfier()
@@ -238,8 +267,8 @@ func TestFailingTerraformThenFixedScriptConverges(t *testing.T) {
 	ss.sendEvent("e2e-b", message.EventRetryFailedTasks, nil)
 	st := ss.waitState("e2e-b", "RUN")
 	require.Equal(t, "hello, stack e2e-b", st.Metadata["app"])
-	require.Equal(t, 1, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-b' AND kind = 'task-failed'"))
-	require.Equal(t, 1, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-b' AND kind = 'task-completed'"))
+	require.Equal(t, 1, ss.historyCount("e2e-b", "task-failed"))
+	require.Equal(t, 1, ss.historyCount("e2e-b", "task-completed"))
 	state, ok := ss.object("fragile/e2e-b/terraform/app")
 	require.True(t, ok, "the source key's trailing slash is dropped from the state key (the backend rejects it)")
 	require.Contains(t, state, `"terraform_data"`)
@@ -282,19 +311,7 @@ func TestKilledSatisfierTaskIsRedelivered(t *testing.T) {
 	ss := newSatisfierSystem(t)
 	ss.machine("sleepy", harness.Lifecycle{
 		Up: []string{"infra"}, Down: []string{"teardown"},
-		Tasks: `
-  infra:
-    executor: terraform
-    config:
-      source: {type: local, location: slow}
-      action: apply
-      variables: {sleep_seconds: "3"}
-  teardown:
-    executor: terraform
-    config:
-      source: {type: local, location: slow}
-      action: destroy
-`,
+		Tasks: harness.TerraformTasks("{type: local, location: slow}", `{sleep_seconds: "3"}`),
 	}.YAML())
 	ss.startStateManager()
 	// A short visibility timeout brings the killed worker's message back quickly; it is renewed
@@ -315,7 +332,7 @@ func TestKilledSatisfierTaskIsRedelivered(t *testing.T) {
 	require.Contains(t, second.Output(), "removing a stale terraform state lock", "the dead run's lock was removed")
 	require.Equal(t, "e2e-d", st.Metadata["slept"])
 	require.Contains(t, second.Output(), `"receiveCount":2`, "the same message, delivered again")
-	require.Equal(t, 1, ss.count("SELECT count(*) FROM history WHERE stack_id = 'e2e-d' AND kind = 'task-completed'"))
+	require.Equal(t, 1, ss.historyCount("e2e-d", "task-completed"))
 
 	ss.sendEvent("e2e-d", "DESTROY", nil)
 	ss.waitRemoved("e2e-d")
@@ -323,6 +340,74 @@ func TestKilledSatisfierTaskIsRedelivered(t *testing.T) {
 	require.True(t, ok)
 	require.NotContains(t, state, `"terraform_data"`, "the state was consistent and not left locked")
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, ss.transitions("e2e-d"))
+}
+
+// metadataMachine applies and destroys the basic fixture, a local source, and lets ACCESS change
+// metadata in RUN.
+var metadataMachine = harness.Lifecycle{
+	Up: []string{"infra"}, Down: []string{"teardown"}, NoOps: []string{"ACCESS"},
+	Tasks: harness.TerraformTasks("{type: local, location: basic}", ""),
+}.YAML()
+
+// TestMetadataCannotBreakTerraform: metadata keys the configuration does not declare — one no
+// Terraform variable can be named after among them — reach neither apply nor destroy, and are
+// named (never with their values) in the satisfier's debug log; a null in an event's metadata
+// removes the key from the stack.
+func TestMetadataCannotBreakTerraform(t *testing.T) {
+	t.Parallel()
+	ss := newSatisfierSystem(t)
+	ss.machine("meta", metadataMachine)
+	ss.startStateManager()
+	satisfier := ss.startSatisfier("LOG_LEVEL=DEBUG")
+
+	const email = "ops-owner@example.com"
+	ss.sendEvent("e2e-meta", "LAUNCH", map[string]any{"machine": "meta",
+		"metadata": map[string]any{"greeting": "hi", "owner.email": email, "unused": "x"}})
+	st := ss.waitState("e2e-meta", "RUN")
+	require.Equal(t, "hi, stack e2e-meta", st.Metadata["app"], "a declared key reaches its variable")
+	require.Equal(t, email, st.Metadata["owner.email"], "the key stays in the metadata")
+
+	ss.sendEvent("e2e-meta", "ACCESS", map[string]any{"metadata": map[string]any{"unused": nil, "lastUser": "ana"}})
+	require.Eventually(t, func() bool {
+		s := ss.stack("e2e-meta")
+		if s == nil {
+			return false
+		}
+		_, has := s.Metadata["unused"]
+		return !has && s.Metadata["lastUser"] == "ana"
+	}, 60*time.Second, 100*time.Millisecond, "null removes the key")
+
+	// The destroy gets the same stray key and still runs.
+	ss.sendEvent("e2e-meta", "DESTROY", nil)
+	ss.waitRemoved("e2e-meta")
+	state, ok := ss.object("meta/e2e-meta/basic")
+	require.True(t, ok)
+	require.NotContains(t, state, `"terraform_data"`, "destroy ran")
+	require.Equal(t, 2, ss.historyCount("e2e-meta", "task-completed"))
+
+	out := satisfier.Output()
+	require.Contains(t, out, `"keys":["owner.email","unused"]`, "the apply's skipped keys, at debug")
+	require.Contains(t, out, `"keys":["app","lastUser","owner.email","settings","zones"]`, "the destroy's: outputs merged into metadata are undeclared too")
+	require.False(t, strings.Contains(out, email), "metadata values are never logged")
+}
+
+// TestLocalSourceLeavingTheSourcesDirFailsTheTask: a local source that leads outside
+// TERRAFORM_SOURCES_DIR through a symbolic link is refused by the satisfier binary with a
+// TASK_ERROR that says so, and Terraform never runs.
+func TestLocalSourceLeavingTheSourcesDirFailsTheTask(t *testing.T) {
+	t.Parallel()
+	ss := newSatisfierSystem(t)
+	ss.machine("meta", metadataMachine)
+	sources := t.TempDir()
+	require.NoError(t, os.Symlink(harness.Testdata(t, "terraform", "basic"), filepath.Join(sources, "basic")))
+	ss.startStateManager()
+	ss.startSatisfier("TERRAFORM_SOURCES_DIR=" + sources)
+
+	ss.sendEvent("e2e-escape", "LAUNCH", map[string]any{"machine": "meta"})
+	task := ss.waitTask("e2e-escape", "infra", message.TaskFailed)
+	require.Equal(t, "error copying the local source basic: it leaves the sources dir (TERRAFORM_SOURCES_DIR) through a symbolic link", task.Description)
+	_, ok := ss.object("meta/e2e-escape/basic")
+	require.False(t, ok, "Terraform never ran: no state")
 }
 
 // provisionerRunning reports whether a descendant of the process pid runs `sleep`: the slow

@@ -101,22 +101,29 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	return s
 }
 
-// startStateManager starts one statemanager process in local mode.
+// startStateManager starts one statemanager process in local mode and waits until it is ready.
 func (s *system) startStateManager(workers int, extraEnv ...string) *harness.Process {
+	s.t.Helper()
+	proc := s.launchStateManager(append([]string{"WORKERS=" + strconv.Itoa(workers)}, extraEnv...)...)
+	// Ready means migrated: tests may read the tables from here on.
+	proc.WaitForOutput(s.t, "state manager ready", 60*time.Second)
+	return proc
+}
+
+// launchStateManager starts one statemanager process in local mode, on the system's queues,
+// database (databaseEnv) and the test machines, with extraEnv's settings winning; it does not wait
+// for the process to be ready, for tests of a state manager that must not start or connect.
+func (s *system) launchStateManager(extraEnv ...string) *harness.Process {
 	s.t.Helper()
 	env := append(harness.AWSEnv(s.t),
 		"EVENT_QUEUE_URL="+s.eventURL,
 		"TASK_QUEUE_URL="+s.taskURL,
-		"MACHINES_DIR="+filepath.Join(harness.RepoRoot(s.t), "test", "testdata", "machines"),
-		"WORKERS="+strconv.Itoa(workers),
+		"MACHINES_DIR="+harness.Testdata(s.t, "machines"),
 		"POLL_WAIT=1s",
 		"RETRY_DELAY=1s",
 	)
 	env = append(env, s.databaseEnv()...)
-	proc := harness.StartProcess(s.t, s.bin, append(env, extraEnv...))
-	// Ready means migrated: tests may read the tables from here on.
-	proc.WaitForOutput(s.t, "state manager ready", 60*time.Second)
-	return proc
+	return harness.StartProcess(s.t, s.bin, append(env, extraEnv...))
 }
 
 // databaseEnv is how the state manager reaches its database: as deployed
@@ -171,26 +178,32 @@ func (s *system) receiveTasks(n int) []message.Task {
 	deadline := time.Now().Add(60 * time.Second)
 	for len(out) < n {
 		require.True(s.t, time.Now().Before(deadline), "timed out with %d of %d task messages", len(out), n)
-		out = append(out, s.pollTasks(10)...)
+		out = append(out, s.pollTasks(1)...)
 	}
 	require.Len(s.t, out, n, "more task messages than expected")
 	return out
 }
 
-// pollTasks receives and deletes up to max task messages (one long poll).
-func (s *system) pollTasks(max int32) []message.Task {
+// pollTasks receives and deletes up to ten task messages in one receive, which waits up to wait
+// seconds for the first (0: only those waiting now).
+func (s *system) pollTasks(wait int32) []message.Task {
 	s.t.Helper()
 	resp, err := s.sqs.ReceiveMessage(s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.taskURL),
-		MaxNumberOfMessages: max, WaitTimeSeconds: 1})
+		MaxNumberOfMessages: 10, WaitTimeSeconds: wait})
 	require.NoError(s.t, err)
+	if len(resp.Messages) == 0 {
+		return nil
+	}
 	var out []message.Task
-	for _, m := range resp.Messages {
+	del := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(s.taskURL)}
+	for i, m := range resp.Messages {
 		task, err := message.ParseTask([]byte(aws.ToString(m.Body)))
 		require.NoError(s.t, err)
 		out = append(out, task)
-		_, err = s.sqs.DeleteMessage(s.ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(s.taskURL), ReceiptHandle: m.ReceiptHandle})
-		require.NoError(s.t, err)
+		del.Entries = append(del.Entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
 	}
+	_, err = s.sqs.DeleteMessageBatch(s.ctx, del)
+	require.NoError(s.t, err)
 	return out
 }
 
@@ -211,6 +224,27 @@ func (s *system) waitState(id, state string) *engine.Stack {
 	return last
 }
 
+// waitTask waits until the stack's task name has status, and returns it.
+func (s *system) waitTask(stackID, name string, status message.TaskStatus) message.StackTask {
+	s.t.Helper()
+	var found message.StackTask
+	var last *engine.Stack
+	require.Eventually(s.t, func() bool {
+		last = s.stack(stackID)
+		if last == nil {
+			return false
+		}
+		for _, task := range last.Tasks {
+			if task.Name == name && task.Status == status {
+				found = task
+				return true
+			}
+		}
+		return false
+	}, 90*time.Second, 100*time.Millisecond, "task %s of %s never became %s (last: %+v)", name, stackID, status, last)
+	return found
+}
+
 func (s *system) waitRemoved(id string) {
 	s.t.Helper()
 	require.Eventually(s.t, func() bool { return s.stack(id) == nil }, 60*time.Second, 50*time.Millisecond,
@@ -222,6 +256,12 @@ func (s *system) count(sql string, args ...any) int {
 	var n int
 	require.NoError(s.t, s.db.QueryRow(s.ctx, sql, args...).Scan(&n))
 	return n
+}
+
+// historyCount counts the stack's history records of kind ("task-completed", "removed", …).
+func (s *system) historyCount(stackID, kind string) int {
+	s.t.Helper()
+	return s.count("SELECT count(*) FROM history WHERE stack_id = $1 AND kind = $2", stackID, kind)
 }
 
 // transitions returns a stack's transitions in order, as "FROM->TO".
@@ -255,12 +295,88 @@ func (s *system) waitDrained() {
 		"the event queue never drained")
 }
 
+// setQueueAttributes sets attributes of the queue url.
+func (s *system) setQueueAttributes(url string, attrs map[string]string) {
+	s.t.Helper()
+	_, err := s.sqs.SetQueueAttributes(s.ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: attrs})
+	require.NoError(s.t, err)
+}
+
+// redrivePolicy is a redrive policy to the dead-letter queue dlqURL with
+// maxReceiveCount.
+func (s *system) redrivePolicy(dlqURL string, maxReceiveCount int) string {
+	s.t.Helper()
+	out, err := s.sqs.GetQueueAttributes(s.ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlqURL),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
+	require.NoError(s.t, err)
+	raw, err := json.Marshal(map[string]string{"deadLetterTargetArn": out.Attributes[string(types.QueueAttributeNameQueueArn)],
+		"maxReceiveCount": strconv.Itoa(maxReceiveCount)})
+	require.NoError(s.t, err)
+	return string(raw)
+}
+
+// drainQueue receives and deletes n messages from url and returns their
+// bodies.
+func (s *system) drainQueue(url string, n int) []string {
+	s.t.Helper()
+	var bodies []string
+	deadline := time.Now().Add(30 * time.Second)
+	for len(bodies) < n {
+		require.True(s.t, time.Now().Before(deadline), "got %d of %d messages from %s", len(bodies), n, url)
+		resp, err := s.sqs.ReceiveMessage(s.ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		require.NoError(s.t, err)
+		for _, m := range resp.Messages {
+			bodies = append(bodies, aws.ToString(m.Body))
+			_, err := s.sqs.DeleteMessage(s.ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
+			require.NoError(s.t, err)
+		}
+	}
+	require.Len(s.t, bodies, n)
+	return bodies
+}
+
+// redrive moves n messages from the dead-letter queue dlqURL back to url, as an operator's
+// redrive does.
+func (s *system) redrive(dlqURL, url string, n int) {
+	s.t.Helper()
+	var msgs []queue.Outgoing
+	for _, body := range s.drainQueue(dlqURL, n) {
+		msgs = append(msgs, queue.Outgoing{Body: body})
+	}
+	require.NoError(s.t, queue.Send(s.ctx, s.sqs, url, msgs))
+}
+
 func tasksByName(tasks []message.Task) map[string]message.Task {
 	out := map[string]message.Task{}
 	for _, t := range tasks {
 		out[t.Task.Name] = t
 	}
 	return out
+}
+
+// writeMachine writes the machine file name.yml, holding text, into dir (a MACHINES_DIR), and
+// returns its path.
+func writeMachine(t testing.TB, dir, name, text string) string {
+	t.Helper()
+	path := filepath.Join(dir, name+".yml")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+	return path
+}
+
+// testdataMachine returns the text of the test machine name (test/testdata/machines/name.yml).
+func testdataMachine(t testing.TB, name string) string {
+	t.Helper()
+	text, err := os.ReadFile(harness.Testdata(t, "machines", name+".yml"))
+	require.NoError(t, err)
+	return string(text)
+}
+
+// machinesDir returns a new MACHINES_DIR holding one machine file, name.yml.
+func machinesDir(t testing.TB, name, text string) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeMachine(t, dir, name, text)
+	return dir
 }
 
 var idMu sync.Mutex
@@ -303,7 +419,7 @@ func TestLifecycleWithDuplicateAndStaleResults(t *testing.T) {
 	require.Equal(t, "vpc-1", st.Metadata["vpc"])
 	s.waitDrained()
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN"}, s.transitions("feature-1"))
-	require.Equal(t, 2, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'ignored'"))
+	require.Equal(t, 2, s.historyCount("feature-1", "ignored"))
 	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'ignored' AND reason LIKE 'stale result%'"))
 
 	s.sendEvent("feature-1", "DESTROY", nil)
@@ -314,7 +430,7 @@ func TestLifecycleWithDuplicateAndStaleResults(t *testing.T) {
 	s.waitRemoved("feature-1")
 
 	require.Equal(t, []string{"INIT->PROVISION", "PROVISION->RUN", "RUN->TEARDOWN", "TEARDOWN->DESTROYED"}, s.transitions("feature-1"))
-	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'feature-1' AND kind = 'removed'"))
+	require.Equal(t, 1, s.historyCount("feature-1", "removed"))
 	require.Equal(t, 0, s.count("SELECT count(*) FROM outbox"))
 	require.Equal(t, 0, s.queueDepth(s.eventDLQ))
 	s.requireOnlyTLSConnections()
@@ -362,7 +478,7 @@ func TestBadEventsAreRejectedNotRetried(t *testing.T) {
 	require.Contains(t, reasons["c-ok:NEXT"], "cannot be published")
 	require.Contains(t, reasons["c-ok:LAUNCH"], `runs machine "pair"`)
 
-	require.Equal(t, 4, s.count("SELECT count(*) FROM history WHERE stack_id = 'c-ok' AND kind = 'rejected'"),
+	require.Equal(t, 4, s.historyCount("c-ok", "rejected"),
 		"rejections of an existing stack are in its history")
 	require.Equal(t, "PROVISION", s.stack("c-ok").State)
 	for _, id := range []string{"c-bad", "c-unknown", "c-broken", "c-new"} {
@@ -447,7 +563,7 @@ func TestDatabaseOutageRetriesAndConverges(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for len(seen) < 2*n {
 		require.True(t, time.Now().Before(deadline), "saw %d of %d b tasks", len(seen), 2*n)
-		for _, task := range s.pollTasks(10) {
+		for _, task := range s.pollTasks(1) {
 			if strings.HasPrefix(task.Stack.ID, "b-") {
 				seen[task.Stack.ID+"/"+task.Task.Name] = true
 			}
@@ -555,7 +671,7 @@ func (s *system) satisfyShuffled(n int, dupShare float64, outputs func(message.T
 		require.True(s.t, time.Now().Before(deadline), "timed out after %d of %d tasks", got, n)
 		var batch []message.Task
 		for len(batch) < 30 {
-			more := s.pollTasks(10)
+			more := s.pollTasks(1)
 			if len(more) == 0 {
 				break
 			}
@@ -605,25 +721,11 @@ func shuffled(n, seed int) []int {
 func TestUnsendableTaskMessageIsParkedAndFailsItsTask(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, systemOptions{maxReceiveCount: 3})
-	dir := t.TempDir()
-	big := fmt.Sprintf(`version: 1
-events: [LAUNCH]
-states:
-  INIT:
-    on:
-      LAUNCH: [{action: advance, state: PROVISION}]
-  PROVISION:
-    tasks: [huge, small]
-    on:
-      NEXT: [{action: advance, state: DONE}]
-  DONE:
-    terminal: true
-tasks:
+	big := harness.Lifecycle{Up: []string{"huge", "small"}, Tasks: fmt.Sprintf(`
   huge: {executor: lambda, config: {name: huge-fn, args: {blob: %q}}}
   small: {executor: lambda, config: {name: small-fn}}
-`, strings.Repeat("x", queue.MaxMessageBytes))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "big.yml"), []byte(big), 0o644))
-	proc := s.startStateManager(1, "MACHINES_DIR="+dir, "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=1s")
+`, strings.Repeat("x", queue.MaxMessageBytes))}.YAML()
+	proc := s.startStateManager(1, "MACHINES_DIR="+machinesDir(t, "big", big), "SWEEP_INTERVAL=1s", "OUTBOX_SWEEP_AGE=1s")
 
 	s.sendEvent("parked-1", "LAUNCH", map[string]any{"machine": "big"})
 	tasks := s.receiveTasks(1)
@@ -632,13 +734,13 @@ tasks:
 		return s.count("SELECT count(*) FROM history WHERE stack_id = 'parked-1' AND kind = 'task-failed' AND task = 'huge'") == 1
 	}, 30*time.Second, 100*time.Millisecond, "the parked task's run is settled as failed")
 	require.Equal(t, 1, s.count("SELECT count(*) FROM parked_outbox WHERE stack_id = 'parked-1' AND reason LIKE '%SQS accepts at most 262144%'"))
-	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'parked-1' AND kind = 'parked'"))
+	require.Equal(t, 1, s.historyCount("parked-1", "parked"))
 	require.Equal(t, 1, s.count("SELECT count(*) FROM history WHERE stack_id = 'parked-1' AND kind = 'task-failed' AND reason LIKE 'the task did not run: the task message can never be sent%'"))
 	require.Contains(t, proc.Output(), `"`+metrics.OutboxParked+`"`)
 	// Sweeps come and go: nothing is re-sent, nothing is left.
 	time.Sleep(3 * time.Second)
 	require.Equal(t, 0, s.count("SELECT count(*) FROM outbox"))
-	require.Empty(t, s.pollTasks(10), "the parked message is never sent")
+	require.Empty(t, s.pollTasks(1), "the parked message is never sent")
 	require.Equal(t, "PROVISION", s.stack("parked-1").State, "the stack waits on its failed task, as a failed task makes it")
 }
 
@@ -683,8 +785,7 @@ func TestForgedResultsAreRejected(t *testing.T) {
 
 	// The satisfier's own signature settles it.
 	sendResult(body, map[string]string{signing.Attribute: own.Sign(body)})
-	require.Eventually(t, func() bool { return tasksOf(s.stack("forged-1"))["infra"].Status == message.TaskCompleted },
-		30*time.Second, 100*time.Millisecond)
+	s.waitTask("forged-1", "infra", message.TaskCompleted)
 
 	// A signed by-name result (an operator holding the key, `stackseam complete`) settles the
 	// other task's pending run, and the history says it was settled by name.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/stackseam/stackseam/test/harness"
 	"github.com/stackseam/stackseam/test/localenv"
 )
 
@@ -44,13 +43,7 @@ func TestStateManagerRefusesAServerFromAnotherCA(t *testing.T) {
 	require.NoError(t, os.WriteFile(other, otherCA.PEM(), 0o644))
 
 	for _, rootCert := range []string{other, ""} {
-		env := append(harness.AWSEnv(t),
-			"EVENT_QUEUE_URL="+s.eventURL,
-			"TASK_QUEUE_URL="+s.taskURL,
-			"MACHINES_DIR="+filepath.Join(harness.RepoRoot(t), "test", "testdata", "machines"),
-			"DATABASE_SECRET_ID="+dbSecretID, s.secrets.Env(),
-			"DATABASE_SSLROOTCERT="+rootCert)
-		proc := harness.StartProcess(t, s.bin, env)
+		proc := s.launchStateManager("DATABASE_SSLROOTCERT=" + rootCert)
 		proc.WaitForOutput(t, "certificate signed by unknown authority", 60*time.Second)
 		proc.WaitForOutput(t, `"databaseAvailable":false`, 60*time.Second)
 		_ = proc.Stop()

@@ -93,26 +93,26 @@ func AWSEnv(t testing.TB) []string {
 // (clients are safe for concurrent use).
 func SQSClient(t testing.TB) *sqs.Client {
 	t.Helper()
-	cfg := AWSConfig(t)
-	clientsMu.Lock()
-	defer clientsMu.Unlock()
-	if sqsClient == nil {
-		sqsClient = sqs.NewFromConfig(cfg)
-	}
-	return sqsClient
+	return sharedClient(t, &sqsClient, func(endpoint string) *sqs.Client { return sqs.NewFromConfig(localenv.AWSConfig(endpoint)) })
 }
 
 // S3Client returns an S3 client for the emulator with path-style addressing
 // (bucket.127.0.0.1 does not resolve), shared by the process.
 func S3Client(t testing.TB) *s3.Client {
 	t.Helper()
+	return sharedClient(t, &s3Client, localenv.NewS3Client)
+}
+
+// sharedClient returns *client, which newClient makes for the emulator's endpoint on first use.
+func sharedClient[C any](t testing.TB, client **C, newClient func(endpoint string) *C) *C {
+	t.Helper()
 	endpoint := AWSEndpoint(t)
 	clientsMu.Lock()
 	defer clientsMu.Unlock()
-	if s3Client == nil {
-		s3Client = localenv.NewS3Client(endpoint)
+	if *client == nil {
+		*client = newClient(endpoint)
 	}
-	return s3Client
+	return *client
 }
 
 // CreateQueue creates a uniquely named queue (name plus a random suffix,
@@ -182,9 +182,7 @@ func CreateBucket(t testing.TB, name string) string {
 	bucket := bucketName(name)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := localenv.CreateBucket(ctx, client, bucket); err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, localenv.CreateBucket(ctx, client, bucket))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -197,16 +195,7 @@ func CreateBucket(t testing.TB, name string) string {
 
 // bucketName follows S3's rules: 3–63 characters of a-z, 0-9 and '-'.
 func bucketName(name string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(name) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	s := strings.Trim(b.String(), "-")
+	s := strings.Trim(localenv.NameChars(name, '-'), "-")
 	if len(s) > 48 {
 		s = strings.TrimRight(s[:48], "-")
 	}

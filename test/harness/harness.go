@@ -23,6 +23,7 @@ package harness
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -106,11 +107,18 @@ func workDir(t testing.TB) string {
 		return rootDir
 	}
 	dir, err := localenv.NewWorkDir(tempPrefix)
+	failOn(t, err)
+	rootDir = dir
+	return dir
+}
+
+// failOn fails the test with err, if any: the harness's functions hand their failures to the
+// test, so that tests need not check them.
+func failOn(t testing.TB, err error) {
+	t.Helper()
 	if err != nil {
 		t.Fatalf("harness: %v", err)
 	}
-	rootDir = dir
-	return dir
 }
 
 // closedAtEnd closes f at the end of the test and returns it: a fake's server must not outlive
@@ -135,4 +143,11 @@ func RepoRoot(t testing.TB) string {
 		t.Fatalf("harness: %v", repoRootErr)
 	}
 	return repoRoot
+}
+
+// Testdata returns the path of elem under the repository's test/testdata, the tests' fixtures
+// (machines, Terraform sources).
+func Testdata(t testing.TB, elem ...string) string {
+	t.Helper()
+	return filepath.Join(append([]string{RepoRoot(t), "test", "testdata"}, elem...)...)
 }

@@ -67,3 +67,17 @@ func (l Lifecycle) YAML() string {
 	b.WriteString(strings.TrimLeft(l.Tasks, "\n"))
 	return b.String()
 }
+
+// TerraformTasks is the YAML, for Lifecycle.Tasks, of the Terraform pair most machines have:
+// infra applies source (a YAML flow mapping) with variables (a flow mapping, or "" for none), and
+// teardown destroys what it built, in the same state.
+func TerraformTasks(source, variables string) string {
+	var b strings.Builder
+	for _, task := range []struct{ name, action string }{{"infra", "apply"}, {"teardown", "destroy"}} {
+		fmt.Fprintf(&b, "  %s:\n    executor: terraform\n    config:\n      source: %s\n      action: %s\n", task.name, source, task.action)
+		if task.action == "apply" && variables != "" {
+			fmt.Fprintf(&b, "      variables: %s\n", variables)
+		}
+	}
+	return b.String()
+}

@@ -30,3 +30,16 @@ func TestLifecycleIsAValidMachineOfItsShape(t *testing.T) {
 	require.Equal(t, "GONE", m.States["RUN"].On["DESTROY"][0].State)
 	require.False(t, m.States["PROVISION"].Handles("DESTROY"))
 }
+
+func TestTerraformTasksApplyAndDestroyOneSource(t *testing.T) {
+	t.Parallel()
+	m, err := machine.Parse("tf", "tf.yml", []byte(harness.Lifecycle{Up: []string{"infra"}, Down: []string{"teardown"},
+		Tasks: harness.TerraformTasks("{type: local, location: basic}", "{greeting: hi}")}.YAML()), kinds.All)
+	require.NoError(t, err)
+	source := map[string]any{"type": "local", "location": "basic"}
+	require.Equal(t, map[string]any{"source": source, "action": "apply", "variables": map[string]any{"greeting": "hi"}},
+		m.Tasks["infra"].Config)
+	require.Equal(t, map[string]any{"source": source, "action": "destroy"}, m.Tasks["teardown"].Config,
+		"the variables are the apply's")
+	require.Equal(t, "terraform", m.Tasks["teardown"].Executor)
+}

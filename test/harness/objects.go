@@ -23,9 +23,7 @@ func UploadDir(t testing.TB, bucket, prefix, dir string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	n, err := localenv.UploadDir(ctx, S3Client(t), bucket, prefix, dir)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, err)
 	return n
 }
 
@@ -60,4 +58,20 @@ func PutObject(t testing.TB, bucket, key, body string) {
 		Body: strings.NewReader(body)}); err != nil {
 		t.Fatalf("harness: writing s3://%s/%s: %v", bucket, key, err)
 	}
+}
+
+// ListObjects returns the keys of the emulator's bucket under prefix (up to 1,000, one page).
+func ListObjects(t testing.TB, bucket, prefix string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := S3Client(t).ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	if err != nil {
+		t.Fatalf("harness: listing s3://%s/%s: %v", bucket, prefix, err)
+	}
+	keys := make([]string, len(out.Contents))
+	for i, obj := range out.Contents {
+		keys[i] = aws.ToString(obj.Key)
+	}
+	return keys
 }

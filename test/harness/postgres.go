@@ -129,9 +129,7 @@ func RestartDatabase(t testing.TB, down time.Duration) {
 func NewDatabaseServer(t testing.TB, opts ...PostgresOption) *DatabaseServer {
 	t.Helper()
 	pg, err := localenv.StartPostgres(workDir(t), "private", opts...)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, err)
 	t.Cleanup(func() {
 		pg.Shutdown()
 		if err := os.RemoveAll(pg.Dir()); err != nil {
@@ -165,9 +163,7 @@ func (s *DatabaseServer) DatabaseURL(t testing.TB) string {
 	t.Helper()
 	name := localenv.DatabaseName(t.Name())
 	url, err := s.pg.CreateDatabase(name)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, err)
 	t.Cleanup(func() {
 		// Failures are only logged since the whole cluster is thrown away
 		// anyway.
@@ -190,9 +186,7 @@ func (s *DatabaseServer) AppDatabase(t testing.TB) AppDatabase {
 			t.Logf("harness: %v", err)
 		}
 	})
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, err)
 	return db
 }
 

@@ -83,9 +83,7 @@ func StartProcess(t testing.TB, bin string, env []string, args ...string) *Proce
 	t.Helper()
 	out := &processOutput{t: t}
 	lp, err := localenv.StartProcess(bin, env, args, out)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, err)
 	p := &Process{Process: lp, out: out}
 	out.setPrefix(fmt.Sprintf("%s[%d]: ", lp.Name(), lp.Pid()))
 	t.Cleanup(func() {

@@ -9,7 +9,7 @@ import (
 )
 
 // RIEVersion is the Lambda Runtime Interface Emulator version the tests run. The Makefile's
-// RIE_VERSION must be the same (TestRIEVersionMatchesMakefile checks it).
+// RIE_VERSION must be the same (TestVersionsMatchMakefile checks it).
 const RIEVersion = localenv.RIEVersion
 
 // RIE is one Runtime Interface Emulator running one function (see localenv.RIE), with its output.
@@ -28,11 +28,7 @@ type RIEConfig = localenv.RIEConfig
 // one `make rie` builds into .cache/rie, built on first use when missing (about a minute).
 func RIEBinary(t testing.TB) string {
 	t.Helper()
-	path, err := localenv.RIEBinary(RepoRoot(t))
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	return path
+	return toolBinary(t, localenv.RIEBinary)
 }
 
 // bootstraps holds the bootstraps BuildBootstrap builds.
@@ -61,9 +57,7 @@ func StartRIE(t testing.TB, name string, cfg RIEConfig) *RIE {
 	cfg.Out = out
 	t.Cleanup(out.close)
 	r, err := localenv.StartRIE(cfg)
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	failOn(t, err)
 	t.Cleanup(r.Stop)
 	return &RIE{RIE: r, out: out}
 }

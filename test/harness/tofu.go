@@ -7,7 +7,7 @@ import (
 )
 
 // TofuVersion is the OpenTofu version the tests run. The Makefile's
-// TOFU_VERSION must be the same (TestTofuVersionMatchesMakefile checks it).
+// TOFU_VERSION must be the same (TestVersionsMatchMakefile checks it).
 const TofuVersion = localenv.TofuVersion
 
 // TofuBinary returns the Terraform-compatible binary the tests run:
@@ -19,9 +19,14 @@ const TofuVersion = localenv.TofuVersion
 // running at the same time build it once.
 func TofuBinary(t testing.TB) string {
 	t.Helper()
-	path, err := localenv.TofuBinary(RepoRoot(t))
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
+	return toolBinary(t, localenv.TofuBinary)
+}
+
+// toolBinary returns the path of a tool the tests run (OpenTofu, the RIE), which find looks up or
+// builds for the repository at root.
+func toolBinary(t testing.TB, find func(root string) (string, error)) string {
+	t.Helper()
+	path, err := find(RepoRoot(t))
+	failOn(t, err)
 	return path
 }

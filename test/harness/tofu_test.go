@@ -12,13 +12,17 @@ import (
 	"github.com/stackseam/stackseam/test/harness"
 )
 
-func TestTofuVersionMatchesMakefile(t *testing.T) {
+// TestVersionsMatchMakefile: the versions the tests run are the ones `make tofu` and `make rie`
+// build into .cache.
+func TestVersionsMatchMakefile(t *testing.T) {
 	t.Parallel()
 	makefile, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "Makefile"))
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^TOFU_VERSION\s*:?=\s*(\S+)`).FindSubmatch(makefile)
-	require.NotNil(t, m, "the Makefile defines TOFU_VERSION")
-	require.Equal(t, harness.TofuVersion, string(m[1]))
+	for variable, version := range map[string]string{"TOFU_VERSION": harness.TofuVersion, "RIE_VERSION": harness.RIEVersion} {
+		m := regexp.MustCompile(`(?m)^` + variable + `\s*:?=\s*(\S+)`).FindSubmatch(makefile)
+		require.NotNil(t, m, "the Makefile defines %s", variable)
+		require.Equal(t, version, string(m[1]), variable)
+	}
 }
 
 func TestTofuBinaryRuns(t *testing.T) {
@@ -29,13 +33,4 @@ func TestTofuBinaryRuns(t *testing.T) {
 	if os.Getenv("STACKSEAM_TEST_TERRAFORM") == "" {
 		require.Contains(t, string(out), "OpenTofu "+harness.TofuVersion)
 	}
-}
-
-func TestRIEVersionMatchesMakefile(t *testing.T) {
-	t.Parallel()
-	makefile, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "Makefile"))
-	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^RIE_VERSION\s*:?=\s*(\S+)`).FindSubmatch(makefile)
-	require.NotNil(t, m, "the Makefile defines RIE_VERSION")
-	require.Equal(t, harness.RIEVersion, string(m[1]))
 }

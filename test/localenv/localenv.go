@@ -113,6 +113,17 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// NameChars lower-cases label and replaces every character other than a-z and 0-9 with sep:
+// what names of resources the tests make (databases, buckets) can hold, from a test's name.
+func NameChars(label string, sep rune) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return sep
+	}, strings.ToLower(label))
+}
+
 // RandomHex returns 2n random hex digits, for unique names.
 func RandomHex(n int) string {
 	b := make([]byte, n)

@@ -587,16 +587,7 @@ func hasPGServer(dir string) bool {
 // DatabaseName makes a valid, unique database name that still says what it
 // is for (a test's name, say), for whoever looks at the server meanwhile.
 func DatabaseName(label string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(label) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	name := b.String()
+	name := NameChars(label, '_')
 	if len(name) > 40 {
 		name = name[:40]
 	}

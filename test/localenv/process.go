@@ -16,10 +16,6 @@ import (
 // "./functions/statemanager") for the host into the file out, with build
 // tags if given, from the repository root.
 func Build(root, out, pkg string, tags ...string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return errors.New("the go command is not in PATH; building the binaries needs it")
-	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
@@ -28,10 +24,20 @@ func Build(root, out, pkg string, tags ...string) error {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
 	args = append(args, "-o", out, pkg)
+	// A cross-compiling environment would give a binary we cannot run.
+	return runGo(root, []string{"GOOS=", "GOARCH="}, args...)
+}
+
+// runGo runs the go command with args in root, with env added to this process's environment;
+// when it fails, the error holds its output.
+func runGo(root string, env []string, args ...string) error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return errors.New("the go command is not in PATH; building the binaries needs it")
+	}
 	cmd := exec.Command(goBin, args...)
 	cmd.Dir = root
-	// A cross-compiling environment would give a binary we cannot run.
-	cmd.Env = append(os.Environ(), "GOOS=", "GOARCH=")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = ChildAttr(nil)
 	if output, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, output)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -66,20 +64,11 @@ func RIEBinary(root string) (string, error) {
 // dir/bootstrap exactly as the construct's bundling does (package lambdabuild), except for
 // the architecture: the host's, so that it runs here under the emulator.
 func BuildBootstrap(root, dir, pkg string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", errors.New("the go command is not in PATH; building the functions needs it")
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	args := lambdabuild.Args(dir, pkg)
-	cmd := exec.Command(goBin, args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), lambdabuild.Env(runtime.GOARCH)...)
-	cmd.SysProcAttr = ChildAttr(nil)
-	if output, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, output)
+	if err := runGo(root, lambdabuild.Env(runtime.GOARCH), lambdabuild.Args(dir, pkg)...); err != nil {
+		return "", err
 	}
 	return filepath.Join(dir, lambdabuild.BootstrapName), nil
 }
