@@ -29,7 +29,15 @@ import (
 // construct's test checks the template against.
 var vars = env.Query
 
-func main() { vars.MainAWS("query function", run) }
+func main() { env.MainAWS(vars, "query function", lambdaSettings, run) }
+
+// lambdaSettings is readSettings in Lambda, the only place the query function runs.
+func lambdaSettings() (store.Config, error) {
+	if !queue.InLambda() {
+		return store.Config{}, errors.New("the query function runs in AWS Lambda only; locally, `stackseam stacks|show|history --database-url` reads the database itself")
+	}
+	return readSettings()
+}
 
 // readSettings reads the database settings; every problem is named at once.
 func readSettings() (store.Config, error) {
@@ -45,14 +53,7 @@ func readSettings() (store.Config, error) {
 	return cfg, nil
 }
 
-func run(ctx context.Context, logger *slog.Logger, awsCfg aws.Config) error {
-	if !queue.InLambda() {
-		return errors.New("the query function runs in AWS Lambda only; locally, `stackseam stacks|show|history --database-url` reads the database itself")
-	}
-	dbCfg, err := readSettings()
-	if err != nil {
-		return err
-	}
+func run(ctx context.Context, logger *slog.Logger, dbCfg store.Config, awsCfg aws.Config) error {
 	dbCfg.Secrets = secretsmanager.NewFromConfig(awsCfg)
 	st, err := store.Open(ctx, dbCfg)
 	if err != nil {

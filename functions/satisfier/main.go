@@ -129,9 +129,10 @@ import (
 func main() {
 	oneTask := flag.Bool("one-task", false, "run the one task handed over to this CodeBuild build (TASK_OBJECT_KEY) and exit")
 	flag.Parse()
-	vars.MainAWS("satisfier", func(ctx context.Context, logger *slog.Logger, awsCfg aws.Config) error {
-		return run(ctx, logger, awsCfg, *oneTask)
-	})
+	settings.MainAWS(vars, "satisfier", func() (options, error) { return readOptions(*oneTask) },
+		func(ctx context.Context, logger *slog.Logger, cfg options, awsCfg aws.Config) error {
+			return run(ctx, logger, cfg, awsCfg, *oneTask)
+		})
 }
 
 // options is the environment, read once.
@@ -211,12 +212,8 @@ func readOptions(oneTask bool) (options, error) {
 	return c, read.Err()
 }
 
-func run(ctx context.Context, logger *slog.Logger, awsCfg aws.Config, oneTask bool) error {
+func run(ctx context.Context, logger *slog.Logger, cfg options, awsCfg aws.Config, oneTask bool) error {
 	started := time.Now()
-	cfg, err := readOptions(oneTask)
-	if err != nil {
-		return err
-	}
 	// An endpoint override (an emulator) has no bucket sub-domains: address S3 by path, and give
 	// the S3 backend the same endpoint.
 	s3Endpoint := cfg.s3Endpoint

@@ -31,7 +31,7 @@ import (
 	"github.com/stackseam/stackseam/internal/store"
 )
 
-func main() { vars.MainAWS("state manager", run) }
+func main() { env.MainAWS(vars, "state manager", readSettings, run) }
 
 // settings is the environment, read once.
 type settings struct {
@@ -132,12 +132,8 @@ func readSettings() (settings, error) {
 	return s, read.Err()
 }
 
-func run(ctx context.Context, logger *slog.Logger, awsCfg aws.Config) error {
+func run(ctx context.Context, logger *slog.Logger, cfg settings, awsCfg aws.Config) error {
 	started := time.Now()
-	cfg, err := readSettings()
-	if err != nil {
-		return err
-	}
 	dbCfg := cfg.database
 	dbCfg.Secrets = secretsmanager.NewFromConfig(awsCfg)
 	dbCfg.MaxConns = int32(cfg.workers*cfg.parallelism + 2)
