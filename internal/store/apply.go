@@ -132,8 +132,8 @@ const MaxApplyMany = 32
 //     deadlock can form on those locks.
 //   - Each event's writes follow a savepoint of their own: when PostgreSQL refuses one event's
 //     values, the transaction rolls back to that savepoint, that event gets the error, and the
-//     writes of the events after it are sent again, in one more round trip; the events before
-//     it are kept. A failure of the transaction itself (connection lost, shutdown, a
+//     writes of the events after it are sent again (two more round trips: the rollback, then
+//     the writes); the events before it are kept. A failure of the transaction itself (connection lost, shutdown, a
 //     serialization failure) fails every event, as it would have failed each alone.
 //   - New machine versions are written first, in one statement, in hash order: two such
 //     transactions that store the same versions wait for each other in one order only.
@@ -230,8 +230,13 @@ func (s *Store) ApplyMany(ctx context.Context, evs []Pending) []Applied {
 			}
 		}
 		if rollbackTo >= 0 {
-			queueStatements(b, []statement{{sql: "ROLLBACK TO SAVEPOINT e" + strconv.Itoa(rollbackTo)}}, &done)
-			mark(1, -1)
+			// A round trip of its own: pgx prepares a batch's statements it has not cached (and it
+			// forgets those of a batch that failed) before running any, and PostgreSQL refuses to
+			// prepare them in the aborted transaction this statement ends.
+			if _, err := conn.Exec(ctx, "ROLLBACK TO SAVEPOINT e"+strconv.Itoa(rollbackTo)); err != nil {
+				rollback(conn)
+				return failAll(s.noteErr(fmt.Errorf("error saving %d stacks: %w", len(evs), err)))
+			}
 		} else if len(versions) > 0 {
 			queueVersions(b, versions, &done)
 			mark(1, -1)
