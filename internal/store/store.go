@@ -155,10 +155,6 @@ func (s *Store) MachineVersion(ctx context.Context, hash string) (name string, b
 const recentTransitions = `SELECT count(*) FROM (SELECT kind, at FROM history WHERE stack_id = $1 ORDER BY id DESC LIMIT $3) h
 	WHERE kind = $4 AND at > $2`
 
-// selectStackAndRecent reads a stack with its recent transitions (recentTransitions' $2 to $4) in
-// one statement: a stack that does not exist has none to count.
-const selectStackAndRecent = `SELECT ` + stackColumns + `, (` + recentTransitions + `) FROM stacks WHERE id = $1`
-
 // recentHistoryScan is how many of a stack's latest history rows recentTransitions reads.
 const recentHistoryScan = 4 * engine.MaxTransitionsPerMinute
 
@@ -326,6 +322,9 @@ func IsAuthFailure(err error) bool {
 }
 
 const stackColumns = `id, machine, state, previous_state, metadata, tasks, version, created_at, state_entered_at, last_activity_at, machine_hash`
+
+// stackColumnCount is how many columns stackColumns names.
+const stackColumnCount = 11
 
 const selectStack = `SELECT ` + stackColumns + ` FROM stacks WHERE id = $1`
 
