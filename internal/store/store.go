@@ -174,20 +174,27 @@ func rollback(conn *pgxpool.Conn) {
 // what a database crash could lose of it is only the deletion, and rows not deleted are sent
 // again (by the stack's next event or the sweep), which at-least-once delivery allows — exactly
 // what a process crash between sending and deleting already does. A durable server so spends one
-// flush per applied event, not two for the events that send messages. It is still one round trip.
+// flush per applied event, not two for the events that send messages. It is one round trip and one
+// prepared statement (deleteOutbox).
 func (s *Store) DeleteOutbox(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	// One simple-protocol query holding the whole transaction: a multi-statement query cannot take
-	// parameters, so pgx writes the ids (integers) into it.
-	_, err := s.pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit TO off; DELETE FROM outbox WHERE id = ANY($1); COMMIT",
-		pgx.QueryExecModeSimpleProtocol, ids)
-	if err != nil {
+	if _, err := s.pool.Exec(ctx, deleteOutbox, ids); err != nil {
 		return s.noteErr(fmt.Errorf("error deleting %d sent outbox rows: %w", len(ids), err))
 	}
 	return nil
 }
+
+// deleteOutbox deletes outbox rows by id, in a transaction of its own that commits without
+// waiting for the WAL flush. A statement sent alone runs in an implicit transaction that commits
+// when it ends; set_config(…, true) sets synchronous_commit for that transaction only, and the
+// commit reads it before the transaction's settings are undone, so the session's later
+// transactions are durable again. The DELETE, a data-modifying WITH query, runs whether or not the
+// main query reads it. One prepared statement rather than BEGIN; SET LOCAL …; DELETE …; COMMIT,
+// which PostgreSQL parsed and planned again for every event that sent messages.
+const deleteOutbox = `WITH deleted AS (DELETE FROM outbox WHERE id = ANY($1))
+	SELECT set_config('synchronous_commit', 'off', true)`
 
 // Parked is an outbox row that can never be sent.
 type Parked struct {
