@@ -528,7 +528,7 @@ type joined struct {
 func (j *joined) add(part uint, args ...any) {
 	j.parts |= part
 	if j.args == nil {
-		j.args = make([]any, 0, 16)
+		j.args = make([]any, 0, 18) // the most an applied event takes: key 3, stack 12, history 1, outbox 1
 	}
 	j.args = append(j.args, args...)
 }
