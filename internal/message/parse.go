@@ -24,6 +24,36 @@ var (
 	eventNamePattern = regexp.MustCompile(`^[A-Z0-9_-]+$`)
 )
 
+// validEventName reports whether s matches eventNamePattern, without the regular expression
+// machine (every event is checked).
+func validEventName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validMachineName reports whether s matches MachineNamePattern, without the regular expression
+// machine (every event naming a machine is checked).
+func validMachineName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // MachineNamePattern is what an event's `machine` may say; the machine parser refuses a file whose
 // name does not match it, so every machine a file defines can be named in events.
 var MachineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -270,10 +300,10 @@ func ParseEvent(body []byte) (Event, error) {
 	if ev.Event == "" {
 		return Event{}, invalid("event is required")
 	}
-	if !eventNamePattern.MatchString(ev.Event) {
+	if !validEventName(ev.Event) {
 		return Event{}, invalid("event %q must match %s", ev.Event, eventNamePattern)
 	}
-	if ev.Machine != "" && !MachineNamePattern.MatchString(ev.Machine) {
+	if ev.Machine != "" && !validMachineName(ev.Machine) {
 		return Event{}, invalid("machine %q is not a valid machine name", ev.Machine)
 	}
 	if ev.EventID != "" {

@@ -225,3 +225,20 @@ func TestParseTask(t *testing.T) {
 	_, err = ParseTask([]byte(`nope`))
 	require.ErrorContains(t, err, "malformed task message")
 }
+
+// FuzzNamePatterns: the hand-written checks ParseEvent uses accept exactly what the patterns
+// the error messages quote accept.
+func FuzzNamePatterns(f *testing.F) {
+	for _, s := range []string{"", "LAUNCH", "TASK_COMPLETED", "a-b", "launch", "A B", "A\n", "env", "env.v2", ".env",
+		"_x", "x_", strings.Repeat("a", 128), strings.Repeat("a", 129), "é", "A\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validEventName(s), eventNamePattern.MatchString(s); got != want {
+			t.Fatalf("validEventName(%q) = %v, the pattern says %v", s, got, want)
+		}
+		if got, want := validMachineName(s), MachineNamePattern.MatchString(s); got != want {
+			t.Fatalf("validMachineName(%q) = %v, the pattern says %v", s, got, want)
+		}
+	})
+}

@@ -3,11 +3,14 @@ package store
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -132,8 +135,8 @@ const MaxApplyMany = 32
 //     deadlock can form on those locks.
 //   - Each event's writes follow a savepoint of their own: when PostgreSQL refuses one event's
 //     values, the transaction rolls back to that savepoint, that event gets the error, and the
-//     writes of the events after it are sent again, in one more round trip; the events before
-//     it are kept. A failure of the transaction itself (connection lost, shutdown, a
+//     writes of the events after it are sent again (two more round trips: the rollback, then
+//     the writes); the events before it are kept. A failure of the transaction itself (connection lost, shutdown, a
 //     serialization failure) fails every event, as it would have failed each alone.
 //   - New machine versions are written first, in one statement, in hash order: two such
 //     transactions that store the same versions wait for each other in one order only.
@@ -230,8 +233,13 @@ func (s *Store) ApplyMany(ctx context.Context, evs []Pending) []Applied {
 			}
 		}
 		if rollbackTo >= 0 {
-			queueStatements(b, []statement{{sql: "ROLLBACK TO SAVEPOINT e" + strconv.Itoa(rollbackTo)}}, &done)
-			mark(1, -1)
+			// A round trip of its own: pgx prepares a batch's statements it has not cached (and it
+			// forgets those of a batch that failed) before running any, and PostgreSQL refuses to
+			// prepare them in the aborted transaction this statement ends.
+			if _, err := conn.Exec(ctx, "ROLLBACK TO SAVEPOINT e"+strconv.Itoa(rollbackTo)); err != nil {
+				rollback(conn)
+				return failAll(s.noteErr(fmt.Errorf("error saving %d stacks: %w", len(evs), err)))
+			}
 		} else if len(versions) > 0 {
 			queueVersions(b, versions, &done)
 			mark(1, -1)
@@ -321,30 +329,76 @@ func (e *loaded) queue(b *pgx.Batch, try bool) {
 		b.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", id).
 			Exec(func(pgconn.CommandTag) error { e.locked = true; return nil })
 	}
-	b.Queue(selectStackAndRecent, id, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition).
+	b.Queue(selectForEvent, id, time.Now().UTC().Add(-time.Minute), recentHistoryScan, engine.KindTransition, e.in.Key).
 		Query(func(rows pgx.Rows) error {
-			var recent int
-			var raw []byte
-			stacks, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (s *engine.Stack, err error) {
-				s, raw, err = scanStackAnd(row, &recent)
-				return s, err
-			})
-			if len(stacks) == 1 {
-				e.current, e.storedMetadata = stacks[0], raw
+			defer rows.Close()
+			if !rows.Next() {
+				if err := rows.Err(); err != nil {
+					return err
+				}
+				return errors.New("the stack's read returned no row")
+			}
+			var pending []byte
+			if rows.RawValues()[0] == nil {
+				// No such stack: its columns are null; only the key and the outbox are read.
+				dest := make([]any, stackColumnCount+3)
+				dest[stackColumnCount+1], dest[stackColumnCount+2] = &e.processed, &pending
+				if err := rows.Scan(dest...); err != nil {
+					return err
+				}
+			} else {
+				var recent int
+				s, raw, err := scanStackAnd(rows, &recent, &e.processed, &pending)
+				if err != nil {
+					return err
+				}
+				e.current, e.storedMetadata = s, raw
 				e.current.RecentTransitions = recent
 			}
-			return err
+			if pending != nil {
+				var err error
+				if e.pending, err = decodeOutbox(pending); err != nil {
+					return fmt.Errorf("error decoding the unsent outbox of stack %s: %w", e.in.StackID, err)
+				}
+			}
+			rows.Close()
+			return rows.Err()
 		})
-	b.Queue("SELECT EXISTS (SELECT 1 FROM processed_events WHERE key = $1)", e.in.Key).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&e.processed) })
-	b.Queue(selectOutbox, id).Query(func(rows pgx.Rows) (err error) {
-		e.pending, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-		return err
-	})
 }
 
-// selectOutbox reads a stack's unsent outbox rows, oldest first.
-const selectOutbox = "SELECT " + outboxColumns + " FROM outbox WHERE stack_id = $1 ORDER BY id"
+// selectForEvent reads, in one statement, what deciding an event takes: the stack ($1; its
+// columns are null when it does not exist) with its recent transitions (recentTransitions' $2 to
+// $4), whether the event's key ($5) was processed, and the stack's unsent outbox rows, oldest
+// first, as a JSON array (null when there are none: the common case, since sent rows are deleted).
+// One statement rather than three: each statement costs PostgreSQL a portal, a snapshot and a
+// plan of its own. It runs after the statement that takes the stack's lock, so its snapshot sees
+// everything committed before the lock was granted.
+const selectForEvent = `SELECT ` + stackColumns + `, (` + recentTransitions + `),
+	EXISTS (SELECT 1 FROM processed_events WHERE key = $5),
+	(SELECT json_agg(o ORDER BY o.id) FROM (SELECT ` + outboxColumns + ` FROM outbox WHERE stack_id = $1) o)
+	FROM (SELECT) one LEFT JOIN stacks ON id = $1`
+
+// decodeOutbox decodes selectForEvent's JSON array of outbox rows.
+func decodeOutbox(raw []byte) ([]OutboxMessage, error) {
+	var rows []struct {
+		ID           int64     `json:"id"`
+		StackID      string    `json:"stack_id"`
+		Destination  string    `json:"destination"`
+		Body         string    `json:"body"`
+		DelaySeconds int       `json:"delay_seconds"`
+		CreatedAt    time.Time `json:"created_at"`
+	}
+	if err := json.Unmarshal(raw, &rows); err != nil {
+		return nil, err
+	}
+	out := make([]OutboxMessage, len(rows))
+	for i, r := range rows {
+		// In the local zone, as pgx decodes a timestamptz column.
+		out[i] = OutboxMessage{ID: r.ID, StackID: r.StackID, Destination: r.Destination, Body: r.Body,
+			DelaySeconds: r.DelaySeconds, CreatedAt: r.CreatedAt.Local()}
+	}
+	return out, nil
+}
 
 // statement is one statement of a transaction, kept as text and arguments so that it can be
 // sent again after a rollback to its event's savepoint.
@@ -371,19 +425,19 @@ type writes struct {
 	inserted []OutboxMessage
 }
 
-// writes builds the statements that commit decision d for event e: record the key, insert,
-// update or delete the stack row, a rejection row, the history rows and the outbox rows (one
-// statement each).
+// writes builds the statement that commits decision d for event e: record the key, insert,
+// update or delete the stack row, a rejection row, the history rows and the outbox rows — one
+// statement (joinWrites), so PostgreSQL parses, binds and runs one statement for them, not five.
 func (s *Store) writes(e *loaded, d engine.Decision, now time.Time) (*writes, error) {
 	in, current := e.in, e.current
-	w := &writes{stmts: make([]statement, 0, 5)}
-	add := func(sql string, args ...any) { w.stmts = append(w.stmts, statement{sql: sql, args: args}) }
-	id, at := any(in.StackID), any(now) // boxed once, not once per statement
-	add("INSERT INTO processed_events (key, stack_id, processed_at) VALUES ($1, $2, $3)", in.Key, id, at)
+	w := &writes{}
+	var j joined
+	id, at := any(in.StackID), any(now) // boxed once, not once per part
+	j.add(partProcessed, in.Key, id, at)
 	if d.Outcome == engine.Applied {
 		switch {
 		case d.Removed && !d.Created:
-			add("DELETE FROM stacks WHERE id = $1", id)
+			j.add(partDeleteStack, id)
 		case d.Removed:
 			// Created and removed by the same event: nothing to store.
 		default:
@@ -396,9 +450,9 @@ func (s *Store) writes(e *loaded, d engine.Decision, now time.Time) (*writes, er
 				return nil, err
 			}
 			if d.Created {
-				add(insertStack, args...)
+				j.add(partInsertStack, args...)
 			} else {
-				add(updateStack, args...)
+				j.add(partUpdateStack, args...)
 			}
 		}
 	}
@@ -409,8 +463,7 @@ func (s *Store) writes(e *loaded, d engine.Decision, now time.Time) (*writes, er
 		w.version = &machineVersion{hash: d.Machine.Hash, name: d.Machine.Name, body: d.Machine.Body, at: now}
 	}
 	if d.Outcome == engine.Rejected {
-		add(`INSERT INTO rejections (at, message_id, stack_id, event, reason) VALUES ($1, $2, $3, $4, $5)`,
-			at, in.MessageID, id, in.Event.Event, d.Reason)
+		j.add(partRejection, at, in.MessageID, id, in.Event.Event, d.Reason)
 	}
 	machineName := in.Event.Machine
 	if current != nil {
@@ -421,20 +474,135 @@ func (s *Store) writes(e *loaded, d engine.Decision, now time.Time) (*writes, er
 		if err != nil {
 			return nil, err
 		}
-		add(insertHistory, rows)
+		j.add(partHistory, rows)
 	}
+	st := statement{}
 	fence := in.Fence && fenceChanged(current, d)
 	if d.Outcome == engine.Applied && (fence || len(d.Dispatch)+len(d.Notifications) > 0) {
 		newRows, err := outboxJSON(in.StackID, d, fence, now)
 		if err != nil {
 			return nil, err
 		}
-		w.stmts = append(w.stmts, statement{sql: insertOutbox, args: []any{newRows}, rows: func(rows pgx.Rows) (err error) {
+		j.add(partOutbox, newRows)
+		st.rows = func(rows pgx.Rows) (err error) {
 			w.inserted, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
 			return err
-		}})
+		}
 	}
+	st.sql, st.args = j.statement()
+	w.stmts = []statement{st}
 	return w, nil
+}
+
+// The parts an event's writes are made of, as bits of one joined statement (joinWrites). The
+// outbox part, when present, is always last: its RETURNING gives the rows' ids.
+const (
+	partProcessed = 1 << iota
+	partInsertStack
+	partUpdateStack
+	partDeleteStack
+	partRejection
+	partHistory
+	partOutbox
+	partCount = iota
+)
+
+// partSQL is each part's statement; its parameters start at $1.
+var partSQL = [partCount]string{
+	`INSERT INTO processed_events (key, stack_id, processed_at) VALUES ($1, $2, $3)`,
+	insertStack,
+	updateStack,
+	`DELETE FROM stacks WHERE id = $1`,
+	`INSERT INTO rejections (at, message_id, stack_id, event, reason) VALUES ($1, $2, $3, $4, $5)`,
+	insertHistory,
+	insertOutbox,
+}
+
+// joined collects the parts of one event's writes and their arguments, in part order.
+type joined struct {
+	parts uint
+	args  []any
+}
+
+// add appends part (one of the part constants, added in their order) with its arguments.
+func (j *joined) add(part uint, args ...any) {
+	j.parts |= part
+	if j.args == nil {
+		j.args = make([]any, 0, 18) // the most an applied event takes: key 3, stack 12, history 1, outbox 1
+	}
+	j.args = append(j.args, args...)
+}
+
+// statement is the joined statement and its arguments.
+func (j *joined) statement() (string, []any) {
+	if p := joinedSQL[j.parts].Load(); p != nil {
+		return *p, j.args
+	}
+	sql := joinWrites(j.parts)
+	joinedSQL[j.parts].Store(&sql)
+	return sql, j.args
+}
+
+// joinedSQL caches joinWrites' text for each combination of parts.
+var joinedSQL [1 << partCount]atomic.Pointer[string]
+
+// joinWrites joins the statements of parts into one: every part but the last becomes a
+// data-modifying WITH query, the last is the main statement, and each part's parameters are
+// numbered after the previous part's. PostgreSQL runs every data-modifying WITH query exactly
+// once, whether or not the main statement reads it, and all parts see the same snapshot; none
+// reads a table another writes (the key, the stack, rejections, history and outbox each go to
+// their own table, and no trigger or foreign key links them), so the effect is that of the
+// statements run one after another, and any part failing fails them all, as it failed the
+// transaction before.
+func joinWrites(parts uint) string {
+	var sqls []string
+	for i := range partCount {
+		if parts&(1<<i) != 0 {
+			sqls = append(sqls, partSQL[i])
+		}
+	}
+	var b strings.Builder
+	shift := 0
+	for k, sql := range sqls {
+		last := k == len(sqls)-1
+		switch {
+		case last && k == 0:
+		case last:
+			b.WriteString(") ")
+		case k == 0:
+			b.WriteString("WITH w0 AS (")
+		default:
+			fmt.Fprintf(&b, "), w%d AS (", k)
+		}
+		n := 0
+		b.WriteString(renumber(sql, shift, &n))
+		shift += n
+	}
+	return b.String()
+}
+
+// renumber returns sql with its parameters $1… numbered from $(shift+1), and sets *n to the
+// highest parameter number sql uses.
+func renumber(sql string, shift int, n *int) string {
+	var b strings.Builder
+	for i := 0; i < len(sql); i++ {
+		if sql[i] != '$' {
+			b.WriteByte(sql[i])
+			continue
+		}
+		j := i + 1
+		for j < len(sql) && sql[j] >= '0' && sql[j] <= '9' {
+			j++
+		}
+		p, err := strconv.Atoi(sql[i+1 : j])
+		if err != nil {
+			panic(fmt.Sprintf("store: a part's statement has a $ that is not a parameter: %s", sql))
+		}
+		*n = max(*n, p)
+		b.WriteString("$" + strconv.Itoa(p+shift))
+		i = j - 1
+	}
+	return b.String()
 }
 
 // queueStatements queues stmts on b; done, when set, counts those that succeeded, so after an

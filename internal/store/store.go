@@ -150,10 +150,6 @@ func (s *Store) MachineVersion(ctx context.Context, hash string) (name string, b
 const recentTransitions = `SELECT count(*) FROM (SELECT kind, at FROM history WHERE stack_id = $1 ORDER BY id DESC LIMIT $3) h
 	WHERE kind = $4 AND at > $2`
 
-// selectStackAndRecent reads a stack with its recent transitions (recentTransitions' $2 to $4) in
-// one statement: a stack that does not exist has none to count.
-const selectStackAndRecent = `SELECT ` + stackColumns + `, (` + recentTransitions + `) FROM stacks WHERE id = $1`
-
 // recentHistoryScan is how many of a stack's latest history rows recentTransitions reads.
 const recentHistoryScan = 4 * engine.MaxTransitionsPerMinute
 
@@ -173,20 +169,27 @@ func rollback(conn *pgxpool.Conn) {
 // what a database crash could lose of it is only the deletion, and rows not deleted are sent
 // again (by the stack's next event or the sweep), which at-least-once delivery allows — exactly
 // what a process crash between sending and deleting already does. A durable server so spends one
-// flush per applied event, not two for the events that send messages. It is still one round trip.
+// flush per applied event, not two for the events that send messages. It is one round trip and one
+// prepared statement (deleteOutbox).
 func (s *Store) DeleteOutbox(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	// One simple-protocol query holding the whole transaction: a multi-statement query cannot take
-	// parameters, so pgx writes the ids (integers) into it.
-	_, err := s.pool.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit TO off; DELETE FROM outbox WHERE id = ANY($1); COMMIT",
-		pgx.QueryExecModeSimpleProtocol, ids)
-	if err != nil {
+	if _, err := s.pool.Exec(ctx, deleteOutbox, ids); err != nil {
 		return s.noteErr(fmt.Errorf("error deleting %d sent outbox rows: %w", len(ids), err))
 	}
 	return nil
 }
+
+// deleteOutbox deletes outbox rows by id, in a transaction of its own that commits without
+// waiting for the WAL flush. A statement sent alone runs in an implicit transaction that commits
+// when it ends; set_config(…, true) sets synchronous_commit for that transaction only, and the
+// commit reads it before the transaction's settings are undone, so the session's later
+// transactions are durable again. The DELETE, a data-modifying WITH query, runs whether or not the
+// main query reads it. One prepared statement rather than BEGIN; SET LOCAL …; DELETE …; COMMIT,
+// which PostgreSQL parsed and planned again for every event that sent messages.
+const deleteOutbox = `WITH deleted AS (DELETE FROM outbox WHERE id = ANY($1))
+	SELECT set_config('synchronous_commit', 'off', true)`
 
 // Parked is an outbox row that can never be sent.
 type Parked struct {
@@ -323,6 +326,9 @@ func IsAuthFailure(err error) bool {
 }
 
 const stackColumns = `id, machine, state, previous_state, metadata, tasks, version, created_at, state_entered_at, last_activity_at, machine_hash`
+
+// stackColumnCount is how many columns stackColumns names.
+const stackColumnCount = 11
 
 const selectStack = `SELECT ` + stackColumns + ` FROM stacks WHERE id = $1`
 

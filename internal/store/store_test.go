@@ -153,6 +153,7 @@ func TestApplyStoresStackHistoryAndOutbox(t *testing.T) {
 	dup := b.apply(t, "k1", message.Event{StackID: "s1", Event: "LAUNCH", Machine: "env"})
 	require.True(t, dup.Duplicate)
 	require.Len(t, dup.Outbox, 3)
+	require.Equal(t, res.Outbox, dup.Outbox, "the unsent rows read back (as JSON) are the rows written, field for field")
 	require.Len(t, b.historyKinds(t, "s1"), 5)
 
 	ids := []int64{res.Outbox[0].ID, res.Outbox[1].ID, res.Outbox[2].ID}
