@@ -114,7 +114,25 @@ func (b *bench) throughput(ctx context.Context) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return b.compare(ctx, st, machines, pgbenchURL, "")
+	if err := b.compare(ctx, st, machines, pgbenchURL, ""); err != nil {
+		return err
+	}
+	// The same again with the server's CPUs apart from the clients', as deployed: in AWS the
+	// state manager (Lambda) and the database (RDS) do not share CPUs, while above the state
+	// manager's own CPU is CPU the database lacks.
+	restore, err := separateCPUs(b.pg.PID())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = restore() }() // on an early return; the end of the run reports a failure
+	progress("the database server on its own CPUs from here on, the state manager and pgbench on the others")
+	if err := b.compare(ctx, st, machines, pgbenchURL, ", server and clients on separate CPUs"); err != nil {
+		return err
+	}
+	if err := restore(); err != nil {
+		return fmt.Errorf("giving the server and the bench every CPU back: %w", err)
+	}
+	return nil
 }
 
 // benchBatch is the batch size of the batched throughput rows: the event-source mapping's

@@ -183,6 +183,17 @@ func (s *Postgres) Port() int { return s.port }
 // Dir returns the directory holding the cluster ("" for an external one).
 func (s *Postgres) Dir() string { return s.dir }
 
+// PID is the server's postmaster process id, 0 while it is stopped or when the server is not
+// ours (ExternalPostgres). Its backends are its children.
+func (s *Postgres) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
 // RootCertPath returns the PEM file of the CA that issued a TLS-only
 // server's certificate, what clients must trust (DATABASE_SSLROOTCERT,
 // PGSSLROOTCERT); "" when the server is not TLS-only.
