@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -57,7 +58,14 @@ func separateCPUs(serverPID int) (restore func() error, err error) {
 	if err := pin(&server, &clients); err != nil {
 		return nil, err
 	}
-	return func() error { return pin(&all, &all) }, nil
+	// The Go runtime sized GOMAXPROCS by the CPUs it had at start: with more Ps than CPUs, idle
+	// Ps spin on the clients' CPUs looking for work, as a Lambda function whose GOMAXPROCS
+	// matches its vCPUs never does.
+	procs := runtime.GOMAXPROCS(clients.Count())
+	return func() error {
+		runtime.GOMAXPROCS(procs)
+		return pin(&all, &all)
+	}, nil
 }
 
 // processGroup lists the processes whose process group is pgid.
