@@ -114,7 +114,7 @@ func (p *parser) machine(name string, data []byte) *Machine {
 		States: map[string]*State{},
 		Tasks:  map[string]*Task{},
 	}
-	if !message.MachineNamePattern.MatchString(name) {
+	if !message.ValidMachineName(name) {
 		p.problem(nil, RuleMachineName, "the machine name %q (from the file name) cannot be used in events: it must match %s",
 			name, message.MachineNamePattern)
 	} else if slices.Contains(message.ReservedMachineNames, name) {

@@ -41,9 +41,9 @@ func ParseBroadcast(raw []byte) (Broadcast, error) {
 	switch {
 	case b.Stackseam != BroadcastKind:
 		return b, fmt.Errorf("not a broadcast: stackseam is %q", b.Stackseam)
-	case !MachineNamePattern.MatchString(b.Machine):
+	case !ValidMachineName(b.Machine):
 		return b, fmt.Errorf("the broadcast's machine %q is not a machine name", b.Machine)
-	case !eventNamePattern.MatchString(b.Event) || b.Event == EventNext || IsSystemEvent(b.Event):
+	case !ValidEventName(b.Event) || b.Event == EventNext || IsSystemEvent(b.Event):
 		return b, fmt.Errorf("the broadcast's event %q cannot be sent (a machine's own event, not NEXT or a system event)", b.Event)
 	case len(b.States) == 0:
 		return b, fmt.Errorf("the broadcast names no states")
@@ -51,7 +51,7 @@ func ParseBroadcast(raw []byte) (Broadcast, error) {
 		return b, fmt.Errorf("the broadcast needs a name and a firing id (letters, digits, '.', '_', ':', '-')")
 	}
 	for _, s := range b.States {
-		if !eventNamePattern.MatchString(s) {
+		if !ValidEventName(s) {
 			return b, fmt.Errorf("the broadcast's state %q is not a state name", s)
 		}
 	}

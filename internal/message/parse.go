@@ -24,9 +24,10 @@ var (
 	eventNamePattern = regexp.MustCompile(`^[A-Z0-9_-]+$`)
 )
 
-// validEventName reports whether s matches eventNamePattern, without the regular expression
-// machine (every event is checked).
-func validEventName(s string) bool {
+// ValidEventName reports whether s matches eventNamePattern (event and state names), without
+// the regular expression machine (every event is checked); every check of a name goes through it,
+// and the pattern stays as the rule's spelling in messages (FuzzNamePatterns keeps both equal).
+func ValidEventName(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -38,9 +39,10 @@ func validEventName(s string) bool {
 	return true
 }
 
-// validMachineName reports whether s matches MachineNamePattern, without the regular expression
-// machine (every event naming a machine is checked).
-func validMachineName(s string) bool {
+// ValidMachineName reports whether s matches MachineNamePattern, without the regular expression
+// machine (every event naming a machine is checked); the machine parser and broadcasts check
+// through it too.
+func ValidMachineName(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
 	}
@@ -300,10 +302,10 @@ func ParseEvent(body []byte) (Event, error) {
 	if ev.Event == "" {
 		return Event{}, invalid("event is required")
 	}
-	if !validEventName(ev.Event) {
+	if !ValidEventName(ev.Event) {
 		return Event{}, invalid("event %q must match %s", ev.Event, eventNamePattern)
 	}
-	if ev.Machine != "" && !validMachineName(ev.Machine) {
+	if ev.Machine != "" && !ValidMachineName(ev.Machine) {
 		return Event{}, invalid("machine %q is not a valid machine name", ev.Machine)
 	}
 	if ev.EventID != "" {

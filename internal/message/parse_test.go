@@ -234,11 +234,11 @@ func FuzzNamePatterns(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := validEventName(s), eventNamePattern.MatchString(s); got != want {
-			t.Fatalf("validEventName(%q) = %v, the pattern says %v", s, got, want)
+		if got, want := ValidEventName(s), eventNamePattern.MatchString(s); got != want {
+			t.Fatalf("ValidEventName(%q) = %v, the pattern says %v", s, got, want)
 		}
-		if got, want := validMachineName(s), MachineNamePattern.MatchString(s); got != want {
-			t.Fatalf("validMachineName(%q) = %v, the pattern says %v", s, got, want)
+		if got, want := ValidMachineName(s), MachineNamePattern.MatchString(s); got != want {
+			t.Fatalf("ValidMachineName(%q) = %v, the pattern says %v", s, got, want)
 		}
 	})
 }
